@@ -1,0 +1,28 @@
+// Lint is part of `npm test`. The one architectural rule enforced here: the wire
+// codecs in src/protocol/ stay pure (no sockets, no files), see src/ARCHITECTURE.md.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const io = ['node:net', 'node:tls', 'node:fs', 'node:fs/promises', 'node:dgram', 'node:http', 'net', 'tls', 'fs', 'fs/promises', 'dgram', 'http'];
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'src/status/public/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'no-console': 'off',
+    },
+  },
+  {
+    files: ['src/protocol/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: io.map((name) => ({ name, message: 'src/protocol is a pure codec: no I/O here.' })) }],
+    },
+  },
+  {
+    files: ['test/**/*.ts', 'bench/**/*.ts'],
+    rules: { '@typescript-eslint/no-non-null-assertion': 'off' },
+  },
+);
