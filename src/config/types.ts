@@ -1,0 +1,121 @@
+/**
+ * The resolved configuration the agent runs on: every default applied, every path
+ * absolute. The JSON field names are the public contract (README "Config reference");
+ * add fields freely, never rename.
+ */
+export type CollisionPolicy = 'overwrite' | 'rename' | 'skip';
+export type AfterAction = 'archive' | 'delete' | 'keep';
+export type PeerProtocol = 'tdxfer' | 'legacy';
+
+export interface InboxConfig {
+  name: string;
+  path: string;
+  onCollision: CollisionPolicy;
+  /** Staging folder for partial files: absolute path; by default a sibling of the inbox (`<parent>/.<inbox-basename>.tdxfer-staging`). */
+  staging: string;
+  /** Optional command run (no shell) after each file lands: argv array. */
+  onReceive?: { command: string[]; timeoutMs: number } | undefined;
+}
+
+export interface RouteConfig {
+  /** Peer name, or "*" for every discovered peer that has `inbox`. */
+  peer: string;
+  /** Inbox name at the peer; optional for legacy peers (single target folder). */
+  inbox?: string | undefined;
+  /** Legacy routes: send the base name only (default true; the TOX receiver cannot create folders). */
+  flatten?: boolean | undefined;
+}
+
+export interface OutboxConfig {
+  path: string;
+  to: RouteConfig[];
+  include: string[];
+  exclude: string[];
+  after: AfterAction;
+  settleMs: number;
+}
+
+export interface PeerConfig {
+  name: string;
+  host: string;
+  port: number;
+  protocol: PeerProtocol;
+}
+
+export interface DiscoveryConfig {
+  enabled: boolean;
+  /** Restrict announcing/browsing to these NICs (interface names or IPv4 addresses). Empty: all. */
+  interfaces: string[];
+}
+
+export interface SecurityConfig {
+  /** 32-byte installation key (decoded). */
+  key: Buffer;
+  /** Where the key came from, for logs: "config", a key file path, or "generated:<path>". */
+  keySource: string;
+  /** TLS with the key as pre-shared key. false = plain TCP (still authenticated), loudly logged. */
+  encrypt: boolean;
+}
+
+export interface LegacyConfig {
+  listen: { host: string; port: number } | null;
+  inbox: string | null;
+  /** Source address allow-list (IPs or CIDRs). Empty = allow all. */
+  allow: string[];
+  /** Max decoded file size accepted from legacy senders, bytes. */
+  maxFileBytes: number;
+}
+
+export interface StatusConfig {
+  enabled: boolean;
+  host: string;
+  port: number;
+  token: string | null;
+}
+
+export interface OscConfig {
+  targets: Array<{ host: string; port: number }>;
+  heartbeatSeconds: number;
+  progress: boolean;
+}
+
+export interface LimitsConfig {
+  /** Largest file accepted or sent, bytes. */
+  maxFileBytes: number;
+  /** Simultaneous inbound connections overall / per source address. */
+  maxConnections: number;
+  maxConnectionsPerPeer: number;
+  /** A connection with no traffic for this long is dropped (slow-loris, dead links). */
+  idleTimeoutMs: number;
+  /** Handshake must complete within this. */
+  handshakeTimeoutMs: number;
+}
+
+export interface TransferConfig {
+  /** Files in flight (offered but not yet acknowledged) per destination. */
+  window: number;
+  /** Retry backoff for unreachable peers / failed attempts. */
+  retryInitialMs: number;
+  retryMaxMs: number;
+  /** Read/write buffer size for file streams, bytes. */
+  chunkBytes: number;
+}
+
+export interface AgentConfig {
+  /** Path of the config file this came from, or null for built-in defaults. */
+  configFile: string | null;
+  name: string;
+  listen: { host: string; port: number };
+  dataDir: string;
+  inboxes: InboxConfig[];
+  outboxes: OutboxConfig[];
+  peers: PeerConfig[];
+  discovery: DiscoveryConfig;
+  security: SecurityConfig;
+  legacy: LegacyConfig;
+  status: StatusConfig;
+  osc: OscConfig;
+  limits: LimitsConfig;
+  transfer: TransferConfig;
+  log: { level: 'error' | 'warn' | 'info' | 'debug'; file: string | null };
+}
