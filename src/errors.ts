@@ -27,7 +27,10 @@ export function describeError(err: unknown): string {
     const code = (err as { code?: unknown }).code;
     const base = typeof code === 'string' && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
     const cause = (err as { cause?: unknown }).cause;
-    return cause !== undefined && cause !== err ? `${base}: ${describeError(cause)}` : base;
+    if (cause === undefined || cause === err) return base;
+    const inner = describeError(cause);
+    // Wrappers usually quote their cause already: say it once.
+    return base.includes(inner) || (cause instanceof Error && base.includes(cause.message)) ? base : `${base}: ${inner}`;
   }
   return String(err);
 }

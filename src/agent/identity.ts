@@ -1,0 +1,34 @@
+/** The agent's stable id: random, created once in the data folder, announced and used in resume identities. */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+
+export async function loadAgentId(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, 'agent-id');
+  try {
+    const id = (await fs.readFile(file, 'utf8')).trim();
+    if (/^[A-Za-z0-9_-]{8,64}$/.test(id)) return id;
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ENOENT') throw err;
+  }
+  const id = randomBytes(8).toString('hex');
+  const tmp = `${file}.${process.pid}.tmp`;
+  await fs.writeFile(tmp, id + '\n', { mode: 0o644 });
+  await fs.rename(tmp, file);
+  return id;
+}
+
+/** The package version (package.json sits two folders above dist/src/agent and src/agent). */
+export function softwareVersion(): string {
+  const require = createRequire(import.meta.url);
+  for (const p of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = require(p) as { name?: string; version?: string };
+      if (pkg.name === 'tdxfer' && pkg.version) return pkg.version;
+    } catch {
+      /* try the next layout */
+    }
+  }
+  return '0.0.0';
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+/** The `tdxfer` command line. Each command's handler sets the exit code. */
+import { Command } from 'commander';
+import { registerConfigCommands } from './config-cmd.js';
+import { runAgent } from './run.js';
+import { sendCommand } from './send.js';
+import { softwareVersion } from '../agent/identity.js';
+
+const program = new Command();
+program
+  .name('tdxfer')
+  .description('Hot-folder transfer agent for TouchDesigner installations: outbox folders → inbox folders of other machines, verified and atomic.')
+  .version(softwareVersion())
+  .showHelpAfterError('(run with --help for usage)');
+
+program
+  .command('run')
+  .description('run the agent (watch outboxes, send, receive into inboxes) until SIGINT/SIGTERM')
+  .option('-c, --config <file>', 'config file (default: $TDXFER_CONFIG, else built-in defaults)')
+  .action(async (o: { config?: string }) => {
+    process.exitCode = await runAgent({ config: o.config });
+  });
+
+program
+  .command('send')
+  .description('send files once to a peer and wait until each is confirmed (no running agent needed); exit 0 only if every file was confirmed')
+  .argument('<files...>', 'files to send')
+  .requiredOption('-t, --to <peer[/inbox]>', 'destination: a peer name from the config (or this agent\'s own name) and its inbox')
+  .option('-c, --config <file>', 'config file (default: $TDXFER_CONFIG, else built-in defaults)')
+  .option('--as <name>', 'name at the receiver (one file only; relative, may contain folders)')
+  .option('--quiet', 'no progress bar')
+  .action(async (files: string[], o: { to: string; config?: string; as?: string; quiet?: boolean }) => {
+    process.exitCode = await sendCommand({ files, to: o.to, config: o.config, as: o.as, quiet: o.quiet ?? false });
+  });
+
+registerConfigCommands(program);
+
+await program.parseAsync(process.argv);

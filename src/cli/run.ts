@@ -1,0 +1,82 @@
+/**
+ * `tdxfer run`: load the config, start the agent and its companions (status API,
+ * OSC triggers, discovery), stop everything in reverse on SIGINT/SIGTERM within a
+ * bounded time (a hard-exit timer guards against a stuck part).
+ */
+import { createLogger, type Logger } from '../log.js';
+import { ConfigError, describeError } from '../errors.js';
+import { loadConfig, resolveConfigPath } from '../config/load.js';
+import { Agent } from '../agent/agent.js';
+import { startCompanions, type Companions } from './companions.js';
+
+export interface RunArgs {
+  config?: string | undefined;
+}
+
+export async function runAgent(args: RunArgs): Promise<number> {
+  const file = resolveConfigPath(args.config, process.env);
+  const bootLog = createLogger({ level: 'info' });
+  let cfg;
+  try {
+    cfg = await loadConfig(file, { createKey: true, log: bootLog });
+  } catch (err) {
+    process.stderr.write(`${err instanceof ConfigError ? err.message : `error: ${describeError(err)}`}\n`);
+    return 2;
+  }
+  const log: Logger = createLogger({ level: cfg.log.level, file: cfg.log.file ?? undefined });
+  if (cfg.security.keySource.startsWith('generated:')) {
+    // Shown once, on the console only: never through the logger (files, journal).
+    process.stdout.write(
+      `\nA new installation key was created in ${cfg.security.keySource.slice('generated:'.length)}:\n\n    ${cfg.security.key.toString('base64')}\n\n` +
+        `Every machine of this installation needs the same key (security.key or security.keyFile).\n\n`,
+    );
+  }
+  log.info(`tdxfer starting as "${cfg.name}"`, { config: cfg.configFile ?? 'built-in defaults', dataDir: cfg.dataDir });
+  let agent: Agent;
+  try {
+    agent = await Agent.start(cfg, { log });
+  } catch (err) {
+    log.error(`cannot start: ${describeError(err)}`);
+    return 1;
+  }
+  let companions: Companions;
+  try {
+    companions = await startCompanions(agent, cfg, log);
+  } catch (err) {
+    log.error(`cannot start: ${describeError(err)}`);
+    await agent.stop();
+    return 1;
+  }
+  if (cfg.configFile === null) {
+    process.stdout.write(
+      `\ntdxfer is running on built-in defaults (data folder ${cfg.dataDir}).\n` +
+        `Drop files into   ${cfg.outboxes[0]?.path ?? '?'}\n` +
+        `They arrive in    ${cfg.inboxes[0]?.path ?? '?'}\n` +
+        `(this agent sends to itself over TCP; see README for a real setup). Ctrl-C stops.\n\n`,
+    );
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) {
+        log.warn(`${sig} again: exiting now`);
+        process.exit(1);
+      }
+      stopping = true;
+      log.info(`${sig}: stopping (finishing transfers in flight, at most 15 s)`);
+      const hard = setTimeout(() => {
+        log.error('stop took too long: exiting anyway (partial files are kept for resume)');
+        process.exit(1);
+      }, 20_000);
+      hard.unref();
+      void (async () => {
+        await companions.stop().catch((err) => log.warn(`stopping companions: ${describeError(err)}`));
+        await agent.stop(15_000).catch((err) => log.warn(`stopping agent: ${describeError(err)}`));
+        clearTimeout(hard);
+        resolve(0);
+      })();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

@@ -1,0 +1,145 @@
+/**
+ * `tdxfer send FILE... --to PEER[/INBOX]`: a one-shot sender. It reads the peers from
+ * the config, connects itself (no local agent needed), sends every file over one
+ * connection and exits 0 only when the receiver confirmed each one durable and verified.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import cliProgress from 'cli-progress';
+import { ConfigError, describeError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { loadConfig, resolveConfigPath } from '../config/load.js';
+import { PeerTable } from '../discovery/table.js';
+import { selectPeers } from '../routing.js';
+import { PeerConnection } from '../transfer/sender.js';
+import { sendLegacyFile, legacyTargetName } from '../legacy/client.js';
+import { loadAgentId, softwareVersion } from '../agent/identity.js';
+import { toWirePath } from '../names.js';
+
+export interface SendArgs {
+  files: string[];
+  to: string;
+  config?: string | undefined;
+  as?: string | undefined;
+  quiet: boolean;
+}
+
+export async function sendCommand(args: SendArgs): Promise<number> {
+  const err = (msg: string) => void process.stderr.write(`${msg}\n`);
+  const log = createLogger({ level: 'warn', stderr: true });
+  let cfg;
+  try {
+    cfg = await loadConfig(resolveConfigPath(args.config, process.env), { createKey: false, log });
+  } catch (e) {
+    err(e instanceof ConfigError ? e.message : `error: ${describeError(e)}`);
+    return 2;
+  }
+  const slash = args.to.indexOf('/');
+  const peerName = slash < 0 ? args.to : args.to.slice(0, slash);
+  const inbox = slash < 0 ? null : args.to.slice(slash + 1) || null;
+  if (args.as !== undefined && args.files.length !== 1) {
+    err('--as names one file: give exactly one file with it');
+    return 2;
+  }
+  const table = new PeerTable();
+  table.setStatic(cfg.peers);
+  const peer = selectPeers(peerName, table.list())[0];
+  const self = peerName === cfg.name;
+  if (!peer && !self) {
+    const known = [cfg.name, ...cfg.peers.map((p) => p.name)].join(', ');
+    err(`unknown peer "${peerName}": tdxfer send uses the peers of the config (${known}); add it to "peers" or pass --config`);
+    return 2;
+  }
+  const legacy = peer?.protocol === 'legacy';
+  if (!legacy && inbox === null) {
+    err(`--to ${args.to}: name the inbox too, e.g. --to ${peerName}/renders`);
+    return 2;
+  }
+  const files: Array<{ abs: string; size: number; mtimeMs: number; target: string }> = [];
+  for (const f of args.files) {
+    const abs = path.resolve(f);
+    try {
+      const st = await fs.stat(abs);
+      if (!st.isFile()) throw new Error('not a regular file');
+      const target = args.as ?? path.basename(abs);
+      files.push({ abs, size: st.size, mtimeMs: st.mtimeMs, target: legacy ? legacyTargetName(toWirePath(target), true) : toWirePath(target) });
+    } catch (e) {
+      err(`cannot send ${abs}: ${describeError(e)}`);
+      return 2;
+    }
+  }
+  const hosts = self ? ['127.0.0.1'] : peer!.addresses;
+  const port = self ? cfg.listen.port : peer!.port;
+  const tty = !args.quiet && process.stderr.isTTY === true;
+  const bar = tty
+    ? new cliProgress.SingleBar({ format: '{file} |{bar}| {percentage}% {value}/{total} B {speed} MB/s', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic)
+    : null;
+  let confirmed = 0;
+  const started = Date.now();
+  const progress = (name: string) => {
+    const t0 = Date.now();
+    return (done: number, total: number) => {
+      const s = Math.max(0.001, (Date.now() - t0) / 1000);
+      bar?.update(done, { file: name, speed: (done / 1e6 / s).toFixed(1) });
+      void total;
+    };
+  };
+
+  if (legacy) {
+    for (const f of files) {
+      bar?.start(f.size, 0, { file: f.target, speed: '0' });
+      try {
+        await sendLegacyFile({ host: hosts[0]!, port, file: f.abs, targetName: f.target, onProgress: progress(f.target) });
+        bar?.stop();
+        confirmed++;
+        if (!args.quiet) process.stdout.write(`sent ${f.abs} → ${peerName} (legacy) as ${f.target}\n`);
+      } catch (e) {
+        bar?.stop();
+        err(`FAILED ${f.abs}: ${describeError(e)}`);
+      }
+    }
+  } else {
+    let conn: PeerConnection | null = null;
+    let lastErr: unknown = null;
+    const id = await loadAgentId(cfg.dataDir).catch(() => 'tdxfer-send');
+    for (const host of hosts) {
+      try {
+        conn = await PeerConnection.open({
+          host, port, key: cfg.security.key, encrypt: cfg.security.encrypt,
+          self: { id, name: `${cfg.name}-send`, software: softwareVersion() },
+          connectTimeoutMs: 10_000, handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs, idleTimeoutMs: cfg.limits.idleTimeoutMs,
+          chunkBytes: cfg.transfer.chunkBytes, log,
+        });
+        break;
+      } catch (e) {
+        lastErr = e;
+      }
+    }
+    if (!conn) {
+      err(`cannot reach ${peerName}: ${describeError(lastErr)}`);
+      return 1;
+    }
+    for (const f of files) {
+      bar?.start(f.size, 0, { file: f.target, speed: '0' });
+      try {
+        const r = await conn.sendFile({ abs: f.abs, inbox: inbox!, path: f.target, size: f.size, mtimeMs: f.mtimeMs, onProgress: progress(f.target) });
+        bar?.stop();
+        confirmed++;
+        if (!args.quiet) process.stdout.write(`${r.status === 'stored' ? 'sent' : r.status} ${f.abs} → ${peerName}/${inbox}/${r.path}${r.resumedFrom ? ` (resumed at ${r.resumedFrom})` : ''}\n`);
+      } catch (e) {
+        bar?.stop();
+        err(`FAILED ${f.abs}: ${describeError(e)}`);
+        if (conn.closed) {
+          err(`connection to ${peerName} lost: ${files.length - confirmed} file(s) not confirmed`);
+          break;
+        }
+      }
+    }
+    conn.close();
+  }
+  if (!args.quiet) {
+    const secs = ((Date.now() - started) / 1000).toFixed(1);
+    process.stdout.write(`${confirmed} of ${files.length} file(s) confirmed in ${secs} s\n`);
+  }
+  return confirmed === files.length ? 0 : 1;
+}

@@ -1,0 +1,205 @@
+/**
+ * A framed, keep-alive'd connection: the only place that turns socket bytes into
+ * protocol frames and back. Sessions (sender.ts, receiver.ts) see frames only.
+ *
+ * Invariants:
+ * - frames are handed to `onFrame` one at a time, in order; the next waits for the
+ *   previous handler's promise (so a handler may await disk writes);
+ * - the socket is paused while more than `budgetBytes` of decoded frames wait for the
+ *   handler (backpressure towards the peer), and resumed below it;
+ * - PING is answered here, immediately, even while the handler is busy, so a long
+ *   fsync or prefix hash on one side never looks like a dead link to the other;
+ * - a connection with nothing received for `idleTimeoutMs` (while we are not the one
+ *   holding it paused) is dead: cable pulled, peer frozen, slow-loris;
+ * - any decode or handler error closes this connection only, with an ERROR frame when
+ *   the socket is still writable.
+ */
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { FrameDecoder, encodeDataHeader, encodeFrame, errorFrameFor, type Frame } from '../protocol/index.js';
+import { TdxError, describeError } from '../errors.js';
+
+export interface ChannelOptions {
+  idleTimeoutMs: number;
+  pingIntervalMs?: number;
+  budgetBytes?: number;
+  limits?: { maxControlBytes?: number; maxDataBytes?: number; maxFileBytes?: number };
+}
+
+type ControlFrame = Exclude<Frame, { type: 'data' }>;
+
+export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
+  private readonly decoder: FrameDecoder;
+  private handler: ((f: Frame) => void | Promise<void>) | null = null;
+  private queue: Frame[] = [];
+  private queuedBytes = 0;
+  private running = false;
+  private pausedByUs = false;
+  private lastReceived = Date.now();
+  private lastSent = Date.now();
+  private readonly timer: NodeJS.Timeout;
+  private closedWith: TdxError | null | undefined = undefined;
+  private readonly budget: number;
+  private readonly pingEvery: number;
+  private drainWaiters: Array<() => void> = [];
+
+  constructor(
+    readonly socket: Duplex & { destroyed: boolean },
+    private readonly opts: ChannelOptions,
+  ) {
+    super();
+    this.decoder = new FrameDecoder(opts.limits ?? {});
+    this.budget = opts.budgetBytes ?? 8 * 1024 * 1024;
+    this.pingEvery = opts.pingIntervalMs ?? Math.min(5000, Math.max(100, Math.floor(opts.idleTimeoutMs / 3)));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.flushDrainWaiters());
+    socket.on('error', (err) => this.finish(new TdxError('CONNECTION_LOST', `connection error: ${describeError(err)}`, { cause: err })));
+    socket.on('close', () => this.finish(new TdxError('CONNECTION_LOST', 'connection closed by peer')));
+    socket.on('end', () => socket.end());
+    this.timer = setInterval(() => this.tick(), Math.min(1000, this.pingEvery));
+    this.timer.unref();
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  /** Start delivering frames. */
+  start(handler: (f: Frame) => void | Promise<void>): void {
+    this.handler = handler;
+    void this.pump();
+  }
+
+  send(frame: ControlFrame): void {
+    if (this.closed || this.socket.destroyed) return;
+    this.lastSent = Date.now();
+    this.socket.write(encodeFrame(frame));
+  }
+
+  /** Write one DATA frame; resolves when the socket can take more (drain). */
+  async sendData(chunk: Buffer): Promise<void> {
+    if (this.closed) throw this.closedWith ?? new TdxError('CONNECTION_LOST', 'connection closed');
+    this.lastSent = Date.now();
+    this.socket.write(encodeDataHeader(chunk.length));
+    if (!this.socket.write(chunk)) {
+      await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+      if (this.closed) throw this.closedWith ?? new TdxError('CONNECTION_LOST', 'connection closed');
+    }
+  }
+
+  /** Close with an ERROR frame telling the peer why (when still writable). */
+  fail(err: unknown): void {
+    if (this.closed) return;
+    const e = toTdx(err);
+    if (!this.socket.destroyed) {
+      try {
+        this.socket.write(encodeFrame({ type: 'error', ...errorFrameFor(e) }));
+      } catch {
+        /* encoding a message can only fail on invalid input; the close below still happens */
+      }
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    }
+    this.finish(e);
+  }
+
+  /** Orderly close (no error). */
+  end(): void {
+    if (this.closed) return;
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.finish(null);
+  }
+
+  destroy(err?: TdxError): void {
+    this.socket.destroy();
+    this.finish(err ?? null);
+  }
+
+  private finish(err: TdxError | null): void {
+    if (this.closedWith !== undefined) return;
+    this.closedWith = err;
+    clearInterval(this.timer);
+    this.queue = [];
+    this.flushDrainWaiters();
+    if (!this.socket.destroyed) {
+      // Give a final ERROR frame a moment to leave, then make sure the fd is released.
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    }
+    this.emit('close', err);
+  }
+
+  private flushDrainWaiters(): void {
+    const w = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const f of w) f();
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    const now = Date.now();
+    const silent = now - this.lastReceived;
+    // While we hold the socket paused the peer's PINGs cannot reach us: only a handler
+    // stuck far beyond any sane disk operation counts then.
+    const limit = this.pausedByUs ? this.opts.idleTimeoutMs * 4 : this.opts.idleTimeoutMs;
+    if (silent > limit) {
+      const what = this.pausedByUs ? 'our disk writes made no progress' : 'nothing received';
+      this.destroy(new TdxError('TIMEOUT', `connection dead: ${what} for ${Math.round(silent / 1000)} s (limits.idleTimeoutMs=${this.opts.idleTimeoutMs})`));
+      return;
+    }
+    if (now - this.lastSent >= this.pingEvery) this.send({ type: 'ping', t: now });
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    this.lastReceived = Date.now();
+    let frames: Frame[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    for (const f of frames) {
+      if (f.type === 'ping') {
+        this.send({ type: 'pong', t: f.t });
+        continue;
+      }
+      if (f.type === 'pong') continue;
+      this.queue.push(f);
+      this.queuedBytes += f.type === 'data' ? f.data.length : 256;
+    }
+    if (this.queuedBytes > this.budget && !this.pausedByUs) {
+      this.pausedByUs = true;
+      this.socket.pause();
+    }
+    void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    if (this.running || !this.handler) return;
+    this.running = true;
+    try {
+      while (this.queue.length > 0 && !this.closed) {
+        const f = this.queue.shift()!;
+        this.queuedBytes -= f.type === 'data' ? f.data.length : 256;
+        if (this.pausedByUs && this.queuedBytes < this.budget / 2) {
+          this.pausedByUs = false;
+          this.lastReceived = Date.now(); // the silence while paused was ours
+          this.socket.resume();
+        }
+        await this.handler(f);
+      }
+    } catch (err) {
+      this.fail(err);
+    } finally {
+      this.running = false;
+    }
+  }
+}
+
+export function toTdx(err: unknown): TdxError {
+  if (err instanceof TdxError) return err;
+  return new TdxError('INTERNAL', describeError(err), { cause: err });
+}
+

@@ -1,0 +1,190 @@
+/**
+ * One destination (peer + inbox): a p-queue of jobs in detection order, one shared
+ * connection (v1) or one connection per file (legacy TOX), and one shared backoff.
+ * A job is never dropped: connection and retryable failures put it back to 'waiting'
+ * until the next attempt; only permanent refusals (bad name, too large) fail it.
+ * Reachability is logged once per state change, not once per attempt.
+ */
+import PQueue from 'p-queue';
+import type { Logger } from '../log.js';
+import { TdxError, describeError } from '../errors.js';
+import type { JobInfo } from '../agent/model.js';
+import type { Destination } from '../routing.js';
+import type { PeerInfo } from '../agent/model.js';
+import { PeerError } from '../protocol/index.js';
+import { Backoff } from './backoff.js';
+import { PeerConnection, SourceChangedError, type OpenOptions, type SendResult } from './sender.js';
+import { sendLegacyFile } from '../legacy/client.js';
+
+export interface Job {
+  info: JobInfo;
+  abs: string;
+  size: number;
+  mtimeMs: number;
+  /** Wire path at the receiver ('/'-separated). */
+  target: string;
+  controller: AbortController;
+}
+
+export type JobOutcome = { kind: 'done'; result: SendResult } | { kind: 'failed'; error: TdxError } | { kind: 'superseded' } | { kind: 'cancelled' };
+
+export interface DestinationDeps {
+  log: Logger;
+  /** The peer's current entry (addresses, port), or null while unknown. */
+  resolvePeer: () => PeerInfo | null;
+  connectBase: Omit<OpenOptions, 'host' | 'port' | 'log'>;
+  window: number;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  onJobChange: (job: Job) => void;
+  onProgress: (job: Job) => void;
+  onReachability: (up: boolean, why: string | null) => void;
+}
+
+const PERMANENT = new Set(['BAD_NAME', 'TOO_LARGE']);
+
+export class DestinationQueue {
+  readonly queue: PQueue;
+  readonly backoff: Backoff;
+  private conn: PeerConnection | null = null;
+  private connecting: Promise<PeerConnection> | null = null;
+  private up: boolean | null = null;
+  private readonly log: Logger;
+  readonly jobs = new Set<Job>();
+  private stopping = false;
+
+  constructor(
+    readonly dest: Destination,
+    private readonly deps: DestinationDeps,
+  ) {
+    this.log = deps.log.child({ to: dest.key });
+    this.queue = new PQueue({ concurrency: dest.protocol === 'legacy' ? 1 : deps.window });
+    this.backoff = new Backoff(deps.retryInitialMs, deps.retryMaxMs);
+  }
+
+  add(job: Job): Promise<JobOutcome> {
+    this.jobs.add(job);
+    return this.queue.add(() => this.run(job), { signal: undefined }).finally(() => this.jobs.delete(job)) as Promise<JobOutcome>;
+  }
+
+  /** The peer announced itself again (maybe at a new address): retry now. */
+  wake(): void {
+    if (this.conn?.closed) this.conn = null;
+    this.backoff.wake();
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    this.queue.pause();
+    for (const j of this.jobs) if (j.info.state !== 'sending') j.controller.abort();
+    const idle = this.queue.onPendingZero();
+    await Promise.race([idle, new Promise((r) => setTimeout(r, graceMs).unref())]);
+    for (const j of this.jobs) j.controller.abort();
+    this.conn?.destroy();
+    this.queue.clear();
+  }
+
+  private setState(job: Job, state: JobInfo['state'], error: string | null = job.info.error): void {
+    job.info.state = state;
+    job.info.error = error;
+    if (state === 'sending' && job.info.startedAt === null) job.info.startedAt = Date.now();
+    if (state === 'done' || state === 'failed') job.info.finishedAt = Date.now();
+    this.deps.onJobChange(job);
+  }
+
+  private reachability(up: boolean, why: string | null): void {
+    if (this.up === up) return;
+    const first = this.up === null;
+    this.up = up;
+    if (up) this.log.info(first ? `connected to ${this.dest.peer}` : `${this.dest.peer} reachable again`);
+    else this.log.warn(`${this.dest.peer} unreachable: ${why ?? 'unknown reason'}; files wait and are retried with backoff (up to ${Math.round(this.deps.retryMaxMs / 1000)} s apart)`);
+    this.deps.onReachability(up, why);
+  }
+
+  private async connection(): Promise<PeerConnection> {
+    if (this.conn && !this.conn.closed) return this.conn;
+    this.connecting ??= this.openConnection().finally(() => (this.connecting = null));
+    return this.connecting;
+  }
+
+  private async openConnection(): Promise<PeerConnection> {
+    const peer = this.deps.resolvePeer();
+    if (!peer) throw new TdxError('PEER_UNKNOWN', `peer ${this.dest.peer} not known (yet): waiting for it to be discovered or configured`);
+    if (peer.state === 'gone') throw new TdxError('PEER_GONE', `peer ${this.dest.peer} is gone (no announcement for a while): waiting for it to return`);
+    if (peer.addresses.length === 0) throw new TdxError('PEER_NO_ADDRESS', `peer ${this.dest.peer} has no usable address`);
+    let last: unknown = null;
+    for (const host of peer.addresses) {
+      try {
+        const c = await PeerConnection.open({ ...this.deps.connectBase, host, port: peer.port, log: this.log });
+        if (this.dest.inbox !== null && c.inboxes.length > 0 && !c.inboxes.includes(this.dest.inbox)) {
+          this.log.warn(`${this.dest.peer} has no inbox "${this.dest.inbox}" (it has: ${c.inboxes.join(', ')}); files for it wait`);
+        }
+        c.on('close', () => {
+          if (this.conn === c) this.conn = null;
+        });
+        this.conn = c;
+        return c;
+      } catch (err) {
+        last = err;
+        if ((err as TdxError).code === 'AUTH_FAILED') break;
+      }
+    }
+    throw last instanceof Error ? last : new TdxError('CONNECT_FAILED', `cannot reach ${this.dest.peer}`);
+  }
+
+  private async attempt(job: Job): Promise<SendResult> {
+    const onProgress = (done: number, total: number) => {
+      job.info.bytesDone = done;
+      job.info.bytesTotal = total;
+      this.deps.onProgress(job);
+    };
+    if (this.dest.protocol === 'legacy') {
+      const peer = this.deps.resolvePeer();
+      if (!peer || peer.addresses.length === 0) throw new TdxError('PEER_UNKNOWN', `legacy peer ${this.dest.peer} has no address`);
+      this.setState(job, 'sending');
+      await sendLegacyFile({ host: peer.addresses[0]!, port: peer.port, file: job.abs, targetName: job.target, log: this.log, onProgress, signal: job.controller.signal });
+      return { status: 'stored', path: job.target, sha256: null, bytesSent: job.size, resumedFrom: 0 };
+    }
+    const conn = await this.connection();
+    this.reachability(true, null);
+    this.setState(job, 'sending');
+    return conn.sendFile({ abs: job.abs, inbox: this.dest.inbox ?? '', path: job.target, size: job.size, mtimeMs: job.mtimeMs, onProgress });
+  }
+
+  private async run(job: Job): Promise<JobOutcome> {
+    for (;;) {
+      if (job.controller.signal.aborted || this.stopping) return { kind: 'cancelled' };
+      job.info.attempts++;
+      try {
+        const result = await this.attempt(job);
+        this.backoff.succeeded();
+        this.reachability(true, null);
+        job.info.bytesDone = job.size;
+        job.info.landedAs = result.path;
+        job.info.error = null;
+        this.setState(job, 'done');
+        return { kind: 'done', result };
+      } catch (err) {
+        if (err instanceof SourceChangedError) {
+          this.log.info(`${job.info.file}: ${err.message}`);
+          return { kind: 'superseded' };
+        }
+        const e = err instanceof TdxError ? err : new TdxError('SEND_FAILED', describeError(err), { cause: err });
+        if (e instanceof PeerError && e.scope === 'file' && PERMANENT.has(e.code)) {
+          this.log.error(`${job.info.file} refused by ${this.dest.peer}: ${e.message}; it stays in the outbox (rename or shrink it to send it)`);
+          this.setState(job, 'failed', e.message);
+          return { kind: 'failed', error: e };
+        }
+        const linkProblem = !(e instanceof PeerError && e.scope === 'file');
+        if (linkProblem) this.reachability(false, e.message);
+        else this.log.warn(`${job.info.file} to ${this.dest.key}: ${e.message}; retrying`);
+        if (job.controller.signal.aborted || this.stopping) return { kind: 'cancelled' };
+        this.setState(job, 'waiting', e.message);
+        this.backoff.failed();
+        await this.backoff.wait(job.controller.signal);
+        if (job.controller.signal.aborted || this.stopping) return { kind: 'cancelled' };
+        this.setState(job, 'queued');
+      }
+    }
+  }
+}

@@ -1,0 +1,266 @@
+/**
+ * Server side of protocol v1 (src/protocol/PROTOCOL.md): one session per accepted
+ * connection. Handshake, then files in sequence; each file is acknowledged only after
+ * the inbox made it durable and visible (Inbox.commit).
+ *
+ * Commits run concurrently with the next file's DATA (pipelining), bounded by
+ * MAX_PENDING_COMMITS; ACKs therefore may leave out of order, each carrying its id.
+ */
+import type { Logger } from '../log.js';
+import { TdxError, describeError } from '../errors.js';
+import { errorFrameFor, isRetryable, makeNonce, makeProof, verifyProof, type Frame, type FrameOf } from '../protocol/index.js';
+import type { Inbox, IncomingFile } from '../inbox/inbox.js';
+import type { ReceivedInfo } from '../agent/model.js';
+import { FrameChannel } from './channel.js';
+import type { IncomingConnection } from '../transport/server.js';
+
+const MAX_PENDING_COMMITS = 16;
+
+export interface ReceiverDeps {
+  self: { id: string; name: string; software: string };
+  key: Buffer;
+  inboxes: Map<string, Inbox>;
+  limits: { idleTimeoutMs: number; handshakeTimeoutMs: number; maxFileBytes: number };
+  log: Logger;
+  onReceived: (info: ReceivedInfo) => void;
+  onFailure?: (reason: string, message: string, peer: string | null) => void;
+}
+
+type State = 'hello' | 'auth' | 'ready';
+
+interface Streaming {
+  id: number;
+  file: IncomingFile;
+  inbox: Inbox;
+  expected: number;
+  received: number;
+  startedAt: number;
+}
+
+export class ReceiverSession {
+  private readonly channel: FrameChannel;
+  private state: State = 'hello';
+  private clientNonce = '';
+  private serverNonce = '';
+  private peerId = '';
+  private peerName = '';
+  private current: Streaming | null = null;
+  private readonly commits = new Set<Promise<void>>();
+  private readonly log: Logger;
+  private readonly handshakeTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly conn: IncomingConnection,
+    private readonly deps: ReceiverDeps,
+  ) {
+    this.log = deps.log.child({ from: conn.remoteAddress });
+    this.channel = new FrameChannel(conn.socket, {
+      // The decoder keeps its default size ceiling; the configured limit is the inbox's
+      // to enforce, so an oversized offer gets a NACK TOO_LARGE instead of a dropped link.
+      idleTimeoutMs: deps.limits.idleTimeoutMs,
+    });
+    this.handshakeTimer = setTimeout(() => {
+      if (this.state !== 'ready') {
+        this.log.warn(`closed connection from ${conn.remoteAddress}: handshake not finished within ${deps.limits.handshakeTimeoutMs} ms`);
+        this.channel.fail(new TdxError('TIMEOUT', 'handshake not finished in time'));
+      }
+    }, deps.limits.handshakeTimeoutMs);
+    this.handshakeTimer.unref();
+    this.channel.on('close', (err) => this.onClose(err));
+    this.channel.start((f) => this.onFrame(f));
+  }
+
+  /** Close for shutdown: files mid-stream keep their partial bytes for resume. */
+  shutdown(): void {
+    this.channel.fail(new TdxError('SHUTTING_DOWN', 'receiver is stopping'));
+  }
+
+  get peer(): string {
+    return this.peerName || this.conn.remoteAddress;
+  }
+
+  private onClose(err: TdxError | null): void {
+    clearTimeout(this.handshakeTimer);
+    if (this.current) {
+      const c = this.current;
+      this.current = null;
+      this.log.info(`connection lost while receiving; keeping ${c.file.received} bytes of ${c.file.rel} for resume`, { inbox: c.inbox.name, reason: err?.message ?? 'closed' });
+      void c.file.abort(true);
+    }
+    if (err && err.code !== 'CONNECTION_LOST' && err.code !== 'SHUTTING_DOWN') {
+      this.log.warn(`connection from ${this.peer} closed: ${err.message}`);
+    } else {
+      this.log.debug(`connection from ${this.peer} closed`);
+    }
+  }
+
+  private async onFrame(f: Frame): Promise<void> {
+    switch (this.state) {
+      case 'hello':
+        return this.onHello(f);
+      case 'auth':
+        return this.onAuth(f);
+      case 'ready':
+        return this.onReady(f);
+    }
+  }
+
+  private outOfOrder(f: Frame, expected: string): never {
+    throw new TdxError('OUT_OF_ORDER', `unexpected ${f.type.toUpperCase()} frame: expected ${expected}`);
+  }
+
+  private onHello(f: Frame): void {
+    if (f.type === 'error') return this.peerError(f);
+    if (f.type !== 'hello') this.outOfOrder(f, 'HELLO');
+    this.clientNonce = f.nonce;
+    this.peerId = f.agentId;
+    this.peerName = f.name;
+    this.serverNonce = makeNonce();
+    const proof = makeProof({ key: this.deps.key, role: 'server', clientNonce: f.nonce, serverNonce: this.serverNonce, agentId: this.deps.self.id });
+    this.channel.send({
+      type: 'welcome',
+      protocol: 1,
+      agentId: this.deps.self.id,
+      name: this.deps.self.name,
+      software: this.deps.self.software,
+      nonce: this.serverNonce,
+      proof,
+      inboxes: [...this.deps.inboxes.keys()],
+      encrypted: this.conn.encrypted,
+    });
+    this.state = 'auth';
+  }
+
+  private onAuth(f: Frame): void {
+    if (f.type === 'error') return this.peerError(f);
+    if (f.type !== 'auth') this.outOfOrder(f, 'AUTH');
+    const ok = verifyProof({ key: this.deps.key, role: 'client', clientNonce: this.clientNonce, serverNonce: this.serverNonce, agentId: this.peerId, proof: f.proof });
+    if (!ok) {
+      this.log.warn(`refused ${this.peerName} (${this.conn.remoteAddress}): authentication failed, it does not hold this installation's key (security.key must be the same on every machine)`);
+      this.deps.onFailure?.('AUTH_FAILED', `peer ${this.peerName} at ${this.conn.remoteAddress} failed authentication`, this.peerName);
+      this.channel.fail(new TdxError('AUTH_FAILED', 'authentication failed: this agent uses another installation key'));
+      return;
+    }
+    clearTimeout(this.handshakeTimer);
+    this.state = 'ready';
+    this.channel.send({ type: 'ready' });
+    this.log.info(`peer ${this.peerName} connected${this.conn.encrypted ? ' (encrypted)' : ' (NOT encrypted)'}`, { peerId: this.peerId });
+  }
+
+  private peerError(f: FrameOf<'error'>): void {
+    this.log.warn(`peer ${this.peer} reported ${f.code}: ${f.message}`);
+    this.channel.end();
+  }
+
+  private async onReady(f: Frame): Promise<void> {
+    switch (f.type) {
+      case 'offer':
+        return this.onOffer(f);
+      case 'data':
+        return this.onData(f.data);
+      case 'end':
+        return this.onEnd(f);
+      case 'abort':
+        return this.onAbort(f);
+      case 'error':
+        return this.peerError(f);
+      default:
+        this.outOfOrder(f, 'OFFER, DATA, END or ABORT');
+    }
+  }
+
+  private nack(id: number, err: unknown): void {
+    const { code, message } = errorFrameFor(err);
+    const retryable = (err as { retryable?: unknown })?.retryable;
+    this.channel.send({ type: 'nack', id, code, message, retryable: typeof retryable === 'boolean' ? retryable : isRetryable(code) });
+  }
+
+  private async onOffer(f: FrameOf<'offer'>): Promise<void> {
+    if (this.current) this.outOfOrder(f, 'DATA or END for the file being received');
+    const inbox = this.deps.inboxes.get(f.inbox);
+    if (!inbox) {
+      const names = [...this.deps.inboxes.keys()].join(', ') || 'none';
+      this.log.warn(`refused ${f.path} from ${this.peer}: no inbox named "${f.inbox}" here (inboxes: ${names})`);
+      this.nack(f.id, new TdxError('NO_SUCH_INBOX', `no inbox named "${f.inbox}" on ${this.deps.self.name} (it has: ${names})`));
+      return;
+    }
+    while (this.commits.size >= MAX_PENDING_COMMITS) await Promise.race(this.commits);
+    try {
+      const r = await inbox.begin({ source: this.peerId, path: f.path, size: f.size, mtimeMs: f.mtimeMs, resume: f.resume });
+      if (r.kind === 'skip') {
+        this.log.info(`${r.status === 'duplicate' ? 'already have' : 'skipped (onCollision=skip, exists)'} ${r.rel} from ${this.peer}`, { inbox: inbox.name });
+        this.channel.send({ type: 'ack', id: f.id, status: r.status, path: r.rel, sha256: null });
+        return;
+      }
+      this.current = { id: f.id, file: r.file, inbox, expected: f.size, received: r.file.offset, startedAt: Date.now() };
+      if (r.file.offset > 0) this.log.info(`resuming ${r.file.rel} from ${this.peer} at byte ${r.file.offset} of ${f.size}`, { inbox: inbox.name });
+      this.channel.send({ type: 'accept', id: f.id, offset: r.file.offset, prefixSha256: r.file.prefixSha256 });
+    } catch (err) {
+      this.log.warn(`refused ${f.path} from ${this.peer}: ${describeError(err)}`, { inbox: inbox.name });
+      this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
+      this.nack(f.id, err);
+    }
+  }
+
+  private async onData(data: Buffer): Promise<void> {
+    const c = this.current;
+    if (!c) throw new TdxError('OUT_OF_ORDER', 'DATA frame without an accepted OFFER');
+    if (c.received + data.length > c.expected) {
+      throw new TdxError('SIZE_MISMATCH', `more DATA than offered for ${c.file.rel}: ${c.received + data.length} > ${c.expected} bytes`);
+    }
+    c.received += data.length;
+    try {
+      await c.file.write(data);
+    } catch (err) {
+      // Disk full or I/O error mid-file: the inbox already removed the partial. Tell
+      // the sender (NACK) and drop the connection, since it is mid-stream.
+      this.current = null;
+      this.log.error(`failed writing ${c.file.rel} from ${this.peer}: ${describeError(err)}`, { inbox: c.inbox.name });
+      this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
+      this.nack(c.id, err);
+      await c.file.abort(false);
+      this.channel.end();
+    }
+  }
+
+  private onAbort(f: FrameOf<'abort'>): Promise<void> | void {
+    const c = this.current;
+    if (!c || c.id !== f.id) return; // nothing streaming for it (e.g. aborted right after OFFER was refused)
+    this.current = null;
+    this.log.info(`sender abandoned ${c.file.rel}: ${f.reason}`, { inbox: c.inbox.name });
+    return c.file.abort(false);
+  }
+
+  private onEnd(f: FrameOf<'end'>): void {
+    const c = this.current;
+    if (!c || c.id !== f.id) throw new TdxError('OUT_OF_ORDER', `END for file ${f.id} which is not being received`);
+    this.current = null;
+    if (c.received !== c.expected) {
+      this.nack(f.id, new TdxError('SIZE_MISMATCH', `received ${c.received} of ${c.expected} bytes for ${c.file.rel}`));
+      void c.file.abort(false);
+      return;
+    }
+    const p = this.commit(c, f.sha256).finally(() => this.commits.delete(p));
+    this.commits.add(p);
+  }
+
+  private async commit(c: Streaming, sha256: string): Promise<void> {
+    try {
+      const landed = await c.file.commit(sha256);
+      const durationMs = Date.now() - c.startedAt;
+      this.channel.send({ type: 'ack', id: c.id, status: 'stored', path: landed.rel, sha256: landed.sha256 });
+      const mbps = durationMs > 0 ? (landed.size / 1e6 / (durationMs / 1000)).toFixed(1) : '∞';
+      this.log.info(`received ${landed.rel}${landed.renamedFrom ? ` (renamed from ${landed.renamedFrom})` : ''}`, {
+        inbox: c.inbox.name, from: this.peer, size: landed.size, ms: durationMs, MBps: mbps,
+      });
+      this.deps.onReceived({
+        inbox: c.inbox.name, file: landed.rel, path: landed.abs, size: landed.size, sha256: landed.sha256,
+        from: this.peer, via: 'tdxfer', durationMs, at: Date.now(),
+      });
+    } catch (err) {
+      this.log.warn(`could not store ${c.file.rel} from ${this.peer}: ${describeError(err)}`, { inbox: c.inbox.name });
+      this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
+      this.nack(c.id, err);
+    }
+  }
+}

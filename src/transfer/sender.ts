@@ -1,0 +1,323 @@
+/**
+ * Client side of protocol v1: one connection to one peer, carrying many files.
+ * `sendFile` may be called concurrently (up to the caller's window): streaming is
+ * serialised by a lock (one file's DATA at a time), acknowledgements are awaited
+ * in parallel, so small files pipeline instead of paying a round trip each.
+ */
+import fs from 'node:fs';
+import { createHash, type Hash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../log.js';
+import { TdxError, describeError } from '../errors.js';
+import { makeNonce, makeProof, peerErrorFrom, verifyProof, type Frame, type FrameOf } from '../protocol/index.js';
+import { connectTransport } from '../transport/connect.js';
+import { FrameChannel } from './channel.js';
+
+export interface Identity {
+  id: string;
+  name: string;
+  software: string;
+}
+
+export interface OpenOptions {
+  host: string;
+  port: number;
+  key: Buffer;
+  encrypt: boolean;
+  self: Identity;
+  connectTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  idleTimeoutMs: number;
+  chunkBytes: number;
+  log: Logger;
+}
+
+export interface OutgoingFile {
+  /** Absolute source path. */
+  abs: string;
+  inbox: string;
+  /** Wire path ('/'-separated, relative). */
+  path: string;
+  /** Version being sent (from the watcher's settled stat). */
+  size: number;
+  mtimeMs: number;
+  onProgress?: (bytesDone: number, total: number) => void;
+}
+
+export interface SendResult {
+  status: 'stored' | 'skipped' | 'duplicate';
+  /** Where the receiver put it (relative to its inbox). */
+  path: string;
+  sha256: string | null;
+  /** Bytes actually sent (0 for skipped/duplicate; less than size when resumed). */
+  bytesSent: number;
+  resumedFrom: number;
+}
+
+/** The file changed (re-render) or vanished while being sent: not an error of the link. */
+export class SourceChangedError extends TdxError {
+  constructor(message: string) {
+    super('SOURCE_CHANGED', message);
+  }
+}
+
+interface Pending {
+  onAccept?: (f: FrameOf<'accept'>) => void;
+  resolve: (f: FrameOf<'ack'>) => void;
+  reject: (e: Error) => void;
+}
+
+export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private lock: Promise<void> = Promise.resolve();
+  private closedErr: TdxError | null = null;
+  /** Inboxes the peer announced in WELCOME. */
+  inboxes: string[] = [];
+  peerId = '';
+  peerName = '';
+
+  private constructor(
+    private readonly channel: FrameChannel,
+    private readonly opts: OpenOptions,
+    readonly encrypted: boolean,
+  ) {
+    super();
+    channel.on('close', (err) => {
+      const e = err ?? new TdxError('CONNECTION_LOST', 'connection closed');
+      this.closedErr = e;
+      for (const p of this.pending.values()) p.reject(e);
+      this.pending.clear();
+      this.emit('close', err);
+    });
+  }
+
+  get closed(): boolean {
+    return this.closedErr !== null || this.channel.closed;
+  }
+
+  static async open(opts: OpenOptions): Promise<PeerConnection> {
+    const { socket, encrypted } = await connectTransport({ host: opts.host, port: opts.port, key: opts.key, encrypt: opts.encrypt, timeoutMs: opts.connectTimeoutMs });
+    const channel = new FrameChannel(socket, { idleTimeoutMs: opts.idleTimeoutMs });
+    const conn = new PeerConnection(channel, opts, encrypted);
+    await conn.handshake();
+    return conn;
+  }
+
+  private handshake(): Promise<void> {
+    const { key, self } = this.opts;
+    const clientNonce = makeNonce();
+    const where = `${this.opts.host}:${this.opts.port}`;
+    return new Promise<void>((resolve, reject) => {
+      let step: 'welcome' | 'ready' = 'welcome';
+      const timer = setTimeout(() => {
+        this.channel.fail(new TdxError('TIMEOUT', 'handshake not finished in time'));
+        reject(new TdxError('HANDSHAKE_TIMEOUT', `${where}: no handshake answer within ${this.opts.handshakeTimeoutMs} ms (is it a tdxfer agent? a legacy TOX receiver needs "protocol": "legacy")`));
+      }, this.opts.handshakeTimeoutMs);
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        if (err) {
+          reject(err);
+        } else {
+          this.channel.start((f) => this.onFrame(f));
+          resolve();
+        }
+      };
+      this.channel.once('close', (err) => {
+        if (step) done(err ?? new TdxError('CONNECTION_LOST', `${where} closed the connection during the handshake`));
+      });
+      this.channel.start((f: Frame) => {
+        if (f.type === 'error') {
+          const e = peerErrorFrom(f);
+          this.channel.end();
+          done(f.code === 'AUTH_FAILED' ? new TdxError('AUTH_FAILED', `${where} refused us: ${f.message} (security.key must be identical on both machines)`) : e);
+          return;
+        }
+        if (step === 'welcome' && f.type === 'welcome') {
+          if (!verifyProof({ key, role: 'server', clientNonce, serverNonce: f.nonce, agentId: f.agentId, proof: f.proof })) {
+            this.channel.fail(new TdxError('AUTH_FAILED', 'server proof did not verify: different installation key'));
+            done(new TdxError('AUTH_FAILED', `${where} (${f.name}) does not hold this installation's key: refusing to send to it (security.key must be identical on both machines)`));
+            return;
+          }
+          this.peerId = f.agentId;
+          this.peerName = f.name;
+          this.inboxes = f.inboxes;
+          step = 'ready';
+          this.channel.send({ type: 'auth', proof: makeProof({ key, role: 'client', clientNonce, serverNonce: f.nonce, agentId: self.id }) });
+          return;
+        }
+        if (step === 'ready' && f.type === 'ready') {
+          (step as unknown) = undefined;
+          done();
+          return;
+        }
+        this.channel.fail(new TdxError('OUT_OF_ORDER', `unexpected ${f.type} during handshake`));
+        done(new TdxError('PROTOCOL_ERROR', `${where} sent ${f.type.toUpperCase()} during the handshake`));
+      });
+      this.channel.send({ type: 'hello', protocol: 1, agentId: self.id, name: self.name, software: self.software, nonce: clientNonce });
+    });
+  }
+
+  private onFrame(f: Frame): void {
+    switch (f.type) {
+      case 'accept': {
+        const p = this.pending.get(f.id);
+        if (!p?.onAccept) throw new TdxError('OUT_OF_ORDER', `ACCEPT for unknown file ${f.id}`);
+        const cb = p.onAccept;
+        delete p.onAccept;
+        cb(f);
+        return;
+      }
+      case 'ack': {
+        const p = this.pending.get(f.id);
+        if (!p) throw new TdxError('OUT_OF_ORDER', `ACK for unknown file ${f.id}`);
+        this.pending.delete(f.id);
+        p.resolve(f);
+        return;
+      }
+      case 'nack': {
+        const p = this.pending.get(f.id);
+        if (!p) throw new TdxError('OUT_OF_ORDER', `NACK for unknown file ${f.id}`);
+        this.pending.delete(f.id);
+        p.reject(peerErrorFrom(f));
+        return;
+      }
+      case 'error': {
+        this.opts.log.warn(`peer ${this.peerName} closed the connection: ${f.code}: ${f.message}`);
+        this.channel.destroy(peerErrorFrom(f));
+        return;
+      }
+      default:
+        throw new TdxError('OUT_OF_ORDER', `unexpected ${f.type.toUpperCase()} from the receiver`);
+    }
+  }
+
+  close(): void {
+    this.channel.end();
+  }
+
+  destroy(): void {
+    this.channel.destroy(new TdxError('CONNECTION_LOST', 'connection closed locally'));
+  }
+
+  /** Send one file; resolves once the receiver confirmed it durable and verified. */
+  async sendFile(file: OutgoingFile): Promise<SendResult> {
+    let release!: () => void;
+    const prev = this.lock;
+    this.lock = new Promise<void>((r) => (release = r));
+    await prev;
+    let ack: Promise<FrameOf<'ack'>>;
+    let bytesSent = 0;
+    let resumedFrom = 0;
+    try {
+      if (this.closedErr) throw this.closedErr;
+      const r = await this.offerAndStream(file, true);
+      ack = r.ack;
+      bytesSent = r.bytesSent;
+      resumedFrom = r.resumedFrom;
+    } finally {
+      release();
+    }
+    const a = await ack;
+    return { status: a.status, path: a.path, sha256: a.sha256, bytesSent, resumedFrom };
+  }
+
+  private request(id: number): { accept: Promise<FrameOf<'accept'> | null>; ack: Promise<FrameOf<'ack'>> } {
+    let onAccept!: (f: FrameOf<'accept'> | null) => void;
+    const accept = new Promise<FrameOf<'accept'> | null>((r) => (onAccept = r));
+    const ack = new Promise<FrameOf<'ack'>>((resolve, reject) => {
+      this.pending.set(id, {
+        onAccept: (f) => onAccept(f),
+        // An ACK/NACK/close before ACCEPT settles `accept` as null so the streamer stops waiting.
+        resolve: (f) => {
+          onAccept(null);
+          resolve(f);
+        },
+        reject: (e) => {
+          onAccept(null);
+          reject(e);
+        },
+      });
+    });
+    ack.catch(() => undefined); // observed by sendFile; avoid unhandled rejections while streaming
+    return { accept, ack };
+  }
+
+  private async offerAndStream(file: OutgoingFile, resume: boolean): Promise<{ ack: Promise<FrameOf<'ack'>>; bytesSent: number; resumedFrom: number }> {
+    const id = this.nextId++;
+    const { accept, ack } = this.request(id);
+    this.channel.send({ type: 'offer', id, inbox: file.inbox, path: file.path, size: file.size, mtimeMs: file.mtimeMs, resume });
+    const acc = await accept;
+    if (!acc) {
+      // ACK (skipped / duplicate) or NACK straight away: nothing to stream.
+      return { ack, bytesSent: 0, resumedFrom: 0 };
+    }
+    const hash = createHash('sha256');
+    let offset = acc.offset;
+    if (offset > 0) {
+      const ok = offset <= file.size && acc.prefixSha256 !== null && (await hashPrefix(file.abs, offset, hash, this.opts.chunkBytes)) === acc.prefixSha256;
+      if (!ok) {
+        this.opts.log.info(`receiver's partial of ${file.path} differs from ours: sending it again from the start`, { peer: this.peerName });
+        this.channel.send({ type: 'abort', id, reason: 'prefix mismatch: restarting from 0' });
+        this.pending.delete(id);
+        return this.offerAndStream(file, false);
+      }
+      this.opts.log.info(`resuming ${file.path} at byte ${offset} of ${file.size}`, { peer: this.peerName });
+    }
+    const resumedFrom = offset;
+    try {
+      offset = await this.stream(file, offset, hash);
+    } catch (err) {
+      if (err instanceof SourceChangedError && !this.channel.closed) {
+        this.channel.send({ type: 'abort', id, reason: err.message });
+        this.pending.delete(id);
+      }
+      throw err;
+    }
+    this.channel.send({ type: 'end', id, sha256: hash.digest('hex') });
+    return { ack, bytesSent: offset - resumedFrom, resumedFrom };
+  }
+
+  /** Streams [offset, size) as DATA frames; returns the final offset. */
+  private async stream(file: OutgoingFile, start: number, hash: Hash): Promise<number> {
+    let offset = start;
+    if (file.size > start) {
+      const rs = fs.createReadStream(file.abs, { start, end: file.size - 1, highWaterMark: this.opts.chunkBytes });
+      try {
+        for await (const chunk of rs as AsyncIterable<Buffer>) {
+          hash.update(chunk);
+          await this.channel.sendData(chunk);
+          offset += chunk.length;
+          file.onProgress?.(offset, file.size);
+        }
+      } catch (err) {
+        rs.destroy();
+        if ((err as { code?: string }).code === 'ENOENT') throw new SourceChangedError(`${file.abs} disappeared while being sent`);
+        throw err instanceof TdxError ? err : new TdxError('READ_FAILED', `cannot read ${file.abs}: ${describeError(err)}`, { cause: err });
+      }
+    }
+    // The version we announced must be the one we sent: a re-render under the same
+    // name (size or mtime changed) is sent again as its own version.
+    let st: fs.Stats;
+    try {
+      st = await fs.promises.stat(file.abs);
+    } catch {
+      throw new SourceChangedError(`${file.abs} disappeared while being sent`);
+    }
+    if (offset !== file.size || st.size !== file.size || st.mtimeMs !== file.mtimeMs) {
+      throw new SourceChangedError(`${file.abs} changed while being sent (size ${file.size} → ${st.size}); the new version will be sent`);
+    }
+    return offset;
+  }
+}
+
+async function hashPrefix(abs: string, length: number, hash: Hash, chunk: number): Promise<string> {
+  const rs = fs.createReadStream(abs, { start: 0, end: length - 1, highWaterMark: chunk });
+  let n = 0;
+  for await (const c of rs as AsyncIterable<Buffer>) {
+    hash.update(c);
+    n += c.length;
+  }
+  if (n !== length) throw new SourceChangedError(`${abs} is shorter than the receiver's partial copy`);
+  return hash.copy().digest('hex');
+}
