@@ -1,0 +1,107 @@
+/**
+ * Small file-system helpers for the inbox: durability (fsync), renames that survive
+ * Windows' transient locks, free space, and confinement checks on real paths.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from '../log.js';
+
+export function errCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * fsync a folder so a rename inside it survives a power cut. Windows cannot open a
+ * folder for fsync (EISDIR/EPERM) and some file systems refuse it (EINVAL, ENOTSUP);
+ * there the rename is as durable as the platform allows, so those are ignored.
+ */
+export async function fsyncDir(dir: string): Promise<void> {
+  let fh: fs.FileHandle | undefined;
+  try {
+    fh = await fs.open(dir, 'r');
+    await fh.sync();
+  } catch (err) {
+    const code = errCode(err);
+    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EACCES' && code !== 'EBADF') throw err;
+  } finally {
+    await fh?.close().catch(() => undefined);
+  }
+}
+
+export interface RetryOptions {
+  tries?: number;
+  firstDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+const TRANSIENT = new Set(['EPERM', 'EACCES', 'EBUSY']);
+
+/**
+ * rename() that retries on EPERM/EACCES/EBUSY: on Windows an antivirus scanner, the
+ * search indexer or TouchDesigner reading the target briefly holds it open and the
+ * rename fails with one of these (see https://github.com/isaacs/node-graceful-fs,
+ * "EPERM on Windows" in its polyfills). Each retry is logged at debug, giving up at error.
+ */
+export async function renameWithRetry(from: string, to: string, log: Logger, opts: RetryOptions = {}): Promise<void> {
+  const tries = opts.tries ?? 8;
+  let delay = opts.firstDelayMs ?? 50;
+  const maxDelay = opts.maxDelayMs ?? 1000;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await fs.rename(from, to);
+      return;
+    } catch (err) {
+      const code = errCode(err);
+      if (!code || !TRANSIENT.has(code)) throw err;
+      if (attempt >= tries) {
+        log.error('giving up renaming into the inbox: the target stays locked', { from, to, code, tries });
+        throw err;
+      }
+      log.debug('rename failed, retrying (target probably held open by another program)', { from, to, code, attempt, delayMs: delay });
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, maxDelay);
+    }
+  }
+}
+
+/** Free bytes available to this (unprivileged) process on the volume holding `p`, or null when unknown. */
+export async function freeBytes(p: string): Promise<number | null> {
+  try {
+    const s = await fs.statfs(p);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return null;
+  }
+}
+
+/** True when `child` is `root` or inside it (both absolute, already real paths). */
+export function isInside(root: string, child: string): boolean {
+  const rel = path.relative(root, child);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+}
+
+export async function unlinkQuiet(p: string): Promise<void> {
+  await fs.rm(p, { force: true }).catch(() => undefined);
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = n;
+  let i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/** A FIFO mutex: `run(fn)` runs `fn` after every earlier `run` has settled. */
+export class Mutex {
+  #tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#tail.then(fn, fn);
+    this.#tail = next.catch(() => undefined);
+    return next;
+  }
+}

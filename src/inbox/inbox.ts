@@ -1,0 +1,312 @@
+/**
+ * Inbox: the receiving end both protocol receivers (v1 and legacy TOX) write through.
+ * Invariants (src/ARCHITECTURE.md): nothing partial is ever visible in the inbox; a file
+ * is visible only after its bytes and its folder entry are durable and its SHA-256 matched;
+ * no wire path can make us write outside the inbox.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream, constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { InboxConfig } from '../config/types.js';
+import type { Logger } from '../log.js';
+import { describeError } from '../errors.js';
+import { collisionKey, sanitizeRelPath } from '../names.js';
+import { InboxError } from './errors.js';
+import { formatBytes, freeBytes, Mutex } from './fsutil.js';
+import { IncomingFileImpl, type IncomingFile } from './incoming.js';
+import { Journal } from './journal.js';
+import { findExisting } from './land.js';
+import { chooseStaging, FALLBACK_DIRNAME, Staging } from './staging.js';
+
+export { InboxError } from './errors.js';
+export type { InboxErrorCode } from './errors.js';
+export type { IncomingFile, Landed } from './incoming.js';
+
+export interface InboxOptions {
+  log: Logger;
+  /** Folder for this inbox's small state files (dedupe journal); created if missing. */
+  stateDir: string;
+  maxFileBytes: number;
+  /** Partial files (for resume) older than this are deleted on open. Default 24 h. */
+  resumeTtlMs?: number;
+  /** Extra free space to keep beyond the announced size, bytes. Default 64 MiB. */
+  reserveBytes?: number;
+}
+
+export interface BeginRequest {
+  /** Who sends: v1 agent id (e.g. "a1b2c3d4") or "legacy:<ip>". Part of the partial/dedupe identity. */
+  source: string;
+  /** Path as received on the wire: '/'-separated, untrusted. Sanitised by names.ts. */
+  path: string;
+  /** Exact size when known (v1), null when unknown (legacy). */
+  size: number | null;
+  /** Source mtime (v1) or null. With size and source: identity of the version, for resume and dedupe. */
+  mtimeMs: number | null;
+  /** false: discard any partial and start at 0. */
+  resume: boolean;
+}
+
+export type BeginResult =
+  | { kind: 'skip'; status: 'skipped' | 'duplicate'; rel: string }
+  | { kind: 'write'; file: IncomingFile };
+
+export const DEFAULT_RESUME_TTL_MS = 24 * 3600 * 1000;
+export const DEFAULT_RESERVE_BYTES = 64 * 1024 * 1024;
+
+async function exists(p: string): Promise<boolean> {
+  return fs.stat(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function hashPrefix(file: string, length: number, hash: Hash): Promise<void> {
+  if (length === 0) return;
+  for await (const chunk of createReadStream(file, { start: 0, end: length - 1, highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+  }
+}
+
+export class Inbox {
+  readonly name: string;
+  readonly path: string;
+  readonly stagingDir: string;
+  readonly #cfg: InboxConfig;
+  readonly #log: Logger;
+  readonly #real: string;
+  readonly #staging: Staging;
+  readonly #journal: Journal;
+  readonly #maxFileBytes: number;
+  readonly #reserveBytes: number;
+  readonly #landLock = new Mutex();
+  /** Open writers by (source, rel): at most one each. */
+  readonly #active = new Map<string, IncomingFile | null>();
+  #closed = false;
+
+  private constructor(a: {
+    cfg: InboxConfig;
+    path: string;
+    real: string;
+    log: Logger;
+    staging: Staging;
+    journal: Journal;
+    maxFileBytes: number;
+    reserveBytes: number;
+  }) {
+    this.name = a.cfg.name;
+    this.path = a.path;
+    this.stagingDir = a.staging.dir;
+    this.#cfg = a.cfg;
+    this.#log = a.log;
+    this.#real = a.real;
+    this.#staging = a.staging;
+    this.#journal = a.journal;
+    this.#maxFileBytes = a.maxFileBytes;
+    this.#reserveBytes = a.reserveBytes;
+  }
+
+  static async open(cfg: InboxConfig, opts: InboxOptions): Promise<Inbox> {
+    const log = opts.log.child({ component: 'inbox', inbox: cfg.name });
+    const inboxPath = path.resolve(cfg.path);
+    const where = `inbox "${cfg.name}" (${inboxPath})`;
+    try {
+      if (!(await exists(inboxPath))) {
+        await fs.mkdir(inboxPath, { recursive: true });
+        log.info('created inbox folder', { path: inboxPath });
+      }
+      const inboxStat = await fs.stat(inboxPath);
+      if (!inboxStat.isDirectory()) throw new InboxError('IO', `The ${where} is not a folder; point "path" of this inbox at a folder`);
+      try {
+        await fs.access(inboxPath, fsConstants.W_OK);
+      } catch (err) {
+        throw new InboxError('IO', `The ${where} is not writable by this user; fix its permissions or choose another folder`, { cause: err });
+      }
+
+      const configured = path.resolve(cfg.staging);
+      let stagingDev: number | bigint | null = null;
+      let stagingError: string | undefined;
+      try {
+        if (!(await exists(configured))) {
+          await fs.mkdir(configured, { recursive: true });
+          log.info('created staging folder', { path: configured });
+        }
+        stagingDev = (await fs.stat(configured)).dev;
+      } catch (err) {
+        stagingError = describeError(err);
+      }
+      const choice = chooseStaging({ inboxPath, configured, inboxDev: inboxStat.dev, stagingDev, stagingError });
+      if (choice.fallback) {
+        log.warn(`partial files go to ${choice.dir} inside the inbox: ${choice.reason}`, { staging: choice.dir });
+        await fs.mkdir(choice.dir, { recursive: true });
+      }
+      try {
+        const probe = path.join(choice.dir, `.probe-${process.pid}-${Date.now()}`);
+        await fs.writeFile(probe, '');
+        await fs.rm(probe, { force: true });
+      } catch (err) {
+        throw new InboxError('IO', `The staging folder ${choice.dir} of ${where} is not writable: ${describeError(err)}; fix its permissions or set "staging"`, { cause: err });
+      }
+
+      const staging = new Staging(choice.dir, choice.suffix);
+      await staging.cleanup(opts.resumeTtlMs ?? DEFAULT_RESUME_TTL_MS, log);
+      const journal = await Journal.open(opts.stateDir, log);
+      const real = await fs.realpath(inboxPath);
+      log.debug('inbox open', { path: inboxPath, staging: choice.dir, onCollision: cfg.onCollision });
+      return new Inbox({
+        cfg,
+        path: inboxPath,
+        real,
+        log,
+        staging,
+        journal,
+        maxFileBytes: opts.maxFileBytes,
+        reserveBytes: opts.reserveBytes ?? DEFAULT_RESERVE_BYTES,
+      });
+    } catch (err) {
+      if (err instanceof InboxError) throw err;
+      throw new InboxError('IO', `Cannot open ${where}: ${describeError(err)}`, { cause: err });
+    }
+  }
+
+  async begin(req: BeginRequest): Promise<BeginResult> {
+    if (this.#closed) throw new InboxError('CLOSED', `Inbox "${this.name}" is closed (the agent is shutting down)`);
+    const n = sanitizeRelPath(req.path);
+    if (!n.ok) {
+      throw new InboxError('BAD_NAME', `Inbox "${this.name}" refuses the file name ${JSON.stringify(req.path)} from ${req.source}: ${n.reason}`);
+    }
+    if (collisionKey(n.parts[0]!) === collisionKey(FALLBACK_DIRNAME)) {
+      throw new InboxError('BAD_NAME', `Inbox "${this.name}" refuses ${JSON.stringify(req.path)} from ${req.source}: "${FALLBACK_DIRNAME}" is reserved for partial files`);
+    }
+    if (req.size !== null && !(Number.isSafeInteger(req.size) && req.size >= 0)) {
+      throw new InboxError('SIZE_MISMATCH', `Inbox "${this.name}": invalid size ${String(req.size)} announced for ${JSON.stringify(n.rel)}`, { retryable: false });
+    }
+    if (req.size !== null && req.size > this.#maxFileBytes) {
+      throw new InboxError(
+        'TOO_LARGE',
+        `Inbox "${this.name}" refuses ${JSON.stringify(n.rel)} from ${req.source}: ${formatBytes(req.size)} exceeds the limit of ${formatBytes(this.#maxFileBytes)} (limits.maxFileBytes at the receiver)`,
+      );
+    }
+    const key = `${req.source}\0${n.rel}`;
+    if (this.#active.has(key)) {
+      throw new InboxError('BUSY', `Inbox "${this.name}" is already receiving ${JSON.stringify(n.rel)} from ${req.source}; retry when that transfer has ended`);
+    }
+    this.#active.set(key, null);
+    if (n.changes.length > 0) {
+      this.#log.info('sanitised incoming file name', { source: req.source, path: req.path, rel: n.rel, changes: n.changes });
+    }
+    try {
+      const result = await this.#begin(req, n.rel, n.parts, key);
+      if (result.kind === 'skip') this.#active.delete(key);
+      else this.#active.set(key, result.file);
+      return result;
+    } catch (err) {
+      this.#active.delete(key);
+      if (err instanceof InboxError) throw err;
+      throw new InboxError('IO', `Inbox "${this.name}" (${this.path}) could not start ${JSON.stringify(n.rel)}: ${describeError(err)}`, { cause: err });
+    }
+  }
+
+  async #begin(req: BeginRequest, rel: string, parts: string[], key: string): Promise<BeginResult> {
+    const { source, size, mtimeMs } = req;
+    const inboxRef = { inboxName: this.name, inboxPath: this.path, inboxReal: this.#real, parts };
+
+    if (size !== null && mtimeMs !== null) {
+      const rec = this.#journal.get(source, rel);
+      if (rec && rec.size === size && rec.mtimeMs === mtimeMs) {
+        const st = await fs.stat(path.join(this.path, ...rec.landedRel.split('/'))).catch(() => null);
+        if (st?.isFile() && st.size === size) {
+          this.#log.info('file already landed, not receiving it again', { source, rel, landedAs: rec.landedRel });
+          return { kind: 'skip', status: 'duplicate', rel: rec.landedRel };
+        }
+      }
+    }
+    if (this.#cfg.onCollision === 'skip') {
+      const hit = await findExisting(inboxRef);
+      if (hit) {
+        this.#log.info('file exists, skipping it (onCollision=skip)', { source, rel, existing: hit.rel });
+        return { kind: 'skip', status: 'skipped', rel: hit.rel };
+      }
+    }
+
+    const staging = this.#staging;
+    const id = staging.id(source, rel);
+    const dataPath = staging.dataPath(id);
+    let offset = 0;
+    let resumeLength: number | null = null;
+    if (req.resume && size !== null && mtimeMs !== null) {
+      const meta = await staging.readMeta(id);
+      if (meta && meta.source === source && meta.rel === rel && meta.size === size && meta.mtimeMs === mtimeMs) {
+        const st = await fs.stat(dataPath).catch(() => null);
+        if (st?.isFile()) {
+          resumeLength = st.size;
+          offset = Math.min(st.size, size);
+        }
+      }
+    }
+
+    const needed = (size ?? 0) - offset + this.#reserveBytes;
+    const free = await freeBytes(staging.dir);
+    if (free !== null && free < needed) {
+      throw new InboxError(
+        'NO_SPACE',
+        `Inbox "${this.name}" (${this.path}) has ${formatBytes(free)} free but needs ${formatBytes(needed)} for ${JSON.stringify(rel)} (${formatBytes((size ?? 0) - offset)} still to receive + ${formatBytes(this.#reserveBytes)} reserve); free space on that volume`,
+      );
+    }
+
+    const hash = createHash('sha256');
+    let handle: fs.FileHandle;
+    if (resumeLength !== null) {
+      handle = await fs.open(dataPath, 'r+');
+      try {
+        if (resumeLength > offset) await handle.truncate(offset);
+        await hashPrefix(dataPath, offset, hash);
+      } catch (err) {
+        await handle.close().catch(() => undefined);
+        throw err;
+      }
+      this.#log.info('resuming partial file', { source, rel, offset });
+    } else {
+      await staging.remove(id);
+      await fs.mkdir(staging.dir, { recursive: true });
+      await staging.writeMeta(id, { v: 1, source, rel, size, mtimeMs, createdAt: Date.now() });
+      handle = await fs.open(dataPath, 'w');
+    }
+    const prefixSha256 = offset > 0 ? hash.copy().digest('hex') : null;
+
+    const file = new IncomingFileImpl(
+      {
+        inboxName: this.name,
+        inboxPath: this.path,
+        inboxReal: this.#real,
+        policy: this.#cfg.onCollision,
+        log: this.#log,
+        staging,
+        journal: this.#journal,
+        landLock: this.#landLock,
+        maxFileBytes: this.#maxFileBytes,
+        release: () => {
+          if (this.#active.get(key) === file) this.#active.delete(key);
+        },
+      },
+      { id, source, rel, parts, size, mtimeMs, offset, prefixSha256, hash, handle },
+    );
+    return { kind: 'write', file };
+  }
+
+  async health(): Promise<{ exists: boolean; writable: boolean; freeBytes: number | null }> {
+    const st = await fs.stat(this.path).catch(() => null);
+    const isDir = st?.isDirectory() ?? false;
+    const writable = isDir && (await fs.access(this.path, fsConstants.W_OK).then(() => true, () => false));
+    return { exists: isDir, writable, freeBytes: isDir ? await freeBytes(this.path) : null };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const open = [...this.#active.values()].filter((f): f is IncomingFile => f !== null);
+    await Promise.all(open.map((f) => f.abort(true)));
+    await this.#journal.flush();
+  }
+}
+

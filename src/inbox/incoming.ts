@@ -1,0 +1,278 @@
+/**
+ * One file being received into an inbox: bytes stream into a staging file (hashed on
+ * the way), and `commit` verifies and lands it. See the contract in inbox.ts.
+ */
+import type { Hash } from 'node:crypto';
+import type fs from 'node:fs/promises';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import type { CollisionPolicy } from '../config/types.js';
+import type { Logger } from '../log.js';
+import { describeError } from '../errors.js';
+import { InboxError } from './errors.js';
+import { errCode, formatBytes, type Mutex } from './fsutil.js';
+import type { Journal } from './journal.js';
+import { land } from './land.js';
+import type { Staging } from './staging.js';
+
+export interface Landed {
+  inbox: string;
+  rel: string;
+  abs: string;
+  size: number;
+  sha256: string;
+  renamedFrom: string | null;
+  /**
+   * Set (true) only when onCollision=skip found the target taken at commit time (it was
+   * free at begin): nothing was written, `rel`/`abs` name the existing file, `size` and
+   * `sha256` describe the bytes received (verified) and discarded.
+   */
+  skipped?: boolean;
+}
+
+export interface IncomingFile {
+  readonly rel: string;
+  readonly offset: number;
+  readonly prefixSha256: string | null;
+  write(chunk: Buffer): Promise<void>;
+  readonly received: number;
+  commit(expectedSha256: string | null): Promise<Landed>;
+  abort(keepPartial: boolean): Promise<void>;
+}
+
+/** What an IncomingFile needs from its inbox. */
+export interface IncomingContext {
+  inboxName: string;
+  inboxPath: string;
+  inboxReal: string;
+  policy: CollisionPolicy;
+  log: Logger;
+  staging: Staging;
+  journal: Journal;
+  landLock: Mutex;
+  maxFileBytes: number;
+  /** Called exactly once when the file is finished (committed, failed or aborted). */
+  release: () => void;
+}
+
+export interface IncomingInit {
+  id: string;
+  source: string;
+  rel: string;
+  parts: string[];
+  size: number | null;
+  mtimeMs: number | null;
+  offset: number;
+  prefixSha256: string | null;
+  /** Running hash already fed with bytes [0, offset). */
+  hash: Hash;
+  handle: fs.FileHandle;
+}
+
+const HIGH_WATER_MARK = 1 << 20;
+
+type State = 'open' | 'committing' | 'done';
+
+/**
+ * Flush and end the write stream. Not `stream.finished()`: with autoClose=false (we
+ * fsync and close the handle ourselves) the stream never emits 'close', which
+ * `finished()` waits for.
+ */
+function endStream(stream: WriteStream): Promise<void> {
+  if (stream.destroyed) return Promise.reject(stream.errored ?? new Error('the file stream was destroyed'));
+  return new Promise((resolve, reject) => {
+    stream.end((err?: Error | null) => (err ? reject(err) : resolve()));
+  });
+}
+
+export class IncomingFileImpl implements IncomingFile {
+  readonly rel: string;
+  readonly offset: number;
+  readonly prefixSha256: string | null;
+  #received: number;
+  #ctx: IncomingContext;
+  #init: IncomingInit;
+  #stream: WriteStream;
+  #state: State = 'open';
+  #failure: InboxError | null = null;
+  #released = false;
+
+  constructor(ctx: IncomingContext, init: IncomingInit) {
+    this.#ctx = ctx;
+    this.#init = init;
+    this.rel = init.rel;
+    this.offset = init.offset;
+    this.prefixSha256 = init.prefixSha256;
+    this.#received = init.offset;
+    // A stream on the numeric fd, not `handle.createWriteStream()`: a FileHandle stream
+    // holds a reference that makes `handle.close()` wait until the stream closes, and we
+    // need the handle open after the stream ends to fsync it.
+    this.#stream = createWriteStream(ctx.staging.dataPath(init.id), {
+      fd: init.handle.fd,
+      start: init.offset,
+      highWaterMark: HIGH_WATER_MARK,
+      autoClose: false,
+    });
+    this.#stream.on('error', (err) => void this.#fail(this.#mapIoError(err, 'writing'), true));
+  }
+
+  get received(): number {
+    return this.#received;
+  }
+
+  get #where(): string {
+    return `inbox "${this.#ctx.inboxName}" (${this.#ctx.inboxPath}), file ${JSON.stringify(this.rel)}`;
+  }
+
+  #mapIoError(err: unknown, doing: string): InboxError {
+    if (err instanceof InboxError) return err;
+    if (errCode(err) === 'ENOSPC') {
+      return new InboxError('NO_SPACE', `The disk is full while ${doing} ${this.#where}; free space on that volume and retry`, { cause: err });
+    }
+    return new InboxError('IO', `Failed ${doing} ${this.#where}: ${describeError(err)}`, { cause: err });
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#ctx.release();
+  }
+
+  /**
+   * Let in-flight writes finish before closing the fd: closing under a pending write
+   * could let that write hit another file that reuses the fd number.
+   */
+  async #closeHandle(): Promise<void> {
+    if (!this.#stream.destroyed && !this.#stream.writableFinished) await endStream(this.#stream).catch(() => undefined);
+    await this.#init.handle.close().catch(() => undefined);
+  }
+
+  /** Enter the failed state once; NO_SPACE and hash/size failures make the partial useless (deleted). */
+  async #fail(err: InboxError, deletePartial: boolean): Promise<void> {
+    if (this.#failure) return;
+    this.#failure = err;
+    this.#state = 'done';
+    await this.#closeHandle();
+    if (deletePartial || err.code === 'NO_SPACE') await this.#ctx.staging.remove(this.#init.id);
+    this.#ctx.log.warn('incoming file failed', { rel: this.rel, source: this.#init.source, code: err.code, err: err.message });
+    this.#release();
+  }
+
+  #unusable(): InboxError {
+    return this.#failure ?? new InboxError('CLOSED', `The transfer of ${this.#where} is already finished or aborted; begin it again`);
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.#state !== 'open' || this.#failure) throw this.#unusable();
+    const limit = this.#init.size ?? this.#ctx.maxFileBytes;
+    if (this.#received + chunk.length > limit) {
+      const err = new InboxError(
+        'TOO_LARGE',
+        this.#init.size !== null
+          ? `The sender sent more than the announced ${this.#init.size} bytes for ${this.#where}`
+          : `${this.#where} exceeds the limit of ${formatBytes(this.#ctx.maxFileBytes)} (limits.maxFileBytes)`,
+      );
+      await this.#fail(err, true);
+      throw err;
+    }
+    this.#init.hash.update(chunk);
+    this.#received += chunk.length;
+    if (this.#stream.write(chunk)) return;
+    await new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        this.#stream.off('drain', done);
+        this.#stream.off('close', done);
+        if (this.#failure) reject(this.#failure);
+        else resolve();
+      };
+      this.#stream.on('drain', done);
+      // 'close' follows 'error' (the stream is destroyed); #fail has set #failure by then.
+      this.#stream.on('close', done);
+    });
+  }
+
+  async commit(expectedSha256: string | null): Promise<Landed> {
+    if (this.#state !== 'open' || this.#failure) throw this.#unusable();
+    this.#state = 'committing';
+    const { id, size, source } = this.#init;
+    const staging = this.#ctx.staging;
+    try {
+      await endStream(this.#stream);
+      await this.#init.handle.sync();
+      await this.#init.handle.close();
+    } catch (err) {
+      const e = this.#failure ?? this.#mapIoError(err, 'flushing');
+      await this.#fail(e, false);
+      throw e;
+    }
+    if (this.#failure) throw this.#failure;
+    if (size !== null && this.#received !== size) {
+      const err = new InboxError('SIZE_MISMATCH', `${this.#where}: announced ${size} bytes but received ${this.#received}; the partial file was discarded`);
+      await this.#fail(err, true);
+      throw err;
+    }
+    const sha256 = this.#init.hash.digest('hex');
+    if (expectedSha256 !== null && expectedSha256.toLowerCase() !== sha256) {
+      const err = new InboxError('HASH_MISMATCH', `${this.#where}: SHA-256 of the received bytes is ${sha256}, the sender announced ${expectedSha256}; the partial file was discarded`);
+      await this.#fail(err, true);
+      throw err;
+    }
+    let outcome;
+    try {
+      outcome = await this.#ctx.landLock.run(() =>
+        land({
+          inboxName: this.#ctx.inboxName,
+          inboxPath: this.#ctx.inboxPath,
+          inboxReal: this.#ctx.inboxReal,
+          parts: this.#init.parts,
+          from: staging.dataPath(id),
+          policy: this.#ctx.policy,
+          log: this.#ctx.log,
+        }),
+      );
+    } catch (err) {
+      // Retryable failures keep the verified bytes in staging (meta intact): a retry
+      // resumes at offset = size. Refusals (BAD_NAME) cannot succeed later: drop them.
+      const e = this.#mapIoError(err, 'moving into');
+      if (!e.retryable) await staging.remove(id);
+      this.#failure = e;
+      this.#state = 'done';
+      this.#ctx.log.error('could not move a received file into the inbox', { rel: this.rel, source, code: e.code, err: e.message });
+      this.#release();
+      throw e;
+    }
+    this.#state = 'done';
+    const base = { inbox: this.#ctx.inboxName, size: this.#received, sha256 };
+    if (outcome.status === 'skipped') {
+      await staging.remove(id);
+      this.#ctx.log.info('file already exists, discarded the received copy (onCollision=skip)', { rel: outcome.rel, source });
+      this.#release();
+      return { ...base, rel: outcome.rel, abs: outcome.abs, renamedFrom: null, skipped: true };
+    }
+    await staging.removeMeta(id);
+    await this.#ctx.journal.record({
+      source,
+      rel: this.rel,
+      landedRel: outcome.rel,
+      size: this.#received,
+      mtimeMs: this.#init.mtimeMs,
+      sha256,
+      at: Date.now(),
+    });
+    this.#release();
+    return { ...base, rel: outcome.rel, abs: outcome.abs, renamedFrom: outcome.renamedFrom };
+  }
+
+  async abort(keepPartial: boolean): Promise<void> {
+    try {
+      if (this.#state !== 'open' || this.#failure) return;
+      this.#state = 'done';
+      // Flushes what was accepted, so a resume continues right after it.
+      await this.#closeHandle();
+      if (!keepPartial) await this.#ctx.staging.remove(this.#init.id);
+    } catch (err) {
+      this.#ctx.log.warn('error while aborting an incoming file', { rel: this.rel, err: describeError(err) });
+    } finally {
+      this.#release();
+    }
+  }
+}

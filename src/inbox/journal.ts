@@ -1,0 +1,138 @@
+/**
+ * Dedupe journal: which version of which file from which source already landed, so a
+ * resend (the sender crashed after we committed but before it saw the ack) is
+ * answered "duplicate" instead of landing twice (or as "name (1).ext").
+ *
+ * Append-only JSON lines, one record per landed file; the latest record per
+ * (source, rel) wins. Bounded: on open, and whenever twice the limit accumulates,
+ * it is rewritten with the last `limit` records. A torn last line (crash during
+ * append) is skipped. Losing the journal only loses dedupe, never data.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from '../log.js';
+import { errCode } from './fsutil.js';
+
+export interface LandedRecord {
+  source: string;
+  /** The sanitised rel the sender asked for. */
+  rel: string;
+  /** Where it actually landed (differs after a rename collision). */
+  landedRel: string;
+  size: number;
+  mtimeMs: number | null;
+  sha256: string;
+  at: number;
+}
+
+function isRecord(x: unknown): x is LandedRecord {
+  const r = x as Partial<LandedRecord> | null;
+  return (
+    typeof r === 'object' &&
+    r !== null &&
+    typeof r.source === 'string' &&
+    typeof r.rel === 'string' &&
+    typeof r.landedRel === 'string' &&
+    typeof r.size === 'number' &&
+    (r.mtimeMs === null || typeof r.mtimeMs === 'number') &&
+    typeof r.sha256 === 'string' &&
+    typeof r.at === 'number'
+  );
+}
+
+const key = (source: string, rel: string): string => `${source}\0${rel}`;
+
+export class Journal {
+  readonly file: string;
+  readonly limit: number;
+  #log: Logger;
+  /** Insertion order = age (re-set entries are moved to the end). */
+  #byKey = new Map<string, LandedRecord>();
+  #linesInFile = 0;
+  #chain: Promise<unknown> = Promise.resolve();
+
+  private constructor(file: string, limit: number, log: Logger) {
+    this.file = file;
+    this.limit = limit;
+    this.#log = log;
+  }
+
+  static async open(stateDir: string, log: Logger, limit = 10_000): Promise<Journal> {
+    await fs.mkdir(stateDir, { recursive: true });
+    const j = new Journal(path.join(stateDir, 'landed.jsonl'), limit, log);
+    let text = '';
+    try {
+      text = await fs.readFile(j.file, 'utf8');
+    } catch (err) {
+      if (errCode(err) !== 'ENOENT') throw err;
+    }
+    let bad = 0;
+    const lines = text.split('\n').filter((l) => l.trim() !== '');
+    for (const line of lines) {
+      let rec: unknown;
+      try {
+        rec = JSON.parse(line);
+      } catch {
+        bad++;
+        continue;
+      }
+      if (!isRecord(rec)) {
+        bad++;
+        continue;
+      }
+      j.#set(rec);
+    }
+    j.#linesInFile = lines.length;
+    if (bad > 0) log.warn('skipped unreadable lines in the dedupe journal (torn write after a crash?)', { file: j.file, lines: bad });
+    if (bad > 0 || lines.length > limit || (text !== '' && !text.endsWith('\n'))) await j.#compact();
+    return j;
+  }
+
+  #set(rec: LandedRecord): void {
+    const k = key(rec.source, rec.rel);
+    this.#byKey.delete(k);
+    this.#byKey.set(k, rec);
+    while (this.#byKey.size > this.limit) {
+      const oldest = this.#byKey.keys().next().value as string;
+      this.#byKey.delete(oldest);
+    }
+  }
+
+  get(source: string, rel: string): LandedRecord | undefined {
+    return this.#byKey.get(key(source, rel));
+  }
+
+  get size(): number {
+    return this.#byKey.size;
+  }
+
+  /** Record a landed file. Failures are logged, never thrown: the file already landed. */
+  record(rec: LandedRecord): Promise<void> {
+    this.#set(rec);
+    const run = async (): Promise<void> => {
+      try {
+        await fs.appendFile(this.file, JSON.stringify(rec) + '\n');
+        this.#linesInFile++;
+        if (this.#linesInFile > 2 * this.limit) await this.#compact();
+      } catch (err) {
+        this.#log.warn('could not append to the dedupe journal; a resend of this file may land twice', { file: this.file, err });
+      }
+    };
+    const p = this.#chain.then(run);
+    this.#chain = p;
+    return p;
+  }
+
+  async #compact(): Promise<void> {
+    const tmp = `${this.file}.tmp`;
+    const body = [...this.#byKey.values()].map((r) => JSON.stringify(r) + '\n').join('');
+    await fs.writeFile(tmp, body);
+    await fs.rename(tmp, this.file);
+    this.#linesInFile = this.#byKey.size;
+  }
+
+  /** Wait for pending appends. */
+  async flush(): Promise<void> {
+    await this.#chain;
+  }
+}
