@@ -1,0 +1,166 @@
+/**
+ * After-actions: what happens to an outbox file once every destination confirmed it.
+ *
+ * Invariants:
+ * - A file that changed since it was sent (different size or mtime) is never archived
+ *   or deleted: it is a new version to send. The result says so.
+ * - Archive keeps the subpath (`<outbox>/sent/<rel>`); an older archived file of the
+ *   same name is replaced (the newest render wins).
+ * - Folders emptied by archive/delete are removed, up to but never including the
+ *   outbox folder itself.
+ * - Windows: rename/unlink fail transiently with EPERM/EACCES/EBUSY while an antivirus,
+ *   indexer or TouchDesigner itself holds the file; they are retried with backoff (the
+ *   same cause graceful-fs retries for). EXDEV (sent/ on another volume, e.g. a mount or
+ *   junction) falls back to copy + unlink.
+ */
+import { copyFile, mkdir, rename, rmdir, stat, unlink, utimes } from 'node:fs/promises';
+import path from 'node:path';
+import { TdxError, describeError } from '../errors.js';
+import { ARCHIVE_DIR } from '../filters.js';
+import type { Logger } from '../log.js';
+import type { SentJournal } from './journal.js';
+import type { ReadyFile } from './watcher.js';
+
+export type AfterResult =
+  | { action: 'archived'; to: string }
+  | { action: 'deleted' }
+  | { action: 'kept' }
+  /** Changed since it was sent: left in place, the watcher emits the new version. */
+  | { action: 'changed'; size: number; mtimeMs: number }
+  /** Already gone (removed by the user): nothing to do. */
+  | { action: 'missing' };
+
+export interface AfterOptions {
+  /** Delays between retries of a transiently failing rename/unlink (Windows locks). */
+  retryDelaysMs?: number[];
+}
+
+const DEFAULT_RETRY_DELAYS = [50, 100, 200, 400, 800, 1000, 1000];
+const TRANSIENT = new Set(['EPERM', 'EACCES', 'EBUSY']);
+
+function errCode(err: unknown): string | undefined {
+  const c = (err as { code?: unknown } | null)?.code;
+  return typeof c === 'string' ? c : undefined;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function withRetries<T>(fn: () => Promise<T>, delays: number[]): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const d = delays[i];
+      if (d === undefined || !TRANSIENT.has(errCode(err) ?? '')) throw err;
+      await sleep(d);
+    }
+  }
+}
+
+/** Destination of `rel` in the archive folder of `outboxPath`. */
+export function archivePath(outboxPath: string, rel: string): string {
+  return path.join(path.resolve(outboxPath), ARCHIVE_DIR, ...rel.split('/'));
+}
+
+async function currentVersion(abs: string): Promise<{ size: number; mtimeMs: number } | null> {
+  try {
+    const st = await stat(abs);
+    return st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs } : null;
+  } catch (err) {
+    if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return null;
+    throw err;
+  }
+}
+
+/** Moves a file; returns 'copied' when it had to copy across volumes (EXDEV), where the mtime is kept only approximately. */
+async function move(from: string, to: string, delays: number[]): Promise<'renamed' | 'copied'> {
+  await mkdir(path.dirname(to), { recursive: true });
+  try {
+    await withRetries(() => rename(from, to), delays);
+    return 'renamed';
+  } catch (err) {
+    if (errCode(err) !== 'EXDEV') throw err;
+    const tmp = `${to}.tdxfer-${process.pid}.tmp`;
+    const st = await stat(from);
+    await copyFile(from, tmp);
+    await utimes(tmp, st.atime, st.mtime).catch(() => undefined);
+    await withRetries(() => rename(tmp, to), delays);
+    await withRetries(() => unlink(from), delays);
+    return 'copied';
+  }
+}
+
+/** Removes now-empty folders from `dir` upwards, stopping below `root`. */
+export async function removeEmptyParents(root: string, dir: string): Promise<void> {
+  const top = path.resolve(root);
+  let cur = path.resolve(dir);
+  for (;;) {
+    const r = path.relative(top, cur);
+    if (r === '' || r.startsWith('..') || path.isAbsolute(r)) return;
+    try {
+      await rmdir(cur);
+    } catch {
+      return; // not empty, in use, or already gone: stop climbing
+    }
+    cur = path.dirname(cur);
+  }
+}
+
+/**
+ * Applies `file.outbox.after` to a file every destination confirmed. `file.size` and
+ * `file.mtimeMs` are the version that was sent.
+ */
+export async function applyAfter(file: ReadyFile, journal: SentJournal, log: Logger, opts: AfterOptions = {}): Promise<AfterResult> {
+  const delays = opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS;
+  const { outbox, rel, abs } = file;
+  const root = path.resolve(outbox.path);
+
+  if (outbox.after === 'keep') {
+    await journal.record(outbox.path, rel, file.size, file.mtimeMs);
+    return { action: 'kept' };
+  }
+
+  const now = await currentVersion(abs);
+  if (!now) {
+    await journal.forget(outbox.path, rel);
+    return { action: 'missing' };
+  }
+  if (now.size !== file.size || now.mtimeMs !== file.mtimeMs) {
+    log.info('file changed since it was sent; leaving it for the next send', { rel, sentSize: file.size, size: now.size });
+    return { action: 'changed', ...now };
+  }
+
+  if (outbox.after === 'delete') {
+    try {
+      await withRetries(() => unlink(abs), delays);
+    } catch (err) {
+      if (errCode(err) === 'ENOENT') return { action: 'missing' };
+      throw new TdxError('AFTER_DELETE_FAILED', `Could not delete sent file ${abs}: ${describeError(err)}. Close programs holding it or fix permissions; it stays in the outbox and is not sent again until it changes.`, { cause: err });
+    }
+    await journal.forget(outbox.path, rel);
+    await removeEmptyParents(root, path.dirname(abs));
+    return { action: 'deleted' };
+  }
+
+  const to = archivePath(root, rel);
+  let how: 'renamed' | 'copied';
+  try {
+    how = await move(abs, to, delays);
+  } catch (err) {
+    if (errCode(err) === 'ENOENT') return { action: 'missing' };
+    throw new TdxError('AFTER_ARCHIVE_FAILED', `Could not archive sent file ${abs} to ${to}: ${describeError(err)}. Close programs holding either file, remove a folder of that name in sent/, or fix permissions.`, { cause: err });
+  }
+  // The file may have been rewritten between the check and the move; then it is a new
+  // version that must not hide in sent/: put it back when its old place is still free.
+  const moved = await currentVersion(to);
+  if (moved && (moved.size !== file.size || (how === 'renamed' && moved.mtimeMs !== file.mtimeMs))) {
+    if ((await currentVersion(abs)) === null) {
+      await move(to, abs, delays).catch((err: unknown) => log.warn(`A changed file was archived as ${to} and could not be moved back: ${describeError(err)}. Move it back into the outbox to send it.`));
+      return { action: 'changed', ...moved };
+    }
+  }
+  await journal.forget(outbox.path, rel);
+  await removeEmptyParents(root, path.dirname(abs));
+  log.debug('archived', { rel, to });
+  return { action: 'archived', to };
+}

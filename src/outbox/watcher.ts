@@ -1,0 +1,497 @@
+/**
+ * OutboxWatcher: turns an outbox folder into a stream of "this file is complete"
+ * (`ready`) and "this file went away" (`gone`) events.
+ *
+ * chokidar 5 only tells us *that* something may have changed; whether a file is complete
+ * is decided by our own re-stat polling (src/outbox/settle.ts). We never use chokidar's
+ * `awaitWriteFinish`: it compares size only, misfires on large files and on Windows,
+ * and buffered writers on Windows raise no events while writing.
+ *
+ * Invariants:
+ * - One poll loop (one timer) per watcher, looking only at files not yet settled.
+ * - Each version (size, mtimeMs) of a rel is emitted once; a different version later is
+ *   emitted again. Versions emitted before a watcher restart are not emitted again.
+ * - Nothing here throws into the agent: chokidar errors, a deleted outbox, listener
+ *   exceptions are logged and the watcher recovers by itself.
+ * - After `stop()` resolves there is no timer, no chokidar handle and no event.
+ *
+ * Known chokidar problems worked around:
+ * - A watched root that is deleted and re-created is not watched again
+ *   (https://github.com/paulmillr/chokidar/issues/1278, #1207): we stat the root
+ *   every ROOT_CHECK_MS (and whenever files vanish) and re-create the chokidar watcher
+ *   when it vanished or its identity (dev, ino, birth time) changed.
+ */
+import { EventEmitter } from 'node:events';
+import type { Stats } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { watch, type FSWatcher } from 'chokidar';
+import type { OutboxConfig } from '../config/types.js';
+import { describeError } from '../errors.js';
+import { isIgnoredRel, makeOutboxFilter } from '../filters.js';
+import type { Logger } from '../log.js';
+import { SettleTracker, type FileVersion } from './settle.js';
+
+export interface ReadyFile {
+  outbox: OutboxConfig;
+  /** '/'-separated, relative to outbox.path. */
+  rel: string;
+  abs: string;
+  size: number;
+  mtimeMs: number;
+}
+
+export interface OutboxWatcherEvents {
+  ready: [ReadyFile];
+  gone: [{ outbox: OutboxConfig; rel: string }];
+}
+
+export interface OutboxWatcherOptions {
+  log: Logger;
+  /** Absolute folders never to look into (the agent's staging/data folders). */
+  ignore?: string[];
+  /** Settle re-check interval; default min(250, settleMs), at least 10. */
+  pollMs?: number;
+  /** Make chokidar poll instead of using OS events (network shares). */
+  usePolling?: boolean;
+}
+
+/** How often the outbox root itself is checked for deletion/replacement. */
+const ROOT_CHECK_MS = 1000;
+/** Delay that batches a burst of chokidar events into one poll. */
+const KICK_MS = 15;
+/** Shortest gap between two poll-loop turns. */
+const MIN_TICK_MS = 10;
+const BACKOFF_START_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+const STAT_CONCURRENCY = 64;
+const OPEN_CONCURRENCY = 32;
+
+type OpenCheck = 'ok' | 'busy' | 'gone';
+
+export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
+  readonly outbox: OutboxConfig;
+  private readonly root: string;
+  private readonly log: Logger;
+  private readonly ignore: string[];
+  private readonly pollMs: number;
+  private usePolling: boolean;
+  private readonly tracker: SettleTracker;
+  private readonly accepts: (rel: string) => boolean;
+
+  private fsw: FSWatcher | null = null;
+  /** Identity of the watched root folder; inode numbers are reused at once on ext4, birth times are not. */
+  private rootId: { dev: number; ino: number; birthtimeMs: number } | null = null;
+  private stopped = true;
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
+  private ticking: Promise<void> | null = null;
+  private tickAgain = false;
+  private lastRootCheck = 0;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private backoffMs = BACKOFF_START_MS;
+  /** Key of the problem last logged at warn level; the same problem is not repeated. */
+  private problem: string | null = null;
+  /** rel -> version key whose unreadability was already logged at warn level. */
+  private readonly busyWarned = new Map<string, string>();
+  /** Due files whose open failed (Windows: still held by the writer): not retried before this time. */
+  private readonly busyUntil = new Map<string, number>();
+  /** rels chokidar reported unlinked: checked on the next poll. */
+  private readonly suspects = new Set<string>();
+  private finishReady: (() => void) | null = null;
+
+  constructor(outbox: OutboxConfig, opts: OutboxWatcherOptions) {
+    super();
+    this.outbox = outbox;
+    this.root = path.resolve(outbox.path);
+    this.log = opts.log.child({ component: 'outbox', outbox: this.root });
+    this.ignore = (opts.ignore ?? []).map((p) => path.resolve(p));
+    this.pollMs = Math.max(10, opts.pollMs ?? Math.min(250, outbox.settleMs));
+    this.usePolling = opts.usePolling ?? false;
+    this.tracker = new SettleTracker(outbox.settleMs, this.pollMs);
+    this.accepts = makeOutboxFilter(outbox);
+  }
+
+  /** Files seen but not yet settled. */
+  get pendingCount(): number {
+    return this.tracker.pendingCount;
+  }
+
+  /**
+   * Starts watching; resolves after chokidar's initial scan (or at once, with a warning,
+   * when the outbox folder does not exist yet: it is picked up when it appears). Files
+   * already waiting are emitted as soon as they have settled.
+   */
+  async start(): Promise<void> {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.schedule(0);
+    await this.openWatcher();
+  }
+
+  /** Closes chokidar and all timers; no event after it resolves. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    await this.closeWatcher();
+    await this.ticking;
+  }
+
+  /**
+   * The agent has finished with the emitted version of `rel` (sent and after-action
+   * done, or given up). Its later disappearance is not reported as `gone`; a later
+   * different version is emitted again. Call it before the after-action moves or
+   * deletes the file, or ignore the `gone` that may follow.
+   */
+  release(rel: string): void {
+    this.tracker.release(rel);
+  }
+
+  // ---- chokidar ------------------------------------------------------------------
+
+  private async openWatcher(): Promise<void> {
+    if (this.stopped) return;
+    let st: Stats;
+    try {
+      st = await stat(this.root);
+      if (!st.isDirectory()) throw Object.assign(new Error('not a folder'), { code: 'ENOTDIR' });
+    } catch (err) {
+      this.reportProblem('root', 'warn', `Outbox folder ${this.root} is missing or not a folder (${describeError(err)}). Create it or fix outboxes[].path in the config; watching resumes by itself when it is there.`);
+      this.scheduleRestart();
+      return;
+    }
+    if (this.stopped) return;
+    this.rootId = { dev: st.dev, ino: st.ino, birthtimeMs: st.birthtimeMs };
+    this.lastRootCheck = performance.now();
+    const seen = new Set<string>();
+    let scanning = true;
+    const fsw = watch(this.root, {
+      persistent: true,
+      ignoreInitial: false,
+      followSymlinks: true,
+      usePolling: this.usePolling,
+      interval: 1000,
+      binaryInterval: 1000,
+      ignorePermissionErrors: false,
+      ignored: (p: string, stats?: Stats) => this.isIgnoredPath(p, stats),
+    });
+    this.fsw = fsw;
+    const onFile = (p: string, st?: Stats): void => {
+      const rel = this.relOf(p);
+      if (rel === null || !this.accepts(rel)) return;
+      if (scanning) seen.add(rel);
+      // chokidar's own stat (taken just before the event) serves as the first
+      // observation: it can only be older than now, which only delays settling.
+      if (st?.isFile()) this.tracker.observe(rel, { size: st.size, mtimeMs: st.mtimeMs }, performance.now());
+      else this.tracker.touch(rel);
+      this.schedule(KICK_MS);
+    };
+    fsw.on('add', onFile);
+    fsw.on('change', onFile);
+    // Unlinks are verified by the poll loop before anyone hears `gone`: when the whole
+    // outbox vanished (share dropped, folder moved away) the files are not gone, the
+    // watcher restarts, and what is still there after the rescan is not emitted again.
+    fsw.on('unlink', (p) => {
+      const rel = this.relOf(p);
+      if (rel === null || !this.tracker.has(rel)) return;
+      this.suspects.add(rel);
+      this.schedule(KICK_MS);
+    });
+    fsw.on('unlinkDir', (p) => {
+      const rel = this.relOf(p);
+      if (rel === null) {
+        if (path.resolve(p) === this.root) {
+          this.lastRootCheck = -Infinity; // check the root on the next poll
+          this.schedule(KICK_MS);
+        }
+        return;
+      }
+      const prefix = rel + '/';
+      for (const r of this.tracker.known()) if (r.startsWith(prefix)) this.suspects.add(r);
+      this.schedule(KICK_MS);
+    });
+    fsw.on('error', (err) => this.onChokidarError(fsw, err));
+    await new Promise<void>((resolve) => {
+      this.finishReady = resolve;
+      fsw.once('ready', () => resolve());
+    });
+    this.finishReady = null;
+    scanning = false;
+    if (this.stopped || this.fsw !== fsw) return;
+    // Files that disappeared while we were not watching (after a restart).
+    for (const rel of [...this.tracker.known()]) if (!seen.has(rel)) this.forget(rel);
+    if (this.problem !== null) this.log.info(`Watching outbox ${this.root} again`, { files: seen.size });
+    this.problem = null;
+    this.backoffMs = BACKOFF_START_MS;
+    this.log.debug('outbox scan done', { files: seen.size, polling: this.usePolling });
+  }
+
+  private async closeWatcher(): Promise<void> {
+    const fsw = this.fsw;
+    this.fsw = null;
+    this.finishReady?.();
+    this.finishReady = null;
+    if (!fsw) return;
+    try {
+      const closing = fsw.close();
+      // close() removes every listener, yet chokidar can still emit 'error' from fs calls
+      // in flight; with no listener that would crash the process.
+      fsw.on('error', () => undefined);
+      await closing;
+    } catch (err) {
+      this.log.debug('closing chokidar failed', { error: describeError(err) });
+    }
+  }
+
+  private onChokidarError(fsw: FSWatcher, err: unknown): void {
+    if (this.stopped || this.fsw !== fsw) return;
+    const code = errCode(err);
+    const where = (err as { path?: unknown }).path;
+    const at = typeof where === 'string' ? where : this.root;
+    if ((code === 'EACCES' || code === 'EPERM') && at !== this.root) {
+      // A sub-folder we may not read: a restart would hit it again. Its files are skipped.
+      this.reportProblem(`perm:${at}`, 'warn', `Permission denied watching ${at} (${code}): files below it are not sent. Give the agent's user read access, or move it out of outbox ${this.root}.`);
+      return;
+    }
+    if (code === 'ENOSPC' || code === 'EMFILE' || code === 'ENFILE') {
+      const how =
+        code === 'ENOSPC'
+          ? "the system limit of file watches is reached; raise it (Linux: sysctl fs.inotify.max_user_watches=524288, persist in /etc/sysctl.d/)"
+          : 'too many open files; raise the limit (ulimit -n, or LimitNOFILE= in the systemd unit)';
+      this.reportProblem(`limit:${code}`, 'error', `Cannot watch outbox ${this.root}: ${how}. Switching this outbox to polling (slower) meanwhile.`);
+      this.usePolling = true;
+    } else {
+      this.reportProblem(`chokidar:${code}`, 'error', `Watching outbox ${this.root} failed: ${describeError(err)}. Restarting the watcher; check that the folder exists and is readable.`);
+    }
+    this.restart();
+  }
+
+  /** Closes the current chokidar watcher and opens a new one after a backoff. */
+  private restart(): void {
+    if (this.stopped || this.restartTimer) return;
+    void this.closeWatcher().then(() => this.scheduleRestart());
+  }
+
+  private scheduleRestart(): void {
+    if (this.stopped || this.restartTimer) return;
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      this.openWatcher().catch((err: unknown) => {
+        this.reportProblem(`open:${errCode(err)}`, 'error', `Could not start watching outbox ${this.root}: ${describeError(err)}. Retrying.`);
+        this.scheduleRestart();
+      });
+    }, delay);
+  }
+
+  private reportProblem(key: string, level: 'warn' | 'error', msg: string): void {
+    if (this.problem === key) {
+      this.log.debug(msg);
+      return;
+    }
+    this.problem = key;
+    this.log[level](msg);
+  }
+
+  // ---- paths ---------------------------------------------------------------------
+
+  /** '/'-separated path of `abs` relative to the root, or null when it is the root or outside it. */
+  private relOf(abs: string): string | null {
+    const r = path.relative(this.root, abs);
+    if (r === '' || r.startsWith('..') || path.isAbsolute(r)) return null;
+    return path.sep === '/' ? r : r.split(path.sep).join('/');
+  }
+
+  private isIgnoredPath(p: string, stats?: Stats): boolean {
+    for (const ig of this.ignore) {
+      const r = path.relative(ig, p);
+      if (r === '' || (!r.startsWith('..') && !path.isAbsolute(r))) return true;
+    }
+    const rel = this.relOf(p);
+    if (rel === null) return false;
+    if (isIgnoredRel(rel)) return true;
+    // Globs only decide about files; folders must be entered to find matching files.
+    return stats?.isFile() === true && !this.accepts(rel);
+  }
+
+  private absOf(rel: string): string {
+    return path.join(this.root, ...rel.split('/'));
+  }
+
+  // ---- poll loop -----------------------------------------------------------------
+
+  /** Runs the poll loop in `delayMs` unless it is already due sooner. */
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    const at = performance.now() + delayMs;
+    if (this.timer && this.timerAt <= at) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.timerAt = Infinity;
+      this.runTick();
+    }, delayMs);
+  }
+
+  private runTick(): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.tickAgain = true;
+      return;
+    }
+    this.ticking = this.tick()
+      .catch((err: unknown) => this.log.error(`Outbox poll failed for ${this.root}: ${describeError(err)}; continuing`))
+      .finally(() => {
+        this.ticking = null;
+        if (this.stopped) return;
+        if (this.tickAgain) {
+          this.tickAgain = false;
+          this.schedule(0);
+        } else {
+          const now = performance.now();
+          const wake = Math.min(this.tracker.nextWake(), this.nextBusyRetry(), this.lastRootCheck + ROOT_CHECK_MS);
+          this.schedule(Math.min(ROOT_CHECK_MS, Math.max(MIN_TICK_MS, wake - now)));
+        }
+      });
+  }
+
+  private async tick(): Promise<void> {
+    if (performance.now() - this.lastRootCheck >= ROOT_CHECK_MS && !(await this.checkRoot())) return;
+    if (this.stopped) return;
+
+    const suspects = [...this.suspects];
+    this.suspects.clear();
+    const toStat = new Set([...this.tracker.toStat(performance.now()), ...suspects]);
+    const missing: string[] = [];
+    await mapLimit([...toStat], STAT_CONCURRENCY, async (rel) => {
+      try {
+        const st = await stat(this.absOf(rel));
+        if (this.stopped) return;
+        if (!st.isFile()) missing.push(rel);
+        else this.tracker.observe(rel, { size: st.size, mtimeMs: st.mtimeMs }, performance.now());
+      } catch (err) {
+        if (this.stopped) return;
+        if (isGoneError(err)) missing.push(rel);
+        else this.log.debug('stat failed; retrying', { rel, error: describeError(err) });
+      }
+    });
+    if (this.stopped) return;
+    if (missing.length > 0) {
+      if (!(await this.checkRoot())) return; // the outbox itself vanished: recovery reconciles
+      for (const rel of missing) this.forget(rel);
+    }
+
+    const now = performance.now();
+    const due = this.tracker.due().filter((d) => (this.busyUntil.get(d.rel) ?? 0) <= now);
+    await mapLimit(due, OPEN_CONCURRENCY, async ({ rel, version }) => {
+      const abs = this.absOf(rel);
+      const check = await this.canOpen(rel, abs, version);
+      if (this.stopped) return;
+      if (check === 'busy') {
+        this.busyUntil.set(rel, performance.now() + this.pollMs);
+        return;
+      }
+      this.busyUntil.delete(rel);
+      this.busyWarned.delete(rel);
+      if (check === 'gone') this.forget(rel);
+      else if (this.tracker.markEmitted(rel, version)) {
+        this.safeEmit('ready', { outbox: this.outbox, rel, abs, size: version.size, mtimeMs: version.mtimeMs });
+      }
+    });
+  }
+
+  /** Can the file be opened for reading? On Windows a writer holding it gives EBUSY/EPERM: it is still being written. */
+  private async canOpen(rel: string, abs: string, v: FileVersion): Promise<OpenCheck> {
+    try {
+      const fh = await open(abs, 'r');
+      await fh.close();
+      return 'ok';
+    } catch (err) {
+      if (isGoneError(err)) return 'gone';
+      const code = errCode(err);
+      const key = `${rel}\0${v.size}\0${v.mtimeMs}`;
+      if ((code === 'EACCES' || code === 'EPERM') && this.busyWarned.get(rel) !== key) {
+        this.busyWarned.set(rel, key);
+        this.log.warn(`Cannot open ${abs} for reading (${code}): still being written, or the agent's user lacks read permission. Will retry until it can.`);
+      } else {
+        this.log.debug('file not readable yet; retrying', { rel, error: describeError(err) });
+      }
+      return 'busy';
+    }
+  }
+
+  /**
+   * Detects a deleted or replaced outbox folder, which chokidar does not (see file
+   * header), and starts recovery. False when the outbox is not being watched properly.
+   */
+  private async checkRoot(): Promise<boolean> {
+    this.lastRootCheck = performance.now();
+    if (!this.fsw || !this.rootId) return false; // not watching: the restart timer is in charge
+    let ok = false;
+    try {
+      const st = await stat(this.root);
+      ok = st.isDirectory() && st.dev === this.rootId.dev && st.ino === this.rootId.ino && st.birthtimeMs === this.rootId.birthtimeMs;
+    } catch {
+      ok = false;
+    }
+    if (ok || this.stopped) return ok;
+    this.reportProblem('root', 'warn', `Outbox folder ${this.root} was deleted or replaced. Watching resumes by itself when it exists again; files already sent are not sent again.`);
+    this.rootId = null;
+    this.backoffMs = BACKOFF_START_MS;
+    this.restart();
+    return false;
+  }
+
+  private nextBusyRetry(): number {
+    let at = Infinity;
+    for (const [rel, t] of this.busyUntil) {
+      if (this.tracker.has(rel)) at = Math.min(at, t);
+      else this.busyUntil.delete(rel);
+    }
+    return at;
+  }
+
+  private forget(rel: string): void {
+    this.busyUntil.delete(rel);
+    this.busyWarned.delete(rel);
+    if (this.tracker.remove(rel)) this.safeEmit('gone', { outbox: this.outbox, rel });
+  }
+
+  private safeEmit<K extends keyof OutboxWatcherEvents>(event: K, ...args: OutboxWatcherEvents[K]): void {
+    if (this.stopped) return;
+    try {
+      (this.emit as (e: K, ...a: OutboxWatcherEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.log.error(`An outbox '${event}' listener threw: ${describeError(err)}`);
+    }
+  }
+}
+
+function errCode(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : 'UNKNOWN';
+}
+
+function isGoneError(err: unknown): boolean {
+  const code = errCode(err);
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight (bounded fs concurrency, no EMFILE). */
+async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
