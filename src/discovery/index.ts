@@ -1,0 +1,34 @@
+/**
+ * Discovery: the pure PeerTable, the TXT codec and the bonjour-service adapter, plus
+ * the small piece of wiring between adapter and table that every user needs.
+ */
+import type { MdnsDiscovery } from './mdns.js';
+import type { PeerTable } from './table.js';
+
+export { PeerTable, type Announcement, type PeerTableOptions } from './table.js';
+export { encodeTxt, decodeTxt, type TxtInfo, type DecodedTxt } from './txt.js';
+export { MdnsDiscovery, instanceNameFor, hostNameFor, resolveInterfaces, type MdnsDiscoveryOptions } from './mdns.js';
+
+/**
+ * Feeds adapter events into the table and runs the table's liveness tick (default every
+ * second, so a silent peer is 'gone' within goneAfterMs + tickMs). Returns the unwiring;
+ * call it before (or after) `discovery.stop()`.
+ */
+export function wireDiscovery(discovery: MdnsDiscovery, table: PeerTable, opts: { tickMs?: number } = {}): { stop(): void } {
+  const onAnnounce = table.announce.bind(table);
+  const onSeen = table.seen.bind(table);
+  const onGoodbye = table.goodbye.bind(table);
+  discovery.on('announce', onAnnounce);
+  discovery.on('seen', onSeen);
+  discovery.on('goodbye', onGoodbye);
+  const timer = setInterval(() => table.tick(), opts.tickMs ?? 1000);
+  timer.unref();
+  return {
+    stop(): void {
+      clearInterval(timer);
+      discovery.off('announce', onAnnounce);
+      discovery.off('seen', onSeen);
+      discovery.off('goodbye', onGoodbye);
+    },
+  };
+}
