@@ -1,0 +1,130 @@
+/**
+ * The inbox `onReceive` hook: run a command (argv, no shell) after a file lands.
+ *
+ * The child gets the parent's environment plus TDXFER_INBOX, TDXFER_FILE (absolute),
+ * TDXFER_REL, TDXFER_SIZE, TDXFER_FROM, TDXFER_SHA256. It is stopped after `timeoutMs`
+ * (SIGTERM, then SIGKILL after a grace period); on POSIX the whole process group is
+ * signalled so a hook's own children (`sh -c "…"`) go too.
+ * Invariant: `runHook` never throws or rejects; every failure is logged with what to fix.
+ */
+import { spawn } from 'node:child_process';
+import type { ReceivedInfo } from './agent/model.js';
+import { describeError } from './errors.js';
+import type { Logger } from './log.js';
+
+export interface HookResult {
+  /** Exit code, or null when killed by a signal or never started. */
+  code: number | null;
+  timedOut: boolean;
+}
+
+export interface HookOptions {
+  timeoutMs: number;
+  log: Logger;
+  cwd?: string | undefined;
+  /** Time between SIGTERM and SIGKILL on timeout (default 2000 ms). */
+  killGraceMs?: number;
+}
+
+const STDERR_KEEP = 4096;
+const STDERR_LINES = 5;
+
+/** The hook's environment variables for one received file. */
+export function hookEnv(r: ReceivedInfo): Record<string, string> {
+  return {
+    TDXFER_INBOX: r.inbox,
+    TDXFER_FILE: r.path,
+    TDXFER_REL: r.file,
+    TDXFER_SIZE: String(r.size),
+    TDXFER_FROM: r.from,
+    TDXFER_SHA256: r.sha256 ?? '',
+  };
+}
+
+export function runHook(cmd: string[], env: Record<string, string>, opts: HookOptions): Promise<HookResult> {
+  const { log } = opts;
+  const [file, ...args] = cmd;
+  if (!file) {
+    log.error('onReceive hook has an empty command: set onReceive.command to an argv array like ["/usr/local/bin/on-file", "--flag"]');
+    return Promise.resolve({ code: null, timedOut: false });
+  }
+  const posix = process.platform !== 'win32';
+  return new Promise<HookResult>((resolve) => {
+    let settled = false;
+    let timedOut = false;
+    let stderr = '';
+    let termTimer: NodeJS.Timeout | null = null;
+    let killTimer: NodeJS.Timeout | null = null;
+    const finish = (r: HookResult): void => {
+      if (settled) return;
+      settled = true;
+      if (termTimer) clearTimeout(termTimer);
+      // After a timeout the SIGKILL still follows for the group (children that ignored SIGTERM).
+      if (killTimer && !timedOut) clearTimeout(killTimer);
+      resolve(r);
+    };
+
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(file, args, {
+        shell: false,
+        env: { ...process.env, ...env },
+        cwd: opts.cwd,
+        stdio: ['ignore', 'ignore', 'pipe'],
+        windowsHide: true,
+        // Own process group on POSIX so a timeout can stop the hook's children too.
+        detached: posix,
+      });
+    } catch (err) {
+      logSpawnError(log, file, opts.cwd, err);
+      finish({ code: null, timedOut: false });
+      return;
+    }
+
+    const signal = (sig: NodeJS.Signals): void => {
+      try {
+        if (posix && child.pid !== undefined) process.kill(-child.pid, sig);
+        else child.kill(sig);
+      } catch {
+        // already gone
+      }
+    };
+
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (d: string) => {
+      if (stderr.length < STDERR_KEEP) stderr += d.slice(0, STDERR_KEEP - stderr.length);
+    });
+    child.on('error', (err) => {
+      logSpawnError(log, file, opts.cwd, err);
+      finish({ code: null, timedOut: false });
+    });
+    // 'exit', not 'close': a grandchild holding stderr open must not delay the result.
+    child.on('exit', (code, sig) => {
+      child.stderr?.destroy();
+      if (timedOut) {
+        log.warn('onReceive hook timed out and was stopped', { command: file, timeoutMs: opts.timeoutMs, hint: 'make the hook faster, run slow work in the background, or raise onReceive.timeoutMs' });
+      } else if (code !== 0) {
+        const lines = stderr.split(/\r?\n/).filter((l) => l.trim() !== '').slice(0, STDERR_LINES).join(' | ');
+        log.warn('onReceive hook failed', { command: file, exitCode: code, signal: sig, stderr: lines });
+      } else {
+        log.debug('onReceive hook done', { command: file });
+      }
+      finish({ code, timedOut });
+    });
+
+    termTimer = setTimeout(() => {
+      timedOut = true;
+      signal('SIGTERM');
+      killTimer = setTimeout(() => signal('SIGKILL'), opts.killGraceMs ?? 2000);
+      killTimer.unref();
+    }, opts.timeoutMs);
+  });
+}
+
+function logSpawnError(log: Logger, file: string, cwd: string | undefined, err: unknown): void {
+  const code = (err as NodeJS.ErrnoException).code;
+  let hint = 'check onReceive.command in the config';
+  if (code === 'ENOENT') hint = `"${file}" was not found${cwd ? ` (or the working folder ${cwd} does not exist)` : ''}: use an absolute path, the hook runs without a shell and without shell PATH lookups of aliases`;
+  else if (code === 'EACCES') hint = `"${file}" is not executable: chmod +x it, or put the interpreter first (["/usr/bin/python3", "script.py"])`;
+  log.error('onReceive hook could not start', { command: file, error: describeError(err), hint });
+}

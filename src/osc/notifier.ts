@@ -1,0 +1,185 @@
+/**
+ * OSC completion triggers for TouchDesigner (an OSC In DAT/CHOP listening on a UDP port).
+ *
+ * Messages (public contract, README "OSC"):
+ *   /tdxfer/received  inbox:s  relPath:s  absPath:s  size:i|f  from:s
+ *   /tdxfer/sent      peer:s   inbox:s    relPath:s  size:i|f  durationSeconds:f
+ *   /tdxfer/failed    peer:s   inbox:s    relPath:s  error:s
+ *   /tdxfer/progress  peer:s   relPath:s  percent:f  bytesDone:i|f  bytesTotal:i|f   (only with `progress: true`, ≤ ~4/s per job)
+ *   /tdxfer/alive     agent:s  uptimeSeconds:i  [role:s]                              (every heartbeatSeconds; 0 = off)
+ * Sizes are OSC int32 when below 2 GiB and float32 (approximate) above: OSC 1.0 has no
+ * 64-bit integer and node-osc encodes none. A missing inbox is sent as "" (OSC has no
+ * reliable null across receivers).
+ *
+ * Invariants: sending never throws into the agent; each target's failures are logged once
+ * per change of state (failing → recovered), not per datagram.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { Message, encode } from 'node-osc';
+import type { AgentView, JobInfo, ReceivedInfo } from '../agent/model.js';
+import type { OscConfig } from '../config/types.js';
+import { describeError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+const INT32_MAX = 2 ** 31 - 1;
+
+type OscArg = string | number | boolean | { type: 'integer' | 'float' | 'string'; value: number | string };
+
+/** An integer OSC argument if it fits int32, else an explicit float32. */
+function sizeArg(n: number): OscArg {
+  return Number.isInteger(n) && n >= -INT32_MAX && n <= INT32_MAX ? { type: 'integer', value: n } : { type: 'float', value: n };
+}
+
+function floatArg(n: number): OscArg {
+  return { type: 'float', value: Number.isFinite(n) ? n : 0 };
+}
+
+export interface OscNotifierOptions {
+  log: Logger;
+  agentName: string;
+  /** Optional role label appended to /tdxfer/alive (e.g. "render", "playback"). */
+  role?: string | undefined;
+  /** Progress rate limit per job, ms (default 250 → ≤ 4/s). */
+  progressIntervalMs?: number;
+}
+
+interface Target {
+  host: string;
+  port: number;
+  key: string;
+  failing: boolean;
+}
+
+export class OscNotifier {
+  private readonly targets: Target[];
+  private readonly log: Logger;
+  private sock4: dgram.Socket | null = null;
+  private sock6: dgram.Socket | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private readonly lastProgress = new Map<string, number>();
+  private readonly progressIntervalMs: number;
+  private readonly reported = new Set<string>();
+  private running = false;
+
+  private readonly onReceived = (r: ReceivedInfo): void =>
+    this.send('/tdxfer/received', [r.inbox, r.file, r.path, sizeArg(r.size), r.from]);
+  private readonly onJob = (j: JobInfo): void => this.job(j);
+  private readonly onProgress = (j: JobInfo): void => this.progress(j);
+
+  constructor(
+    private readonly view: AgentView,
+    private readonly cfg: OscConfig,
+    private readonly opts: OscNotifierOptions,
+  ) {
+    this.log = opts.log;
+    this.progressIntervalMs = opts.progressIntervalMs ?? 250;
+    this.targets = cfg.targets.map((t) => ({ host: t.host, port: t.port, key: `${t.host}:${t.port}`, failing: false }));
+  }
+
+  start(): void {
+    if (this.running || this.targets.length === 0) return;
+    this.running = true;
+    this.view.on('received', this.onReceived);
+    this.view.on('job', this.onJob);
+    if (this.cfg.progress) this.view.on('progress', this.onProgress);
+    if (this.cfg.heartbeatSeconds > 0) {
+      this.heartbeat = setInterval(() => this.alive(), this.cfg.heartbeatSeconds * 1000);
+      this.heartbeat.unref();
+      this.alive();
+    }
+    this.log.info('OSC triggers on', { targets: this.targets.map((t) => t.key).join(', '), progress: this.cfg.progress });
+  }
+
+  stop(): void {
+    if (!this.running) return;
+    this.running = false;
+    this.view.off('received', this.onReceived);
+    this.view.off('job', this.onJob);
+    this.view.off('progress', this.onProgress);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+    this.sock4?.close();
+    this.sock6?.close();
+    this.sock4 = this.sock6 = null;
+    this.lastProgress.clear();
+  }
+
+  private job(j: JobInfo): void {
+    if (j.state !== 'done' && j.state !== 'failed') return;
+    this.lastProgress.delete(j.id);
+    // The model may re-emit a finished job; one trigger per job and outcome.
+    const key = `${j.id}:${j.state}`;
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    if (this.reported.size > 2048) this.reported.delete(this.reported.values().next().value as string);
+    const rel = j.landedAs ?? j.target;
+    if (j.state === 'done') {
+      const seconds = j.startedAt !== null && j.finishedAt !== null ? Math.max(0, (j.finishedAt - j.startedAt) / 1000) : 0;
+      this.send('/tdxfer/sent', [j.peer, j.inbox ?? '', rel, sizeArg(j.bytesTotal), floatArg(seconds)]);
+    } else {
+      this.send('/tdxfer/failed', [j.peer, j.inbox ?? '', rel, j.error ?? 'unknown error']);
+    }
+  }
+
+  private progress(j: JobInfo): void {
+    if (j.state !== 'sending') return;
+    const now = Date.now();
+    if (now - (this.lastProgress.get(j.id) ?? 0) < this.progressIntervalMs) return;
+    this.lastProgress.set(j.id, now);
+    const percent = j.bytesTotal > 0 ? (j.bytesDone / j.bytesTotal) * 100 : 0;
+    this.send('/tdxfer/progress', [j.peer, j.target, floatArg(percent), sizeArg(j.bytesDone), sizeArg(j.bytesTotal)]);
+  }
+
+  private alive(): void {
+    const startedAt = this.view.snapshot().agent.startedAt;
+    const args: OscArg[] = [this.opts.agentName, { type: 'integer', value: Math.max(0, Math.floor((Date.now() - startedAt) / 1000)) }];
+    if (this.opts.role) args.push(this.opts.role);
+    this.send('/tdxfer/alive', args);
+  }
+
+  private send(address: string, args: OscArg[]): void {
+    if (!this.running) return;
+    let packet: Buffer;
+    try {
+      packet = encode(new Message(address, ...args));
+    } catch (err) {
+      this.log.error('OSC: cannot encode message', { address, error: describeError(err) });
+      return;
+    }
+    for (const t of this.targets) {
+      try {
+        this.socketFor(t.host).send(packet, t.port, t.host, (err) => this.outcome(t, err));
+      } catch (err) {
+        this.outcome(t, err as Error);
+      }
+    }
+  }
+
+  private socketFor(host: string): dgram.Socket {
+    const v6 = net.isIPv6(host);
+    const existing = v6 ? this.sock6 : this.sock4;
+    if (existing) return existing;
+    const s = dgram.createSocket(v6 ? 'udp6' : 'udp4');
+    // Asynchronous socket errors (e.g. ICMP unreachable surfaced on some platforms) must not crash the agent.
+    s.on('error', (err) => this.log.debug('OSC socket error', { error: describeError(err) }));
+    s.unref();
+    if (v6) this.sock6 = s;
+    else this.sock4 = s;
+    return s;
+  }
+
+  private outcome(t: Target, err: Error | null | undefined): void {
+    if (err && !t.failing) {
+      t.failing = true;
+      this.log.warn('OSC: cannot send to target; further errors for it are silent until it recovers', {
+        target: t.key,
+        error: describeError(err),
+        hint: 'check osc.targets in the config (host must resolve, port 1-65535)',
+      });
+    } else if (!err && t.failing) {
+      t.failing = false;
+      this.log.info('OSC: target reachable again', { target: t.key });
+    }
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * What the status API adds to the model for display: percent and ETA per job, computed
+ * at read time so the model stays a plain record of bytes and rates.
+ */
+import type { AgentSnapshot, JobInfo } from '../agent/model.js';
+
+export interface JobView extends JobInfo {
+  /** 0–100 with one decimal; 100 once done, 0 when the size is unknown. */
+  percent: number;
+  /** Seconds left at the current rate, null when idle or unknown. */
+  etaSeconds: number | null;
+}
+
+export type SnapshotView = Omit<AgentSnapshot, 'active' | 'recent'> & { active: JobView[]; recent: JobView[] };
+
+export function presentJob(job: JobInfo): JobView {
+  let percent: number;
+  if (job.state === 'done') percent = 100;
+  else if (job.bytesTotal > 0) percent = Math.min(100, Math.floor((job.bytesDone / job.bytesTotal) * 1000) / 10);
+  else percent = 0;
+  const left = job.bytesTotal - job.bytesDone;
+  const etaSeconds = job.state === 'sending' && job.rate > 0 && left >= 0 ? Math.ceil(left / job.rate) : null;
+  return { ...job, percent, etaSeconds };
+}
+
+export function presentSnapshot(s: AgentSnapshot): SnapshotView {
+  return { ...s, active: s.active.map(presentJob), recent: s.recent.map(presentJob) };
+}

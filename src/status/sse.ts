@@ -1,0 +1,148 @@
+/**
+ * Server-Sent Events fan-out of the agent's events to HTTP clients.
+ *
+ * Invariants:
+ * - Progress is coalesced per job: at most one `progress` event per job per
+ *   `progressIntervalMs`, always carrying the latest numbers; a `job` event for that job
+ *   supersedes (drops) its pending progress so no stale progress follows a state change.
+ * - Memory per client is bounded: a client whose unsent backlog (`writableLength`)
+ *   exceeds `maxBufferBytes` is disconnected (EventSource reconnects on its own).
+ * - Clients that go away are removed on `close`.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AgentEvents, AgentView, JobInfo } from '../agent/model.js';
+import type { Logger } from '../log.js';
+import { presentJob } from './present.js';
+
+export interface SseOptions {
+  log: Logger;
+  heartbeatMs?: number;
+  progressIntervalMs?: number;
+  maxBufferBytes?: number;
+}
+
+type EventName = keyof AgentEvents;
+
+export class SseHub {
+  private readonly clients = new Set<ServerResponse>();
+  private readonly lastProgressAt = new Map<string, number>();
+  private readonly pendingProgress = new Map<string, { job: JobInfo; timer: NodeJS.Timeout }>();
+  private heartbeat: NodeJS.Timeout | null = null;
+  private readonly heartbeatMs: number;
+  private readonly progressIntervalMs: number;
+  private readonly maxBufferBytes: number;
+  private readonly log: Logger;
+  private readonly listeners: { [K in EventName]: (...args: AgentEvents[K]) => void };
+
+  constructor(
+    private readonly view: AgentView,
+    opts: SseOptions,
+  ) {
+    this.log = opts.log;
+    this.heartbeatMs = opts.heartbeatMs ?? 15_000;
+    this.progressIntervalMs = opts.progressIntervalMs ?? 100;
+    this.maxBufferBytes = opts.maxBufferBytes ?? 256 * 1024;
+    this.listeners = {
+      job: (job) => {
+        this.dropPending(job.id);
+        if (job.state === 'done' || job.state === 'failed') this.lastProgressAt.delete(job.id);
+        this.broadcast('job', presentJob(job));
+      },
+      progress: (job) => this.onProgress(job),
+      peer: (peer) => this.broadcast('peer', peer),
+      received: (r) => this.broadcast('received', r),
+      failure: (f) => this.broadcast('failure', f),
+    };
+  }
+
+  start(): void {
+    this.view.on('job', this.listeners.job);
+    this.view.on('progress', this.listeners.progress);
+    this.view.on('peer', this.listeners.peer);
+    this.view.on('received', this.listeners.received);
+    this.view.on('failure', this.listeners.failure);
+    this.heartbeat = setInterval(() => this.writeAll(`: heartbeat ${Date.now()}\n\n`), this.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  stop(): void {
+    this.view.off('job', this.listeners.job);
+    this.view.off('progress', this.listeners.progress);
+    this.view.off('peer', this.listeners.peer);
+    this.view.off('received', this.listeners.received);
+    this.view.off('failure', this.listeners.failure);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+    for (const id of [...this.pendingProgress.keys()]) this.dropPending(id);
+    for (const res of this.clients) res.end();
+    this.clients.clear();
+  }
+
+  get clientCount(): number {
+    return this.clients.size;
+  }
+
+  /** Takes over the response: headers, an opening comment, then events until either side closes. */
+  attach(req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, {
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-store',
+      Connection: 'keep-alive',
+      'X-Accel-Buffering': 'no',
+    });
+    res.write('retry: 2000\n: connected\n\n');
+    this.clients.add(res);
+    const remove = (): void => void this.clients.delete(res);
+    req.on('close', remove);
+    res.on('close', remove);
+    res.on('error', remove);
+  }
+
+  private onProgress(job: JobInfo): void {
+    const now = Date.now();
+    const last = this.lastProgressAt.get(job.id) ?? 0;
+    const pending = this.pendingProgress.get(job.id);
+    if (pending) {
+      pending.job = job;
+      return;
+    }
+    const wait = last + this.progressIntervalMs - now;
+    if (wait <= 0) {
+      this.lastProgressAt.set(job.id, now);
+      this.broadcast('progress', presentJob(job));
+      return;
+    }
+    const timer = setTimeout(() => {
+      const p = this.pendingProgress.get(job.id);
+      this.pendingProgress.delete(job.id);
+      if (!p) return;
+      this.lastProgressAt.set(job.id, Date.now());
+      this.broadcast('progress', presentJob(p.job));
+    }, wait);
+    timer.unref();
+    this.pendingProgress.set(job.id, { job, timer });
+  }
+
+  private dropPending(id: string): void {
+    const p = this.pendingProgress.get(id);
+    if (p) clearTimeout(p.timer);
+    this.pendingProgress.delete(id);
+  }
+
+  private broadcast(event: EventName, data: unknown): void {
+    if (this.clients.size === 0) return;
+    this.writeAll(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  private writeAll(chunk: string): void {
+    for (const res of this.clients) {
+      if (res.writableLength > this.maxBufferBytes) {
+        this.log.warn('status: dropping slow event-stream client', { backlogBytes: res.writableLength, remote: res.socket?.remoteAddress });
+        this.clients.delete(res);
+        res.destroy();
+        continue;
+      }
+      res.write(chunk);
+    }
+  }
+}

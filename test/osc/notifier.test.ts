@@ -1,0 +1,163 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { decode } from 'node-osc';
+import { memoryLogger } from '../../src/log.js';
+import { OscNotifier } from '../../src/osc/notifier.js';
+import { FakeView } from '../helpers/fake-view.js';
+
+interface Decoded {
+  address: string;
+  args: unknown[];
+  /** The OSC type tag string, e.g. ",ssif". */
+  tags: string;
+}
+
+/** The type tag string straight from the datagram (node-osc's decoder drops the tags). */
+function typeTags(buf: Buffer): string {
+  const addrEnd = buf.indexOf(0);
+  const tagStart = Math.ceil((addrEnd + 1) / 4) * 4;
+  return buf.subarray(tagStart, buf.indexOf(0, tagStart)).toString('ascii');
+}
+
+async function oscReceiver(): Promise<{ port: number; messages: Decoded[]; close: () => void }> {
+  const sock = dgram.createSocket('udp4');
+  const messages: Decoded[] = [];
+  sock.on('message', (buf) => {
+    const m = decode(buf) as { address: string; args: Array<{ value: unknown }> };
+    messages.push({ address: m.address, args: m.args.map((a) => a.value), tags: typeTags(buf) });
+  });
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+  return { port: sock.address().port, messages, close: () => sock.close() };
+}
+
+async function until(cond: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(5);
+  }
+}
+
+describe('OscNotifier', () => {
+  test('received, sent and failed reach every target with the documented arguments and types', async (t) => {
+    const a = await oscReceiver();
+    const b = await oscReceiver();
+    const view = new FakeView();
+    const log = memoryLogger();
+    const osc = new OscNotifier(view, { targets: [{ host: '127.0.0.1', port: a.port }, { host: '127.0.0.1', port: b.port }], heartbeatSeconds: 0, progress: false }, { log, agentName: 'render-1' });
+    osc.start();
+    t.after(() => {
+      osc.stop();
+      a.close();
+      b.close();
+    });
+
+    view.receive({ inbox: 'renders', file: 'takes/t1.mov', path: '/srv/tdxfer/renders/takes/t1.mov', size: 123456, from: 'render-2' });
+    view.addPeer({ name: 'playback-1' });
+    const j = view.queueJob('/out/t2.mov', 'playback-1', { size: 5_000_000_000, target: 'takes/t2.mov' });
+    view.start(j.id);
+    const startedAt = view.jobs.get(j.id)!.startedAt!;
+    view.progress(j.id, 100); // progress is off in this config
+    view.finish(j.id, { finishedAt: startedAt + 1500, landedAs: 'takes/t2 (1).mov' });
+    view.finish(j.id, { finishedAt: startedAt + 1500, landedAs: 'takes/t2 (1).mov' }); // re-emitted: no second trigger
+    const f = view.queueJob('/out/t3.mov', 'playback-1', { size: 1, inbox: null });
+    view.fail(f.id, 'HASH_MISMATCH: checksum differs');
+
+    for (const r of [a, b]) await until(() => r.messages.length >= 3);
+    await sleep(50);
+    for (const r of [a, b]) {
+      assert.deepEqual(r.messages.map((m) => m.address), ['/tdxfer/received', '/tdxfer/sent', '/tdxfer/failed']);
+      const [received, sent, failed] = r.messages as [Decoded, Decoded, Decoded];
+      assert.deepEqual(received.args, ['renders', 'takes/t1.mov', '/srv/tdxfer/renders/takes/t1.mov', 123456, 'render-2']);
+      assert.equal(received.tags, ',sssis');
+      assert.equal(sent.tags, ',sssff'); // 5 GB does not fit int32: float
+      assert.deepEqual(sent.args.slice(0, 3), ['playback-1', 'renders', 'takes/t2 (1).mov']);
+      assert.equal(sent.args[3], Math.fround(5_000_000_000));
+      assert.equal(sent.args[4], 1.5);
+      assert.deepEqual(failed.args, ['playback-1', '', 't3.mov', 'HASH_MISMATCH: checksum differs']);
+      assert.equal(failed.tags, ',ssss');
+    }
+    assert.deepEqual(log.records.filter((r) => r.level === 'warn'), []);
+  });
+
+  test('progress is sent only when enabled and at most ~4/s per job', async (t) => {
+    const r = await oscReceiver();
+    const view = new FakeView();
+    const osc = new OscNotifier(view, { targets: [{ host: '127.0.0.1', port: r.port }], heartbeatSeconds: 0, progress: true }, { log: memoryLogger(), agentName: 'a' });
+    osc.start();
+    t.after(() => {
+      osc.stop();
+      r.close();
+    });
+    view.addPeer({ name: 'p' });
+    const j = view.queueJob('/out/x.bin', 'p', { size: 1000 });
+    view.start(j.id);
+    const t0 = Date.now();
+    let n = 0;
+    while (Date.now() - t0 < 600) {
+      view.progress(j.id, Math.min(1000, ++n));
+      await sleep(2);
+    }
+    await sleep(50);
+    const progress = r.messages.filter((m) => m.address === '/tdxfer/progress');
+    assert.ok(progress.length >= 2 && progress.length <= 4, `expected 2-4 progress messages in 600 ms, got ${progress.length}`);
+    assert.equal(progress[0]!.tags, ',ssfii');
+    assert.deepEqual(progress[0]!.args, ['p', 'x.bin', 0.10000000149011612, 1, 1000]);
+  });
+
+  test('alive heartbeat carries the agent name, uptime and role; 0 turns it off', async () => {
+    const r = await oscReceiver();
+    const view = new FakeView({ startedAt: Date.now() - 42_000 });
+    const osc = new OscNotifier(view, { targets: [{ host: '127.0.0.1', port: r.port }], heartbeatSeconds: 0.05, progress: false }, { log: memoryLogger(), agentName: 'render-1', role: 'render' });
+    osc.start();
+    await until(() => r.messages.length >= 3);
+    osc.stop();
+    const first = r.messages[0]!;
+    assert.equal(first.address, '/tdxfer/alive');
+    assert.equal(first.tags, ',sis');
+    assert.equal(first.args[0], 'render-1');
+    assert.ok((first.args[1] as number) >= 42 && (first.args[1] as number) <= 43);
+    assert.equal(first.args[2], 'render');
+
+    const off = new OscNotifier(view, { targets: [{ host: '127.0.0.1', port: r.port }], heartbeatSeconds: 0, progress: false }, { log: memoryLogger(), agentName: 'x' });
+    const before = r.messages.length;
+    off.start();
+    await sleep(100);
+    off.stop();
+    r.close();
+    assert.equal(r.messages.length, before);
+  });
+
+  test('a failing target is logged once per state change, never thrown; others still get messages', async (t) => {
+    const r = await oscReceiver();
+    const view = new FakeView();
+    const log = memoryLogger();
+    const osc = new OscNotifier(
+      view,
+      // Port 0 cannot be sent to: every datagram to it fails synchronously or in the callback.
+      { targets: [{ host: '127.0.0.1', port: 0 }, { host: '127.0.0.1', port: r.port }], heartbeatSeconds: 0, progress: false },
+      { log, agentName: 'a' },
+    );
+    osc.start();
+    t.after(() => {
+      osc.stop();
+      r.close();
+    });
+    for (let i = 0; i < 5; i++) view.receive({ file: `f${i}.mov` });
+    await until(() => r.messages.length === 5);
+    await sleep(50);
+    const warns = log.records.filter((x) => x.level === 'warn');
+    assert.equal(warns.length, 1, JSON.stringify(warns));
+    assert.equal(warns[0]!.fields.target, '127.0.0.1:0');
+  });
+
+  test('without targets it does nothing and registers no listeners', () => {
+    const view = new FakeView();
+    const osc = new OscNotifier(view, { targets: [], heartbeatSeconds: 5, progress: true }, { log: memoryLogger(), agentName: 'a' });
+    osc.start();
+    assert.equal(view.listenerCount('received') + view.listenerCount('job') + view.listenerCount('progress'), 0);
+    osc.stop();
+  });
+});

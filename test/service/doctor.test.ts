@@ -1,0 +1,158 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { probePort, runDoctor } from '../../src/cli/doctor.js';
+import { memoryLogger } from '../../src/log.js';
+import { StatusServer } from '../../src/status/server.js';
+import { FakeView } from '../helpers/fake-view.js';
+
+class Capture extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.text += chunk.toString('utf8');
+    cb();
+  }
+}
+
+/** A port that was free a moment ago (bound on port 0, then released). */
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+async function hold(port: number): Promise<net.Server> {
+  const srv = net.createServer((s) => s.destroy());
+  await new Promise<void>((r) => srv.listen(port, '127.0.0.1', r));
+  return srv;
+}
+
+interface Setup {
+  dir: string;
+  cfgFile: string;
+  inbox: string;
+  outbox: string;
+  keyFile: string;
+  ports: { listen: number; status: number; legacy: number };
+}
+
+async function setup(t: { after: (fn: () => Promise<void>) => void }, patch: (cfg: Record<string, unknown>, s: Omit<Setup, 'cfgFile'>) => void = () => {}): Promise<Setup> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tdxfer-doctor-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const inbox = path.join(dir, 'inbox');
+  const outbox = path.join(dir, 'outbox');
+  await mkdir(inbox);
+  await mkdir(outbox);
+  const keyFile = path.join(dir, 'tdxfer.key');
+  await writeFile(keyFile, Buffer.alloc(32, 7).toString('base64') + '\n', { mode: 0o600 });
+  await chmod(keyFile, 0o600);
+  const ports = { listen: await freePort(), status: await freePort(), legacy: await freePort() };
+  const cfg: Record<string, unknown> = {
+    name: 'doc-test',
+    dataDir: path.join(dir, 'data'),
+    listen: { host: '127.0.0.1', port: ports.listen },
+    inboxes: [{ name: 'renders', path: inbox }],
+    outboxes: [{ path: outbox, to: [{ peer: 'doc-test', inbox: 'renders' }] }],
+    security: { keyFile },
+    legacy: { listen: { host: '127.0.0.1', port: ports.legacy }, inbox: 'renders' },
+    status: { host: '127.0.0.1', port: ports.status },
+  };
+  patch(cfg, { dir, inbox, outbox, keyFile, ports });
+  const cfgFile = path.join(dir, 'config.json');
+  await writeFile(cfgFile, JSON.stringify(cfg, null, 2));
+  return { dir, cfgFile, inbox, outbox, keyFile, ports };
+}
+
+describe('tdxfer doctor', () => {
+  test('a healthy machine: every line ✓ and exit 0', async (t) => {
+    const s = await setup(t);
+    const out = new Capture();
+    const code = await runDoctor({ config: s.cfgFile, env: {}, minFreeBytes: 1 }, { out });
+    assert.equal(code, 0, out.text);
+    assert.doesNotMatch(out.text, /✗/);
+    for (const expected of [
+      `✓ config: ${s.cfgFile} is valid (agent "doc-test")`,
+      `✓ key: ${s.keyFile} present, private`,
+      `✓ data folder: ${path.join(s.dir, 'data')} will be created on first start`,
+      `✓ inbox "renders": ${s.inbox} exists and is writable`,
+      '✓ inbox "renders" staging:',
+      '✓ inbox "renders" disk:',
+      `✓ outbox 1 (after: archive): ${s.outbox} exists and is writable`,
+      `✓ transfer port 127.0.0.1:${s.ports.listen}: free`,
+      `✓ status port 127.0.0.1:${s.ports.status}: free`,
+      `✓ legacy (TOX) port 127.0.0.1:${s.ports.legacy}: free`,
+      '✓ discovery: off',
+      'all checks passed',
+    ]) {
+      assert.ok(out.text.includes(expected), `missing "${expected}" in:\n${out.text}`);
+    }
+  });
+
+  test('problems are ✗ lines with a fix, and the exit code is 1', async (t) => {
+    const s = await setup(t, (cfg, x) => {
+      (cfg.inboxes as unknown[]).push({ name: 'stills', path: path.join(x.dir, 'no-such-inbox') });
+      cfg.discovery = { enabled: true, interfaces: ['nonexistent-nic0'] };
+    });
+    await chmod(s.keyFile, 0o644);
+    const squatter = await hold(s.ports.listen);
+    t.after(() => new Promise<void>((r) => squatter.close(() => r())));
+    const out = new Capture();
+    const code = await runDoctor({ config: s.cfgFile, env: {}, minFreeBytes: Number.MAX_SAFE_INTEGER }, { out });
+    assert.equal(code, 1);
+    const text = out.text;
+    assert.match(text, new RegExp(`✗ key: ${s.keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is readable by other users \\(mode 0644\\)\\n {4}fix: chmod 600`));
+    assert.match(text, /✗ inbox "stills": .*no-such-inbox does not exist\n {4}fix: create it \(mkdir -p/);
+    assert.match(text, /✗ inbox "renders" disk: only .* free on the disk of/);
+    assert.match(text, new RegExp(`✗ transfer port 127\\.0\\.0\\.1:${s.ports.listen}: in use by another program\\n {4}fix: stop that program`));
+    assert.match(text, new RegExp(`✓ status port 127\\.0\\.0\\.1:${s.ports.status}: free`));
+    assert.match(text, /✗ discovery interfaces: not on this machine: nonexistent-nic0\n {4}fix: use interface names or IPv4 addresses of this machine: .*lo/);
+    assert.match(text, /\n5 problems to fix\n$/);
+  });
+
+  test('ports held by the running tdxfer agent are fine (probed through its /health)', async (t) => {
+    const s = await setup(t, (cfg) => {
+      cfg.legacy = { listen: null, inbox: null };
+    });
+    const view = new FakeView({ listen: `127.0.0.1:${s.ports.listen}`, version: '7.7.7' });
+    const status = new StatusServer(view, { host: '127.0.0.1', port: s.ports.status, token: null, log: memoryLogger(), version: '7.7.7', defaultMetrics: false });
+    await status.start();
+    const transfer = await hold(s.ports.listen);
+    t.after(async () => {
+      await status.stop();
+      await new Promise<void>((r) => transfer.close(() => r()));
+    });
+    const out = new Capture();
+    const code = await runDoctor({ config: s.cfgFile, env: {}, minFreeBytes: 1 }, { out });
+    assert.equal(code, 0, out.text);
+    assert.ok(out.text.includes(`✓ transfer port 127.0.0.1:${s.ports.listen}: held by the running tdxfer agent (7.7.7)`), out.text);
+    assert.ok(out.text.includes(`✓ status port 127.0.0.1:${s.ports.status}: held by the running tdxfer agent (7.7.7)`), out.text);
+    assert.doesNotMatch(out.text, /legacy/);
+  });
+
+  test('an invalid config stops at the config check with its message', async (t) => {
+    const s = await setup(t, (cfg) => {
+      cfg.listen = { host: '127.0.0.1', port: 'seven' };
+    });
+    const out = new Capture();
+    assert.equal(await runDoctor({ config: s.cfgFile, env: {} }, { out }), 1);
+    assert.match(out.text, /^✗ config .*config\.json:\n {4}.*listen\.port/);
+    assert.doesNotMatch(out.text, /✓/);
+  });
+
+  test('probePort tells free, in use and impossible apart', async (t) => {
+    const port = await freePort();
+    assert.deepEqual(await probePort('127.0.0.1', port), { state: 'free' });
+    const srv = await hold(port);
+    t.after(() => new Promise<void>((r) => srv.close(() => r())));
+    assert.deepEqual(await probePort('127.0.0.1', port), { state: 'in-use' });
+    const bad = await probePort('192.0.2.123', port); // TEST-NET-1: not an address of this machine
+    assert.equal(bad.state, 'error');
+    assert.equal((bad as { code: string }).code, 'EADDRNOTAVAIL');
+  });
+});

@@ -1,0 +1,109 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { hookEnv, runHook } from '../../src/hooks.js';
+import { memoryLogger } from '../../src/log.js';
+
+async function tmp(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tdxfer-hook-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const env = hookEnv({
+  inbox: 'renders',
+  file: 'takes/it\'s "odd" $HOME.mov',
+  path: '/srv/tdxfer/renders/takes/it\'s "odd" $HOME.mov',
+  size: 5_000_000_000,
+  sha256: 'ab'.repeat(32),
+  from: 'render-2',
+  via: 'tdxfer',
+  durationMs: 10,
+  at: 0,
+});
+
+describe('runHook (onReceive)', () => {
+  test('passes argv through without a shell and sets the TDXFER_* variables plus the parent env', async (t) => {
+    const dir = await tmp(t);
+    const out = path.join(dir, 'out.txt');
+    process.env.TDXFER_TEST_PARENT = 'inherited';
+    t.after(async () => void delete process.env.TDXFER_TEST_PARENT);
+    const script =
+      'printf "%s\\n" "$1" "$TDXFER_INBOX" "$TDXFER_FILE" "$TDXFER_REL" "$TDXFER_SIZE" "$TDXFER_FROM" "$TDXFER_SHA256" "$TDXFER_TEST_PARENT" "$(pwd)" > "$2"';
+    const log = memoryLogger();
+    const r = await runHook(['/bin/sh', '-c', script, 'hook', '$(echo not expanded) ; *', out], env, { timeoutMs: 5000, log, cwd: dir });
+    assert.deepEqual(r, { code: 0, timedOut: false });
+    const lines = (await readFile(out, 'utf8')).split('\n');
+    assert.deepEqual(lines.slice(0, 9), [
+      '$(echo not expanded) ; *',
+      'renders',
+      '/srv/tdxfer/renders/takes/it\'s "odd" $HOME.mov',
+      'takes/it\'s "odd" $HOME.mov',
+      '5000000000',
+      'render-2',
+      'ab'.repeat(32),
+      'inherited',
+      dir,
+    ]);
+    assert.deepEqual(log.records.filter((x) => x.level !== 'debug'), []);
+  });
+
+  test('a non-zero exit is reported with the exit code and the first stderr lines', async () => {
+    const log = memoryLogger();
+    const r = await runHook(['/bin/sh', '-c', 'echo "first problem" >&2; echo second >&2; exit 7'], env, { timeoutMs: 5000, log });
+    assert.deepEqual(r, { code: 7, timedOut: false });
+    const w = log.records.find((x) => x.level === 'warn');
+    assert.ok(w, 'failure not logged');
+    assert.equal(w.fields.exitCode, 7);
+    assert.equal(w.fields.stderr, 'first problem | second');
+  });
+
+  test('a hook past its timeout is stopped, with its children, quickly', async (t) => {
+    const dir = await tmp(t);
+    const marker = path.join(dir, 'child-survived');
+    const log = memoryLogger();
+    const t0 = Date.now();
+    // The shell's child keeps stderr open: the result must not wait for it.
+    const r = await runHook(['/bin/sh', '-c', `(sleep 1.5; touch "${marker}") & sleep 30`], env, { timeoutMs: 200, log, killGraceMs: 300 });
+    const took = Date.now() - t0;
+    assert.equal(r.timedOut, true);
+    assert.equal(r.code, null);
+    assert.ok(took < 1500, `took ${took} ms`);
+    assert.ok(log.records.some((x) => x.level === 'warn' && x.msg.includes('timed out')));
+    await new Promise((res) => setTimeout(res, 1700 - took));
+    await assert.rejects(readFile(marker), /ENOENT/, 'the hook\'s background child was not stopped');
+  });
+
+  test('a hook that ignores SIGTERM is killed after the grace period', async () => {
+    const log = memoryLogger();
+    const t0 = Date.now();
+    const r = await runHook(['/bin/sh', '-c', 'trap "" TERM; while true; do sleep 0.05; done'], env, { timeoutMs: 100, log, killGraceMs: 200 });
+    assert.equal(r.timedOut, true);
+    assert.ok(Date.now() - t0 < 2000);
+  });
+
+  test('a missing command is ENOENT with a hint, not a throw', async (t) => {
+    const dir = await tmp(t);
+    const log = memoryLogger();
+    const r = await runHook([path.join(dir, 'no-such-hook')], env, { timeoutMs: 1000, log });
+    assert.deepEqual(r, { code: null, timedOut: false });
+    const e = log.records.find((x) => x.level === 'error');
+    assert.ok(e);
+    assert.match(String(e.fields.error), /ENOENT/);
+    assert.match(String(e.fields.hint), /was not found/);
+  });
+
+  test('a non-executable file is EACCES with a hint; an empty command is refused', async (t) => {
+    const dir = await tmp(t);
+    const script = path.join(dir, 'hook.sh');
+    await writeFile(script, '#!/bin/sh\nexit 0\n');
+    await chmod(script, 0o644);
+    const log = memoryLogger();
+    assert.deepEqual(await runHook([script], env, { timeoutMs: 1000, log }), { code: null, timedOut: false });
+    assert.match(String(log.records.find((x) => x.level === 'error')?.fields.hint), /not executable/);
+    assert.deepEqual(await runHook([], env, { timeoutMs: 1000, log }), { code: null, timedOut: false });
+    assert.ok(log.records.some((x) => x.msg.includes('empty command')));
+  });
+});
