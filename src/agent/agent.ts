@@ -158,6 +158,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         maxFileBytes: Math.min(cfg.legacy.maxFileBytes, cfg.limits.maxFileBytes),
         log: log.child({ component: 'legacy' }),
         idleTimeoutMs: cfg.limits.idleTimeoutMs,
+        maxConnections: cfg.limits.maxConnections,
         onReceived: (info) => this.noteReceived(info),
       });
       const a = await this.legacy.start();
@@ -181,11 +182,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     if (this.stopping) return;
     this.stopping = true;
     for (const w of this.watchers) await w.stop().catch(() => undefined);
-    await this.server?.close().catch(() => undefined);
+    // Stop accepting now; net.Server.close() resolves only once every connection is gone.
+    const closed = this.server?.close().catch(() => undefined);
     await this.legacy?.stop().catch(() => undefined);
     await Promise.all([...this.destinations.values()].map((d) => d.stop(graceMs)));
     for (const s of this.sessions) s.shutdown();
     this.server?.destroyAll();
+    await closed;
     for (const i of this.inboxes.values()) await i.close().catch(() => undefined);
     await this.journal?.close().catch(() => undefined);
     this.log.info('agent stopped');
@@ -337,6 +340,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   }
 
   private async finishFile(w: OutboxWatcher, rec: FileRecord): Promise<void> {
+    // Released first: the archive move or delete then reads as a plain 'gone' for an
+    // unknown file, and a rewrite during the move is emitted as a new version.
+    w.release(rec.file.rel);
     try {
       const r = await applyAfter(rec.file, this.journal!, this.log.child({ component: 'outbox' }));
       if (r.action === 'changed') this.log.info(`${rec.file.rel} changed after it was sent: the new version will be sent`);
@@ -345,14 +351,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       this.log.error(`after-action "${rec.file.outbox.after}" failed for ${rec.file.abs}: ${describeError(err)}; the file stays in the outbox and may be sent again`);
     } finally {
       if (this.records.get(rec.key) === rec) this.records.delete(rec.key);
-      w.release(rec.file.rel);
     }
   }
 
   private onGone(ob: OutboxConfig, rel: string): void {
     const key = `${ob.path}\0${rel}`;
     const rec = this.records.get(key);
-    if (!rec) return;
+    if (!rec || rec.remaining.size === 0) return; // unknown, or being archived/deleted by us
     for (const j of rec.jobs.values()) if (j.info.state !== 'sending') j.controller.abort();
     this.records.delete(key);
     this.log.info(`${rel} was removed from the outbox before it was sent everywhere; its pending jobs are cancelled`);

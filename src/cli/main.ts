@@ -2,6 +2,8 @@
 /** The `tdxfer` command line. Each command's handler sets the exit code. */
 import { Command } from 'commander';
 import { registerConfigCommands } from './config-cmd.js';
+import { registerStatusCommands } from './status-cmd.js';
+import { registerDoctorCommand } from './doctor.js';
 import { runAgent } from './run.js';
 import { sendCommand } from './send.js';
 import { softwareVersion } from '../agent/identity.js';
@@ -34,5 +36,7 @@ program
   });
 
 registerConfigCommands(program);
+registerStatusCommands(program);
+registerDoctorCommand(program);
 
 await program.parseAsync(process.argv);

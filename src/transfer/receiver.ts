@@ -248,6 +248,12 @@ export class ReceiverSession {
     try {
       const landed = await c.file.commit(sha256);
       const durationMs = Date.now() - c.startedAt;
+      if (landed.skipped) {
+        // onCollision=skip and the target appeared while this file was on its way.
+        this.channel.send({ type: 'ack', id: c.id, status: 'skipped', path: landed.rel, sha256: null });
+        this.log.info(`skipped ${c.file.rel} from ${this.peer}: ${landed.rel} exists (onCollision=skip)`, { inbox: c.inbox.name });
+        return;
+      }
       this.channel.send({ type: 'ack', id: c.id, status: 'stored', path: landed.rel, sha256: landed.sha256 });
       const mbps = durationMs > 0 ? (landed.size / 1e6 / (durationMs / 1000)).toFixed(1) : '∞';
       this.log.info(`received ${landed.rel}${landed.renamedFrom ? ` (renamed from ${landed.renamedFrom})` : ''}`, {

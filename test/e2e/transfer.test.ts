@@ -1,0 +1,214 @@
+/**
+ * Two real agents on loopback, real files: the core promise of issue #2.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import type { Agent } from '../../src/agent/agent.js';
+import { FrameDecoder, encodeFrame } from '../../src/protocol/index.js';
+import {
+  freePort, hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger,
+} from '../helpers/agents.js';
+
+const cleanup: Array<() => Promise<unknown>> = [];
+after(async () => {
+  for (const c of cleanup.reverse()) await c().catch(() => undefined);
+});
+
+async function pair(opts: { after?: string; settleMs?: number; senderExtra?: Record<string, unknown>; receiverExtra?: Record<string, unknown>; outboxes?: unknown[] } = {}) {
+  const root = await tempDir('tdx-e2e-');
+  cleanup.push(() => fs.rm(root, { recursive: true, force: true }));
+  const [pa, pb] = [await freePort(), await freePort()];
+  const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(root, 'b'), port: pb, extra: opts.receiverExtra ?? {} });
+  const aCfg = await writeAgentConfig({
+    name: 'render',
+    dir: path.join(root, 'a'),
+    port: pa,
+    extra: {
+      outboxes: opts.outboxes ?? [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: opts.after ?? 'archive', settleMs: opts.settleMs ?? 200 }],
+      peers: [{ name: 'playback', host: '127.0.0.1', port: pb }],
+      ...opts.senderExtra,
+    },
+  });
+  return { root, aCfg, bCfg, pa, pb, outbox: path.join(root, 'a', 'outbox'), inbox: path.join(root, 'b', 'inbox') };
+}
+
+async function start(cfg: string): Promise<Agent> {
+  const a = await startAgent(cfg, verboseLogger());
+  cleanup.push(() => a.stop(2000));
+  return a;
+}
+
+test('200 files in nested folders and one 200 MB file arrive byte-identical; nothing partial is ever visible in the inbox', async () => {
+  const p = await pair();
+  const b = await start(p.bCfg);
+  await fs.mkdir(p.outbox, { recursive: true });
+  // Build the set outside the outbox, then move it in at once (like a render finishing).
+  const src = path.join(p.root, 'src');
+  for (let i = 0; i < 200; i++) {
+    const rel = `shot${i % 5}/layer${i % 3}/f.${String(i).padStart(4, '0')}.png`;
+    await writeRandomFile(path.join(src, rel), 1 + Math.floor(Math.random() * 64 * 1024));
+  }
+  await writeRandomFile(path.join(src, 'movie', 'take1.mov'), 200 * 1024 * 1024);
+  const expected = await hashTree(src);
+  const sizes = new Map<string, number>();
+  for (const rel of expected.keys()) sizes.set(rel, (await fs.stat(path.join(src, rel))).size);
+
+  // Watch the inbox while files arrive: every name seen must be a final name, whole.
+  const violations: string[] = [];
+  let watching = true;
+  const watcher = (async () => {
+    while (watching) {
+      for (const rel of await listFiles(p.inbox)) {
+        const want = sizes.get(rel);
+        if (want === undefined) violations.push(`unexpected name in inbox: ${rel}`);
+        else {
+          const st = await fs.stat(path.join(p.inbox, rel)).catch(() => null);
+          if (st && st.size !== want) violations.push(`${rel} visible with ${st.size} of ${want} bytes`);
+        }
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+
+  const a = await start(p.aCfg);
+  for (const top of await fs.readdir(src)) await fs.rename(path.join(src, top), path.join(p.outbox, top));
+  await waitUntil(async () => (await listFiles(p.inbox)).length === expected.size, 120_000, () => 'all files in the inbox');
+  watching = false;
+  await watcher;
+  assert.deepEqual(violations.slice(0, 5), []);
+  assert.deepEqual(await hashTree(p.inbox), expected);
+  // archive (default): everything moved to sent/ keeping subpaths, once every file is confirmed.
+  await waitUntil(async () => (await listFiles(p.outbox)).every((r) => r.startsWith('sent/')), 10_000, () => 'outbox emptied into sent/');
+  assert.equal((await listFiles(path.join(p.outbox, 'sent'))).length, expected.size);
+  assert.equal(a.snapshot().active.length, 0);
+  assert.ok(b.snapshot().received.length >= 100);
+});
+
+test('a file written slowly in bursts arrives once, complete', async () => {
+  const p = await pair({ settleMs: 600, receiverExtra: { inboxes: [{ name: 'renders', path: 'inbox', onCollision: 'rename' }] } });
+  const b = await start(p.bCfg);
+  await start(p.aCfg);
+  const file = path.join(p.outbox, 'slow.exr');
+  const parts = [randomBytes(300_000), randomBytes(10), randomBytes(500_000), randomBytes(1), randomBytes(200_000)];
+  const fh = await fs.open(file, 'w');
+  for (const part of parts) {
+    await fh.write(part);
+    await fh.sync();
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  await fh.close();
+  await waitUntil(async () => (await listFiles(p.inbox)).includes('slow.exr'), 10_000);
+  await new Promise((r) => setTimeout(r, 1200)); // a second (partial) version would have arrived by now
+  assert.deepEqual(await listFiles(p.inbox), ['slow.exr']);
+  assert.deepEqual(await fs.readFile(path.join(p.inbox, 'slow.exr')), Buffer.concat(parts));
+  assert.equal(b.snapshot().received.filter((r) => r.file === 'slow.exr').length, 1);
+});
+
+test('a file re-rendered under the same name after it was sent is sent again', async () => {
+  const p = await pair({ after: 'keep', settleMs: 150 });
+  await start(p.bCfg);
+  await start(p.aCfg);
+  const f = path.join(p.outbox, 'still.png');
+  await fs.writeFile(f, 'version one');
+  await waitUntil(async () => (await fs.readFile(path.join(p.inbox, 'still.png'), 'utf8').catch(() => '')) === 'version one', 10_000);
+  await new Promise((r) => setTimeout(r, 50));
+  await fs.writeFile(f, 'version two, longer');
+  await waitUntil(async () => (await fs.readFile(path.join(p.inbox, 'still.png'), 'utf8').catch(() => '')) === 'version two, longer', 10_000);
+});
+
+test('receiver down at first: files wait, then all arrive when it starts', async () => {
+  const p = await pair();
+  const a = await start(p.aCfg);
+  await fs.mkdir(p.outbox, { recursive: true });
+  for (let i = 0; i < 20; i++) await writeRandomFile(path.join(p.outbox, `d/${i}.bin`), 10_000 + i);
+  const expected = await hashTree(p.outbox);
+  await waitUntil(() => a.snapshot().active.filter((j) => j.state === 'waiting').length === 20, 10_000, () => 'jobs waiting');
+  const snap = a.snapshot();
+  assert.ok(snap.peers.some((x) => x.name === 'playback' && x.state === 'unreachable'));
+  await start(p.bCfg);
+  await waitUntil(async () => (await listFiles(p.inbox)).length === 20, 15_000, () => 'all arrive after the receiver starts');
+  assert.deepEqual(await hashTree(p.inbox), new Map([...expected].map(([k, v]) => [k, v])));
+});
+
+test('sender restarted with files pending: everything arrives exactly once', async () => {
+  const p = await pair({ receiverExtra: { inboxes: [{ name: 'renders', path: 'inbox', onCollision: 'rename' }] } });
+  await fs.mkdir(p.outbox, { recursive: true });
+  for (let i = 0; i < 30; i++) await writeRandomFile(path.join(p.outbox, `s${i % 3}/${i}.bin`), 5000 + i);
+  const expected = await hashTree(p.outbox);
+  // First run: the receiver is down, so everything stays pending; stop the sender.
+  const first = spawnCli(['run', '--config', p.aCfg]);
+  await first.waitFor(/unreachable/);
+  assert.equal(await first.stop('SIGTERM'), 0);
+  assert.equal((await listFiles(p.outbox)).length, 30, 'the outbox still holds every pending file');
+  // Receiver up, sender restarted: the outbox is the queue.
+  await start(p.bCfg);
+  const second = spawnCli(['run', '--config', p.aCfg]);
+  cleanup.push(() => second.stop());
+  await waitUntil(async () => (await listFiles(p.inbox)).length >= 30, 20_000, () => `all arrive; agent said:\n${second.output().slice(-2000)}`);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.deepEqual(await hashTree(p.inbox), expected, 'each file once, no "(1)" copies');
+  assert.equal(await second.stop('SIGTERM'), 0);
+});
+
+test('after-actions: archive moves to sent/, delete removes, keep leaves the file and does not resend it after a restart', async () => {
+  const root = await tempDir('tdx-after-');
+  cleanup.push(() => fs.rm(root, { recursive: true, force: true }));
+  const p = await pair({
+    outboxes: ['archive', 'delete', 'keep'].map((mode) => ({ path: `out-${mode}`, to: [{ peer: 'playback', inbox: 'renders' }], after: mode, settleMs: 100 })),
+    receiverExtra: { inboxes: [{ name: 'renders', path: 'inbox', onCollision: 'rename' }] },
+  });
+  const b = await start(p.bCfg);
+  const aDir = path.dirname(p.aCfg);
+  for (const mode of ['archive', 'delete', 'keep']) await writeRandomFile(path.join(aDir, `out-${mode}`, 'sub', `${mode}.png`), 4096);
+  let a = await startAgent(p.aCfg, verboseLogger());
+  await waitUntil(async () => (await listFiles(p.inbox)).length === 3, 10_000);
+  await waitUntil(async () => (await listFiles(path.join(aDir, 'out-archive'))).join() === 'sent/sub/archive.png', 5000, () => 'archived');
+  await waitUntil(async () => (await listFiles(path.join(aDir, 'out-delete'))).length === 0, 5000, () => 'deleted');
+  assert.deepEqual(await listFiles(path.join(aDir, 'out-keep')), ['sub/keep.png']);
+  await a.stop();
+  a = await startAgent(p.aCfg, verboseLogger());
+  cleanup.push(() => a.stop());
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(b.snapshot().received.length, 3, 'kept file not sent again after restart');
+  assert.deepEqual(await listFiles(p.inbox), ['sub/archive.png', 'sub/delete.png', 'sub/keep.png']);
+});
+
+test('a malformed frame from a raw socket gets an ERROR frame; the agent keeps serving honest peers', async () => {
+  const p = await pair({ senderExtra: { security: { key: undefined } } });
+  // Plain mode on both ends makes the raw frames reach the decoder directly.
+  for (const f of [p.aCfg, p.bCfg]) {
+    const c = JSON.parse(await fs.readFile(f, 'utf8'));
+    c.security = { key: JSON.parse(await fs.readFile(p.bCfg, 'utf8')).security.key, encrypt: false };
+    await fs.writeFile(f, JSON.stringify(c));
+  }
+  const b = await start(p.bCfg);
+  const bad = [
+    Buffer.from('GET / HTTP/1.1\r\n\r\n'),
+    Buffer.from([0x54, 0x58, 9, 1, 0, 0, 0, 2, 0x7b, 0x7d]), // version 9
+    Buffer.from([0x54, 0x58, 1, 0x33, 0, 0, 0, 2, 0x7b, 0x7d]), // unknown type
+    Buffer.from([0x54, 0x58, 1, 0x01, 0xff, 0xff, 0xff, 0xff]), // absurd length
+    Buffer.concat([Buffer.from([0x54, 0x58, 1, 0x01, 0, 0, 0, 5]), Buffer.from('{nope')]),
+  ];
+  for (const bytes of bad) {
+    const reply = await new Promise<Buffer>((resolve, reject) => {
+      const s = net.connect(p.pb, '127.0.0.1', () => s.write(bytes));
+      const chunks: Buffer[] = [];
+      s.on('data', (d) => chunks.push(d));
+      s.on('close', () => resolve(Buffer.concat(chunks)));
+      s.on('error', reject);
+      setTimeout(() => s.destroy(), 3000);
+    });
+    const frames = new FrameDecoder().push(reply);
+    assert.equal(frames[0]?.type, 'error', `an ERROR frame for ${bytes.subarray(0, 8).toString('hex')}`);
+  }
+  // The agent is still up and serving: a real transfer works.
+  await start(p.aCfg);
+  await fs.writeFile(path.join(p.outbox, 'after-garbage.png'), 'fine');
+  await waitUntil(async () => (await listFiles(p.inbox)).includes('after-garbage.png'), 10_000);
+  assert.ok(b.snapshot().received.length === 1);
+  void encodeFrame;
+});

@@ -1,0 +1,162 @@
+/**
+ * Real agents for integration tests: configs in fresh temp folders, agents started
+ * in-process (Agent.start, real sockets and files) or as child processes of the built
+ * CLI (for restarts and kill -9). Ports are chosen free on 127.0.0.1.
+ */
+import fs from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import { randomBytes, createHash } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../src/config/load.js';
+import { Agent } from '../../src/agent/agent.js';
+import { createLogger, memoryLogger, type Logger } from '../../src/log.js';
+
+export const TEST_KEY = randomBytes(32).toString('base64');
+
+export async function tempDir(prefix = 'tdx-'): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface AgentSpec {
+  name: string;
+  dir: string;
+  port: number;
+  /** Extra/overriding config fields (shallow-merged at the top level). */
+  extra?: Record<string, unknown>;
+}
+
+/** Writes `<dir>/config.json` for an agent with inbox `<dir>/inbox` (name "renders"). */
+export async function writeAgentConfig(spec: AgentSpec): Promise<string> {
+  await fs.mkdir(spec.dir, { recursive: true });
+  const cfg = {
+    name: spec.name,
+    listen: { host: '127.0.0.1', port: spec.port },
+    dataDir: 'data',
+    inboxes: [{ name: 'renders', path: 'inbox' }],
+    outboxes: [],
+    peers: [],
+    security: { key: TEST_KEY },
+    status: { enabled: false },
+    limits: { idleTimeoutMs: 5000, handshakeTimeoutMs: 3000 },
+    transfer: { retryInitialMs: 100, retryMaxMs: 1000 },
+    ...spec.extra,
+  };
+  const file = path.join(spec.dir, 'config.json');
+  await fs.writeFile(file, JSON.stringify(cfg, null, 2));
+  return file;
+}
+
+export async function startAgent(configFile: string, log: Logger = memoryLogger()): Promise<Agent> {
+  const cfg = await loadConfig(configFile, { createKey: true, log });
+  return Agent.start(cfg, { log });
+}
+
+export function verboseLogger(): Logger {
+  return process.env.TDX_TEST_LOG ? createLogger({ level: 'debug', stderr: true }) : memoryLogger();
+}
+
+/** The built CLI (dist) when running compiled tests, else the TypeScript source through tsx. */
+export function cliCommand(): { cmd: string; args: string[] } {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const js = path.resolve(here, '../../src/cli/main.js');
+  if (existsSync(js)) return { cmd: process.execPath, args: [js] };
+  return { cmd: process.execPath, args: ['--import', 'tsx', path.resolve(here, '../../src/cli/main.ts')] };
+}
+
+export interface Spawned {
+  child: ChildProcess;
+  output: () => string;
+  waitFor: (re: RegExp, timeoutMs?: number) => Promise<void>;
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>;
+}
+
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
+  const { cmd, args: pre } = cliCommand();
+  const child = spawn(cmd, [...pre, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => out,
+    waitFor: (re, timeoutMs = 15_000) =>
+      waitUntil(() => re.test(out), timeoutMs, () => `waiting for ${re} in agent output:\n${out.slice(-3000)}`),
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: () => string = () => 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms: ${what()}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Relative paths ('/'-separated) of every file under root, sorted. */
+export async function listFiles(root: string): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(dir: string, rel: string): Promise<void> {
+    let entries;
+    try {
+      entries = await fs.readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) await walk(path.join(dir, e.name), r);
+      else out.push(r);
+    }
+  }
+  await walk(root, '');
+  return out.sort();
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of (await fs.open(file)).createReadStream()) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+/** Map rel → sha256 of every file under root. */
+export async function hashTree(root: string, skip: (rel: string) => boolean = () => false): Promise<Map<string, string>> {
+  const m = new Map<string, string>();
+  for (const rel of await listFiles(root)) if (!skip(rel)) m.set(rel, await sha256File(path.join(root, rel)));
+  return m;
+}
+
+export async function writeRandomFile(file: string, size: number): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  const fh = await fs.open(file, 'w');
+  try {
+    let left = size;
+    while (left > 0) {
+      const n = Math.min(left, 4 * 1024 * 1024);
+      await fh.write(randomBytes(n));
+      left -= n;
+    }
+  } finally {
+    await fh.close();
+  }
+}
