@@ -1,0 +1,148 @@
+/**
+ * The command line as users run it: zero-config `tdxfer run`, `tdxfer send`, start-up
+ * errors. Every case spawns the real CLI.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Agent } from '../../src/agent/agent.js';
+import { freePort, hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger } from '../helpers/agents.js';
+
+const cleanup: Array<() => Promise<unknown>> = [];
+after(async () => {
+  for (const c of cleanup.reverse()) await c().catch(() => undefined);
+});
+
+async function root(): Promise<string> {
+  const r = await tempDir('tdx-cli-');
+  cleanup.push(() => fs.rm(r, { recursive: true, force: true }));
+  return r;
+}
+
+async function exitOf(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string }> {
+  const s = spawnCli(args, env);
+  const code = await new Promise<number | null>((resolve) => s.child.once('exit', (c) => resolve(c)));
+  return { code, out: s.output() };
+}
+
+test('zero config: `tdxfer run` creates its data folder, prints it, and a file dropped into the outbox arrives in the inbox over TCP', async () => {
+  const dir = path.join(await root(), 'data');
+  // Built-in defaults listen on 7770 and serve status on 7771; this test owns them for its duration.
+  const s = spawnCli(['run'], { TDXFER_DATA_DIR: dir, TDXFER_CONFIG: '' });
+  cleanup.push(() => s.stop());
+  await s.waitFor(/Drop files into\s+(\S+)/);
+  const out = s.output();
+  const outbox = /Drop files into\s+(\S+)/.exec(out)![1]!;
+  const inbox = /They arrive in\s+(\S+)/.exec(out)![1]!;
+  assert.equal(outbox, path.join(dir, 'outbox'));
+  assert.equal(inbox, path.join(dir, 'inbox'));
+  assert.match(out, /A new installation key was created/);
+  const body = randomBytes(123_456);
+  await fs.mkdir(path.join(outbox, 'shot'), { recursive: true });
+  await fs.writeFile(path.join(outbox, 'shot', 'frame.0001.png'), body);
+  await waitUntil(async () => (await listFiles(inbox)).includes('shot/frame.0001.png'), 15_000, () => s.output());
+  assert.deepEqual(await fs.readFile(path.join(inbox, 'shot', 'frame.0001.png')), body);
+  assert.equal(await s.stop('SIGINT'), 0);
+  // The key is shown once: a second start does not print it again.
+  const again = spawnCli(['run'], { TDXFER_DATA_DIR: dir, TDXFER_CONFIG: '' });
+  await again.waitFor(/Drop files into/);
+  assert.doesNotMatch(again.output(), /new installation key/);
+  assert.equal(await again.stop('SIGTERM'), 0);
+});
+
+test('`tdxfer send` sends files over one connection, waits for each confirmation, and exits 0', async () => {
+  const r = await root();
+  const port = await freePort();
+  const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(r, 'b'), port });
+  const b: Agent = await startAgent(bCfg, verboseLogger());
+  cleanup.push(() => b.stop());
+  const aCfg = await writeAgentConfig({ name: 'render', dir: path.join(r, 'a'), port: await freePort(), extra: { peers: [{ name: 'playback', host: '127.0.0.1', port }] } });
+  const files = [];
+  for (let i = 0; i < 3; i++) {
+    const f = path.join(r, 'src', `clip${i}.mov`);
+    await writeRandomFile(f, 200_000 * (i + 1));
+    files.push(f);
+  }
+  const res = await exitOf(['send', ...files, '--to', 'playback/renders', '--config', aCfg]);
+  assert.equal(res.code, 0, res.out);
+  assert.match(res.out, /3 of 3 file\(s\) confirmed/);
+  assert.deepEqual(await hashTree(path.join(r, 'b', 'inbox')), await hashTree(path.join(r, 'src')));
+  // --as renames at the receiver (folders allowed).
+  const one = await exitOf(['send', files[0]!, '--to', 'playback/renders', '--as', 'takes/take1.mov', '--config', aCfg]);
+  assert.equal(one.code, 0, one.out);
+  assert.ok((await listFiles(path.join(r, 'b', 'inbox'))).includes('takes/take1.mov'));
+});
+
+test('`tdxfer send` exit codes: unknown peer and missing inbox are usage errors (2), an unreachable peer or refused file is a failure (1)', async () => {
+  const r = await root();
+  const dead = await freePort();
+  const port = await freePort();
+  const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(r, 'b'), port });
+  const b: Agent = await startAgent(bCfg, verboseLogger());
+  cleanup.push(() => b.stop());
+  const aCfg = await writeAgentConfig({
+    name: 'render', dir: path.join(r, 'a'), port: await freePort(),
+    extra: { peers: [{ name: 'playback', host: '127.0.0.1', port }, { name: 'ghost', host: '127.0.0.1', port: dead }] },
+  });
+  const f = path.join(r, 'x.png');
+  await fs.writeFile(f, 'x');
+  const unknown = await exitOf(['send', f, '--to', 'nobody/renders', '--config', aCfg]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.out, /unknown peer "nobody".*add it to "peers"/s);
+  const noInbox = await exitOf(['send', f, '--to', 'playback', '--config', aCfg]);
+  assert.equal(noInbox.code, 2);
+  assert.match(noInbox.out, /name the inbox too/);
+  const unreachable = await exitOf(['send', f, '--to', 'ghost/renders', '--config', aCfg]);
+  assert.equal(unreachable.code, 1);
+  assert.match(unreachable.out, /cannot reach ghost/);
+  const wrongInbox = await exitOf(['send', f, '--to', 'playback/nope', '--config', aCfg]);
+  assert.equal(wrongInbox.code, 1);
+  assert.match(wrongInbox.out, /no inbox named "nope"/);
+  const missing = await exitOf(['send', path.join(r, 'missing.png'), '--to', 'playback/renders', '--config', aCfg]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.out, /cannot send .*missing\.png/);
+});
+
+test('an invalid config stops `tdxfer run` at start with the field, the value and what is allowed', async () => {
+  const r = await root();
+  const cfg = path.join(r, 'bad.json');
+  await fs.writeFile(cfg, JSON.stringify({ name: 'x', listen: { port: 'abc' }, outboxes: [{ path: 'o', to: [{ peer: 'x', inbox: 'i' }], after: 'shred' }] }));
+  const res = await exitOf(['run', '--config', cfg]);
+  assert.equal(res.code, 2);
+  assert.match(res.out, /listen\.port/);
+  assert.match(res.out, /"abc"/);
+  assert.match(res.out, /outboxes\[0\]\.after/);
+  assert.match(res.out, /archive/);
+});
+
+test('an inbox that cannot be created is a clear start-up error naming the folder', async () => {
+  const r = await root();
+  await fs.writeFile(path.join(r, 'blocker'), 'a file where a folder should be');
+  const cfg = await writeAgentConfig({ name: 'x', dir: r, port: await freePort(), extra: { inboxes: [{ name: 'renders', path: 'blocker/inbox' }] } });
+  const res = await exitOf(['run', '--config', cfg]);
+  assert.equal(res.code, 1, res.out);
+  assert.match(res.out, /blocker/);
+  assert.match(res.out, /cannot start/);
+});
+
+test('a busy transfer port is a clear start-up error', async () => {
+  const r = await root();
+  const port = await freePort();
+  const cfgA = await writeAgentConfig({ name: 'a', dir: path.join(r, 'a'), port });
+  const a = await startAgent(cfgA, verboseLogger());
+  cleanup.push(() => a.stop());
+  const cfgB = await writeAgentConfig({ name: 'b', dir: path.join(r, 'b'), port });
+  const res = await exitOf(['run', '--config', cfgB]);
+  assert.equal(res.code, 1);
+  assert.match(res.out, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}.*listen\\.port`));
+});
+
+test('--help works on every command', async () => {
+  for (const cmd of [[], ['run'], ['send'], ['config', 'check'], ['init'], ['status'], ['peers'], ['doctor']]) {
+    const res = await exitOf([...cmd, '--help']);
+    assert.equal(res.code, 0, `${cmd.join(' ')} --help: ${res.out}`);
+    assert.match(res.out, /Usage: tdxfer/);
+  }
+});
