@@ -124,7 +124,7 @@ export class TransportServer {
       }
       if (this.opts.encrypt && first[0] === 0x54) {
         log.warn(`refused connection from ${addr}: the peer sent unencrypted tdxfer frames but this agent requires encryption; set the same security.encrypt on both machines`);
-        sock.end(encodeFrame({ type: 'error', code: 'AUTH_FAILED', message: 'this agent requires encryption (security.encrypt=true); set the same security.encrypt on both machines' }));
+        sock.end(encodeFrame({ type: 'error', code: 'UNSUPPORTED_PROTOCOL', message: 'this agent requires encryption (security.encrypt=true); set the same security.encrypt on both machines' }));
         return;
       }
       // Plain mode (or garbage in encrypted mode: the frame decoder names what it looks like).
