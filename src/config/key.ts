@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Logger } from '../log.js';
 import type { ConfigErrors } from './messages.js';
 import type { KeySpec } from './resolve.js';
+import { fsyncDir } from '../fsutil.js';
 
 export const KEY_BYTES = 32;
 export const KEY_HOWTO = 'make one with `tdxfer init` or `openssl rand -base64 32`';
@@ -77,7 +78,7 @@ export async function writeKeyFile(file: string, opts: { overwrite?: boolean; ke
         await fs.rename(tmp, file);
       }
     }
-    await syncDir(path.dirname(file));
+    await fsyncDir(path.dirname(file));
   } finally {
     await fs.rm(tmp, { force: true });
   }
@@ -91,17 +92,6 @@ async function exists(file: string): Promise<boolean> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
-  }
-}
-
-/** Makes the new directory entry durable. Not possible (nor needed) on Windows. */
-async function syncDir(dir: string): Promise<void> {
-  if (process.platform === 'win32') return;
-  const h = await fs.open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
   }
 }
 

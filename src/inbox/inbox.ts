@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
 import { collisionKey, sanitizeRelPath } from '../names.js';
 import { InboxError } from './errors.js';
-import { formatBytes, freeBytes, Mutex } from './fsutil.js';
+import { formatBytes, freeBytes, Mutex } from '../fsutil.js';
 import { IncomingFileImpl, type IncomingFile } from './incoming.js';
 import { Journal } from './journal.js';
 import { findExisting } from './land.js';

@@ -9,7 +9,7 @@ import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
 import { InboxError } from './errors.js';
-import { errCode, formatBytes, type Mutex } from './fsutil.js';
+import { errCode, formatBytes, type Mutex } from '../fsutil.js';
 import type { Journal } from './journal.js';
 import { land } from './land.js';
 import type { Staging } from './staging.js';

@@ -11,7 +11,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
-import { errCode } from './fsutil.js';
+import { errCode } from '../fsutil.js';
 
 export interface LandedRecord {
   source: string;

@@ -18,7 +18,7 @@ import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { collisionKey, renameCandidate } from '../names.js';
 import { InboxError } from './errors.js';
-import { errCode, fsyncDir, isInside, renameWithRetry } from './fsutil.js';
+import { errCode, fsyncDir, isInside, renameWithRetry } from '../fsutil.js';
 import { FALLBACK_DIRNAME } from './staging.js';
 
 export interface LandRequest {

@@ -13,7 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
-import { errCode, unlinkQuiet } from './fsutil.js';
+import { errCode, unlinkQuiet } from '../fsutil.js';
 
 /** Name of the fallback staging folder inside the inbox (hidden on macOS/Linux; receivers must never land a file there). */
 export const FALLBACK_DIRNAME = '.tdxfer-staging';

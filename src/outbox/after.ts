@@ -20,6 +20,7 @@ import { ARCHIVE_DIR } from '../filters.js';
 import type { Logger } from '../log.js';
 import type { SentJournal } from './journal.js';
 import type { ReadyFile } from './watcher.js';
+import { retryTransient } from '../fsutil.js';
 
 export type AfterResult =
   | { action: 'archived'; to: string }
@@ -31,30 +32,13 @@ export type AfterResult =
   | { action: 'missing' };
 
 export interface AfterOptions {
-  /** Delays between retries of a transiently failing rename/unlink (Windows locks). */
-  retryDelaysMs?: number[];
+  /** Retries of a transiently failing rename/unlink (Windows locks); 1 = no retry. */
+  tries?: number;
 }
-
-const DEFAULT_RETRY_DELAYS = [50, 100, 200, 400, 800, 1000, 1000];
-const TRANSIENT = new Set(['EPERM', 'EACCES', 'EBUSY']);
 
 function errCode(err: unknown): string | undefined {
   const c = (err as { code?: unknown } | null)?.code;
   return typeof c === 'string' ? c : undefined;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function withRetries<T>(fn: () => Promise<T>, delays: number[]): Promise<T> {
-  for (let i = 0; ; i++) {
-    try {
-      return await fn();
-    } catch (err) {
-      const d = delays[i];
-      if (d === undefined || !TRANSIENT.has(errCode(err) ?? '')) throw err;
-      await sleep(d);
-    }
-  }
 }
 
 /** Destination of `rel` in the archive folder of `outboxPath`. */
@@ -73,10 +57,10 @@ async function currentVersion(abs: string): Promise<{ size: number; mtimeMs: num
 }
 
 /** Moves a file; returns 'copied' when it had to copy across volumes (EXDEV), where the mtime is kept only approximately. */
-async function move(from: string, to: string, delays: number[]): Promise<'renamed' | 'copied'> {
+async function move(from: string, to: string, delays: { tries: number }): Promise<'renamed' | 'copied'> {
   await mkdir(path.dirname(to), { recursive: true });
   try {
-    await withRetries(() => rename(from, to), delays);
+    await retryTransient(() => rename(from, to), delays);
     return 'renamed';
   } catch (err) {
     if (errCode(err) !== 'EXDEV') throw err;
@@ -84,8 +68,8 @@ async function move(from: string, to: string, delays: number[]): Promise<'rename
     const st = await stat(from);
     await copyFile(from, tmp);
     await utimes(tmp, st.atime, st.mtime).catch(() => undefined);
-    await withRetries(() => rename(tmp, to), delays);
-    await withRetries(() => unlink(from), delays);
+    await retryTransient(() => rename(tmp, to), delays);
+    await retryTransient(() => unlink(from), delays);
     return 'copied';
   }
 }
@@ -111,7 +95,7 @@ export async function removeEmptyParents(root: string, dir: string): Promise<voi
  * `file.mtimeMs` are the version that was sent.
  */
 export async function applyAfter(file: ReadyFile, journal: SentJournal, log: Logger, opts: AfterOptions = {}): Promise<AfterResult> {
-  const delays = opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS;
+  const delays = { tries: opts.tries ?? 8 };
   const { outbox, rel, abs } = file;
   const root = path.resolve(outbox.path);
 
@@ -132,7 +116,7 @@ export async function applyAfter(file: ReadyFile, journal: SentJournal, log: Log
 
   if (outbox.after === 'delete') {
     try {
-      await withRetries(() => unlink(abs), delays);
+      await retryTransient(() => unlink(abs), delays);
     } catch (err) {
       if (errCode(err) === 'ENOENT') return { action: 'missing' };
       throw new TdxError('AFTER_DELETE_FAILED', `Could not delete sent file ${abs}: ${describeError(err)}. Close programs holding it or fix permissions; it stays in the outbox and is not sent again until it changes.`, { cause: err });

@@ -15,6 +15,7 @@ import { mkdir, open, readFile, rename, stat, type FileHandle } from 'node:fs/pr
 import path from 'node:path';
 import { TdxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { fsyncDir } from '../fsutil.js';
 
 interface Entry {
   o: string;
@@ -227,19 +228,6 @@ export class SentJournal {
       await fh.close();
     }
     await rename(tmp, this.file);
-    await syncDir(path.dirname(this.file));
-  }
-}
-
-/** fsync a folder so a rename in it is durable; not possible on Windows (opening a folder fails), where it is skipped. */
-async function syncDir(dir: string): Promise<void> {
-  let fh: FileHandle | null = null;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch {
-    // best effort
-  } finally {
-    await fh?.close().catch(() => undefined);
+    await fsyncDir(path.dirname(this.file));
   }
 }

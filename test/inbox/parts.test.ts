@@ -7,7 +7,7 @@ import path from 'node:path';
 import { memoryLogger } from '../../src/log.js';
 import { chooseStaging, FALLBACK_DIRNAME } from '../../src/inbox/staging.js';
 import { Journal, type LandedRecord } from '../../src/inbox/journal.js';
-import { fsyncDir, isInside, renameWithRetry, Mutex } from '../../src/inbox/fsutil.js';
+import { fsyncDir, isInside, renameWithRetry, Mutex } from '../../src/fsutil.js';
 import { InboxError } from '../../src/inbox/errors.js';
 import { fixture, sha, listFiles, send } from './util.js';
 

@@ -1,10 +1,10 @@
 /**
- * Small file-system helpers for the inbox: durability (fsync), renames that survive
+ * Small file-system helpers shared by the inbox, outbox and config: durability (fsync), renames that survive
  * Windows' transient locks, free space, and confinement checks on real paths.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Logger } from '../log.js';
+import type { Logger } from './log.js';
 
 export function errCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
@@ -38,31 +38,43 @@ export interface RetryOptions {
 const TRANSIENT = new Set(['EPERM', 'EACCES', 'EBUSY']);
 
 /**
- * rename() that retries on EPERM/EACCES/EBUSY: on Windows an antivirus scanner, the
- * search indexer or TouchDesigner reading the target briefly holds it open and the
- * rename fails with one of these (see https://github.com/isaacs/node-graceful-fs,
- * "EPERM on Windows" in its polyfills). Each retry is logged at debug, giving up at error.
+ * Runs `fn`, retrying with doubling delays while it fails with EPERM/EACCES/EBUSY: on
+ * Windows an antivirus scanner, the search indexer or TouchDesigner reading a file
+ * briefly holds it open and renames/unlinks fail with one of these (see
+ * https://github.com/isaacs/node-graceful-fs, "EPERM on Windows" in its polyfills).
+ * `onRetry` sees each retry; the last failure is thrown.
  */
-export async function renameWithRetry(from: string, to: string, log: Logger, opts: RetryOptions = {}): Promise<void> {
+export async function retryTransient<T>(
+  fn: () => Promise<T>,
+  opts: RetryOptions & { onRetry?: (code: string, attempt: number, delayMs: number) => void; onGiveUp?: (code: string, tries: number) => void } = {},
+): Promise<T> {
   const tries = opts.tries ?? 8;
   let delay = opts.firstDelayMs ?? 50;
   const maxDelay = opts.maxDelayMs ?? 1000;
   for (let attempt = 1; ; attempt++) {
     try {
-      await fs.rename(from, to);
-      return;
+      return await fn();
     } catch (err) {
       const code = errCode(err);
       if (!code || !TRANSIENT.has(code)) throw err;
       if (attempt >= tries) {
-        log.error('giving up renaming into the inbox: the target stays locked', { from, to, code, tries });
+        opts.onGiveUp?.(code, tries);
         throw err;
       }
-      log.debug('rename failed, retrying (target probably held open by another program)', { from, to, code, attempt, delayMs: delay });
+      opts.onRetry?.(code, attempt, delay);
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, maxDelay);
     }
   }
+}
+
+/** rename() with retryTransient; each retry is logged at debug, giving up at error. */
+export function renameWithRetry(from: string, to: string, log: Logger, opts: RetryOptions = {}): Promise<void> {
+  return retryTransient(() => fs.rename(from, to), {
+    ...opts,
+    onRetry: (code, attempt, delayMs) => log.debug('rename failed, retrying (target probably held open by another program)', { from, to, code, attempt, delayMs }),
+    onGiveUp: (code, tries) => log.error('giving up renaming: the target stays locked', { from, to, code, tries }),
+  });
 }
 
 /** Free bytes available to this (unprivileged) process on the volume holding `p`, or null when unknown. */
