@@ -52,6 +52,7 @@ export class DestinationQueue {
   private readonly log: Logger;
   readonly jobs = new Set<Job>();
   private stopping = false;
+  private lastFileProblem: string | null = null;
 
   constructor(
     readonly dest: Destination,
@@ -99,6 +100,16 @@ export class DestinationQueue {
     if (up) this.log.info(first ? `connected to ${this.dest.peer}` : `${this.dest.peer} reachable again`);
     else this.log.warn(`${this.dest.peer} unreachable: ${why ?? 'unknown reason'}; files wait and are retried with backoff (up to ${Math.round(this.deps.retryMaxMs / 1000)} s apart)`);
     this.deps.onReachability(up, why);
+  }
+
+  /** A retryable refusal of one file (NO_SPACE, HASH_MISMATCH…): logged once per code until a file gets through. */
+  private fileProblem(job: Job, e: TdxError): void {
+    if (this.lastFileProblem === e.code) {
+      this.log.debug(`${job.info.file} to ${this.dest.key}: ${e.message}; retrying`);
+      return;
+    }
+    this.lastFileProblem = e.code;
+    this.log.warn(`${job.info.file} to ${this.dest.key}: ${e.message}; retrying with backoff (further ${e.code} refusals are logged at debug until a file gets through)`);
   }
 
   private async connection(): Promise<PeerConnection> {
@@ -159,6 +170,7 @@ export class DestinationQueue {
         const result = await this.attempt(job);
         this.backoff.succeeded();
         this.reachability(true, null);
+        this.lastFileProblem = null;
         job.info.bytesDone = job.size;
         job.info.landedAs = result.path;
         job.info.error = null;
@@ -177,7 +189,7 @@ export class DestinationQueue {
         }
         const linkProblem = !(e instanceof PeerError && e.scope === 'file');
         if (linkProblem) this.reachability(false, e.message);
-        else this.log.warn(`${job.info.file} to ${this.dest.key}: ${e.message}; retrying`);
+        else this.fileProblem(job, e);
         if (job.controller.signal.aborted || this.stopping) return { kind: 'cancelled' };
         this.setState(job, 'waiting', e.message);
         this.backoff.failed();

@@ -268,8 +268,10 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
     try {
       offset = await this.stream(file, offset, hash);
     } catch (err) {
-      if (err instanceof SourceChangedError && !this.channel.closed) {
-        this.channel.send({ type: 'abort', id, reason: err.message });
+      // Whatever stopped the stream (source changed, read error), the receiver must
+      // learn that this file is over before the next OFFER, or the session breaks.
+      if (!this.channel.closed) {
+        this.channel.send({ type: 'abort', id, reason: err instanceof TdxError ? err.message : describeError(err) });
         this.pending.delete(id);
       }
       throw err;
