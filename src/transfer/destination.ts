@@ -177,7 +177,7 @@ export class DestinationQueue {
         this.setState(job, 'done');
         return { kind: 'done', result };
       } catch (err) {
-        if (err instanceof SourceChangedError) {
+        if (err instanceof SourceChangedError || (err as { code?: unknown }).code === 'SOURCE_CHANGED') {
           this.log.info(`${job.info.file}: ${err.message}`);
           return { kind: 'superseded' };
         }
@@ -187,7 +187,8 @@ export class DestinationQueue {
           this.setState(job, 'failed', e.message);
           return { kind: 'failed', error: e };
         }
-        const linkProblem = !(e instanceof PeerError && e.scope === 'file');
+        // A TOX receiver that answered {"success": false} is reachable: the refusal is about this file.
+        const linkProblem = !(e instanceof PeerError && e.scope === 'file') && e.code !== 'LEGACY_REFUSED';
         if (linkProblem) this.reachability(false, e.message);
         else this.fileProblem(job, e);
         if (job.controller.signal.aborted || this.stopping) return { kind: 'cancelled' };
