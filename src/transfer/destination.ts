@@ -178,7 +178,7 @@ export class DestinationQueue {
         return { kind: 'done', result };
       } catch (err) {
         if (err instanceof SourceChangedError || (err as { code?: unknown }).code === 'SOURCE_CHANGED') {
-          this.log.info(`${job.info.file}: ${err.message}`);
+          this.log.info(`${job.info.file}: ${describeError(err)}`);
           return { kind: 'superseded' };
         }
         const e = err instanceof TdxError ? err : new TdxError('SEND_FAILED', describeError(err), { cause: err });
