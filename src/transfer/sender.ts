@@ -110,9 +110,11 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
     const where = `${this.opts.host}:${this.opts.port}`;
     return new Promise<void>((resolve, reject) => {
       let step: 'welcome' | 'ready' = 'welcome';
+      // Each failure settles with its own message BEFORE closing the channel: the close
+      // listener below would otherwise settle first with a vaguer one.
       const timer = setTimeout(() => {
-        this.channel.fail(new TdxError('TIMEOUT', 'handshake not finished in time'));
         reject(new TdxError('HANDSHAKE_TIMEOUT', `${where}: no handshake answer within ${this.opts.handshakeTimeoutMs} ms (is it a tdxfer agent? a legacy TOX receiver needs "protocol": "legacy")`));
+        this.channel.fail(new TdxError('TIMEOUT', 'handshake not finished in time'));
       }, this.opts.handshakeTimeoutMs);
       const done = (err?: Error) => {
         clearTimeout(timer);
@@ -129,14 +131,14 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
       this.channel.start((f: Frame) => {
         if (f.type === 'error') {
           const e = peerErrorFrom(f);
-          this.channel.end();
           done(f.code === 'AUTH_FAILED' ? new TdxError('AUTH_FAILED', `${where} refused us: ${f.message} (security.key must be identical on both machines)`) : e);
+          this.channel.end();
           return;
         }
         if (step === 'welcome' && f.type === 'welcome') {
           if (!verifyProof({ key, role: 'server', clientNonce, serverNonce: f.nonce, agentId: f.agentId, proof: f.proof })) {
-            this.channel.fail(new TdxError('AUTH_FAILED', 'server proof did not verify: different installation key'));
             done(new TdxError('AUTH_FAILED', `${where} (${f.name}) does not hold this installation's key: refusing to send to it (security.key must be identical on both machines)`));
+            this.channel.fail(new TdxError('AUTH_FAILED', 'server proof did not verify: different installation key'));
             return;
           }
           this.peerId = f.agentId;
@@ -151,8 +153,8 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
           done();
           return;
         }
-        this.channel.fail(new TdxError('OUT_OF_ORDER', `unexpected ${f.type} during handshake`));
         done(new TdxError('PROTOCOL_ERROR', `${where} sent ${f.type.toUpperCase()} during the handshake`));
+        this.channel.fail(new TdxError('OUT_OF_ORDER', `unexpected ${f.type} during handshake`));
       });
       this.channel.send({ type: 'hello', protocol: 1, agentId: self.id, name: self.name, software: self.software, nonce: clientNonce });
     });

@@ -29,11 +29,15 @@ export function pskServerOptions(key: Buffer): tls.TlsOptions {
 /** Turns OpenSSL's terse handshake errors into what an operator can act on. */
 export function explainTlsError(err: unknown): string | null {
   const msg = err instanceof Error ? `${err.message} ${(err as { code?: string }).code ?? ''}` : String(err);
-  if (/decrypt|bad record mac|PSK|handshake failure|BAD_DECRYPT|DECRYPT_ERROR|alert number 51/i.test(msg)) {
+  // TLS 1.3: a PSK binder made with another key is answered with alert 47 (illegal parameter).
+  if (/decrypt|bad record mac|PSK|handshake failure|BAD_DECRYPT|DECRYPT_ERROR|alert number 51|illegal parameter|alert number 47/i.test(msg)) {
     return 'TLS handshake failed: the peer does not hold the same installation key (security.key / keyFile must be identical on every machine)';
   }
   if (/wrong version number|unexpected eof|packet length too long|http request/i.test(msg)) {
     return 'TLS handshake failed: the peer does not speak TLS here (encryption off on one side? security.encrypt must match on both machines)';
+  }
+  if (/socket disconnected before secure TLS connection/i.test(msg)) {
+    return 'TLS handshake failed: the peer closed the connection (encryption off on that side? security.encrypt must match on both machines; or it refused us for another reason, see its log)';
   }
   return null;
 }

@@ -105,13 +105,23 @@ export class TransportServer {
       const isTls = first[0] === 0x16;
       if (isTls && this.tlsServer) {
         const tlsServer = this.tlsServer;
+        // An absolute deadline: Node's own TLS handshake timeout (120 s by default) is
+        // reset by every byte, so a peer dribbling its ClientHello would hold a slot forever.
+        const deadline = setTimeout(() => {
+          log.warn(`closed connection from ${addr}: TLS handshake not finished within ${this.opts.handshakeTimeoutMs} ms (limits.handshakeTimeoutMs)`);
+          sock.destroy();
+        }, this.opts.handshakeTimeoutMs);
         const onSecure = (secure: tls.TLSSocket) => {
           if (secure.remoteAddress !== sock.remoteAddress || secure.remotePort !== sock.remotePort) return;
+          clearTimeout(deadline);
           tlsServer.off('secureConnection', onSecure);
           this.onConnection({ socket: secure, tcp: sock, remoteAddress: addr, encrypted: true });
         };
         tlsServer.on('secureConnection', onSecure);
-        sock.once('close', () => tlsServer.off('secureConnection', onSecure));
+        sock.once('close', () => {
+          clearTimeout(deadline);
+          tlsServer.off('secureConnection', onSecure);
+        });
         // The TLS server takes the socket over with the ClientHello unshifted back;
         // it must not be resumed here (that would hand the bytes to nobody).
         tlsServer.emit('connection', sock);

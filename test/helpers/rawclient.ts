@@ -1,0 +1,237 @@
+/**
+ * A test client that speaks protocol v1 by itself (src/protocol/PROTOCOL.md), so fault
+ * tests can play a hostile or broken peer: wrong proofs, frames out of order, absurd
+ * sizes, hostile names, bytes dribbled one at a time, raw garbage.
+ *
+ * It uses the real codec (src/protocol) for everything it reads, and for TLS the real
+ * PSK options (src/transport/psk.ts) or connectTransport (src/transport/connect.ts), so
+ * only what a test deliberately breaks differs from an honest agent.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { createHash } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import {
+  FrameDecoder, encodeDataHeader, encodeFrame, makeNonce, makeProof, verifyProof, type Frame, type FrameOf,
+} from '../../src/protocol/index.js';
+import { connectTransport } from '../../src/transport/connect.js';
+import { pskClientOptions } from '../../src/transport/psk.js';
+
+export interface RawConnectOptions {
+  host?: string;
+  port: number;
+  /** TLS with this key as PSK; omit for plain TCP. */
+  tlsKey?: Buffer;
+  /** Source address (e.g. 127.0.0.2, to look like another peer on loopback). */
+  localAddress?: string;
+  timeoutMs?: number;
+}
+
+export type ControlFrame = Exclude<Frame, { type: 'data' }>;
+
+/** Raw HELLO/OFFER/... frame bytes built by hand: header + arbitrary payload. */
+export function rawFrame(type: number, payload: Buffer | string, opts: { version?: number; length?: number; magic?: [number, number] } = {}): Buffer {
+  const body = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
+  const h = Buffer.alloc(8);
+  h[0] = opts.magic?.[0] ?? 0x54;
+  h[1] = opts.magic?.[1] ?? 0x58;
+  h[2] = opts.version ?? 1;
+  h[3] = type;
+  h.writeUInt32BE(opts.length ?? body.length, 4);
+  return Buffer.concat([h, body]);
+}
+
+export class RawClient {
+  readonly frames: Frame[] = [];
+  /** Bytes received that the decoder could not parse (the agent never sends such). */
+  decodeError: unknown = null;
+  closed = false;
+  closedAt = 0;
+  /** false: stay silent even to PINGs (a frozen peer), so the agent's idle timer runs. */
+  answerPings = true;
+  readonly openedAt = Date.now();
+  private readonly decoder = new FrameDecoder();
+  private waiters: Array<() => void> = [];
+
+  private constructor(readonly socket: Duplex & { destroyed: boolean }) {
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        for (const f of this.decoder.push(chunk)) {
+          // Answer keepalives like an honest peer, so only what the test does counts.
+          if (f.type === 'ping' && this.answerPings) this.send({ type: 'pong', t: f.t });
+          this.frames.push(f);
+        }
+      } catch (err) {
+        this.decodeError = err;
+      }
+      this.wake();
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      this.closed = true;
+      this.closedAt = Date.now();
+      this.wake();
+    });
+  }
+
+  static async connect(opts: RawConnectOptions): Promise<RawClient> {
+    const host = opts.host ?? '127.0.0.1';
+    const timeoutMs = opts.timeoutMs ?? 5000;
+    if (opts.tlsKey && opts.localAddress === undefined) {
+      const c = await connectTransport({ host, port: opts.port, key: opts.tlsKey, encrypt: true, timeoutMs });
+      return new RawClient(c.socket);
+    }
+    const tcp = await new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ host, port: opts.port, noDelay: true, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+      const t = setTimeout(() => {
+        s.destroy();
+        reject(new Error(`raw client: no connection to ${host}:${opts.port} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      s.once('connect', () => {
+        clearTimeout(t);
+        resolve(s);
+      });
+      s.once('error', (err) => {
+        clearTimeout(t);
+        reject(err);
+      });
+    });
+    if (!opts.tlsKey) return new RawClient(tcp);
+    const key = opts.tlsKey;
+    const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({ socket: tcp, ...pskClientOptions(key) });
+      s.once('secureConnect', () => resolve(s));
+      s.once('error', reject);
+    });
+    return new RawClient(secure);
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  private changed(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.waiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  send(frame: ControlFrame): void {
+    if (!this.socket.destroyed) this.socket.write(encodeFrame(frame));
+  }
+
+  sendData(data: Buffer): void {
+    this.socket.write(encodeDataHeader(data.length));
+    this.socket.write(data);
+  }
+
+  write(bytes: Buffer | string): void {
+    if (!this.socket.destroyed) this.socket.write(bytes);
+  }
+
+  /** The next frame (PING/PONG skipped) matching `pred`, or null if the connection closed first. */
+  async next(timeoutMs = 5000, pred: (f: Frame) => boolean = () => true): Promise<Frame | null> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.frames.findIndex((f) => f.type !== 'ping' && f.type !== 'pong' && pred(f));
+      if (i >= 0) return this.frames.splice(i, 1)[0]!;
+      if (this.closed) return null;
+      const left = end - Date.now();
+      if (left <= 0) throw new Error(`raw client: no matching frame within ${timeoutMs} ms (have: ${this.frames.map((f) => f.type).join(', ') || 'nothing'})`);
+      await this.changed(left);
+    }
+  }
+
+  async expect<K extends Frame['type']>(type: K, timeoutMs = 5000): Promise<FrameOf<K>> {
+    const f = await this.next(timeoutMs);
+    if (f === null) throw new Error(`raw client: connection closed while waiting for ${type.toUpperCase()}`);
+    if (f.type !== type) throw new Error(`raw client: expected ${type.toUpperCase()}, got ${f.type.toUpperCase()} ${JSON.stringify(f)}`);
+    return f as FrameOf<K>;
+  }
+
+  /** Resolves with the ms from connect to close; throws if still open after timeoutMs. */
+  async waitClosed(timeoutMs = 5000): Promise<number> {
+    const end = Date.now() + timeoutMs;
+    while (!this.closed) {
+      const left = end - Date.now();
+      if (left <= 0) throw new Error(`raw client: connection still open after ${timeoutMs} ms`);
+      await this.changed(left);
+    }
+    return this.closedAt - this.openedAt;
+  }
+
+  /** The ERROR frame the agent sent before closing (or null), after the close. */
+  async errorThenClose(timeoutMs = 5000): Promise<FrameOf<'error'> | null> {
+    await this.waitClosed(timeoutMs);
+    const e = this.frames.find((f) => f.type === 'error');
+    return (e as FrameOf<'error'> | undefined) ?? null;
+  }
+
+  /**
+   * HELLO → WELCOME → AUTH → READY with `key`. With `proofKey` the AUTH proof is made
+   * with another key (an impostor); the server's proof is returned as checked, not enforced.
+   */
+  async handshake(key: Buffer, opts: { agentId?: string; name?: string; proofKey?: Buffer; expectReady?: boolean } = {}): Promise<{ welcome: FrameOf<'welcome'>; serverProofOk: boolean }> {
+    const agentId = opts.agentId ?? 'rawclient';
+    const clientNonce = makeNonce();
+    this.send({ type: 'hello', protocol: 1, agentId, name: opts.name ?? 'raw test client', software: 'rawclient/1', nonce: clientNonce });
+    const welcome = await this.expect('welcome');
+    const serverProofOk = verifyProof({ key, role: 'server', clientNonce, serverNonce: welcome.nonce, agentId: welcome.agentId, proof: welcome.proof });
+    this.send({ type: 'auth', proof: makeProof({ key: opts.proofKey ?? key, role: 'client', clientNonce, serverNonce: welcome.nonce, agentId }) });
+    if (opts.expectReady !== false) await this.expect('ready');
+    return { welcome, serverProofOk };
+  }
+
+  /** OFFER, then (if accepted) the bytes and END; returns the final answer (ACK/NACK) or null on close. */
+  async sendFile(f: { id: number; inbox: string; path: string; data: Buffer; mtimeMs?: number; resume?: boolean }, timeoutMs = 10_000): Promise<Frame | null> {
+    this.send({ type: 'offer', id: f.id, inbox: f.inbox, path: f.path, size: f.data.length, mtimeMs: f.mtimeMs ?? 1_700_000_000_000, resume: f.resume ?? false });
+    const ans = await this.next(timeoutMs, (x) => 'id' in x && x.id === f.id);
+    if (ans === null || ans.type !== 'accept') return ans;
+    for (let o = ans.offset; o < f.data.length; o += 1 << 20) this.sendData(f.data.subarray(o, Math.min(f.data.length, o + (1 << 20))));
+    this.send({ type: 'end', id: f.id, sha256: createHash('sha256').update(f.data).digest('hex') });
+    return this.next(timeoutMs, (x) => 'id' in x && x.id === f.id && (x.type === 'ack' || x.type === 'nack'));
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  end(): void {
+    this.socket.end();
+  }
+}
+
+/** Plain TCP bytes only (no framing): for garbage, dribbling and floods. */
+export function rawSocket(port: number, opts: { host?: string; localAddress?: string } = {}): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: opts.host ?? '127.0.0.1', port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+    s.once('connect', () => {
+      s.off('error', reject);
+      s.on('error', () => undefined);
+      // Flowing, so a close by the agent (FIN) is seen even if the test never reads.
+      s.resume();
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+/** Resolves when `s` closes, with the ms it took; rejects after timeoutMs. */
+export function socketClosed(s: net.Socket, timeoutMs: number): Promise<number> {
+  const t0 = Date.now();
+  if (s.destroyed || s.closed) return Promise.resolve(0);
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`socket still open after ${timeoutMs} ms`)), timeoutMs);
+    s.on('error', () => undefined);
+    s.once('close', () => {
+      clearTimeout(t);
+      resolve(Date.now() - t0);
+    });
+  });
+}
