@@ -31,6 +31,17 @@ export async function runAgent(args: RunArgs): Promise<number> {
         `Every machine of this installation needs the same key (security.key or security.keyFile).\n\n`,
     );
   }
+  // Signals are handled from the very start: one arriving while parts are still
+  // starting stops the agent as soon as it can be stopped in order.
+  let stopper: ((sig: string) => void) | null = null;
+  let early: string | null = null;
+  const onSignal = (sig: string) => {
+    if (stopper) stopper(sig);
+    else if (early) process.exit(1);
+    else early = sig;
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   log.info(`tdxfer starting as "${cfg.name}"`, { config: cfg.configFile ?? 'built-in defaults', dataDir: cfg.dataDir });
   let agent: Agent;
   try {
@@ -47,7 +58,7 @@ export async function runAgent(args: RunArgs): Promise<number> {
     await agent.stop();
     return 1;
   }
-  if (cfg.configFile === null) {
+  if (cfg.configFile === null && early === null) {
     process.stdout.write(
       `\ntdxfer is running on built-in defaults (data folder ${cfg.dataDir}).\n` +
         `Drop files into   ${cfg.outboxes[0]?.path ?? '?'}\n` +
@@ -57,7 +68,7 @@ export async function runAgent(args: RunArgs): Promise<number> {
   }
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const stop = (sig: string) => {
+    stopper = (sig: string) => {
       if (stopping) {
         log.warn(`${sig} again: exiting now`);
         process.exit(1);
@@ -73,10 +84,11 @@ export async function runAgent(args: RunArgs): Promise<number> {
         await companions.stop().catch((err) => log.warn(`stopping companions: ${describeError(err)}`));
         await agent.stop(15_000).catch((err) => log.warn(`stopping agent: ${describeError(err)}`));
         clearTimeout(hard);
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
         resolve(0);
       })();
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    if (early) stopper(early);
   });
 }
