@@ -24,6 +24,8 @@ export interface HookOptions {
   cwd?: string | undefined;
   /** Time between SIGTERM and SIGKILL on timeout (default 2000 ms). */
   killGraceMs?: number;
+  /** Aborted when the agent stops: the hook is stopped like on a timeout (SIGTERM, then SIGKILL). */
+  signal?: AbortSignal | undefined;
 }
 
 const STDERR_KEEP = 4096;
@@ -52,6 +54,7 @@ export function runHook(cmd: string[], env: Record<string, string>, opts: HookOp
   return new Promise<HookResult>((resolve) => {
     let settled = false;
     let timedOut = false;
+    let aborted = false;
     let stderr = '';
     let termTimer: NodeJS.Timeout | null = null;
     let killTimer: NodeJS.Timeout | null = null;
@@ -59,8 +62,9 @@ export function runHook(cmd: string[], env: Record<string, string>, opts: HookOp
       if (settled) return;
       settled = true;
       if (termTimer) clearTimeout(termTimer);
-      // After a timeout the SIGKILL still follows for the group (children that ignored SIGTERM).
-      if (killTimer && !timedOut) clearTimeout(killTimer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      // After a timeout or abort the SIGKILL still follows for the group (children that ignored SIGTERM).
+      if (killTimer && !timedOut && !aborted) clearTimeout(killTimer);
       resolve(r);
     };
 
@@ -101,7 +105,9 @@ export function runHook(cmd: string[], env: Record<string, string>, opts: HookOp
     // 'exit', not 'close': a grandchild holding stderr open must not delay the result.
     child.on('exit', (code, sig) => {
       child.stderr?.destroy();
-      if (timedOut) {
+      if (aborted && !timedOut) {
+        log.warn('onReceive hook stopped: the agent is shutting down', { command: file });
+      } else if (timedOut) {
         log.warn('onReceive hook timed out and was stopped', { command: file, timeoutMs: opts.timeoutMs, hint: 'make the hook faster, run slow work in the background, or raise onReceive.timeoutMs' });
       } else if (code !== 0) {
         const lines = stderr.split(/\r?\n/).filter((l) => l.trim() !== '').slice(0, STDERR_LINES).join(' | ');
@@ -112,12 +118,22 @@ export function runHook(cmd: string[], env: Record<string, string>, opts: HookOp
       finish({ code, timedOut });
     });
 
-    termTimer = setTimeout(() => {
-      timedOut = true;
+    const stopHook = (): void => {
+      if (killTimer) return; // already stopping
       signal('SIGTERM');
       killTimer = setTimeout(() => signal('SIGKILL'), opts.killGraceMs ?? 2000);
       killTimer.unref();
+    };
+    termTimer = setTimeout(() => {
+      timedOut = true;
+      stopHook();
     }, opts.timeoutMs);
+    function onAbort(): void {
+      aborted = true;
+      stopHook();
+    }
+    if (opts.signal?.aborted) onAbort();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
 

@@ -48,15 +48,19 @@ export async function startCompanions(agent: Agent, cfg: AgentConfig, log: Logge
 /** onReceive: a command per inbox, run without a shell after each file lands. */
 function startHooks(agent: Agent, cfg: AgentConfig, log: Logger): () => Promise<void> {
   const running = new Set<Promise<unknown>>();
+  // Stopping stops running hooks too: waiting out their timeouts (30 s by default) would
+  // outlast `tdxfer run`'s hard-exit timer and leave their process groups behind.
+  const stopping = new AbortController();
   const onReceived = (r: ReceivedInfo) => {
     const hook = cfg.inboxes.find((i) => i.name === r.inbox)?.onReceive;
     if (!hook) return;
-    const p = runHook(hook.command, hookEnv(r), { timeoutMs: hook.timeoutMs, log }).finally(() => running.delete(p));
+    const p = runHook(hook.command, hookEnv(r), { timeoutMs: hook.timeoutMs, log, signal: stopping.signal }).finally(() => running.delete(p));
     running.add(p);
   };
   agent.on('received', onReceived);
   return async () => {
     agent.off('received', onReceived);
+    stopping.abort();
     await Promise.all(running);
   };
 }
@@ -66,25 +70,52 @@ async function startDiscovery(agent: Agent, cfg: AgentConfig, log: Logger): Prom
   const txt = encodeTxt({ id: agent.id, name: cfg.name, version: agent.version, protocols: [1], fingerprint, inboxes: [...agent.inboxes.keys()] });
   const mdns = new MdnsDiscovery({ id: agent.id, name: cfg.name, port: agent.listenAddress.port, txt, interfaces: cfg.discovery.interfaces, log });
   const foreign = new Set<string>();
+  /** Instances currently announcing another key: their re-query answers must not keep a table entry alive. */
+  const foreignInstances = new Set<string>();
+  const dupWarned = new Set<string>();
   // Agents of another installation (another key) are visible on the LAN but useless to
   // us: they would refuse the handshake. Say so once per agent and keep them out.
   const onAnnounce = (a: Announcement) => {
     if (a.fingerprint !== null && a.fingerprint !== fingerprint) {
+      foreignInstances.add(a.instance);
+      agent.table.goodbye(a.instance); // it may have been one of ours before a key change
       if (!foreign.has(a.id)) {
         foreign.add(a.id);
         log.warn(`ignoring agent "${a.name}" (${a.addresses[0] ?? '?'}): it belongs to another installation (key fingerprint ${a.fingerprint}, ours ${fingerprint}); give it the same key to send to it`);
       }
       return;
     }
+    foreignInstances.delete(a.instance);
+    foreign.delete(a.id);
     agent.table.announce(a);
+    warnDuplicates();
   };
-  const onSeen = (instance: string) => agent.table.seen(instance);
+  // Several other agents sharing a name all get files routed to that name. (A clash with
+  // our own name is reported by MdnsDiscovery itself.) Once per set of ids.
+  const warnDuplicates = () => {
+    for (const d of agent.table.duplicates()) {
+      const key = `${d.name}\0${d.ids.join(',')}`;
+      if (d.ids.includes(agent.id) || dupWarned.has(key)) continue;
+      dupWarned.add(key);
+      const who = agent.table
+        .list()
+        .filter((p) => p.source === 'discovered' && p.name === d.name && p.state !== 'gone')
+        .map((p) => `id ${p.id ?? '?'} at ${p.addresses[0] ?? '?'}:${p.port}`)
+        .join(', ');
+      log.warn(
+        `${d.ids.length} agents share the name "${d.name}": ${who}. Files routed to "${d.name}" go to each of them; ` +
+          `route to "${d.name}#<id prefix>" to pick one, or give each agent a unique "name"`,
+      );
+    }
+  };
+  const onSeen = (instance: string) => {
+    if (!foreignInstances.has(instance)) agent.table.seen(instance);
+  };
   const onGoodbye = (instance: string) => agent.table.goodbye(instance);
-  const onWarning = (w: string) => log.warn(w);
   mdns.on('announce', onAnnounce);
   mdns.on('seen', onSeen);
   mdns.on('goodbye', onGoodbye);
-  mdns.on('warning', onWarning);
+  // MdnsDiscovery logs its warnings itself: no 'warning' listener here, or each would be logged twice.
   const tick = setInterval(() => agent.table.tick(), 1000);
   tick.unref();
   try {

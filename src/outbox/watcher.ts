@@ -23,7 +23,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Stats } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { watch, type FSWatcher } from 'chokidar';
@@ -67,6 +67,8 @@ const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
 const STAT_CONCURRENCY = 64;
 const OPEN_CONCURRENCY = 32;
+/** When a new folder is read again after chokidar reported it (see rescanLater). */
+const RESCAN_AFTER_MS = [100, 1000];
 
 type OpenCheck = 'ok' | 'busy' | 'gone';
 
@@ -100,6 +102,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   /** rels chokidar reported unlinked: checked on the next poll. */
   private readonly suspects = new Set<string>();
   private finishReady: (() => void) | null = null;
+  private readonly rescanTimers = new Set<NodeJS.Timeout>();
 
   constructor(outbox: OutboxConfig, opts: OutboxWatcherOptions) {
     super();
@@ -138,6 +141,8 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     this.timerAt = Infinity;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
+    for (const t of this.rescanTimers) clearTimeout(t);
+    this.rescanTimers.clear();
     await this.closeWatcher();
     await this.ticking;
   }
@@ -215,6 +220,9 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
       for (const r of this.tracker.known()) if (r.startsWith(prefix)) this.suspects.add(r);
       this.schedule(KICK_MS);
     });
+    fsw.on('addDir', (p) => {
+      if (!scanning) this.rescanLater(fsw, p);
+    });
     fsw.on('error', (err) => this.onChokidarError(fsw, err));
     await new Promise<void>((resolve) => {
       this.finishReady = resolve;
@@ -229,6 +237,46 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     this.problem = null;
     this.backoffMs = BACKOFF_START_MS;
     this.log.debug('outbox scan done', { files: seen.size, polling: this.usePolling });
+  }
+
+  /**
+   * chokidar 5 reads a new folder *before* it starts watching it (handler.js `_handleDir`:
+   * `_handleRead`, then `_watchWithNodeFs`), so a file that lands in between is never
+   * reported. A file renamed into a just-created folder hits that window often (about one
+   * in ten here). The new folder (and any folder below it) is read again once its watch is up.
+   */
+  private rescanLater(fsw: FSWatcher, dir: string): void {
+    for (const ms of RESCAN_AFTER_MS) {
+      const t = setTimeout(() => {
+        this.rescanTimers.delete(t);
+        if (this.stopped || this.fsw !== fsw) return;
+        this.rescan(fsw, dir).catch((err: unknown) => this.log.debug('rescan of a new folder failed', { dir, error: describeError(err) }));
+      }, ms);
+      this.rescanTimers.add(t);
+    }
+  }
+
+  private async rescan(fsw: FSWatcher, dir: string): Promise<void> {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return; // gone again: nothing to find
+    }
+    let found = false;
+    for (const e of entries) {
+      if (this.stopped || this.fsw !== fsw) return;
+      const abs = path.join(dir, e.name);
+      if (this.isIgnoredPath(abs)) continue;
+      if (e.isDirectory()) await this.rescan(fsw, abs);
+      else if (e.isFile()) {
+        const rel = this.relOf(abs);
+        if (rel === null || !this.accepts(rel) || this.tracker.has(rel)) continue;
+        this.tracker.touch(rel);
+        found = true;
+      }
+    }
+    if (found) this.schedule(KICK_MS);
   }
 
   private async closeWatcher(): Promise<void> {
