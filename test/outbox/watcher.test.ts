@@ -311,6 +311,25 @@ describe('OutboxWatcher', () => {
     assert.match(errors[0]!.msg, /too many open files.*ulimit|LimitNOFILE/);
     assert.equal(s.readyFor('a.png').length, 1, 'not re-emitted after the restart');
   });
+  test('a file moved into a folder created a moment earlier is emitted, also when that folder is removed and re-created (chokidar reads a new folder before watching it)', async (t) => {
+    const root = await tempDir(t);
+    const ob = path.join(root, 'out');
+    await mkdir(ob);
+    const { w, ready, waitFor } = await started(t, cfg(ob));
+    // Regression: several of these 30 were never reported before the watcher re-read new folders.
+    for (let i = 0; i < 30; i++) {
+      const rel = `fan/f${i}.bin`;
+      await mkdir(path.join(ob, 'fan'), { recursive: true });
+      const tmp = path.join(root, `.f${i}.tmp`);
+      await writeFile(tmp, Buffer.alloc(1000, i));
+      await rename(tmp, path.join(ob, rel));
+      await waitFor(`${rel} (${i + 1}th new folder)`, () => ready.some((r) => r.rel === rel), 3000);
+      w.release(rel);
+      await unlink(path.join(ob, rel));
+      await rm(path.join(ob, 'fan'), { recursive: true });
+      await sleep(50);
+    }
+  });
 });
 
 function countHandles(): { Timeout: number; FSEvent: number } {
