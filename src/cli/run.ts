@@ -35,6 +35,12 @@ export async function runAgent(args: RunArgs): Promise<number> {
   // starting stops the agent as soon as it can be stopped in order.
   let stopper: ((sig: string) => void) | null = null;
   let early: string | null = null;
+  // conf → atomically → when-exit hooks SIGINT/SIGTERM at import and re-raises the signal
+  // on this process, which reached onSignal as a second signal ("again: exiting now") and
+  // cut the graceful stop short. The agent never writes through conf, so that hook has
+  // nothing to clean up: the composition root owns these signals alone.
+  process.removeAllListeners('SIGINT');
+  process.removeAllListeners('SIGTERM');
   const onSignal = (sig: string) => {
     if (stopper) stopper(sig);
     else if (early) process.exit(1);
