@@ -24,6 +24,7 @@ import { DestinationQueue, type Job, type JobOutcome } from '../transfer/destina
 import { LegacyListener } from '../legacy/server.js';
 import { legacyTargetName } from '../legacy/client.js';
 import { loadAgentId, softwareVersion } from './identity.js';
+import { sanitizeRelPath, toWirePath } from '../names.js';
 import { Ring } from './ring.js';
 import { ProgressThrottle } from './progress.js';
 
@@ -31,6 +32,11 @@ export interface AgentOptions {
   log: Logger;
   /** Extra hooks (status server, OSC, discovery) are started by the caller around the view. */
 }
+
+/** Longest an after-action waits for the rest of its outbox's burst (see Agent.finishFile). */
+const AFTER_BATCH_MS = 500;
+/** After-actions (archive moves, deletes) run at most this many at a time. */
+const AFTER_CONCURRENCY = 8;
 
 interface FileRecord {
   key: string;
@@ -57,6 +63,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private readonly sessions = new Set<ReceiverSession>();
   private readonly watchers: OutboxWatcher[] = [];
   private readonly progress = new ProgressThrottle(100);
+  /** Finished files whose after-action waits for the rest of their outbox's burst (see finishFile). */
+  private readonly afterWaiting = new Map<OutboxWatcher, { recs: FileRecord[]; timer: NodeJS.Timeout | null }>();
+  private readonly afterRunning = new Set<Promise<void>>();
   private server: TransportServer | null = null;
   private legacy: LegacyListener | null = null;
   private journal: SentJournal | null = null;
@@ -186,6 +195,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const closed = this.server?.close().catch(() => undefined);
     await this.legacy?.stop().catch(() => undefined);
     await Promise.all([...this.destinations.values()].map((d) => d.stop(graceMs)));
+    for (const w of [...this.afterWaiting.keys()]) this.flushAfter(w);
+    await Promise.all([...this.afterRunning]);
     for (const s of this.sessions) s.shutdown();
     this.server?.destroyAll();
     await closed;
@@ -226,7 +237,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       if (done.has(d.key)) continue;
       this.addJob(rec, d);
     }
-    if (rec.remaining.size === 0 && fanout.length === 0) void this.finishFile(w, rec);
+    if (rec.remaining.size === 0 && fanout.length === 0) this.finishFile(w, rec);
     else if (rec.remaining.size === 0) this.log.info(`${file.rel}: waiting for a peer with the right inbox to appear (route "*")`);
   }
 
@@ -330,7 +341,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       }
       if (rec.remaining.size === 0 && !rec.superseded && this.records.get(rec.key) === rec) {
         const w = this.watchers.find((x) => x.outbox === rec.file.outbox);
-        if (w) void this.finishFile(w, rec);
+        if (w) this.finishFile(w, rec);
         else this.records.delete(rec.key); // POST /send jobs have no outbox
       }
     } else if (outcome.kind === 'failed') {
@@ -339,7 +350,47 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     }
   }
 
-  private async finishFile(w: OutboxWatcher, rec: FileRecord): Promise<void> {
+  /**
+   * Every destination has the file: its after-action runs once nothing else of its outbox
+   * is still being sent, or AFTER_BATCH_MS later at the latest. Moving files out one by
+   * one while the rest of a dropped folder is still on its way makes chokidar re-read
+   * (and stat every entry of) that folder after every move: O(files²) work that starved
+   * the sender (2000 files: ~45 s of CPU). In a batch the folder is re-read a few times.
+   */
+  private finishFile(w: OutboxWatcher, rec: FileRecord): void {
+    let b = this.afterWaiting.get(w);
+    if (!b) {
+      b = { recs: [], timer: null };
+      this.afterWaiting.set(w, b);
+    }
+    b.recs.push(rec);
+    if (!this.outboxBusy(w.outbox)) this.flushAfter(w);
+    else b.timer ??= setTimeout(() => this.flushAfter(w), AFTER_BATCH_MS);
+  }
+
+  /** True while a file of `ob` still waits for a destination. */
+  private outboxBusy(ob: OutboxConfig): boolean {
+    for (const r of this.records.values()) if (r.file.outbox === ob && r.remaining.size > 0 && !r.superseded && !r.failed) return true;
+    return false;
+  }
+
+  private flushAfter(w: OutboxWatcher): void {
+    const b = this.afterWaiting.get(w);
+    if (!b) return;
+    this.afterWaiting.delete(w);
+    if (b.timer) clearTimeout(b.timer);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < b.recs.length) await this.applyAfterNow(w, b.recs[next++]!);
+    };
+    const run: Promise<void> = Promise.all(Array.from({ length: Math.min(AFTER_CONCURRENCY, b.recs.length) }, worker)).then(() => {
+      this.afterRunning.delete(run);
+    });
+    this.afterRunning.add(run);
+  }
+
+  /** Never throws: failures are logged and the file stays in the outbox. */
+  private async applyAfterNow(w: OutboxWatcher, rec: FileRecord): Promise<void> {
     // Released first: the archive move or delete then reads as a plain 'gone' for an
     // unknown file, and a rewrite during the move is emitted as a new version.
     w.release(rec.file.rel);
@@ -473,7 +524,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const { destinations, waiting } = resolveRoutes([route], this.table.list(), { selfName: this.config.name, discovery: this.config.discovery.enabled });
     const d = destinations[0];
     if (!d) throw new TdxError('UNKNOWN_PEER', waiting[0]?.reason ?? `peer ${req.peer} unknown`);
-    const target = req.as ?? path.basename(abs);
+    const wanted = req.as ?? path.basename(abs);
+    // Refuse a bad target name here, so a TouchDesigner script gets the reason at once
+    // instead of a job that fails at the receiver.
+    const named = sanitizeRelPath(toWirePath(wanted));
+    if (!named.ok) throw new TdxError('BAD_NAME', `target name ${JSON.stringify(wanted)} is not a safe relative file name: ${named.reason}`);
+    const target = named.rel;
     const pseudo: OutboxConfig = { path: path.dirname(abs), to: [route], include: [], exclude: [], after: 'keep', settleMs: 0 };
     const file: ReadyFile = { outbox: pseudo, rel: path.basename(abs), abs, size: st.size, mtimeMs: st.mtimeMs };
     const rec: FileRecord = { key: `send\0${abs}\0${++this.jobSeq}`, file, remaining: new Set(), jobs: new Map(), superseded: false, failed: false, multi: false, fanout: [] };

@@ -172,7 +172,7 @@ export class PeerTable extends EventEmitter<{ change: [PeerInfo] }> {
   markReachable(name: string): void {
     for (const p of this.targets(name)) {
       this.reasons.delete(peerKeyOf(p));
-      if (p.source === 'discovered') p.lastSeen = this.now();
+      if (p.source !== 'self') p.lastSeen = this.now();
       if (p.state === 'up') continue;
       p.state = 'up';
       this.emitChange(p);
