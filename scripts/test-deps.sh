@@ -7,6 +7,7 @@ command -v python3 >/dev/null || need+=(python3)
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import zeroconf' 2>/dev/null || need+=(python3-zeroconf)
 command -v ip >/dev/null || need+=(iproute2)
 command -v tcpdump >/dev/null || need+=(tcpdump)
+command -v curl >/dev/null || need+=(curl)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then

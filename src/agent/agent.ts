@@ -177,7 +177,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.journal = await SentJournal.open(path.join(cfg.dataDir, 'state', 'sent.jsonl'), { log: log.child({ component: 'journal' }) });
     const ownFolders = [path.join(cfg.dataDir, 'state'), ...[...this.inboxes.values()].flatMap((i) => [i.path, i.stagingDir])];
     for (const ob of cfg.outboxes) {
-      await fs.mkdir(ob.path, { recursive: true });
+      await ensureOutbox(ob.path, log);
       const w = new OutboxWatcher(ob, { log, ignore: ownFolders.filter((f) => f !== ob.path) });
       w.on('ready', (f) => this.onReady(w, f));
       w.on('gone', ({ rel }) => this.onGone(ob, rel));
@@ -540,4 +540,15 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
 
 function safeName(name: string): string {
   return name.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 100) || '_';
+}
+
+/** Creates a missing outbox (logged) and checks the agent may move files out of it. */
+async function ensureOutbox(dir: string, log: Logger): Promise<void> {
+  try {
+    const made = await fs.mkdir(dir, { recursive: true });
+    if (made !== undefined) log.info(`created outbox folder ${dir}`);
+    await fs.access(dir, fs.constants.R_OK | fs.constants.W_OK);
+  } catch (err) {
+    throw new TdxError('OUTBOX_UNUSABLE', `outbox ${dir} cannot be created or is not readable and writable by this user: ${describeError(err)}; fix its permissions or change outboxes[].path`, { cause: err });
+  }
 }

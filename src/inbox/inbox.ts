@@ -68,6 +68,27 @@ async function hashPrefix(file: string, length: number, hash: Hash): Promise<voi
   }
 }
 
+/** Opens `file` for writing from byte 0, creating its folder when it is missing (staging deleted by hand). */
+async function openFresh(file: string, dir: string): Promise<fs.FileHandle> {
+  try {
+    return await fs.open(file, 'w');
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'ENOENT') throw err;
+    await fs.mkdir(dir, { recursive: true });
+    return fs.open(file, 'w');
+  }
+}
+
+async function sha256Of(file: string): Promise<string | null> {
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  } catch {
+    return null;
+  }
+  return hash.digest('hex');
+}
+
 export class Inbox {
   readonly name: string;
   readonly path: string;
@@ -214,8 +235,11 @@ export class Inbox {
     if (size !== null && mtimeMs !== null) {
       const rec = this.#journal.get(source, rel);
       if (rec && rec.size === size && rec.mtimeMs === mtimeMs) {
-        const st = await fs.stat(path.join(this.path, ...rec.landedRel.split('/'))).catch(() => null);
-        if (st?.isFile() && st.size === size) {
+        const landedAbs = path.join(this.path, ...rec.landedRel.split('/'));
+        const st = await fs.stat(landedAbs).catch(() => null);
+        // The record is written just before the rename (see incoming.ts), so it only
+        // counts once the file it names is there with the recorded bytes.
+        if (st?.isFile() && st.size === size && (await sha256Of(landedAbs)) === rec.sha256) {
           this.#log.info('file already landed, not receiving it again', { source, rel, landedAs: rec.landedRel });
           return { kind: 'skip', status: 'duplicate', rel: rec.landedRel };
         }
@@ -232,6 +256,8 @@ export class Inbox {
     const staging = this.#staging;
     const id = staging.id(source, rel);
     const dataPath = staging.dataPath(id);
+    // Asked now, awaited below: the statfs runs while the resume check reads the meta.
+    const freeSoon = freeBytes(staging.dir);
     let offset = 0;
     let resumeLength: number | null = null;
     if (req.resume && size !== null && mtimeMs !== null) {
@@ -246,7 +272,7 @@ export class Inbox {
     }
 
     const needed = (size ?? 0) - offset + this.#reserveBytes;
-    const free = await freeBytes(staging.dir);
+    const free = await freeSoon;
     if (free !== null && free < needed) {
       throw new InboxError(
         'NO_SPACE',
@@ -267,10 +293,17 @@ export class Inbox {
       }
       this.#log.info('resuming partial file', { source, rel, offset });
     } else {
-      await staging.remove(id);
-      await fs.mkdir(staging.dir, { recursive: true });
-      await staging.writeMeta(id, { v: 1, source, rel, size, mtimeMs, createdAt: Date.now() });
-      handle = await fs.open(dataPath, 'w');
+      // Data first (created or truncated: an old partial's bytes are gone), then its
+      // meta: a crash in between leaves an empty partial, never old bytes under the new
+      // description. Fewer steps than remove + mkdir + write: this runs once per file
+      // while the sender waits for ACCEPT, so it bounds small-file throughput.
+      handle = await openFresh(dataPath, staging.dir);
+      try {
+        await staging.writeMeta(id, { v: 1, source, rel, size, mtimeMs, createdAt: Date.now() });
+      } catch (err) {
+        await handle.close().catch(() => undefined);
+        throw err;
+      }
     }
     const prefixSha256 = offset > 0 ? hash.copy().digest('hex') : null;
 

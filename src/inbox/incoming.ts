@@ -9,7 +9,7 @@ import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
 import { InboxError } from './errors.js';
-import { errCode, formatBytes, type Mutex } from '../fsutil.js';
+import { errCode, formatBytes, fsyncDirShared, type Mutex } from '../fsutil.js';
 import type { Journal } from './journal.js';
 import { land } from './land.js';
 import type { Staging } from './staging.js';
@@ -181,12 +181,17 @@ export class IncomingFileImpl implements IncomingFile {
       const done = (): void => {
         this.#stream.off('drain', done);
         this.#stream.off('close', done);
+        this.#stream.off('error', done);
         if (this.#failure) reject(this.#failure);
         else resolve();
       };
       this.#stream.on('drain', done);
-      // 'close' follows 'error' (the stream is destroyed); #fail has set #failure by then.
       this.#stream.on('close', done);
+      // With autoClose=false the stream is not destroyed on error (autoDestroy follows
+      // autoClose), so neither 'drain' nor 'close' ever comes after ENOSPC: wait for
+      // 'error' too. The constructor's listener runs first and has set #failure.
+      this.#stream.on('error', done);
+      if (this.#failure) done();
     });
   }
 
@@ -227,8 +232,16 @@ export class IncomingFileImpl implements IncomingFile {
           from: staging.dataPath(id),
           policy: this.#ctx.policy,
           log: this.#ctx.log,
+          // Journal first, rename second: a crash in between leaves a record whose file
+          // is missing or has another hash, which Inbox.begin does not count as landed.
+          beforeRename: (landedRel) =>
+            this.#ctx.journal.record({ source, rel: this.rel, landedRel, size: this.#received, mtimeMs: this.#init.mtimeMs, sha256, at: Date.now() }),
+          deferDirSync: true,
         }),
       );
+      // Outside the lock and shared with concurrent landings in the same folder: one
+      // flush covers many renames. The file counts as stored only after it.
+      if (outcome.status === 'landed' && outcome.syncDir !== undefined) await fsyncDirShared(outcome.syncDir);
     } catch (err) {
       // Retryable failures keep the verified bytes in staging (meta intact): a retry
       // resumes at offset = size. Refusals (BAD_NAME) cannot succeed later: drop them.
@@ -249,15 +262,6 @@ export class IncomingFileImpl implements IncomingFile {
       return { ...base, rel: outcome.rel, abs: outcome.abs, renamedFrom: null, skipped: true };
     }
     await staging.removeMeta(id);
-    await this.#ctx.journal.record({
-      source,
-      rel: this.rel,
-      landedRel: outcome.rel,
-      size: this.#received,
-      mtimeMs: this.#init.mtimeMs,
-      sha256,
-      at: Date.now(),
-    });
     this.#release();
     return { ...base, rel: outcome.rel, abs: outcome.abs, renamedFrom: outcome.renamedFrom };
   }

@@ -32,10 +32,21 @@ export interface LandRequest {
   from: string;
   policy: CollisionPolicy;
   log: Logger;
+  /**
+   * Awaited with the final rel right before the rename that makes the file visible:
+   * the dedupe journal is written here, so a crash between the rename and the ACK can
+   * never let a resend land a second copy.
+   */
+  beforeRename?: (rel: string) => Promise<void>;
+  /**
+   * Leave the fsync of the folder the file landed in to the caller (`syncDir` of the
+   * outcome), so it can happen outside the caller's landing lock and be shared.
+   */
+  deferDirSync?: boolean;
 }
 
 export type LandOutcome =
-  | { status: 'landed'; rel: string; abs: string; renamedFrom: string | null }
+  | { status: 'landed'; rel: string; abs: string; renamedFrom: string | null; syncDir?: string }
   | { status: 'skipped'; rel: string; abs: string };
 
 /** Entries of `dir` whose name equals `name` case-insensitively; the exact spelling first. */
@@ -127,14 +138,22 @@ export async function land(req: LandRequest): Promise<LandOutcome> {
   const entries = await readdirOrEmpty(parent.real);
   const same = variants(entries, name, parent.names.length === 0);
   const finish = async (finalName: string): Promise<LandOutcome> => {
-    await fsyncDir(parent.real);
+    if (!req.deferDirSync) await fsyncDir(parent.real);
     // New folders are durable only once the folder holding them is synced too.
     for (const d of parent.created.reverse()) await fsyncDir(d);
     const rel = [...parent.names, finalName].join('/');
-    return { status: 'landed', rel, abs: path.join(req.inboxPath, ...parent.names, finalName), renamedFrom: rel === requested ? null : requested };
+    return {
+      status: 'landed', rel, abs: path.join(req.inboxPath, ...parent.names, finalName), renamedFrom: rel === requested ? null : requested,
+      ...(req.deferDirSync ? { syncDir: parent.real } : {}),
+    };
+  };
+
+  const announce = async (finalName: string): Promise<void> => {
+    await req.beforeRename?.([...parent.names, finalName].join('/'));
   };
 
   if (same.length === 0) {
+    await announce(name);
     await renameWithRetry(req.from, path.join(parent.real, name), req.log);
     return finish(name);
   }
@@ -151,6 +170,7 @@ export async function land(req: LandRequest): Promise<LandOutcome> {
     while (used.has(collisionKey(cand)) || (parent.names.length === 0 && collisionKey(cand) === collisionKey(FALLBACK_DIRNAME))) {
       cand = renameCandidate(name, ++n);
     }
+    await announce(cand);
     await renameWithRetry(req.from, path.join(parent.real, cand), req.log);
     return finish(cand);
   }
@@ -165,6 +185,7 @@ export async function land(req: LandRequest): Promise<LandOutcome> {
       `Inbox "${req.inboxName}": ${JSON.stringify([...parent.names, target].join('/'))} is a folder, so the incoming file cannot replace it; rename the folder or the file`,
     );
   }
+  await announce(name);
   await renameWithRetry(req.from, targetAbs, req.log);
   if (target !== name) {
     // Case-only rename: works on case-insensitive volumes too; the file keeps the new content throughout.
