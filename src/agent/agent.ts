@@ -111,6 +111,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         log: log.child({ component: 'inbox', inbox: ic.name }),
         stateDir: path.join(cfg.dataDir, 'state', 'inboxes', safeName(ic.name)),
         maxFileBytes: cfg.limits.maxFileBytes,
+        reserveBytes: cfg.limits.reserveBytes,
       });
       this.inboxes.set(ic.name, inbox);
       log.info(`inbox "${ic.name}" ready`, { path: inbox.path, staging: inbox.stagingDir, onCollision: ic.onCollision });

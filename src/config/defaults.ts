@@ -43,6 +43,7 @@ export const DEFAULTS = {
     maxConnectionsPerPeer: 8,
     idleTimeoutMs: 30_000,
     handshakeTimeoutMs: 10_000,
+    reserveBytes: 64 * MiB,
   } satisfies LimitsConfig,
   transfer: { window: 32, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1 * MiB } satisfies TransferConfig,
   log: { level: 'info' as const, file: null as string | null },

@@ -155,6 +155,7 @@ export const topLevelProperties: Record<string, SchemaNode> = {
     maxConnectionsPerPeer: int(1, 65535),
     idleTimeoutMs: int(100, 86_400_000),
     handshakeTimeoutMs: int(100, 3_600_000),
+    reserveBytes: bytes(0),
   }),
   transfer: obj({
     window: int(1, 1024),
@@ -213,7 +214,7 @@ export interface RawConfig {
   legacy?: { listen?: { host: string; port: number } | null; inbox?: string | null; allow?: string[]; maxFileBytes?: number };
   status?: { enabled?: boolean; host?: string; port?: number; token?: string | null };
   osc?: { targets?: Array<{ host: string; port: number }>; heartbeatSeconds?: number; progress?: boolean };
-  limits?: Partial<Record<'maxFileBytes' | 'maxConnections' | 'maxConnectionsPerPeer' | 'idleTimeoutMs' | 'handshakeTimeoutMs', number>>;
+  limits?: Partial<Record<'maxFileBytes' | 'maxConnections' | 'maxConnectionsPerPeer' | 'idleTimeoutMs' | 'handshakeTimeoutMs' | 'reserveBytes', number>>;
   transfer?: Partial<Record<'window' | 'retryInitialMs' | 'retryMaxMs' | 'chunkBytes', number>>;
   log?: { level?: 'error' | 'warn' | 'info' | 'debug'; file?: string | null };
 }

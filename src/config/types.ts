@@ -89,6 +89,8 @@ export interface LimitsConfig {
   idleTimeoutMs: number;
   /** Handshake must complete within this. */
   handshakeTimeoutMs: number;
+  /** Free space an inbox's volume must keep beyond an incoming file, bytes. */
+  reserveBytes: number;
 }
 
 export interface TransferConfig {
