@@ -1,0 +1,110 @@
+/**
+ * Two real agents for the bench, each its own process of the built CLI
+ * (`node dist/src/cli/main.js run --config …`), in a fresh folder: "render" watches
+ * <root>/a/outbox and sends to "playback", whose inbox is <root>/b/inbox.
+ * Settings are the defaults (TLS on) except what a bench needs: loopback, free ports,
+ * no status API (its fixed port would clash), a short settle window.
+ */
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { spawnProc, type Proc } from './util.js';
+
+export interface PairOptions {
+  settleMs: number;
+  encrypt: boolean;
+  /** Extra node flags for both agents, e.g. ['--cpu-prof', '--cpu-prof-dir', dir]. */
+  nodeFlags: string[];
+  /** Transfer settings for the sender (window, chunkBytes), merged over the defaults. */
+  transfer?: Record<string, unknown>;
+  /** Outbox after-action; default: the agent's default (archive). */
+  after?: string;
+  /** Folder to write each agent's output to (<label>-sender.log, <label>-receiver.log). */
+  logs?: { dir: string; label: string; level?: string };
+}
+
+export interface Pair {
+  outbox: string;
+  inbox: string;
+  sender: Proc;
+  receiver: Proc;
+  stop: () => Promise<void>;
+}
+
+const KEY = randomBytes(32).toString('base64');
+
+export function cliPath(): string {
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function writeConfig(dir: string, cfg: Record<string, unknown>): Promise<string> {
+  await fs.mkdir(dir, { recursive: true });
+  const file = path.join(dir, 'config.json');
+  await fs.writeFile(file, JSON.stringify(cfg, null, 2));
+  return file;
+}
+
+export async function startPair(root: string, opts: PairOptions): Promise<Pair> {
+  const [pa, pb] = [await freePort(), await freePort()];
+  const common = {
+    dataDir: 'data',
+    security: { key: KEY, encrypt: opts.encrypt },
+    status: { enabled: false },
+    discovery: { enabled: false },
+    ...(opts.logs?.level ? { log: { level: opts.logs.level } } : {}),
+  };
+  const logFile = (role: string) => (opts.logs ? path.join(opts.logs.dir, `${opts.logs.label}-${role}.log`) : undefined);
+  if (opts.logs) await fs.mkdir(opts.logs.dir, { recursive: true });
+  const bCfg = await writeConfig(path.join(root, 'b'), {
+    name: 'playback',
+    listen: { host: '127.0.0.1', port: pb },
+    inboxes: [{ name: 'renders', path: 'inbox' }],
+    ...common,
+  });
+  const aCfg = await writeConfig(path.join(root, 'a'), {
+    name: 'render',
+    listen: { host: '127.0.0.1', port: pa },
+    outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], settleMs: opts.settleMs, ...(opts.after ? { after: opts.after } : {}) }],
+    peers: [{ name: 'playback', host: '127.0.0.1', port: pb }],
+    ...(opts.transfer ? { transfer: opts.transfer } : {}),
+    ...common,
+  });
+  await fs.mkdir(path.join(root, 'a', 'outbox'), { recursive: true });
+  const cli = cliPath();
+  const receiver = spawnProc(process.execPath, [...opts.nodeFlags, cli, 'run', '--config', bCfg], {}, logFile('receiver'));
+  let sender: Proc | null = null;
+  try {
+    await receiver.waitFor(/listening for transfers/);
+    sender = spawnProc(process.execPath, [...opts.nodeFlags, cli, 'run', '--config', aCfg], {}, logFile('sender'));
+    await sender.waitFor(/watching outbox/);
+  } catch (err) {
+    await Promise.all([receiver.stop(), sender?.stop()]);
+    throw err;
+  }
+  const s = sender;
+  return {
+    outbox: path.join(root, 'a', 'outbox'),
+    inbox: path.join(root, 'b', 'inbox'),
+    sender: s,
+    receiver,
+    stop: async () => {
+      const codes = await Promise.all([s.stop(), receiver.stop()]);
+      if (codes.some((c) => c !== 0)) {
+        process.stderr.write(`warning: an agent exited with ${codes.join('/')}; last output:\n${s.output().slice(-1500)}\n${receiver.output().slice(-1500)}\n`);
+      }
+    },
+  };
+}

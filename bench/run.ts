@@ -1,0 +1,282 @@
+/**
+ * `npm run bench`: tdxfer against the ceiling of this machine, on loopback.
+ *
+ *   (a) ceiling: Node socket → file copy, SHA-256 both sides, fsync (1 MiB buffers,
+ *       and Node's default buffers for context), two processes;
+ *   (b) tdxfer: the same file outbox → inbox between two agent processes (built CLI,
+ *       defaults, TLS on), from its rename into the outbox until it is in the inbox,
+ *       minus the settle window;
+ *   (c) many small files dropped at once (a folder renamed into the outbox), files/s,
+ *       alternating with a `cp -r` of the same files as the disk's baseline;
+ *   (d) peak RSS of both agents while moving the big file.
+ *
+ * Every repetition uses fresh folders and fresh agents; nothing is deleted until the
+ * end (see FACTS.md: this disk creates files slowly for ~30 s after a mass delete).
+ *
+ * Options (flags, or env TDX_BENCH_<NAME>): --size 1G, --reps 3, --files 2000,
+ * --file-size 4K, --settle 200, --plain (extra rows with encrypt:false),
+ * --only ceiling,big,small, --dir <parent folder>, --keep, --cpu-prof <dir>,
+ * --window N / --chunk 1M / --after keep (sender settings, for experiments),
+ * --logs <dir> [--log-level debug] (keep each agent's output).
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { ceilingRun } from './ceiling.js';
+import { startPair, type PairOptions } from './agents.js';
+import { countFiles, fmtBytes, median, parseSize, pollUntil, procCpuMs, sampleMemory, table, writeRandomFile } from './util.js';
+
+const TARGETS = { fraction: 0.8, filesPerSec: 1000, rssBytes: 150 * 1024 * 1024 };
+
+function options() {
+  const env = (name: string) => process.env[`TDX_BENCH_${name.toUpperCase().replace(/-/g, '_')}`];
+  const { values } = parseArgs({
+    options: {
+      size: { type: 'string', default: env('size') ?? '1G' },
+      reps: { type: 'string', default: env('reps') ?? '3' },
+      files: { type: 'string', default: env('files') ?? '2000' },
+      'file-size': { type: 'string', default: env('file-size') ?? '4K' },
+      settle: { type: 'string', default: env('settle') ?? '200' },
+      plain: { type: 'boolean', default: env('plain') === '1' },
+      only: { type: 'string', default: env('only') ?? 'ceiling,big,small' },
+      dir: { type: 'string', default: env('dir') ?? os.tmpdir() },
+      keep: { type: 'boolean', default: env('keep') === '1' },
+      'cpu-prof': { type: 'string', default: env('cpu-prof') ?? '' },
+      window: { type: 'string', default: env('window') ?? '' },
+      chunk: { type: 'string', default: env('chunk') ?? '' },
+      after: { type: 'string', default: env('after') ?? '' },
+      logs: { type: 'string', default: env('logs') ?? '' },
+      'log-level': { type: 'string', default: env('log-level') ?? '' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`usage: npm run bench -- [--size 1G] [--reps 3] [--files 2000] [--file-size 4K] [--settle 200] [--plain]
+                       [--only ceiling,big,small] [--dir /tmp] [--keep] [--cpu-prof DIR] [--window N] [--chunk 1M] [--after archive|delete|keep]
+                       [--logs DIR] [--log-level debug]
+(each also as env TDX_BENCH_<NAME>, e.g. TDX_BENCH_SIZE=256M)\n`);
+    process.exit(0);
+  }
+  const int = (name: string, v: string, min: number) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const only = new Set(values.only.split(',').map((s) => s.trim()));
+  for (const o of only) if (!['ceiling', 'big', 'small'].includes(o)) throw new Error(`--only takes ceiling, big and/or small (comma-separated), got ${JSON.stringify(o)}`);
+  const transfer: Record<string, unknown> = {};
+  if (values.window) transfer.window = int('window', values.window, 1);
+  if (values.chunk) transfer.chunkBytes = parseSize(values.chunk);
+  return {
+    size: parseSize(values.size),
+    reps: int('reps', values.reps, 1),
+    files: int('files', values.files, 1),
+    fileSize: parseSize(values['file-size']),
+    settleMs: int('settle', values.settle, 0),
+    plain: values.plain,
+    only,
+    dir: values.dir,
+    keep: values.keep,
+    cpuProf: values['cpu-prof'],
+    transfer: Object.keys(transfer).length > 0 ? transfer : undefined,
+    after: values.after,
+    logs: values.logs,
+    logLevel: values['log-level'],
+  };
+}
+
+type Opts = ReturnType<typeof options>;
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/** A fresh, never-used folder under the bench root. */
+async function fresh(base: string, prefix: string): Promise<string> {
+  return fs.mkdtemp(path.join(base, prefix));
+}
+
+function pairOptions(o: Opts, encrypt: boolean, label: string): PairOptions {
+  const nodeFlags = o.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(o.cpuProf, label)] : [];
+  return {
+    settleMs: o.settleMs,
+    encrypt,
+    nodeFlags,
+    ...(o.transfer ? { transfer: o.transfer } : {}),
+    ...(o.after ? { after: o.after } : {}),
+    ...(o.logs ? { logs: { dir: path.resolve(o.logs), label, ...(o.logLevel ? { level: o.logLevel } : {}) } } : {}),
+  };
+}
+
+interface BigRun {
+  ms: number;
+  rss: [number, number];
+  /** CPU time used by sender and receiver during the measurement. */
+  cpu: [number, number];
+}
+
+async function cpuOf(pids: number[]): Promise<number[]> {
+  return Promise.all(pids.map(async (p) => (await procCpuMs(p)) ?? NaN));
+}
+
+/** One 1-file run: fresh agents, link the master in, rename into the outbox, wait for the inbox. */
+async function bigRun(o: Opts, base: string, master: string, encrypt: boolean, rep: number): Promise<BigRun> {
+  const root = await fresh(base, `big-${encrypt ? 'tls' : 'plain'}-${rep}-`);
+  const pair = await startPair(root, pairOptions(o, encrypt, `big-${encrypt ? 'tls' : 'plain'}-${rep}`));
+  try {
+    // A hard link: the same (cached) bytes every run, as for the ceiling, no copy needed.
+    const staged = path.join(root, 'take.mov');
+    await fs.link(master, staged);
+    const target = path.join(pair.inbox, 'take.mov');
+    const pids = [pair.sender.pid, pair.receiver.pid];
+    const mem = sampleMemory(pids);
+    const c0 = await cpuOf(pids);
+    const t0 = performance.now();
+    await fs.rename(staged, path.join(pair.outbox, 'take.mov'));
+    const t1 = await pollUntil(async () => (await fs.stat(target).catch(() => null))?.size === o.size, 300_000, `${target} in the inbox`, 2);
+    const c1 = await cpuOf(pids);
+    const [rs, rr] = await mem.stop();
+    return { ms: t1 - t0 - o.settleMs, rss: [rs!, rr!], cpu: [c1[0]! - c0[0]!, c1[1]! - c0[1]!] };
+  } finally {
+    await pair.stop();
+  }
+}
+
+interface SmallRun {
+  cpMs: number;
+  tdxMs: number;
+  cpu: [number, number];
+}
+
+/** cp -r of the prepared set into a fresh folder (the baseline), then that copy dropped into a fresh pair's outbox. */
+async function smallRun(o: Opts, base: string, set: string, rep: number): Promise<SmallRun> {
+  const root = await fresh(base, `small-${rep}-`);
+  const copy = path.join(root, 'batch');
+  const c0 = performance.now();
+  const cp = spawnSync('cp', ['-r', set, copy]);
+  const cpMs = performance.now() - c0;
+  if (cp.status !== 0) throw new Error(`bench: cp -r ${set} ${copy} failed: ${cp.stderr.toString()}`);
+  const pair = await startPair(root, pairOptions(o, true, `small-${rep}`));
+  try {
+    const landed = path.join(pair.inbox, 'batch');
+    const pids = [pair.sender.pid, pair.receiver.pid];
+    const c0 = await cpuOf(pids);
+    const t0 = performance.now();
+    await fs.rename(copy, path.join(pair.outbox, 'batch'));
+    const t1 = await pollUntil(async () => (await countFiles(landed)) >= o.files, 300_000, `${o.files} files in ${landed}`, 10);
+    const c1 = await cpuOf(pids);
+    return { cpMs, tdxMs: t1 - t0 - o.settleMs, cpu: [c1[0]! - c0[0]!, c1[1]! - c0[1]!] };
+  } finally {
+    await pair.stop();
+  }
+}
+
+const mbps = (bytes: number, ms: number) => `${(bytes / 1e6 / (ms / 1000)).toFixed(0)} MB/s`;
+const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const mib = (b: number) => `${(b / 1024 / 1024).toFixed(0)} MB`;
+const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+
+async function main(): Promise<void> {
+  const o = options();
+  const base = await fs.mkdtemp(path.join(o.dir, 'tdxfer-bench-'));
+  log(`tdxfer bench in ${base}: ${fmtBytes(o.size)} file, ${o.files} × ${fmtBytes(o.fileSize)}, ${o.reps} reps, settle ${o.settleMs} ms (subtracted), ${os.cpus().length} CPUs, Node ${process.version}`);
+  const started = performance.now();
+  const rows: string[][] = [];
+  const verdicts: string[] = [];
+  try {
+    let master = '';
+    if (o.only.has('ceiling') || o.only.has('big')) {
+      master = path.join(base, 'master.bin');
+      log(`generating ${fmtBytes(o.size)} of random data…`);
+      await writeRandomFile(master, o.size);
+    }
+
+    let ceiling = NaN;
+    if (o.only.has('ceiling')) {
+      for (const [label, hwm] of [['ceiling: Node socket → file, 1 MiB buffers, SHA-256 ×2, fsync', 1 << 20], ['  same, default buffers (context)', 0]] as const) {
+        const times: number[] = [];
+        for (let r = 0; r < o.reps; r++) {
+          const dir = await fresh(base, `ceiling-${hwm}-${r}-`);
+          const { ms } = await ceilingRun(master, path.join(dir, 'copy.bin'), hwm);
+          log(`  ceiling, ${hwm > 0 ? '1 MiB' : 'default'} buffers, rep ${r + 1}: ${secs(ms)}`);
+          times.push(ms);
+        }
+        const m = median(times);
+        if (hwm > 0) ceiling = m;
+        rows.push([label, secs(m), mbps(o.size, m), hwm > 0 ? '1.00' : (ceiling / m).toFixed(2), '', '']);
+      }
+    }
+
+    if (o.only.has('big')) {
+      const modes = o.plain ? [true, false] : [true];
+      for (const encrypt of modes) {
+        const runs: BigRun[] = [];
+        for (let r = 0; r < o.reps; r++) {
+          const run = await bigRun(o, base, master, encrypt, r);
+          log(`  tdxfer ${encrypt ? 'TLS' : 'plain'} rep ${r + 1}: ${secs(run.ms)} (${mbps(o.size, run.ms)}), peak RSS sender ${mib(run.rss[0])}, receiver ${mib(run.rss[1])}, CPU sender ${secs(run.cpu[0])}, receiver ${secs(run.cpu[1])}`);
+          runs.push(run);
+        }
+        const m = median(runs.map((x) => x.ms));
+        const frac = ceiling / m;
+        const rssS = Math.max(...runs.map((x) => x.rss[0]));
+        const rssR = Math.max(...runs.map((x) => x.rss[1]));
+        rows.push([
+          `tdxfer outbox → inbox, ${encrypt ? 'TLS (default)' : 'plain TCP (encrypt: false)'}`,
+          secs(m), mbps(o.size, m), Number.isNaN(frac) ? 'n/a' : frac.toFixed(2), mib(rssS), mib(rssR),
+        ]);
+        if (encrypt) {
+          verdicts.push(`${Number.isNaN(frac) ? 'n/a ' : verdict(frac >= TARGETS.fraction)}  tdxfer / ceiling ≥ ${TARGETS.fraction}: ${Number.isNaN(frac) ? 'no ceiling measured' : frac.toFixed(2)}`);
+        }
+        verdicts.push(`${verdict(Math.max(rssS, rssR) < TARGETS.rssBytes)}  peak RSS < ${mib(TARGETS.rssBytes)} (${encrypt ? 'TLS' : 'plain'}): sender ${mib(rssS)}, receiver ${mib(rssR)}`);
+      }
+    }
+
+    let smallRows: string[][] = [];
+    if (o.only.has('small')) {
+      const set = path.join(base, 'small-set');
+      await fs.mkdir(set);
+      for (let i = 0; i < o.files; i++) await writeRandomFileQuick(path.join(set, `f${String(i).padStart(5, '0')}.bin`), o.fileSize);
+      const runs: SmallRun[] = [];
+      for (let r = 0; r < o.reps; r++) {
+        const run = await smallRun(o, base, set, r);
+        log(`  small files rep ${r + 1}: cp -r ${secs(run.cpMs)} (${(o.files / (run.cpMs / 1000)).toFixed(0)} files/s), tdxfer ${secs(run.tdxMs)} (${(o.files / (run.tdxMs / 1000)).toFixed(0)} files/s), CPU sender ${secs(run.cpu[0])}, receiver ${secs(run.cpu[1])}`);
+        runs.push(run);
+      }
+      const cpM = median(runs.map((x) => x.cpMs));
+      const tdxM = median(runs.map((x) => x.tdxMs));
+      const fps = o.files / (tdxM / 1000);
+      smallRows = [
+        [`cp -r (no fsync, same disk moment)`, secs(cpM), `${(o.files / (cpM / 1000)).toFixed(0)} files/s`],
+        [`tdxfer outbox → inbox, TLS (fsync per file)`, secs(tdxM), `${fps.toFixed(0)} files/s`],
+      ];
+      verdicts.push(`${verdict(fps >= TARGETS.filesPerSec)}  small files ≥ ${TARGETS.filesPerSec} files/s end to end: ${fps.toFixed(0)} files/s`);
+    }
+
+    process.stdout.write('\n');
+    if (rows.length > 0) {
+      process.stdout.write(`${fmtBytes(o.size)} over loopback, median of ${o.reps}\n`);
+      process.stdout.write(`${table(['how', 'time', 'rate', 'fraction', 'RSS send', 'RSS recv'], rows)}\n\n`);
+    }
+    if (smallRows.length > 0) {
+      process.stdout.write(`${o.files} files × ${fmtBytes(o.fileSize)} dropped at once, median of ${o.reps} (alternating)\n`);
+      process.stdout.write(`${table(['how', 'time', 'rate'], smallRows)}\n\n`);
+    }
+    for (const v of verdicts) process.stdout.write(`${v}\n`);
+    process.stdout.write(`\nbench took ${secs(performance.now() - started)}\n`);
+  } finally {
+    if (o.keep) log(`kept ${base}`);
+    else await fs.rm(base, { recursive: true, force: true });
+  }
+}
+
+async function writeRandomFileQuick(file: string, size: number): Promise<void> {
+  await fs.writeFile(file, randomBytes(size));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
