@@ -92,6 +92,10 @@ export async function runAgent(args: RunArgs): Promise<number> {
         clearTimeout(hard);
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
+        // Everything of ours is closed; should a library still hold a handle (seen once:
+        // chokidar's inotify after a mass archive), do not let the process linger with no
+        // signal handler left (a service manager would wait for its stop timeout).
+        setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
         resolve(0);
       })();
     };
