@@ -34,7 +34,7 @@ export async function fixture(onCollision: CollisionPolicy = 'overwrite', cfgOve
     log,
     cfg,
     async open(over = {}) {
-      const ib = await Inbox.open(cfg, { log, stateDir, maxFileBytes: 1 << 30, reserveBytes: 0, ...over });
+      const ib = await Inbox.open(cfg, { log, stateDir, maxFileBytes: 1 << 30, reserveBytes: 0, resumeMinBytes: 0, ...over });
       opened.push(ib);
       return ib;
     },
