@@ -300,6 +300,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         chunkBytes: cfg.transfer.chunkBytes,
       },
       window: cfg.transfer.window,
+      connections: cfg.transfer.connections,
       retryInitialMs: cfg.transfer.retryInitialMs,
       retryMaxMs: cfg.transfer.retryMaxMs,
       onJobChange: (job) => this.onJobChange(job),

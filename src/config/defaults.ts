@@ -45,7 +45,7 @@ export const DEFAULTS = {
     handshakeTimeoutMs: 10_000,
     reserveBytes: 64 * MiB,
   } satisfies LimitsConfig,
-  transfer: { window: 32, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1 * MiB } satisfies TransferConfig,
+  transfer: { window: 32, connections: 1, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1 * MiB } satisfies TransferConfig,
   log: { level: 'info' as const, file: null as string | null },
 } as const;
 

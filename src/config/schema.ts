@@ -159,6 +159,7 @@ export const topLevelProperties: Record<string, SchemaNode> = {
   }),
   transfer: obj({
     window: int(1, 1024),
+    connections: int(1, 16),
     retryInitialMs: int(1, 3_600_000),
     retryMaxMs: int(1, 86_400_000),
     chunkBytes: int(4096, 64 * 1024 * 1024),
@@ -215,6 +216,6 @@ export interface RawConfig {
   status?: { enabled?: boolean; host?: string; port?: number; token?: string | null };
   osc?: { targets?: Array<{ host: string; port: number }>; heartbeatSeconds?: number; progress?: boolean };
   limits?: Partial<Record<'maxFileBytes' | 'maxConnections' | 'maxConnectionsPerPeer' | 'idleTimeoutMs' | 'handshakeTimeoutMs' | 'reserveBytes', number>>;
-  transfer?: Partial<Record<'window' | 'retryInitialMs' | 'retryMaxMs' | 'chunkBytes', number>>;
+  transfer?: Partial<Record<'window' | 'connections' | 'retryInitialMs' | 'retryMaxMs' | 'chunkBytes', number>>;
   log?: { level?: 'error' | 'warn' | 'info' | 'debug'; file?: string | null };
 }

@@ -96,6 +96,8 @@ export interface LimitsConfig {
 export interface TransferConfig {
   /** Files in flight (offered but not yet acknowledged) per destination. */
   window: number;
+  /** TCP connections per destination (files stream in parallel across them). */
+  connections: number;
   /** Retry backoff for unreachable peers / failed attempts. */
   retryInitialMs: number;
   retryMaxMs: number;

@@ -34,6 +34,8 @@ export interface DestinationDeps {
   resolvePeer: () => PeerInfo | null;
   connectBase: Omit<OpenOptions, 'host' | 'port' | 'log'>;
   window: number;
+  /** Connections per destination (v1 peers). */
+  connections?: number;
   retryInitialMs: number;
   retryMaxMs: number;
   onJobChange: (job: Job) => void;
@@ -46,8 +48,13 @@ const PERMANENT = new Set(['BAD_NAME', 'TOO_LARGE']);
 export class DestinationQueue {
   readonly queue: PQueue;
   readonly backoff: Backoff;
-  private conn: PeerConnection | null = null;
-  private connecting: Promise<PeerConnection> | null = null;
+  /**
+   * Several connections per destination: each carries one file's OFFER → ACCEPT → DATA
+   * at a time, so small files, bound by the receiver's per-file latency (creating the
+   * partial), overlap across connections instead of queueing behind one.
+   */
+  private readonly slots: Array<{ conn: PeerConnection | null; connecting: Promise<PeerConnection> | null }>;
+  private nextSlot = 0;
   private up: boolean | null = null;
   private readonly log: Logger;
   readonly jobs = new Set<Job>();
@@ -61,6 +68,7 @@ export class DestinationQueue {
     this.log = deps.log.child({ to: dest.key });
     this.queue = new PQueue({ concurrency: dest.protocol === 'legacy' ? 1 : deps.window });
     this.backoff = new Backoff(deps.retryInitialMs, deps.retryMaxMs);
+    this.slots = Array.from({ length: Math.max(1, deps.connections ?? 1) }, () => ({ conn: null, connecting: null }));
   }
 
   add(job: Job): Promise<JobOutcome> {
@@ -70,7 +78,7 @@ export class DestinationQueue {
 
   /** The peer announced itself again (maybe at a new address): retry now. */
   wake(): void {
-    if (this.conn?.closed) this.conn = null;
+    for (const s of this.slots) if (s.conn?.closed) s.conn = null;
     this.backoff.wake();
   }
 
@@ -81,7 +89,7 @@ export class DestinationQueue {
     const idle = this.queue.onPendingZero();
     await Promise.race([idle, new Promise((r) => setTimeout(r, graceMs).unref())]);
     for (const j of this.jobs) j.controller.abort();
-    this.conn?.destroy();
+    for (const s of this.slots) s.conn?.destroy();
     this.queue.clear();
   }
 
@@ -113,9 +121,18 @@ export class DestinationQueue {
   }
 
   private async connection(): Promise<PeerConnection> {
-    if (this.conn && !this.conn.closed) return this.conn;
-    this.connecting ??= this.openConnection().finally(() => (this.connecting = null));
-    return this.connecting;
+    const slot = this.slots[this.nextSlot++ % this.slots.length]!;
+    if (slot.conn && !slot.conn.closed) return slot.conn;
+    slot.connecting ??= this.openConnection()
+      .then((c) => {
+        slot.conn = c;
+        c.on('close', () => {
+          if (slot.conn === c) slot.conn = null;
+        });
+        return c;
+      })
+      .finally(() => (slot.connecting = null));
+    return slot.connecting;
   }
 
   private async openConnection(): Promise<PeerConnection> {
@@ -130,10 +147,6 @@ export class DestinationQueue {
         if (this.dest.inbox !== null && c.inboxes.length > 0 && !c.inboxes.includes(this.dest.inbox)) {
           this.log.warn(`${this.dest.peer} has no inbox "${this.dest.inbox}" (it has: ${c.inboxes.join(', ')}); files for it wait`);
         }
-        c.on('close', () => {
-          if (this.conn === c) this.conn = null;
-        });
-        this.conn = c;
         return c;
       } catch (err) {
         last = err;

@@ -8,6 +8,7 @@ import path from 'node:path';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Agent } from '../../src/agent/agent.js';
+import { memoryLogger } from '../../src/log.js';
 import { FrameDecoder, encodeFrame } from '../../src/protocol/index.js';
 import {
   freePort, hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger,
@@ -211,4 +212,22 @@ test('a malformed frame from a raw socket gets an ERROR frame; the agent keeps s
   await waitUntil(async () => (await listFiles(p.inbox)).includes('after-garbage.png'), 10_000);
   assert.ok(b.snapshot().received.length === 1);
   void encodeFrame;
+});
+
+test('transfer.connections > 1: files of one destination spread over several connections, each arrives once', async () => {
+  const p = await pair({ senderExtra: { transfer: { connections: 3, retryInitialMs: 100, retryMaxMs: 1000 } }, receiverExtra: { inboxes: [{ name: 'renders', path: 'inbox', onCollision: 'rename' }] } });
+  const log = memoryLogger();
+  const b = await startAgent(p.bCfg, log);
+  cleanup.push(() => b.stop());
+  await start(p.aCfg);
+  const src = path.join(p.root, 'src');
+  for (let i = 0; i < 60; i++) await writeRandomFile(path.join(src, 'seq', `f.${String(i).padStart(4, '0')}.png`), 2000 + i * 100);
+  await writeRandomFile(path.join(src, 'seq', 'big.mov'), 30 * 1024 * 1024);
+  const expected = await hashTree(src);
+  await fs.mkdir(p.outbox, { recursive: true });
+  await fs.rename(path.join(src, 'seq'), path.join(p.outbox, 'seq'));
+  await waitUntil(async () => (await listFiles(p.inbox)).length >= expected.size, 30_000, () => 'all files arrive');
+  assert.deepEqual(await hashTree(p.inbox), expected);
+  const connects = log.records.filter((r) => /peer render connected/.test(r.msg)).length;
+  assert.equal(connects, 3, 'three connections from the one sender');
 });
