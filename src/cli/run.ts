@@ -93,7 +93,8 @@ export async function runAgent(args: RunArgs): Promise<number> {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
         // Everything of ours is closed; should a library still hold a handle (seen once:
-        // chokidar's inotify after a mass archive), do not let the process linger with no
+        // chokidar's inotify after a mass archive; a known class of chokidar bugs, see
+        // https://github.com/paulmillr/chokidar/issues/806), do not let the process linger with no
         // signal handler left (a service manager would wait for its stop timeout).
         setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
         resolve(0);
