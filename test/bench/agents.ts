@@ -36,7 +36,7 @@ export interface Pair {
 const KEY = randomBytes(32).toString('base64');
 
 export function cliPath(): string {
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 }
 
 export async function freePort(): Promise<number> {
