@@ -6,14 +6,9 @@
 import net from 'node:net';
 import { ConfigError } from '../errors.js';
 
-const MAPPED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
+import { normalizeAddress } from '../transport/address.js';
 
-/** `::ffff:a.b.c.d` -> `a.b.c.d`; anything else unchanged (zone ids dropped). */
-export function normalizeAddress(addr: string): string {
-  const noZone = addr.split('%')[0] ?? addr;
-  const m = MAPPED.exec(noZone);
-  return m ? m[1]! : noZone;
-}
+export { normalizeAddress };
 
 function family(addr: string): 'ipv4' | 'ipv6' | null {
   const v = net.isIP(addr);

@@ -20,7 +20,7 @@ import { ARCHIVE_DIR } from '../filters.js';
 import type { Logger } from '../log.js';
 import type { SentJournal } from './journal.js';
 import type { ReadyFile } from './watcher.js';
-import { retryTransient } from '../fsutil.js';
+import { errCode, retryTransient } from '../fsutil.js';
 
 export type AfterResult =
   | { action: 'archived'; to: string }
@@ -34,11 +34,6 @@ export type AfterResult =
 export interface AfterOptions {
   /** Retries of a transiently failing rename/unlink (Windows locks); 1 = no retry. */
   tries?: number;
-}
-
-function errCode(err: unknown): string | undefined {
-  const c = (err as { code?: unknown } | null)?.code;
-  return typeof c === 'string' ? c : undefined;
 }
 
 /** Destination of `rel` in the archive folder of `outboxPath`. */

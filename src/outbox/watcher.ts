@@ -32,6 +32,7 @@ import { describeError } from '../errors.js';
 import { isIgnoredRel, makeOutboxFilter } from '../filters.js';
 import type { Logger } from '../log.js';
 import { SettleTracker, type FileVersion } from './settle.js';
+import { errCode as codeOf } from '../fsutil.js';
 
 export interface ReadyFile {
   outbox: OutboxConfig;
@@ -523,8 +524,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
 }
 
 function errCode(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : 'UNKNOWN';
+  return codeOf(err) ?? 'UNKNOWN';
 }
 
 function isGoneError(err: unknown): boolean {

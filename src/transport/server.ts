@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
 import { explainTlsError, pskServerOptions } from './psk.js';
+import { normalizeAddress } from './address.js';
 import { encodeFrame } from '../protocol/index.js';
 
 export interface IncomingConnection {
@@ -142,8 +143,4 @@ export class TransportServer {
       sock.resume();
     });
   }
-}
-
-export function normalizeAddress(a: string): string {
-  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }
