@@ -29,42 +29,6 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Per folder: the fsync running now, and the one queued behind it (shared by its callers). */
-const dirSyncs = new Map<string, { running: Promise<void>; queued: Promise<void> | null }>();
-
-/**
- * `fsyncDir` for many callers at once (group commit): resolves after an fsync of `dir`
- * that STARTED after this call, so every rename made before the call is covered. Callers
- * arriving while one runs share the next one, so N renames into one folder cost about
- * two fsyncs instead of N, and no caller has to hold a lock while the disk flushes.
- */
-export function fsyncDirShared(dir: string): Promise<void> {
-  const cur = dirSyncs.get(dir);
-  if (!cur) {
-    const running = fsyncDir(dir).finally(() => {
-      const s = dirSyncs.get(dir);
-      if (s?.running === running && s.queued === null) dirSyncs.delete(dir);
-    });
-    dirSyncs.set(dir, { running, queued: null });
-    return running;
-  }
-  if (cur.queued === null) {
-    // The running fsync may have started before the caller's rename: queue a fresh one.
-    const queued: Promise<void> = cur.running
-      .catch(() => undefined)
-      .then(() => {
-        const running = fsyncDir(dir).finally(() => {
-          const s = dirSyncs.get(dir);
-          if (s?.running === running && s.queued === null) dirSyncs.delete(dir);
-        });
-        dirSyncs.set(dir, { running, queued: null });
-        return running;
-      });
-    cur.queued = queued;
-  }
-  return cur.queued;
-}
-
 export interface RetryOptions {
   tries?: number;
   firstDelayMs?: number;

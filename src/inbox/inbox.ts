@@ -13,10 +13,10 @@ import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
 import { collisionKey, sanitizeRelPath } from '../names.js';
 import { InboxError } from './errors.js';
-import { formatBytes, freeBytes, Mutex } from '../fsutil.js';
+import { formatBytes, freeBytes } from '../fsutil.js';
 import { IncomingFileImpl, type IncomingFile } from './incoming.js';
 import { Journal } from './journal.js';
-import { findExisting } from './land.js';
+import { findExisting, Lander } from './land.js';
 import { chooseStaging, FALLBACK_DIRNAME, Staging } from './staging.js';
 
 export { InboxError } from './errors.js';
@@ -108,7 +108,7 @@ export class Inbox {
   readonly #maxFileBytes: number;
   readonly #reserveBytes: number;
   readonly #resumeMinBytes: number;
-  readonly #landLock = new Mutex();
+  readonly #lander: Lander;
   /** Open writers by (source, rel): at most one each. */
   readonly #active = new Map<string, IncomingFile | null>();
   #closed = false;
@@ -135,6 +135,7 @@ export class Inbox {
     this.#maxFileBytes = a.maxFileBytes;
     this.#reserveBytes = a.reserveBytes;
     this.#resumeMinBytes = a.resumeMinBytes;
+    this.#lander = new Lander({ inboxName: this.name, inboxPath: this.path, inboxReal: a.real, policy: a.cfg.onCollision, log: a.log, journal: a.journal });
   }
 
   static async open(cfg: InboxConfig, opts: InboxOptions): Promise<Inbox> {
@@ -328,8 +329,7 @@ export class Inbox {
         policy: this.#cfg.onCollision,
         log: this.#log,
         staging,
-        journal: this.#journal,
-        landLock: this.#landLock,
+        lander: this.#lander,
         maxFileBytes: this.#maxFileBytes,
         release: () => {
           if (this.#active.get(key) === file) this.#active.delete(key);

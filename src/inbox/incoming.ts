@@ -9,9 +9,8 @@ import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
 import { InboxError } from './errors.js';
-import { errCode, formatBytes, fsyncDirShared, type Mutex } from '../fsutil.js';
-import type { Journal } from './journal.js';
-import { land } from './land.js';
+import { errCode, formatBytes } from '../fsutil.js';
+import type { Lander } from './land.js';
 import type { Staging } from './staging.js';
 
 export interface Landed {
@@ -47,8 +46,8 @@ export interface IncomingContext {
   policy: CollisionPolicy;
   log: Logger;
   staging: Staging;
-  journal: Journal;
-  landLock: Mutex;
+  /** Lands (and journals) verified files in batches. */
+  lander: Lander;
   maxFileBytes: number;
   /** Called exactly once when the file is finished (committed, failed or aborted). */
   release: () => void;
@@ -223,25 +222,11 @@ export class IncomingFileImpl implements IncomingFile {
     }
     let outcome;
     try {
-      outcome = await this.#ctx.landLock.run(() =>
-        land({
-          inboxName: this.#ctx.inboxName,
-          inboxPath: this.#ctx.inboxPath,
-          inboxReal: this.#ctx.inboxReal,
-          parts: this.#init.parts,
-          from: staging.dataPath(id),
-          policy: this.#ctx.policy,
-          log: this.#ctx.log,
-          // Journal first, rename second: a crash in between leaves a record whose file
-          // is missing or has another hash, which Inbox.begin does not count as landed.
-          beforeRename: (landedRel) =>
-            this.#ctx.journal.record({ source, rel: this.rel, landedRel, size: this.#received, mtimeMs: this.#init.mtimeMs, sha256, at: Date.now() }),
-          deferDirSync: true,
-        }),
-      );
-      // Outside the lock and shared with concurrent landings in the same folder: one
-      // flush covers many renames. The file counts as stored only after it.
-      if (outcome.status === 'landed' && outcome.syncDir !== undefined) await fsyncDirShared(outcome.syncDir);
+      outcome = await this.#ctx.lander.land({
+        parts: this.#init.parts,
+        from: staging.dataPath(id),
+        record: (landedRel) => ({ source, rel: this.rel, landedRel, size: this.#received, mtimeMs: this.#init.mtimeMs, sha256, at: Date.now() }),
+      });
     } catch (err) {
       // Retryable failures keep the verified bytes in staging (meta intact): a retry
       // resumes at offset = size. Refusals (BAD_NAME) cannot succeed later: drop them.

@@ -108,14 +108,19 @@ export class Journal {
 
   /** Record a landed file. Failures are logged, never thrown: the file already landed. */
   record(rec: LandedRecord): Promise<void> {
-    this.#set(rec);
+    return this.recordMany([rec]);
+  }
+
+  /** Record several landed files with one append (a landing batch). Never throws. */
+  recordMany(recs: readonly LandedRecord[]): Promise<void> {
+    for (const rec of recs) this.#set(rec);
     const run = async (): Promise<void> => {
       try {
-        await fs.appendFile(this.file, JSON.stringify(rec) + '\n');
-        this.#linesInFile++;
+        await fs.appendFile(this.file, recs.map((rec) => JSON.stringify(rec) + '\n').join(''));
+        this.#linesInFile += recs.length;
         if (this.#linesInFile > 2 * this.limit) await this.#compact();
       } catch (err) {
-        this.#log.warn('could not append to the dedupe journal; a resend of this file may land twice', { file: this.file, err });
+        this.#log.warn('could not append to the dedupe journal; a resend of these files may land twice', { file: this.file, files: recs.length, err });
       }
     };
     const p = this.#chain.then(run);

@@ -1,5 +1,5 @@
 /**
- * Moving a finished, verified file from staging into the inbox.
+ * Moving finished, verified files from staging into the inbox.
  *
  * Invariants:
  * - Confinement on real paths: every folder on the way is resolved with realpath and
@@ -8,9 +8,16 @@
  * - One name per file, case-insensitively: TouchDesigner mostly runs on NTFS/APFS,
  *   where `A.png` and `a.png` are the same file. Folders differing only in case are
  *   reused (`Shot1/` for `shot1/`), and an overwrite never leaves two case variants.
- * - The file appears by one rename (retried on transient Windows locks), and the
- *   folder is fsynced afterwards.
- * Callers serialise landings per inbox (the folder listing and the rename must not interleave).
+ * - A file appears by one rename (retried on transient Windows locks); it counts as
+ *   landed only after the folder holding it (and any folder created for it) is fsynced.
+ * - The dedupe record of a file is written before its rename (see Journal).
+ *
+ * Group commit: the Lander lands every file that became ready while the previous batch
+ * was on disk as one batch: one listing per folder, one journal append, one fsync per
+ * folder. Files finishing together (an image sequence) cost about one folder fsync
+ * between them instead of one each, and the listing of a folder of N files is read
+ * once per batch instead of once per file (which made landing N files O(N²)).
+ * Batches run one at a time per inbox, so listing and renames never interleave.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -19,34 +26,32 @@ import type { Logger } from '../log.js';
 import { collisionKey, renameCandidate } from '../names.js';
 import { InboxError } from './errors.js';
 import { errCode, fsyncDir, isInside, renameWithRetry } from '../fsutil.js';
+import type { Journal, LandedRecord } from './journal.js';
 import { FALLBACK_DIRNAME } from './staging.js';
 
-export interface LandRequest {
+/** The inbox a lander works in. */
+export interface LandTarget {
   inboxName: string;
   /** Inbox path as configured (absolute) and its real path. */
   inboxPath: string;
   inboxReal: string;
+  policy: CollisionPolicy;
+  log: Logger;
+  /** Dedupe journal: each file's record is appended before its rename. */
+  journal?: Journal;
+}
+
+export interface LandItem {
   /** Sanitised components of the requested rel. */
   parts: string[];
   /** Finished file in staging. */
   from: string;
-  policy: CollisionPolicy;
-  log: Logger;
-  /**
-   * Awaited with the final rel right before the rename that makes the file visible:
-   * the dedupe journal is written here, so a crash between the rename and the ACK can
-   * never let a resend land a second copy.
-   */
-  beforeRename?: (rel: string) => Promise<void>;
-  /**
-   * Leave the fsync of the folder the file landed in to the caller (`syncDir` of the
-   * outcome), so it can happen outside the caller's landing lock and be shared.
-   */
-  deferDirSync?: boolean;
+  /** The dedupe record for the final rel (written before the rename), or null for none. */
+  record?: (landedRel: string) => LandedRecord | null;
 }
 
 export type LandOutcome =
-  | { status: 'landed'; rel: string; abs: string; renamedFrom: string | null; syncDir?: string }
+  | { status: 'landed'; rel: string; abs: string; renamedFrom: string | null }
   | { status: 'skipped'; rel: string; abs: string };
 
 /** Entries of `dir` whose name equals `name` case-insensitively; the exact spelling first. */
@@ -78,7 +83,7 @@ function outside(inboxName: string, rel: string, real: string): InboxError {
  * or null when a folder is missing and `create` is false.
  */
 export async function resolveParent(
-  req: Pick<LandRequest, 'inboxName' | 'inboxReal' | 'parts'>,
+  req: Pick<LandTarget, 'inboxName' | 'inboxReal'> & Pick<LandItem, 'parts'>,
   create: boolean,
 ): Promise<{ real: string; names: string[]; created: string[] } | null> {
   let dir = req.inboxReal;
@@ -114,7 +119,7 @@ export async function resolveParent(
 
 /** The existing entry the file would collide with (case-insensitively), or null. Never creates anything. */
 export async function findExisting(
-  req: Pick<LandRequest, 'inboxName' | 'inboxPath' | 'inboxReal' | 'parts'>,
+  req: Pick<LandTarget, 'inboxName' | 'inboxPath' | 'inboxReal'> & Pick<LandItem, 'parts'>,
 ): Promise<{ rel: string; abs: string } | null> {
   let parent: Awaited<ReturnType<typeof resolveParent>>;
   try {
@@ -131,76 +136,209 @@ export async function findExisting(
   return { rel, abs: path.join(req.inboxPath, ...parent.names, hit) };
 }
 
-export async function land(req: LandRequest): Promise<LandOutcome> {
-  const parent = (await resolveParent(req, true))!;
-  const requested = req.parts.join('/');
-  const name = req.parts[req.parts.length - 1]!;
-  const entries = await readdirOrEmpty(parent.real);
-  const same = variants(entries, name, parent.names.length === 0);
-  const finish = async (finalName: string): Promise<LandOutcome> => {
-    if (!req.deferDirSync) await fsyncDir(parent.real);
-    // New folders are durable only once the folder holding them is synced too.
-    for (const d of parent.created.reverse()) await fsyncDir(d);
-    const rel = [...parent.names, finalName].join('/');
-    return {
-      status: 'landed', rel, abs: path.join(req.inboxPath, ...parent.names, finalName), renamedFrom: rel === requested ? null : requested,
-      ...(req.deferDirSync ? { syncDir: parent.real } : {}),
-    };
-  };
+/** What to do with one incoming name, given the folder's current entries. Pure. */
+export type LandPlan =
+  /** onCollision=skip and `existing` is taken: nothing is renamed. */
+  | { kind: 'skip'; existing: string }
+  /** Rename into `name`, which is free (also after the rename policy chose a new name). */
+  | { kind: 'new'; name: string }
+  /**
+   * Replace `target` (the exact spelling when present, else a case variant) atomically,
+   * then give it the incoming spelling `name`; remove the other case `variants`
+   * (possible only on case-sensitive volumes).
+   */
+  | { kind: 'overwrite'; target: string; name: string; variants: string[] };
 
-  const announce = async (finalName: string): Promise<void> => {
-    await req.beforeRename?.([...parent.names, finalName].join('/'));
-  };
-
-  if (same.length === 0) {
-    await announce(name);
-    await renameWithRetry(req.from, path.join(parent.real, name), req.log);
-    return finish(name);
-  }
-
-  if (req.policy === 'skip') {
-    const hit = same[0]!;
-    return { status: 'skipped', rel: [...parent.names, hit].join('/'), abs: path.join(req.inboxPath, ...parent.names, hit) };
-  }
-
-  if (req.policy === 'rename') {
+export function planLanding(entries: readonly string[], name: string, policy: CollisionPolicy, atRoot: boolean): LandPlan {
+  const same = variants([...entries], name, atRoot);
+  if (same.length === 0) return { kind: 'new', name };
+  if (policy === 'skip') return { kind: 'skip', existing: same[0]! };
+  if (policy === 'rename') {
     const used = new Set(entries.map(collisionKey));
     let n = 1;
     let cand = renameCandidate(name, n);
-    while (used.has(collisionKey(cand)) || (parent.names.length === 0 && collisionKey(cand) === collisionKey(FALLBACK_DIRNAME))) {
+    while (used.has(collisionKey(cand)) || (atRoot && collisionKey(cand) === collisionKey(FALLBACK_DIRNAME))) {
       cand = renameCandidate(name, ++n);
     }
-    await announce(cand);
-    await renameWithRetry(req.from, path.join(parent.real, cand), req.log);
-    return finish(cand);
+    return { kind: 'new', name: cand };
+  }
+  return { kind: 'overwrite', target: same[0]!, name, variants: same.slice(1).filter((v) => v !== name) };
+}
+
+/** The entries of a folder after `plan` was carried out (kept in memory for the rest of a batch). */
+export function applyPlan(entries: string[], plan: LandPlan): string[] {
+  if (plan.kind === 'skip') return entries;
+  if (plan.kind === 'new') return [...entries, plan.name];
+  const gone = new Set([plan.target, ...plan.variants]);
+  return [...entries.filter((e) => !gone.has(e)), plan.name];
+}
+
+interface Waiting {
+  item: LandItem;
+  resolve: (o: LandOutcome) => void;
+  reject: (e: unknown) => void;
+}
+
+type Parent = NonNullable<Awaited<ReturnType<typeof resolveParent>>>;
+
+interface Planned {
+  w: Waiting;
+  parent: Parent;
+  plan: Exclude<LandPlan, { kind: 'skip' }>;
+  rel: string;
+  requested: string;
+}
+
+/** Lands files into one inbox in batches (see the file comment). */
+export class Lander {
+  #queue: Waiting[] = [];
+  #running = false;
+
+  constructor(private readonly target: LandTarget) {}
+
+  /** Resolves once the file is visible under its final name and durable (or was skipped). */
+  land(item: LandItem): Promise<LandOutcome> {
+    return new Promise<LandOutcome>((resolve, reject) => {
+      this.#queue.push({ item, resolve, reject });
+      if (!this.#running) void this.#drain();
+    });
   }
 
-  // overwrite: replace the existing entry atomically (the exact spelling if present).
-  const target = same[0]!;
-  const targetAbs = path.join(parent.real, target);
-  const st = await fs.lstat(targetAbs);
-  if (st.isDirectory()) {
-    throw new InboxError(
-      'BAD_NAME',
-      `Inbox "${req.inboxName}": ${JSON.stringify([...parent.names, target].join('/'))} is a folder, so the incoming file cannot replace it; rename the folder or the file`,
-    );
-  }
-  await announce(name);
-  await renameWithRetry(req.from, targetAbs, req.log);
-  if (target !== name) {
-    // Case-only rename: works on case-insensitive volumes too; the file keeps the new content throughout.
-    await renameWithRetry(targetAbs, path.join(parent.real, name), req.log);
-    req.log.info('replaced a file whose name differed only in case; it now has the incoming spelling', { replaced: target, now: name });
-  }
-  // Only possible on case-sensitive volumes: further variants of the same name.
-  for (const other of same.slice(1)) {
-    if (other === name) continue;
-    const p = path.join(parent.real, other);
-    const ost = await fs.lstat(p).catch(() => null);
-    if (ost && !ost.isDirectory()) {
-      await fs.rm(p, { force: true });
-      req.log.info('removed a case variant of the overwritten file (would be the same file on Windows/macOS)', { removed: other, kept: name });
+  async #drain(): Promise<void> {
+    this.#running = true;
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue;
+        this.#queue = [];
+        await this.#landBatch(batch).catch((err: unknown) => {
+          for (const w of batch) w.reject(err);
+        });
+      }
+    } finally {
+      this.#running = false;
     }
   }
-  return finish(name);
+
+  async #landBatch(batch: Waiting[]): Promise<void> {
+    const t = this.target;
+    const parents = new Map<string, Promise<Parent>>();
+    const listings = new Map<string, string[]>();
+    const planned: Planned[] = [];
+    for (const w of batch) {
+      try {
+        const parts = w.item.parts;
+        const key = parts.slice(0, -1).join('/');
+        let p = parents.get(key);
+        if (!p) {
+          p = resolveParent({ inboxName: t.inboxName, inboxReal: t.inboxReal, parts }, true).then((r) => r!);
+          parents.set(key, p);
+        }
+        const parent = await p;
+        let entries = listings.get(parent.real);
+        if (!entries) {
+          entries = await readdirOrEmpty(parent.real);
+          listings.set(parent.real, entries);
+        }
+        const name = parts[parts.length - 1]!;
+        const plan = planLanding(entries, name, t.policy, parent.names.length === 0);
+        if (plan.kind === 'skip') {
+          const rel = [...parent.names, plan.existing].join('/');
+          w.resolve({ status: 'skipped', rel, abs: path.join(t.inboxPath, ...parent.names, plan.existing) });
+          continue;
+        }
+        if (plan.kind === 'overwrite') {
+          const st = await fs.lstat(path.join(parent.real, plan.target));
+          if (st.isDirectory()) {
+            throw new InboxError(
+              'BAD_NAME',
+              `Inbox "${t.inboxName}": ${JSON.stringify([...parent.names, plan.target].join('/'))} is a folder, so the incoming file cannot replace it; rename the folder or the file`,
+            );
+          }
+        }
+        listings.set(parent.real, applyPlan(entries, plan));
+        planned.push({ w, parent, plan, rel: [...parent.names, plan.name].join('/'), requested: parts.join('/') });
+      } catch (err) {
+        w.reject(err);
+      }
+    }
+    if (planned.length === 0) return;
+
+    // Journal first, renames second: a crash in between leaves records whose file is
+    // missing or has other bytes, which Inbox.begin does not count as landed.
+    const records = planned.map((p) => p.w.item.record?.(p.rel) ?? null).filter((r): r is LandedRecord => r !== null);
+    if (records.length > 0 && t.journal) await t.journal.recordMany(records);
+
+    const landed: Planned[] = [];
+    for (const p of planned) {
+      try {
+        await this.#rename(p);
+        landed.push(p);
+      } catch (err) {
+        p.w.reject(err);
+      }
+    }
+
+    // Durable only once the folder holding each file is flushed, and the folders holding
+    // any folder created on the way.
+    const dirs = new Map<string, Planned[]>();
+    for (const p of landed) {
+      for (const d of [p.parent.real, ...p.parent.created]) {
+        const list = dirs.get(d) ?? [];
+        list.push(p);
+        dirs.set(d, list);
+      }
+    }
+    const failed = new Map<Planned, unknown>();
+    await Promise.all(
+      [...dirs].map(([d, ps]) =>
+        fsyncDir(d).catch((err: unknown) => {
+          for (const p of ps) failed.set(p, err);
+        }),
+      ),
+    );
+    for (const p of landed) {
+      if (failed.has(p)) {
+        p.w.reject(failed.get(p));
+        continue;
+      }
+      const finalName = p.plan.name;
+      p.w.resolve({
+        status: 'landed',
+        rel: p.rel,
+        abs: path.join(t.inboxPath, ...p.parent.names, finalName),
+        renamedFrom: p.rel === p.requested ? null : p.requested,
+      });
+    }
+  }
+
+  async #rename(p: Planned): Promise<void> {
+    const { log } = this.target;
+    const dir = p.parent.real;
+    const plan = p.plan;
+    if (plan.kind === 'new') {
+      await renameWithRetry(p.w.item.from, path.join(dir, plan.name), log);
+      return;
+    }
+    // overwrite: replace the existing entry atomically (the exact spelling if present).
+    const targetAbs = path.join(dir, plan.target);
+    await renameWithRetry(p.w.item.from, targetAbs, log);
+    if (plan.target !== plan.name) {
+      // Case-only rename: works on case-insensitive volumes too; the file keeps the new content throughout.
+      await renameWithRetry(targetAbs, path.join(dir, plan.name), log);
+      log.info('replaced a file whose name differed only in case; it now has the incoming spelling', { replaced: plan.target, now: plan.name });
+    }
+    for (const other of plan.variants) {
+      const abs = path.join(dir, other);
+      const st = await fs.lstat(abs).catch(() => null);
+      if (st && !st.isDirectory()) {
+        await fs.rm(abs, { force: true });
+        log.info('removed a case variant of the overwritten file (would be the same file on Windows/macOS)', { removed: other, kept: plan.name });
+      }
+    }
+  }
+}
+
+/** Lands one file on its own (a batch of one). */
+export function land(target: LandTarget, item: LandItem): Promise<LandOutcome> {
+  return new Lander(target).land(item);
 }

@@ -15,10 +15,16 @@ export interface HelloPayload { protocol: 1; agentId: string; name: string; soft
 export interface WelcomePayload {
   protocol: 1; agentId: string; name: string; software: string; nonce: string;
   proof: string; inboxes: string[]; encrypted: boolean;
+  /** Largest file this receiver takes as an eager OFFER (section 6.4). Optional: left out = 0 = none. */
+  eagerMaxBytes?: number;
 }
 export interface AuthPayload { proof: string }
 export type ReadyPayload = Record<never, never>;
-export interface OfferPayload { id: number; inbox: string; path: string; size: number; mtimeMs: number; resume: boolean }
+export interface OfferPayload {
+  id: number; inbox: string; path: string; size: number; mtimeMs: number; resume: boolean;
+  /** DATA and END follow without waiting for ACCEPT (section 6.4). Optional: left out = false. */
+  eager?: boolean;
+}
 export interface AcceptPayload { id: number; offset: number; prefixSha256: string | null }
 export interface EndPayload { id: number; sha256: string }
 export type AckStatus = 'stored' | 'skipped' | 'duplicate';
@@ -70,6 +76,8 @@ interface Rule {
   prepare?: (value: unknown) => unknown;
   /** Wire code to answer when this field is invalid (default PROTOCOL_ERROR). */
   wireCode?: WireCode;
+  /** A field added to v1 later: it may be left out (older peers), meaning the documented default. */
+  optional?: boolean;
 }
 
 // Control characters (C0, DEL, C1) and unpaired surrogates.
@@ -121,6 +129,11 @@ function nullable(rule: Rule): Rule {
   return { allowed: (l) => `null or ${rule.allowed(l)}`, test: (v, l) => v === null || rule.test(v, l) };
 }
 
+/** A field added to v1 later: peers that predate it leave it out (see the field's default in PROTOCOL.md). */
+function optional(rule: Rule): Rule {
+  return { ...rule, allowed: (l) => `${rule.allowed(l)} (or left out)`, optional: true };
+}
+
 function arrayOf(rule: Rule, max: number): Rule {
   return {
     allowed: (l) => `an array of at most ${max} entries, each ${rule.allowed(l)}`,
@@ -157,10 +170,10 @@ type Schema<T> = { readonly [K in keyof T]-?: Rule };
 /** The rules of every control message. Field order here is the order on the wire. */
 export const SCHEMAS: { readonly [K in ControlTypeName]: Schema<ControlPayloads[K]> } = {
   hello: { protocol, agentId, name, software, nonce },
-  welcome: { protocol, agentId, name, software, nonce, proof: hex64, inboxes: arrayOf(inbox, 256), encrypted: bool },
+  welcome: { protocol, agentId, name, software, nonce, proof: hex64, inboxes: arrayOf(inbox, 256), encrypted: bool, eagerMaxBytes: optional(int(0, 2 ** 24)) },
   auth: { proof: hex64 },
   ready: {},
-  offer: { id, inbox, path, size, mtimeMs: finiteNonNegative, resume: bool },
+  offer: { id, inbox, path, size, mtimeMs: finiteNonNegative, resume: bool, eager: optional(bool) },
   accept: { id, offset, prefixSha256: nullable(hex64) },
   end: { id, sha256: hex64 },
   ack: { id, status: oneOf(['stored', 'skipped', 'duplicate'] as const), path, sha256: nullable(hex64) },
@@ -193,6 +206,7 @@ function check<K extends ControlTypeName>(
   const out: Record<string, unknown> = {};
   for (const [field, rule] of Object.entries(SCHEMAS[type]) as Array<[string, Rule]>) {
     const raw = Object.hasOwn(input, field) ? input[field] : undefined;
+    if (raw === undefined && rule.optional) continue; // left out: the reader applies the documented default
     const value = direction === 'encode' && rule.prepare ? rule.prepare(raw) : raw;
     if (!rule.test(value, limits)) {
       const what = direction === 'decode' ? `Received ${type.toUpperCase()} frame with invalid field` : `Cannot send ${type.toUpperCase()} frame: field`;

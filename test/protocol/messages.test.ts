@@ -122,6 +122,11 @@ const INVALID: Case[] = [
   ['offer', 'resume', 'yes', /true or false/],
   ['offer', 'resume', 0, /true or false/],
   ['offer', 'resume', MISSING, /true or false/],
+  ['offer', 'eager', 'yes', /true or false \(or left out\)/],
+  ['offer', 'eager', null, /true or false/],
+  ['welcome', 'eagerMaxBytes', -1, /integer from 0 to 16777216 \(or left out\)/],
+  ['welcome', 'eagerMaxBytes', 2 ** 24 + 1, /16777216/],
+  ['welcome', 'eagerMaxBytes', '1', /got "1" \(string\)/],
   ['accept', 'offset', -1, /integer from 0 to 9007199254740992/],
   ['accept', 'offset', 2 ** 53 + 2, /9007199254740992/],
   ['accept', 'offset', 0.5, /integer/],
@@ -186,6 +191,13 @@ describe('field rules (decoder rejects, encoder refuses)', () => {
     }
   });
 
+  test('fields added later (offer.eager, welcome.eagerMaxBytes) may be left out, and then stay out', () => {
+    const offer = decodeOne('offer', '{"id":1,"inbox":"i","path":"p","size":1,"mtimeMs":0,"resume":true}');
+    assert.deepEqual(offer, { type: 'offer', id: 1, inbox: 'i', path: 'p', size: 1, mtimeMs: 0, resume: true });
+    const eager = decodeOne('offer', '{"id":1,"inbox":"i","path":"p","size":1,"mtimeMs":0,"resume":false,"eager":true}');
+    assert.equal((eager as { eager?: boolean }).eager, true);
+  });
+
   test('protocol mismatch maps to UNSUPPORTED_PROTOCOL, size to TOO_LARGE, others to PROTOCOL_ERROR', () => {
     const wire = (type: ControlTypeName, field: string, value: Value): string => {
       try {
@@ -213,6 +225,9 @@ describe('boundary values are accepted', () => {
     ['hello', 'nonce', nonceOf(17)],
     ['hello', 'nonce', nonceOf(18)],
     ['welcome', 'inboxes', []],
+    ['welcome', 'eagerMaxBytes', 0],
+    ['welcome', 'eagerMaxBytes', 2 ** 24],
+    ['offer', 'eager', false],
     ['welcome', 'inboxes', Array.from({ length: 256 }, (_, i) => `inbox-${i}`)],
     ['offer', 'id', 0],
     ['offer', 'id', 2 ** 32 - 1],
