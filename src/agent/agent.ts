@@ -138,6 +138,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
           key: cfg.security.key,
           inboxes: this.inboxes,
           limits: cfg.limits,
+          eagerMaxBytes: cfg.limits.eagerMaxBytes,
           log: log.child({ component: 'receiver' }),
           onReceived: (info) => this.noteReceived(info),
           onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),

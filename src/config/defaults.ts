@@ -44,6 +44,7 @@ export const DEFAULTS = {
     idleTimeoutMs: 30_000,
     handshakeTimeoutMs: 10_000,
     reserveBytes: 64 * MiB,
+    eagerMaxBytes: 1 * MiB,
   } satisfies LimitsConfig,
   transfer: { window: 32, connections: 1, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1 * MiB } satisfies TransferConfig,
   log: { level: 'info' as const, file: null as string | null },

@@ -156,6 +156,7 @@ export const topLevelProperties: Record<string, SchemaNode> = {
     idleTimeoutMs: int(100, 86_400_000),
     handshakeTimeoutMs: int(100, 3_600_000),
     reserveBytes: bytes(0),
+    eagerMaxBytes: int(0, 16 * 1024 * 1024),
   }),
   transfer: obj({
     window: int(1, 1024),
@@ -215,7 +216,7 @@ export interface RawConfig {
   legacy?: { listen?: { host: string; port: number } | null; inbox?: string | null; allow?: string[]; maxFileBytes?: number };
   status?: { enabled?: boolean; host?: string; port?: number; token?: string | null };
   osc?: { targets?: Array<{ host: string; port: number }>; heartbeatSeconds?: number; progress?: boolean };
-  limits?: Partial<Record<'maxFileBytes' | 'maxConnections' | 'maxConnectionsPerPeer' | 'idleTimeoutMs' | 'handshakeTimeoutMs' | 'reserveBytes', number>>;
+  limits?: Partial<Record<'maxFileBytes' | 'maxConnections' | 'maxConnectionsPerPeer' | 'idleTimeoutMs' | 'handshakeTimeoutMs' | 'reserveBytes' | 'eagerMaxBytes', number>>;
   transfer?: Partial<Record<'window' | 'connections' | 'retryInitialMs' | 'retryMaxMs' | 'chunkBytes', number>>;
   log?: { level?: 'error' | 'warn' | 'info' | 'debug'; file?: string | null };
 }

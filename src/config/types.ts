@@ -91,6 +91,11 @@ export interface LimitsConfig {
   handshakeTimeoutMs: number;
   /** Free space an inbox's volume must keep beyond an incoming file, bytes. */
   reserveBytes: number;
+  /**
+   * Files up to this size may be sent eagerly to this agent (no wait for ACCEPT,
+   * PROTOCOL.md 6.4); announced to senders in WELCOME. 0 turns it off.
+   */
+  eagerMaxBytes: number;
 }
 
 export interface TransferConfig {

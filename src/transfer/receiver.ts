@@ -5,6 +5,11 @@
  *
  * Commits run concurrently with the next file's DATA (pipelining), bounded by
  * MAX_PENDING_COMMITS; ACKs therefore may leave out of order, each carrying its id.
+ *
+ * Eager files (OFFER.eager, section 6.4: small files the sender streams without waiting
+ * for ACCEPT) are gathered in memory and handed to the inbox whole at END, so a burst of
+ * small files never waits on a file create per file; their memory is bounded by the
+ * announced eagerMaxBytes times MAX_PENDING_COMMITS.
  */
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
@@ -15,6 +20,8 @@ import { FrameChannel } from './channel.js';
 import type { IncomingConnection } from '../transport/server.js';
 
 const MAX_PENDING_COMMITS = 16;
+/** Largest file taken as an eager OFFER (announced in WELCOME.eagerMaxBytes). */
+export const EAGER_MAX_BYTES = 1024 * 1024;
 
 export interface ReceiverDeps {
   self: { id: string; name: string; software: string };
@@ -24,6 +31,8 @@ export interface ReceiverDeps {
   log: Logger;
   onReceived: (info: ReceivedInfo) => void;
   onFailure?: (reason: string, message: string, peer: string | null) => void;
+  /** WELCOME.eagerMaxBytes: 0 turns eager offers off (tests of the classic sequence). Default EAGER_MAX_BYTES. */
+  eagerMaxBytes?: number;
 }
 
 type State = 'hello' | 'auth' | 'ready';
@@ -37,6 +46,16 @@ interface Streaming {
   startedAt: number;
 }
 
+/** An eager file being gathered in memory (section 6.4). */
+interface Gathering {
+  eager: true;
+  id: number;
+  offer: FrameOf<'offer'>;
+  chunks: Buffer[];
+  received: number;
+  startedAt: number;
+}
+
 export class ReceiverSession {
   private readonly channel: FrameChannel;
   private state: State = 'hello';
@@ -45,6 +64,7 @@ export class ReceiverSession {
   private peerId = '';
   private peerName = '';
   private current: Streaming | null = null;
+  private gathering: Gathering | null = null;
   private readonly commits = new Set<Promise<void>>();
   private readonly log: Logger;
   private readonly handshakeTimer: NodeJS.Timeout;
@@ -75,12 +95,17 @@ export class ReceiverSession {
     this.channel.fail(new TdxError('SHUTTING_DOWN', 'receiver is stopping'));
   }
 
+  private get eagerMax(): number {
+    return this.deps.eagerMaxBytes ?? EAGER_MAX_BYTES;
+  }
+
   get peer(): string {
     return this.peerName || this.conn.remoteAddress;
   }
 
   private onClose(err: TdxError | null): void {
     clearTimeout(this.handshakeTimer);
+    this.gathering = null; // an eager file lives in memory only: nothing to keep
     if (this.current) {
       const c = this.current;
       this.current = null;
@@ -127,6 +152,7 @@ export class ReceiverSession {
       proof,
       inboxes: [...this.deps.inboxes.keys()],
       encrypted: this.conn.encrypted,
+      eagerMaxBytes: this.eagerMax,
     });
     this.state = 'auth';
   }
@@ -176,7 +202,14 @@ export class ReceiverSession {
   }
 
   private async onOffer(f: FrameOf<'offer'>): Promise<void> {
-    if (this.current) this.outOfOrder(f, 'DATA or END for the file being received');
+    if (this.current || this.gathering) this.outOfOrder(f, 'DATA or END for the file being received');
+    if (f.eager === true) {
+      if (f.size > this.eagerMax) {
+        throw new TdxError('OUT_OF_ORDER', `eager OFFER of ${f.size} bytes for ${f.path}, over the announced eagerMaxBytes ${this.eagerMax}`);
+      }
+      this.gathering = { eager: true, id: f.id, offer: f, chunks: [], received: 0, startedAt: Date.now() };
+      return;
+    }
     const inbox = this.deps.inboxes.get(f.inbox);
     if (!inbox) {
       const names = [...this.deps.inboxes.keys()].join(', ') || 'none';
@@ -203,6 +236,15 @@ export class ReceiverSession {
   }
 
   private async onData(data: Buffer): Promise<void> {
+    const g = this.gathering;
+    if (g) {
+      if (g.received + data.length > g.offer.size) {
+        throw new TdxError('SIZE_MISMATCH', `more DATA than offered for ${g.offer.path}: ${g.received + data.length} > ${g.offer.size} bytes`);
+      }
+      g.chunks.push(data);
+      g.received += data.length;
+      return;
+    }
     const c = this.current;
     if (!c) throw new TdxError('OUT_OF_ORDER', 'DATA frame without an accepted OFFER');
     if (c.received + data.length > c.expected) {
@@ -224,6 +266,11 @@ export class ReceiverSession {
   }
 
   private onAbort(f: FrameOf<'abort'>): Promise<void> | void {
+    if (this.gathering?.id === f.id) {
+      this.log.info(`sender abandoned ${this.gathering.offer.path}: ${f.reason}`, { inbox: this.gathering.offer.inbox });
+      this.gathering = null;
+      return;
+    }
     const c = this.current;
     if (!c || c.id !== f.id) return; // nothing streaming for it (e.g. aborted right after OFFER was refused)
     this.current = null;
@@ -231,7 +278,20 @@ export class ReceiverSession {
     return c.file.abort(false);
   }
 
-  private onEnd(f: FrameOf<'end'>): void {
+  private async onEnd(f: FrameOf<'end'>): Promise<void> {
+    const g = this.gathering;
+    if (g) {
+      if (g.id !== f.id) throw new TdxError('OUT_OF_ORDER', `END for file ${f.id} which is not being received`);
+      this.gathering = null;
+      if (g.received !== g.offer.size) {
+        this.nack(f.id, new TdxError('SIZE_MISMATCH', `received ${g.received} of ${g.offer.size} bytes for ${g.offer.path}`));
+        return;
+      }
+      while (this.commits.size >= MAX_PENDING_COMMITS) await Promise.race(this.commits);
+      const p = this.commitEager(g, f.sha256).finally(() => this.commits.delete(p));
+      this.commits.add(p);
+      return;
+    }
     const c = this.current;
     if (!c || c.id !== f.id) throw new TdxError('OUT_OF_ORDER', `END for file ${f.id} which is not being received`);
     this.current = null;
@@ -242,6 +302,36 @@ export class ReceiverSession {
     }
     const p = this.commit(c, f.sha256).finally(() => this.commits.delete(p));
     this.commits.add(p);
+  }
+
+  /** An eager file, whole in memory: the inbox's checks, write and landing in one go. */
+  private async commitEager(g: Gathering, sha256: string): Promise<void> {
+    const f = g.offer;
+    const inbox = this.deps.inboxes.get(f.inbox);
+    if (!inbox) {
+      const names = [...this.deps.inboxes.keys()].join(', ') || 'none';
+      this.log.warn(`refused ${f.path} from ${this.peer}: no inbox named "${f.inbox}" here (inboxes: ${names})`);
+      this.nack(f.id, new TdxError('NO_SUCH_INBOX', `no inbox named "${f.inbox}" on ${this.deps.self.name} (it has: ${names})`));
+      return;
+    }
+    let file: IncomingFile;
+    try {
+      const r = await inbox.begin({ source: this.peerId, path: f.path, size: f.size, mtimeMs: f.mtimeMs, resume: false });
+      if (r.kind === 'skip') {
+        this.log.info(`${r.status === 'duplicate' ? 'already have' : 'skipped (onCollision=skip, exists)'} ${r.rel} from ${this.peer}`, { inbox: inbox.name });
+        this.channel.send({ type: 'ack', id: f.id, status: r.status, path: r.rel, sha256: null });
+        return;
+      }
+      file = r.file;
+      for (const chunk of g.chunks) await file.write(chunk);
+    } catch (err) {
+      this.log.warn(`refused ${f.path} from ${this.peer}: ${describeError(err)}`, { inbox: inbox.name });
+      this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
+      this.nack(f.id, err);
+      return;
+    }
+    g.chunks = [];
+    await this.commit({ id: f.id, file, inbox, expected: f.size, received: f.size, startedAt: g.startedAt }, sha256);
   }
 
   private async commit(c: Streaming, sha256: string): Promise<void> {

@@ -3,15 +3,21 @@
  * `sendFile` may be called concurrently (up to the caller's window): streaming is
  * serialised by a lock (one file's DATA at a time), acknowledgements are awaited
  * in parallel, so small files pipeline instead of paying a round trip each.
+ *
+ * Files up to the receiver's WELCOME.eagerMaxBytes go eager (PROTOCOL.md 6.4): read
+ * whole before taking the lock (reads overlap), then OFFER, DATA and END are written at
+ * once without waiting for ACCEPT, so a burst of small files streams back to back.
  */
 import fs from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
-import { makeNonce, makeProof, peerErrorFrom, verifyProof, type Frame, type FrameOf } from '../protocol/index.js';
+import { DEFAULT_LIMITS, makeNonce, makeProof, peerErrorFrom, verifyProof, type Frame, type FrameOf } from '../protocol/index.js';
 import { connectTransport } from '../transport/connect.js';
 import { FrameChannel } from './channel.js';
+
+const MAX_DATA_BYTES = DEFAULT_LIMITS.maxDataBytes;
 
 export interface Identity {
   id: string;
@@ -74,6 +80,8 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
   private closedErr: TdxError | null = null;
   /** Inboxes the peer announced in WELCOME. */
   inboxes: string[] = [];
+  /** Largest file the peer takes as an eager OFFER (0: it does not). */
+  eagerMaxBytes = 0;
   peerId = '';
   peerName = '';
 
@@ -144,6 +152,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
           this.peerId = f.agentId;
           this.peerName = f.name;
           this.inboxes = f.inboxes;
+          this.eagerMaxBytes = f.eagerMaxBytes ?? 0;
           step = 'ready';
           this.channel.send({ type: 'auth', proof: makeProof({ key, role: 'client', clientNonce, serverNonce: f.nonce, agentId: self.id }) });
           return;
@@ -204,6 +213,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
 
   /** Send one file; resolves once the receiver confirmed it durable and verified. */
   async sendFile(file: OutgoingFile): Promise<SendResult> {
+    if (file.size <= this.eagerMaxBytes) return this.sendEager(file);
     let release!: () => void;
     const prev = this.lock;
     this.lock = new Promise<void>((r) => (release = r));
@@ -222,6 +232,31 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
     }
     const a = await ack;
     return { status: a.status, path: a.path, sha256: a.sha256, bytesSent, resumedFrom };
+  }
+
+  private async sendEager(file: OutgoingFile): Promise<SendResult> {
+    if (this.closedErr) throw this.closedErr;
+    const data = await readWhole(file);
+    const sha256 = createHash('sha256').update(data).digest('hex');
+    let release!: () => void;
+    const prev = this.lock;
+    this.lock = new Promise<void>((r) => (release = r));
+    await prev;
+    let ack: Promise<FrameOf<'ack'>>;
+    try {
+      if (this.closedErr) throw this.closedErr;
+      const id = this.nextId++;
+      ack = this.request(id).ack;
+      this.channel.send({ type: 'offer', id, inbox: file.inbox, path: file.path, size: file.size, mtimeMs: file.mtimeMs, resume: false, eager: true });
+      const step = Math.min(this.opts.chunkBytes, MAX_DATA_BYTES);
+      for (let o = 0; o < data.length; o += step) await this.channel.sendData(data.subarray(o, Math.min(data.length, o + step)));
+      this.channel.send({ type: 'end', id, sha256 });
+    } finally {
+      release();
+    }
+    file.onProgress?.(file.size, file.size);
+    const a = await ack;
+    return { status: a.status, path: a.path, sha256: a.sha256, bytesSent: a.status === 'stored' ? file.size : 0, resumedFrom: 0 };
   }
 
   private request(id: number): { accept: Promise<FrameOf<'accept'> | null>; ack: Promise<FrameOf<'ack'>> } {
@@ -312,6 +347,41 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
       throw new SourceChangedError(`${file.abs} changed while being sent (size ${file.size} → ${st.size}); the new version will be sent`);
     }
     return offset;
+  }
+}
+
+/**
+ * The whole of a small file, checked to be the version announced: size and mtime from
+ * the same open handle, and no byte more or less than announced.
+ */
+async function readWhole(file: OutgoingFile): Promise<Buffer> {
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(file.abs, 'r');
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') throw new SourceChangedError(`${file.abs} disappeared before it was sent`);
+    throw new TdxError('READ_FAILED', `cannot read ${file.abs}: ${describeError(err)}`, { cause: err });
+  }
+  try {
+    // One byte more than announced, so a file that grew shows as changed.
+    const buf = Buffer.allocUnsafe(file.size + 1);
+    let n = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+      if (n === buf.length) break;
+    }
+    const st = await fh.stat();
+    if (n !== file.size || st.size !== file.size || st.mtimeMs !== file.mtimeMs) {
+      throw new SourceChangedError(`${file.abs} changed before it was sent (size ${file.size} → ${st.size}); the new version will be sent`);
+    }
+    return buf.subarray(0, n);
+  } catch (err) {
+    if (err instanceof TdxError) throw err;
+    throw new TdxError('READ_FAILED', `cannot read ${file.abs}: ${describeError(err)}`, { cause: err });
+  } finally {
+    await fh.close().catch(() => undefined);
   }
 }
 

@@ -140,7 +140,7 @@ describe('resolving', () => {
     assert.deepEqual(loaded.legacy, { listen: null, inbox: null, allow: [], maxFileBytes: 64 * 1024 ** 3 });
     assert.deepEqual(loaded.status, { enabled: true, host: '127.0.0.1', port: 7771, token: null });
     assert.deepEqual(loaded.osc, { targets: [], heartbeatSeconds: 5, progress: false });
-    assert.deepEqual(loaded.limits, { maxFileBytes: 2 ** 40, maxConnections: 64, maxConnectionsPerPeer: 8, idleTimeoutMs: 30_000, handshakeTimeoutMs: 10_000, reserveBytes: 64 * 2 ** 20 });
+    assert.deepEqual(loaded.limits, { maxFileBytes: 2 ** 40, maxConnections: 64, maxConnectionsPerPeer: 8, idleTimeoutMs: 30_000, handshakeTimeoutMs: 10_000, reserveBytes: 64 * 2 ** 20, eagerMaxBytes: 2 ** 20 });
     assert.deepEqual(loaded.transfer, { window: 32, connections: 1, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1024 ** 2 });
     assert.deepEqual(loaded.log, { level: 'info', file: null });
   });
