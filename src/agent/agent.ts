@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
 import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
 import { Inbox } from '../inbox/inbox.js';
-import { OutboxWatcher, SentJournal, applyAfter, type ReadyFile } from '../outbox/index.js';
+import { OutboxWatcher, SentJournal, applyAfter, finishAfterBatch, newAfterBatch, type AfterBatch, type ReadyFile } from '../outbox/index.js';
 import { PeerTable } from '../discovery/table.js';
 import { resolveRoutes, selectPeers, type Destination } from '../routing.js';
 import { TransportServer } from '../transport/server.js';
@@ -383,22 +383,26 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.afterWaiting.delete(w);
     if (b.timer) clearTimeout(b.timer);
     let next = 0;
+    const batch = newAfterBatch();
     const worker = async (): Promise<void> => {
-      while (next < b.recs.length) await this.applyAfterNow(w, b.recs[next++]!);
+      while (next < b.recs.length) await this.applyAfterNow(w, b.recs[next++]!, batch);
     };
-    const run: Promise<void> = Promise.all(Array.from({ length: Math.min(AFTER_CONCURRENCY, b.recs.length) }, worker)).then(() => {
-      this.afterRunning.delete(run);
-    });
+    const run: Promise<void> = Promise.all(Array.from({ length: Math.min(AFTER_CONCURRENCY, b.recs.length) }, worker))
+      .then(() => finishAfterBatch(batch, w.outbox.path))
+      .catch((err: unknown) => this.log.debug(`removing emptied outbox folders: ${describeError(err)}`))
+      .then(() => {
+        this.afterRunning.delete(run);
+      });
     this.afterRunning.add(run);
   }
 
   /** Never throws: failures are logged and the file stays in the outbox. */
-  private async applyAfterNow(w: OutboxWatcher, rec: FileRecord): Promise<void> {
+  private async applyAfterNow(w: OutboxWatcher, rec: FileRecord, batch?: AfterBatch): Promise<void> {
     // Released first: the archive move or delete then reads as a plain 'gone' for an
     // unknown file, and a rewrite during the move is emitted as a new version.
     w.release(rec.file.rel);
     try {
-      const r = await applyAfter(rec.file, this.journal!, this.log.child({ component: 'outbox' }));
+      const r = await applyAfter(rec.file, this.journal!, this.log.child({ component: 'outbox' }), batch ? { batch } : {});
       if (r.action === 'changed') this.log.info(`${rec.file.rel} changed after it was sent: the new version will be sent`);
       else if (r.action === 'archived') this.log.debug(`archived ${rec.file.rel}`, { to: r.to });
     } catch (err) {

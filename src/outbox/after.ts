@@ -34,6 +34,28 @@ export type AfterResult =
 export interface AfterOptions {
   /** Retries of a transiently failing rename/unlink (Windows locks); 1 = no retry. */
   tries?: number;
+  /**
+   * Shared by the after-actions of one batch: archive folders already made are not made
+   * again, and emptied folders are removed once, by finishAfterBatch(), instead of after
+   * every file (a dropped folder of 2000 files would try to remove its folder 2000 times).
+   */
+  batch?: AfterBatch;
+}
+
+export interface AfterBatch {
+  made: Set<string>;
+  emptied: Set<string>;
+}
+
+export function newAfterBatch(): AfterBatch {
+  return { made: new Set(), emptied: new Set() };
+}
+
+/** Removes the folders a batch emptied (deepest first), up to but never including each outbox root. */
+export async function finishAfterBatch(batch: AfterBatch, root: string): Promise<void> {
+  const dirs = [...batch.emptied].sort((a, b) => b.length - a.length);
+  batch.emptied.clear();
+  for (const d of dirs) await removeEmptyParents(root, d);
 }
 
 /** Destination of `rel` in the archive folder of `outboxPath`. */
@@ -52,12 +74,21 @@ async function currentVersion(abs: string): Promise<{ size: number; mtimeMs: num
 }
 
 /** Moves a file; returns 'copied' when it had to copy across volumes (EXDEV), where the mtime is kept only approximately. */
-async function move(from: string, to: string, delays: { tries: number }): Promise<'renamed' | 'copied'> {
-  await mkdir(path.dirname(to), { recursive: true });
+async function move(from: string, to: string, delays: { tries: number }, made?: Set<string>): Promise<'renamed' | 'copied'> {
+  const dir = path.dirname(to);
+  if (!made?.has(dir)) {
+    await mkdir(dir, { recursive: true });
+    made?.add(dir);
+  }
   try {
     await retryTransient(() => rename(from, to), delays);
     return 'renamed';
   } catch (err) {
+    // The folder made earlier in the batch was removed meanwhile (by hand): make it again.
+    if (errCode(err) === 'ENOENT' && made?.has(dir)) {
+      made.delete(dir);
+      return move(from, to, delays, made);
+    }
     if (errCode(err) !== 'EXDEV') throw err;
     const tmp = `${to}.tdxfer-${process.pid}.tmp`;
     const st = await stat(from);
@@ -117,14 +148,15 @@ export async function applyAfter(file: ReadyFile, journal: SentJournal, log: Log
       throw new TdxError('AFTER_DELETE_FAILED', `Could not delete sent file ${abs}: ${describeError(err)}. Close programs holding it or fix permissions; it stays in the outbox and is not sent again until it changes.`, { cause: err });
     }
     await journal.forget(outbox.path, rel);
-    await removeEmptyParents(root, path.dirname(abs));
+    if (opts.batch) opts.batch.emptied.add(path.dirname(abs));
+    else await removeEmptyParents(root, path.dirname(abs));
     return { action: 'deleted' };
   }
 
   const to = archivePath(root, rel);
   let how: 'renamed' | 'copied';
   try {
-    how = await move(abs, to, delays);
+    how = await move(abs, to, delays, opts.batch?.made);
   } catch (err) {
     if (errCode(err) === 'ENOENT') return { action: 'missing' };
     throw new TdxError('AFTER_ARCHIVE_FAILED', `Could not archive sent file ${abs} to ${to}: ${describeError(err)}. Close programs holding either file, remove a folder of that name in sent/, or fix permissions.`, { cause: err });
@@ -139,7 +171,8 @@ export async function applyAfter(file: ReadyFile, journal: SentJournal, log: Log
     }
   }
   await journal.forget(outbox.path, rel);
-  await removeEmptyParents(root, path.dirname(abs));
+  if (opts.batch) opts.batch.emptied.add(path.dirname(abs));
+  else await removeEmptyParents(root, path.dirname(abs));
   log.debug('archived', { rel, to });
   return { action: 'archived', to };
 }

@@ -60,6 +60,9 @@ export interface OutboxWatcherOptions {
 
 /** How often the outbox root itself is checked for deletion/replacement. */
 const ROOT_CHECK_MS = 1000;
+/** Volumes where `A` and `a` are one name (NTFS, APFS by default): path prefixes need the careful check. */
+const CASE_INSENSITIVE_FS = process.platform === 'win32' || process.platform === 'darwin';
+
 /** Delay that batches a burst of chokidar events into one poll. */
 const KICK_MS = 15;
 /** Shortest gap between two poll-loop turns. */
@@ -76,6 +79,8 @@ type OpenCheck = 'ok' | 'busy' | 'gone';
 export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   readonly outbox: OutboxConfig;
   private readonly root: string;
+  /** `root` + separator: the prefix of every path below it. */
+  private readonly rootPrefix: string;
   private readonly log: Logger;
   private readonly ignore: string[];
   private readonly pollMs: number;
@@ -109,6 +114,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     super();
     this.outbox = outbox;
     this.root = path.resolve(outbox.path);
+    this.rootPrefix = this.root.endsWith(path.sep) ? this.root : this.root + path.sep;
     this.log = opts.log.child({ component: 'outbox', outbox: this.root });
     this.ignore = (opts.ignore ?? []).map((p) => path.resolve(p));
     this.pollMs = Math.max(10, opts.pollMs ?? Math.min(250, outbox.settleMs));
@@ -350,17 +356,31 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
 
   // ---- paths ---------------------------------------------------------------------
 
-  /** '/'-separated path of `abs` relative to the root, or null when it is the root or outside it. */
+  /**
+   * '/'-separated path of `abs` relative to the root, or null when it is the root or
+   * outside it. chokidar hands us normalised paths below the root, so a prefix check
+   * answers almost every call; path.relative (slow, and called for every entry chokidar
+   * reads) only for anything else.
+   */
   private relOf(abs: string): string | null {
-    const r = path.relative(this.root, abs);
-    if (r === '' || r.startsWith('..') || path.isAbsolute(r)) return null;
+    let r: string;
+    if (abs.length > this.rootPrefix.length && abs.startsWith(this.rootPrefix) && !abs.includes(`${path.sep}..`)) {
+      r = abs.slice(this.rootPrefix.length);
+    } else {
+      r = path.relative(this.root, abs);
+      if (r === '' || r.startsWith('..') || path.isAbsolute(r)) return null;
+    }
     return path.sep === '/' ? r : r.split(path.sep).join('/');
   }
 
   private isIgnoredPath(p: string, stats?: Stats): boolean {
     for (const ig of this.ignore) {
-      const r = path.relative(ig, p);
-      if (r === '' || (!r.startsWith('..') && !path.isAbsolute(r))) return true;
+      if (p === ig || p.startsWith(ig + path.sep)) return true;
+      // Case-insensitive volumes (Windows, macOS) or odd spellings: the careful check.
+      if (CASE_INSENSITIVE_FS || p.includes(`${path.sep}..`)) {
+        const r = path.relative(ig, p);
+        if (r === '' || (!r.startsWith('..') && !path.isAbsolute(r))) return true;
+      }
     }
     const rel = this.relOf(p);
     if (rel === null) return false;

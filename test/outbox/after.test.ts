@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AfterAction, OutboxConfig } from '../../src/config/types.js';
 import { memoryLogger } from '../../src/log.js';
-import { applyAfter, archivePath, removeEmptyParents } from '../../src/outbox/after.js';
+import { applyAfter, archivePath, finishAfterBatch, newAfterBatch, removeEmptyParents } from '../../src/outbox/after.js';
 import { SentJournal } from '../../src/outbox/journal.js';
 import type { ReadyFile } from '../../src/outbox/watcher.js';
 
@@ -152,4 +152,21 @@ test('removeEmptyParents stops at the root and at the first non-empty folder', a
   assert.equal(existsSync(s.root), true);
   await removeEmptyParents(s.root, path.join(s.dir)); // outside: untouched
   assert.equal(existsSync(s.dir), true);
+});
+
+test('a batch makes each archive folder once, removes emptied folders only at its end, and copes with a folder removed meanwhile', async (t) => {
+  const s = await setup(t, 'archive');
+  const batch = newAfterBatch();
+  const files = [await s.file('seq/a/f1.png'), await s.file('seq/a/f2.png'), await s.file('seq/b/f3.png')];
+  for (const f of files.slice(0, 2)) assert.equal((await applyAfter(f, s.journal, s.log, { batch })).action, 'archived');
+  assert.ok(existsSync(path.join(s.root, 'seq', 'a')), 'emptied folders stay until the batch ends');
+  // someone removes the archive folder made earlier in this batch
+  await rm(path.join(s.root, 'sent', 'seq', 'b'), { recursive: true, force: true });
+  await mkdir(path.join(s.root, 'sent', 'seq'), { recursive: true });
+  batch.made.add(path.join(s.root, 'sent', 'seq', 'b'));
+  assert.equal((await applyAfter(files[2]!, s.journal, s.log, { batch })).action, 'archived');
+  assert.equal(await readFile(path.join(s.root, 'sent', 'seq', 'b', 'f3.png'), 'utf8'), 'data of seq/b/f3.png');
+  await finishAfterBatch(batch, s.root);
+  assert.deepEqual(await readdir(s.root), ['sent'], 'emptied folders removed at the end, the outbox kept');
+  assert.deepEqual((await readdir(path.join(s.root, 'sent', 'seq', 'a'))).sort(), ['f1.png', 'f2.png']);
 });
