@@ -60,6 +60,8 @@ export type BeginResult =
 export const DEFAULT_RESUME_TTL_MS = 24 * 3600 * 1000;
 export const DEFAULT_RESERVE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_RESUME_MIN_BYTES = 1024 * 1024;
+const FREE_SPACE_TTL_MS = 1000;
+const FREE_SPACE_MARGIN = 256 * 1024 * 1024;
 
 async function exists(p: string): Promise<boolean> {
   return fs.stat(p).then(
@@ -109,6 +111,10 @@ export class Inbox {
   readonly #reserveBytes: number;
   readonly #resumeMinBytes: number;
   readonly #lander: Lander;
+  /** Last statfs of the staging volume, and #spaceAdmitted at that moment. */
+  #freeReading: { at: number; bytes: number | null; admitted: number } | null = null;
+  /** Bytes of files admitted by begin() so far (for the free-space estimate). */
+  #spaceAdmitted = 0;
   /** Open writers by (source, rel): at most one each. */
   readonly #active = new Map<string, IncomingFile | null>();
   #closed = false;
@@ -269,7 +275,7 @@ export class Inbox {
     const id = staging.id(source, rel);
     const dataPath = staging.dataPath(id);
     // Asked now, awaited below: the statfs runs while the resume check reads the meta.
-    const freeSoon = freeBytes(staging.dir);
+    const freeSoon = this.#freeSpace(staging.dir, (size ?? 0) + this.#reserveBytes);
     let offset = 0;
     let resumeLength: number | null = null;
     if (req.resume && size !== null && mtimeMs !== null) {
@@ -292,8 +298,11 @@ export class Inbox {
       );
     }
 
+    this.#spaceAdmitted += (size ?? 0) - offset;
     const hash = createHash('sha256');
     let handle: fs.FileHandle;
+    // A resumed partial has its meta; a fresh one gets one only at resumeMinBytes and up.
+    let hasMeta = resumeLength !== null;
     if (resumeLength !== null) {
       handle = await fs.open(dataPath, 'r+');
       try {
@@ -313,6 +322,7 @@ export class Inbox {
       try {
         if (size !== null && mtimeMs !== null && size >= this.#resumeMinBytes) {
           await staging.writeMeta(id, { v: 1, source, rel, size, mtimeMs, createdAt: Date.now() });
+          hasMeta = true;
         }
       } catch (err) {
         await handle.close().catch(() => undefined);
@@ -335,9 +345,29 @@ export class Inbox {
           if (this.#active.get(key) === file) this.#active.delete(key);
         },
       },
-      { id, source, rel, parts, size, mtimeMs, offset, prefixSha256, hash, handle },
+      { id, source, rel, parts, size, mtimeMs, offset, prefixSha256, hash, handle, hasMeta },
     );
     return { kind: 'write', file };
+  }
+
+  /**
+   * Free bytes on the staging volume. One statfs serves a burst of files: the reading is
+   * reused for up to FREE_SPACE_TTL_MS, minus what was admitted since, and read afresh
+   * when that estimate comes within FREE_SPACE_MARGIN of what is `needed` (or is stale),
+   * so a refusal is always based on a fresh reading. Other
+   * programs filling the disk meanwhile are caught by the write itself (ENOSPC → NO_SPACE).
+   */
+  async #freeSpace(dir: string, needed: number): Promise<number | null> {
+    const now = performance.now();
+    const r = this.#freeReading;
+    if (r && r.bytes !== null && now - r.at < FREE_SPACE_TTL_MS) {
+      const estimate = r.bytes - (this.#spaceAdmitted - r.admitted);
+      if (estimate > needed + FREE_SPACE_MARGIN) return estimate;
+    }
+    const admitted = this.#spaceAdmitted;
+    const bytes = await freeBytes(dir);
+    this.#freeReading = { at: performance.now(), bytes, admitted };
+    return bytes;
   }
 
   async health(): Promise<{ exists: boolean; writable: boolean; freeBytes: number | null }> {

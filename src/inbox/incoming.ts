@@ -65,6 +65,8 @@ export interface IncomingInit {
   /** Running hash already fed with bytes [0, offset). */
   hash: Hash;
   handle: fs.FileHandle;
+  /** A resume record (meta) exists in staging for this partial. */
+  hasMeta: boolean;
 }
 
 const HIGH_WATER_MARK = 1 << 20;
@@ -246,7 +248,7 @@ export class IncomingFileImpl implements IncomingFile {
       this.#release();
       return { ...base, rel: outcome.rel, abs: outcome.abs, renamedFrom: null, skipped: true };
     }
-    await staging.removeMeta(id);
+    if (this.#init.hasMeta) await staging.removeMeta(id);
     this.#release();
     return { ...base, rel: outcome.rel, abs: outcome.abs, renamedFrom: outcome.renamedFrom };
   }

@@ -149,15 +149,55 @@ export type LandPlan =
    */
   | { kind: 'overwrite'; target: string; name: string; variants: string[] };
 
-export function planLanding(entries: readonly string[], name: string, policy: CollisionPolicy, atRoot: boolean): LandPlan {
-  const same = variants([...entries], name, atRoot);
+/**
+ * A folder's entries indexed by collision key, so each file of a batch finds its case
+ * variants in O(1) instead of scanning a folder of thousands of entries.
+ */
+export class Listing {
+  readonly #byKey = new Map<string, string[]>();
+
+  constructor(names: Iterable<string>) {
+    for (const n of names) this.add(n);
+  }
+
+  /** Entries equal to `name` case-insensitively; the exact spelling first. */
+  variants(name: string, atRoot: boolean): string[] {
+    const found = (this.#byKey.get(collisionKey(name)) ?? []).filter((e) => !(atRoot && e === FALLBACK_DIRNAME));
+    return found.sort((a, b) => Number(b === name) - Number(a === name));
+  }
+
+  hasKey(key: string): boolean {
+    return (this.#byKey.get(key)?.length ?? 0) > 0;
+  }
+
+  add(name: string): void {
+    const key = collisionKey(name);
+    const list = this.#byKey.get(key);
+    if (!list) this.#byKey.set(key, [name]);
+    else if (!list.includes(name)) list.push(name);
+  }
+
+  remove(name: string): void {
+    const key = collisionKey(name);
+    const list = this.#byKey.get(key)?.filter((e) => e !== name);
+    if (list && list.length > 0) this.#byKey.set(key, list);
+    else this.#byKey.delete(key);
+  }
+
+  names(): string[] {
+    return [...this.#byKey.values()].flat();
+  }
+}
+
+export function planLanding(entries: readonly string[] | Listing, name: string, policy: CollisionPolicy, atRoot: boolean): LandPlan {
+  const listing = entries instanceof Listing ? entries : new Listing(entries);
+  const same = listing.variants(name, atRoot);
   if (same.length === 0) return { kind: 'new', name };
   if (policy === 'skip') return { kind: 'skip', existing: same[0]! };
   if (policy === 'rename') {
-    const used = new Set(entries.map(collisionKey));
     let n = 1;
     let cand = renameCandidate(name, n);
-    while (used.has(collisionKey(cand)) || (atRoot && collisionKey(cand) === collisionKey(FALLBACK_DIRNAME))) {
+    while (listing.hasKey(collisionKey(cand)) || (atRoot && collisionKey(cand) === collisionKey(FALLBACK_DIRNAME))) {
       cand = renameCandidate(name, ++n);
     }
     return { kind: 'new', name: cand };
@@ -165,12 +205,12 @@ export function planLanding(entries: readonly string[], name: string, policy: Co
   return { kind: 'overwrite', target: same[0]!, name, variants: same.slice(1).filter((v) => v !== name) };
 }
 
-/** The entries of a folder after `plan` was carried out (kept in memory for the rest of a batch). */
-export function applyPlan(entries: string[], plan: LandPlan): string[] {
-  if (plan.kind === 'skip') return entries;
-  if (plan.kind === 'new') return [...entries, plan.name];
-  const gone = new Set([plan.target, ...plan.variants]);
-  return [...entries.filter((e) => !gone.has(e)), plan.name];
+/** Updates `listing` to the folder's entries after `plan` was carried out (kept in memory for the rest of a batch). */
+export function applyPlan(listing: Listing, plan: LandPlan): Listing {
+  if (plan.kind === 'skip') return listing;
+  if (plan.kind === 'overwrite') for (const gone of [plan.target, ...plan.variants]) listing.remove(gone);
+  listing.add(plan.name);
+  return listing;
 }
 
 interface Waiting {
@@ -222,7 +262,7 @@ export class Lander {
   async #landBatch(batch: Waiting[]): Promise<void> {
     const t = this.target;
     const parents = new Map<string, Promise<Parent>>();
-    const listings = new Map<string, string[]>();
+    const listings = new Map<string, Listing>();
     const planned: Planned[] = [];
     for (const w of batch) {
       try {
@@ -236,7 +276,7 @@ export class Lander {
         const parent = await p;
         let entries = listings.get(parent.real);
         if (!entries) {
-          entries = await readdirOrEmpty(parent.real);
+          entries = new Listing(await readdirOrEmpty(parent.real));
           listings.set(parent.real, entries);
         }
         const name = parts[parts.length - 1]!;
@@ -255,7 +295,7 @@ export class Lander {
             );
           }
         }
-        listings.set(parent.real, applyPlan(entries, plan));
+        applyPlan(entries, plan);
         planned.push({ w, parent, plan, rel: [...parent.names, plan.name].join('/'), requested: parts.join('/') });
       } catch (err) {
         w.reject(err);

@@ -7,7 +7,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { applyPlan, planLanding, Lander, type LandOutcome } from '../../src/inbox/land.js';
+import { applyPlan, planLanding, Lander, Listing, type LandOutcome } from '../../src/inbox/land.js';
 import { Journal } from '../../src/inbox/journal.js';
 import { memoryLogger } from '../../src/log.js';
 import { fixture, listFiles, sha, send } from './util.js';
@@ -38,9 +38,16 @@ describe('planLanding (pure)', () => {
   });
 
   test('applyPlan keeps the listing true for the rest of a batch', () => {
-    assert.deepEqual(applyPlan(['x'], { kind: 'new', name: 'a.png' }), ['x', 'a.png']);
-    assert.deepEqual(applyPlan(['A.PNG', 'A.png', 'x'], { kind: 'overwrite', target: 'A.PNG', name: 'a.png', variants: ['A.png'] }), ['x', 'a.png']);
-    assert.deepEqual(applyPlan(['a.png'], { kind: 'skip', existing: 'a.png' }), ['a.png']);
+    const names = (l: Listing) => l.names().sort();
+    assert.deepEqual(names(applyPlan(new Listing(['x']), { kind: 'new', name: 'a.png' })), ['a.png', 'x']);
+    assert.deepEqual(names(applyPlan(new Listing(['A.PNG', 'A.png', 'x']), { kind: 'overwrite', target: 'A.PNG', name: 'a.png', variants: ['A.png'] })), ['a.png', 'x']);
+    assert.deepEqual(names(applyPlan(new Listing(['a.png']), { kind: 'skip', existing: 'a.png' })), ['a.png']);
+    // a batch: two files asking for the same name under rename get distinct names
+    const l = new Listing(['f.png']);
+    const p1 = planLanding(l, 'f.png', 'rename', false);
+    applyPlan(l, p1);
+    const p2 = planLanding(l, 'F.PNG', 'rename', false);
+    assert.deepEqual([p1, p2], [{ kind: 'new', name: 'f (1).png' }, { kind: 'new', name: 'F (2).PNG' }]);
   });
 });
 
