@@ -33,6 +33,8 @@ export interface IncomingFile {
   readonly offset: number;
   readonly prefixSha256: string | null;
   write(chunk: Buffer): Promise<void>;
+  /** All the bytes at once (nothing written before): an eager file held in memory. */
+  writeWhole(chunks: readonly Buffer[]): Promise<void>;
   readonly received: number;
   commit(expectedSha256: string | null): Promise<Landed>;
   abort(keepPartial: boolean): Promise<void>;
@@ -92,7 +94,8 @@ export class IncomingFileImpl implements IncomingFile {
   #received: number;
   #ctx: IncomingContext;
   #init: IncomingInit;
-  #stream: WriteStream;
+  /** Created on the first streamed write; a file written whole (writeWhole) never needs one. */
+  #streamOrNull: WriteStream | null = null;
   #state: State = 'open';
   #failure: InboxError | null = null;
   #released = false;
@@ -104,16 +107,23 @@ export class IncomingFileImpl implements IncomingFile {
     this.offset = init.offset;
     this.prefixSha256 = init.prefixSha256;
     this.#received = init.offset;
+  }
+
+  get #stream(): WriteStream {
+    if (this.#streamOrNull) return this.#streamOrNull;
+    const init = this.#init;
     // A stream on the numeric fd, not `handle.createWriteStream()`: a FileHandle stream
     // holds a reference that makes `handle.close()` wait until the stream closes, and we
     // need the handle open after the stream ends to fsync it.
-    this.#stream = createWriteStream(ctx.staging.dataPath(init.id), {
+    const stream = createWriteStream(this.#ctx.staging.dataPath(init.id), {
       fd: init.handle.fd,
-      start: init.offset,
+      start: this.#received,
       highWaterMark: HIGH_WATER_MARK,
       autoClose: false,
     });
-    this.#stream.on('error', (err) => void this.#fail(this.#mapIoError(err, 'writing'), true));
+    stream.on('error', (err) => void this.#fail(this.#mapIoError(err, 'writing'), true));
+    this.#streamOrNull = stream;
+    return stream;
   }
 
   get received(): number {
@@ -143,7 +153,8 @@ export class IncomingFileImpl implements IncomingFile {
    * could let that write hit another file that reuses the fd number.
    */
   async #closeHandle(): Promise<void> {
-    if (!this.#stream.destroyed && !this.#stream.writableFinished) await endStream(this.#stream).catch(() => undefined);
+    const stream = this.#streamOrNull;
+    if (stream && !stream.destroyed && !stream.writableFinished) await endStream(stream).catch(() => undefined);
     await this.#init.handle.close().catch(() => undefined);
   }
 
@@ -175,9 +186,10 @@ export class IncomingFileImpl implements IncomingFile {
       await this.#fail(err, true);
       throw err;
     }
+    const stream = this.#stream; // created here on the first write, starting at #received
     this.#init.hash.update(chunk);
     this.#received += chunk.length;
-    if (this.#stream.write(chunk)) return;
+    if (stream.write(chunk)) return;
     await new Promise<void>((resolve, reject) => {
       const done = (): void => {
         this.#stream.off('drain', done);
@@ -196,13 +208,47 @@ export class IncomingFileImpl implements IncomingFile {
     });
   }
 
+  /**
+   * All the bytes at once, for a file nothing was written to yet (an eager file held in
+   * memory): one positional write, no stream.
+   */
+  async writeWhole(chunks: readonly Buffer[]): Promise<void> {
+    if (this.#state !== 'open' || this.#failure) throw this.#unusable();
+    if (this.#streamOrNull || this.#received !== this.offset) throw new Error('writeWhole() after write()');
+    const total = chunks.reduce((n, c) => n + c.length, 0);
+    const limit = this.#init.size ?? this.#ctx.maxFileBytes;
+    if (this.#received + total > limit) {
+      const err = new InboxError('TOO_LARGE', `The sender sent more than the announced ${limit} bytes for ${this.#where}`);
+      await this.#fail(err, true);
+      throw err;
+    }
+    for (const c of chunks) this.#init.hash.update(c);
+    try {
+      let position = this.#received;
+      let rest = chunks.filter((c) => c.length > 0);
+      while (rest.length > 0) {
+        const { bytesWritten } = await this.#init.handle.writev(rest, position);
+        position += bytesWritten;
+        // Short writes are rare but legal: continue after what was written.
+        let skip = bytesWritten;
+        while (rest.length > 0 && skip >= rest[0]!.length) skip -= rest.shift()!.length;
+        if (skip > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)];
+      }
+      this.#received = position;
+    } catch (err) {
+      const e = this.#mapIoError(err, 'writing');
+      await this.#fail(e, true);
+      throw e;
+    }
+  }
+
   async commit(expectedSha256: string | null): Promise<Landed> {
     if (this.#state !== 'open' || this.#failure) throw this.#unusable();
     this.#state = 'committing';
     const { id, size, source } = this.#init;
     const staging = this.#ctx.staging;
     try {
-      await endStream(this.#stream);
+      if (this.#streamOrNull) await endStream(this.#streamOrNull);
       await this.#init.handle.sync();
       await this.#init.handle.close();
     } catch (err) {

@@ -323,7 +323,7 @@ export class ReceiverSession {
         return;
       }
       file = r.file;
-      for (const chunk of g.chunks) await file.write(chunk);
+      await file.writeWhole(g.chunks);
     } catch (err) {
       this.log.warn(`refused ${f.path} from ${this.peer}: ${describeError(err)}`, { inbox: inbox.name });
       this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);

@@ -109,11 +109,13 @@ describe('Lander (real files)', () => {
       await fs.mkdir(path.join(fx.inboxDir, 'dir.png'), { recursive: true });
       const inboxReal = await fs.realpath(fx.inboxDir);
       const lander = new Lander({ inboxName: 'main', inboxPath: fx.inboxDir, inboxReal, policy: 'overwrite', log: memoryLogger() });
-      const a = lander.land({ parts: ['a.png'], from: await staged(fx.stagingDir, 'a', 'A') });
-      const bad = lander.land({ parts: ['dir.png'], from: await staged(fx.stagingDir, 'b', 'B') });
-      const gone = lander.land({ parts: ['c.png'], from: path.join(fx.stagingDir, 'missing') });
-      const d = lander.land({ parts: ['sub', 'd.png'], from: await staged(fx.stagingDir, 'd', 'D') });
-      const [ra, rbad, rgone, rd] = await Promise.allSettled([a, bad, gone, d]);
+      const [fa, fb, fd] = [await staged(fx.stagingDir, 'a', 'A'), await staged(fx.stagingDir, 'b', 'B'), await staged(fx.stagingDir, 'd', 'D')];
+      const [ra, rbad, rgone, rd] = await Promise.allSettled([
+        lander.land({ parts: ['a.png'], from: fa }),
+        lander.land({ parts: ['dir.png'], from: fb }),
+        lander.land({ parts: ['c.png'], from: path.join(fx.stagingDir, 'missing') }),
+        lander.land({ parts: ['sub', 'd.png'], from: fd }),
+      ]);
       assert.equal(ra.status, 'fulfilled');
       assert.equal(rd.status, 'fulfilled');
       assert.equal(rbad.status, 'rejected');

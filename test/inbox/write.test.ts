@@ -74,6 +74,28 @@ describe('Inbox: writing and committing', () => {
     }
   });
 
+  test('writeWhole (eager files): several chunks in one positional write land byte-identical; more than announced is TOO_LARGE and leaves nothing', async () => {
+    const fx = await fixture();
+    try {
+      const ib = await fx.open();
+      const data = bytes(300_000);
+      const r = await ib.begin({ source: 'agent1', path: 'whole/a.bin', size: data.length, mtimeMs: 1, resume: false });
+      assert.equal(r.kind, 'write');
+      const f = (r as { file: import('../../src/inbox/inbox.js').IncomingFile }).file;
+      await f.writeWhole([data.subarray(0, 1000), Buffer.alloc(0), data.subarray(1000, 200_000), data.subarray(200_000)]);
+      assert.equal(f.received, data.length);
+      const landed = await f.commit(sha(data));
+      assert.deepEqual(await fs.readFile(landed.abs), data);
+      const r2 = await ib.begin({ source: 'agent1', path: 'whole/b.bin', size: 10, mtimeMs: 1, resume: false });
+      const g = (r2 as { file: import('../../src/inbox/inbox.js').IncomingFile }).file;
+      await assert.rejects(g.writeWhole([Buffer.alloc(11)]), (e: unknown) => e instanceof InboxError && e.code === 'TOO_LARGE');
+      assert.deepEqual(await listFiles(fx.stagingDir), []);
+      assert.deepEqual(await listFiles(fx.inboxDir), ['whole/a.bin']);
+    } finally {
+      await fx.cleanup();
+    }
+  });
+
   test('zero-byte file', async () => {
     const fx = await fixture();
     try {
