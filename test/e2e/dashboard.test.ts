@@ -12,6 +12,7 @@ import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { writeRandomFile } from '../helpers/agents.js';
 import { startRunning, writePair, type Running } from './status-helpers.js';
+import { waitInPage } from '../helpers/page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: run scripts/test-deps.sh as root (apt-get install chromium)`;
@@ -58,19 +59,6 @@ const RECORD_BARS = `(() => {
     }
   }).observe(document.getElementById('active-body'), { attributes: true, attributeFilter: ['value'], subtree: true });
 })()`;
-
-/**
- * Polls a page-side expression with `page.evaluate` (CDP evaluation is not subject to the
- * page's Content-Security-Policy, which forbids the eval that string predicates of
- * `page.waitForFunction` need once they poll).
- */
-async function waitInPage(page: Page, expr: string, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await page.evaluate(expr))) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting in the page for: ${expr}`);
-    await new Promise((r) => setTimeout(r, 40));
-  }
-}
 
 async function pngCheck(file: string): Promise<void> {
   const png = await fs.readFile(file);

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startStatus, type Started } from './helpers.js';
+import { waitInPage } from '../helpers/page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: run scripts/test-deps.sh as root (apt-get install chromium)`;
@@ -59,13 +60,13 @@ describe('dashboard page in headless Chromium', { skip }, () => {
     const bar = `#active-body tr[data-job-id="${job.id}"] progress.bar`;
     await page.waitForSelector(bar);
     s.view.progress(job.id, 250_000, 500_000);
-    await page.waitForFunction(barAt(bar, 25));
+    await waitInPage(page, barAt(bar, 25));
     assert.equal(await page.textContent(`#active-body tr[data-job-id="${job.id}"] .eta`), '0:02');
     for (let b = 300_000; b <= 1_000_000; b += 100_000) {
       s.view.progress(job.id, b);
       await new Promise((r) => setTimeout(r, 25));
     }
-    await page.waitForFunction(barAt(bar, 100));
+    await waitInPage(page, barAt(bar, 100));
     assert.equal(await page.textContent(`#active-body tr[data-job-id="${job.id}"] .pct`), '100.0 %');
 
     s.view.finish(job.id);
@@ -112,7 +113,7 @@ describe('dashboard page in headless Chromium', { skip }, () => {
     assert.equal(await page.$('#received-list b'), null);
     // Live events also arrive (the EventSource carried the token).
     s.view.receive({ file: 'second.mov' });
-    await page.waitForFunction(`document.querySelector('#received-list li .file')?.textContent === 'second.mov'`);
+    await waitInPage(page, `document.querySelector('#received-list li .file')?.textContent === 'second.mov'`);
     assert.equal(await page.evaluate('typeof window.__pwned'), 'undefined');
   });
 });

@@ -1,0 +1,16 @@
+/** Helpers for tests that drive the dashboard in headless Chromium (playwright-core). */
+import type { Page } from 'playwright-core';
+
+/**
+ * Polls a page-side expression with `page.evaluate` until it is truthy. CDP evaluation is
+ * not subject to the page's Content-Security-Policy, which forbids the eval that string
+ * predicates of `page.waitForFunction` need once they poll (they pass only when the
+ * first check already succeeds, so they fail at random under load).
+ */
+export async function waitInPage(page: Page, expr: string, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await page.evaluate(expr))) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting in the page for: ${expr}`);
+    await new Promise((r) => setTimeout(r, 40));
+  }
+}
