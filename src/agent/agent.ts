@@ -34,7 +34,7 @@ export interface AgentOptions {
 }
 
 /** Longest an after-action waits for the rest of its outbox's burst (see Agent.finishFile). */
-const AFTER_BATCH_MS = 2000;
+const AFTER_BATCH_MS = 5000;
 /** After-actions (archive moves, deletes) run at most this many at a time. */
 const AFTER_CONCURRENCY = 8;
 
@@ -358,8 +358,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
    * is still being sent, or AFTER_BATCH_MS later at the latest. Moving files out one by
    * one while the rest of a dropped folder is still on its way makes chokidar re-read
    * (and stat every entry of) that folder after every move: O(files²) work that starved
-   * the sender (2000 files: ~45 s of CPU). In a batch the folder is re-read a few times;
-   * 2 s rather than 500 ms halved the sender's CPU for a burst of 2000 small files.
+   * the sender (2000 files: ~45 s of CPU). In a batch the folder is re-read a few times.
+   * The longest wait matters: with 500 ms the sender needed twice the CPU for a burst of
+   * 2000 small files, and a burst that outlasts the wait starts archiving mid-way (5 s).
    */
   private finishFile(w: OutboxWatcher, rec: FileRecord): void {
     let b = this.afterWaiting.get(w);

@@ -42,6 +42,7 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
   private readonly budget: number;
   private readonly pingEvery: number;
   private drainWaiters: Array<() => void> = [];
+  private corked = false;
 
   constructor(
     readonly socket: Duplex & { destroyed: boolean },
@@ -73,7 +74,23 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
   send(frame: ControlFrame): void {
     if (this.closed || this.socket.destroyed) return;
     this.lastSent = Date.now();
+    this.corkUntilNextTick();
     this.socket.write(encodeFrame(frame));
+  }
+
+  /**
+   * Control frames written in one tick leave together: an eager file's OFFER, DATA and
+   * END, or the ACKs of a landing batch, become one write (one TLS record, one syscall)
+   * instead of one each.
+   */
+  private corkUntilNextTick(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      if (!this.socket.destroyed) this.socket.uncork();
+    });
   }
 
   /** Write one DATA frame; resolves when the socket can take more (drain). */
