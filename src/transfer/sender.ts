@@ -363,15 +363,14 @@ async function readWhole(file: OutgoingFile): Promise<Buffer> {
     throw new TdxError('READ_FAILED', `cannot read ${file.abs}: ${describeError(err)}`, { cause: err });
   }
   try {
-    // One byte more than announced, so a file that grew shows as changed.
-    const buf = Buffer.allocUnsafe(file.size + 1);
+    const buf = Buffer.allocUnsafe(file.size);
     let n = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
-      if (bytesRead === 0) break;
+    while (n < file.size) {
+      const { bytesRead } = await fh.read(buf, n, file.size - n, n);
+      if (bytesRead === 0) break; // shorter than announced
       n += bytesRead;
-      if (n === buf.length) break;
     }
+    // Longer than announced shows in the size of the same open file.
     const st = await fh.stat();
     if (n !== file.size || st.size !== file.size || st.mtimeMs !== file.mtimeMs) {
       throw new SourceChangedError(`${file.abs} changed before it was sent (size ${file.size} → ${st.size}); the new version will be sent`);
