@@ -185,7 +185,7 @@ function decodeBody(name: FrameTypeName, payload: Buffer, limits: DecoderLimits)
  *   chunks is copied exactly once, or, with `splitData`, never: each part is returned
  *   as soon as it arrives, as its own DATA frame (a subarray of the chunk it came in).
  *   The parts of one payload are consecutive, so the byte stream is the same; only the
- *   frame boundaries of DATA are not kept (they carry no meaning, PROTOCOL.md §6).
+ *   frame boundaries of DATA are not kept (a receiver only counts and stores the bytes, PROTOCOL.md section 6).
  * - Once push() has thrown, the decoder is dead: every later push() throws the same
  *   ProtocolError. Frames completed earlier in the failing chunk are dropped with it
  *   (the connection is closing anyway).
