@@ -71,7 +71,16 @@ export interface IncomingInit {
   hasMeta: boolean;
 }
 
-const HIGH_WATER_MARK = 1 << 20;
+/**
+ * Write-behind: write() returns at once while fewer than HIGH_WATER_MARK bytes wait for
+ * the disk, else waits until at most LOW_WATER_MARK do. One write runs at a time (in the
+ * thread pool) and takes everything queued behind it, so resuming at the low mark (not
+ * at 'drain', when the queue is empty) keeps that thread busy: with a plain 1 MiB
+ * high-water mark every 1 MiB ended in a full drain and the disk thread idled until the
+ * channel refilled it. Kept small: the network's chunks stay alive until written.
+ */
+const HIGH_WATER_MARK = 2 << 20;
+const LOW_WATER_MARK = 1 << 20;
 
 type State = 'open' | 'committing' | 'done';
 
@@ -96,6 +105,14 @@ export class IncomingFileImpl implements IncomingFile {
   #init: IncomingInit;
   /** Created on the first streamed write; a file written whole (writeWhole) never needs one. */
   #streamOrNull: WriteStream | null = null;
+  /** Bytes given to #stream whose write has not called back yet. */
+  #unwritten = 0;
+  #onWritten: (() => void) | null = null;
+  readonly #written = (): void => {
+    this.#unwritten -= this.#chunkLengths.shift() ?? 0;
+    if (this.#onWritten && this.#unwritten <= LOW_WATER_MARK) this.#onWritten();
+  };
+  readonly #chunkLengths: number[] = [];
   #state: State = 'open';
   #failure: InboxError | null = null;
   #released = false;
@@ -189,16 +206,18 @@ export class IncomingFileImpl implements IncomingFile {
     const stream = this.#stream; // created here on the first write, starting at #received
     this.#init.hash.update(chunk);
     this.#received += chunk.length;
-    if (stream.write(chunk)) return;
+    this.#unwritten += chunk.length;
+    this.#chunkLengths.push(chunk.length);
+    if (stream.write(chunk, this.#written) || this.#unwritten <= LOW_WATER_MARK) return;
     await new Promise<void>((resolve, reject) => {
       const done = (): void => {
-        this.#stream.off('drain', done);
+        this.#onWritten = null;
         this.#stream.off('close', done);
         this.#stream.off('error', done);
         if (this.#failure) reject(this.#failure);
         else resolve();
       };
-      this.#stream.on('drain', done);
+      this.#onWritten = done;
       this.#stream.on('close', done);
       // With autoClose=false the stream is not destroyed on error (autoDestroy follows
       // autoClose), so neither 'drain' nor 'close' ever comes after ENOSPC: wait for

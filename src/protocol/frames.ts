@@ -182,22 +182,39 @@ function decodeBody(name: FrameTypeName, payload: Buffer, limits: DecoderLimits)
  *   from the header alone, before any payload byte is stored.
  * - A DATA payload lying inside one pushed chunk is returned as a subarray of that chunk
  *   (zero copy: the caller must not reuse the chunk's memory); a payload split across
- *   chunks is copied exactly once.
+ *   chunks is copied exactly once, or, with `splitData`, never: each part is returned
+ *   as soon as it arrives, as its own DATA frame (a subarray of the chunk it came in).
+ *   The parts of one payload are consecutive, so the byte stream is the same; only the
+ *   frame boundaries of DATA are not kept (a receiver only counts and stores the bytes, PROTOCOL.md section 6).
  * - Once push() has thrown, the decoder is dead: every later push() throws the same
  *   ProtocolError. Frames completed earlier in the failing chunk are dropped with it
  *   (the connection is closing anyway).
  */
+export interface DecoderOptions {
+  /**
+   * Deliver a DATA payload that spans several pushed chunks as several DATA frames, one
+   * per chunk, without copying (default false: one frame, copied together). For the
+   * transfer path: with TLS every 16 KiB record arrives as its own chunk, so nearly
+   * every 1 MiB payload would otherwise be copied into a freshly allocated buffer.
+   */
+  splitData?: boolean;
+}
+
 export class FrameDecoder {
   readonly limits: Readonly<DecoderLimits>;
+  readonly #splitData: boolean;
   readonly #head = Buffer.alloc(HEADER_BYTES);
   #headLength = 0;
   #header: Header | null = null;
   #payload: Buffer | null = null;
   #payloadLength = 0;
+  /** splitData: bytes of the current DATA payload still to come (0 = not inside one). */
+  #dataLeft = 0;
   #dead: { error: unknown } | null = null;
 
-  constructor(limits?: Partial<DecoderLimits>) {
+  constructor(limits?: Partial<DecoderLimits>, options: DecoderOptions = {}) {
     this.limits = Object.freeze(resolveLimits(limits));
+    this.#splitData = options.splitData === true;
   }
 
   /** Bytes held for a frame not yet complete. */
@@ -221,6 +238,7 @@ export class FrameDecoder {
       this.#headLength = 0;
       this.#payload = null;
       this.#payloadLength = 0;
+      this.#dataLeft = 0;
       throw err;
     }
   }
@@ -229,6 +247,17 @@ export class FrameDecoder {
     const frames: Frame[] = [];
     let pos = 0;
     for (;;) {
+      if (this.#dataLeft > 0) {
+        // splitData: the rest of a DATA payload, passed on as it comes.
+        if (pos === chunk.length) break;
+        const n = Math.min(this.#dataLeft, chunk.length - pos);
+        frames.push({ type: 'data', data: chunk.subarray(pos, pos + n) });
+        pos += n;
+        this.#dataLeft -= n;
+        if (this.#dataLeft > 0) break;
+        this.#header = null;
+        continue;
+      }
       if (this.#header === null) {
         if (this.#headLength === 0 && chunk.length - pos >= HEADER_BYTES) {
           this.#header = parseHeader(chunk.subarray(pos, pos + HEADER_BYTES), this.limits);
@@ -252,6 +281,11 @@ export class FrameDecoder {
           continue;
         }
         if (pos === chunk.length) break;
+        if (name === 'data' && this.#splitData) {
+          frames.push({ type: 'data', data: chunk.subarray(pos) });
+          this.#dataLeft = length - (chunk.length - pos);
+          break;
+        }
         this.#payload = Buffer.allocUnsafe(length);
         this.#payloadLength = 0;
       }

@@ -49,7 +49,7 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
     private readonly opts: ChannelOptions,
   ) {
     super();
-    this.decoder = new FrameDecoder(opts.limits ?? {});
+    this.decoder = new FrameDecoder(opts.limits ?? {}, { splitData: true });
     this.budget = opts.budgetBytes ?? 8 * 1024 * 1024;
     this.pingEvery = opts.pingIntervalMs ?? Math.min(5000, Math.max(100, Math.floor(opts.idleTimeoutMs / 3)));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -93,12 +93,16 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
     });
   }
 
-  /** Write one DATA frame; resolves when the socket can take more (drain). */
-  async sendData(chunk: Buffer): Promise<void> {
+  /**
+   * Write one DATA frame; resolves when the socket can take more (drain). `onWritten`
+   * runs once the socket no longer needs `chunk` (written out, or dropped with the
+   * connection), so the caller may reuse its memory; it does not run if this throws.
+   */
+  async sendData(chunk: Buffer, onWritten?: () => void): Promise<void> {
     if (this.closed) throw this.closedWith ?? new TdxError('CONNECTION_LOST', 'connection closed');
     this.lastSent = Date.now();
     this.socket.write(encodeDataHeader(chunk.length));
-    if (!this.socket.write(chunk)) {
+    if (!this.socket.write(chunk, onWritten)) {
       await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
       if (this.closed) throw this.closedWith ?? new TdxError('CONNECTION_LOST', 'connection closed');
     }

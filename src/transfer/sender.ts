@@ -16,6 +16,7 @@ import { TdxError, describeError } from '../errors.js';
 import { DEFAULT_LIMITS, makeNonce, makeProof, peerErrorFrom, verifyProof, type Frame, type FrameOf } from '../protocol/index.js';
 import { connectTransport } from '../transport/connect.js';
 import { FrameChannel } from './channel.js';
+import { BufferPool, ChunkReader } from './chunks.js';
 
 const MAX_DATA_BYTES = DEFAULT_LIMITS.maxDataBytes;
 
@@ -78,6 +79,8 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
   private nextId = 1;
   private lock: Promise<void> = Promise.resolve();
   private closedErr: TdxError | null = null;
+  /** Read buffers for stream(), reused by every file of this connection. */
+  private readonly pool: BufferPool;
   /** Inboxes the peer announced in WELCOME. */
   inboxes: string[] = [];
   /** Largest file the peer takes as an eager OFFER (0: it does not). */
@@ -91,6 +94,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
     readonly encrypted: boolean,
   ) {
     super();
+    this.pool = new BufferPool(opts.chunkBytes);
     channel.on('close', (err) => {
       const e = err ?? new TdxError('CONNECTION_LOST', 'connection closed');
       this.closedErr = e;
@@ -321,18 +325,23 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
   private async stream(file: OutgoingFile, start: number, hash: Hash): Promise<number> {
     let offset = start;
     if (file.size > start) {
-      const rs = fs.createReadStream(file.abs, { start, end: file.size - 1, highWaterMark: this.opts.chunkBytes });
+      // Pooled buffers, one read ahead (chunks.ts); a buffer goes back to the pool when
+      // the socket has written it.
+      let reader: ChunkReader | null = null;
+      const release = (chunk: Buffer) => () => this.pool.release(chunk);
       try {
-        for await (const chunk of rs as AsyncIterable<Buffer>) {
+        reader = await ChunkReader.open(file.abs, this.pool, start, file.size);
+        for (let chunk = await reader.next(); chunk !== null; chunk = await reader.next()) {
           hash.update(chunk);
-          await this.channel.sendData(chunk);
+          await this.channel.sendData(chunk, release(chunk));
           offset += chunk.length;
           file.onProgress?.(offset, file.size);
         }
       } catch (err) {
-        rs.destroy();
         if ((err as { code?: string }).code === 'ENOENT') throw new SourceChangedError(`${file.abs} disappeared while being sent`);
         throw err instanceof TdxError ? err : new TdxError('READ_FAILED', `cannot read ${file.abs}: ${describeError(err)}`, { cause: err });
+      } finally {
+        await reader?.close().catch(() => undefined);
       }
     }
     // The version we announced must be the one we sent: a re-render under the same

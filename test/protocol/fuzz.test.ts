@@ -158,6 +158,45 @@ describe('decoder properties', () => {
     );
   });
 
+  test('splitData: the same frames, except DATA payloads cut where the chunks were cut (zero copy, same bytes in order)', () => {
+    /** Consecutive DATA frames joined into one: the byte stream the receiver writes. */
+    const joinData = (frames: Frame[]): unknown[] => {
+      const out: unknown[] = [];
+      let data: Buffer[] | null = null;
+      for (const f of frames) {
+        if (f.type === 'data') {
+          (data ??= []).push(f.data);
+          continue;
+        }
+        if (data) out.push({ type: 'data', data: Buffer.concat(data) });
+        data = null;
+        out.push(f);
+      }
+      if (data) out.push({ type: 'data', data: Buffer.concat(data) });
+      return out;
+    };
+    fc.assert(
+      fc.property(fc.array(frameArb, { minLength: 1, maxLength: 6 }), cuts, (frames, c) => {
+        const stream = Buffer.concat(frames.map((f) => encodeFrame(f)));
+        const points = [...new Set(c.map((x) => x % (stream.length + 1)))].sort((a, b) => a - b);
+        const d = new FrameDecoder({}, { splitData: true });
+        const got: Frame[] = [];
+        let prev = 0;
+        for (const p of [...points, stream.length]) {
+          const chunk = stream.subarray(prev, p);
+          for (const f of d.push(chunk)) {
+            if (f.type === 'data' && f.data.length > 0) assert.equal(f.data.buffer, chunk.buffer, 'a DATA part is a view of the chunk, not a copy');
+            got.push(f);
+          }
+          prev = p;
+          assert.equal(d.buffered <= 8 + d.limits.maxControlBytes, true, 'never holds DATA bytes');
+        }
+        assert.deepEqual(joinData(got), joinData(frames));
+      }),
+      RUNS,
+    );
+  });
+
   test('the buffer bound holds for the default limits with maximal frames', () => {
     const big = Buffer.concat([encodeFrame({ type: 'data', data: Buffer.alloc(DEFAULT_LIMITS.maxDataBytes) }), encodeFrame({ type: 'ready' })]);
     fc.assert(
