@@ -163,7 +163,7 @@ export const topLevelProperties: Record<string, SchemaNode> = {
     connections: int(1, 16),
     retryInitialMs: int(1, 3_600_000),
     retryMaxMs: int(1, 86_400_000),
-    chunkBytes: int(4096, 64 * 1024 * 1024),
+    chunkBytes: int(4096, 1024 * 1024), // a DATA frame carries at most 1 MiB (PROTOCOL.md)
   }),
   log: obj({
     level: { enum: ['error', 'warn', 'info', 'debug'] },

@@ -63,6 +63,17 @@ describe('schema errors name the field, the value and what is allowed', () => {
     assert.equal((await (await load(cfg)).p).outboxes[0]!.settleMs, 0);
   });
 
+  test('transfer.chunkBytes stays within the DATA frame limit of the protocol; limits.eagerMaxBytes within 0..16 MiB', async () => {
+    const cfg = baseConfig() as Record<string, unknown>;
+    cfg.transfer = { chunkBytes: 2 * 1024 * 1024 };
+    await rejectsConfig((await load(cfg)).p, 'transfer.chunkBytes', ['from 4096 to 1048576', 'got 2097152 (number)']);
+    cfg.transfer = {};
+    cfg.limits = { eagerMaxBytes: 16 * 1024 * 1024 + 1 };
+    await rejectsConfig((await load(cfg)).p, 'limits.eagerMaxBytes', ['from 0 to 16777216']);
+    cfg.limits = { eagerMaxBytes: 0 };
+    assert.equal((await (await load(cfg)).p).limits.eagerMaxBytes, 0);
+  });
+
   test('required field missing', async () => {
     const cfg = baseConfig();
     delete cfg.inboxes[0].path;
