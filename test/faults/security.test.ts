@@ -173,7 +173,7 @@ test('plain mode: a peer without the key cannot put a file into the inbox (wrong
 test('encrypt mismatch, plain sender → TLS receiver: both sides say security.encrypt must match', async () => {
   const p = await pair({ senderEncrypt: false });
   await fs.writeFile(path.join(p.outbox, 'x.png'), 'nope');
-  await logged(p.b.records, /refused connection from 127\.0\.0\.1: the peer sent unencrypted tdxfer frames but this agent requires encryption; set the same security\.encrypt/, 'the receiver');
+  await logged(p.b.records, /refused connection from 127\.0\.0\.1: the peer does not speak TLS but this agent requires encryption: a tdxfer agent with security\.encrypt=false \(set the same security\.encrypt/, 'the receiver');
   await logged(p.a.records, /playback unreachable: .*UNSUPPORTED_PROTOCOL: this agent requires encryption.*same security\.encrypt/, 'the sender');
   assert.ok(!p.a.records.some((r) => /security\.key must be identical/.test(r.msg)), 'the sender is not told the key differs (it does not)');
   await assertNotDelivered(p, 'x.png');
