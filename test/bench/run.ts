@@ -29,7 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ceilingRun } from './ceiling.js';
 import { startPair, type PairOptions } from './agents.js';
-import { countFiles, fmtBytes, median, parseSize, pollUntil, procCpuMs, sampleMemory, table, writeRandomFile } from './util.js';
+import { countFiles, fmtBytes, median, parseSize, pollUntil, procCpuMs, procCpuSplitMs, sampleMemory, table, writeRandomFile } from './util.js';
 
 const TARGETS = { fraction: 0.8, filesPerSec: 1000, rssBytes: 150 * 1024 * 1024 };
 
@@ -118,6 +118,8 @@ interface BigRun {
   rss: [number, number];
   /** CPU time used by sender and receiver during the measurement. */
   cpu: [number, number];
+  /** Of the receiver's CPU time, the part spent in the kernel. */
+  recvSys: number;
 }
 
 async function cpuOf(pids: number[]): Promise<number[]> {
@@ -136,12 +138,15 @@ async function bigRun(o: Opts, base: string, master: string, encrypt: boolean, r
     const pids = [pair.sender.pid, pair.receiver.pid];
     const mem = sampleMemory(pids);
     const c0 = await cpuOf(pids);
+    const s0 = await procCpuSplitMs(pair.receiver.pid);
     const t0 = performance.now();
     await fs.rename(staged, path.join(pair.outbox, 'take.mov'));
     const t1 = await pollUntil(async () => (await fs.stat(target).catch(() => null))?.size === o.size, 300_000, `${target} in the inbox`, 2);
     const c1 = await cpuOf(pids);
+    const s1 = await procCpuSplitMs(pair.receiver.pid);
     const [rs, rr] = await mem.stop();
-    return { ms: t1 - t0 - o.settleMs, rss: [rs!, rr!], cpu: [c1[0]! - c0[0]!, c1[1]! - c0[1]!] };
+    const recvSys = s0 && s1 ? s1.sys - s0.sys : NaN;
+    return { ms: t1 - t0 - o.settleMs, rss: [rs!, rr!], cpu: [c1[0]! - c0[0]!, c1[1]! - c0[1]!], recvSys };
   } finally {
     await pair.stop();
     // Free the output's page cache for the next run (see main()); the archived source is the master's hard link.
@@ -253,7 +258,7 @@ async function main(): Promise<void> {
         for (const encrypt of bigModes) {
           steps.push(async () => {
             const run = await bigRun(o, base, master, encrypt, r);
-            log(`  tdxfer ${encrypt ? 'TLS' : 'plain'} rep ${r + 1}: ${secs(run.ms)} (${mbps(o.size, run.ms)}), peak RSS sender ${mib(run.rss[0])}, receiver ${mib(run.rss[1])}, CPU sender ${secs(run.cpu[0])}, receiver ${secs(run.cpu[1])}`);
+            log(`  tdxfer ${encrypt ? 'TLS' : 'plain'} rep ${r + 1}: ${secs(run.ms)} (${mbps(o.size, run.ms)}), peak RSS sender ${mib(run.rss[0])}, receiver ${mib(run.rss[1])}, CPU sender ${secs(run.cpu[0])}, receiver ${secs(run.cpu[1])} (kernel ${secs(run.recvSys)})`);
             bigRuns.get(encrypt)!.push(run);
           });
         }

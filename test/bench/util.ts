@@ -133,6 +133,17 @@ export async function procMemory(pid: number): Promise<{ rss: number; hwm: numbe
 }
 
 /** CPU time (user + system) a process has used so far, in ms (null when it is gone). */
+/** User and system CPU time of a process so far, ms (Linux /proc), or null when gone. */
+export async function procCpuSplitMs(pid: number): Promise<{ user: number; sys: number } | null> {
+  try {
+    const text = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { user: (Number(f[11]) * 1000) / 100, sys: (Number(f[12]) * 1000) / 100 };
+  } catch {
+    return null;
+  }
+}
+
 export async function procCpuMs(pid: number): Promise<number | null> {
   try {
     const text = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
