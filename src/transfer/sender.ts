@@ -19,6 +19,32 @@ import { FrameChannel } from './channel.js';
 import { BufferPool, ChunkReader } from './chunks.js';
 
 const MAX_DATA_BYTES = DEFAULT_LIMITS.maxDataBytes;
+/** Bytes of eager files read into memory and not yet written out, per connection (see EagerBudget). */
+const EAGER_BUDGET_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Bounds the memory of eager files a connection holds at once: the window lets many
+ * files be read ahead, and a peer may announce eagerMaxBytes up to 16 MiB. A file larger
+ * than the whole budget still goes, alone.
+ */
+class EagerBudget {
+  #used = 0;
+  #waiters: Array<() => void> = [];
+
+  constructor(private readonly limit: number) {}
+
+  async take(n: number): Promise<void> {
+    while (this.#used > 0 && this.#used + n > this.limit) await new Promise<void>((r) => this.#waiters.push(r));
+    this.#used += n;
+  }
+
+  give(n: number): void {
+    this.#used -= n;
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+}
 
 export interface Identity {
   id: string;
@@ -81,6 +107,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
   private closedErr: TdxError | null = null;
   /** Read buffers for stream(), reused by every file of this connection. */
   private readonly pool: BufferPool;
+  private readonly eagerBudget = new EagerBudget(EAGER_BUDGET_BYTES);
   /** Inboxes the peer announced in WELCOME. */
   inboxes: string[] = [];
   /** Largest file the peer takes as an eager OFFER (0: it does not). */
@@ -240,14 +267,15 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
 
   private async sendEager(file: OutgoingFile): Promise<SendResult> {
     if (this.closedErr) throw this.closedErr;
-    const data = await readWhole(file);
-    const sha256 = createHash('sha256').update(data).digest('hex');
-    let release!: () => void;
-    const prev = this.lock;
-    this.lock = new Promise<void>((r) => (release = r));
-    await prev;
+    await this.eagerBudget.take(file.size);
+    let release = (): void => undefined; // the lock, once taken
     let ack: Promise<FrameOf<'ack'>>;
     try {
+      const data = await readWhole(file);
+      const sha256 = createHash('sha256').update(data).digest('hex');
+      const prev = this.lock;
+      this.lock = new Promise<void>((r) => (release = r));
+      await prev;
       if (this.closedErr) throw this.closedErr;
       const id = this.nextId++;
       ack = this.request(id).ack;
@@ -257,6 +285,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
       this.channel.send({ type: 'end', id, sha256 });
     } finally {
       release();
+      this.eagerBudget.give(file.size);
     }
     file.onProgress?.(file.size, file.size);
     const a = await ack;

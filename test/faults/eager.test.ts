@@ -22,6 +22,7 @@ const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 let root = '';
 let on: { agent: Agent; port: number; inbox: string; staging: string };
 let off: { agent: Agent; port: number; inbox: string };
+let big: { agent: Agent; port: number; inbox: string };
 
 async function agentWith(name: string, eagerMaxBytes?: number) {
   const dir = path.join(root, name);
@@ -55,11 +56,13 @@ before(async () => {
   root = await tempDir('tdx-eager-');
   on = await agentWith('eager-on');
   off = await agentWith('eager-off', 0);
+  big = await agentWith('eager-4m', 4 * 1024 * 1024);
 });
 
 after(async () => {
   await on?.agent.stop();
   await off?.agent.stop();
+  await big?.agent.stop();
   if (root) await fs.rm(root, { recursive: true, force: true });
 });
 
@@ -202,4 +205,31 @@ test('our sender: a small file changed after the watcher saw it is not sent (SOU
   }
   assert.ok(!(await listFiles(on.inbox)).includes('changing.bin'));
   assert.deepEqual(await listFiles(on.staging), [], 'no partial left in staging');
+});
+
+test('our sender: ten 3 MiB eager files at once to a peer taking 4 MiB eagerly pass through its 8 MiB read-ahead budget, all stored', async () => {
+  const src = path.join(root, 'src-big');
+  await fs.mkdir(src, { recursive: true });
+  const conn = await PeerConnection.open({
+    host: '127.0.0.1', port: big.port, key: KEY, encrypt: true, self: { id: 'sender-z', name: 'sender z', software: 'test' },
+    connectTimeoutMs: 3000, handshakeTimeoutMs: 3000, idleTimeoutMs: 5000, chunkBytes: 1 << 20, log: memoryLogger(),
+  });
+  try {
+    assert.equal(conn.eagerMaxBytes, 4 * 1024 * 1024);
+    const files = await Promise.all(
+      Array.from({ length: 10 }, async (_, i) => {
+        const data = randomBytes(3 * 1024 * 1024 + i);
+        const abs = path.join(src, `b${i}.bin`);
+        await fs.writeFile(abs, data);
+        const st = await fs.stat(abs);
+        return { abs, rel: `big/b${i}.bin`, data, st };
+      }),
+    );
+    const results = await Promise.all(files.map((f) => conn.sendFile({ abs: f.abs, inbox: 'renders', path: f.rel, size: f.st.size, mtimeMs: f.st.mtimeMs })));
+    for (const r of results) assert.equal(r.status, 'stored');
+    const tree = await hashTree(big.inbox);
+    for (const f of files) assert.equal(tree.get(f.rel), sha(f.data));
+  } finally {
+    conn.close();
+  }
 });
