@@ -188,7 +188,7 @@ export class Inbox {
 
       const staging = new Staging(choice.dir, choice.suffix);
       await staging.cleanup(opts.resumeTtlMs ?? DEFAULT_RESUME_TTL_MS, log);
-      const journal = await Journal.open(opts.stateDir, log);
+      const journal = await Journal.open(opts.stateDir, log, undefined, { durable: cfg.onCollision === 'rename' });
       const real = await fs.realpath(inboxPath);
       log.debug('inbox open', { path: inboxPath, staging: choice.dir, onCollision: cfg.onCollision });
       return new Inbox({

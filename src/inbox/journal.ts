@@ -7,11 +7,17 @@
  * (source, rel) wins. Bounded: on open, and whenever twice the limit accumulates,
  * it is rewritten with the last `limit` records. A torn last line (crash during
  * append) is skipped. Losing the journal only loses dedupe, never data.
+ *
+ * With `durable` (inboxes with onCollision=rename, where a lost record would land a resend
+ * as `name (1).ext`), each append is fsynced before the renames it announces (one append
+ * per landing batch), so not even a power cut keeps a landed file while losing its
+ * record. With overwrite or skip a lost record is harmless (the resend replaces the file
+ * with the same bytes, or is skipped), so they do without the extra fsync per batch.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
-import { errCode } from '../fsutil.js';
+import { errCode, fsyncDir } from '../fsutil.js';
 
 export interface LandedRecord {
   source: string;
@@ -50,6 +56,7 @@ export class Journal {
   #byKey = new Map<string, LandedRecord>();
   #linesInFile = 0;
   #chain: Promise<unknown> = Promise.resolve();
+  #durable = false;
 
   private constructor(file: string, limit: number, log: Logger) {
     this.file = file;
@@ -57,9 +64,10 @@ export class Journal {
     this.#log = log;
   }
 
-  static async open(stateDir: string, log: Logger, limit = 10_000): Promise<Journal> {
+  static async open(stateDir: string, log: Logger, limit = 10_000, opts: { durable?: boolean } = {}): Promise<Journal> {
     await fs.mkdir(stateDir, { recursive: true });
     const j = new Journal(path.join(stateDir, 'landed.jsonl'), limit, log);
+    j.#durable = opts.durable === true;
     let text = '';
     try {
       text = await fs.readFile(j.file, 'utf8');
@@ -116,7 +124,13 @@ export class Journal {
     for (const rec of recs) this.#set(rec);
     const run = async (): Promise<void> => {
       try {
-        await fs.appendFile(this.file, recs.map((rec) => JSON.stringify(rec) + '\n').join(''));
+        const fh = await fs.open(this.file, 'a');
+        try {
+          await fh.appendFile(recs.map((rec) => JSON.stringify(rec) + '\n').join(''));
+          if (this.#durable) await fh.sync();
+        } finally {
+          await fh.close();
+        }
         this.#linesInFile += recs.length;
         if (this.#linesInFile > 2 * this.limit) await this.#compact();
       } catch (err) {
@@ -131,8 +145,15 @@ export class Journal {
   async #compact(): Promise<void> {
     const tmp = `${this.file}.tmp`;
     const body = [...this.#byKey.values()].map((r) => JSON.stringify(r) + '\n').join('');
-    await fs.writeFile(tmp, body);
+    const fh = await fs.open(tmp, 'w');
+    try {
+      await fh.writeFile(body);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await fs.rename(tmp, this.file);
+    await fsyncDir(path.dirname(this.file));
     this.#linesInFile = this.#byKey.size;
   }
 

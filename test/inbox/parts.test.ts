@@ -77,11 +77,11 @@ describe('dedupe journal', () => {
     ...over,
   });
 
-  test('persists, latest record per (source, rel) wins, tolerates a torn last line', async () => {
+  for (const durable of [false, true]) test(`persists, latest record per (source, rel) wins, tolerates a torn last line${durable ? ' (durable: fsync per append)' : ''}`, async () => {
     const t = await tmp();
     try {
       const log = memoryLogger();
-      const j = await Journal.open(t.dir, log);
+      const j = await Journal.open(t.dir, log, undefined, { durable });
       await j.record(rec(1));
       await j.record(rec(2));
       await j.record(rec(1, { size: 99 }));
