@@ -190,19 +190,23 @@ export class IncomingFileImpl implements IncomingFile {
     return this.#failure ?? new InboxError('CLOSED', `The transfer of ${this.#where} is already finished or aborted; begin it again`);
   }
 
+  /** Fails the file (TOO_LARGE, partial deleted) when `n` more bytes would pass its announced size or the size limit. */
+  async #checkRoom(n: number): Promise<void> {
+    const limit = this.#init.size ?? this.#ctx.maxFileBytes;
+    if (this.#received + n <= limit) return;
+    const err = new InboxError(
+      'TOO_LARGE',
+      this.#init.size !== null
+        ? `The sender sent more than the announced ${this.#init.size} bytes for ${this.#where}`
+        : `${this.#where} exceeds the limit of ${formatBytes(this.#ctx.maxFileBytes)} (limits.maxFileBytes)`,
+    );
+    await this.#fail(err, true);
+    throw err;
+  }
+
   async write(chunk: Buffer): Promise<void> {
     if (this.#state !== 'open' || this.#failure) throw this.#unusable();
-    const limit = this.#init.size ?? this.#ctx.maxFileBytes;
-    if (this.#received + chunk.length > limit) {
-      const err = new InboxError(
-        'TOO_LARGE',
-        this.#init.size !== null
-          ? `The sender sent more than the announced ${this.#init.size} bytes for ${this.#where}`
-          : `${this.#where} exceeds the limit of ${formatBytes(this.#ctx.maxFileBytes)} (limits.maxFileBytes)`,
-      );
-      await this.#fail(err, true);
-      throw err;
-    }
+    await this.#checkRoom(chunk.length);
     const stream = this.#stream; // created here on the first write, starting at #received
     this.#init.hash.update(chunk);
     this.#received += chunk.length;
@@ -234,13 +238,7 @@ export class IncomingFileImpl implements IncomingFile {
   async writeWhole(chunks: readonly Buffer[]): Promise<void> {
     if (this.#state !== 'open' || this.#failure) throw this.#unusable();
     if (this.#streamOrNull || this.#received !== this.offset) throw new Error('writeWhole() after write()');
-    const total = chunks.reduce((n, c) => n + c.length, 0);
-    const limit = this.#init.size ?? this.#ctx.maxFileBytes;
-    if (this.#received + total > limit) {
-      const err = new InboxError('TOO_LARGE', `The sender sent more than the announced ${limit} bytes for ${this.#where}`);
-      await this.#fail(err, true);
-      throw err;
-    }
+    await this.#checkRoom(chunks.reduce((n, c) => n + c.length, 0));
     for (const c of chunks) this.#init.hash.update(c);
     try {
       let position = this.#received;

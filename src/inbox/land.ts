@@ -56,9 +56,7 @@ export type LandOutcome =
 
 /** Entries of `dir` whose name equals `name` case-insensitively; the exact spelling first. */
 function variants(entries: string[], name: string, atRoot: boolean): string[] {
-  const key = collisionKey(name);
-  const found = entries.filter((e) => collisionKey(e) === key && !(atRoot && e === FALLBACK_DIRNAME));
-  return found.sort((a, b) => Number(b === name) - Number(a === name));
+  return new Listing(entries).variants(name, atRoot);
 }
 
 async function readdirOrEmpty(dir: string): Promise<string[]> {

@@ -210,29 +210,46 @@ export class ReceiverSession {
       this.gathering = { eager: true, id: f.id, offer: f, chunks: [], received: 0, startedAt: Date.now() };
       return;
     }
+    while (this.commits.size >= MAX_PENDING_COMMITS) await Promise.race(this.commits);
+    const admitted = await this.admit(f, f.resume);
+    if (!admitted) return;
+    const { file, inbox } = admitted;
+    this.current = { id: f.id, file, inbox, expected: f.size, received: file.offset, startedAt: Date.now() };
+    if (file.offset > 0) this.log.info(`resuming ${file.rel} from ${this.peer} at byte ${file.offset} of ${f.size}`, { inbox: inbox.name });
+    this.channel.send({ type: 'accept', id: f.id, offset: file.offset, prefixSha256: file.prefixSha256 });
+  }
+
+  /**
+   * The inbox's checks for an offered file (streamed or eager): the partial to write to,
+   * or null once the offer is answered (NACK for no such inbox or a refusal, ACK when the
+   * file is a duplicate or skipped).
+   */
+  private async admit(f: FrameOf<'offer'>, resume: boolean): Promise<{ file: IncomingFile; inbox: Inbox } | null> {
     const inbox = this.deps.inboxes.get(f.inbox);
     if (!inbox) {
       const names = [...this.deps.inboxes.keys()].join(', ') || 'none';
       this.log.warn(`refused ${f.path} from ${this.peer}: no inbox named "${f.inbox}" here (inboxes: ${names})`);
       this.nack(f.id, new TdxError('NO_SUCH_INBOX', `no inbox named "${f.inbox}" on ${this.deps.self.name} (it has: ${names})`));
-      return;
+      return null;
     }
-    while (this.commits.size >= MAX_PENDING_COMMITS) await Promise.race(this.commits);
     try {
-      const r = await inbox.begin({ source: this.peerId, path: f.path, size: f.size, mtimeMs: f.mtimeMs, resume: f.resume });
+      const r = await inbox.begin({ source: this.peerId, path: f.path, size: f.size, mtimeMs: f.mtimeMs, resume });
       if (r.kind === 'skip') {
         this.log.info(`${r.status === 'duplicate' ? 'already have' : 'skipped (onCollision=skip, exists)'} ${r.rel} from ${this.peer}`, { inbox: inbox.name });
         this.channel.send({ type: 'ack', id: f.id, status: r.status, path: r.rel, sha256: null });
-        return;
+        return null;
       }
-      this.current = { id: f.id, file: r.file, inbox, expected: f.size, received: r.file.offset, startedAt: Date.now() };
-      if (r.file.offset > 0) this.log.info(`resuming ${r.file.rel} from ${this.peer} at byte ${r.file.offset} of ${f.size}`, { inbox: inbox.name });
-      this.channel.send({ type: 'accept', id: f.id, offset: r.file.offset, prefixSha256: r.file.prefixSha256 });
+      return { file: r.file, inbox };
     } catch (err) {
-      this.log.warn(`refused ${f.path} from ${this.peer}: ${describeError(err)}`, { inbox: inbox.name });
-      this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
-      this.nack(f.id, err);
+      this.refuse(f, inbox, err);
+      return null;
     }
+  }
+
+  private refuse(f: FrameOf<'offer'>, inbox: Inbox, err: unknown): void {
+    this.log.warn(`refused ${f.path} from ${this.peer}: ${describeError(err)}`, { inbox: inbox.name });
+    this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
+    this.nack(f.id, err);
   }
 
   private async onData(data: Buffer): Promise<void> {
@@ -307,27 +324,13 @@ export class ReceiverSession {
   /** An eager file, whole in memory: the inbox's checks, write and landing in one go. */
   private async commitEager(g: Gathering, sha256: string): Promise<void> {
     const f = g.offer;
-    const inbox = this.deps.inboxes.get(f.inbox);
-    if (!inbox) {
-      const names = [...this.deps.inboxes.keys()].join(', ') || 'none';
-      this.log.warn(`refused ${f.path} from ${this.peer}: no inbox named "${f.inbox}" here (inboxes: ${names})`);
-      this.nack(f.id, new TdxError('NO_SUCH_INBOX', `no inbox named "${f.inbox}" on ${this.deps.self.name} (it has: ${names})`));
-      return;
-    }
-    let file: IncomingFile;
+    const admitted = await this.admit(f, false);
+    if (!admitted) return;
+    const { file, inbox } = admitted;
     try {
-      const r = await inbox.begin({ source: this.peerId, path: f.path, size: f.size, mtimeMs: f.mtimeMs, resume: false });
-      if (r.kind === 'skip') {
-        this.log.info(`${r.status === 'duplicate' ? 'already have' : 'skipped (onCollision=skip, exists)'} ${r.rel} from ${this.peer}`, { inbox: inbox.name });
-        this.channel.send({ type: 'ack', id: f.id, status: r.status, path: r.rel, sha256: null });
-        return;
-      }
-      file = r.file;
       await file.writeWhole(g.chunks);
     } catch (err) {
-      this.log.warn(`refused ${f.path} from ${this.peer}: ${describeError(err)}`, { inbox: inbox.name });
-      this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
-      this.nack(f.id, err);
+      this.refuse(f, inbox, err);
       return;
     }
     g.chunks = [];

@@ -15,6 +15,7 @@ import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
 import { DEFAULT_LIMITS, makeNonce, makeProof, peerErrorFrom, verifyProof, type Frame, type FrameOf } from '../protocol/index.js';
 import { connectTransport } from '../transport/connect.js';
+import { Mutex } from '../fsutil.js';
 import { FrameChannel } from './channel.js';
 import { BufferPool, ChunkReader } from './chunks.js';
 
@@ -103,7 +104,8 @@ interface Pending {
 export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
-  private lock: Promise<void> = Promise.resolve();
+  /** One file's OFFER…END at a time on this connection; ACKs are awaited outside it. */
+  private readonly streaming = new Mutex();
   private closedErr: TdxError | null = null;
   /** Read buffers for stream(), reused by every file of this connection. */
   private readonly pool: BufferPool;
@@ -245,46 +247,33 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
   /** Send one file; resolves once the receiver confirmed it durable and verified. */
   async sendFile(file: OutgoingFile): Promise<SendResult> {
     if (file.size <= this.eagerMaxBytes) return this.sendEager(file);
-    let release!: () => void;
-    const prev = this.lock;
-    this.lock = new Promise<void>((r) => (release = r));
-    await prev;
-    let ack: Promise<FrameOf<'ack'>>;
-    let bytesSent = 0;
-    let resumedFrom = 0;
-    try {
+    const r = await this.streaming.run(() => {
       if (this.closedErr) throw this.closedErr;
-      const r = await this.offerAndStream(file, true);
-      ack = r.ack;
-      bytesSent = r.bytesSent;
-      resumedFrom = r.resumedFrom;
-    } finally {
-      release();
-    }
-    const a = await ack;
-    return { status: a.status, path: a.path, sha256: a.sha256, bytesSent, resumedFrom };
+      return this.offerAndStream(file, true);
+    });
+    const a = await r.ack;
+    return { status: a.status, path: a.path, sha256: a.sha256, bytesSent: r.bytesSent, resumedFrom: r.resumedFrom };
   }
 
   private async sendEager(file: OutgoingFile): Promise<SendResult> {
     if (this.closedErr) throw this.closedErr;
     await this.eagerBudget.take(file.size);
-    let release = (): void => undefined; // the lock, once taken
     let ack: Promise<FrameOf<'ack'>>;
     try {
       const data = await readWhole(file);
       const sha256 = createHash('sha256').update(data).digest('hex');
-      const prev = this.lock;
-      this.lock = new Promise<void>((r) => (release = r));
-      await prev;
-      if (this.closedErr) throw this.closedErr;
-      const id = this.nextId++;
-      ack = this.request(id).ack;
-      this.channel.send({ type: 'offer', id, inbox: file.inbox, path: file.path, size: file.size, mtimeMs: file.mtimeMs, resume: false, eager: true });
-      const step = Math.min(this.opts.chunkBytes, MAX_DATA_BYTES);
-      for (let o = 0; o < data.length; o += step) await this.channel.sendData(data.subarray(o, Math.min(data.length, o + step)));
-      this.channel.send({ type: 'end', id, sha256 });
+      // Wrapped in an object: a bare promise would be awaited, holding the lock until the ACK.
+      ({ ack } = await this.streaming.run(async () => {
+        if (this.closedErr) throw this.closedErr;
+        const id = this.nextId++;
+        const answer = this.request(id).ack;
+        this.channel.send({ type: 'offer', id, inbox: file.inbox, path: file.path, size: file.size, mtimeMs: file.mtimeMs, resume: false, eager: true });
+        const step = Math.min(this.opts.chunkBytes, MAX_DATA_BYTES);
+        for (let o = 0; o < data.length; o += step) await this.channel.sendData(data.subarray(o, Math.min(data.length, o + step)));
+        this.channel.send({ type: 'end', id, sha256 });
+        return { ack: answer };
+      }));
     } finally {
-      release();
       this.eagerBudget.give(file.size);
     }
     file.onProgress?.(file.size, file.size);
