@@ -9,6 +9,7 @@ import path from 'node:path';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import http from 'node:http';
+import { httpRequest } from '../helpers/http.js';
 import { decode } from 'node-osc';
 import type { Agent } from '../../src/agent/agent.js';
 import { startCompanions, type Companions } from '../../src/cli/companions.js';
@@ -167,29 +168,7 @@ export async function throttledRelay(upstreamPort: number, bytesPerSec: number):
   };
 }
 
-export interface HttpReply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-  json<T = any>(): T; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
-
-export function httpRequest(url: string, o: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<HttpReply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: o.method ?? 'GET', headers: o.headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json: () => JSON.parse(text) });
-      });
-      res.on('error', reject);
-    });
-    req.setTimeout(10_000, () => req.destroy(new Error(`no answer from ${url} within 10 s`)));
-    req.on('error', reject);
-    req.end(o.body);
-  });
-}
+export { httpRequest, type HttpReply } from '../helpers/http.js';
 
 export async function getJson<T = any>(url: string, headers: Record<string, string> = {}): Promise<T> { // eslint-disable-line @typescript-eslint/no-explicit-any
   const r = await httpRequest(url, { headers });
