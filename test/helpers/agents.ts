@@ -11,6 +11,7 @@ import net from 'node:net';
 import { randomBytes, createHash } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { waitUntil } from './wait.js';
 import { loadConfig } from '../../src/config/load.js';
 import { Agent } from '../../src/agent/agent.js';
 import { createLogger, memoryLogger, type Logger } from '../../src/log.js';
@@ -104,14 +105,7 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
   };
 }
 
-export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: () => string = () => 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms: ${what()}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+export { waitUntil };
 
 /** Relative paths ('/'-separated) of every file under root, sorted. */
 export async function listFiles(root: string): Promise<string[]> {
