@@ -6,6 +6,7 @@ import { decode } from 'node-osc';
 import { memoryLogger } from '../../src/log.js';
 import { OscNotifier } from '../../src/osc/notifier.js';
 import { FakeView } from '../helpers/fake-view.js';
+import { waitUntil } from '../helpers/wait.js';
 
 interface Decoded {
   address: string;
@@ -32,13 +33,7 @@ async function oscReceiver(): Promise<{ port: number; messages: Decoded[]; close
   return { port: sock.address().port, messages, close: () => sock.close() };
 }
 
-async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(5);
-  }
-}
+const until = (cond: () => boolean): Promise<void> => waitUntil(cond);
 
 describe('OscNotifier', () => {
   test('received, sent and failed reach every target with the documented arguments and types', async (t) => {
@@ -66,7 +61,10 @@ describe('OscNotifier', () => {
     view.fail(f.id, 'HASH_MISMATCH: checksum differs');
 
     for (const r of [a, b]) await until(() => r.messages.length >= 3);
-    await sleep(50);
+    // A 4th message would be a second /tdxfer/sent: a later datagram proves it was not sent.
+    view.receive({ file: 'marker' });
+    for (const r of [a, b]) await until(() => r.messages.some((m) => m.args[1] === 'marker'));
+    for (const r of [a, b]) r.messages.pop();
     for (const r of [a, b]) {
       assert.deepEqual(r.messages.map((m) => m.address), ['/tdxfer/received', '/tdxfer/sent', '/tdxfer/failed']);
       const [received, sent, failed] = r.messages as [Decoded, Decoded, Decoded];
@@ -94,15 +92,21 @@ describe('OscNotifier', () => {
     view.addPeer({ name: 'p' });
     const j = view.queueJob('/out/x.bin', 'p', { size: 1000 });
     view.start(j.id);
+    // Updates for at least 600 ms, the last one after the loop: at least two messages (the
+    // first, and one >= 250 ms later). Sends are gated on Date.now(), so over the measured
+    // span at most span/250 + 1 can go out, however loaded the machine (load only loosens it).
     const t0 = Date.now();
     let n = 0;
     while (Date.now() - t0 < 600) {
       view.progress(j.id, Math.min(1000, ++n));
       await sleep(2);
     }
-    await sleep(50);
+    view.progress(j.id, Math.min(1000, ++n));
+    const spanMs = Date.now() - t0;
+    view.receive({ file: 'marker' }); // datagrams arrive in order on loopback: the end of the progress
+    await until(() => r.messages.some((m) => m.address === '/tdxfer/received'));
     const progress = r.messages.filter((m) => m.address === '/tdxfer/progress');
-    assert.ok(progress.length >= 2 && progress.length <= 4, `expected 2-4 progress messages in 600 ms, got ${progress.length}`);
+    assert.ok(progress.length >= 2 && progress.length <= Math.floor(spanMs / 250) + 1, `${progress.length} progress messages for ${n} updates in ${spanMs} ms: expected 2 to one per 250 ms`);
     assert.equal(progress[0]!.tags, ',ssfii');
     assert.deepEqual(progress[0]!.args, ['p', 'x.bin', 0.10000000149011612, 1, 1000]);
   });
@@ -124,10 +128,12 @@ describe('OscNotifier', () => {
     const off = new OscNotifier(view, { targets: [{ host: '127.0.0.1', port: r.port }], heartbeatSeconds: 0, progress: false }, { log: memoryLogger(), agentName: 'x' });
     const before = r.messages.length;
     off.start();
-    await sleep(100);
+    // An enabled heartbeat beats at start(); a later datagram from the same notifier proves none came.
+    view.receive({ file: 'marker' });
+    await until(() => r.messages.length > before);
     off.stop();
     r.close();
-    assert.equal(r.messages.length, before);
+    assert.deepEqual(r.messages.slice(before).map((m) => m.address), ['/tdxfer/received']);
   });
 
   test('a failing target is logged once per state change, never thrown; others still get messages', async (t) => {
@@ -147,7 +153,8 @@ describe('OscNotifier', () => {
     });
     for (let i = 0; i < 5; i++) view.receive({ file: `f${i}.mov` });
     await until(() => r.messages.length === 5);
-    await sleep(50);
+    view.receive({ file: 'f5.mov' }); // the first five sends' callbacks have run once this one arrives
+    await until(() => r.messages.length === 6);
     const warns = log.records.filter((x) => x.level === 'warn');
     assert.equal(warns.length, 1, JSON.stringify(warns));
     assert.equal(warns[0]!.fields.target, '127.0.0.1:0');

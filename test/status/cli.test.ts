@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { waitUntil } from '../helpers/wait.js';
 import { peersCommand, statusCommand, type CliIo } from '../../src/cli/status-cmd.js';
 import { statusUrl } from '../../src/cli/status-client.js';
 import { startStatus } from './helpers.js';
@@ -32,13 +33,7 @@ function io(tty = false): CliIo & { out: Capture; err: Capture } {
 
 const noEnv: NodeJS.ProcessEnv = {};
 
-async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(10);
-  }
-}
+const until = (cond: () => boolean): Promise<void> => waitUntil(cond);
 
 describe('tdxfer status / peers', () => {
   test('status prints agent, peers, queues, active with percent and ETA, recent, received, failures', async (t) => {
@@ -55,7 +50,7 @@ describe('tdxfer status / peers', () => {
     const c = io();
     assert.equal(await statusCommand({ url: s.base, env: noEnv }, c), 0, c.err.text);
     const out = c.out.text;
-    assert.match(out, /^fake-agent \(tdxfer 0\.1\.0-test\) listening 127\.0\.0\.1:7770, discovery off, up 0:0\d, healthy\n/);
+    assert.match(out, /^fake-agent \(tdxfer 0\.1\.0-test\) listening 127\.0\.0\.1:7770, discovery off, up \d+:\d\d, healthy\n/);
     assert.match(out, /playback-1 +10\.0\.0\.12:7770 +renders,stills +0\.1\.0 +up +\d+ s ago/);
     assert.match(out, /playback-1\/renders +0 +1 +0 +0/);
     assert.match(out, /hero\.mov → playback-1\/renders {2}sending {2}40\.0 % {2}400 KB\/1\.0 MB {2}100 KB\/s {2}ETA 0:06/);
