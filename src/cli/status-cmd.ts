@@ -170,7 +170,24 @@ export function peersCommand(o: EndpointOptions & { json?: boolean }, io: CliIo)
  */
 async function watch(ep: Endpoint, o: StatusOptions, io: CliIo): Promise<number> {
   const tty = io.out.isTTY === true;
-  const snapshot = await getJson<SnapshotView>(ep, '/status');
+  const controller = new AbortController();
+  const onAbort = (): void => controller.abort();
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  if (o.signal?.aborted) controller.abort();
+  // The event stream is opened before the snapshot is taken, so nothing that happens in
+  // between is lost; once the header line is printed, every later event will be shown.
+  let res: Response;
+  let snapshot: SnapshotView;
+  try {
+    res = await request(ep, '/events', controller.signal);
+    if (!res.ok || !res.body) throw httpFailure(ep, res.status, await res.text());
+    snapshot = await getJson<SnapshotView>(ep, '/status');
+  } catch (err) {
+    o.signal?.removeEventListener('abort', onAbort);
+    controller.abort();
+    if (o.signal?.aborted) return EXIT.ok;
+    throw err;
+  }
   const bars = new Map<string, SingleBar>();
   const multibar = tty
     ? new MultiBar({
@@ -228,14 +245,8 @@ async function watch(ep: Endpoint, o: StatusOptions, io: CliIo): Promise<number>
   io.out.write(`${snapshot.agent.name} at ${ep.url} — peers: ${snapshot.peers.map((p) => `${p.name} ${p.state}`).join(', ') || 'none'}\n`);
   for (const j of snapshot.active) showJob(j);
 
-  const controller = new AbortController();
-  const onAbort = (): void => controller.abort();
-  o.signal?.addEventListener('abort', onAbort, { once: true });
-  if (o.signal?.aborted) controller.abort();
   let code: number = EXIT.ok;
   try {
-    const res = await request(ep, '/events', controller.signal);
-    if (!res.ok || !res.body) throw httpFailure(ep, res.status, await res.text());
     for await (const ev of readSse(res.body as AsyncIterable<Uint8Array>)) {
       const data = JSON.parse(ev.data) as unknown;
       if (ev.event === 'job' || ev.event === 'progress') showJob(data as JobView);

@@ -87,7 +87,7 @@ test('tdxfer status --watch prints live progress of a real transfer and ends wit
   const w = spawnCli(['status', '--watch', '--config', p.senderCfg]);
   cleanup.push(() => w.stop('SIGKILL'));
   await w.waitFor(/^render at http:\/\/127\.0\.0\.1:\d+ — peers: (render up, playback up|playback up, render up)\n/m, 15_000);
-  await new Promise((r) => setTimeout(r, 300)); // the event stream is open once the header is out
+  // The header is printed once the event stream is open (status --watch opens it first).
   await dropIn(p, 'watch.mov', 16 * MB);
   await w.waitFor(/✓ watch\.mov → playback\/renders {2}16\.8 MB/, 30_000);
   assert.equal(await w.stop('SIGINT'), 0, w.output());

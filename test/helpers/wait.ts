@@ -5,7 +5,7 @@
  */
 
 /** Shortest deadline any poll gets: on a loaded 2-core machine, seconds of stall are normal. */
-export const MIN_DEADLINE_MS = 30_000;
+export const MIN_DEADLINE_MS = 60_000;
 
 /**
  * Polls `cond` until it holds. `timeoutMs` is raised to MIN_DEADLINE_MS: a deadline is a hang

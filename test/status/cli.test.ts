@@ -118,6 +118,27 @@ describe('tdxfer status / peers', () => {
 });
 
 describe('tdxfer status --watch', () => {
+  test('an event right after the header is shown: the stream is open before the header is printed', async (t) => {
+    const s = await startStatus();
+    t.after(() => s.server.stop());
+    const c = io();
+    // Emitted from inside the header's write, before the command can do anything else.
+    let fired = false;
+    const write = c.out._write.bind(c.out);
+    c.out._write = (chunk: Buffer, enc: BufferEncoding, cb: () => void): void => {
+      write(chunk, enc, cb);
+      if (!fired && c.out.text.includes('fake-agent at')) {
+        fired = true;
+        s.view.receive({ inbox: 'renders', file: 'right-after.mov', from: 'render-2', size: 5 });
+      }
+    };
+    const ac = new AbortController();
+    const done = statusCommand({ url: s.base, watch: true, signal: ac.signal, env: noEnv }, c);
+    await until(() => c.out.text.includes('right-after.mov'));
+    ac.abort();
+    assert.equal(await done, 0, c.err.text);
+  });
+
   test('plain output (not a terminal): progress steps, done line, peer/received/failure events; Ctrl-C exits 0', async (t) => {
     const s = await startStatus({ sse: { progressIntervalMs: 1 } });
     t.after(() => s.server.stop());
