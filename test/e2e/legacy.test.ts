@@ -19,6 +19,7 @@ import { base64MimeLength, encodeLegacyHeader, parseLegacyAnswer, type LegacyAns
 import {
   cliCommand, freePort, hashTree, listFiles, sha256File, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig,
 } from '../helpers/agents.js';
+import { quietWindow } from '../helpers/wait.js';
 import { PYTHON, PYTHON_DIR, runPeer } from '../legacy/helpers.js';
 
 const SEED = Number(process.env.TDX_TEST_SEED ?? Date.now() % 2 ** 31);
@@ -393,8 +394,10 @@ test('agent → TOX receiver: the first bytes are the TOX header (no key, no han
   assert.deepEqual(r1.raw.subarray(0, header.length), header, 'the connection starts with the exact TOX header');
   assert.deepEqual(r1.data, want);
 
-  // All bytes are at the receiver but no answer yet: the file must stay where it is.
-  await new Promise((r) => setTimeout(r, 700));
+  // All bytes are at the receiver but no answer yet: the file must stay where it is. A stated
+  // window (no later event exists while the receiver is silent): 2 s, ample for an agent that
+  // wrongly archived on the last byte to have done so.
+  await quietWindow(2000);
   assert.deepEqual(await listFiles(outbox), [rel]);
   assert.equal(agent.snapshot().active[0]?.state, 'sending');
 
@@ -409,8 +412,11 @@ test('agent → TOX receiver: the first bytes are the TOX header (no key, no han
 
   hold.requests[1]!.reply(true);
   await waitUntil(async () => (await listFiles(outbox)).join() === `sent/${rel}`, 10_000, () => 'archived after success: true');
-  await new Promise((r) => setTimeout(r, 300));
-  assert.equal(hold.requests.length, 2, 'not sent again once confirmed');
+  // A later file's request comes next: a resend of the confirmed one would have come before it.
+  await writeSeeded(path.join(outbox, 'later.bin'), 10);
+  await waitUntil(() => hold.requests.length >= 3, 10_000, () => 'the later file sent');
+  assert.ok(hold.requests[2]!.raw.includes(Buffer.from('later.bin')), 'not sent again once confirmed');
+  hold.requests[2]!.reply(true);
 });
 
 test('agent → TOX receiver with flatten: false and a missing folder there: dropped connection, retried with backoff, the log names the cause; arrives once the folder exists', async () => {
@@ -425,11 +431,8 @@ test('agent → TOX receiver with flatten: false and a missing folder there: dro
   const want = await sha256File(path.join(outbox, rel));
 
   await rx.waitFor((l) => l.filter((x) => x.startsWith('DROPPED sub/deep.bin')).length >= 4, 20_000, 'four dropped attempts');
-  const at = rx.lines.filter((l) => l.line.startsWith('DROPPED')).map((l) => l.at);
-  const gaps = at.slice(1).map((t, i) => t - at[i]!);
-  // retryInitialMs 100, doubling, ±20 % jitter: the third gap (≈400 ms) is longer than the first (≈100 ms).
-  assert.ok(gaps[0]! >= 60, `retries are spaced (gaps ${gaps.join(', ')} ms)`);
-  assert.ok(gaps[2]! > gaps[0]!, `backoff grows (gaps ${gaps.join(', ')} ms)`);
+  // How the retries are spaced is checked on the agent's clock in test/transfer/backoff.test.ts:
+  // arrival gaps of the receiver's lines here are bunched when this machine is loaded.
   assert.deepEqual(await listFiles(outbox), [rel], 'the file stays in the outbox');
   const job = agent.snapshot().active.find((j) => j.file === rel);
   assert.ok(job && job.attempts >= 4, `job still pending with several attempts: ${JSON.stringify(job)}`);
@@ -463,8 +466,9 @@ test('one outbox to a tdxfer agent and a TOX receiver: both get every file; arch
 
   await waitUntil(async () => (await listFiles(inboxB)).length === files.length, 10_000, () => 'the tdxfer agent has them');
   assert.deepEqual(await hashTree(inboxB), expected, 'tdxfer keeps subpaths');
-  // The TOX side is down: nothing may leave the outbox yet.
-  await new Promise((r) => setTimeout(r, 800));
+  // The TOX side is down: nothing may leave the outbox yet. Proof by event: the agent has
+  // tried it and failed (logged), and the files are still pending.
+  await waitUntil(() => /oldbox unreachable: .*cannot connect to legacy receiver/.test(logText(log)), 10_000, () => 'the TOX side tried and found down');
   assert.deepEqual(await listFiles(outbox), [...expected.keys()].sort());
   assert.equal(a.snapshot().active.filter((j) => j.peer === 'oldbox' && j.state !== 'done').length, files.length);
   assert.match(logText(log), /oldbox unreachable: .*cannot connect to legacy receiver/);
@@ -476,7 +480,8 @@ test('one outbox to a tdxfer agent and a TOX receiver: both get every file; arch
   assert.deepEqual(await hashTree(target), new Map([...expected].map(([rel, h]) => [path.posix.basename(rel), h])));
   await waitUntil(async () => (await listFiles(outbox)).every((r) => r.startsWith('sent/')), 10_000, () => 'archived once both confirmed');
   assert.deepEqual(await listFiles(path.join(outbox, 'sent')), [...expected.keys()].sort());
-  await new Promise((r) => setTimeout(r, 300));
+  // Archived means confirmed by both: nothing is in flight any more.
+  await waitUntil(() => a.snapshot().active.length === 0, 10_000, () => 'no job left');
   assert.equal(b.snapshot().received.length, files.length, 'the tdxfer agent got each file once');
   assert.equal(rx.lines.length, files.length, 'the TOX receiver got each file once');
 });
@@ -527,7 +532,7 @@ test('legacy port: truncated and malformed requests get success false or a close
     await nothingKept(c.name);
   }
   // A sender that stops mid-payload and stays silent is dropped after limits.idleTimeoutMs.
-  const stalled = await rawLegacy(legacyPort, [hdr('stall.bin', b64.length), b64.subarray(0, 100)], { end: false, timeoutMs: 8000 });
+  const stalled = await rawLegacy(legacyPort, [hdr('stall.bin', b64.length), b64.subarray(0, 100)], { end: false, timeoutMs: 60_000 });
   assert.ok(stalled.closedByPeer && stalled.answer?.success !== true, `stalled sender dropped: ${JSON.stringify(stalled)}`);
   assert.ok(stalled.ms >= 1200, `dropped by the idle timeout (${stalled.ms} ms)`);
   await nothingKept('stalled sender');
