@@ -69,7 +69,9 @@ export function parseJsonText(text: string, make: ConfigErrors): unknown {
       ? ' JSON allows no comments: use a "$comment" field instead.'
       : /,\s*$/.test(before) && /^[}\]]/.test(rest)
         ? ' JSON allows no trailing comma before } or ].'
-        : '';
+        : before.endsWith('\\') && /Bad escaped character/i.test(msg)
+          ? ' A backslash in a JSON string starts an escape: write Windows paths with forward slashes ("D:/show/inbox") or doubled backslashes ("D:\\\\show\\\\inbox").'
+          : '';
     const excerpt = lineText.length <= 120 ? `\n  ${lineText.replace(/\t/g, ' ')}\n  ${' '.repeat(Math.max(0, column - 1))}^` : '';
     throw make.fileError(`invalid JSON at line ${line}, column ${column}: ${reason}.${hint}${excerpt}`, err);
   }

@@ -72,6 +72,12 @@ describe('reading', () => {
     await rejectsConfig(loadConfig(commented), '', ['line 2, column 3', 'no comments', '"$comment"']);
   });
 
+  test('a Windows path with single backslashes gets the escaping hint', async () => {
+    const dir = await tempDir();
+    const file = await writeConfig(dir, '{\n  "name": "a",\n  "inboxes": [{ "name": "renders", "path": "D:\\show\\inbox" }]\n}', 'win.json');
+    await rejectsConfig(loadConfig(file), '', ['line 3', 'Bad escaped character', '"D:/show/inbox"', '"D:\\\\show\\\\inbox"']);
+  });
+
   test('empty file and a UTF-8 BOM', async () => {
     const dir = await tempDir();
     await rejectsConfig(loadConfig(await writeConfig(dir, '  \n', 'empty.json')), '', ['the file is empty']);
