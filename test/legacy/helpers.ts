@@ -38,7 +38,8 @@ export interface PyRun {
 }
 
 /** Runs a Python peer script to completion. */
-export function runPeer(script: string, args: string[], timeoutMs = 60_000): Promise<PyRun> {
+/** `timeoutMs` only detects a hang: the Python sender needed > 60 s for 50 MB on a loaded machine. */
+export function runPeer(script: string, args: string[], timeoutMs = 300_000): Promise<PyRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(PYTHON, [path.join(PYTHON_DIR, script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
