@@ -31,6 +31,8 @@ export interface JobInfo {
   error: string | null;
   /** Where the receiver put it (relative path at the receiver), once done. */
   landedAs: string | null;
+  /** 'outbox' (a file in a watched outbox) or 'send' (queued with POST /send: journalled, cancellable). */
+  kind?: 'outbox' | 'send';
 }
 
 export type PeerState = 'up' | 'unreachable' | 'gone';
@@ -116,4 +118,12 @@ export interface AgentView extends EventEmitter<AgentEvents> {
   /** Queue an existing file (the TOX's QueueJob). Rejects with a TdxError (code + message) on bad input. */
   send(req: SendRequest): Promise<JobInfo>;
   job(id: string): JobInfo | undefined;
+  /** Jobs not finished yet (queued, waiting, sending), oldest first. */
+  openJobs(): JobInfo[];
+  /**
+   * Cancel a job queued with `send()`: it is removed from the job journal at once and not
+   * retried. Rejects with a TdxError: NOT_FOUND (no such open job), NOT_CANCELLABLE (an
+   * outbox file: remove the file from its outbox instead).
+   */
+  cancel(id: string): Promise<JobInfo>;
 }

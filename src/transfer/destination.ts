@@ -40,7 +40,9 @@ export interface DestinationDeps {
   retryMaxMs: number;
   onJobChange: (job: Job) => void;
   onProgress: (job: Job) => void;
-  onReachability: (up: boolean, why: string | null) => void;
+  onReachability: (up: boolean, why: string | null, code?: string) => void;
+  /** The inbox names the peer's WELCOME announced (lets the agent refuse misspelled inboxes up front). */
+  onPeerInboxes?: (inboxes: string[]) => void;
 }
 
 const PERMANENT = new Set(['BAD_NAME', 'TOO_LARGE']);
@@ -144,6 +146,7 @@ export class DestinationQueue {
     for (const host of peer.addresses) {
       try {
         const c = await PeerConnection.open({ ...this.deps.connectBase, host, port: peer.port, log: this.log });
+        this.deps.onPeerInboxes?.(c.inboxes);
         if (this.dest.inbox !== null && c.inboxes.length > 0 && !c.inboxes.includes(this.dest.inbox)) {
           this.log.warn(`${this.dest.peer} has no inbox "${this.dest.inbox}" (it has: ${c.inboxes.join(', ')}); files for it wait`);
         }
