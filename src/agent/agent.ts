@@ -28,6 +28,7 @@ import { sanitizeRelPath, toWirePath } from '../names.js';
 import { Ring } from './ring.js';
 import { ProgressThrottle } from './progress.js';
 import { JobStore, type StoredJob } from './jobstore.js';
+import { IncomingBoard } from './incoming.js';
 
 export interface AgentOptions {
   log: Logger;
@@ -66,6 +67,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private readonly sessions = new Set<ReceiverSession>();
   private readonly watchers: OutboxWatcher[] = [];
   private readonly progress = new ProgressThrottle(100);
+  private readonly incoming = new IncomingBoard((info) => this.emit('incoming', info));
   /** Finished files whose after-action waits for the rest of their outbox's burst (see finishFile). */
   private readonly afterWaiting = new Map<OutboxWatcher, { recs: FileRecord[]; timer: NodeJS.Timeout | null }>();
   private readonly afterRunning = new Set<Promise<void>>();
@@ -146,6 +148,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
           log: log.child({ component: 'receiver' }),
           onReceived: (info) => this.noteReceived(info),
           onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
+          incoming: this.incoming,
         });
         this.sessions.add(s);
         conn.socket.once('close', () => this.sessions.delete(s));
@@ -175,6 +178,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         idleTimeoutMs: cfg.limits.idleTimeoutMs,
         maxConnections: cfg.limits.maxConnections,
         onReceived: (info) => this.noteReceived(info),
+        incoming: this.incoming,
       });
       const a = await this.legacy.start();
       log.warn(`legacy TOX listener on ${a.host}:${a.port} → inbox "${inbox.name}": UNAUTHENTICATED and unencrypted by nature${cfg.legacy.allow.length ? `; allowed sources: ${cfg.legacy.allow.join(', ')}` : '; any source address may send (set legacy.allow)'}`);
@@ -488,6 +492,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       recent: this.recent.list(),
       received: this.received.list(),
       failures: this.failures.list(),
+      incoming: this.incoming.list(),
     };
   }
 

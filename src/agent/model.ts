@@ -65,6 +65,32 @@ export interface ReceivedInfo {
   at: number;
 }
 
+/** A file being received into one of this agent's inboxes (issue #11 item 2). */
+export interface IncomingInfo {
+  id: string;
+  inbox: string;
+  /** Path inside the inbox as offered ('/'-separated). */
+  file: string;
+  /** Sending agent's name (or address). */
+  from: string;
+  via: 'tdxfer' | 'legacy';
+  /** receiving → verifying (hash, fsync, rename) → done; or interrupted (partial kept for resume) / failed. */
+  state: 'receiving' | 'verifying' | 'done' | 'interrupted' | 'failed';
+  /** Bytes of the file on disk (including resumed ones). */
+  bytesDone: number;
+  /** Offered size; null when the sender does not say (legacy TOX). */
+  bytesTotal: number | null;
+  /** Bytes per second over the last second or so. */
+  rate: number;
+  /** Bytes kept from an earlier, interrupted attempt (0 for a fresh file). */
+  resumedFrom: number;
+  startedAt: number;
+  updatedAt: number;
+  error: string | null;
+  /** Name it landed under (e.g. renamed on a collision), once done. */
+  landedAs: string | null;
+}
+
 export interface FailureInfo {
   /** A short stable reason code, e.g. CONNECT_FAILED, HASH_MISMATCH, NO_SPACE. */
   reason: string;
@@ -80,6 +106,8 @@ export interface AgentEvents {
   peer: [PeerInfo];
   received: [ReceivedInfo];
   failure: [FailureInfo];
+  /** An incoming transfer started, progressed (at most ~10/s) or ended. */
+  incoming: [IncomingInfo];
 }
 
 export interface AgentSnapshot {
@@ -91,6 +119,8 @@ export interface AgentSnapshot {
   recent: JobInfo[];
   received: ReceivedInfo[];
   failures: FailureInfo[];
+  /** Files being received right now. */
+  incoming?: IncomingInfo[];
 }
 
 export interface HealthReport {
