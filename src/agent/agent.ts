@@ -17,7 +17,9 @@ import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, 
 import { Inbox } from '../inbox/inbox.js';
 import { OutboxWatcher, SentJournal, applyAfter, finishAfterBatch, newAfterBatch, type AfterBatch, type ReadyFile } from '../outbox/index.js';
 import { PeerTable } from '../discovery/table.js';
-import { resolveRoutes, selectPeers, type Destination } from '../routing.js';
+import { peerKeyOf, resolveRoutes, selectPeers, type Destination } from '../routing.js';
+import { PEER_REASON, peerReason } from '../discovery/reasons.js';
+import type { Announcement } from '../discovery/table.js';
 import { TransportServer } from '../transport/server.js';
 import { ReceiverSession } from '../transfer/receiver.js';
 import { DestinationQueue, type Job, type JobOutcome } from '../transfer/destination.js';
@@ -67,6 +69,10 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private readonly sessions = new Set<ReceiverSession>();
   private readonly watchers: OutboxWatcher[] = [];
   private readonly progress = new ProgressThrottle(100);
+  /** Short reason per peer key why its link fails (see discovery/reasons.ts); cleared on success. */
+  private readonly peerReasons = new Map<string, string>();
+  /** Agents discovery sees with another installation key, by mDNS instance: shown, never routed to. */
+  private readonly foreign = new Map<string, PeerInfo>();
   private readonly incoming = new IncomingBoard((info) => this.emit('incoming', info));
   /** Finished files whose after-action waits for the rest of their outbox's burst (see finishFile). */
   private readonly afterWaiting = new Map<OutboxWatcher, { recs: FileRecord[]; timer: NodeJS.Timeout | null }>();
@@ -319,8 +325,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       onJobChange: (job) => this.onJobChange(job),
       onProgress: (job) => this.onJobProgress(job),
       onPeerInboxes: (inboxes) => this.table.learnInboxes(d.peerKey, inboxes),
+      onLinkProblem: (code, message) => this.notePeerReason(d.peerKey, peerReason(code, message)),
       onReachability: (up, why) => {
-        if (up) this.table.markReachable(d.peerKey);
+        if (up) {
+          this.notePeerReason(d.peerKey, null);
+          this.table.markReachable(d.peerKey);
+        }
         else {
           this.table.markUnreachable(d.peerKey, why ?? undefined);
           this.noteFailure('UNREACHABLE', why ?? 'unreachable', d.peer);
@@ -441,8 +451,44 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
 
   // ------------------------------------------------------------------ peers
 
+  private withReason(p: PeerInfo): PeerInfo {
+    return { ...p, reason: this.peerReasons.get(peerKeyOf(p)) ?? null };
+  }
+
+  /** Records why a peer's link fails (null: it works); a change is emitted as a 'peer' event. */
+  private notePeerReason(peerKey: string, reason: string | null): void {
+    const p = selectPeers(peerKey, this.table.list())[0];
+    const key = p ? peerKeyOf(p) : peerKey;
+    if ((this.peerReasons.get(key) ?? null) === reason) return;
+    if (reason === null) this.peerReasons.delete(key);
+    else this.peerReasons.set(key, reason);
+    if (p) this.emit('peer', this.withReason(p));
+  }
+
+  /**
+   * Discovery heard an agent of another installation (another key fingerprint): it is
+   * shown with the reason, never routed to (it is not in the peer table).
+   */
+  noteForeignPeer(a: Announcement): void {
+    const info: PeerInfo = {
+      id: a.id, name: a.name, source: 'discovered', protocol: 'tdxfer', addresses: [...a.addresses], port: a.port, inboxes: [...a.inboxes],
+      version: a.version, state: 'unreachable', lastSeen: Date.now(), reason: PEER_REASON.otherKey,
+    };
+    const prev = this.foreign.get(a.instance);
+    this.foreign.set(a.instance, info);
+    if (!prev || prev.name !== info.name || prev.port !== info.port || prev.addresses.join() !== info.addresses.join()) this.emit('peer', { ...info });
+  }
+
+  /** The instance is gone, or announces our key again. */
+  forgetForeignPeer(instance: string): void {
+    const prev = this.foreign.get(instance);
+    if (!prev) return;
+    this.foreign.delete(instance);
+    this.emit('peer', { ...prev, state: 'gone' });
+  }
+
   private onPeerChange(p: PeerInfo): void {
-    this.emit('peer', { ...p });
+    this.emit('peer', this.withReason(p));
     if (p.state !== 'up') return;
     for (const q of this.destinations.values()) {
       if (q.dest.peer === p.name) q.wake();
@@ -486,7 +532,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     });
     return {
       agent: { id: this.id, name: this.config.name, version: this.version, listen: `${this.listenAddress.host}:${this.listenAddress.port}`, startedAt: this.startedAt, discovery: this.discoveryState },
-      peers: this.table.list(),
+      peers: this.peerList(),
       queues,
       active: [...this.jobs.values()].map((j) => ({ ...j.info })),
       recent: this.recent.list(),
@@ -494,6 +540,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       failures: this.failures.list(),
       incoming: this.incoming.list(),
     };
+  }
+
+  /** The peer table with reasons, plus agents of another installation (instead of their stale entries). */
+  private peerList(): PeerInfo[] {
+    const foreignIds = new Set([...this.foreign.values()].map((f) => f.id));
+    const own = this.table.list().filter((p) => !(p.source === 'discovered' && foreignIds.has(p.id)));
+    return [...own.map((p) => this.withReason(p)), ...[...this.foreign.values()].map((f) => ({ ...f }))];
   }
 
   async health(): Promise<HealthReport> {

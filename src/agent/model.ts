@@ -49,6 +49,11 @@ export interface PeerInfo {
   version: string | null;
   state: PeerState;
   lastSeen: number | null;
+  /**
+   * Why the peer cannot be used, in a few words ("other installation key", "encryption
+   * setting differs", "refused: too many connections", ...); null when nothing is known wrong.
+   */
+  reason?: string | null;
 }
 
 export interface ReceivedInfo {

@@ -75,7 +75,7 @@ export function peersTable(peers: PeerInfo[], now = Date.now()): string {
   if (peers.length === 0) return 'no peers known (add "peers" to the config or turn on discovery)\n';
   const rows = [['NAME', 'ADDRESS', 'INBOXES', 'VERSION', 'STATE', 'LAST SEEN']];
   for (const p of peers) {
-    rows.push([p.name + (p.source === 'self' ? ' (self)' : ''), peerAddress(p), p.inboxes.join(',') || '-', p.version ?? '-', p.state, p.source === 'self' ? '-' : formatAgo(p.lastSeen, now)]);
+    rows.push([p.name + (p.source === 'self' ? ' (self)' : ''), peerAddress(p), p.inboxes.join(',') || '-', p.version ?? '-', p.state + (p.reason ? ` (${p.reason})` : ''), p.source === 'self' ? '-' : formatAgo(p.lastSeen, now)]);
   }
   return table(rows);
 }

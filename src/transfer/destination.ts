@@ -41,6 +41,8 @@ export interface DestinationDeps {
   onJobChange: (job: Job) => void;
   onProgress: (job: Job) => void;
   onReachability: (up: boolean, why: string | null, code?: string) => void;
+  /** Every failed connection attempt (code and message), also while already unreachable: the peer row shows why. */
+  onLinkProblem?: (code: string, message: string) => void;
   /** The inbox names the peer's WELCOME announced (lets the agent refuse misspelled inboxes up front). */
   onPeerInboxes?: (inboxes: string[]) => void;
 }
@@ -205,7 +207,10 @@ export class DestinationQueue {
         }
         // A TOX receiver that answered {"success": false} is reachable: the refusal is about this file.
         const linkProblem = !(e instanceof PeerError && e.scope === 'file') && e.code !== 'LEGACY_REFUSED';
-        if (linkProblem) this.reachability(false, e.message);
+        if (linkProblem) {
+          this.deps.onLinkProblem?.(e.code, e.message);
+          this.reachability(false, e.message);
+        }
         else this.fileProblem(job, e);
         if (job.controller.signal.aborted || this.stopping) return { kind: 'cancelled' };
         this.setState(job, 'waiting', e.message);
