@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { AgentConfig, OutboxConfig, RouteConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
-import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
+import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, OutboxInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
 import { Inbox } from '../inbox/inbox.js';
 import { OutboxWatcher, SentJournal, applyAfter, finishAfterBatch, newAfterBatch, type AfterBatch, type ReadyFile } from '../outbox/index.js';
 import { PeerTable } from '../discovery/table.js';
@@ -361,7 +361,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     if (outcome.kind === 'done') {
       const r = outcome.result;
       const secs = Math.max(0.001, (Date.now() - (job.info.startedAt ?? Date.now())) / 1000);
-      this.log.info(`sent ${rec.file.rel} to ${d.peer}/${d.inbox ?? ''}${r.status !== 'stored' ? ` (${r.status} by receiver)` : ''}`, {
+      // The receiver may have landed it under another name (a collision rename, or a name Windows cannot hold: CON.png → _CON.png).
+      const renamed = r.path && r.path !== job.target ? ` as ${r.path}` : '';
+      this.log.info(`sent ${rec.file.rel} to ${d.peer}/${d.inbox ?? ''}${renamed}${r.status !== 'stored' ? ` (${r.status} by receiver)` : ''}`, {
         size: rec.file.size, ms: Math.round(secs * 1000), MBps: (r.bytesSent / 1e6 / secs).toFixed(1), ...(r.resumedFrom ? { resumedFrom: r.resumedFrom } : {}),
       });
       rec.remaining.delete(d.key);
@@ -539,7 +541,24 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       received: this.received.list(),
       failures: this.failures.list(),
       incoming: this.incoming.list(),
+      outboxes: this.outboxList(),
     };
+  }
+
+  private outboxList(): OutboxInfo[] {
+    const by = new Map<OutboxConfig, OutboxInfo>(this.config.outboxes.map((ob) => [ob, { path: ob.path, pending: 0, sending: 0, stuck: [] }]));
+    for (const rec of this.records.values()) {
+      const o = by.get(rec.file.outbox);
+      if (!o || rec.superseded) continue;
+      if (rec.remaining.size > 0) o.pending++;
+      for (const j of rec.jobs.values()) {
+        const i = j.info;
+        if (i.state === 'sending') o.sending++;
+        const stuck = i.state === 'failed' || (i.state === 'waiting' && i.error !== null) || (i.state === 'queued' && i.error !== null);
+        if (stuck && o.stuck.length < 50) o.stuck.push({ file: i.file, peer: i.peer, inbox: i.inbox, state: i.state, error: i.error, attempts: i.attempts, queuedAt: i.queuedAt });
+      }
+    }
+    return [...by.values()];
   }
 
   /** The peer table with reasons, plus agents of another installation (instead of their stale entries). */

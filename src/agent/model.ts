@@ -126,6 +126,17 @@ export interface AgentSnapshot {
   failures: FailureInfo[];
   /** Files being received right now. */
   incoming?: IncomingInfo[];
+  /** Per configured outbox: files still to send and the ones stuck (waiting after an error, or refused for good). */
+  outboxes?: OutboxInfo[];
+}
+
+export interface OutboxInfo {
+  path: string;
+  /** Files not yet delivered everywhere (queued, waiting or sending). */
+  pending: number;
+  sending: number;
+  /** At most 50: a job waiting after an error (retried with backoff) or refused for good (it stays in the outbox). */
+  stuck: Array<{ file: string; peer: string; inbox: string | null; state: JobState; error: string | null; attempts: number; queuedAt: number }>;
 }
 
 export interface HealthReport {
