@@ -13,11 +13,13 @@ import path from 'node:path';
 import type { AgentConfig, OutboxConfig, RouteConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
-import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
+import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, OutboxInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
 import { Inbox } from '../inbox/inbox.js';
 import { OutboxWatcher, SentJournal, applyAfter, finishAfterBatch, newAfterBatch, type AfterBatch, type ReadyFile } from '../outbox/index.js';
 import { PeerTable } from '../discovery/table.js';
-import { resolveRoutes, selectPeers, type Destination } from '../routing.js';
+import { peerKeyOf, resolveRoutes, selectPeers, type Destination } from '../routing.js';
+import { PEER_REASON, peerReason } from '../discovery/reasons.js';
+import type { Announcement } from '../discovery/table.js';
 import { TransportServer } from '../transport/server.js';
 import { ReceiverSession } from '../transfer/receiver.js';
 import { DestinationQueue, type Job, type JobOutcome } from '../transfer/destination.js';
@@ -27,6 +29,8 @@ import { loadAgentId, softwareVersion } from './identity.js';
 import { sanitizeRelPath, toWirePath } from '../names.js';
 import { Ring } from './ring.js';
 import { ProgressThrottle } from './progress.js';
+import { JobStore, type StoredJob } from './jobstore.js';
+import { IncomingBoard } from './incoming.js';
 
 export interface AgentOptions {
   log: Logger;
@@ -48,6 +52,8 @@ interface FileRecord {
   multi: boolean;
   /** "*" routes not yet matched for every peer: re-resolved when peers appear. */
   fanout: RouteConfig[];
+  /** Queued with POST /send: journalled in the JobStore until done, failed or cancelled. */
+  explicit?: boolean;
 }
 
 export class Agent extends EventEmitter<AgentEvents> implements AgentView {
@@ -63,12 +69,18 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private readonly sessions = new Set<ReceiverSession>();
   private readonly watchers: OutboxWatcher[] = [];
   private readonly progress = new ProgressThrottle(100);
+  /** Short reason per peer key why its link fails (see discovery/reasons.ts); cleared on success. */
+  private readonly peerReasons = new Map<string, string>();
+  /** Agents discovery sees with another installation key, by mDNS instance: shown, never routed to. */
+  private readonly foreign = new Map<string, PeerInfo>();
+  private readonly incoming = new IncomingBoard((info) => this.emit('incoming', info));
   /** Finished files whose after-action waits for the rest of their outbox's burst (see finishFile). */
   private readonly afterWaiting = new Map<OutboxWatcher, { recs: FileRecord[]; timer: NodeJS.Timeout | null }>();
   private readonly afterRunning = new Set<Promise<void>>();
   private server: TransportServer | null = null;
   private legacy: LegacyListener | null = null;
   private journal: SentJournal | null = null;
+  private jobStore: JobStore | null = null;
   private jobSeq = 0;
   private stopping = false;
   private readonly startedAt = Date.now();
@@ -142,6 +154,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
           log: log.child({ component: 'receiver' }),
           onReceived: (info) => this.noteReceived(info),
           onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
+          incoming: this.incoming,
         });
         this.sessions.add(s);
         conn.socket.once('close', () => this.sessions.delete(s));
@@ -171,12 +184,15 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         idleTimeoutMs: cfg.limits.idleTimeoutMs,
         maxConnections: cfg.limits.maxConnections,
         onReceived: (info) => this.noteReceived(info),
+        incoming: this.incoming,
       });
       const a = await this.legacy.start();
       log.warn(`legacy TOX listener on ${a.host}:${a.port} → inbox "${inbox.name}": UNAUTHENTICATED and unencrypted by nature${cfg.legacy.allow.length ? `; allowed sources: ${cfg.legacy.allow.join(', ')}` : '; any source address may send (set legacy.allow)'}`);
     }
 
     this.journal = await SentJournal.open(path.join(cfg.dataDir, 'state', 'sent.jsonl'), { log: log.child({ component: 'journal' }) });
+    this.jobStore = await JobStore.open(path.join(cfg.dataDir, 'state', 'jobs.jsonl'), { log: log.child({ component: 'jobs' }) });
+    await this.restoreJobs(this.jobStore.list());
     const ownFolders = [path.join(cfg.dataDir, 'state'), ...[...this.inboxes.values()].flatMap((i) => [i.path, i.stagingDir])];
     for (const ob of cfg.outboxes) {
       await ensureOutbox(ob.path, log);
@@ -204,6 +220,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     await closed;
     for (const i of this.inboxes.values()) await i.close().catch(() => undefined);
     await this.journal?.close().catch(() => undefined);
+    await this.jobStore?.close().catch(() => undefined);
     this.log.info('agent stopped');
   }
 
@@ -243,13 +260,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     else if (rec.remaining.size === 0) this.log.info(`${file.rel}: waiting for a peer with the right inbox to appear (route "*")`);
   }
 
-  private addJob(rec: FileRecord, d: Destination, target?: string): Job {
+  private addJob(rec: FileRecord, d: Destination, target?: string, id?: string): Job {
     const q = this.destination(d);
     const file = rec.file;
     const tgt = target ?? (d.protocol === 'legacy' ? legacyTargetName(file.rel, d.flatten) : d.flatten ? path.posix.basename(file.rel) : file.rel);
     const job: Job = {
       info: {
-        id: `j${(++this.jobSeq).toString(36)}-${Date.now().toString(36)}`,
+        id: id ?? this.newJobId(),
         outbox: file.outbox.path,
         file: file.rel,
         source: file.abs,
@@ -266,6 +283,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         finishedAt: null,
         error: null,
         landedAs: null,
+        kind: rec.explicit ? 'send' : 'outbox',
       },
       abs: file.abs,
       size: file.size,
@@ -306,8 +324,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       retryMaxMs: cfg.transfer.retryMaxMs,
       onJobChange: (job) => this.onJobChange(job),
       onProgress: (job) => this.onJobProgress(job),
+      onPeerInboxes: (inboxes) => this.table.learnInboxes(d.peerKey, inboxes),
+      onLinkProblem: (code, message) => this.notePeerReason(d.peerKey, peerReason(code, message)),
       onReachability: (up, why) => {
-        if (up) this.table.markReachable(d.peerKey);
+        if (up) {
+          this.notePeerReason(d.peerKey, null);
+          this.table.markReachable(d.peerKey);
+        }
         else {
           this.table.markUnreachable(d.peerKey, why ?? undefined);
           this.noteFailure('UNREACHABLE', why ?? 'unreachable', d.peer);
@@ -331,11 +354,16 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private onOutcome(rec: FileRecord, d: Destination, job: Job, outcome: JobOutcome): void {
     this.jobs.delete(job.info.id);
     this.progress.forget(job.info.id);
+    if (rec.explicit && (outcome.kind === 'done' || outcome.kind === 'failed')) {
+      this.jobStore?.end(job.info.id, outcome.kind).catch((err: unknown) => this.log.warn(`job journal: ${describeError(err)}; job ${job.info.id} may be sent again after a restart`));
+    }
     if (outcome.kind === 'done' || outcome.kind === 'failed') this.recent.push({ ...job.info });
     if (outcome.kind === 'done') {
       const r = outcome.result;
       const secs = Math.max(0.001, (Date.now() - (job.info.startedAt ?? Date.now())) / 1000);
-      this.log.info(`sent ${rec.file.rel} to ${d.peer}/${d.inbox ?? ''}${r.status !== 'stored' ? ` (${r.status} by receiver)` : ''}`, {
+      // The receiver may have landed it under another name (a collision rename, or a name Windows cannot hold: CON.png → _CON.png).
+      const renamed = r.path && r.path !== job.target ? ` as ${r.path}` : '';
+      this.log.info(`sent ${rec.file.rel} to ${d.peer}/${d.inbox ?? ''}${renamed}${r.status !== 'stored' ? ` (${r.status} by receiver)` : ''}`, {
         size: rec.file.size, ms: Math.round(secs * 1000), MBps: (r.bytesSent / 1e6 / secs).toFixed(1), ...(r.resumedFrom ? { resumedFrom: r.resumedFrom } : {}),
       });
       rec.remaining.delete(d.key);
@@ -425,8 +453,44 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
 
   // ------------------------------------------------------------------ peers
 
+  private withReason(p: PeerInfo): PeerInfo {
+    return { ...p, reason: this.peerReasons.get(peerKeyOf(p)) ?? null };
+  }
+
+  /** Records why a peer's link fails (null: it works); a change is emitted as a 'peer' event. */
+  private notePeerReason(peerKey: string, reason: string | null): void {
+    const p = selectPeers(peerKey, this.table.list())[0];
+    const key = p ? peerKeyOf(p) : peerKey;
+    if ((this.peerReasons.get(key) ?? null) === reason) return;
+    if (reason === null) this.peerReasons.delete(key);
+    else this.peerReasons.set(key, reason);
+    if (p) this.emit('peer', this.withReason(p));
+  }
+
+  /**
+   * Discovery heard an agent of another installation (another key fingerprint): it is
+   * shown with the reason, never routed to (it is not in the peer table).
+   */
+  noteForeignPeer(a: Announcement): void {
+    const info: PeerInfo = {
+      id: a.id, name: a.name, source: 'discovered', protocol: 'tdxfer', addresses: [...a.addresses], port: a.port, inboxes: [...a.inboxes],
+      version: a.version, state: 'unreachable', lastSeen: Date.now(), reason: PEER_REASON.otherKey,
+    };
+    const prev = this.foreign.get(a.instance);
+    this.foreign.set(a.instance, info);
+    if (!prev || prev.name !== info.name || prev.port !== info.port || prev.addresses.join() !== info.addresses.join()) this.emit('peer', { ...info });
+  }
+
+  /** The instance is gone, or announces our key again. */
+  forgetForeignPeer(instance: string): void {
+    const prev = this.foreign.get(instance);
+    if (!prev) return;
+    this.foreign.delete(instance);
+    this.emit('peer', { ...prev, state: 'gone' });
+  }
+
   private onPeerChange(p: PeerInfo): void {
-    this.emit('peer', { ...p });
+    this.emit('peer', this.withReason(p));
     if (p.state !== 'up') return;
     for (const q of this.destinations.values()) {
       if (q.dest.peer === p.name) q.wake();
@@ -470,13 +534,38 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     });
     return {
       agent: { id: this.id, name: this.config.name, version: this.version, listen: `${this.listenAddress.host}:${this.listenAddress.port}`, startedAt: this.startedAt, discovery: this.discoveryState },
-      peers: this.table.list(),
+      peers: this.peerList(),
       queues,
       active: [...this.jobs.values()].map((j) => ({ ...j.info })),
       recent: this.recent.list(),
       received: this.received.list(),
       failures: this.failures.list(),
+      incoming: this.incoming.list(),
+      outboxes: this.outboxList(),
     };
+  }
+
+  private outboxList(): OutboxInfo[] {
+    const by = new Map<OutboxConfig, OutboxInfo>(this.config.outboxes.map((ob) => [ob, { path: ob.path, pending: 0, sending: 0, stuck: [] }]));
+    for (const rec of this.records.values()) {
+      const o = by.get(rec.file.outbox);
+      if (!o || rec.superseded) continue;
+      if (rec.remaining.size > 0) o.pending++;
+      for (const j of rec.jobs.values()) {
+        const i = j.info;
+        if (i.state === 'sending') o.sending++;
+        const stuck = i.state === 'failed' || (i.state === 'waiting' && i.error !== null) || (i.state === 'queued' && i.error !== null);
+        if (stuck && o.stuck.length < 50) o.stuck.push({ file: i.file, peer: i.peer, inbox: i.inbox, state: i.state, error: i.error, attempts: i.attempts, queuedAt: i.queuedAt });
+      }
+    }
+    return [...by.values()];
+  }
+
+  /** The peer table with reasons, plus agents of another installation (instead of their stale entries). */
+  private peerList(): PeerInfo[] {
+    const foreignIds = new Set([...this.foreign.values()].map((f) => f.id));
+    const own = this.table.list().filter((p) => !(p.source === 'discovered' && foreignIds.has(p.id)));
+    return [...own.map((p) => this.withReason(p)), ...[...this.foreign.values()].map((f) => ({ ...f }))];
   }
 
   async health(): Promise<HealthReport> {
@@ -518,33 +607,121 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     return this.recent.list().find((x) => x.id === id);
   }
 
-  /** The original TOX's QueueJob(file_name, target_name): send an existing file to a peer. */
+  /**
+   * The original TOX's QueueJob(file_name, target_name): send an existing file to a peer.
+   * The job is journalled (fsync) before this resolves, so it survives a restart or a
+   * crash with its id, until it is done, refused for good or cancelled.
+   */
   async send(req: SendRequest): Promise<JobInfo> {
     if (this.stopping) throw new TdxError('SHUTTING_DOWN', 'the agent is stopping');
     const abs = path.resolve(req.file);
-    let st;
-    try {
-      st = await fs.stat(abs);
-    } catch {
-      throw new TdxError('NO_SUCH_FILE', `file not found: ${abs} (give an absolute path on the agent's machine)`);
-    }
-    if (!st.isFile()) throw new TdxError('NOT_A_FILE', `${abs} is not a regular file`);
-    const route: RouteConfig = { peer: req.peer, inbox: req.inbox };
-    const { destinations, waiting } = resolveRoutes([route], this.table.list(), { selfName: this.config.name, discovery: this.config.discovery.enabled });
+    const st = await statSource(abs);
+    const inbox = req.inbox ?? null;
+    const { destinations, waiting } = resolveRoutes([{ peer: req.peer, inbox: req.inbox }], this.table.list(), { selfName: this.config.name, discovery: this.config.discovery.enabled });
     const d = destinations[0];
     if (!d) throw new TdxError('UNKNOWN_PEER', waiting[0]?.reason ?? `peer ${req.peer} unknown`);
+    // A misspelled inbox is refused now when the peer is known to lack it, instead of a
+    // job that is retried forever. Peers whose inboxes are not known yet (a static peer
+    // never reached) get the job; the receiver refuses it then (NO_SUCH_INBOX, final).
+    if (inbox !== null && d.protocol === 'tdxfer') {
+      const known = selectPeers(d.peerKey, this.table.list())[0];
+      if (known && known.inboxes.length > 0 && !known.inboxes.includes(inbox)) {
+        throw new TdxError('NO_SUCH_INBOX', `${known.name} has no inbox "${inbox}" (its inboxes: ${known.inboxes.join(', ')}); check the spelling`);
+      }
+    }
     const wanted = req.as ?? path.basename(abs);
     // Refuse a bad target name here, so a TouchDesigner script gets the reason at once
     // instead of a job that fails at the receiver.
     const named = sanitizeRelPath(toWirePath(wanted));
     if (!named.ok) throw new TdxError('BAD_NAME', `target name ${JSON.stringify(wanted)} is not a safe relative file name: ${named.reason}`);
-    const target = named.rel;
-    const pseudo: OutboxConfig = { path: path.dirname(abs), to: [route], include: [], exclude: [], after: 'keep', settleMs: 0 };
-    const file: ReadyFile = { outbox: pseudo, rel: path.basename(abs), abs, size: st.size, mtimeMs: st.mtimeMs };
-    const rec: FileRecord = { key: `send\0${abs}\0${++this.jobSeq}`, file, remaining: new Set(), jobs: new Map(), superseded: false, failed: false, multi: false, fanout: [] };
-    const job = this.addJob(rec, d, d.protocol === 'legacy' ? legacyTargetName(target, d.flatten) : target);
+    const stored: StoredJob = { id: this.newJobId(), file: abs, peer: req.peer, inbox, target: named.rel, queuedAt: Date.now() };
+    await this.jobStore!.add(stored);
+    const job = this.addExplicit(stored, st, d);
+    this.log.info(`queued ${abs} for ${d.peer}/${inbox ?? ''} as ${named.rel} (job ${stored.id})`);
     return { ...job.info };
   }
+
+  /** Jobs of the job journal, after a restart or crash: queued again with their ids. */
+  private async restoreJobs(stored: StoredJob[]): Promise<void> {
+    for (const sj of stored) {
+      let st: { size: number; mtimeMs: number };
+      try {
+        st = await statSource(sj.file);
+      } catch (err) {
+        await this.jobStore!.end(sj.id, 'source gone');
+        const msg = `${describeError(err)}; the queued job ${sj.id} for ${sj.peer}/${sj.inbox ?? ''} is dropped`;
+        this.log.warn(msg);
+        this.recent.push({ ...this.blankInfo(sj, 0), state: 'failed', error: describeError(err), finishedAt: Date.now() });
+        this.noteFailure('SOURCE_GONE', msg, sj.peer);
+        continue;
+      }
+      const { destinations } = resolveRoutes([{ peer: sj.peer, inbox: sj.inbox ?? undefined }], this.table.list(), { selfName: this.config.name });
+      // A peer not known yet (discovery still listening) gets a waiting destination, as outbox files do.
+      const d = destinations[0] ?? { key: `${sj.peer}/${sj.inbox ?? ''}`, peer: sj.peer, peerKey: sj.peer, inbox: sj.inbox, protocol: 'tdxfer' as const, flatten: false };
+      this.addExplicit(sj, st, d);
+    }
+    if (stored.length > 0) this.log.info(`resumed ${stored.length} job(s) queued with POST /send before the restart`, { ids: stored.map((j) => j.id).join(', ') });
+  }
+
+  private addExplicit(sj: StoredJob, st: { size: number; mtimeMs: number }, d: Destination): Job {
+    const pseudo: OutboxConfig = { path: path.dirname(sj.file), to: [{ peer: sj.peer, inbox: sj.inbox ?? undefined }], include: [], exclude: [], after: 'keep', settleMs: 0 };
+    const file: ReadyFile = { outbox: pseudo, rel: path.basename(sj.file), abs: sj.file, size: st.size, mtimeMs: st.mtimeMs };
+    const rec: FileRecord = { key: `send\0${sj.id}`, file, remaining: new Set(), jobs: new Map(), superseded: false, failed: false, multi: false, fanout: [], explicit: true };
+    const job = this.addJob(rec, d, d.protocol === 'legacy' ? legacyTargetName(sj.target, d.flatten) : sj.target, sj.id);
+    job.info.queuedAt = sj.queuedAt;
+    return job;
+  }
+
+  private blankInfo(sj: StoredJob, size: number): JobInfo {
+    return {
+      id: sj.id, outbox: path.dirname(sj.file), file: path.basename(sj.file), source: sj.file, peer: sj.peer, inbox: sj.inbox, target: sj.target,
+      state: 'queued', bytesDone: 0, bytesTotal: size, rate: 0, attempts: 0, queuedAt: sj.queuedAt, startedAt: null, finishedAt: null, error: null, landedAs: null, kind: 'send',
+    };
+  }
+
+  private newJobId(): string {
+    let id: string;
+    do id = `j${(++this.jobSeq).toString(36)}-${Date.now().toString(36)}`;
+    while (this.jobs.has(id) || this.jobStore?.has(id));
+    return id;
+  }
+
+  openJobs(): JobInfo[] {
+    return [...this.jobs.values()].map((j) => ({ ...j.info }));
+  }
+
+  async cancel(id: string): Promise<JobInfo> {
+    const job = this.jobs.get(id);
+    if (!job) {
+      const done = this.recent.list().find((x) => x.id === id);
+      throw new TdxError(done ? 'ALREADY_FINISHED' : 'NOT_FOUND', done ? `job ${id} already ${done.state === 'done' ? 'finished' : 'failed'}: nothing to cancel` : `no open job with id "${id}" (tdxfer jobs lists them)`);
+    }
+    if (job.info.kind !== 'send') {
+      throw new TdxError('NOT_CANCELLABLE', `job ${id} sends ${job.info.source} from an outbox: remove the file from the outbox to stop it being sent`);
+    }
+    await this.jobStore!.end(id, 'cancelled');
+    const wasSending = job.info.state === 'sending';
+    job.controller.abort();
+    this.jobs.delete(id);
+    this.progress.forget(id);
+    const info: JobInfo = { ...job.info, state: 'failed', error: wasSending ? 'cancelled by the operator (while sending: the transfer in flight may still complete, it is not retried)' : 'cancelled by the operator', finishedAt: Date.now() };
+    this.recent.push(info);
+    this.emit('job', { ...info });
+    this.log.info(`job ${id} (${job.info.source} → ${job.info.peer}/${job.info.inbox ?? ''}) cancelled`);
+    return info;
+  }
+}
+
+/** Size and mtime of a file to queue, or a TdxError saying why it cannot be sent. */
+async function statSource(abs: string): Promise<{ size: number; mtimeMs: number }> {
+  let st;
+  try {
+    st = await fs.stat(abs);
+  } catch {
+    throw new TdxError('NO_SUCH_FILE', `file not found: ${abs} (give an absolute path on the agent's machine)`);
+  }
+  if (!st.isFile()) throw new TdxError('NOT_A_FILE', `${abs} is not a regular file`);
+  return { size: st.size, mtimeMs: st.mtimeMs };
 }
 
 function safeName(name: string): string {

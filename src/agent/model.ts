@@ -31,6 +31,8 @@ export interface JobInfo {
   error: string | null;
   /** Where the receiver put it (relative path at the receiver), once done. */
   landedAs: string | null;
+  /** 'outbox' (a file in a watched outbox) or 'send' (queued with POST /send: journalled, cancellable). */
+  kind?: 'outbox' | 'send';
 }
 
 export type PeerState = 'up' | 'unreachable' | 'gone';
@@ -47,6 +49,11 @@ export interface PeerInfo {
   version: string | null;
   state: PeerState;
   lastSeen: number | null;
+  /**
+   * Why the peer cannot be used, in a few words ("other installation key", "encryption
+   * setting differs", "refused: too many connections", ...); null when nothing is known wrong.
+   */
+  reason?: string | null;
 }
 
 export interface ReceivedInfo {
@@ -61,6 +68,32 @@ export interface ReceivedInfo {
   via: 'tdxfer' | 'legacy';
   durationMs: number;
   at: number;
+}
+
+/** A file being received into one of this agent's inboxes (issue #11 item 2). */
+export interface IncomingInfo {
+  id: string;
+  inbox: string;
+  /** Path inside the inbox as offered ('/'-separated). */
+  file: string;
+  /** Sending agent's name (or address). */
+  from: string;
+  via: 'tdxfer' | 'legacy';
+  /** receiving → verifying (hash, fsync, rename) → done; or interrupted (partial kept for resume) / failed. */
+  state: 'receiving' | 'verifying' | 'done' | 'interrupted' | 'failed';
+  /** Bytes of the file on disk (including resumed ones). */
+  bytesDone: number;
+  /** Offered size; null when the sender does not say (legacy TOX). */
+  bytesTotal: number | null;
+  /** Bytes per second over the last second or so. */
+  rate: number;
+  /** Bytes kept from an earlier, interrupted attempt (0 for a fresh file). */
+  resumedFrom: number;
+  startedAt: number;
+  updatedAt: number;
+  error: string | null;
+  /** Name it landed under (e.g. renamed on a collision), once done. */
+  landedAs: string | null;
 }
 
 export interface FailureInfo {
@@ -78,6 +111,8 @@ export interface AgentEvents {
   peer: [PeerInfo];
   received: [ReceivedInfo];
   failure: [FailureInfo];
+  /** An incoming transfer started, progressed (at most ~10/s) or ended. */
+  incoming: [IncomingInfo];
 }
 
 export interface AgentSnapshot {
@@ -89,6 +124,19 @@ export interface AgentSnapshot {
   recent: JobInfo[];
   received: ReceivedInfo[];
   failures: FailureInfo[];
+  /** Files being received right now. */
+  incoming?: IncomingInfo[];
+  /** Per configured outbox: files still to send and the ones stuck (waiting after an error, or refused for good). */
+  outboxes?: OutboxInfo[];
+}
+
+export interface OutboxInfo {
+  path: string;
+  /** Files not yet delivered everywhere (queued, waiting or sending). */
+  pending: number;
+  sending: number;
+  /** At most 50: a job waiting after an error (retried with backoff) or refused for good (it stays in the outbox). */
+  stuck: Array<{ file: string; peer: string; inbox: string | null; state: JobState; error: string | null; attempts: number; queuedAt: number }>;
 }
 
 export interface HealthReport {
@@ -116,4 +164,12 @@ export interface AgentView extends EventEmitter<AgentEvents> {
   /** Queue an existing file (the TOX's QueueJob). Rejects with a TdxError (code + message) on bad input. */
   send(req: SendRequest): Promise<JobInfo>;
   job(id: string): JobInfo | undefined;
+  /** Jobs not finished yet (queued, waiting, sending), oldest first. */
+  openJobs(): JobInfo[];
+  /**
+   * Cancel a job queued with `send()`: it is removed from the job journal at once and not
+   * retried. Rejects with a TdxError: NOT_FOUND (no such open job), NOT_CANCELLABLE (an
+   * outbox file: remove the file from its outbox instead).
+   */
+  cancel(id: string): Promise<JobInfo>;
 }

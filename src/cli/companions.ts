@@ -79,6 +79,7 @@ async function startDiscovery(agent: Agent, cfg: AgentConfig, log: Logger): Prom
     if (a.fingerprint !== null && a.fingerprint !== fingerprint) {
       foreignInstances.add(a.instance);
       agent.table.goodbye(a.instance); // it may have been one of ours before a key change
+      agent.noteForeignPeer(a); // shown on its peer row as "other installation key", never routed to
       if (!foreign.has(a.id)) {
         foreign.add(a.id);
         log.warn(`ignoring agent "${a.name}" (${a.addresses[0] ?? '?'}): it belongs to another installation (key fingerprint ${a.fingerprint}, ours ${fingerprint}); give it the same key to send to it`);
@@ -87,6 +88,7 @@ async function startDiscovery(agent: Agent, cfg: AgentConfig, log: Logger): Prom
     }
     foreignInstances.delete(a.instance);
     foreign.delete(a.id);
+    agent.forgetForeignPeer(a.instance);
     agent.table.announce(a);
     warnDuplicates();
   };
@@ -111,7 +113,10 @@ async function startDiscovery(agent: Agent, cfg: AgentConfig, log: Logger): Prom
   const onSeen = (instance: string) => {
     if (!foreignInstances.has(instance)) agent.table.seen(instance);
   };
-  const onGoodbye = (instance: string) => agent.table.goodbye(instance);
+  const onGoodbye = (instance: string) => {
+    agent.forgetForeignPeer(instance);
+    agent.table.goodbye(instance);
+  };
   mdns.on('announce', onAnnounce);
   mdns.on('seen', onSeen);
   mdns.on('goodbye', onGoodbye);

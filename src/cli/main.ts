@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { registerConfigCommands } from './config-cmd.js';
 import { registerStatusCommands } from './status-cmd.js';
 import { registerDoctorCommand } from './doctor.js';
+import { registerJobsCommands } from './jobs-cmd.js';
 import { runAgent } from './run.js';
 import { sendCommand } from './send.js';
 import { softwareVersion } from '../agent/identity.js';
@@ -37,6 +38,7 @@ program
 
 registerConfigCommands(program);
 registerStatusCommands(program);
+registerJobsCommands(program);
 registerDoctorCommand(program);
 
 await program.parseAsync(process.argv);

@@ -7,7 +7,7 @@ import type { Writable } from 'node:stream';
 import { MultiBar, type SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import type { FailureInfo, HealthReport, PeerInfo, ReceivedInfo } from '../agent/model.js';
-import type { JobView, SnapshotView } from '../status/present.js';
+import type { IncomingView, JobView, SnapshotView } from '../status/present.js';
 import { readSse } from './sse-stream.js';
 import { CliFailure, EXIT, getJson, httpFailure, request, resolveEndpoint, type Endpoint, type EndpointOptions } from './status-client.js';
 
@@ -75,7 +75,7 @@ export function peersTable(peers: PeerInfo[], now = Date.now()): string {
   if (peers.length === 0) return 'no peers known (add "peers" to the config or turn on discovery)\n';
   const rows = [['NAME', 'ADDRESS', 'INBOXES', 'VERSION', 'STATE', 'LAST SEEN']];
   for (const p of peers) {
-    rows.push([p.name + (p.source === 'self' ? ' (self)' : ''), peerAddress(p), p.inboxes.join(',') || '-', p.version ?? '-', p.state, formatAgo(p.lastSeen, now)]);
+    rows.push([p.name + (p.source === 'self' ? ' (self)' : ''), peerAddress(p), p.inboxes.join(',') || '-', p.version ?? '-', p.state + (p.reason ? ` (${p.reason})` : ''), p.source === 'self' ? '-' : formatAgo(p.lastSeen, now)]);
   }
   return table(rows);
 }
@@ -97,6 +97,9 @@ export function statusText(s: SnapshotView, h: HealthReport | null, now = Date.n
   for (const j of s.active) {
     lines.push(`  ${j.target} → ${dest(j)}  ${j.state}  ${j.percent.toFixed(1)} %  ${formatBytes(j.bytesDone)}/${formatBytes(j.bytesTotal)}  ${j.rate > 0 ? `${formatBytes(j.rate)}/s` : ''}  ETA ${formatDuration(j.etaSeconds)}${j.error ? `  (${j.error})` : ''}`);
   }
+  const incoming = s.incoming ?? [];
+  lines.push('', incoming.length > 0 ? 'incoming:' : 'incoming: nothing arriving');
+  for (const i of incoming) lines.push(`  ${incomingLine(i)}`);
   if (s.recent.length > 0) {
     lines.push('', 'recent:');
     for (const j of s.recent.slice(0, 10)) lines.push(`  ${jobLine(j)}`);
@@ -110,6 +113,15 @@ export function statusText(s: SnapshotView, h: HealthReport | null, now = Date.n
     for (const f of s.failures.slice(0, 10)) lines.push(`  ${failureLine(f)}`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** `↓ renders/take.mov ← render  receiving  67.5 %  270 MB/400 MB  52 MB/s  ETA 0:03  (resumed from 100 MB)` */
+export function incomingLine(i: IncomingView): string {
+  const total = i.bytesTotal === null ? '?' : formatBytes(i.bytesTotal);
+  return (
+    `↓ ${i.inbox}/${i.file} ← ${i.from}${i.via === 'legacy' ? ' (TOX)' : ''}  ${i.state}  ${i.percent.toFixed(1)} %  ${formatBytes(i.bytesDone)}/${total}` +
+    `${i.rate > 0 ? `  ${formatBytes(i.rate)}/s` : ''}  ETA ${formatDuration(i.etaSeconds)}${i.resumedFrom > 0 ? `  (resumed from ${formatBytes(i.resumedFrom)})` : ''}${i.error ? `  (${i.error})` : ''}`
+  );
 }
 
 function jobLine(j: JobView): string {
@@ -242,8 +254,37 @@ async function watch(ep: Endpoint, o: StatusOptions, io: CliIo): Promise<number>
     }
   };
 
+  const inPrinted = new Map<string, number>();
+  const showIncoming = (i: IncomingView): void => {
+    const key = `in:${i.id}`;
+    if (i.state !== 'receiving') {
+      const bar = bars.get(key);
+      if (bar && multibar) multibar.remove(bar);
+      bars.delete(key);
+      inPrinted.delete(key);
+      if (i.state !== 'verifying') say(i.state === 'done' ? `↓ ${i.inbox}/${i.landedAs ?? i.file} ← ${i.from} received` : incomingLine(i));
+      return;
+    }
+    if (multibar) {
+      const total = Math.max(1, i.bytesTotal ?? i.bytesDone);
+      const p = { file: i.file, dest: `${i.inbox} (from ${i.from})`, rateText: i.rate > 0 ? `${formatBytes(i.rate)}/s` : '-', etaText: formatDuration(i.etaSeconds) };
+      const bar = bars.get(key);
+      if (bar) {
+        bar.setTotal(total);
+        bar.update(i.bytesDone, p);
+      } else bars.set(key, multibar.create(total, i.bytesDone, p));
+      return;
+    }
+    const step = Math.floor(i.percent / 10);
+    if (inPrinted.get(key) !== step) {
+      inPrinted.set(key, step);
+      say(incomingLine(i));
+    }
+  };
+
   io.out.write(`${snapshot.agent.name} at ${ep.url} — peers: ${snapshot.peers.map((p) => `${p.name} ${p.state}`).join(', ') || 'none'}\n`);
   for (const j of snapshot.active) showJob(j);
+  for (const i of snapshot.incoming ?? []) showIncoming(i);
 
   let code: number = EXIT.ok;
   try {
@@ -255,6 +296,7 @@ async function watch(ep: Endpoint, o: StatusOptions, io: CliIo): Promise<number>
         say(`peer ${p.name} ${p.state} (${peerAddress(p)})`);
       } else if (ev.event === 'received') say(receivedLine(data as ReceivedInfo));
       else if (ev.event === 'failure') say(failureLine(data as FailureInfo));
+      else if (ev.event === 'incoming') showIncoming(data as IncomingView);
     }
     if (!controller.signal.aborted) {
       io.err.write(`the agent at ${ep.url} closed the event stream (stopped?)\n`);

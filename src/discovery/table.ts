@@ -179,6 +179,14 @@ export class PeerTable extends EventEmitter<{ change: [PeerInfo] }> {
     }
   }
 
+  /** A static peer's inboxes as its WELCOME announced them (static peers announce nothing else). */
+  learnInboxes(name: string, inboxes: string[]): void {
+    const p = this.statics.get(name);
+    if (!p || (p.inboxes.length === inboxes.length && p.inboxes.every((x, i) => x === inboxes[i]))) return;
+    p.inboxes = [...inboxes];
+    this.emitChange(p);
+  }
+
   /** Last connection error recorded by markUnreachable for a peer key (name, or name#id). */
   reason(peerKey: string): string | null {
     return this.reasons.get(peerKey) ?? null;

@@ -11,6 +11,7 @@
 import net from 'node:net';
 import type { Inbox, IncomingFile } from '../inbox/inbox.js';
 import type { Logger } from '../log.js';
+import type { IncomingHandle, IncomingTracker } from '../agent/incoming.js';
 import type { ReceivedInfo } from '../agent/model.js';
 import { TdxError, describeError } from '../errors.js';
 import {
@@ -36,6 +37,8 @@ export interface LegacyListenerOptions {
   /** Simultaneous legacy connections; more are closed at once. Default 16. */
   maxConnections?: number;
   onReceived?: (info: ReceivedInfo) => void;
+  /** Shows files while they arrive (status, events, dashboard). */
+  incoming?: IncomingTracker;
 }
 
 /**
@@ -149,6 +152,7 @@ export class LegacyListener {
     const reader = socket.iterator({ destroyOnReturn: false }) as AsyncIterator<Buffer>;
     let header: LegacyFileHeader | null = null;
     let file: IncomingFile | null = null;
+    let view: IncomingHandle | undefined;
     try {
       const headerDecoder = new LegacyHeaderDecoder({ maxContentLength: base64MaxEncodedLength(this.opts.maxFileBytes) });
       let rest: Buffer = Buffer.alloc(0);
@@ -167,10 +171,14 @@ export class LegacyListener {
         mtimeMs: null,
         resume: false,
       });
-      if (begun.kind === 'write') file = begun.file;
-      else this.log.info('legacy file not written: inbox policy', { source: ip, file: header.file_name, status: begun.status, rel: begun.rel });
+      if (begun.kind === 'write') {
+        file = begun.file;
+        // The decoded size from the base64 length (exact up to the 0-2 padding bytes).
+        view = this.opts.incoming?.start({ inbox: this.opts.inbox.name, file: file.rel, from: ip, via: 'legacy', bytesTotal: Math.floor(header['content-length'] / 4) * 3, resumedFrom: 0 });
+      } else this.log.info('legacy file not written: inbox policy', { source: ip, file: header.file_name, status: begun.status, rel: begun.rel });
 
-      await this.receivePayload(reader, header['content-length'], rest, file);
+      await this.receivePayload(reader, header['content-length'], rest, file, view);
+      view?.verifying();
 
       if (file === null) {
         socket.end(legacyAnswer(true));
@@ -180,6 +188,7 @@ export class LegacyListener {
       socket.setTimeout(0); // fsync + rename of a large file may take longer than the idle timeout
       const landed = await file.commit(null);
       file = null;
+      view?.end('done', null, landed.rel);
       socket.setTimeout(idle);
       socket.end(legacyAnswer(true));
       const durationMs = Date.now() - started;
@@ -207,6 +216,7 @@ export class LegacyListener {
     } catch (err) {
       if (file) await file.abort(false);
       const reason = describeError(err);
+      view?.end('failed', reason);
       this.log.warn('legacy file failed, nothing kept', { source: ip, file: header?.file_name ?? null, reason });
       if (socket.writable && !socket.destroyed) {
         socket.end(legacyAnswer(false, reason));
@@ -218,7 +228,7 @@ export class LegacyListener {
   }
 
   /** Reads exactly `length` encoded bytes (starting with `first`), decoding into `file` (or discarding when null). */
-  private async receivePayload(reader: AsyncIterator<Buffer>, length: number, first: Buffer, file: IncomingFile | null): Promise<void> {
+  private async receivePayload(reader: AsyncIterator<Buffer>, length: number, first: Buffer, file: IncomingFile | null, view?: IncomingHandle): Promise<void> {
     const decoder = new Base64DecoderCore(this.opts.maxFileBytes);
     let remaining = length;
     let chunk: Buffer = first;
@@ -228,7 +238,10 @@ export class LegacyListener {
       const out = decoder.push(part);
       // Awaiting each write keeps at most one socket chunk in flight: the socket is
       // not read while the disk is behind, so TCP flow control slows the sender.
-      if (out.length > 0 && file) await file.write(out);
+      if (out.length > 0 && file) {
+        await file.write(out);
+        view?.progress(file.received);
+      }
       if (remaining === 0) break;
       const r = await reader.next();
       if (r.done) {

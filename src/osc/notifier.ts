@@ -6,6 +6,7 @@
  *   /tdxfer/sent      peer:s   inbox:s    relPath:s  size:i|f  durationSeconds:f
  *   /tdxfer/failed    peer:s   inbox:s    relPath:s  error:s
  *   /tdxfer/progress  peer:s   relPath:s  percent:f  bytesDone:i|f  bytesTotal:i|f   (only with `progress: true`, ≤ ~4/s per job)
+ *   /tdxfer/receiving inbox:s  relPath:s  percent:f  bytesDone:i|f  bytesTotal:i|f  from:s  (receiving side, only with `progress: true`, ≤ ~4/s per file)
  *   /tdxfer/alive     agent:s  uptimeSeconds:i  [role:s]                              (every heartbeatSeconds; 0 = off)
  * Sizes are OSC int32 when below 2 GiB and float32 (approximate) above: OSC 1.0 has no
  * 64-bit integer and node-osc encodes none. A missing inbox is sent as "" (OSC has no
@@ -17,7 +18,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { Message, encode } from 'node-osc';
-import type { AgentView, JobInfo, ReceivedInfo } from '../agent/model.js';
+import type { AgentView, IncomingInfo, JobInfo, ReceivedInfo } from '../agent/model.js';
 import type { OscConfig } from '../config/types.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -66,6 +67,7 @@ export class OscNotifier {
     this.send('/tdxfer/received', [r.inbox, r.file, r.path, sizeArg(r.size), r.from]);
   private readonly onJob = (j: JobInfo): void => this.job(j);
   private readonly onProgress = (j: JobInfo): void => this.progress(j);
+  private readonly onIncoming = (i: IncomingInfo): void => this.receiving(i);
 
   constructor(
     private readonly view: AgentView,
@@ -82,7 +84,10 @@ export class OscNotifier {
     this.running = true;
     this.view.on('received', this.onReceived);
     this.view.on('job', this.onJob);
-    if (this.cfg.progress) this.view.on('progress', this.onProgress);
+    if (this.cfg.progress) {
+      this.view.on('progress', this.onProgress);
+      this.view.on('incoming', this.onIncoming);
+    }
     if (this.cfg.heartbeatSeconds > 0) {
       this.heartbeat = setInterval(() => this.alive(), this.cfg.heartbeatSeconds * 1000);
       this.heartbeat.unref();
@@ -97,6 +102,7 @@ export class OscNotifier {
     this.view.off('received', this.onReceived);
     this.view.off('job', this.onJob);
     this.view.off('progress', this.onProgress);
+    this.view.off('incoming', this.onIncoming);
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
     this.sock4?.close();
@@ -129,6 +135,21 @@ export class OscNotifier {
     this.lastProgress.set(j.id, now);
     const percent = j.bytesTotal > 0 ? (j.bytesDone / j.bytesTotal) * 100 : 0;
     this.send('/tdxfer/progress', [j.peer, j.target, floatArg(percent), sizeArg(j.bytesDone), sizeArg(j.bytesTotal)]);
+  }
+
+  /** Receiving side: while bytes arrive (a final 100 % comes with /tdxfer/received). */
+  private receiving(i: IncomingInfo): void {
+    const key = `in:${i.id}`;
+    if (i.state !== 'receiving') {
+      this.lastProgress.delete(key);
+      return;
+    }
+    const now = Date.now();
+    if (now - (this.lastProgress.get(key) ?? 0) < this.progressIntervalMs) return;
+    this.lastProgress.set(key, now);
+    const total = i.bytesTotal ?? 0;
+    const percent = total > 0 ? (i.bytesDone / total) * 100 : 0;
+    this.send('/tdxfer/receiving', [i.inbox, i.file, floatArg(percent), sizeArg(i.bytesDone), sizeArg(total), i.from]);
   }
 
   private alive(): void {

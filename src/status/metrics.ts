@@ -55,6 +55,47 @@ export class AgentMetrics {
         for (const q of snapshotOf().queues) this.set({ destination: q.destination }, q.queued + q.sending + q.waiting);
       },
     });
+    const incomingBy = (): Map<string, { files: number; done: number; size: number }> => {
+      const m = new Map<string, { files: number; done: number; size: number }>();
+      for (const i of snapshotOf().incoming ?? []) {
+        const e = m.get(i.inbox) ?? { files: 0, done: 0, size: 0 };
+        e.files++;
+        e.done += i.bytesDone;
+        e.size += i.bytesTotal ?? i.bytesDone;
+        m.set(i.inbox, e);
+      }
+      return m;
+    };
+    new Gauge({
+      name: 'tdxfer_incoming_files',
+      help: 'Files being received right now, per inbox.',
+      labelNames: ['inbox'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [inbox, e] of incomingBy()) this.set({ inbox }, e.files);
+      },
+    });
+    new Gauge({
+      name: 'tdxfer_incoming_bytes_done',
+      help: 'Bytes already on disk of the files being received (resumed bytes included), per inbox.',
+      labelNames: ['inbox'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [inbox, e] of incomingBy()) this.set({ inbox }, e.done);
+      },
+    });
+    new Gauge({
+      name: 'tdxfer_incoming_bytes_size',
+      help: 'Total size of the files being received, per inbox.',
+      labelNames: ['inbox'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [inbox, e] of incomingBy()) this.set({ inbox }, e.size);
+      },
+    });
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
 

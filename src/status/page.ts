@@ -7,7 +7,10 @@
  * through `textContent` or attribute setters, never `innerHTML`. Stable hooks for tests
  * and scrapers: `tr[data-job-id]` in `#active-body` holds `progress.bar`; `li[data-job-id]`
  * in `#recent-list` (with `data-state`) holds `.file`; `li` in `#received-list` holds
- * `.file`; `tr[data-peer]` in `#peers-body`; `#health[data-ok]`.
+ * `.file`; `tr[data-peer]` in `#peers-body` (`.reason`); `#health[data-ok]`; `tr[data-incoming-id]`
+ * in `#incoming-body` (`.bytes`, `.from`, `.resumed`); `tr[data-folder]` in `#folders-body`
+ * (`.free`, `.pending`, `.stuck`); `li` in `#stuck-list`; `.bytes` in active rows.
+ * Times are 24-hour in the browser's locale.
  *
  * The script avoids backticks and `${` so it can live in this template literal unescaped.
  */
@@ -37,6 +40,9 @@ li { padding:.25rem .2rem; border-bottom:1px solid var(--line); display:flex; ga
 li .file { font-weight:600; word-break:break-all; }
 li[data-state="failed"] .file, .error, .reason { color:var(--bad); }
 li[data-state="done"] .state { color:var(--ok); }
+.reason { font-size:.85rem; white-space:normal; }
+td.state { white-space:normal; }
+td.path { max-width:30rem; }
 .state-up { color:var(--ok); } .state-unreachable { color:var(--warn); } .state-gone { color:var(--dim); }
 .empty { color:var(--dim); font-style:italic; }
 #problems { color:var(--bad); margin:0; padding:0 1.2rem; }
@@ -77,16 +83,17 @@ const SCRIPT = `
     var s = Math.max(0, Math.round((Date.now() - t) / 1000));
     if (s < 60) return s + ' s ago';
     if (s < 3600) return Math.round(s / 60) + ' min ago';
-    return new Date(t).toLocaleString();
+    return new Date(t).toLocaleString(undefined, { hourCycle: 'h23' });
   }
-  function time(t) { return t ? new Date(t).toLocaleTimeString() : ''; }
+  function time(t) { return t ? new Date(t).toLocaleTimeString(undefined, { hourCycle: 'h23' }) : ''; }
+  function of(done, total) { return bytes(done) + ' / ' + (total === null || total === undefined ? '?' : bytes(total)); }
   function dest(j) { return j.peer + (j.inbox ? '/' + j.inbox : ''); }
   function empty(container, on, text) {
     var marker = container.querySelector(':scope > .empty');
     if (on && !marker) {
       if (container.tagName === 'TBODY') {
         var tr = el('tr', 'empty'); var td = el('td', null, text);
-        td.colSpan = 8; tr.appendChild(td); container.appendChild(tr);
+        td.colSpan = 10; tr.appendChild(td); container.appendChild(tr);
       } else container.appendChild(el('li', 'empty', text));
     } else if (!on && marker) marker.remove();
   }
@@ -114,6 +121,7 @@ const SCRIPT = `
       cell.appendChild(bar);
       row.appendChild(cell);
       row.appendChild(el('td', 'num pct'));
+      row.appendChild(el('td', 'num bytes'));
       row.appendChild(el('td', 'num rate'));
       row.appendChild(el('td', 'num eta'));
       row.appendChild(el('td', 'state'));
@@ -129,6 +137,7 @@ const SCRIPT = `
     b.value = pct;
     b.textContent = pct + '%';
     row.querySelector('.pct').textContent = pct.toFixed(1) + ' %';
+    row.querySelector('.bytes').textContent = of(j.bytesDone, j.bytesTotal);
     row.querySelector('.rate').textContent = j.rate > 0 ? bytes(j.rate) + '/s' : '';
     row.querySelector('.eta').textContent = j.etaSeconds !== null && j.etaSeconds !== undefined ? duration(j.etaSeconds) : '';
     var st = row.querySelector('.state');
@@ -198,9 +207,81 @@ const SCRIPT = `
     var st = row.querySelector('.state');
     st.textContent = p.state;
     st.className = 'state state-' + p.state;
+    if (p.reason) { var r = el('div', 'reason', p.reason); st.appendChild(r); }
     row.dataset.state = p.state;
+    row.dataset.self = p.source === 'self' ? 'true' : '';
     row.dataset.lastSeen = p.lastSeen || '';
-    row.querySelector('.seen').textContent = ago(p.lastSeen);
+    row.querySelector('.seen').textContent = p.source === 'self' ? '\u2014' : ago(p.lastSeen);
+  }
+
+  var incomingRows = new Map();
+  function renderIncoming(i) {
+    var body = $('incoming-body');
+    var row = incomingRows.get(i.id);
+    if (i.state !== 'receiving' && i.state !== 'verifying') {
+      if (row) { row.remove(); incomingRows.delete(i.id); }
+      empty(body, incomingRows.size === 0, 'nothing arriving');
+      return;
+    }
+    if (!row) {
+      row = el('tr');
+      row.dataset.incomingId = i.id;
+      ['file', 'from', 'inbox'].forEach(function (c) { row.appendChild(el('td', c)); });
+      var cell = el('td', 'bar-cell'); var bar = el('progress', 'bar'); bar.max = 100; cell.appendChild(bar); row.appendChild(cell);
+      ['num pct', 'num bytes', 'num rate', 'num eta', 'resumed', 'state'].forEach(function (c) { row.appendChild(el('td', c)); });
+      incomingRows.set(i.id, row);
+      body.appendChild(row);
+      empty(body, false);
+    }
+    var pct = typeof i.percent === 'number' ? i.percent : 0;
+    row.querySelector('.file').textContent = i.file;
+    row.querySelector('.from').textContent = i.from + (i.via === 'legacy' ? ' (TOX)' : '');
+    row.querySelector('.inbox').textContent = i.inbox;
+    row.querySelector('progress').value = pct;
+    row.querySelector('.pct').textContent = pct.toFixed(1) + ' %';
+    row.querySelector('.bytes').textContent = of(i.bytesDone, i.bytesTotal);
+    row.querySelector('.rate').textContent = i.rate > 0 ? bytes(i.rate) + '/s' : '';
+    row.querySelector('.eta').textContent = i.etaSeconds !== null && i.etaSeconds !== undefined ? duration(i.etaSeconds) : '';
+    row.querySelector('.resumed').textContent = i.resumedFrom > 0 ? 'resumed from ' + bytes(i.resumedFrom) : '';
+    row.querySelector('.state').textContent = i.state;
+    row.dataset.state = i.state;
+  }
+
+  var lastOutboxes = [], lastFolders = [];
+  function renderFolders() {
+    var body = $('folders-body');
+    body.textContent = '';
+    var byPath = new Map();
+    lastOutboxes.forEach(function (o) { byPath.set(o.path, o); });
+    var rows = lastFolders.length ? lastFolders : lastOutboxes.map(function (o) { return { kind: 'outbox', name: '', path: o.path, freeBytes: null, exists: true, writable: true }; });
+    rows.forEach(function (f) {
+      var o = f.kind === 'outbox' ? byPath.get(f.path) : null;
+      var tr = el('tr');
+      tr.dataset.folder = f.kind + ':' + f.path;
+      tr.appendChild(el('td', 'kind', f.kind));
+      tr.appendChild(el('td', 'name', f.kind === 'inbox' ? f.name : ''));
+      var pth = el('td', 'path', f.path); pth.title = f.path; tr.appendChild(pth);
+      tr.appendChild(el('td', 'num free', f.freeBytes === null || f.freeBytes === undefined ? '' : bytes(f.freeBytes) + ' free'));
+      tr.appendChild(el('td', 'num pending', o ? String(o.pending) : ''));
+      tr.appendChild(el('td', 'num stuck', o ? String(o.stuck.length) : ''));
+      tr.appendChild(el('td', 'error', !f.exists ? 'missing' : !f.writable ? 'not writable' : ''));
+      body.appendChild(tr);
+    });
+    empty(body, rows.length === 0, 'no folders');
+    var list = $('stuck-list');
+    list.textContent = '';
+    lastOutboxes.forEach(function (o) {
+      o.stuck.forEach(function (x) {
+        var li = el('li');
+        li.dataset.state = x.state;
+        li.appendChild(el('span', 'file', x.file));
+        li.appendChild(el('span', 'dim dest', '\u2192 ' + x.peer + (x.inbox ? '/' + x.inbox : '')));
+        li.appendChild(el('span', 'dim', x.state === 'failed' ? 'refused' : 'retrying (' + x.attempts + ' attempts)'));
+        if (x.error) li.appendChild(el('span', 'error', x.error));
+        list.appendChild(li);
+      });
+    });
+    empty(list, list.children.length === 0, 'no stuck files');
   }
 
   function renderReceived(r, atEnd) {
@@ -236,7 +317,9 @@ const SCRIPT = `
     queues.forEach(function (qq) {
       var tr = el('tr');
       tr.dataset.destination = qq.destination;
-      tr.appendChild(el('td', null, qq.destination));
+      var name = el('td', 'name', qq.peer + '/' + (qq.inbox || ''));
+      name.title = qq.destination;
+      tr.appendChild(name);
       ['queued', 'sending', 'waiting', 'failed'].forEach(function (k) { tr.appendChild(el('td', 'num ' + k, qq[k])); });
       body.appendChild(tr);
     });
@@ -263,6 +346,11 @@ const SCRIPT = `
     s.failures.forEach(function (f) { renderFailure(f, true); });
     empty($('failures-list'), s.failures.length === 0, 'no failures');
     renderQueues(s.queues);
+    $('incoming-body').textContent = ''; incomingRows.clear();
+    (s.incoming || []).forEach(renderIncoming);
+    empty($('incoming-body'), incomingRows.size === 0, 'nothing arriving');
+    lastOutboxes = s.outboxes || [];
+    renderFolders();
   }
 
   function renderHealth(h) {
@@ -270,6 +358,8 @@ const SCRIPT = `
     b.dataset.ok = String(!!h.ok);
     b.textContent = h.ok ? 'healthy' : 'problem';
     b.title = 'up ' + duration(h.uptimeSeconds);
+    lastFolders = h.folders || [];
+    renderFolders();
     var ul = $('problems');
     ul.textContent = '';
     (h.problems || []).forEach(function (p) { ul.appendChild(el('li', null, p)); });
@@ -296,11 +386,12 @@ const SCRIPT = `
   on('peer', renderPeer);
   on('received', function (r) { renderReceived(r, false); });
   on('failure', function (f) { renderFailure(f, false); });
+  on('incoming', renderIncoming);
   es.onopen = function () { $('conn').textContent = 'live'; $('conn').dataset.state = 'open'; refresh(); };
   es.onerror = function () { $('conn').textContent = 'reconnecting\\u2026'; $('conn').dataset.state = 'closed'; };
   setInterval(function () {
     getJson('/health').then(renderHealth).catch(showError);
-    peerRows.forEach(function (row) { var t = Number(row.dataset.lastSeen); row.querySelector('.seen').textContent = ago(t || null); });
+    peerRows.forEach(function (row) { if (row.dataset.self) return; var t = Number(row.dataset.lastSeen); row.querySelector('.seen').textContent = ago(t || null); });
   }, 5000);
   setInterval(function () { getJson('/status').then(renderSnapshot).catch(showError); }, 30000);
   refresh();
@@ -331,10 +422,15 @@ export function dashboardHtml(version: string): string {
 <main>
   <section class="wide" id="active">
     <h2>Active transfers</h2>
-    <table><thead><tr><th>File</th><th>To</th><th>Progress</th><th></th><th>Rate</th><th>ETA</th><th>State</th></tr></thead>
+    <table><thead><tr><th>File</th><th>To</th><th>Progress</th><th></th><th>Bytes</th><th>Rate</th><th>ETA</th><th>State</th></tr></thead>
     <tbody id="active-body"></tbody></table>
   </section>
-  <section id="peers">
+  <section class="wide" id="incoming">
+    <h2>Incoming transfers</h2>
+    <table><thead><tr><th>File</th><th>From</th><th>Inbox</th><th>Progress</th><th></th><th>Bytes</th><th>Rate</th><th>ETA</th><th></th><th>State</th></tr></thead>
+    <tbody id="incoming-body"></tbody></table>
+  </section>
+  <section class="wide" id="peers">
     <h2>Peers</h2>
     <table><thead><tr><th>Name</th><th>Address</th><th>Inboxes</th><th>Version</th><th>State</th><th>Last seen</th></tr></thead>
     <tbody id="peers-body"></tbody></table>
@@ -351,6 +447,12 @@ export function dashboardHtml(version: string): string {
   <section id="received">
     <h2>Received</h2>
     <ul id="received-list"></ul>
+  </section>
+  <section class="wide" id="folders">
+    <h2>Folders</h2>
+    <table><thead><tr><th>Kind</th><th>Name</th><th>Path</th><th>Free</th><th>Pending</th><th>Stuck</th><th></th></tr></thead>
+    <tbody id="folders-body"></tbody></table>
+    <ul id="stuck-list"></ul>
   </section>
   <section class="wide" id="failures">
     <h2>Failures</h2>

@@ -232,18 +232,33 @@ export class StatusServer {
           const job = await this.view.send(sendReq);
           this.sendJson(res, 202, { ...presentJob(job) });
         } catch (err) {
-          if (err instanceof TdxError) throw new HttpError(400, err.message, err.code);
+          if (err instanceof TdxError) throw new HttpError(err.code.startsWith('JOURNAL_') ? 503 : 400, err.message, err.code);
           throw err;
         }
         return;
       }
-      case jobMatch !== null: {
+      case p === '/jobs': {
         only('GET');
+        this.sendJson(res, 200, { jobs: this.view.openJobs().map(presentJob) });
+        return;
+      }
+      case jobMatch !== null: {
+        only('GET', 'DELETE');
         let id: string;
         try {
           id = decodeURIComponent(jobMatch![1]!);
         } catch {
           throw new HttpError(400, `bad job id in ${p}: invalid percent-encoding`, 'BAD_REQUEST');
+        }
+        if (method === 'DELETE') {
+          try {
+            this.sendJson(res, 200, presentJob(await this.view.cancel(id)));
+          } catch (err) {
+            if (!(err instanceof TdxError)) throw err;
+            const status = err.code === 'NOT_FOUND' ? 404 : err.code === 'NOT_CANCELLABLE' || err.code === 'ALREADY_FINISHED' ? 409 : 500;
+            throw new HttpError(status, err.message, err.code);
+          }
+          return;
         }
         const job = this.view.job(id);
         if (!job) throw new HttpError(404, `no job with id "${id}" (finished jobs are forgotten after a while)`, 'NOT_FOUND');
@@ -251,7 +266,7 @@ export class StatusServer {
         return;
       }
       default:
-        throw new HttpError(404, `no such endpoint: ${p} (try /status, /health, /events, /metrics, POST /send, /jobs/<id>)`, 'NOT_FOUND');
+        throw new HttpError(404, `no such endpoint: ${p} (try /status, /health, /events, /metrics, POST /send, /jobs, /jobs/<id>)`, 'NOT_FOUND');
     }
   }
 

@@ -12,7 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AgentEvents, AgentView, JobInfo } from '../agent/model.js';
 import type { Logger } from '../log.js';
-import { presentJob } from './present.js';
+import { presentIncoming, presentJob } from './present.js';
 
 export interface SseOptions {
   log: Logger;
@@ -52,6 +52,8 @@ export class SseHub {
       peer: (peer) => this.broadcast('peer', peer),
       received: (r) => this.broadcast('received', r),
       failure: (f) => this.broadcast('failure', f),
+      // Already throttled at the source (IncomingBoard: start, ~10/s, end).
+      incoming: (i) => this.broadcast('incoming', presentIncoming(i)),
     };
   }
 
@@ -61,6 +63,7 @@ export class SseHub {
     this.view.on('peer', this.listeners.peer);
     this.view.on('received', this.listeners.received);
     this.view.on('failure', this.listeners.failure);
+    this.view.on('incoming', this.listeners.incoming);
     this.heartbeat = setInterval(() => this.writeAll(`: heartbeat ${Date.now()}\n\n`), this.heartbeatMs);
     this.heartbeat.unref();
   }
@@ -71,6 +74,7 @@ export class SseHub {
     this.view.off('peer', this.listeners.peer);
     this.view.off('received', this.listeners.received);
     this.view.off('failure', this.listeners.failure);
+    this.view.off('incoming', this.listeners.incoming);
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
     for (const id of [...this.pendingProgress.keys()]) this.dropPending(id);

@@ -40,7 +40,11 @@ export interface DestinationDeps {
   retryMaxMs: number;
   onJobChange: (job: Job) => void;
   onProgress: (job: Job) => void;
-  onReachability: (up: boolean, why: string | null) => void;
+  onReachability: (up: boolean, why: string | null, code?: string) => void;
+  /** Every failed connection attempt (code and message), also while already unreachable: the peer row shows why. */
+  onLinkProblem?: (code: string, message: string) => void;
+  /** The inbox names the peer's WELCOME announced (lets the agent refuse misspelled inboxes up front). */
+  onPeerInboxes?: (inboxes: string[]) => void;
 }
 
 const PERMANENT = new Set(['BAD_NAME', 'TOO_LARGE']);
@@ -144,6 +148,7 @@ export class DestinationQueue {
     for (const host of peer.addresses) {
       try {
         const c = await PeerConnection.open({ ...this.deps.connectBase, host, port: peer.port, log: this.log });
+        this.deps.onPeerInboxes?.(c.inboxes);
         if (this.dest.inbox !== null && c.inboxes.length > 0 && !c.inboxes.includes(this.dest.inbox)) {
           this.log.warn(`${this.dest.peer} has no inbox "${this.dest.inbox}" (it has: ${c.inboxes.join(', ')}); files for it wait`);
         }
@@ -202,7 +207,10 @@ export class DestinationQueue {
         }
         // A TOX receiver that answered {"success": false} is reachable: the refusal is about this file.
         const linkProblem = !(e instanceof PeerError && e.scope === 'file') && e.code !== 'LEGACY_REFUSED';
-        if (linkProblem) this.reachability(false, e.message);
+        if (linkProblem) {
+          this.deps.onLinkProblem?.(e.code, e.message);
+          this.reachability(false, e.message);
+        }
         else this.fileProblem(job, e);
         if (job.controller.signal.aborted || this.stopping) return { kind: 'cancelled' };
         this.setState(job, 'waiting', e.message);

@@ -18,6 +18,7 @@ import type { Inbox, IncomingFile } from '../inbox/inbox.js';
 import type { ReceivedInfo } from '../agent/model.js';
 import { FrameChannel } from './channel.js';
 import type { IncomingConnection } from '../transport/server.js';
+import type { IncomingHandle, IncomingTracker } from '../agent/incoming.js';
 
 const MAX_PENDING_COMMITS = 16;
 /** Largest file taken as an eager OFFER (announced in WELCOME.eagerMaxBytes). */
@@ -31,6 +32,8 @@ export interface ReceiverDeps {
   log: Logger;
   onReceived: (info: ReceivedInfo) => void;
   onFailure?: (reason: string, message: string, peer: string | null) => void;
+  /** Shows streamed files while they arrive (status, events, dashboard). */
+  incoming?: IncomingTracker;
   /** WELCOME.eagerMaxBytes: 0 turns eager offers off (tests of the classic sequence). Default EAGER_MAX_BYTES. */
   eagerMaxBytes?: number;
 }
@@ -44,6 +47,7 @@ interface Streaming {
   expected: number;
   received: number;
   startedAt: number;
+  view?: IncomingHandle;
 }
 
 /** An eager file being gathered in memory (section 6.4). */
@@ -110,6 +114,7 @@ export class ReceiverSession {
       const c = this.current;
       this.current = null;
       this.log.info(`connection lost while receiving; keeping ${c.file.received} bytes of ${c.file.rel} for resume`, { inbox: c.inbox.name, reason: err?.message ?? 'closed' });
+      c.view?.end('interrupted', `connection lost (${err?.message ?? 'closed'}); ${c.file.received} bytes kept for resume`);
       void c.file.abort(true);
     }
     if (err && err.code !== 'CONNECTION_LOST' && err.code !== 'SHUTTING_DOWN') {
@@ -214,7 +219,8 @@ export class ReceiverSession {
     const admitted = await this.admit(f, f.resume);
     if (!admitted) return;
     const { file, inbox } = admitted;
-    this.current = { id: f.id, file, inbox, expected: f.size, received: file.offset, startedAt: Date.now() };
+    const view = this.deps.incoming?.start({ inbox: inbox.name, file: file.rel, from: this.peer, via: 'tdxfer', bytesTotal: f.size, resumedFrom: file.offset });
+    this.current = { id: f.id, file, inbox, expected: f.size, received: file.offset, startedAt: Date.now(), ...(view ? { view } : {}) };
     if (file.offset > 0) this.log.info(`resuming ${file.rel} from ${this.peer} at byte ${file.offset} of ${f.size}`, { inbox: inbox.name });
     this.channel.send({ type: 'accept', id: f.id, offset: file.offset, prefixSha256: file.prefixSha256 });
   }
@@ -270,7 +276,9 @@ export class ReceiverSession {
     c.received += data.length;
     try {
       await c.file.write(data);
+      c.view?.progress(c.received);
     } catch (err) {
+      c.view?.end('failed', describeError(err));
       // Disk full or I/O error mid-file: the inbox already removed the partial. Tell
       // the sender (NACK) and drop the connection, since it is mid-stream.
       this.current = null;
@@ -292,6 +300,7 @@ export class ReceiverSession {
     if (!c || c.id !== f.id) return; // nothing streaming for it (e.g. aborted right after OFFER was refused)
     this.current = null;
     this.log.info(`sender abandoned ${c.file.rel}: ${f.reason}`, { inbox: c.inbox.name });
+    c.view?.end('failed', `sender abandoned it: ${f.reason}`);
     return c.file.abort(false);
   }
 
@@ -313,10 +322,12 @@ export class ReceiverSession {
     if (!c || c.id !== f.id) throw new TdxError('OUT_OF_ORDER', `END for file ${f.id} which is not being received`);
     this.current = null;
     if (c.received !== c.expected) {
+      c.view?.end('failed', `received ${c.received} of ${c.expected} bytes`);
       this.nack(f.id, new TdxError('SIZE_MISMATCH', `received ${c.received} of ${c.expected} bytes for ${c.file.rel}`));
       void c.file.abort(false);
       return;
     }
+    c.view?.verifying();
     const p = this.commit(c, f.sha256).finally(() => this.commits.delete(p));
     this.commits.add(p);
   }
@@ -344,10 +355,12 @@ export class ReceiverSession {
       if (landed.skipped) {
         // onCollision=skip and the target appeared while this file was on its way.
         this.channel.send({ type: 'ack', id: c.id, status: 'skipped', path: landed.rel, sha256: null });
+        c.view?.end('done', null, landed.rel);
         this.log.info(`skipped ${c.file.rel} from ${this.peer}: ${landed.rel} exists (onCollision=skip)`, { inbox: c.inbox.name });
         return;
       }
       this.channel.send({ type: 'ack', id: c.id, status: 'stored', path: landed.rel, sha256: landed.sha256 });
+      c.view?.end('done', null, landed.rel);
       const mbps = durationMs > 0 ? (landed.size / 1e6 / (durationMs / 1000)).toFixed(1) : '∞';
       this.log.info(`received ${landed.rel}${landed.renamedFrom ? ` (renamed from ${landed.renamedFrom})` : ''}`, {
         inbox: c.inbox.name, from: this.peer, size: landed.size, ms: durationMs, MBps: mbps,
@@ -358,6 +371,7 @@ export class ReceiverSession {
       });
     } catch (err) {
       this.log.warn(`could not store ${c.file.rel} from ${this.peer}: ${describeError(err)}`, { inbox: c.inbox.name });
+      c.view?.end('failed', describeError(err));
       this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
       this.nack(c.id, err);
     }

@@ -119,7 +119,10 @@ export class TransportServer {
       const isTls = first[0] === 0x16;
       if (isTls) {
         log.warn(`refused connection from ${addr}: the peer uses encryption but this agent has security.encrypt=false; set the same security.encrypt on both machines`);
-        sock.destroy();
+        // Answer in plain bytes rather than a bare close: the peer's TLS stack reports "wrong
+        // version number", which it can name as an encryption mismatch (a bare close is ambiguous).
+        sock.end(encodeFrame({ type: 'error', code: 'UNSUPPORTED_PROTOCOL', message: 'this agent has encryption off (security.encrypt=false); set the same security.encrypt on both machines' }));
+        setTimeout(() => sock.destroy(), 1000).unref();
         return;
       }
       // Plain tdxfer, or anything else: the frame decoder names what it looks like.

@@ -112,6 +112,21 @@ export class FakeView extends EventEmitter<AgentEvents> implements AgentView {
     return j ? { ...j } : undefined;
   }
 
+  openJobs(): JobInfo[] {
+    return [...this.jobs.values()].filter((j) => j.state !== 'done' && j.state !== 'failed').map((j) => ({ ...j }));
+  }
+
+  async cancel(id: string): Promise<JobInfo> {
+    const j = this.jobs.get(id);
+    if (!j || j.state === 'done' || j.state === 'failed') throw new TdxError('NOT_FOUND', `no open job with id "${id}"`);
+    if (j.kind !== 'send') throw new TdxError('NOT_CANCELLABLE', `job ${id} is an outbox file`);
+    j.state = 'failed';
+    j.error = 'cancelled by the operator';
+    j.finishedAt = Date.now();
+    this.emit('job', { ...j });
+    return { ...j };
+  }
+
   // ---- test drivers ----
 
   addPeer(p: Partial<PeerInfo> & { name: string }): PeerInfo {
