@@ -13,11 +13,12 @@
  * - The dedupe record of a file is written before its rename (see Journal).
  *
  * Group commit: the Lander lands every file that became ready while the previous batch
- * was on disk as one batch: one listing per folder, one journal append, one fsync per
- * folder. Files finishing together (an image sequence) cost about one folder fsync
- * between them instead of one each, and the listing of a folder of N files is read
- * once per batch instead of once per file (which made landing N files O(N²)).
- * Batches run one at a time per inbox, so listing and renames never interleave.
+ * was on disk as one batch: one journal append, one fsync per folder. Files finishing
+ * together (an image sequence) cost about one folder fsync between them instead of one each.
+ * Names are looked up in a DirIndex (dirindex.ts): a folder is listed once, not per file
+ * or per batch, and only the names being landed are checked on disk, so landing costs the
+ * same in an empty folder and in one of 100,000 files.
+ * Batches run one at a time per inbox, so lookups and renames never interleave.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -28,6 +29,7 @@ import { InboxError } from './errors.js';
 import { errCode, fsyncDir, isInside, renameWithRetry } from '../fsutil.js';
 import type { Journal, LandedRecord } from './journal.js';
 import { FALLBACK_DIRNAME } from './staging.js';
+import { DirIndex, type DirOps } from './dirindex.js';
 
 /** The inbox a lander works in. */
 export interface LandTarget {
@@ -39,6 +41,15 @@ export interface LandTarget {
   log: Logger;
   /** Dedupe journal: each file's record is appended before its rename. */
   journal?: Journal;
+  /** Names of the inbox's folders (shared with Inbox.begin's collision lookup); a fresh one if absent. */
+  index?: LandIndex;
+}
+
+/** The inbox's name index: folders listed once, names checked on disk (see dirindex.ts). */
+export type LandIndex = DirIndex<Listing>;
+
+export function newLandIndex(ops?: DirOps): LandIndex {
+  return new DirIndex((names) => new Listing(names), ops ? { ops } : {});
 }
 
 export interface LandItem {
@@ -54,20 +65,6 @@ export type LandOutcome =
   | { status: 'landed'; rel: string; abs: string; renamedFrom: string | null }
   | { status: 'skipped'; rel: string; abs: string };
 
-/** Entries of `dir` whose name equals `name` case-insensitively; the exact spelling first. */
-function variants(entries: string[], name: string, atRoot: boolean): string[] {
-  return new Listing(entries).variants(name, atRoot);
-}
-
-async function readdirOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return await fs.readdir(dir);
-  } catch (err) {
-    if (errCode(err) === 'ENOENT') return [];
-    throw err;
-  }
-}
-
 function outside(inboxName: string, rel: string, real: string): InboxError {
   return new InboxError(
     'BAD_NAME',
@@ -81,14 +78,15 @@ function outside(inboxName: string, rel: string, real: string): InboxError {
  * or null when a folder is missing and `create` is false.
  */
 export async function resolveParent(
-  req: Pick<LandTarget, 'inboxName' | 'inboxReal'> & Pick<LandItem, 'parts'>,
+  req: Pick<LandTarget, 'inboxName' | 'inboxReal'> & Pick<LandItem, 'parts'> & { index: LandIndex },
   create: boolean,
 ): Promise<{ real: string; names: string[]; created: string[] } | null> {
   let dir = req.inboxReal;
   const names: string[] = [];
   const created: string[] = [];
   for (const part of req.parts.slice(0, -1)) {
-    const match = variants(await readdirOrEmpty(dir), part, names.length === 0)[0];
+    const listing = await req.index.lookup(dir, [part]);
+    const match = listing.variants(part, names.length === 0)[0];
     const name = match ?? part;
     const next = path.join(dir, name);
     if (match === undefined) {
@@ -99,6 +97,8 @@ export async function resolveParent(
       } catch (err) {
         if (errCode(err) !== 'EEXIST') throw err;
       }
+      listing.add(part);
+      await req.index.settled(dir);
     }
     names.push(name);
     const real = await fs.realpath(next);
@@ -117,7 +117,7 @@ export async function resolveParent(
 
 /** The existing entry the file would collide with (case-insensitively), or null. Never creates anything. */
 export async function findExisting(
-  req: Pick<LandTarget, 'inboxName' | 'inboxPath' | 'inboxReal'> & Pick<LandItem, 'parts'>,
+  req: Pick<LandTarget, 'inboxName' | 'inboxPath' | 'inboxReal'> & Pick<LandItem, 'parts'> & { index: LandIndex },
 ): Promise<{ rel: string; abs: string } | null> {
   let parent: Awaited<ReturnType<typeof resolveParent>>;
   try {
@@ -128,7 +128,7 @@ export async function findExisting(
   }
   if (!parent) return null;
   const name = req.parts[req.parts.length - 1]!;
-  const hit = variants(await readdirOrEmpty(parent.real), name, parent.names.length === 0)[0];
+  const hit = (await req.index.lookup(parent.real, [name])).variants(name, parent.names.length === 0)[0];
   if (hit === undefined) return null;
   const rel = [...parent.names, hit].join('/');
   return { rel, abs: path.join(req.inboxPath, ...parent.names, hit) };
@@ -231,8 +231,11 @@ interface Planned {
 export class Lander {
   #queue: Waiting[] = [];
   #running = false;
+  readonly #index: LandIndex;
 
-  constructor(private readonly target: LandTarget) {}
+  constructor(private readonly target: LandTarget) {
+    this.#index = target.index ?? newLandIndex();
+  }
 
   /** Resolves once the file is visible under its final name and durable (or was skipped). */
   land(item: LandItem): Promise<LandOutcome> {
@@ -259,26 +262,37 @@ export class Lander {
 
   async #landBatch(batch: Waiting[]): Promise<void> {
     const t = this.target;
+    const index = this.#index;
     const parents = new Map<string, Promise<Parent>>();
-    const listings = new Map<string, Listing>();
-    const planned: Planned[] = [];
+    // First every name is looked up (checked on disk), then all are planned: a lookup
+    // never sees a name planned earlier in the batch but not renamed yet.
+    const looked: Array<{ w: Waiting; parent: Parent; entries: Listing; name: string }> = [];
     for (const w of batch) {
       try {
         const parts = w.item.parts;
         const key = parts.slice(0, -1).join('/');
         let p = parents.get(key);
         if (!p) {
-          p = resolveParent({ inboxName: t.inboxName, inboxReal: t.inboxReal, parts }, true).then((r) => r!);
+          p = resolveParent({ inboxName: t.inboxName, inboxReal: t.inboxReal, parts, index }, true).then((r) => r!);
           parents.set(key, p);
         }
         const parent = await p;
-        let entries = listings.get(parent.real);
-        if (!entries) {
-          entries = new Listing(await readdirOrEmpty(parent.real));
-          listings.set(parent.real, entries);
-        }
         const name = parts[parts.length - 1]!;
-        const plan = planLanding(entries, name, t.policy, parent.names.length === 0);
+        looked.push({ w, parent, name, entries: await index.lookup(parent.real, [name]) });
+      } catch (err) {
+        w.reject(err);
+      }
+    }
+    const planned: Planned[] = [];
+    for (const { w, parent, entries, name } of looked) {
+      try {
+        const parts = w.item.parts;
+        const atRoot = parent.names.length === 0;
+        let plan = planLanding(entries, name, t.policy, atRoot);
+        // A rename candidate is free in the index; make sure it is on disk too.
+        while (plan.kind === 'new' && plan.name !== name && (await index.taken(parent.real, plan.name))) {
+          plan = planLanding(entries, name, t.policy, atRoot);
+        }
         if (plan.kind === 'skip') {
           const rel = [...parent.names, plan.existing].join('/');
           w.resolve({ status: 'skipped', rel, abs: path.join(t.inboxPath, ...parent.names, plan.existing) });
@@ -312,6 +326,8 @@ export class Lander {
         await this.#rename(p);
         landed.push(p);
       } catch (err) {
+        // The index assumed the rename (applyPlan): list that folder again next time.
+        index.forget(p.parent.real);
         p.w.reject(err);
       }
     }
@@ -334,6 +350,7 @@ export class Lander {
         }),
       ),
     );
+    for (const d of new Set(planned.map((p) => p.parent.real))) await index.settled(d);
     for (const p of landed) {
       if (failed.has(p)) {
         p.w.reject(failed.get(p));
