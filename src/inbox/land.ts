@@ -59,6 +59,12 @@ export interface LandItem {
   from: string;
   /** The dedupe record for the final rel (written before the rename), or null for none. */
   record?: (landedRel: string) => LandedRecord | null;
+  /**
+   * Asked before the journal record and again right before the rename: false refuses the
+   * file (InboxError CLOSED, retryable), which stays staged. The receiver answers false
+   * once it could no longer send the ACK (a stop), so nothing lands unacknowledged.
+   */
+  mayLand?: () => boolean;
 }
 
 export type LandOutcome =
@@ -313,6 +319,11 @@ export class Lander {
         w.reject(err);
       }
     }
+    const refuse = (p: Planned): void => {
+      index.forget(p.parent.real); // applyPlan counted a rename that does not happen
+      p.w.reject(new InboxError('CLOSED', `Inbox "${t.inboxName}": stopping; ${JSON.stringify(p.requested)} stays staged and is received again later`));
+    };
+    planned.splice(0, planned.length, ...planned.filter((p) => (p.w.item.mayLand?.() === false ? (refuse(p), false) : true)));
     if (planned.length === 0) return;
 
     // Journal first, renames second: a crash in between leaves records whose file is
@@ -322,6 +333,10 @@ export class Lander {
 
     const landed: Planned[] = [];
     for (const p of planned) {
+      if (p.w.item.mayLand?.() === false) {
+        refuse(p);
+        continue;
+      }
       try {
         await this.#rename(p);
         landed.push(p);
