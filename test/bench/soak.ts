@@ -1,5 +1,7 @@
 /**
  * Soak (issue #20): `npm run soak -- --files 100000 --minutes 30`. A benchmark, not a test:
+ * (other options: `--prefill N` files written straight into the inbox folder, `--probe-files`,
+ * `--cli PATH` of another build, `--keep`)
  * it prints figures and which of them miss the targets here; it asserts nothing.
  *
  * Two agents of the built CLI on 127.0.0.1 only (status API on free loopback ports, no
@@ -30,7 +32,11 @@ const opt = (name: string, dflt: number): number => {
 const FILES = opt('files', 100_000);
 const MINUTES = opt('minutes', 30);
 const PROBE_FILES = opt('probe-files', 150);
+/** Files written straight into the receiver's inbox folder before the agents start (for part 2 without the bulk run). */
+const PREFILL = opt('prefill', 0);
 const DROP = 10_000;
+/** `--cli PATH`: another build's dist/src/cli/main.js (e.g. to compare with an older version). */
+const CLI = args.includes('--cli') ? path.resolve(args[args.indexOf('--cli') + 1]!) : cliPath();
 const KEY = randomBytes(32).toString('base64');
 
 interface Agent {
@@ -56,7 +62,7 @@ async function writeConfig(dir: string, cfg: Record<string, unknown>): Promise<s
 
 async function start(a: Omit<Agent, 'proc' | 'startedMs' | 'selfMs'>): Promise<Agent> {
   const t0 = performance.now();
-  const proc = spawnProc(process.execPath, [cliPath(), 'run', '--config', a.cfg], {}, path.join(a.dir, 'console.log'));
+  const proc = spawnProc(process.execPath, [CLI, 'run', '--config', a.cfg], {}, path.join(a.dir, 'console.log'));
   const ready = a.role === 'receiver' ? /listening for transfers/ : /watching outbox/;
   await proc.waitFor(ready, 120_000);
   const lines = proc.output().split('\n');
@@ -203,6 +209,13 @@ async function main(): Promise<void> {
   const outbox = path.join(aDir, 'outbox');
   const inbox = path.join(bDir, 'inbox');
   await fs.mkdir(outbox, { recursive: true });
+  if (PREFILL > 0) {
+    await fs.mkdir(path.join(inbox, 'bulk'), { recursive: true });
+    for (let i = 0; i < PREFILL; i += 500) {
+      await Promise.all(Array.from({ length: Math.min(500, PREFILL - i) }, (_, k) => fs.writeFile(path.join(inbox, 'bulk', `pre.${String(i + k).padStart(7, '0')}.bin`), 'x')));
+    }
+    say(`prefilled the receiver's inbox folder with ${PREFILL} files`);
+  }
   let rx = await start({ role: 'receiver', cfg: bCfg, dir: bDir, statusPort: sb });
   let tx = await start({ role: 'sender', cfg: aCfg, dir: aDir, statusPort: sa });
   const src = path.join(root, 'src');
@@ -239,6 +252,7 @@ async function main(): Promise<void> {
     rx = await restart(rx);
     const startFull = rx.startedMs;
     const full = await probe(rx, outbox, inbox, 'bulk', PROBE_FILES, 5, src);
+    const held = await countIn(path.join(inbox, 'bulk'));
     const ratio = full.cpuPerFile / empty.cpuPerFile;
     const rssDiff = full.rss - empty.rss;
     say(
@@ -246,14 +260,15 @@ async function main(): Promise<void> {
         ['inbox folder', 'CPU ms/file', 'receiver RSS MB'],
         [
           ['empty', empty.cpuPerFile.toFixed(1), mb(empty.rss)],
-          [`${FILES} files`, full.cpuPerFile.toFixed(1), mb(full.rss)],
+          [`${held} files`, full.cpuPerFile.toFixed(1), mb(full.rss)],
         ],
       ),
     );
     say(`   ratio ${ratio.toFixed(2)} (target <= 1.5: ${ratio <= 1.5 ? 'met' : 'MISSED'}), RSS +${mb(rssDiff)} MB (target <= 20 MB: ${rssDiff <= 20e6 ? 'met' : 'MISSED'})`);
-    say(`   receiver start-up with ${FILES} files in its inbox: ${rx.selfMs.toFixed(0)} ms from "tdxfer starting" to "listening" (${startFull.toFixed(0)} ms from spawn, process start included; load average ${os.loadavg()[0]!.toFixed(1)})`);
+    say(`   receiver start-up with ${held} files in its inbox: ${rx.selfMs.toFixed(0)} ms from "tdxfer starting" to "listening" (${startFull.toFixed(0)} ms from spawn, process start included; load average ${os.loadavg()[0]!.toFixed(1)})`);
 
     // 3. steady
+    if (MINUTES <= 0) return;
     say(`\n3. steady: ${MINUTES} min, 5 small files/s + 20 MB every 30 s, SSE + /metrics on both agents, restart of each side`);
     const sse = [sseClient(() => tx.statusPort), sseClient(() => rx.statusPort)];
     const dropped = new Map<string, number>();
