@@ -375,7 +375,6 @@ export class Lander {
         }),
       ),
     );
-    for (const d of new Set(planned.map((p) => p.parent.real))) await index.settled(d);
     for (const p of landed) {
       if (failed.has(p)) {
         p.w.reject(failed.get(p));
@@ -389,6 +388,8 @@ export class Lander {
         renamedFrom: p.rel === p.requested ? null : p.requested,
       });
     }
+    // Our own renames are now known to the index; done after the ACKs are on their way.
+    for (const d of new Set(planned.map((p) => p.parent.real))) await index.settled(d);
   }
 
   async #rename(p: Planned): Promise<void> {

@@ -161,6 +161,16 @@ function slope(xs: number[], ys: number[]): number {
 
 const mb = (n: number): string => (n / 1e6).toFixed(1);
 
+/** Renames `from` to `to`, making its folder again if the sender's after-action removed it (emptied). */
+async function moveIn(from: string, to: string): Promise<void> {
+  try {
+    await fs.rename(from, to);
+  } catch {
+    await fs.mkdir(path.dirname(to), { recursive: true });
+    await fs.rename(from, to);
+  }
+}
+
 /** Drops `n` small files at `perSecond` into outbox/<folder>; returns receiver CPU ms per landed file and RSS after. */
 async function probe(rx: Agent, outbox: string, inbox: string, folder: string, n: number, perSecond: number, src: string): Promise<{ cpuPerFile: number; rss: number }> {
   const before = await countIn(path.join(inbox, folder));
@@ -171,7 +181,7 @@ async function probe(rx: Agent, outbox: string, inbox: string, folder: string, n
   for (let i = 0; i < n; i++) {
     const name = `probe.${Date.now()}.${i}.bin`;
     await fs.writeFile(path.join(src, name), randomBytes(1024));
-    await fs.rename(path.join(src, name), path.join(outbox, folder, name));
+    await moveIn(path.join(src, name), path.join(outbox, folder, name));
     await sleep(1000 / perSecond);
   }
   await pollUntil(async () => (await countIn(path.join(inbox, folder))) >= before + n, 300_000, `${n} probe files in ${folder}`, 50);
@@ -235,7 +245,7 @@ async function main(): Promise<void> {
       await fs.mkdir(path.join(outbox, 'bulk'), { recursive: true });
       const cpu0 = [(await procCpuMs(tx.proc.pid)) ?? NaN, (await procCpuMs(rx.proc.pid)) ?? NaN];
       const t0 = performance.now();
-      for (const f of await fs.readdir(dropDir)) await fs.rename(path.join(dropDir, f), path.join(outbox, 'bulk', f));
+      for (const f of await fs.readdir(dropDir)) await moveIn(path.join(dropDir, f), path.join(outbox, 'bulk', f));
       await pollUntil(async () => (await countIn(path.join(inbox, 'bulk'))) >= done + n, 3_600_000, `drop of ${n} landed`, 200);
       const secs = (performance.now() - t0) / 1000;
       const cpu1 = [(await procCpuMs(tx.proc.pid)) ?? NaN, (await procCpuMs(rx.proc.pid)) ?? NaN];
@@ -291,7 +301,7 @@ async function main(): Promise<void> {
         if (bigNow) lastBig = performance.now();
         const name = `s.${String(seq++).padStart(6, '0')}${bigNow ? '.mov' : '.png'}`;
         await fs.writeFile(path.join(src, name), bigNow ? big : randomBytes(2048 + (seq % 2048)));
-        await fs.rename(path.join(src, name), path.join(steadyOut, name));
+        await moveIn(path.join(src, name), path.join(steadyOut, name));
         dropped.set(name, performance.now());
         await sleep(200);
       }
