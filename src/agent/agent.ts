@@ -83,6 +83,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private jobStore: JobStore | null = null;
   private jobSeq = 0;
   private stopping = false;
+  /** False once stopReceiving() began: new connections are refused. */
+  private receiving = true;
   private readonly startedAt = Date.now();
   private readonly log: Logger;
   id = '';
@@ -141,7 +143,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         log: log.child({ component: 'listener' }),
       },
       (conn) => {
-        if (this.stopping) {
+        if (this.stopping || !this.receiving) {
           conn.socket.destroy();
           return;
         }
@@ -205,9 +207,20 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     }
   }
 
+  /**
+   * First step of a stop, before the status API and OSC go (issue #20): receiving sessions
+   * take nothing new; files being landed finish with their ACK and their announcement, or,
+   * past `landMs`, stay staged for resume. New connections are refused from now on.
+   */
+  async stopReceiving(landMs = 5000): Promise<void> {
+    this.receiving = false;
+    await Promise.all([...this.sessions].map((s) => s.drain(landMs)));
+  }
+
   async stop(graceMs = 10_000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    const receiversDone = this.stopReceiving();
     for (const w of this.watchers) await w.stop().catch(() => undefined);
     // Stop accepting now; net.Server.close() resolves only once every connection is gone.
     const closed = this.server?.close().catch(() => undefined);
@@ -215,6 +228,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     await Promise.all([...this.destinations.values()].map((d) => d.stop(graceMs)));
     for (const w of [...this.afterWaiting.keys()]) this.flushAfter(w);
     await Promise.all([...this.afterRunning]);
+    await receiversDone;
     for (const s of this.sessions) s.shutdown();
     this.server?.destroyAll();
     await closed;

@@ -23,7 +23,7 @@ export async function runAgent(args: RunArgs): Promise<number> {
     process.stderr.write(`${err instanceof ConfigError ? err.message : `error: ${describeError(err)}`}\n`);
     return 2;
   }
-  const log: Logger = createLogger({ level: cfg.log.level, file: cfg.log.file ?? undefined });
+  const log: Logger = createLogger({ level: cfg.log.level, file: cfg.log.file ?? undefined, maxSizeBytes: cfg.log.maxSizeBytes, maxFiles: cfg.log.maxFiles });
   if (cfg.security.keySource.startsWith('generated:')) {
     // Shown once, on the console only: never through the logger (files, journal).
     process.stdout.write(
@@ -87,6 +87,8 @@ export async function runAgent(args: RunArgs): Promise<number> {
       }, 20_000);
       hard.unref();
       void (async () => {
+        // Files being landed finish with their ACK while OSC and the status API can still announce them.
+        await agent.stopReceiving().catch((err) => log.warn(`stopping receivers: ${describeError(err)}`));
         await companions.stop().catch((err) => log.warn(`stopping companions: ${describeError(err)}`));
         await agent.stop(15_000).catch((err) => log.warn(`stopping agent: ${describeError(err)}`));
         clearTimeout(hard);

@@ -47,7 +47,7 @@ export const DEFAULTS = {
     eagerMaxBytes: 1 * MiB,
   } satisfies LimitsConfig,
   transfer: { window: 32, connections: 1, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1 * MiB } satisfies TransferConfig,
-  log: { level: 'info' as const, file: null as string | null },
+  log: { level: 'info' as const, file: null as string | null, maxSizeBytes: 10 * MiB, maxFiles: 10 },
 } as const;
 
 /**

@@ -138,6 +138,8 @@ export function resolveConfig(raw: RawConfig, opts: ResolveOptions): { config: U
     log: {
       level: raw.log?.level ?? DEFAULTS.log.level,
       file: logFile === undefined || logFile === null ? DEFAULTS.log.file : abs(logFile),
+      maxSizeBytes: raw.log?.maxSizeBytes ?? DEFAULTS.log.maxSizeBytes,
+      maxFiles: raw.log?.maxFiles ?? DEFAULTS.log.maxFiles,
     },
   };
   return { config, key };

@@ -168,6 +168,9 @@ export const topLevelProperties: Record<string, SchemaNode> = {
   log: obj({
     level: { enum: ['error', 'warn', 'info', 'debug'] },
     file: nullablePath,
+    // Rotation of log.file: at most maxFiles files of about maxSizeBytes each (issue #20).
+    maxSizeBytes: bytes(64 * 1024),
+    maxFiles: int(1, 1000),
   }),
 };
 
@@ -218,5 +221,5 @@ export interface RawConfig {
   osc?: { targets?: Array<{ host: string; port: number }>; heartbeatSeconds?: number; progress?: boolean };
   limits?: Partial<Record<'maxFileBytes' | 'maxConnections' | 'maxConnectionsPerPeer' | 'idleTimeoutMs' | 'handshakeTimeoutMs' | 'reserveBytes' | 'eagerMaxBytes', number>>;
   transfer?: Partial<Record<'window' | 'connections' | 'retryInitialMs' | 'retryMaxMs' | 'chunkBytes', number>>;
-  log?: { level?: 'error' | 'warn' | 'info' | 'debug'; file?: string | null };
+  log?: { level?: 'error' | 'warn' | 'info' | 'debug'; file?: string | null; maxSizeBytes?: number; maxFiles?: number };
 }

@@ -126,5 +126,6 @@ export interface AgentConfig {
   osc: OscConfig;
   limits: LimitsConfig;
   transfer: TransferConfig;
-  log: { level: 'error' | 'warn' | 'info' | 'debug'; file: string | null };
+  /** `file` rotates by size: at most `maxFiles` files of about `maxSizeBytes` each. */
+  log: { level: 'error' | 'warn' | 'info' | 'debug'; file: string | null; maxSizeBytes: number; maxFiles: number };
 }

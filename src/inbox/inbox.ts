@@ -16,7 +16,8 @@ import { InboxError } from './errors.js';
 import { formatBytes, freeBytes } from '../fsutil.js';
 import { IncomingFileImpl, type IncomingFile } from './incoming.js';
 import { Journal } from './journal.js';
-import { findExisting, Lander } from './land.js';
+import { findExisting, Lander, newLandIndex, type LandIndex } from './land.js';
+import type { DirOps } from './dirindex.js';
 import { chooseStaging, FALLBACK_DIRNAME, Staging } from './staging.js';
 
 export { InboxError } from './errors.js';
@@ -38,6 +39,8 @@ export interface InboxOptions {
    * (a crash leaves their partial without a record, deleted on the next open). Default 1 MiB.
    */
   resumeMinBytes?: number;
+  /** File-system calls of the inbox's name index (tests count folder listings with it). */
+  dirOps?: DirOps;
 }
 
 export interface BeginRequest {
@@ -111,6 +114,8 @@ export class Inbox {
   readonly #reserveBytes: number;
   readonly #resumeMinBytes: number;
   readonly #lander: Lander;
+  /** Names in the inbox's folders, shared by landing and the onCollision=skip lookup in begin(). */
+  readonly #index: LandIndex;
   /** Last statfs of the staging volume, and #spaceAdmitted at that moment. */
   #freeReading: { at: number; bytes: number | null; admitted: number } | null = null;
   /** Bytes of files admitted by begin() so far (for the free-space estimate). */
@@ -129,6 +134,7 @@ export class Inbox {
     maxFileBytes: number;
     reserveBytes: number;
     resumeMinBytes: number;
+    dirOps: DirOps | undefined;
   }) {
     this.name = a.cfg.name;
     this.path = a.path;
@@ -141,7 +147,8 @@ export class Inbox {
     this.#maxFileBytes = a.maxFileBytes;
     this.#reserveBytes = a.reserveBytes;
     this.#resumeMinBytes = a.resumeMinBytes;
-    this.#lander = new Lander({ inboxName: this.name, inboxPath: this.path, inboxReal: a.real, policy: a.cfg.onCollision, log: a.log, journal: a.journal });
+    this.#index = newLandIndex(a.dirOps);
+    this.#lander = new Lander({ inboxName: this.name, inboxPath: this.path, inboxReal: a.real, policy: a.cfg.onCollision, log: a.log, journal: a.journal, index: this.#index });
   }
 
   static async open(cfg: InboxConfig, opts: InboxOptions): Promise<Inbox> {
@@ -201,6 +208,7 @@ export class Inbox {
         maxFileBytes: opts.maxFileBytes,
         reserveBytes: opts.reserveBytes ?? DEFAULT_RESERVE_BYTES,
         resumeMinBytes: opts.resumeMinBytes ?? DEFAULT_RESUME_MIN_BYTES,
+        dirOps: opts.dirOps,
       });
     } catch (err) {
       if (err instanceof InboxError) throw err;
@@ -248,7 +256,7 @@ export class Inbox {
 
   async #begin(req: BeginRequest, rel: string, parts: string[], key: string): Promise<BeginResult> {
     const { source, size, mtimeMs } = req;
-    const inboxRef = { inboxName: this.name, inboxPath: this.path, inboxReal: this.#real, parts };
+    const inboxRef = { inboxName: this.name, inboxPath: this.path, inboxReal: this.#real, parts, index: this.#index };
 
     if (size !== null && mtimeMs !== null) {
       const rec = this.#journal.get(source, rel);

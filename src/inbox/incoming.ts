@@ -36,7 +36,8 @@ export interface IncomingFile {
   /** All the bytes at once (nothing written before): an eager file held in memory. */
   writeWhole(chunks: readonly Buffer[]): Promise<void>;
   readonly received: number;
-  commit(expectedSha256: string | null): Promise<Landed>;
+  /** `mayLand`: asked right before the rename; false leaves the verified file staged (InboxError CLOSED). */
+  commit(expectedSha256: string | null, opts?: { mayLand?: () => boolean }): Promise<Landed>;
   abort(keepPartial: boolean): Promise<void>;
 }
 
@@ -259,7 +260,7 @@ export class IncomingFileImpl implements IncomingFile {
     }
   }
 
-  async commit(expectedSha256: string | null): Promise<Landed> {
+  async commit(expectedSha256: string | null, opts: { mayLand?: () => boolean } = {}): Promise<Landed> {
     if (this.#state !== 'open' || this.#failure) throw this.#unusable();
     this.#state = 'committing';
     const { id, size, source } = this.#init;
@@ -291,6 +292,7 @@ export class IncomingFileImpl implements IncomingFile {
         parts: this.#init.parts,
         from: staging.dataPath(id),
         record: (landedRel) => ({ source, rel: this.rel, landedRel, size: this.#received, mtimeMs: this.#init.mtimeMs, sha256, at: Date.now() }),
+        ...(opts.mayLand ? { mayLand: opts.mayLand } : {}),
       });
     } catch (err) {
       // Retryable failures keep the verified bytes in staging (meta intact): a retry
@@ -299,7 +301,8 @@ export class IncomingFileImpl implements IncomingFile {
       if (!e.retryable) await staging.remove(id);
       this.#failure = e;
       this.#state = 'done';
-      this.#ctx.log.error('could not move a received file into the inbox', { rel: this.rel, source, code: e.code, err: e.message });
+      if (e.code === 'CLOSED') this.#ctx.log.info('stopping: the received file stays staged', { rel: this.rel, source });
+      else this.#ctx.log.error('could not move a received file into the inbox', { rel: this.rel, source, code: e.code, err: e.message });
       this.#release();
       throw e;
     }

@@ -70,6 +70,10 @@ export class ReceiverSession {
   private current: Streaming | null = null;
   private gathering: Gathering | null = null;
   private readonly commits = new Set<Promise<void>>();
+  /** Stopping: frames are no longer taken (see drain()). */
+  private stopping = false;
+  /** False once a stop gave up waiting: files not renamed yet stay staged (see drain()). */
+  private landing = true;
   private readonly log: Logger;
   private readonly handshakeTimer: NodeJS.Timeout;
 
@@ -99,6 +103,34 @@ export class ReceiverSession {
     this.channel.fail(new TdxError('SHUTTING_DOWN', 'receiver is stopping'));
   }
 
+  /**
+   * Graceful stop (issue #20): no frame is taken any more; files already being landed
+   * finish, each with its ACK before the connection closes. Past `landMs`, files not
+   * renamed yet are refused instead (they stay staged for resume), and only those whose
+   * rename is under way are waited for. So a file is never landed without its ACK being
+   * written ahead of the close. Files mid-stream keep their partial bytes, as on any close.
+   */
+  async drain(landMs: number): Promise<void> {
+    this.stopping = true;
+    const deadline = Date.now() + landMs;
+    while (this.commits.size > 0 && Date.now() < deadline) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))));
+      await Promise.race([Promise.allSettled([...this.commits]), late]);
+      clearTimeout(timer);
+    }
+    this.landing = false;
+    while (this.commits.size > 0) await Promise.allSettled([...this.commits]);
+    const socket = this.conn.socket;
+    const gone = new Promise<void>((resolve) => {
+      if (socket.destroyed) return resolve();
+      socket.once('close', () => resolve());
+      setTimeout(resolve, 1500).unref();
+    });
+    this.shutdown();
+    await gone;
+  }
+
   private get eagerMax(): number {
     return this.deps.eagerMaxBytes ?? EAGER_MAX_BYTES;
   }
@@ -125,6 +157,7 @@ export class ReceiverSession {
   }
 
   private async onFrame(f: Frame): Promise<void> {
+    if (this.stopping) return; // drain(): nothing new is started
     switch (this.state) {
       case 'hello':
         return this.onHello(f);
@@ -350,7 +383,8 @@ export class ReceiverSession {
 
   private async commit(c: Streaming, sha256: string): Promise<void> {
     try {
-      const landed = await c.file.commit(sha256);
+      // Lands only while its ACK can still be sent (see drain()).
+      const landed = await c.file.commit(sha256, { mayLand: () => this.landing && !this.channel.closed });
       const durationMs = Date.now() - c.startedAt;
       if (landed.skipped) {
         // onCollision=skip and the target appeared while this file was on its way.
@@ -370,6 +404,11 @@ export class ReceiverSession {
         from: this.peer, via: 'tdxfer', durationMs, at: Date.now(),
       });
     } catch (err) {
+      if (this.stopping && (err as { code?: unknown }).code === 'CLOSED') {
+        this.log.info(`stopping: ${c.file.rel} from ${this.peer} stays staged, the sender sends it again`, { inbox: c.inbox.name });
+        this.nack(c.id, err);
+        return;
+      }
       this.log.warn(`could not store ${c.file.rel} from ${this.peer}: ${describeError(err)}`, { inbox: c.inbox.name });
       c.view?.end('failed', describeError(err));
       this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);

@@ -148,7 +148,7 @@ describe('resolving', () => {
     assert.deepEqual(loaded.osc, { targets: [], heartbeatSeconds: 5, progress: false });
     assert.deepEqual(loaded.limits, { maxFileBytes: 2 ** 40, maxConnections: 64, maxConnectionsPerPeer: 8, idleTimeoutMs: 30_000, handshakeTimeoutMs: 10_000, reserveBytes: 64 * 2 ** 20, eagerMaxBytes: 2 ** 20 });
     assert.deepEqual(loaded.transfer, { window: 32, connections: 1, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1024 ** 2 });
-    assert.deepEqual(loaded.log, { level: 'info', file: null });
+    assert.deepEqual(loaded.log, { level: 'info', file: null, maxSizeBytes: 10 * 1024 * 1024, maxFiles: 10 });
   });
 
   test('with a config file, no inboxes/outboxes means none; name defaults to the host name', async () => {

@@ -217,7 +217,7 @@ test('a malformed frame from a raw socket gets an ERROR frame; the agent keeps s
   await start(p.aCfg);
   await fs.writeFile(path.join(p.outbox, 'after-garbage.png'), 'fine');
   await waitUntil(async () => (await listFiles(p.inbox)).includes('after-garbage.png'), 10_000);
-  // The landing is visible in the folder a moment before the agent records it.
+  // The file is visible at its rename; it is announced once its folder is fsynced and it is acknowledged.
   await waitUntil(() => b.snapshot().received.length > 0, 10_000, () => 'the landing recorded');
   assert.deepEqual(b.snapshot().received.map((r) => r.file), ['after-garbage.png']);
   void encodeFrame;
