@@ -243,7 +243,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     else if (rec.remaining.size === 0) this.log.info(`${file.rel}: waiting for a peer with the right inbox to appear (route "*")`);
   }
 
-  private addJob(rec: FileRecord, d: Destination, target?: string): Job {
+  private addJob(rec: FileRecord, d: Destination, target?: string, clientId?: string): Job {
     const q = this.destination(d);
     const file = rec.file;
     const tgt = target ?? (d.protocol === 'legacy' ? legacyTargetName(file.rel, d.flatten) : d.flatten ? path.posix.basename(file.rel) : file.rel);
@@ -266,6 +266,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         finishedAt: null,
         error: null,
         landedAs: null,
+        ...(clientId !== undefined ? { clientId } : {}),
       },
       abs: file.abs,
       size: file.size,
@@ -542,7 +543,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const pseudo: OutboxConfig = { path: path.dirname(abs), to: [route], include: [], exclude: [], after: 'keep', settleMs: 0 };
     const file: ReadyFile = { outbox: pseudo, rel: path.basename(abs), abs, size: st.size, mtimeMs: st.mtimeMs };
     const rec: FileRecord = { key: `send\0${abs}\0${++this.jobSeq}`, file, remaining: new Set(), jobs: new Map(), superseded: false, failed: false, multi: false, fanout: [] };
-    const job = this.addJob(rec, d, d.protocol === 'legacy' ? legacyTargetName(target, d.flatten) : target);
+    const job = this.addJob(rec, d, d.protocol === 'legacy' ? legacyTargetName(target, d.flatten) : target, req.clientId);
     return { ...job.info };
   }
 }

@@ -31,6 +31,12 @@ export interface JobInfo {
   error: string | null;
   /** Where the receiver put it (relative path at the receiver), once done. */
   landedAs: string | null;
+  /**
+   * The caller's own id for a job queued with `POST /send` (`clientId`), echoed in every
+   * job/progress event so a client that named the job before the answer arrived (the
+   * TouchDesigner module's `QueueJob`) can follow it. Absent for outbox jobs.
+   */
+  clientId?: string;
 }
 
 export type PeerState = 'up' | 'unreachable' | 'gone';
@@ -108,6 +114,8 @@ export interface SendRequest {
   inbox?: string | undefined;
   /** Target name at the receiver (relative, '/'-separated); default the base name. */
   as?: string | undefined;
+  /** The caller's id for this job, echoed as `JobInfo.clientId` (see there). */
+  clientId?: string | undefined;
 }
 
 export interface AgentView extends EventEmitter<AgentEvents> {
