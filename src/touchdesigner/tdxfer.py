@@ -201,7 +201,7 @@ class _Core(object):
             'id': jid, 'agentId': None, 'mine': True, 'state': 'submitting',
             'file': path, 'target': target or os.path.basename(path), 'peer': peer or '',
             'inbox': inbox, 'percent': 0.0, 'bytesDone': 0, 'bytesTotal': 0, 'rate': 0,
-            'error': None, 'landedAs': None, 'queuedAt': time.time(),
+            'error': None, 'landedAs': None, 'queuedAt': _now_ms(),
         }
         with self.lock:
             self.jobsById[jid] = job
@@ -281,14 +281,14 @@ class _Core(object):
         if job is None:
             if cid and cid.startswith(self.prefix + '-'):
                 return   # ours but already pruned
-            job = {'id': aid, 'mine': False, 'state': None, 'queuedAt': time.time(), '_reported': None}
+            job = {'id': aid, 'mine': False, 'state': None, '_reported': None}
             self.jobsById[aid] = job
         if job.get('_final') and not job.get('_local'):
             return   # the agent's done/failed is final; late or replayed events change nothing
         if aid:
             job['agentId'] = aid
             self.byAgentId[aid] = job['id']
-        for k in ('file', 'target', 'peer', 'inbox', 'bytesDone', 'bytesTotal', 'rate', 'landedAs'):
+        for k in ('file', 'target', 'peer', 'inbox', 'bytesDone', 'bytesTotal', 'rate', 'landedAs', 'attempts', 'queuedAt', 'startedAt', 'finishedAt'):
             if k in a:
                 job[k] = a[k]
         if job['mine']:
@@ -369,7 +369,7 @@ class _Core(object):
         if self.state != 'up':
             downFor = None if self.downSince is None else round(time.time() - self.downSince, 3)
             self.state = 'up'
-            self.emitLocked('onAgentUp', {'url': self.url, 'name': agent.get('name'), 'version': agent.get('version'), 'downSeconds': downFor, 'at': time.time()})
+            self.emitLocked('onAgentUp', {'url': self.url, 'name': agent.get('name'), 'version': agent.get('version'), 'downSeconds': downFor, 'at': _now_ms()})
 
     def setDown(self, error):
         with self.lock:
@@ -377,7 +377,7 @@ class _Core(object):
             if self.state != 'down':
                 self.state = 'down'
                 self.downSince = time.time()
-                self.emitLocked('onAgentDown', {'url': self.url, 'error': error, 'at': self.downSince})
+                self.emitLocked('onAgentDown', {'url': self.url, 'error': error, 'at': _now_ms()})
 
     # ---- HTTP (background threads only) ----
 
@@ -540,6 +540,10 @@ class _Refused(Exception):
 
 def _public(job):
     return {k: v for k, v in job.items() if not k.startswith('_')}
+
+
+def _now_ms():
+    return int(time.time() * 1000)
 
 
 def _describe(err):

@@ -115,6 +115,13 @@ def run(cmd):
     elif op == 'close':
         handles.pop(cmd['handle']).Close()
         emit({'ev': 'reply', 'op': op, 'tag': tag})
+    elif op == 'drop':
+        # Forget the handle without Close(), as TouchDesigner does when a DAT's module is
+        # recompiled; the module's finalizer must stop its threads.
+        import gc
+        del handles[cmd['handle']]
+        gc.collect()
+        emit({'ev': 'reply', 'op': op, 'tag': tag})
     elif op == 'quit':
         for agent in handles.values():
             agent.Close()

@@ -16,7 +16,7 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { freePort, sha256File, spawnCli, tempDir, waitUntil, writeAgentConfig, writeRandomFile, type Spawned } from '../helpers/agents.js';
-import { writePair, type PairLayout } from '../e2e/status-helpers.js';
+import { getJson, writePair, type PairLayout } from '../e2e/status-helpers.js';
 import { Harness, type HarnessEvent } from './harness.js';
 
 const MB = 1024 * 1024;
@@ -158,13 +158,21 @@ test('onAgentDown / onAgentUp when the agent stops and starts again; QueueJob an
     name: 'solo',
     dir,
     port: await freePort(),
-    extra: { status: { enabled: true, host: '127.0.0.1', port: statusPort }, peers: [{ name: 'playback', host: '127.0.0.1', port: p.receiverPort }] },
+    extra: {
+      status: { enabled: true, host: '127.0.0.1', port: statusPort },
+      // "ghost": a peer nobody answers for, so a job to it waits across the restart.
+      peers: [{ name: 'playback', host: '127.0.0.1', port: p.receiverPort }, { name: 'ghost', host: '127.0.0.1', port: await freePort() }],
+    },
   });
   let solo = await runAgentCli(cfg);
   await py.call({ op: 'open', handle: 'solo', url: `http://127.0.0.1:${statusPort}`, peer: 'playback', inbox: 'renders', opts: { timeout: 2 } });
   const up1 = await py.waitCallback('solo', 'onAgentUp');
   assert.equal(up1.data.name, 'solo');
   assert.equal((await py.call({ op: 'alive', handle: 'solo' })).alive, true);
+  const ghostSrc = path.join(srcDir, 'for-ghost.tif');
+  await writeRandomFile(ghostSrc, 1000);
+  const ghost = await py.call({ op: 'queue', handle: 'solo', target: 'for-ghost.tif', file: ghostSrc, peer: 'ghost' });
+  await waitUntil(async () => ((await py.call({ op: 'jobs', handle: 'solo' })).jobs as Array<{ id: string; state: string }>).some((j) => j.id === ghost.id && j.state === 'waiting'), 30_000, () => 'the ghost job waits for its peer');
 
   await solo.stop('SIGTERM');
   const down = await py.waitCallback('solo', 'onAgentDown');
@@ -196,13 +204,29 @@ test('onAgentDown / onAgentUp when the agent stops and starts again; QueueJob an
   assert.ok(up2.data.downSeconds > 0);
   assert.equal((await py.call({ op: 'alive', handle: 'solo' })).alive, true);
   assert.equal(py.callbacks('solo', 'onAgentDown').length, downs, 'one onAgentDown per outage, not one per retry');
+  // The restarted agent does not know the waiting job: the handle says so. (Should the
+  // agent keep jobs across restarts, it must keep clientId with them: then the job is
+  // still listed, under the same id, and nothing failed.)
+  await waitUntil(
+    async () =>
+      py.callbacks('solo', 'onFailed').some((e) => e.data.id === ghost.id && /the agent restarted and no longer knows this job/.test(e.data.error)) ||
+      ((await getJson(`http://127.0.0.1:${statusPort}/status`)).active as Array<{ clientId?: string }>).some((j) => j.clientId === ghost.id) &&
+        py.callbacks('solo', 'onFailed').every((e) => e.data.id !== ghost.id),
+    30_000,
+    () => 'the ghost job reported failed (forgotten) or still waiting',
+  );
   // Works again after the restart.
   const again = path.join(srcDir, 'after-restart.tif');
   await writeRandomFile(again, 5000);
   const q = await py.call({ op: 'queue', handle: 'solo', target: 'after-restart.tif', file: again });
   await py.waitCallback('solo', 'onSent', (d) => d.id === q.id);
   await py.waitCallback('playback', 'onReceived', (d) => d.relPath === 'after-restart.tif' && d.from === 'solo');
-  await py.call({ op: 'close', handle: 'solo' });
+  // A handle dropped without Close() (a recompiled DAT) stops its threads when collected.
+  const prefix = ids[0]!.split('-')[0]!;
+  const threads = async (): Promise<string[]> => ((await py.call({ op: 'threads' })).names as string[]).filter((n) => n.endsWith(`-${prefix}`));
+  assert.equal((await threads()).length, 2);
+  await py.call({ op: 'drop', handle: 'solo' });
+  await waitUntil(async () => (await threads()).length === 0, 30_000, () => 'the dropped handle\'s threads end');
   await solo.stop('SIGTERM');
 });
 
