@@ -271,3 +271,36 @@ test('a server that accepts and never answers: QueueJob and Poll never block, jo
   await py.call({ op: 'close', handle: 'hang' });
   await waitUntil(async () => (await threads()).length === 0, 30_000, () => 'the handle\'s threads end after Close()');
 });
+
+test('status.token: the right token= works, a wrong one is onAgentDown (401, with the fix) and onFailed for QueueJob', async () => {
+  const dir = await tempDir('tdx-td-token-');
+  cleanup.push(() => fs.rm(dir, { recursive: true, force: true }));
+  const statusPort = await freePort();
+  const token = 'td-test-token-0123456789';
+  const cfg = await writeAgentConfig({
+    name: 'locked',
+    dir,
+    port: await freePort(),
+    extra: { status: { enabled: true, host: '127.0.0.1', port: statusPort, token }, peers: [{ name: 'playback', host: '127.0.0.1', port: p.receiverPort }] },
+  });
+  const locked = await runAgentCli(cfg);
+  const url = `http://127.0.0.1:${statusPort}`;
+  await py.call({ op: 'open', handle: 'good', url, token, peer: 'playback', inbox: 'renders' });
+  await py.call({ op: 'open', handle: 'bad', url, token: 'not-the-token', peer: 'playback', inbox: 'renders' });
+  assert.equal((await py.waitCallback('good', 'onAgentUp')).data.name, 'locked');
+  const down = await py.waitCallback('bad', 'onAgentDown');
+  assert.match(down.data.error, /refused the token \(401\).*pass token=/);
+
+  const src = path.join(srcDir, 'token.tif');
+  await writeRandomFile(src, 2000);
+  const ok = await py.call({ op: 'queue', handle: 'good', target: 'token/ok.tif', file: src });
+  const refused = await py.call({ op: 'queue', handle: 'bad', target: 'token/no.tif', file: src });
+  await py.waitCallback('good', 'onSent', (d) => d.id === ok.id);
+  await py.waitCallback('playback', 'onReceived', (d) => d.relPath === 'token/ok.tif' && d.from === 'locked');
+  const f = await py.waitCallback('bad', 'onFailed', (d) => d.id === refused.id);
+  assert.match(f.data.error, /401/);
+  assert.equal(py.callbacks('bad', 'onAgentUp').length, 0);
+  await py.call({ op: 'close', handle: 'good' });
+  await py.call({ op: 'close', handle: 'bad' });
+  await locked.stop('SIGTERM');
+});
