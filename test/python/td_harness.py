@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the shipped module
 sys.path.insert(0, sys.argv[1])
 import tdxfer  # noqa: E402
 

@@ -10,7 +10,7 @@ import { PYTHON, repoRoot } from './harness.js';
 
 test('tdxfer.py imports with site-packages disabled (python3 -I -S): standard library only', () => {
   const dir = path.join(repoRoot(), 'src', 'touchdesigner');
-  const r = spawnSync(PYTHON, ['-I', '-S', '-c', `import sys; sys.path.insert(0, ${JSON.stringify(dir)}); import tdxfer; print(tdxfer.__version__, sorted(tdxfer.CALLBACKS))`], { encoding: 'utf8' });
+  const r = spawnSync(PYTHON, ['-I', '-S', '-B', '-c', `import sys; sys.path.insert(0, ${JSON.stringify(dir)}); import tdxfer; print(tdxfer.__version__, sorted(tdxfer.CALLBACKS))`], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^\d+\.\d+ \['onAgentDown', 'onAgentUp', 'onFailed', 'onProgress', 'onReceived', 'onSent'\]/);
 });
