@@ -17,6 +17,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { freePort, sha256File, spawnCli, tempDir, waitUntil, writeAgentConfig, writeRandomFile, type Spawned } from '../helpers/agents.js';
 import { getJson, writePair, type PairLayout } from '../e2e/status-helpers.js';
+import { FaultProxy } from '../helpers/proxy.js';
 import { Harness, type HarnessEvent } from './harness.js';
 
 const MB = 1024 * 1024;
@@ -148,6 +149,32 @@ test('callbacks wait for Poll(): none run while the frame loop holds, and Poll(n
   await py.call({ op: 'hold', on: false });
   for (const n of names) await py.waitCallback('playback', 'onReceived', (d) => d.relPath === n);
   assertOnMainThreadInPoll(py.events.filter((e) => e.ev === 'cb'));
+});
+
+test('after the event stream was cut, the handle catches up from /status: a file that landed meanwhile still gets onReceived, once; older history does not', async () => {
+  const proxy = await FaultProxy.start({ port: p.receiverStatusPort });
+  cleanup.push(() => proxy.close());
+  await py.call({ op: 'open', handle: 'relay', url: `http://127.0.0.1:${proxy.port}` });
+  await py.waitCallback('relay', 'onAgentUp');
+  proxy.setPlan(() => ({ refuse: true }));
+  proxy.cutAll();
+  await py.waitCallback('relay', 'onAgentDown');
+
+  const src = path.join(srcDir, 'outage.tif');
+  await writeRandomFile(src, 4000);
+  await py.call({ op: 'queue', handle: 'render', target: 'outage/x.tif', file: src });
+  await py.waitCallback('playback', 'onReceived', (d) => d.relPath === 'outage/x.tif'); // landed, seen by the direct handle
+  assert.equal(py.callbacks('relay', 'onReceived').length, 0);
+
+  proxy.setPlan(() => ({}));
+  await py.waitCallback('relay', 'onAgentUp', (d) => d.downSeconds !== null);
+  const caught = await py.waitCallback('relay', 'onReceived', (d) => d.relPath === 'outage/x.tif');
+  assert.equal(caught.data.absPath, path.join(p.inbox, 'outage', 'x.tif'));
+  // Exactly that file: nothing from before the handle existed, no duplicate.
+  await py.call({ op: 'pollonce', handle: 'relay' });
+  assert.deepEqual(py.callbacks('relay', 'onReceived').map((e) => e.data.relPath), ['outage/x.tif']);
+  assertOnMainThreadInPoll(py.callbacks('relay'));
+  await py.call({ op: 'close', handle: 'relay' });
 });
 
 test('onAgentDown / onAgentUp when the agent stops and starts again; QueueJob and Poll stay fast while it is down', async () => {
