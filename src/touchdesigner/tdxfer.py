@@ -35,7 +35,7 @@ and files received meanwhile still get ``onReceived``; jobs of this handle that 
 agent no longer knows get ``onFailed``. The stream is considered dead when nothing (not even
 the agent's 15 s heartbeat) arrived for ``stallSeconds``.
 
-Standard library only (TouchDesigner's Python cannot pip install); Python 3.9+.
+Standard library only (TouchDesigner's Python cannot pip install); Python 3.11 (tested with 3.11.2).
 """
 
 import collections
@@ -84,7 +84,7 @@ class Agent(object):
 
     def QueueJob(self, target_name, file_name, peer=None, inbox=None):
         """Queue ``file_name`` (path of the file to send) to arrive as ``target_name`` (may
-        contain folders; empty: the file's own name) at ``peer``/``inbox`` (default: the
+        contain folders, ``/`` or ``\\``; empty: the file's own name) at ``peer``/``inbox`` (default: the
         handle's). Returns the job id at once; the outcome arrives through the callbacks."""
         return self._core.queue(
             target_name, file_name,
@@ -196,7 +196,8 @@ class _Core(object):
             path = os.path.abspath(os.fspath(file_name)) if file_name not in (None, '') else ''
         except TypeError:
             path = str(file_name)
-        target = '' if target_name is None else str(target_name)
+        # A Folder DAT's relpath on Windows may use backslashes; the wire uses '/'.
+        target = '' if target_name is None else str(target_name).replace('\\', '/')
         job = {
             'id': jid, 'agentId': None, 'mine': True, 'state': 'submitting',
             'file': path, 'target': target or os.path.basename(path), 'peer': peer or '',

@@ -116,6 +116,22 @@ test('onProgress climbs to 100 for a large file, before onSent', async () => {
   assert.equal(await sha256File(path.join(p.inbox, 'takes', 'take1.mov')), await sha256File(src));
 });
 
+test('the Folder DAT loop: QueueJob for every file of a folder (relpath as target_name, backslashes too) lands the whole tree', async () => {
+  const folder = path.join(p.root, 'folder-loop');
+  const rels = ['a.tif', 'b.tif', 'shot010/c.exr', 'shot010/d.exr', 'shot020/deep/e.exr'];
+  for (const [i, rel] of rels.entries()) await writeRandomFile(path.join(folder, rel), 1000 + i * 777);
+  const ids: string[] = [];
+  for (const rel of rels) {
+    const target = rel === 'shot010/d.exr' ? 'loop\\shot010\\d.exr' : `loop/${rel}`; // as a Windows relpath column gives it
+    ids.push((await py.call({ op: 'queue', handle: 'render', target, file: path.join(folder, rel) })).id!);
+  }
+  for (const id of ids) await py.waitCallback('render', 'onSent', (d) => d.id === id);
+  for (const rel of rels) {
+    assert.equal(await sha256File(path.join(p.inbox, 'loop', rel)), await sha256File(path.join(folder, rel)), rel);
+    await py.waitCallback('playback', 'onReceived', (d) => d.relPath === `loop/${rel}`);
+  }
+});
+
 test('onFailed with the agent\'s reason for a missing file and for an unknown peer', async () => {
   const missing = path.join(srcDir, 'no-such-file.tif');
   const a = await py.call({ op: 'queue', handle: 'render', target: 'x.tif', file: missing });
