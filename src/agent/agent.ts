@@ -274,7 +274,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     else if (rec.remaining.size === 0) this.log.info(`${file.rel}: waiting for a peer with the right inbox to appear (route "*")`);
   }
 
-  private addJob(rec: FileRecord, d: Destination, target?: string, id?: string): Job {
+  private addJob(rec: FileRecord, d: Destination, target?: string, id?: string, clientId?: string): Job {
     const q = this.destination(d);
     const file = rec.file;
     const tgt = target ?? (d.protocol === 'legacy' ? legacyTargetName(file.rel, d.flatten) : d.flatten ? path.posix.basename(file.rel) : file.rel);
@@ -298,6 +298,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         error: null,
         landedAs: null,
         kind: rec.explicit ? 'send' : 'outbox',
+        ...(clientId !== undefined ? { clientId } : {}),
       },
       abs: file.abs,
       size: file.size,
@@ -648,7 +649,10 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     // instead of a job that fails at the receiver.
     const named = sanitizeRelPath(toWirePath(wanted));
     if (!named.ok) throw new TdxError('BAD_NAME', `target name ${JSON.stringify(wanted)} is not a safe relative file name: ${named.reason}`);
-    const stored: StoredJob = { id: this.newJobId(), file: abs, peer: req.peer, inbox, target: named.rel, queuedAt: Date.now() };
+    const stored: StoredJob = {
+      id: this.newJobId(), file: abs, peer: req.peer, inbox, target: named.rel, queuedAt: Date.now(),
+      ...(req.clientId !== undefined ? { clientId: req.clientId } : {}),
+    };
     await this.jobStore!.add(stored);
     const job = this.addExplicit(stored, st, d);
     this.log.info(`queued ${abs} for ${d.peer}/${inbox ?? ''} as ${named.rel} (job ${stored.id})`);
@@ -681,7 +685,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const pseudo: OutboxConfig = { path: path.dirname(sj.file), to: [{ peer: sj.peer, inbox: sj.inbox ?? undefined }], include: [], exclude: [], after: 'keep', settleMs: 0 };
     const file: ReadyFile = { outbox: pseudo, rel: path.basename(sj.file), abs: sj.file, size: st.size, mtimeMs: st.mtimeMs };
     const rec: FileRecord = { key: `send\0${sj.id}`, file, remaining: new Set(), jobs: new Map(), superseded: false, failed: false, multi: false, fanout: [], explicit: true };
-    const job = this.addJob(rec, d, d.protocol === 'legacy' ? legacyTargetName(sj.target, d.flatten) : sj.target, sj.id);
+    const job = this.addJob(rec, d, d.protocol === 'legacy' ? legacyTargetName(sj.target, d.flatten) : sj.target, sj.id, sj.clientId);
     job.info.queuedAt = sj.queuedAt;
     return job;
   }

@@ -25,6 +25,8 @@ export interface StoredJob {
   /** Name at the receiver (relative, '/'-separated). */
   target: string;
   queuedAt: number;
+  /** The caller's own id (POST /send `clientId`), kept across restarts. */
+  clientId?: string;
 }
 
 type Line = ({ op: 'add' } & StoredJob) | { op: 'end'; id: string; why?: string };
@@ -43,6 +45,7 @@ function parseLine(text: string): Line | null {
   if (l.op !== 'add') return null;
   if (typeof l.file !== 'string' || typeof l.peer !== 'string' || typeof l.target !== 'string' || typeof l.queuedAt !== 'number') return null;
   if (l.inbox !== null && typeof l.inbox !== 'string') return null;
+  if (l.clientId !== undefined && typeof l.clientId !== 'string') return null;
   return l as Line;
 }
 

@@ -33,6 +33,12 @@ export interface JobInfo {
   landedAs: string | null;
   /** 'outbox' (a file in a watched outbox) or 'send' (queued with POST /send: journalled, cancellable). */
   kind?: 'outbox' | 'send';
+  /**
+   * The caller's own id for a job queued with `POST /send` (`clientId`), echoed in every
+   * job/progress event so a client that named the job before the answer arrived (the
+   * TouchDesigner module's `QueueJob`) can follow it. Absent for outbox jobs.
+   */
+  clientId?: string;
 }
 
 export type PeerState = 'up' | 'unreachable' | 'gone';
@@ -156,6 +162,8 @@ export interface SendRequest {
   inbox?: string | undefined;
   /** Target name at the receiver (relative, '/'-separated); default the base name. */
   as?: string | undefined;
+  /** The caller's id for this job, echoed as `JobInfo.clientId` (see there). */
+  clientId?: string | undefined;
 }
 
 export interface AgentView extends EventEmitter<AgentEvents> {

@@ -306,8 +306,11 @@ export class StatusServer {
   }
 }
 
+/** A caller's own job id (POST /send `clientId`): short and safe to echo anywhere. */
+const CLIENT_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
 /**
- * `{ file, peer, inbox?, as? }` from a JSON body, or the same fields form-encoded (what
+ * `{ file, peer, inbox?, as?, clientId? }` from a JSON body, or the same fields form-encoded (what
  * TouchDesigner's Web Client DAT sends by default). Field `target` is accepted for `peer`
  * (the TOX's `QueueJob(file_name, target_name)`).
  */
@@ -338,7 +341,12 @@ export function parseSendRequest(body: string, contentType: string | undefined):
   const req: SendRequest = { file, peer };
   const inbox = str('inbox');
   const as = str('as');
+  const clientId = str('clientId');
   if (inbox !== undefined) req.inbox = inbox;
   if (as !== undefined) req.as = as;
+  if (clientId !== undefined) {
+    if (!CLIENT_ID.test(clientId)) throw new HttpError(400, `\`clientId\` must be 1-64 characters from A-Z a-z 0-9 . _ : -, got ${JSON.stringify(clientId.slice(0, 80))}`, 'BAD_REQUEST');
+    req.clientId = clientId;
+  }
   return req;
 }

@@ -254,4 +254,12 @@ describe('parseSendRequest', () => {
     assert.deepEqual(parseSendRequest('file=%2Fa%20b&peer=p&inbox=r', 'text/plain'), { file: '/a b', peer: 'p', inbox: 'r' });
     assert.throws(() => parseSendRequest('[1]', 'application/json'), /not a JSON object/);
   });
+
+  test('clientId (the TouchDesigner module\'s own job id) is passed on when short and plain, refused otherwise', () => {
+    assert.deepEqual(parseSendRequest('{"file":"/a","peer":"p","clientId":"td-3f9a2c-17"}', 'application/json'), { file: '/a', peer: 'p', clientId: 'td-3f9a2c-17' });
+    assert.deepEqual(parseSendRequest('file=%2Fa&peer=p&clientId=x.y:z_1', undefined), { file: '/a', peer: 'p', clientId: 'x.y:z_1' });
+    assert.throws(() => parseSendRequest('{"file":"/a","peer":"p","clientId":"a b"}', 'application/json'), /`clientId` must be 1-64 characters/);
+    assert.throws(() => parseSendRequest(JSON.stringify({ file: '/a', peer: 'p', clientId: 'x'.repeat(65) }), 'application/json'), /`clientId` must be 1-64 characters/);
+    assert.throws(() => parseSendRequest('{"file":"/a","peer":"p","clientId":7}', 'application/json'), /`clientId` must be a string/);
+  });
 });
