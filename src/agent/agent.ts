@@ -13,7 +13,10 @@ import path from 'node:path';
 import type { AgentConfig, OutboxConfig, RouteConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
-import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
+import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, LimitRequest, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
+import { Pacer, type LimitsSnapshot } from '../limits/pacer.js';
+import { formatRate } from '../limits/rate.js';
+import { NAME_PATTERN } from '../config/schema.js';
 import { Inbox } from '../inbox/inbox.js';
 import { OutboxWatcher, SentJournal, applyAfter, finishAfterBatch, newAfterBatch, type AfterBatch, type ReadyFile } from '../outbox/index.js';
 import { PeerTable } from '../discovery/table.js';
@@ -63,6 +66,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private readonly sessions = new Set<ReceiverSession>();
   private readonly watchers: OutboxWatcher[] = [];
   private readonly progress = new ProgressThrottle(100);
+  /** Bandwidth limits: every sender and receiving connection goes through it. */
+  readonly pacer: Pacer;
   /** Finished files whose after-action waits for the rest of their outbox's burst (see finishFile). */
   private readonly afterWaiting = new Map<OutboxWatcher, { recs: FileRecord[]; timer: NodeJS.Timeout | null }>();
   private readonly afterRunning = new Set<Promise<void>>();
@@ -84,6 +89,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     super();
     this.setMaxListeners(100);
     this.log = opts.log;
+    const peerRates: Record<string, number> = { ...config.transfer.peerMaxBytesPerSecond };
+    for (const p of config.peers) if (p.maxBytesPerSecond) peerRates[p.name] = p.maxBytesPerSecond;
+    this.pacer = new Pacer({ outgoing: config.transfer.maxBytesPerSecond, incoming: config.limits.maxIncomingBytesPerSecond, peers: peerRates });
   }
 
   static async start(config: AgentConfig, opts: AgentOptions): Promise<Agent> {
@@ -139,6 +147,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
           inboxes: this.inboxes,
           limits: cfg.limits,
           eagerMaxBytes: cfg.limits.eagerMaxBytes,
+          inbound: this.pacer.inbound,
           log: log.child({ component: 'receiver' }),
           onReceived: (info) => this.noteReceived(info),
           onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
@@ -202,6 +211,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     for (const s of this.sessions) s.shutdown();
     this.server?.destroyAll();
     await closed;
+    this.pacer.stop();
     for (const i of this.inboxes.values()) await i.close().catch(() => undefined);
     await this.journal?.close().catch(() => undefined);
     this.log.info('agent stopped');
@@ -299,6 +309,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
         idleTimeoutMs: cfg.limits.idleTimeoutMs,
         chunkBytes: cfg.transfer.chunkBytes,
+        pace: this.pacer.forPeer(d.peer),
       },
       window: cfg.transfer.window,
       connections: cfg.transfer.connections,
@@ -476,7 +487,27 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       recent: this.recent.list(),
       received: this.received.list(),
       failures: this.failures.list(),
+      limits: this.pacer.snapshot(),
     };
+  }
+
+  /** POST /limits, `tdxfer limit`: applies from the next slice of every running transfer. */
+  setLimit(req: LimitRequest): LimitsSnapshot {
+    const rate = req.maxBytesPerSecond;
+    if (!Number.isSafeInteger(rate) || rate < 0) throw new TdxError('BAD_RATE', `maxBytesPerSecond must be a whole number of bytes per second, 0 for unlimited; got ${JSON.stringify(rate)}`);
+    if (req.peer !== undefined) {
+      if (!new RegExp(NAME_PATTERN).test(req.peer)) throw new TdxError('BAD_REQUEST', `peer ${JSON.stringify(req.peer)} is not a valid peer name`);
+      if (req.direction === 'incoming') throw new TdxError('BAD_REQUEST', 'a peer limit is for outgoing transfers; the incoming limit is agent-wide (leave out peer)');
+      this.pacer.setPeer(req.peer, rate);
+      this.log.info(`bandwidth limit to peer ${req.peer}: ${formatRate(rate)}`);
+    } else if (req.direction === 'incoming') {
+      this.pacer.setIncoming(rate);
+      this.log.info(`incoming bandwidth limit: ${formatRate(rate)}`);
+    } else {
+      this.pacer.setOutgoing(rate);
+      this.log.info(`outgoing bandwidth limit: ${formatRate(rate)}`);
+    }
+    return this.pacer.snapshot();
   }
 
   async health(): Promise<HealthReport> {

@@ -3,6 +3,7 @@
  * read. Produced by the composition root (src/agent/agent.ts); consumers only see
  * `AgentView`.
  */
+import type { LimitsSnapshot } from '../limits/pacer.js';
 import type { EventEmitter } from 'node:events';
 
 export type JobState = 'waiting' | 'queued' | 'sending' | 'done' | 'failed';
@@ -89,6 +90,18 @@ export interface AgentSnapshot {
   recent: JobInfo[];
   received: ReceivedInfo[];
   failures: FailureInfo[];
+  /** Bandwidth limits and measured rates (limits/pacer.ts). */
+  limits?: LimitsSnapshot;
+}
+
+/** A change of one bandwidth limit at runtime (POST /limits, `tdxfer limit`). */
+export interface LimitRequest {
+  /** Bytes per second, 0 = unlimited. */
+  maxBytesPerSecond: number;
+  /** A peer's outgoing cap (static or discovered, by name); absent: agent-wide. */
+  peer?: string | undefined;
+  /** Agent-wide outgoing (default) or incoming; not with `peer`. */
+  direction?: 'outgoing' | 'incoming' | undefined;
 }
 
 export interface HealthReport {
@@ -116,4 +129,6 @@ export interface AgentView extends EventEmitter<AgentEvents> {
   /** Queue an existing file (the TOX's QueueJob). Rejects with a TdxError (code + message) on bad input. */
   send(req: SendRequest): Promise<JobInfo>;
   job(id: string): JobInfo | undefined;
+  /** Change a bandwidth limit now; rejects with a TdxError on bad input. */
+  setLimit?(req: LimitRequest): LimitsSnapshot;
 }

@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { registerConfigCommands } from './config-cmd.js';
 import { registerStatusCommands } from './status-cmd.js';
 import { registerDoctorCommand } from './doctor.js';
+import { registerLimitCommand } from './limit-cmd.js';
 import { runAgent } from './run.js';
 import { sendCommand } from './send.js';
 import { softwareVersion } from '../agent/identity.js';
@@ -38,5 +39,6 @@ program
 registerConfigCommands(program);
 registerStatusCommands(program);
 registerDoctorCommand(program);
+registerLimitCommand(program);
 
 await program.parseAsync(process.argv);

@@ -19,6 +19,7 @@ import type { Logger } from '../log.js';
 import { AgentMetrics } from './metrics.js';
 import { dashboardHtml } from './page.js';
 import { presentJob, presentSnapshot } from './present.js';
+import { parseLimitRequest } from './limits.js';
 import { SseHub } from './sse.js';
 
 export interface StatusServerOptions {
@@ -237,6 +238,21 @@ export class StatusServer {
         }
         return;
       }
+      case p === '/limits': {
+        // Same access rule as POST /send: every request passes authorize() in handle().
+        only('GET', 'POST');
+        if (method === 'GET' || !this.view.setLimit) {
+          this.sendJson(res, 200, this.view.snapshot().limits ?? null);
+          return;
+        }
+        try {
+          this.sendJson(res, 200, this.view.setLimit(parseLimitRequest(await this.readBody(req), req.headers['content-type'])));
+        } catch (err) {
+          if (err instanceof TdxError) throw new HttpError(400, err.message, err.code);
+          throw err;
+        }
+        return;
+      }
       case jobMatch !== null: {
         only('GET');
         let id: string;
@@ -251,7 +267,7 @@ export class StatusServer {
         return;
       }
       default:
-        throw new HttpError(404, `no such endpoint: ${p} (try /status, /health, /events, /metrics, POST /send, /jobs/<id>)`, 'NOT_FOUND');
+        throw new HttpError(404, `no such endpoint: ${p} (try /status, /health, /events, /metrics, POST /send, POST /limits, /jobs/<id>)`, 'NOT_FOUND');
     }
   }
 
