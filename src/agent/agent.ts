@@ -162,6 +162,11 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       throw new TdxError('LISTEN_FAILED', `cannot listen on ${cfg.listen.host}:${cfg.listen.port} (listen): ${describeError(err)}; is another agent running? change "listen.port"`, { cause: err });
     }
     log.info(`listening for transfers on ${this.listenAddress.host}:${this.listenAddress.port}${cfg.security.encrypt ? ' (TLS, installation key)' : ' (plain TCP)'}`);
+    const l = this.pacer.snapshot();
+    if (l.outgoing.maxBytesPerSecond > 0 || l.incoming.maxBytesPerSecond > 0 || l.peers.length > 0) {
+      const peers = l.peers.map((p) => `${p.name} ${formatRate(p.maxBytesPerSecond)}`).join(', ');
+      log.info(`bandwidth limits: outgoing ${formatRate(l.outgoing.maxBytesPerSecond)}, incoming ${formatRate(l.incoming.maxBytesPerSecond)}${peers ? `; per peer: ${peers}` : ''}`);
+    }
 
     this.table.setSelf({ id: this.id, name: cfg.name, port: this.listenAddress.port, inboxes: [...this.inboxes.keys()], version: this.version });
     this.table.setStatic(cfg.peers);
