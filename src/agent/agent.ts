@@ -13,7 +13,10 @@ import path from 'node:path';
 import type { AgentConfig, OutboxConfig, RouteConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
-import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, OutboxInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
+import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, LimitRequest, OutboxInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
+import { Pacer, type LimitsSnapshot } from '../limits/pacer.js';
+import { formatRate } from '../limits/rate.js';
+import { NAME_PATTERN } from '../config/schema.js';
 import { Inbox } from '../inbox/inbox.js';
 import { OutboxWatcher, SentJournal, applyAfter, finishAfterBatch, newAfterBatch, type AfterBatch, type ReadyFile } from '../outbox/index.js';
 import { PeerTable } from '../discovery/table.js';
@@ -74,6 +77,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   /** Agents discovery sees with another installation key, by mDNS instance: shown, never routed to. */
   private readonly foreign = new Map<string, PeerInfo>();
   private readonly incoming = new IncomingBoard((info) => this.emit('incoming', info));
+  /** Bandwidth limits: every sender and receiving connection goes through it. */
+  readonly pacer: Pacer;
   /** Finished files whose after-action waits for the rest of their outbox's burst (see finishFile). */
   private readonly afterWaiting = new Map<OutboxWatcher, { recs: FileRecord[]; timer: NodeJS.Timeout | null }>();
   private readonly afterRunning = new Set<Promise<void>>();
@@ -98,6 +103,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     super();
     this.setMaxListeners(100);
     this.log = opts.log;
+    const peerRates: Record<string, number> = { ...config.transfer.peerMaxBytesPerSecond };
+    for (const p of config.peers) if (p.maxBytesPerSecond) peerRates[p.name] = p.maxBytesPerSecond;
+    this.pacer = new Pacer({ outgoing: config.transfer.maxBytesPerSecond, incoming: config.limits.maxIncomingBytesPerSecond, peers: peerRates });
   }
 
   static async start(config: AgentConfig, opts: AgentOptions): Promise<Agent> {
@@ -153,6 +161,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
           inboxes: this.inboxes,
           limits: cfg.limits,
           eagerMaxBytes: cfg.limits.eagerMaxBytes,
+          inbound: this.pacer.inbound,
           log: log.child({ component: 'receiver' }),
           onReceived: (info) => this.noteReceived(info),
           onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
@@ -168,6 +177,11 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       throw new TdxError('LISTEN_FAILED', `cannot listen on ${cfg.listen.host}:${cfg.listen.port} (listen): ${describeError(err)}; is another agent running? change "listen.port"`, { cause: err });
     }
     log.info(`listening for transfers on ${this.listenAddress.host}:${this.listenAddress.port}${cfg.security.encrypt ? ' (TLS, installation key)' : ' (plain TCP)'}`);
+    const l = this.pacer.snapshot();
+    if (l.outgoing.maxBytesPerSecond > 0 || l.incoming.maxBytesPerSecond > 0 || l.peers.length > 0) {
+      const peers = l.peers.map((p) => `${p.name} ${formatRate(p.maxBytesPerSecond)}`).join(', ');
+      log.info(`bandwidth limits: outgoing ${formatRate(l.outgoing.maxBytesPerSecond)}, incoming ${formatRate(l.incoming.maxBytesPerSecond)}${peers ? `; per peer: ${peers}` : ''}`);
+    }
 
     this.table.setSelf({ id: this.id, name: cfg.name, port: this.listenAddress.port, inboxes: [...this.inboxes.keys()], version: this.version });
     this.table.setStatic(cfg.peers);
@@ -232,6 +246,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     for (const s of this.sessions) s.shutdown();
     this.server?.destroyAll();
     await closed;
+    this.pacer.stop();
     for (const i of this.inboxes.values()) await i.close().catch(() => undefined);
     await this.journal?.close().catch(() => undefined);
     await this.jobStore?.close().catch(() => undefined);
@@ -332,6 +347,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
         idleTimeoutMs: cfg.limits.idleTimeoutMs,
         chunkBytes: cfg.transfer.chunkBytes,
+        pace: this.pacer.forPeer(d.peer),
       },
       window: cfg.transfer.window,
       connections: cfg.transfer.connections,
@@ -557,6 +573,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       failures: this.failures.list(),
       incoming: this.incoming.list(),
       outboxes: this.outboxList(),
+      limits: this.pacer.snapshot(),
     };
   }
 
@@ -581,6 +598,25 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const foreignIds = new Set([...this.foreign.values()].map((f) => f.id));
     const own = this.table.list().filter((p) => !(p.source === 'discovered' && foreignIds.has(p.id)));
     return [...own.map((p) => this.withReason(p)), ...[...this.foreign.values()].map((f) => ({ ...f }))];
+  }
+
+  /** POST /limits, `tdxfer limit`: applies from the next slice of every running transfer. */
+  setLimit(req: LimitRequest): LimitsSnapshot {
+    const rate = req.maxBytesPerSecond;
+    if (!Number.isSafeInteger(rate) || rate < 0) throw new TdxError('BAD_RATE', `maxBytesPerSecond must be a whole number of bytes per second, 0 for unlimited; got ${JSON.stringify(rate)}`);
+    if (req.peer !== undefined) {
+      if (!new RegExp(NAME_PATTERN).test(req.peer)) throw new TdxError('BAD_REQUEST', `peer ${JSON.stringify(req.peer)} is not a valid peer name`);
+      if (req.direction === 'incoming') throw new TdxError('BAD_REQUEST', 'a peer limit is for outgoing transfers; the incoming limit is agent-wide (leave out peer)');
+      this.pacer.setPeer(req.peer, rate);
+      this.log.info(`bandwidth limit to peer ${req.peer}: ${formatRate(rate)}`);
+    } else if (req.direction === 'incoming') {
+      this.pacer.setIncoming(rate);
+      this.log.info(`incoming bandwidth limit: ${formatRate(rate)}`);
+    } else {
+      this.pacer.setOutgoing(rate);
+      this.log.info(`outgoing bandwidth limit: ${formatRate(rate)}`);
+    }
+    return this.pacer.snapshot();
   }
 
   async health(): Promise<HealthReport> {

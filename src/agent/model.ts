@@ -3,6 +3,7 @@
  * read. Produced by the composition root (src/agent/agent.ts); consumers only see
  * `AgentView`.
  */
+import type { LimitsSnapshot } from '../limits/pacer.js';
 import type { EventEmitter } from 'node:events';
 
 export type JobState = 'waiting' | 'queued' | 'sending' | 'done' | 'failed';
@@ -134,6 +135,8 @@ export interface AgentSnapshot {
   incoming?: IncomingInfo[];
   /** Per configured outbox: files still to send and the ones stuck (waiting after an error, or refused for good). */
   outboxes?: OutboxInfo[];
+  /** Bandwidth limits and measured rates (limits/pacer.ts). */
+  limits?: LimitsSnapshot;
 }
 
 export interface OutboxInfo {
@@ -143,6 +146,16 @@ export interface OutboxInfo {
   sending: number;
   /** At most 50: a job waiting after an error (retried with backoff) or refused for good (it stays in the outbox). */
   stuck: Array<{ file: string; peer: string; inbox: string | null; state: JobState; error: string | null; attempts: number; queuedAt: number }>;
+}
+
+/** A change of one bandwidth limit at runtime (POST /limits, `tdxfer limit`). */
+export interface LimitRequest {
+  /** Bytes per second, 0 = unlimited. */
+  maxBytesPerSecond: number;
+  /** A peer's outgoing cap (static or discovered, by name); absent: agent-wide. */
+  peer?: string | undefined;
+  /** Agent-wide outgoing (default) or incoming; not with `peer`. */
+  direction?: 'outgoing' | 'incoming' | undefined;
 }
 
 export interface HealthReport {
@@ -180,4 +193,6 @@ export interface AgentView extends EventEmitter<AgentEvents> {
    * outbox file: remove the file from its outbox instead).
    */
   cancel(id: string): Promise<JobInfo>;
+  /** Change a bandwidth limit now; rejects with a TdxError on bad input. */
+  setLimit?(req: LimitRequest): LimitsSnapshot;
 }

@@ -5,6 +5,7 @@ import { registerConfigCommands } from './config-cmd.js';
 import { registerStatusCommands } from './status-cmd.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerJobsCommands } from './jobs-cmd.js';
+import { registerLimitCommand } from './limit-cmd.js';
 import { runAgent } from './run.js';
 import { sendCommand } from './send.js';
 import { softwareVersion } from '../agent/identity.js';
@@ -40,5 +41,6 @@ registerConfigCommands(program);
 registerStatusCommands(program);
 registerJobsCommands(program);
 registerDoctorCommand(program);
+registerLimitCommand(program);
 
 await program.parseAsync(process.argv);

@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import type { FailureInfo, HealthReport, PeerInfo, ReceivedInfo } from '../agent/model.js';
 import type { IncomingView, JobView, SnapshotView } from '../status/present.js';
 import { readSse } from './sse-stream.js';
+import { limitsText } from './limit-cmd.js';
 import { CliFailure, EXIT, getJson, httpFailure, request, resolveEndpoint, type Endpoint, type EndpointOptions } from './status-client.js';
 
 export interface CliIo {
@@ -92,6 +93,10 @@ export function statusText(s: SnapshotView, h: HealthReport | null, now = Date.n
     const rows = [['DESTINATION', 'QUEUED', 'SENDING', 'WAITING', 'FAILED']];
     for (const q of s.queues) rows.push([q.destination, String(q.queued), String(q.sending), String(q.waiting), String(q.failed)]);
     lines.push(...table(rows).trimEnd().split('\n').map((l) => `  ${l}`));
+  }
+  if (s.limits) {
+    lines.push('', 'bandwidth:');
+    lines.push(...limitsText(s.limits).trimEnd().split('\n').map((l) => `  ${l}`));
   }
   lines.push('', s.active.length > 0 ? 'active:' : 'active: nothing in flight');
   for (const j of s.active) {

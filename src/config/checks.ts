@@ -64,6 +64,12 @@ export function crossFieldChecks(raw: RawConfig, cfg: UnkeyedConfig, make: Confi
     if (first !== undefined) fail(`peers[${i}].name`, `is ${JSON.stringify(p.name)}, already used by \`peers[${first}].name\` (names are compared ignoring case).`);
     else peerNames.set(p.name.toLowerCase(), i);
   });
+  for (const name of Object.keys(cfg.transfer.peerMaxBytesPerSecond)) {
+    const i = cfg.peers.findIndex((p) => p.name === name && (p.maxBytesPerSecond ?? 0) > 0);
+    if (i !== -1) {
+      fail(`transfer.peerMaxBytesPerSecond[${JSON.stringify(name)}]`, `sets a limit for ${JSON.stringify(name)}, which \`peers[${i}].maxBytesPerSecond\` already sets: keep one of the two.`);
+    }
+  }
   const inboxByName = new Map(cfg.inboxes.map((i) => [i.name, i]));
   const discovery = cfg.discovery.enabled;
 

@@ -31,7 +31,7 @@ export const DEFAULTS = {
   listen: { host: '0.0.0.0', port: DEFAULT_PORT },
   inbox: { onCollision: 'overwrite' as CollisionPolicy, onReceiveTimeoutMs: 30_000 },
   outbox: { include: [] as string[], exclude: [] as string[], after: 'archive' as AfterAction, settleMs: 1000 },
-  peer: { port: DEFAULT_PORT, protocol: 'tdxfer' as PeerProtocol },
+  peer: { port: DEFAULT_PORT, protocol: 'tdxfer' as PeerProtocol, maxBytesPerSecond: 0 },
   discovery: { enabled: false, interfaces: [] } satisfies DiscoveryConfig,
   security: { encrypt: true },
   legacy: { listen: null, inbox: null, allow: [], maxFileBytes: 64 * GiB } satisfies LegacyConfig,
@@ -45,8 +45,9 @@ export const DEFAULTS = {
     handshakeTimeoutMs: 10_000,
     reserveBytes: 64 * MiB,
     eagerMaxBytes: 1 * MiB,
+    maxIncomingBytesPerSecond: 0,
   } satisfies LimitsConfig,
-  transfer: { window: 32, connections: 1, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1 * MiB } satisfies TransferConfig,
+  transfer: { window: 32, connections: 1, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1 * MiB, maxBytesPerSecond: 0 } satisfies Omit<TransferConfig, 'peerMaxBytesPerSecond'>,
   log: { level: 'info' as const, file: null as string | null, maxSizeBytes: 10 * MiB, maxFiles: 10 },
 } as const;
 

@@ -46,6 +46,7 @@ export function resolveConfig(raw: RawConfig, opts: ResolveOptions): { config: U
     host: p.host,
     port: p.port ?? DEFAULTS.peer.port,
     protocol: p.protocol ?? DEFAULTS.peer.protocol,
+    maxBytesPerSecond: p.maxBytesPerSecond ?? DEFAULTS.peer.maxBytesPerSecond,
   }));
   const protocolOf = (peer: string): string =>
     peers.find((p) => p.name === peer)?.protocol ?? 'tdxfer';
@@ -134,7 +135,10 @@ export function resolveConfig(raw: RawConfig, opts: ResolveOptions): { config: U
       progress: raw.osc?.progress ?? DEFAULTS.osc.progress,
     },
     limits: withDefaults(DEFAULTS.limits, raw.limits),
-    transfer: withDefaults(DEFAULTS.transfer, raw.transfer),
+    transfer: {
+      ...withDefaults(DEFAULTS.transfer, raw.transfer),
+      peerMaxBytesPerSecond: Object.fromEntries(Object.entries(raw.transfer?.peerMaxBytesPerSecond ?? {}).filter(([k]) => k !== '$comment')),
+    },
     log: {
       level: raw.log?.level ?? DEFAULTS.log.level,
       file: logFile === undefined || logFile === null ? DEFAULTS.log.file : abs(logFile),

@@ -101,12 +101,16 @@ const outbox = obj(
   ['path', 'to'],
 );
 
+/** Bandwidth limits: bytes per second, 0 = unlimited. */
+const rate: SchemaNode = int(0, MAX_SAFE_BYTES, 'a whole number of bytes per second, 0 for unlimited (e.g. 20000000 for 20 MB/s = 160 Mbit/s)');
+
 const peer = obj(
   {
     name,
     host,
     port,
     protocol: { enum: ['tdxfer', 'legacy'] },
+    maxBytesPerSecond: rate,
   },
   ['name', 'host'],
 );
@@ -157,6 +161,7 @@ export const topLevelProperties: Record<string, SchemaNode> = {
     handshakeTimeoutMs: int(100, 3_600_000),
     reserveBytes: bytes(0),
     eagerMaxBytes: int(0, 16 * 1024 * 1024),
+    maxIncomingBytesPerSecond: rate,
   }),
   transfer: obj({
     window: int(1, 1024),
@@ -164,6 +169,13 @@ export const topLevelProperties: Record<string, SchemaNode> = {
     retryInitialMs: int(1, 3_600_000),
     retryMaxMs: int(1, 86_400_000),
     chunkBytes: int(4096, 1024 * 1024), // a DATA frame carries at most 1 MiB (PROTOCOL.md)
+    maxBytesPerSecond: rate,
+    peerMaxBytesPerSecond: {
+      type: 'object',
+      propertyNames: { pattern: NAME_PATTERN },
+      additionalProperties: rate,
+      description: 'an object of peer names to bytes per second, e.g. { "playback-1": 20000000 } (for discovered peers)',
+    },
   }),
   log: obj({
     level: { enum: ['error', 'warn', 'info', 'debug'] },
@@ -206,6 +218,7 @@ export interface RawPeer {
   host: string;
   port?: number;
   protocol?: 'tdxfer' | 'legacy';
+  maxBytesPerSecond?: number;
 }
 export interface RawConfig {
   name?: string;
@@ -219,7 +232,7 @@ export interface RawConfig {
   legacy?: { listen?: { host: string; port: number } | null; inbox?: string | null; allow?: string[]; maxFileBytes?: number };
   status?: { enabled?: boolean; host?: string; port?: number; token?: string | null };
   osc?: { targets?: Array<{ host: string; port: number }>; heartbeatSeconds?: number; progress?: boolean };
-  limits?: Partial<Record<'maxFileBytes' | 'maxConnections' | 'maxConnectionsPerPeer' | 'idleTimeoutMs' | 'handshakeTimeoutMs' | 'reserveBytes' | 'eagerMaxBytes', number>>;
-  transfer?: Partial<Record<'window' | 'connections' | 'retryInitialMs' | 'retryMaxMs' | 'chunkBytes', number>>;
+  limits?: Partial<Record<'maxFileBytes' | 'maxConnections' | 'maxConnectionsPerPeer' | 'idleTimeoutMs' | 'handshakeTimeoutMs' | 'reserveBytes' | 'eagerMaxBytes' | 'maxIncomingBytesPerSecond', number>>;
+  transfer?: Partial<Record<'window' | 'connections' | 'retryInitialMs' | 'retryMaxMs' | 'chunkBytes' | 'maxBytesPerSecond', number>> & { peerMaxBytesPerSecond?: Record<string, number> };
   log?: { level?: 'error' | 'warn' | 'info' | 'debug'; file?: string | null; maxSizeBytes?: number; maxFiles?: number };
 }

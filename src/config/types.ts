@@ -40,6 +40,8 @@ export interface PeerConfig {
   host: string;
   port: number;
   protocol: PeerProtocol;
+  /** Outgoing bandwidth cap for this peer, bytes/s (0 or absent = none; the agent-wide cap still applies). */
+  maxBytesPerSecond?: number | undefined;
 }
 
 export interface DiscoveryConfig {
@@ -96,6 +98,8 @@ export interface LimitsConfig {
    * PROTOCOL.md 6.4); announced to senders in WELCOME. 0 turns it off.
    */
   eagerMaxBytes: number;
+  /** Total incoming rate this agent reads at, bytes/s, paced by reading less (0 = unlimited). */
+  maxIncomingBytesPerSecond: number;
 }
 
 export interface TransferConfig {
@@ -108,6 +112,10 @@ export interface TransferConfig {
   retryMaxMs: number;
   /** Read/write buffer size for file streams, bytes. */
   chunkBytes: number;
+  /** Total outgoing rate of this agent across all peers and connections, bytes/s (0 = unlimited). */
+  maxBytesPerSecond: number;
+  /** Outgoing caps by peer name (for discovered peers; static ones may use peers[].maxBytesPerSecond). */
+  peerMaxBytesPerSecond: Record<string, number>;
 }
 
 export interface AgentConfig {

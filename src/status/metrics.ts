@@ -96,6 +96,47 @@ export class AgentMetrics {
         for (const [inbox, e] of incomingBy()) this.set({ inbox }, e.size);
       },
     });
+    new Gauge({
+      name: 'tdxfer_limit_bytes_per_second',
+      help: 'Bandwidth limits in force, bytes/s (0 = unlimited): direction "outgoing" (agent-wide, peer "") or "incoming", and per peer.',
+      labelNames: ['direction', 'peer'],
+      registers,
+      collect() {
+        this.reset();
+        const l = snapshotOf().limits;
+        if (!l) return;
+        this.set({ direction: 'outgoing', peer: '' }, l.outgoing.maxBytesPerSecond);
+        this.set({ direction: 'incoming', peer: '' }, l.incoming.maxBytesPerSecond);
+        for (const p of l.peers) this.set({ direction: 'outgoing', peer: p.name }, p.maxBytesPerSecond);
+      },
+    });
+    new Gauge({
+      name: 'tdxfer_rate_bytes_per_second',
+      help: 'Measured transfer rate over the last second, bytes/s: outgoing (all, peer "") and per peer, incoming.',
+      labelNames: ['direction', 'peer'],
+      registers,
+      collect() {
+        this.reset();
+        const l = snapshotOf().limits;
+        if (!l) return;
+        this.set({ direction: 'outgoing', peer: '' }, l.outgoing.bytesPerSecond);
+        this.set({ direction: 'incoming', peer: '' }, l.incoming.bytesPerSecond);
+        for (const p of l.peers) this.set({ direction: 'outgoing', peer: p.name }, p.bytesPerSecond);
+      },
+    });
+    new Counter({
+      name: 'tdxfer_wire_bytes_total',
+      help: 'Bytes of file data written to (outgoing) or read from (incoming, with framing) peer connections.',
+      labelNames: ['direction'],
+      registers,
+      collect() {
+        this.reset();
+        const l = snapshotOf().limits;
+        if (!l) return;
+        this.inc({ direction: 'outgoing' }, l.outgoing.bytesTotal);
+        this.inc({ direction: 'incoming' }, l.incoming.bytesTotal);
+      },
+    });
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
 

@@ -326,6 +326,24 @@ const SCRIPT = `
     empty(body, queues.length === 0, 'no queues');
   }
 
+  function rateText(n) { return n > 0 ? bytes(n) + '/s' : 'unlimited'; }
+  function renderLimits(l) {
+    var body = $('limits-body');
+    body.textContent = '';
+    if (!l) return;
+    function row(scope, key, limit, now) {
+      var tr = el('tr');
+      tr.dataset.scope = key;
+      tr.appendChild(el('td', null, scope));
+      tr.appendChild(el('td', 'num limit', rateText(limit)));
+      tr.appendChild(el('td', 'num now', bytes(now) + '/s'));
+      body.appendChild(tr);
+    }
+    row('outgoing, all peers', 'outgoing', l.outgoing.maxBytesPerSecond, l.outgoing.bytesPerSecond);
+    row('incoming, all peers', 'incoming', l.incoming.maxBytesPerSecond, l.incoming.bytesPerSecond);
+    l.peers.forEach(function (p) { row('to ' + p.name, 'peer:' + p.name, p.maxBytesPerSecond, p.bytesPerSecond); });
+  }
+
   function renderSnapshot(s) {
     $('agent-name').textContent = s.agent.name;
     $('agent-version').textContent = 'v' + s.agent.version + ' \\u00b7 ' + s.agent.listen + ' \\u00b7 discovery ' + s.agent.discovery;
@@ -351,6 +369,7 @@ const SCRIPT = `
     empty($('incoming-body'), incomingRows.size === 0, 'nothing arriving');
     lastOutboxes = s.outboxes || [];
     renderFolders();
+    renderLimits(s.limits);
   }
 
   function renderHealth(h) {
@@ -394,6 +413,7 @@ const SCRIPT = `
     peerRows.forEach(function (row) { if (row.dataset.self) return; var t = Number(row.dataset.lastSeen); row.querySelector('.seen').textContent = ago(t || null); });
   }, 5000);
   setInterval(function () { getJson('/status').then(renderSnapshot).catch(showError); }, 30000);
+  setInterval(function () { getJson('/limits').then(renderLimits).catch(showError); }, 1000);
   refresh();
 })();
 `;
@@ -439,6 +459,11 @@ export function dashboardHtml(version: string): string {
     <h2>Queues</h2>
     <table><thead><tr><th>Destination</th><th>Queued</th><th>Sending</th><th>Waiting</th><th>Failed</th></tr></thead>
     <tbody id="queues-body"></tbody></table>
+  </section>
+  <section id="limits">
+    <h2>Bandwidth</h2>
+    <table><thead><tr><th>Scope</th><th>Limit</th><th>Now</th></tr></thead>
+    <tbody id="limits-body"></tbody></table>
   </section>
   <section id="recent">
     <h2>Recent transfers</h2>

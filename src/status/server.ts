@@ -19,6 +19,7 @@ import type { Logger } from '../log.js';
 import { AgentMetrics } from './metrics.js';
 import { dashboardHtml } from './page.js';
 import { presentJob, presentSnapshot } from './present.js';
+import { parseLimitRequest } from './limits.js';
 import { SseHub } from './sse.js';
 
 export interface StatusServerOptions {
@@ -237,6 +238,21 @@ export class StatusServer {
         }
         return;
       }
+      case p === '/limits': {
+        // Same access rule as POST /send: every request passes authorize() in handle().
+        only('GET', 'POST');
+        if (method === 'GET' || !this.view.setLimit) {
+          this.sendJson(res, 200, this.view.snapshot().limits ?? null);
+          return;
+        }
+        try {
+          this.sendJson(res, 200, this.view.setLimit(parseLimitRequest(await this.readBody(req), req.headers['content-type'])));
+        } catch (err) {
+          if (err instanceof TdxError) throw new HttpError(400, err.message, err.code);
+          throw err;
+        }
+        return;
+      }
       case p === '/jobs': {
         only('GET');
         this.sendJson(res, 200, { jobs: this.view.openJobs().map(presentJob) });
@@ -266,7 +282,7 @@ export class StatusServer {
         return;
       }
       default:
-        throw new HttpError(404, `no such endpoint: ${p} (try /status, /health, /events, /metrics, POST /send, /jobs, /jobs/<id>)`, 'NOT_FOUND');
+        throw new HttpError(404, `no such endpoint: ${p} (try /status, /health, /events, /metrics, POST /send, POST /limits, /jobs, /jobs/<id>)`, 'NOT_FOUND');
     }
   }
 

@@ -24,6 +24,11 @@ export interface ChannelOptions {
   pingIntervalMs?: number;
   budgetBytes?: number;
   limits?: { maxControlBytes?: number; maxDataBytes?: number; maxFileBytes?: number };
+  /**
+   * Incoming bandwidth limit (limits/pacer.ts): told every chunk read, answers how long
+   * to stop reading (ms, 0: go on). Reading less is what slows the sender: TCP backpressure.
+   */
+  inbound?: (bytes: number) => number;
 }
 
 type ControlFrame = Exclude<Frame, { type: 'data' }>;
@@ -43,6 +48,8 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
   private readonly pingEvery: number;
   private drainWaiters: Array<() => void> = [];
   private corked = false;
+  /** Reading held by the incoming bandwidth limit (see holdReading). */
+  private pacing: NodeJS.Timeout | null = null;
 
   constructor(
     readonly socket: Duplex & { destroyed: boolean },
@@ -141,6 +148,7 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
     if (this.closedWith !== undefined) return;
     this.closedWith = err;
     clearInterval(this.timer);
+    if (this.pacing) clearTimeout(this.pacing);
     this.queue = [];
     this.flushDrainWaiters();
     if (!this.socket.destroyed) {
@@ -162,7 +170,7 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
     const silent = now - this.lastReceived;
     // While we hold the socket paused the peer's PINGs cannot reach us: only a handler
     // stuck far beyond any sane disk operation counts then.
-    const limit = this.pausedByUs ? this.opts.idleTimeoutMs * 4 : this.opts.idleTimeoutMs;
+    const limit = this.pausedByUs || this.pacing ? this.opts.idleTimeoutMs * 4 : this.opts.idleTimeoutMs;
     if (silent > limit) {
       const what = this.pausedByUs ? 'our disk writes made no progress' : 'nothing received';
       this.destroy(new TdxError('TIMEOUT', `connection dead: ${what} for ${Math.round(silent / 1000)} s (limits.idleTimeoutMs=${this.opts.idleTimeoutMs})`));
@@ -194,7 +202,19 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
       this.pausedByUs = true;
       this.socket.pause();
     }
+    if (this.opts.inbound) this.holdReading(this.opts.inbound(chunk.length));
     void this.pump();
+  }
+
+  /** Stop reading for `ms` (incoming limit); the budget's own pause is kept apart. */
+  private holdReading(ms: number): void {
+    if (ms <= 0 || this.pacing || this.closed) return;
+    this.socket.pause();
+    this.pacing = setTimeout(() => {
+      this.pacing = null;
+      this.lastReceived = Date.now(); // the silence while held was ours
+      if (!this.pausedByUs && !this.closed) this.socket.resume();
+    }, ms);
   }
 
   private async pump(): Promise<void> {
@@ -207,7 +227,7 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
         if (this.pausedByUs && this.queuedBytes < this.budget / 2) {
           this.pausedByUs = false;
           this.lastReceived = Date.now(); // the silence while paused was ours
-          this.socket.resume();
+          if (!this.pacing) this.socket.resume();
         }
         await this.handler(f);
       }

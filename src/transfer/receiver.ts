@@ -36,6 +36,8 @@ export interface ReceiverDeps {
   incoming?: IncomingTracker;
   /** WELCOME.eagerMaxBytes: 0 turns eager offers off (tests of the classic sequence). Default EAGER_MAX_BYTES. */
   eagerMaxBytes?: number;
+  /** Incoming bandwidth limit: see ChannelOptions.inbound. */
+  inbound?: (bytes: number) => number;
 }
 
 type State = 'hello' | 'auth' | 'ready';
@@ -86,6 +88,7 @@ export class ReceiverSession {
       // The decoder keeps its default size ceiling; the configured limit is the inbox's
       // to enforce, so an oversized offer gets a NACK TOO_LARGE instead of a dropped link.
       idleTimeoutMs: deps.limits.idleTimeoutMs,
+      ...(deps.inbound ? { inbound: deps.inbound } : {}),
     });
     this.handshakeTimer = setTimeout(() => {
       if (this.state !== 'ready') {

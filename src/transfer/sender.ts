@@ -18,6 +18,7 @@ import { connectTransport } from '../transport/connect.js';
 import { Mutex } from '../fsutil.js';
 import { FrameChannel } from './channel.js';
 import { BufferPool, ChunkReader } from './chunks.js';
+import type { PeerPace } from '../limits/pacer.js';
 
 const MAX_DATA_BYTES = DEFAULT_LIMITS.maxDataBytes;
 /** Bytes of eager files read into memory and not yet written out, per connection (see EagerBudget). */
@@ -64,6 +65,8 @@ export interface OpenOptions {
   idleTimeoutMs: number;
   chunkBytes: number;
   log: Logger;
+  /** Bandwidth limits for this peer (limits/pacer.ts); absent: unlimited. */
+  pace?: PeerPace | undefined;
 }
 
 export interface OutgoingFile {
@@ -269,7 +272,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
         const answer = this.request(id).ack;
         this.channel.send({ type: 'offer', id, inbox: file.inbox, path: file.path, size: file.size, mtimeMs: file.mtimeMs, resume: false, eager: true });
         const step = Math.min(this.opts.chunkBytes, MAX_DATA_BYTES);
-        for (let o = 0; o < data.length; o += step) await this.channel.sendData(data.subarray(o, Math.min(data.length, o + step)));
+        for (let o = 0; o < data.length; o += step) await this.sendChunk(data.subarray(o, Math.min(data.length, o + step)));
         this.channel.send({ type: 'end', id, sha256 });
         return { ack: answer };
       }));
@@ -339,6 +342,28 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
     return { ack, bytesSent: offset - resumedFrom, resumedFrom };
   }
 
+  /**
+   * One chunk as DATA: whole when no limit applies, else in slices the pacer allows
+   * one by one (a limit changed mid-file applies from the next slice).
+   */
+  private async sendChunk(chunk: Buffer, onWritten?: () => void): Promise<void> {
+    const pace = this.opts.pace;
+    if (!pace || pace.slice() === 0) {
+      await this.channel.sendData(chunk, onWritten);
+      pace?.sent(chunk.length);
+      return;
+    }
+    for (let o = 0; o < chunk.length; ) {
+      const n = Math.min(pace.slice() || chunk.length, chunk.length - o);
+      const wait = pace.take(n);
+      if (wait) await wait;
+      const end = o + n;
+      await this.channel.sendData(chunk.subarray(o, end), end === chunk.length ? onWritten : undefined);
+      pace.sent(n);
+      o = end;
+    }
+  }
+
   /** Streams [offset, size) as DATA frames; returns the final offset. */
   private async stream(file: OutgoingFile, start: number, hash: Hash): Promise<number> {
     let offset = start;
@@ -351,7 +376,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
         reader = await ChunkReader.open(file.abs, this.pool, start, file.size);
         for (let chunk = await reader.next(); chunk !== null; chunk = await reader.next()) {
           hash.update(chunk);
-          await this.channel.sendData(chunk, release(chunk));
+          await this.sendChunk(chunk, release(chunk));
           offset += chunk.length;
           file.onProgress?.(offset, file.size);
         }

@@ -139,15 +139,15 @@ describe('resolving', () => {
     assert.deepEqual(loaded.outboxes, [
       { path: path.join(dir, 'out'), to: [{ peer: 'playback-1', inbox: 'renders', flatten: false }], include: [], exclude: [], after: 'archive', settleMs: 1000 },
     ]);
-    assert.deepEqual(loaded.peers, [{ name: 'playback-1', host: '127.0.0.1', port: 7770, protocol: 'tdxfer' }]);
+    assert.deepEqual(loaded.peers, [{ name: 'playback-1', host: '127.0.0.1', port: 7770, protocol: 'tdxfer', maxBytesPerSecond: 0 }]);
     assert.deepEqual(loaded.discovery, { enabled: false, interfaces: [] });
     assert.equal(loaded.security.encrypt, true);
     assert.equal(loaded.security.keySource, 'config');
     assert.deepEqual(loaded.legacy, { listen: null, inbox: null, allow: [], maxFileBytes: 64 * 1024 ** 3 });
     assert.deepEqual(loaded.status, { enabled: true, host: '127.0.0.1', port: 7771, token: null });
     assert.deepEqual(loaded.osc, { targets: [], heartbeatSeconds: 5, progress: false });
-    assert.deepEqual(loaded.limits, { maxFileBytes: 2 ** 40, maxConnections: 64, maxConnectionsPerPeer: 8, idleTimeoutMs: 30_000, handshakeTimeoutMs: 10_000, reserveBytes: 64 * 2 ** 20, eagerMaxBytes: 2 ** 20 });
-    assert.deepEqual(loaded.transfer, { window: 32, connections: 1, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1024 ** 2 });
+    assert.deepEqual(loaded.limits, { maxFileBytes: 2 ** 40, maxConnections: 64, maxConnectionsPerPeer: 8, idleTimeoutMs: 30_000, handshakeTimeoutMs: 10_000, reserveBytes: 64 * 2 ** 20, eagerMaxBytes: 2 ** 20, maxIncomingBytesPerSecond: 0 });
+    assert.deepEqual(loaded.transfer, { window: 32, connections: 1, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1024 ** 2, maxBytesPerSecond: 0, peerMaxBytesPerSecond: {} });
     assert.deepEqual(loaded.log, { level: 'info', file: null, maxSizeBytes: 10 * 1024 * 1024, maxFiles: 10 });
   });
 
