@@ -35,8 +35,13 @@ export function windowsPaths(env: Record<string, string | undefined>): WindowsPa
   };
 }
 
+/** Element text (quotes stay as they are: <arguments> carries command-line quoting). */
 function xmlEscape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+function xmlAttr(s: string): string {
+  return xmlEscape(s).replace(/"/g, '&quot;');
 }
 
 /** Windows command-line quoting for display and <arguments>: key=value keeps the key outside the quotes. */
@@ -69,7 +74,7 @@ export function winswXml(p: WinswParams): string {
     `  <executable>${xmlEscape(exe!)}</executable>`,
     `  <arguments>${xmlEscape(args)}</arguments>`,
     `  <workingdirectory>${xmlEscape(p.paths.data)}</workingdirectory>`,
-    `  <env name="TDXFER_DATA_DIR" value="${xmlEscape(p.paths.data)}"/>`,
+    `  <env name="TDXFER_DATA_DIR" value="${xmlAttr(p.paths.data)}"/>`,
     '  <env name="NODE_ENV" value="production"/>',
     // Start at boot.
     '  <startmode>Automatic</startmode>',
