@@ -161,18 +161,19 @@ describe('npm run package: single executables', { skip }, () => {
       t.skip('scripts/wine-env.sh is not in this checkout (it comes with the Windows test lane); the .exe was checked as a file only');
       return;
     }
-    const setup = spawnSync('bash', [WINE_ENV], { encoding: 'utf8', timeout: 600_000 });
+    // The script prints `export` lines (shell-quoted): let bash evaluate them and report the result.
+    const setup = spawnSync('bash', ['-c', 'out=$(bash "$0") || exit $?; eval "$out"; env -0', WINE_ENV], { encoding: 'utf8', timeout: 600_000 });
     if (setup.status === 3) {
       t.skip(`wine is not installed and cannot be here: ${setup.stderr.trim()}`);
       return;
     }
     assert.equal(setup.status, 0, `wine-env.sh failed:\n${setup.stderr}`);
-    const env: Record<string, string> = { ...(process.env as Record<string, string>) };
-    for (const line of setup.stdout.split('\n')) {
-      const m = /^export ([A-Z_]+)=(.*)$/.exec(line.trim());
-      if (m) env[m[1]!] = m[2]!.replace(/^'(.*)'$/, '$1').replace(/^"(.*)"$/, '$1');
+    const env: Record<string, string> = {};
+    for (const kv of setup.stdout.split('\0')) {
+      const eq = kv.indexOf('=');
+      if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
     }
-    assert.ok(env.WINE, `wine-env.sh printed no WINE:\n${setup.stdout}`);
+    assert.ok(env.WINE, `wine-env.sh exported no WINE:\n${setup.stderr}`);
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tdx-wine-'));
     cleanup.push(() => fs.rm(dir, { recursive: true, force: true }));
     const exe = path.join(dir, 'tdxfer.exe');
