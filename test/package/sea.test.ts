@@ -156,7 +156,7 @@ describe('npm run package: single executables', { skip }, () => {
     assert.ok(at > 0 && b.indexOf('__TDXFER_BUILD__', at) > at, 'the SEA blob (magic, then the bundle) is in the file');
   });
 
-  test('the Windows .exe runs under wine (scripts/wine-env.sh)', async (t) => {
+  test('the Windows .exe runs under wine (scripts/wine-env.sh) and two of its processes move a file', async (t) => {
     if (!existsSync(WINE_ENV)) {
       t.skip('scripts/wine-env.sh is not in this checkout (it comes with the Windows test lane); the .exe was checked as a file only');
       return;
@@ -188,5 +188,45 @@ describe('npm run package: single executables', { skip }, () => {
       await fd.close();
     }
     assert.match(await fs.readFile(outFile, 'utf8'), new RegExp(`^${VERSION.replaceAll('.', '\\.')} \\(commit [^,]+, win-x64, single executable, Node v${process.versions.node}\\)`, 'm'));
+
+    // Two processes of the .exe move a file outbox -> inbox (relative paths: wine maps / to Z:).
+    const recvPort = await freePort();
+    await writeAgentConfig({ name: 'playback', dir: path.join(dir, 'b'), port: recvPort });
+    await writeAgentConfig({
+      name: 'render',
+      dir: path.join(dir, 'a'),
+      port: await freePort(),
+      extra: {
+        peers: [{ name: 'playback', host: '127.0.0.1', port: recvPort }],
+        outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: 'keep', settleMs: 150 }],
+      },
+    });
+    await fs.mkdir(path.join(dir, 'a', 'outbox'), { recursive: true });
+    const payload = Buffer.from(`frame ${Date.now()} `.repeat(20_000));
+    await fs.writeFile(path.join(dir, 'a', 'outbox', 'shot_0001.exr'), payload);
+    const agents = await Promise.all(
+      ['b', 'a'].map(async (name) => {
+        const log = await fs.open(path.join(dir, name, 'log.txt'), 'w');
+        const child = spawn(env.WINE!, [exe, 'run', '--config', 'config.json'], { env, cwd: path.join(dir, name), stdio: ['ignore', log.fd, log.fd] });
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        return { child, log, exited, name };
+      }),
+    );
+    try {
+      const landed = path.join(dir, 'b', 'inbox', 'shot_0001.exr');
+      await waitUntil(
+        async () => existsSync(landed) && (await fs.stat(landed)).size === payload.length,
+        180_000,
+        () => agents.map((a) => `${a.name}: ${readFileSync(path.join(dir, a.name, 'log.txt'), 'utf8').slice(-1500)}`).join('\n'),
+      );
+      assert.ok((await fs.readFile(landed)).equals(payload));
+    } finally {
+      // Our own wine processes, by PID; the prefix's wineserver stays for the other wine tests.
+      for (const a of agents) a.child.kill('SIGTERM');
+      const late = setTimeout(() => agents.forEach((a) => a.child.kill('SIGKILL')), 30_000);
+      await Promise.all(agents.map((a) => a.exited));
+      clearTimeout(late);
+      for (const a of agents) await a.log.close();
+    }
   });
 });
