@@ -6,7 +6,7 @@ import tseslint from 'typescript-eslint';
 const io = ['node:net', 'node:tls', 'node:fs', 'node:fs/promises', 'node:dgram', 'node:http', 'net', 'tls', 'fs', 'fs/promises', 'dgram', 'http'];
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'src/status/public/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'release/**', 'src/status/public/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

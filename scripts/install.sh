@@ -11,7 +11,8 @@
 #                            `npm ls --omit=dev` reports; no registry access at install time)
 #   <prefix>/bin/tdxfer      launcher: the node found at install time ($TDXFER_NODE overrides)
 #   /usr/local/bin/tdxfer    symlink to the launcher (left alone if it is something else)
-#   /etc/systemd/system/tdxfer.service   systemd/tdxfer.service with the prefix substituted
+#   /etc/systemd/system/tdxfer.service   systemd/tdxfer.service for the launcher, written by
+#                            `tdxfer service install --program <prefix>/bin/tdxfer --no-enable`
 #   /etc/tdxfer/config.json  from config/example.json, only if absent (never overwritten)
 #   /var/lib/tdxfer          state, owned by tdxfer, mode 0750
 #   /srv/tdxfer              default place for inboxes/outboxes (writable by the service)
@@ -26,7 +27,7 @@ ENABLE=1
 DESTDIR=${DESTDIR:-}
 SERVICE_USER=tdxfer
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "install.sh: $*" >&2; exit 1; }
 note() { echo "install.sh: $*"; }
 
@@ -161,8 +162,10 @@ else
 fi
 
 # ---- systemd unit ----
-mkdir -p "$UNIT_DIR"
-sed "s#/opt/tdxfer#$PREFIX#g" "$SRC/systemd/tdxfer.service" | put "$UNIT_DIR/tdxfer.service" 0644
+# Written by `tdxfer service install` (one source for the unit), for the launcher above.
+DESTDIR="$DESTDIR" "$NODE_BIN" "$SRC/dist/src/cli/main.js" service install --program "$PREFIX/bin/tdxfer" --no-enable >/dev/null \
+  || die "\`tdxfer service install\` could not write the unit (run it with --dry-run to see why)"
+[ -f "$UNIT_DIR/tdxfer.service" ] || die "the unit was not written to $UNIT_DIR"
 
 # ---- config, state, show folder ----
 mkdir -p "$ETC"

@@ -2,7 +2,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
+import { softwareVersionOf } from '../build-info.js';
 
 export async function loadAgentId(dataDir: string): Promise<string> {
   const file = path.join(dataDir, 'agent-id');
@@ -19,16 +19,7 @@ export async function loadAgentId(dataDir: string): Promise<string> {
   return id;
 }
 
-/** The package version (package.json sits two folders above dist/src/agent and src/agent). */
+/** The package version (from the bundle in a single executable, else package.json). */
 export function softwareVersion(): string {
-  const require = createRequire(import.meta.url);
-  for (const p of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = require(p) as { name?: string; version?: string };
-      if (pkg.name === 'tdxfer' && pkg.version) return pkg.version;
-    } catch {
-      /* try the next layout */
-    }
-  }
-  return '0.0.0';
+  return softwareVersionOf();
 }

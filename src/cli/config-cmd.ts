@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { packageFile } from '../build-info.js';
 import type { Command } from 'commander';
 import { ConfigError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -198,7 +199,7 @@ export async function init(args: InitArgs, io: CliIO): Promise<number> {
 
 /** A starter config from config/example.json, with this machine's name and a new inline key. */
 async function writeStarterConfig(file: string, args: InitArgs, io: CliIO): Promise<number> {
-  const example = JSON.parse(await fs.readFile(path.join(packageRoot(), 'config', 'example.json'), 'utf8')) as Record<string, unknown>;
+  const example = JSON.parse(packageFile('config/example.json')) as Record<string, unknown>;
   const key = generateKey();
   const starter: Record<string, unknown> = { ...example, name: defaultAgentName() };
   if (args.dataDir !== undefined) starter.dataDir = path.resolve(args.dataDir);

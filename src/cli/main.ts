@@ -8,13 +8,14 @@ import { registerJobsCommands } from './jobs-cmd.js';
 import { registerLimitCommand } from './limit-cmd.js';
 import { runAgent } from './run.js';
 import { sendCommand } from './send.js';
-import { softwareVersion } from '../agent/identity.js';
+import { versionLine } from '../build-info.js';
+import { registerServiceCommands } from './service-cmd.js';
 
 const program = new Command();
 program
   .name('tdxfer')
   .description('Hot-folder transfer agent for TouchDesigner installations: outbox folders → inbox folders of other machines, verified and atomic.')
-  .version(softwareVersion())
+  .version(versionLine(), '-V, --version', 'print the version, commit and platform')
   .showHelpAfterError('(run with --help for usage)');
 
 program
@@ -42,5 +43,10 @@ registerStatusCommands(program);
 registerJobsCommands(program);
 registerDoctorCommand(program);
 registerLimitCommand(program);
+registerServiceCommands(program);
 
-await program.parseAsync(process.argv);
+// No top-level await: the single executable runs this as CommonJS (Node 20's SEA).
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`tdxfer: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
