@@ -1,27 +1,32 @@
 /**
  * Rate-limited warnings for things an attacker can make happen at will (refused
- * connections, refused cross-site requests): the first line of a kind is logged at once,
- * the rest of the interval is counted and told in one summary line, so a flood costs a
- * few lines a minute instead of one per attempt.
+ * connections, refused cross-site requests): the first `burst` lines of a kind in an
+ * interval are logged at once, the rest is counted and told in one summary line, so a
+ * flood costs a few lines a minute instead of one per attempt.
  */
 import type { Logger } from './log.js';
 
 export class RateLimitedLog {
-  private readonly counts = new Map<string, { n: number; last: string }>();
+  private readonly counts = new Map<string, { logged: number; n: number; last: string }>();
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly log: Logger,
     private readonly intervalMs = 60_000,
+    private readonly burst = 5,
   ) {}
 
-  /** Log `line` now if no line of this `kind` was logged in the current interval, else count it. */
+  /** Log `line` now if fewer than `burst` lines of this `kind` were logged in the current interval, else count it. */
   warn(kind: string, line: string): void {
-    const c = this.counts.get(kind);
+    let c = this.counts.get(kind);
     if (!c) {
-      this.counts.set(kind, { n: 0, last: line });
-      this.log.warn(line);
+      c = { logged: 0, n: 0, last: line };
+      this.counts.set(kind, c);
       this.arm();
+    }
+    if (c.logged < this.burst) {
+      c.logged++;
+      this.log.warn(line);
       return;
     }
     c.n++;
@@ -45,6 +50,7 @@ export class RateLimitedLog {
       any = true;
       this.log.warn(`${c.n} more like this in the last ${Math.round(this.intervalMs / 1000)} s (${kind}); the latest: ${c.last}`);
       c.n = 0;
+      c.logged = this.burst; // still flooding: only summaries until a quiet interval
     }
     if (!any && this.counts.size === 0 && this.timer) {
       clearInterval(this.timer);

@@ -81,7 +81,7 @@ export class ReceiverSession {
     });
     this.handshakeTimer = setTimeout(() => {
       if (this.state !== 'ready') {
-        this.log.warn(`closed connection from ${conn.remoteAddress}: handshake not finished within ${deps.limits.handshakeTimeoutMs} ms`);
+        conn.refusals.warn('slow tdxfer handshakes', `closed connection from ${conn.remoteAddress}: handshake not finished within ${deps.limits.handshakeTimeoutMs} ms`);
         this.channel.fail(new TdxError('TIMEOUT', 'handshake not finished in time'));
       }
     }, deps.limits.handshakeTimeoutMs);
@@ -162,12 +162,21 @@ export class ReceiverSession {
     if (f.type !== 'auth') this.outOfOrder(f, 'AUTH');
     const ok = verifyProof({ key: this.deps.key, role: 'client', clientNonce: this.clientNonce, serverNonce: this.serverNonce, agentId: this.peerId, proof: f.proof });
     if (!ok) {
-      this.log.warn(`refused ${this.peerName} (${this.conn.remoteAddress}): authentication failed, it does not hold this installation's key (security.key must be the same on every machine)`);
+      this.conn.refusals.warn('authentication failures', `refused ${this.peerName} (${this.conn.remoteAddress}): authentication failed, it does not hold this installation's key (security.key must be the same on every machine)`);
       this.deps.onFailure?.('AUTH_FAILED', `peer ${this.peerName} at ${this.conn.remoteAddress} failed authentication`, this.peerName);
       this.channel.fail(new TdxError('AUTH_FAILED', 'authentication failed: this agent uses another installation key'));
       return;
     }
     clearTimeout(this.handshakeTimer);
+    const refused = this.conn.authenticated({
+      idleMs: () => this.channel.idleMs,
+      busy: () => this.channel.busy || this.current !== null || this.gathering !== null || this.commits.size > 0,
+      evict: (reason) => this.channel.fail(new TdxError('TOO_MANY_CONNECTIONS', `${this.deps.self.name}: ${reason}`)),
+    });
+    if (refused) {
+      this.channel.fail(new TdxError('TOO_MANY_CONNECTIONS', `${this.deps.self.name} refused the connection: ${refused}`));
+      return;
+    }
     this.state = 'ready';
     this.channel.send({ type: 'ready' });
     this.log.info(`peer ${this.peerName} connected${this.conn.encrypted ? ' (encrypted)' : ' (NOT encrypted)'}`, { peerId: this.peerId });

@@ -19,6 +19,7 @@ import { FALLBACK_DIRNAME } from '../../src/inbox/staging.js';
 import {
   TEST_KEY, freePort, hashTree, listFiles, spawnCli, tempDir, waitUntil, writeAgentConfig, type Spawned,
 } from '../helpers/agents.js';
+import { MIN_IDLE_MS, PENDING_MAX_PER_ADDRESS } from '../../src/transport/slots.js';
 import { RawClient, rawFrame, rawSocket, socketClosed } from '../helpers/rawclient.js';
 
 const KEY = Buffer.from(TEST_KEY, 'base64');
@@ -371,27 +372,40 @@ test('slow-loris: silent, dribbling (TLS or plain bytes) and frozen peers are dr
   await assertHealthy();
 });
 
-test('connection flood: over maxConnectionsPerPeer and over maxConnections the extra ones are refused with a log line; the honest peer is served', async () => {
+test('connection slots: unauthenticated connections have their own small budget; authenticated ones over maxConnectionsPerPeer get ERROR TOO_MANY_CONNECTIONS unless an idle one can make room', async () => {
   outputMark = agent.output().length;
-  // Per address: 127.0.0.2 opens MAX_PER_PEER + 3; the honest peer (127.0.0.1) is unaffected.
-  const flood = await Promise.all(Array.from({ length: MAX_PER_PEER + 3 }, () => rawSocket(port, { localAddress: '127.0.0.2' })));
-  const refusedQuickly = await Promise.all(flood.map((s) => socketClosed(s, 400).then(() => true, () => false)));
-  assert.equal(refusedQuickly.filter(Boolean).length, 3, `exactly the 3 connections over limits.maxConnectionsPerPeer=${MAX_PER_PEER} are refused at once`);
-  await logged(/refused connection from 127\.0\.0\.2: too many connections/, 'per-peer limit');
+  // Unauthenticated: 127.0.0.2 opens PENDING_MAX_PER_ADDRESS + 3 silent sockets; 3 of them are
+  // closed at once to make room, the honest peer (127.0.0.1) is unaffected.
+  const flood = await Promise.all(Array.from({ length: PENDING_MAX_PER_ADDRESS + 3 }, () => rawSocket(port, { localAddress: '127.0.0.2' })));
+  const closedQuickly = await Promise.all(flood.map((s) => socketClosed(s, 1000).then(() => true, () => false)));
+  assert.equal(closedQuickly.filter(Boolean).length, 3, `exactly 3 of the connections over the unauthenticated budget (${PENDING_MAX_PER_ADDRESS} per address) are closed at once`);
+  await logged(/closed an unauthenticated connection from 127\.0\.0\.2 to make room/, 'unauthenticated budget');
   await honestTransfer();
   for (const s of flood) s.destroy();
-  await new Promise((r) => setTimeout(r, 300)); // let the agent see them close
 
-  // Overall: three more addresses fill maxConnections; the next is refused; then it frees up.
+  // Authenticated: MAX_PER_PEER busy-fresh connections from 127.0.0.3, the next one is refused
+  // with ERROR TOO_MANY_CONNECTIONS instead of READY (none of them is idle yet).
   outputMark = agent.output().length;
-  const fill: Array<Awaited<ReturnType<typeof rawSocket>>> = [];
-  for (let a = 3; fill.length < MAX_CONN; a++) fill.push(...(await Promise.all(Array.from({ length: MAX_PER_PEER }, () => rawSocket(port, { localAddress: `127.0.0.${a}` })))));
-  await new Promise((r) => setTimeout(r, 100));
-  assert.ok(fill.every((s) => !s.destroyed), 'the connections within the limits are held');
-  const extra = await rawSocket(port, { localAddress: '127.0.0.9' });
-  await socketClosed(extra, 1000);
-  await logged(/refused connection from 127\.0\.0\.9: too many connections \(12 open/, 'overall limit');
-  for (const s of fill) s.destroy();
+  const held: RawClient[] = [];
+  for (let i = 0; i < MAX_PER_PEER; i++) {
+    const c = await RawClient.connect({ port, tlsKey: KEY, localAddress: '127.0.0.3' });
+    await c.handshake(KEY);
+    held.push(c);
+  }
+  const extra = await RawClient.connect({ port, tlsKey: KEY, localAddress: '127.0.0.3' });
+  await extra.handshake(KEY, { expectReady: false });
+  const refused = await extra.errorThenClose();
+  assert.equal(refused?.code, 'TOO_MANY_CONNECTIONS');
+  assert.match(refused?.message ?? '', /limits\.maxConnectionsPerPeer=4/);
+  await logged(/refused connection from 127\.0\.0\.3: too many connections/, 'per-peer limit');
+  // Once they have been idle a while, a new one takes the longest-idle one's place.
+  await new Promise((r) => setTimeout(r, MIN_IDLE_MS + 500));
+  const next = await RawClient.connect({ port, tlsKey: KEY, localAddress: '127.0.0.3' });
+  await next.handshake(KEY);
+  await waitUntil(() => held.some((c) => c.closed), 10_000, () => 'an idle connection was closed to make room');
+  const evicted = held.find((c) => c.closed)!;
+  assert.equal(evicted.frames.find((f) => f.type === 'error')?.type, 'error');
+  for (const c of [...held, next]) c.destroy();
   await new Promise((r) => setTimeout(r, 200));
   await assertHealthy();
 });
