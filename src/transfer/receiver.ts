@@ -66,6 +66,8 @@ export class ReceiverSession {
   private current: Streaming | null = null;
   private gathering: Gathering | null = null;
   private readonly commits = new Set<Promise<void>>();
+  /** Ids offered and not yet answered with ACK/NACK (or abandoned with ABORT). */
+  private readonly unfinished = new Set<number>();
   private readonly log: Logger;
   private readonly handshakeTimer: NodeJS.Timeout;
 
@@ -207,11 +209,19 @@ export class ReceiverSession {
   private nack(id: number, err: unknown): void {
     const { code, message } = errorFrameFor(err);
     const retryable = (err as { retryable?: unknown })?.retryable;
-    this.channel.send({ type: 'nack', id, code, message, retryable: typeof retryable === 'boolean' ? retryable : isRetryable(code) });
+    this.answer({ type: 'nack', id, code, message, retryable: typeof retryable === 'boolean' ? retryable : isRetryable(code) });
+  }
+
+  /** ACK or NACK: the file is finished, its id may be used again (PROTOCOL.md 4.3, 6.2). */
+  private answer(f: FrameOf<'ack'> | FrameOf<'nack'>): void {
+    this.unfinished.delete(f.id);
+    this.channel.send(f);
   }
 
   private async onOffer(f: FrameOf<'offer'>): Promise<void> {
     if (this.current || this.gathering) this.outOfOrder(f, 'DATA or END for the file being received');
+    if (this.unfinished.has(f.id)) throw new TdxError('OUT_OF_ORDER', `OFFER reuses id ${f.id}, which is not answered yet (section 6.2)`);
+    this.unfinished.add(f.id);
     if (f.eager === true) {
       if (f.size > this.eagerMax) {
         throw new TdxError('OUT_OF_ORDER', `eager OFFER of ${f.size} bytes for ${f.path}, over the announced eagerMaxBytes ${this.eagerMax}`);
@@ -245,7 +255,7 @@ export class ReceiverSession {
       const r = await inbox.begin({ source: this.peerId, path: f.path, size: f.size, mtimeMs: f.mtimeMs, resume });
       if (r.kind === 'skip') {
         this.log.info(`${r.status === 'duplicate' ? 'already have' : 'skipped (onCollision=skip, exists)'} ${r.rel} from ${this.peer}`, { inbox: inbox.name });
-        this.channel.send({ type: 'ack', id: f.id, status: r.status, path: r.rel, sha256: null });
+        this.answer({ type: 'ack', id: f.id, status: r.status, path: r.rel, sha256: null });
         return null;
       }
       return { file: r.file, inbox };
@@ -292,6 +302,7 @@ export class ReceiverSession {
   }
 
   private onAbort(f: FrameOf<'abort'>): Promise<void> | void {
+    this.unfinished.delete(f.id);
     if (this.gathering?.id === f.id) {
       this.log.info(`sender abandoned ${this.gathering.offer.path}: ${f.reason}`, { inbox: this.gathering.offer.inbox });
       this.gathering = null;
@@ -352,11 +363,11 @@ export class ReceiverSession {
       const durationMs = Date.now() - c.startedAt;
       if (landed.skipped) {
         // onCollision=skip and the target appeared while this file was on its way.
-        this.channel.send({ type: 'ack', id: c.id, status: 'skipped', path: landed.rel, sha256: null });
+        this.answer({ type: 'ack', id: c.id, status: 'skipped', path: landed.rel, sha256: null });
         this.log.info(`skipped ${c.file.rel} from ${this.peer}: ${landed.rel} exists (onCollision=skip)`, { inbox: c.inbox.name });
         return;
       }
-      this.channel.send({ type: 'ack', id: c.id, status: 'stored', path: landed.rel, sha256: landed.sha256 });
+      this.answer({ type: 'ack', id: c.id, status: 'stored', path: landed.rel, sha256: landed.sha256 });
       const mbps = durationMs > 0 ? (landed.size / 1e6 / (durationMs / 1000)).toFixed(1) : '∞';
       this.log.info(`received ${landed.rel}${landed.renamedFrom ? ` (renamed from ${landed.renamedFrom})` : ''}`, {
         inbox: c.inbox.name, from: this.peer, size: landed.size, ms: durationMs, MBps: mbps,
