@@ -640,6 +640,11 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       folders.push({ kind: 'outbox', name: path.basename(ob.path), path: ob.path, exists, writable, freeBytes: null });
       if (!exists || !writable) problems.push(`outbox ${ob.path} is ${exists ? 'not writable' : 'missing'}`);
     }
+    for (const w of this.watchers) {
+      for (const l of w.skippedLinks()) {
+        problems.push(`outbox ${w.root}: symlink ${l.rel} -> ${l.target} is not sent (links are not followed; put the file itself there, or set outboxes[].followSymlinks)`);
+      }
+    }
     if (this.discoveryState === 'error') problems.push('discovery failed to start (see the log)');
     return {
       ok: problems.length === 0 && !this.stopping,

@@ -78,6 +78,7 @@ export function resolveConfig(raw: RawConfig, opts: ResolveOptions): { config: U
     exclude: [...(o.exclude ?? DEFAULTS.outbox.exclude)],
     after: o.after ?? DEFAULTS.outbox.after,
     settleMs: o.settleMs ?? DEFAULTS.outbox.settleMs,
+    ...(o.followSymlinks === true ? { followSymlinks: true } : {}),
   }));
 
   if (opts.configFile === null) {

@@ -97,6 +97,7 @@ const outbox = obj(
     exclude: globs,
     after: { enum: ['archive', 'delete', 'keep'] },
     settleMs: int(0, 600_000),
+    followSymlinks: { type: 'boolean' },
   },
   ['path', 'to'],
 );
@@ -212,6 +213,7 @@ export interface RawOutbox {
   exclude?: string[];
   after?: 'archive' | 'delete' | 'keep';
   settleMs?: number;
+  followSymlinks?: boolean;
 }
 export interface RawPeer {
   name: string;

@@ -33,6 +33,12 @@ export interface OutboxConfig {
   exclude: string[];
   after: AfterAction;
   settleMs: number;
+  /**
+   * Follow symlinks found in the outbox (default false: links are skipped with a warning,
+   * so nothing outside the outbox's real path is read, moved or deleted). When true,
+   * after-actions still act on the link, never on its target.
+   */
+  followSymlinks?: boolean;
 }
 
 export interface PeerConfig {

@@ -22,8 +22,8 @@
  *   when it vanished or its identity (dev, ino, birth time) changed.
  */
 import { EventEmitter } from 'node:events';
-import type { Stats } from 'node:fs';
-import { open, readdir, stat } from 'node:fs/promises';
+import { constants as fsc, type Stats } from 'node:fs';
+import { lstat, open, readdir, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { watch, type FSWatcher } from 'chokidar';
@@ -78,7 +78,7 @@ type OpenCheck = 'ok' | 'busy' | 'gone';
 
 export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   readonly outbox: OutboxConfig;
-  private readonly root: string;
+  readonly root: string;
   /** `root` + separator: the prefix of every path below it. */
   private readonly rootPrefix: string;
   private readonly log: Logger;
@@ -103,6 +103,8 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   private problem: string | null = null;
   /** rel -> version key whose unreadability was already logged at warn level. */
   private readonly busyWarned = new Map<string, string>();
+  /** Symlinks skipped (outboxes[].followSymlinks is off): rel → target, warned once each. */
+  private readonly links = new Map<string, string>();
   /** Due files whose open failed (Windows: still held by the writer): not retried before this time. */
   private readonly busyUntil = new Map<string, number>();
   /** rels chokidar reported unlinked: checked on the next poll. */
@@ -185,7 +187,8 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     const fsw = watch(this.root, {
       persistent: true,
       ignoreInitial: false,
-      followSymlinks: true,
+      // Never follow links out of the outbox unless the operator asked for it (issue #10).
+      followSymlinks: this.outbox.followSymlinks === true,
       usePolling: this.usePolling,
       interval: 1000,
       binaryInterval: 1000,
@@ -210,6 +213,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     // watcher restarts, and what is still there after the rescan is not emitted again.
     fsw.on('unlink', (p) => {
       const rel = this.relOf(p);
+      if (rel !== null) this.links.delete(rel);
       if (rel === null || !this.tracker.has(rel)) return;
       this.suspects.add(rel);
       this.schedule(KICK_MS);
@@ -441,9 +445,13 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     const missing: string[] = [];
     await mapLimit([...toStat], STAT_CONCURRENCY, async (rel) => {
       try {
-        const st = await stat(this.absOf(rel));
+        const abs = this.absOf(rel);
+        const st = this.outbox.followSymlinks === true ? await stat(abs) : await lstat(abs);
         if (this.stopped) return;
-        if (!st.isFile()) missing.push(rel);
+        if (st.isSymbolicLink()) {
+          await this.skipLink(rel, abs);
+          missing.push(rel);
+        } else if (!st.isFile()) missing.push(rel);
         else this.tracker.observe(rel, { size: st.size, mtimeMs: st.mtimeMs }, performance.now());
       } catch (err) {
         if (this.stopped) return;
@@ -476,10 +484,28 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     });
   }
 
+  /** Symlinks in this outbox that are not sent (followSymlinks off), with their targets. */
+  skippedLinks(): Array<{ rel: string; target: string }> {
+    return [...this.links].map(([rel, target]) => ({ rel, target }));
+  }
+
+  private async skipLink(rel: string, abs: string): Promise<void> {
+    if (this.links.has(rel)) return;
+    let target = '?';
+    try {
+      target = await readlink(abs);
+    } catch {
+      /* vanished meanwhile: the path is enough */
+    }
+    this.links.set(rel, target);
+    this.log.warn(`Skipping symlink ${abs} -> ${target}: links in an outbox are not followed, so nothing outside ${this.root} is read, moved or deleted. Put the file itself in the outbox, or set outboxes[].followSymlinks: true for this outbox.`);
+  }
+
   /** Can the file be opened for reading? On Windows a writer holding it gives EBUSY/EPERM: it is still being written. */
   private async canOpen(rel: string, abs: string, v: FileVersion): Promise<OpenCheck> {
     try {
-      const fh = await open(abs, 'r');
+      // No-follow: a file swapped for a link after it settled is not read either.
+      const fh = await open(abs, this.outbox.followSymlinks === true ? fsc.O_RDONLY : fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0));
       await fh.close();
       return 'ok';
     } catch (err) {

@@ -158,7 +158,9 @@ const agentId = str({ min: 1, max: 64, pattern: /^[A-Za-z0-9_-]+$/, patternText:
 const name = str({ min: 1, max: 128, printable: true });
 const software = str({ min: 0, max: 64, printable: true });
 const inbox = str({ min: 1, max: 128, printable: true });
-const path = str({ min: 1, max: 1024, unit: 'bytes', noNul: true });
+// The wire allows 4096 bytes; the receiver's name rules (names.ts, 1024 bytes) answer longer
+// names with NACK BAD_NAME, so the session goes on (issue #10 item 9).
+const path = str({ min: 1, max: 4096, unit: 'bytes', noNul: true });
 const id = int(0, 2 ** 32 - 1);
 const size: Rule = { ...int(0, (l) => l.maxFileBytes, 'maxFileBytes'), wireCode: 'TOO_LARGE' };
 const offset = int(0, 2 ** 53);

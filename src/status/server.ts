@@ -7,7 +7,8 @@
  *   (compared in constant time), else 401.
  * - Without a token: only loopback clients are served (403 otherwise, even if bound to a
  *   wider address by mistake), the Host header must name a loopback host (DNS rebinding),
- *   and a browser POST from another origin is refused (a web page cannot queue files).
+ *   and a state-changing request a browser could have sent cross-site is refused, with or
+ *   without a token (authorizeMutation in csrf.ts: a web page cannot queue files).
  * A handler error is a 500 with a message; nothing a client sends can crash the agent.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -16,6 +17,8 @@ import type { AddressInfo } from 'node:net';
 import type { AgentView, SendRequest } from '../agent/model.js';
 import { TdxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { RateLimitedLog } from '../ratelog.js';
+import { authorizeMutation } from './csrf.js';
 import { AgentMetrics } from './metrics.js';
 import { dashboardHtml } from './page.js';
 import { presentJob, presentSnapshot } from './present.js';
@@ -72,6 +75,7 @@ export class StatusServer {
   private readonly log: Logger;
   private readonly tokenDigest: Buffer | null;
   private readonly maxBodyBytes: number;
+  private readonly refusals: RateLimitedLog;
   private started = false;
 
   constructor(
@@ -81,6 +85,7 @@ export class StatusServer {
     this.log = opts.log;
     this.tokenDigest = opts.token ? digest(opts.token) : null;
     this.maxBodyBytes = opts.maxBodyBytes ?? 64 * 1024;
+    this.refusals = new RateLimitedLog(opts.log);
     this.sse = new SseHub(view, { log: opts.log, ...opts.sse });
     this.metrics = new AgentMetrics(view, { defaultMetrics: opts.defaultMetrics ?? true });
     this.server = http.createServer((req, res) => void this.handle(req, res));
@@ -130,6 +135,7 @@ export class StatusServer {
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;
+    this.refusals.stop();
     this.sse.stop();
     this.metrics.stop();
     await new Promise<void>((resolve) => {
@@ -156,12 +162,15 @@ export class StatusServer {
   private authorize(req: http.IncomingMessage, url: URL): void {
     if (this.tokenDigest) {
       const auth = req.headers.authorization;
-      const given = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : url.searchParams.get('token');
+      // RFC 9110 11.1: the auth scheme is case-insensitive ("bearer", "BEARER").
+      const bearer = auth === undefined ? null : /^bearer[ \t]+(.*)$/i.exec(auth);
+      const given = bearer ? bearer[1]!.trim() : url.searchParams.get('token');
       if (given === null || !timingSafeEqual(digest(given), this.tokenDigest)) {
         throw new HttpError(401, 'missing or wrong token: send `Authorization: Bearer <status.token>` or add `?token=<status.token>` to the URL', 'UNAUTHORIZED', {
           'WWW-Authenticate': 'Bearer realm="tdxfer"',
         });
       }
+      this.authorizeMutation(req);
       return;
     }
     if (!isLoopbackAddress(req.socket.remoteAddress)) {
@@ -171,15 +180,15 @@ export class StatusServer {
     if (host !== '' && host !== 'localhost' && !isLoopbackAddress(host) && host !== this.opts.host.toLowerCase()) {
       throw new HttpError(403, `Host "${host}" is not a loopback name; use http://127.0.0.1:${this.opts.port}/ or set status.token`, 'FORBIDDEN');
     }
-    const origin = req.headers.origin;
-    if (req.method !== 'GET' && req.method !== 'HEAD' && origin !== undefined && origin !== 'null') {
-      let originHost = '';
-      try {
-        originHost = new URL(origin).host;
-      } catch {
-        // unparsable origin: refused below
-      }
-      if (originHost !== req.headers.host) throw new HttpError(403, `cross-origin request from ${origin} refused`, 'FORBIDDEN');
+    this.authorizeMutation(req);
+  }
+
+  /** Cross-site request forgery: one rule for every state-changing endpoint (csrf.ts). */
+  private authorizeMutation(req: http.IncomingMessage): void {
+    const refusal = authorizeMutation(req);
+    if (refusal) {
+      this.refusals.warn('status API cross-site refusals', `status API: refused ${req.method} ${req.url}: ${refusal.message}`);
+      throw new HttpError(refusal.status, refusal.message, refusal.code);
     }
   }
 

@@ -12,7 +12,11 @@
  * - a connection with nothing received for `idleTimeoutMs` (while we are not the one
  *   holding it paused) is dead: cable pulled, peer frozen, slow-loris;
  * - any decode or handler error closes this connection only, with an ERROR frame when
- *   the socket is still writable.
+ *   the socket is still writable;
+ * - output is bounded: every write goes through send()/sendData(), DATA waits for drain,
+ *   and when more than `maxOutputBytes` wait in the socket's buffer the peer is not
+ *   reading what it asks for (e.g. PINGs without reading the PONGs): the connection is
+ *   dropped with SLOW_PEER instead of buffering without end (issue #10).
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
@@ -23,6 +27,8 @@ export interface ChannelOptions {
   idleTimeoutMs: number;
   pingIntervalMs?: number;
   budgetBytes?: number;
+  /** Bytes that may wait unsent in the socket's buffer before the peer counts as not reading (default 4 MiB). */
+  maxOutputBytes?: number;
   limits?: { maxControlBytes?: number; maxDataBytes?: number; maxFileBytes?: number };
   /**
    * Incoming bandwidth limit (limits/pacer.ts): told every chunk read, answers how long
@@ -46,6 +52,9 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
   private closedWith: TdxError | null | undefined = undefined;
   private readonly budget: number;
   private readonly pingEvery: number;
+  private readonly maxOutput: number;
+  /** Last frame other than PING/PONG, either way (idle eviction). */
+  private lastActive = Date.now();
   private drainWaiters: Array<() => void> = [];
   private corked = false;
   /** Reading held by the incoming bandwidth limit (see holdReading). */
@@ -58,6 +67,7 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
     super();
     this.decoder = new FrameDecoder(opts.limits ?? {}, { splitData: true });
     this.budget = opts.budgetBytes ?? 8 * 1024 * 1024;
+    this.maxOutput = opts.maxOutputBytes ?? 4 * 1024 * 1024;
     this.pingEvery = opts.pingIntervalMs ?? Math.min(5000, Math.max(100, Math.floor(opts.idleTimeoutMs / 3)));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.flushDrainWaiters());
@@ -81,8 +91,26 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
   send(frame: ControlFrame): void {
     if (this.closed || this.socket.destroyed) return;
     this.lastSent = Date.now();
+    if (frame.type !== 'ping' && frame.type !== 'pong') this.lastActive = this.lastSent;
     this.corkUntilNextTick();
     this.socket.write(encodeFrame(frame));
+    this.checkOutput();
+  }
+
+  /** Milliseconds since this connection last received or sent a frame (idle connections may be evicted). */
+  get idleMs(): number {
+    return Date.now() - this.lastActive;
+  }
+
+  /** True while a handler runs or frames wait for it. */
+  get busy(): boolean {
+    return this.running || this.queue.length > 0;
+  }
+
+  private checkOutput(): void {
+    const pending = this.socket.writableLength;
+    if (pending <= this.maxOutput) return;
+    this.destroy(new TdxError('SLOW_PEER', `the peer does not read what it asks for: ${pending} bytes wait unsent (limit ${this.maxOutput}); connection dropped`));
   }
 
   /**
@@ -108,6 +136,7 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
   async sendData(chunk: Buffer, onWritten?: () => void): Promise<void> {
     if (this.closed) throw this.closedWith ?? new TdxError('CONNECTION_LOST', 'connection closed');
     this.lastSent = Date.now();
+    this.lastActive = this.lastSent;
     this.socket.write(encodeDataHeader(chunk.length));
     if (!this.socket.write(chunk, onWritten)) {
       await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
@@ -195,6 +224,7 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
         continue;
       }
       if (f.type === 'pong') continue;
+      this.lastActive = this.lastReceived;
       this.queue.push(f);
       this.queuedBytes += f.type === 'data' ? f.data.length : 256;
     }

@@ -76,6 +76,8 @@ export class ReceiverSession {
   private stopping = false;
   /** False once a stop gave up waiting: files not renamed yet stay staged (see drain()). */
   private landing = true;
+  /** Ids offered and not yet answered with ACK/NACK (or abandoned with ABORT). */
+  private readonly unfinished = new Set<number>();
   private readonly log: Logger;
   private readonly handshakeTimer: NodeJS.Timeout;
 
@@ -92,7 +94,7 @@ export class ReceiverSession {
     });
     this.handshakeTimer = setTimeout(() => {
       if (this.state !== 'ready') {
-        this.log.warn(`closed connection from ${conn.remoteAddress}: handshake not finished within ${deps.limits.handshakeTimeoutMs} ms`);
+        conn.refusals.warn('slow tdxfer handshakes', `closed connection from ${conn.remoteAddress}: handshake not finished within ${deps.limits.handshakeTimeoutMs} ms`);
         this.channel.fail(new TdxError('TIMEOUT', 'handshake not finished in time'));
       }
     }, deps.limits.handshakeTimeoutMs);
@@ -203,12 +205,21 @@ export class ReceiverSession {
     if (f.type !== 'auth') this.outOfOrder(f, 'AUTH');
     const ok = verifyProof({ key: this.deps.key, role: 'client', clientNonce: this.clientNonce, serverNonce: this.serverNonce, agentId: this.peerId, proof: f.proof });
     if (!ok) {
-      this.log.warn(`refused ${this.peerName} (${this.conn.remoteAddress}): authentication failed, it does not hold this installation's key (security.key must be the same on every machine)`);
+      this.conn.refusals.warn('authentication failures', `refused ${this.peerName} (${this.conn.remoteAddress}): authentication failed, it does not hold this installation's key (security.key must be the same on every machine)`);
       this.deps.onFailure?.('AUTH_FAILED', `peer ${this.peerName} at ${this.conn.remoteAddress} failed authentication`, this.peerName);
       this.channel.fail(new TdxError('AUTH_FAILED', 'authentication failed: this agent uses another installation key'));
       return;
     }
     clearTimeout(this.handshakeTimer);
+    const refused = this.conn.authenticated({
+      idleMs: () => this.channel.idleMs,
+      busy: () => this.channel.busy || this.current !== null || this.gathering !== null || this.commits.size > 0,
+      evict: (reason) => this.channel.fail(new TdxError('TOO_MANY_CONNECTIONS', `${this.deps.self.name}: ${reason}`)),
+    });
+    if (refused) {
+      this.channel.fail(new TdxError('TOO_MANY_CONNECTIONS', `${this.deps.self.name} refused the connection: ${refused}`));
+      return;
+    }
     this.state = 'ready';
     this.channel.send({ type: 'ready' });
     this.log.info(`peer ${this.peerName} connected${this.conn.encrypted ? ' (encrypted)' : ' (NOT encrypted)'}`, { peerId: this.peerId });
@@ -239,11 +250,19 @@ export class ReceiverSession {
   private nack(id: number, err: unknown): void {
     const { code, message } = errorFrameFor(err);
     const retryable = (err as { retryable?: unknown })?.retryable;
-    this.channel.send({ type: 'nack', id, code, message, retryable: typeof retryable === 'boolean' ? retryable : isRetryable(code) });
+    this.answer({ type: 'nack', id, code, message, retryable: typeof retryable === 'boolean' ? retryable : isRetryable(code) });
+  }
+
+  /** ACK or NACK: the file is finished, its id may be used again (PROTOCOL.md 4.3, 6.2). */
+  private answer(f: FrameOf<'ack'> | FrameOf<'nack'>): void {
+    this.unfinished.delete(f.id);
+    this.channel.send(f);
   }
 
   private async onOffer(f: FrameOf<'offer'>): Promise<void> {
     if (this.current || this.gathering) this.outOfOrder(f, 'DATA or END for the file being received');
+    if (this.unfinished.has(f.id)) throw new TdxError('OUT_OF_ORDER', `OFFER reuses id ${f.id}, which is not answered yet (section 6.2)`);
+    this.unfinished.add(f.id);
     if (f.eager === true) {
       if (f.size > this.eagerMax) {
         throw new TdxError('OUT_OF_ORDER', `eager OFFER of ${f.size} bytes for ${f.path}, over the announced eagerMaxBytes ${this.eagerMax}`);
@@ -278,7 +297,7 @@ export class ReceiverSession {
       const r = await inbox.begin({ source: this.peerId, path: f.path, size: f.size, mtimeMs: f.mtimeMs, resume });
       if (r.kind === 'skip') {
         this.log.info(`${r.status === 'duplicate' ? 'already have' : 'skipped (onCollision=skip, exists)'} ${r.rel} from ${this.peer}`, { inbox: inbox.name });
-        this.channel.send({ type: 'ack', id: f.id, status: r.status, path: r.rel, sha256: null });
+        this.answer({ type: 'ack', id: f.id, status: r.status, path: r.rel, sha256: null });
         return null;
       }
       return { file: r.file, inbox };
@@ -327,6 +346,7 @@ export class ReceiverSession {
   }
 
   private onAbort(f: FrameOf<'abort'>): Promise<void> | void {
+    this.unfinished.delete(f.id);
     if (this.gathering?.id === f.id) {
       this.log.info(`sender abandoned ${this.gathering.offer.path}: ${f.reason}`, { inbox: this.gathering.offer.inbox });
       this.gathering = null;
@@ -391,12 +411,12 @@ export class ReceiverSession {
       const durationMs = Date.now() - c.startedAt;
       if (landed.skipped) {
         // onCollision=skip and the target appeared while this file was on its way.
-        this.channel.send({ type: 'ack', id: c.id, status: 'skipped', path: landed.rel, sha256: null });
+        this.answer({ type: 'ack', id: c.id, status: 'skipped', path: landed.rel, sha256: null });
         c.view?.end('done', null, landed.rel);
         this.log.info(`skipped ${c.file.rel} from ${this.peer}: ${landed.rel} exists (onCollision=skip)`, { inbox: c.inbox.name });
         return;
       }
-      this.channel.send({ type: 'ack', id: c.id, status: 'stored', path: landed.rel, sha256: landed.sha256 });
+      this.answer({ type: 'ack', id: c.id, status: 'stored', path: landed.rel, sha256: landed.sha256 });
       c.view?.end('done', null, landed.rel);
       const mbps = durationMs > 0 ? (landed.size / 1e6 / (durationMs / 1000)).toFixed(1) : '∞';
       this.log.info(`received ${landed.rel}${landed.renamedFrom ? ` (renamed from ${landed.renamedFrom})` : ''}`, {

@@ -175,7 +175,10 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
       this.channel.start((f: Frame) => {
         if (f.type === 'error') {
           const e = peerErrorFrom(f);
-          done(f.code === 'AUTH_FAILED' ? new TdxError('AUTH_FAILED', `${where} refused us: ${f.message} (security.key must be identical on both machines)`) : e);
+          if (f.code === 'AUTH_FAILED') done(new TdxError('AUTH_FAILED', `${where} refused us: ${f.message} (security.key must be identical on both machines)`));
+          else if (f.code === 'TOO_MANY_CONNECTIONS') {
+            done(new TdxError('TOO_MANY_CONNECTIONS', `${where} refused the connection: ${f.message}; raise limits.maxConnectionsPerPeer (or limits.maxConnections) in the receiver's config, or lower transfer.connections in this one`));
+          } else done(e);
           this.channel.end();
           return;
         }

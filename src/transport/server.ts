@@ -1,5 +1,7 @@
 /**
- * The transfer port's listener: connection limits (overall and per source address), then:
+ * The transfer port's listener: connection slots (slots.ts: a small budget for connections
+ * still in their handshake, `limits.maxConnections`/`maxConnectionsPerPeer` for
+ * authenticated ones, refusals logged rate-limited), then:
  *
  * - encrypted (`security.encrypt: true`, the default): the socket goes to TLS untouched.
  *   A peer that does not speak TLS fails the TLS handshake; OpenSSL's reason tells HTTP
@@ -18,6 +20,8 @@ import { describeError } from '../errors.js';
 import { explainTlsError, pskServerOptions } from './psk.js';
 import { normalizeAddress } from './address.js';
 import { encodeFrame } from '../protocol/index.js';
+import { RateLimitedLog } from '../ratelog.js';
+import { SlotTable, type SlotHolder } from './slots.js';
 
 /** OpenSSL's reasons for bytes that are not TLS at all (as opposed to TLS with another key). */
 const NOT_TLS = /(wrong version number|http request|https proxy request|packet length too long|unknown protocol|record layer failure)/i;
@@ -27,6 +31,14 @@ export interface IncomingConnection {
   tcp: net.Socket;
   remoteAddress: string;
   encrypted: boolean;
+  /**
+   * The handshake succeeded: take an authenticated slot. Null when admitted (an idle
+   * connection may have been closed through its `evict` to make room), else why not: the
+   * session then answers ERROR TOO_MANY_CONNECTIONS instead of READY.
+   */
+  authenticated(holder: SlotHolder & { evict(reason: string): void }): string | null;
+  /** Warnings an unauthenticated peer can cause at will go through this (rate-limited). */
+  refusals: RateLimitedLog;
 }
 
 export interface TransportServerOptions {
@@ -43,16 +55,19 @@ export interface TransportServerOptions {
 export class TransportServer {
   private readonly server: net.Server;
   private readonly tlsServer: tls.Server | null;
-  private readonly perAddress = new Map<string, number>();
+  private readonly slots: SlotTable<net.Socket>;
+  private readonly evictors = new Map<net.Socket, (reason: string) => void>();
+  private readonly refusals: RateLimitedLog;
   private readonly sockets = new Set<net.Socket>();
   /** Raw sockets in the TLS handshake, by "address:port", to answer non-TLS peers in plain. */
   private readonly handshaking = new Map<string, net.Socket>();
-  private total = 0;
 
   constructor(
     private readonly opts: TransportServerOptions,
     private readonly onConnection: (conn: IncomingConnection) => void,
   ) {
+    this.slots = new SlotTable(opts);
+    this.refusals = new RateLimitedLog(opts.log);
     this.tlsServer = opts.encrypt ? tls.createServer(pskServerOptions(opts.key)) : null;
     this.tlsServer?.on('tlsClientError', (err, sock) => this.onTlsError(err, sock));
     this.server = net.createServer({ noDelay: true, pauseOnConnect: false }, (sock) => this.accept(sock));
@@ -75,6 +90,7 @@ export class TransportServer {
 
   /** Stop accepting; existing connections are left to their owners (see destroyAll). */
   close(): Promise<void> {
+    this.refusals.stop();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
@@ -84,23 +100,17 @@ export class TransportServer {
 
   private accept(sock: net.Socket): void {
     const addr = normalizeAddress(sock.remoteAddress ?? '?');
-    const log = this.opts.log;
     sock.on('error', () => undefined); // errors are reported by the session that owns the socket
-    const n = this.perAddress.get(addr) ?? 0;
-    if (this.total >= this.opts.maxConnections || n >= this.opts.maxConnectionsPerPeer) {
-      log.warn(`refused connection from ${addr}: too many connections (${this.total} open, ${n} from this address; limits.maxConnections=${this.opts.maxConnections}, limits.maxConnectionsPerPeer=${this.opts.maxConnectionsPerPeer})`);
-      sock.destroy();
-      return;
+    const victim = this.slots.open(sock, addr);
+    if (victim) {
+      this.refusals.warn('unauthenticated connections', `closed an unauthenticated connection from ${normalizeAddress(victim.remoteAddress ?? '?')} to make room for one from ${addr}: ${this.slots.pendingCount} connections are in their handshake (a flood, or peers without the key?)`);
+      victim.destroy();
     }
-    this.total++;
-    this.perAddress.set(addr, n + 1);
     this.sockets.add(sock);
     sock.once('close', () => {
-      this.total--;
       this.sockets.delete(sock);
-      const left = (this.perAddress.get(addr) ?? 1) - 1;
-      if (left <= 0) this.perAddress.delete(addr);
-      else this.perAddress.set(addr, left);
+      this.evictors.delete(sock);
+      this.slots.close(sock);
     });
     sock.setKeepAlive(true, 5000);
     if (this.tlsServer) {
@@ -109,7 +119,7 @@ export class TransportServer {
     }
     // Nothing at all within the handshake time: slow-loris or a port scanner.
     sock.setTimeout(this.opts.handshakeTimeoutMs, () => {
-      log.warn(`closed connection from ${addr}: nothing received within ${this.opts.handshakeTimeoutMs} ms`);
+      this.refusals.warn('silent connections', `closed connection from ${addr}: nothing received within ${this.opts.handshakeTimeoutMs} ms`);
       sock.destroy();
     });
     sock.once('data', (first: Buffer) => {
@@ -118,7 +128,7 @@ export class TransportServer {
       sock.unshift(first);
       const isTls = first[0] === 0x16;
       if (isTls) {
-        log.warn(`refused connection from ${addr}: the peer uses encryption but this agent has security.encrypt=false; set the same security.encrypt on both machines`);
+        this.refusals.warn('peers with TLS', `refused connection from ${addr}: the peer uses encryption but this agent has security.encrypt=false; set the same security.encrypt on both machines`);
         // Answer in plain bytes rather than a bare close: the peer's TLS stack reports "wrong
         // version number", which it can name as an encryption mismatch (a bare close is ambiguous).
         sock.end(encodeFrame({ type: 'error', code: 'UNSUPPORTED_PROTOCOL', message: 'this agent has encryption off (security.encrypt=false); set the same security.encrypt on both machines' }));
@@ -126,20 +136,42 @@ export class TransportServer {
         return;
       }
       // Plain tdxfer, or anything else: the frame decoder names what it looks like.
-      this.onConnection({ socket: sock, tcp: sock, remoteAddress: addr, encrypted: false });
+      this.onConnection(this.incoming(sock, sock, addr, false));
       sock.resume();
     });
   }
 
+  private incoming(socket: Duplex & { destroyed: boolean }, tcp: net.Socket, addr: string, encrypted: boolean): IncomingConnection {
+    return {
+      socket, tcp, remoteAddress: addr, encrypted, refusals: this.refusals,
+      authenticated: (holder) => {
+        if (tcp.destroyed) return 'connection already closed';
+        const d = this.slots.authenticate(tcp, addr, holder);
+        if (!d.admit) {
+          this.refusals.warn('refused authenticated connections', `refused connection from ${addr}: ${d.reason}`);
+          return d.reason;
+        }
+        this.evictors.set(tcp, (reason) => holder.evict(reason));
+        if (d.evict) {
+          const evict = this.evictors.get(d.evict);
+          this.evictors.delete(d.evict);
+          this.opts.log.info(`closing the longest-idle connection from ${normalizeAddress(d.evict.remoteAddress ?? '?')} to make room for a new one from ${addr}`);
+          if (evict) evict('closed as the longest-idle connection to make room for a new one');
+          else d.evict.destroy();
+        }
+        return null;
+      },
+    };
+  }
+
   private acceptTls(sock: net.Socket, addr: string, tlsServer: tls.Server): void {
-    const log = this.opts.log;
     const key = `${sock.remoteAddress}:${sock.remotePort}`;
     this.handshaking.set(key, sock);
     // An absolute deadline: Node's own TLS handshake timeout (120 s by default) is reset
     // by every byte, so a peer dribbling its ClientHello would hold a slot forever.
     const deadline = setTimeout(() => {
       const what = sock.bytesRead === 0 ? `nothing received within ${this.opts.handshakeTimeoutMs} ms` : `TLS handshake not finished within ${this.opts.handshakeTimeoutMs} ms (limits.handshakeTimeoutMs)`;
-      log.warn(`closed connection from ${addr}: ${what}`);
+      this.refusals.warn('slow TLS handshakes', `closed connection from ${addr}: ${what}`);
       sock.destroy();
     }, this.opts.handshakeTimeoutMs);
     const done = (): void => {
@@ -150,7 +182,7 @@ export class TransportServer {
     const onSecure = (secure: tls.TLSSocket): void => {
       if (secure.remoteAddress !== sock.remoteAddress || secure.remotePort !== sock.remotePort) return;
       done();
-      this.onConnection({ socket: secure, tcp: sock, remoteAddress: addr, encrypted: true });
+      this.onConnection(this.incoming(secure, sock, addr, true));
     };
     tlsServer.on('secureConnection', onSecure);
     sock.once('close', done);
@@ -163,14 +195,14 @@ export class TransportServer {
     const addr = normalizeAddress(raw?.remoteAddress ?? secure.remoteAddress ?? '?');
     const notTls = NOT_TLS.exec(err.message);
     if (!notTls) {
-      this.opts.log.warn(`refused connection from ${addr}: ${explainTlsError(err) ?? `TLS error: ${describeError(err)}`}`);
+      this.refusals.warn('TLS handshake failures', `refused connection from ${addr}: ${explainTlsError(err) ?? `TLS error: ${describeError(err)}`}`);
       return;
     }
     const http = /http request|https proxy request/i.test(err.message);
     const what = http
       ? 'it looks like HTTP: this is the tdxfer transfer port, not the status API (status.port)'
       : 'a tdxfer agent with security.encrypt=false (set the same security.encrypt on both machines), an original TOX sender (point it at legacy.listen instead), or something else';
-    this.opts.log.warn(`refused connection from ${addr}: the peer does not speak TLS but this agent requires encryption: ${what} (OpenSSL: ${notTls[1]!.toLowerCase()})`);
+    this.refusals.warn('peers without TLS', `refused connection from ${addr}: the peer does not speak TLS but this agent requires encryption: ${what} (OpenSSL: ${notTls[1]!.toLowerCase()})`);
     // OpenSSL sends nothing to a peer that is not TLS: answer in plain, so a tdxfer agent
     // with encryption off reports why (a plain ERROR frame; other programs just close).
     if (raw && !raw.destroyed && !http) {

@@ -19,6 +19,7 @@ import { FALLBACK_DIRNAME } from '../../src/inbox/staging.js';
 import {
   TEST_KEY, freePort, hashTree, listFiles, spawnCli, tempDir, waitUntil, writeAgentConfig, type Spawned,
 } from '../helpers/agents.js';
+import { MIN_IDLE_MS, PENDING_MAX_PER_ADDRESS } from '../../src/transport/slots.js';
 import { RawClient, rawFrame, rawSocket, socketClosed } from '../helpers/rawclient.js';
 
 const KEY = Buffer.from(TEST_KEY, 'base64');
@@ -372,36 +373,43 @@ test('slow-loris: silent, dribbling (TLS or plain bytes) and frozen peers are dr
   await assertHealthy();
 });
 
-test('connection flood: over maxConnectionsPerPeer and over maxConnections the extra ones are refused with a log line; the honest peer is served', async () => {
+test('connection slots: unauthenticated connections have their own small budget; authenticated ones over maxConnectionsPerPeer get ERROR TOO_MANY_CONNECTIONS unless an idle one can make room', async () => {
   outputMark = agent.output().length;
-  // Per address: 127.0.0.2 opens MAX_PER_PEER + 3; the honest peer (127.0.0.1) is unaffected.
-  // Which ones were refused is told by the log (one line per refusal), not by how fast they closed:
-  // the held ones are closed too, later, by the handshake timeout.
-  const refusals = (a: string): number => newOutput().split(`refused connection from ${a}: too many connections`).length - 1;
-  const flood = await Promise.all(Array.from({ length: MAX_PER_PEER + 3 }, () => rawSocket(port, { localAddress: '127.0.0.2' })));
-  await waitUntil(() => refusals('127.0.0.2') >= 3, undefined, () => `3 refusals logged:\n${newOutput().slice(-3000)}`);
+  // Unauthenticated: 127.0.0.2 opens PENDING_MAX_PER_ADDRESS + 3 silent sockets; 3 of them are
+  // closed at once to make room, the honest peer (127.0.0.1) is unaffected.
+  const flood = await Promise.all(Array.from({ length: PENDING_MAX_PER_ADDRESS + 3 }, () => rawSocket(port, { localAddress: '127.0.0.2' })));
+  // Which ones were closed to make room is told by the log (one line each), not by how fast they
+  // closed: the others are closed too, later, by the handshake timeout.
+  const evictions = (): number => newOutput().split('closed an unauthenticated connection from 127.0.0.2 to make room').length - 1;
+  await waitUntil(() => evictions() >= 3, undefined, () => `3 evictions logged:\n${newOutput().slice(-3000)}`);
   await honestTransfer();
-  await Promise.all(flood.map((s) => socketClosed(s, 60_000))); // the agent closed every one: its counts are free again
-  assert.equal(refusals('127.0.0.2'), 3, `exactly the 3 connections over limits.maxConnectionsPerPeer=${MAX_PER_PEER} are refused`);
+  await Promise.all(flood.map((s) => socketClosed(s, 60_000)));
+  assert.equal(evictions(), 3, `exactly the 3 connections over the unauthenticated budget (${PENDING_MAX_PER_ADDRESS} per address) are closed to make room`);
 
-  // Overall: three more addresses fill maxConnections; the next is refused; then it frees up.
+  // Authenticated: MAX_PER_PEER busy-fresh connections from 127.0.0.3, the next one is refused
+  // with ERROR TOO_MANY_CONNECTIONS instead of READY (none of them is idle yet).
   outputMark = agent.output().length;
-  // Finished handshakes that answer pings: held by the agent however slow this machine is.
-  const fill: RawClient[] = [];
-  for (let a = 3; fill.length < MAX_CONN; a++) {
-    fill.push(...(await Promise.all(Array.from({ length: MAX_PER_PEER }, async () => {
-      const c = await RawClient.connect({ port, tlsKey: KEY, localAddress: `127.0.0.${a}`, timeoutMs: 30_000 });
-      await c.handshake(KEY);
-      return c;
-    }))));
+  const held: RawClient[] = [];
+  for (let i = 0; i < MAX_PER_PEER; i++) {
+    const c = await RawClient.connect({ port, tlsKey: KEY, localAddress: '127.0.0.3' });
+    await c.handshake(KEY);
+    held.push(c);
   }
-  assert.equal(refusals('127.0.0.3') + refusals('127.0.0.4') + refusals('127.0.0.5'), 0, 'the connections within the limits are held');
-  const extra = await rawSocket(port, { localAddress: '127.0.0.9' });
-  await socketClosed(extra, 60_000);
-  await logged(/refused connection from 127\.0\.0\.9: too many connections \(12 open/, 'overall limit');
-  for (const c of fill) c.destroy();
-  // The agent frees the slots as it sees the closes: an honest transfer gets through once it has.
-  await waitUntil(() => honestTransfer().then(() => true, () => false), undefined, () => 'a slot free again');
+  const extra = await RawClient.connect({ port, tlsKey: KEY, localAddress: '127.0.0.3' });
+  await extra.handshake(KEY, { expectReady: false });
+  const refused = await extra.errorThenClose();
+  assert.equal(refused?.code, 'TOO_MANY_CONNECTIONS');
+  assert.match(refused?.message ?? '', /limits\.maxConnectionsPerPeer=4/);
+  await logged(/refused connection from 127\.0\.0\.3: too many connections/, 'per-peer limit');
+  // Once they have been idle a while, a new one takes the longest-idle one's place.
+  await new Promise((r) => setTimeout(r, MIN_IDLE_MS + 500));
+  const next = await RawClient.connect({ port, tlsKey: KEY, localAddress: '127.0.0.3' });
+  await next.handshake(KEY);
+  await waitUntil(() => held.some((c) => c.closed), 10_000, () => 'an idle connection was closed to make room');
+  const evicted = held.find((c) => c.closed)!;
+  assert.equal(evicted.frames.find((f) => f.type === 'error')?.type, 'error');
+  for (const c of [...held, next]) c.destroy();
+  await new Promise((r) => setTimeout(r, 200));
   await assertHealthy();
 });
 

@@ -199,6 +199,11 @@ describe('status API: access control', () => {
     assert.equal((await request(`${s.base}/status`, { headers: { Authorization: 'Bearer s3cret-token' } })).status, 200);
     assert.equal((await request(`${s.base}/status?token=s3cret-token`)).status, 200);
     assert.equal((await request(`${s.base}/?token=s3cret-token`)).status, 200);
+    // RFC 9110: the scheme is case-insensitive (issue #10 item 9).
+    for (const scheme of ['bearer', 'BEARER', 'BeArEr']) {
+      assert.equal((await request(`${s.base}/status`, { headers: { Authorization: `${scheme} s3cret-token` } })).status, 200, scheme);
+    }
+    assert.equal((await request(`${s.base}/status`, { headers: { Authorization: 'Basic s3cret-token' } })).status, 401);
   });
 
   test('without a token: a non-loopback Host header (DNS rebinding) and cross-origin POSTs are refused', async (t) => {
@@ -222,10 +227,17 @@ describe('status API: access control', () => {
     assert.equal(s.view.sent.length, 0);
     const same = await request(`${s.base}/send`, {
       method: 'POST',
+      headers: { 'Content-Type': 'application/json', Origin: `http://127.0.0.1:${s.port}` },
+      body: JSON.stringify({ file, peer: 'playback-1' }),
+    });
+    assert.equal(same.status, 202);
+    // A form body is what any web page can post: refused from a browser even same-origin.
+    const sameForm = await request(`${s.base}/send`, {
+      method: 'POST',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: `http://127.0.0.1:${s.port}` },
       body,
     });
-    assert.equal(same.status, 202);
+    assert.equal(sameForm.status, 415);
   });
 
   test('loopback detection covers IPv4 127/8, ::1 and IPv4-mapped forms only', () => {
