@@ -506,7 +506,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     let ok = false;
     try {
       const st = await stat(this.root);
-      ok = st.isDirectory() && st.dev === this.rootId.dev && st.ino === this.rootId.ino && st.birthtimeMs === this.rootId.birthtimeMs;
+      ok = st.isDirectory() && sameFolder(this.rootId, st);
     } catch {
       ok = false;
     }
@@ -562,4 +562,20 @@ async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => 
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/**
+ * Whether two stats of the outbox root are the same folder. dev + ino identify it; Linux
+ * file systems reuse a deleted folder's inode number at once, so there the birth time
+ * (statx, real on ext4/xfs/btrfs) tells a re-created folder apart. Not on Windows, where
+ * NTFS file IDs carry a sequence number and are not reused, and wine reports birthtime as
+ * ctime (it changes whenever a file is added), nor on macOS (APFS does not reuse IDs).
+ */
+export function sameFolder(
+  a: { dev: number; ino: number; birthtimeMs: number },
+  b: { dev: number; ino: number; birthtimeMs: number },
+  platform: NodeJS.Platform = process.platform,
+): boolean {
+  if (a.dev !== b.dev || a.ino !== b.ino) return false;
+  return platform !== 'linux' || a.birthtimeMs === b.birthtimeMs;
 }

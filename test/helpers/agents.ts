@@ -10,6 +10,7 @@ import path from 'node:path';
 import net from 'node:net';
 import { randomBytes, createHash } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { deadline } from './platform.js';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.js';
 import { Agent } from '../../src/agent/agent.js';
@@ -104,7 +105,9 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
   };
 }
 
-export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: () => string = () => 'condition'): Promise<void> {
+/** Polls `cond` until true; the deadline is scaled for slow lanes (helpers/platform.ts). */
+export async function waitUntil(cond: () => boolean | Promise<boolean>, baseTimeoutMs: number, what: () => string = () => 'condition'): Promise<void> {
+  const timeoutMs = deadline(baseTimeoutMs);
   const end = Date.now() + timeoutMs;
   for (;;) {
     if (await cond()) return;

@@ -6,6 +6,7 @@ import { decode } from 'node-osc';
 import { memoryLogger } from '../../src/log.js';
 import { OscNotifier } from '../../src/osc/notifier.js';
 import { FakeView } from '../helpers/fake-view.js';
+import { deadline } from '../helpers/platform.js';
 
 interface Decoded {
   address: string;
@@ -33,7 +34,7 @@ async function oscReceiver(): Promise<{ port: number; messages: Decoded[]; close
 }
 
 async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
+  const end = Date.now() + deadline(ms);
   while (!cond()) {
     if (Date.now() > end) throw new Error('condition not met in time');
     await sleep(5);

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { peersCommand, statusCommand, type CliIo } from '../../src/cli/status-cmd.js';
 import { statusUrl } from '../../src/cli/status-client.js';
 import { startStatus } from './helpers.js';
+import { deadline } from '../helpers/platform.js';
 
 class Capture extends Writable {
   text = '';
@@ -33,7 +34,7 @@ function io(tty = false): CliIo & { out: Capture; err: Capture } {
 const noEnv: NodeJS.ProcessEnv = {};
 
 async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
+  const end = Date.now() + deadline(ms);
   while (!cond()) {
     if (Date.now() > end) throw new Error('condition not met in time');
     await sleep(10);

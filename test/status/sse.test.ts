@@ -5,6 +5,7 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readSse, type SseRecord } from '../../src/cli/sse-stream.js';
 import { startStatus } from './helpers.js';
+import { deadline } from '../helpers/platform.js';
 
 /** Connects to /events and collects parsed records (and raw text) until closed. */
 function listen(url: string): Promise<{ records: SseRecord[]; raw: () => string; res: http.IncomingMessage; close: () => void; ended: Promise<void> }> {
@@ -27,7 +28,7 @@ function listen(url: string): Promise<{ records: SseRecord[]; raw: () => string;
 }
 
 async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
+  const end = Date.now() + deadline(ms);
   while (!cond()) {
     if (Date.now() > end) throw new Error('condition not met in time');
     await sleep(5);
