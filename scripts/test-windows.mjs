@@ -7,6 +7,7 @@
 //
 // Usage: node scripts/test-windows.mjs [--concurrency N] [file-or-dir-filter...]
 // Env: TDXFER_WIN_CONCURRENCY (default 2), plus what scripts/wine-env.sh reads.
+/* global process, console, setInterval, clearInterval */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
