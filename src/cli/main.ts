@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { registerConfigCommands } from './config-cmd.js';
 import { registerStatusCommands } from './status-cmd.js';
 import { registerDoctorCommand } from './doctor.js';
+import { registerStopCommand } from './stop-cmd.js';
 import { runAgent } from './run.js';
 import { sendCommand } from './send.js';
 import { softwareVersion } from '../agent/identity.js';
@@ -17,7 +18,7 @@ program
 
 program
   .command('run')
-  .description('run the agent (watch outboxes, send, receive into inboxes) until SIGINT/SIGTERM')
+  .description('run the agent (watch outboxes, send, receive into inboxes) until SIGINT/SIGTERM, Ctrl-Break (Windows) or `tdxfer stop`')
   .option('-c, --config <file>', 'config file (default: $TDXFER_CONFIG, else built-in defaults)')
   .action(async (o: { config?: string }) => {
     process.exitCode = await runAgent({ config: o.config });
@@ -38,5 +39,6 @@ program
 registerConfigCommands(program);
 registerStatusCommands(program);
 registerDoctorCommand(program);
+registerStopCommand(program);
 
 await program.parseAsync(process.argv);

@@ -80,11 +80,11 @@ export async function getJson<T>(ep: Endpoint, path: string, opts: { timeoutMs?:
   }
 }
 
-export async function request(ep: Endpoint, path: string, signal: AbortSignal): Promise<Response> {
+export async function request(ep: Endpoint, path: string, signal: AbortSignal, method: 'GET' | 'POST' = 'GET'): Promise<Response> {
   const headers: Record<string, string> = {};
   if (ep.token) headers.Authorization = `Bearer ${ep.token}`;
   try {
-    return await fetch(`${ep.url}${path}`, { headers, signal });
+    return await fetch(`${ep.url}${path}`, { method, headers, signal });
   } catch (err) {
     if (signal.aborted) {
       if ((signal.reason as Error | undefined)?.name === 'TimeoutError') {
