@@ -22,7 +22,7 @@
  *   when it vanished or its identity (dev, ino, birth time) changed.
  */
 import { EventEmitter } from 'node:events';
-import type { Stats } from 'node:fs';
+import { constants as fsConstants, type Stats } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -76,6 +76,10 @@ const RESCAN_AFTER_MS = [100, 1000];
 
 type OpenCheck = 'ok' | 'busy' | 'gone';
 
+/** libuv's UV_FS_O_EXLOCK: on Windows, open without sharing (fails with EBUSY while anyone has the file open). */
+export const UV_FS_O_EXLOCK = 0x10000000;
+const EXCLUSIVE_READ = fsConstants.O_RDONLY | UV_FS_O_EXLOCK;
+
 export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   readonly outbox: OutboxConfig;
   private readonly root: string;
@@ -122,6 +126,9 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     this.tracker = new SettleTracker(outbox.settleMs, this.pollMs);
     this.accepts = makeOutboxFilter(outbox);
   }
+
+  /** Windows: "cannot open exclusively" means another program is still writing the file. */
+  private readonly exclusive = process.platform === 'win32';
 
   /** Files seen but not yet settled. */
   get pendingCount(): number {
@@ -476,16 +483,29 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     });
   }
 
-  /** Can the file be opened for reading? On Windows a writer holding it gives EBUSY/EPERM: it is still being written. */
+  /**
+   * Can the file be opened for reading, and on Windows exclusively? Windows programs
+   * (TouchDesigner's Movie File Out TOP, most encoders, Explorer copies) keep a file open
+   * while writing it; an open without sharing (UV_FS_O_EXLOCK) then fails with EBUSY, so
+   * such a file is still being written and is not sent, however long it stayed the same
+   * size (settleMs). POSIX has no such signal: there settling alone decides.
+   */
   private async canOpen(rel: string, abs: string, v: FileVersion): Promise<OpenCheck> {
     try {
-      const fh = await open(abs, 'r');
+      const fh = await open(abs, this.exclusive ? EXCLUSIVE_READ : 'r');
       await fh.close();
       return 'ok';
     } catch (err) {
       if (isGoneError(err)) return 'gone';
       const code = errCode(err);
       const key = `${rel}\0${v.size}\0${v.mtimeMs}`;
+      if (code === 'EBUSY') {
+        if (this.busyWarned.get(rel) !== key) {
+          this.busyWarned.set(rel, key);
+          this.log.info(`Waiting for ${abs}: another program has it open (still writing it); it is sent once that program closes it.`);
+        }
+        return 'busy';
+      }
       if ((code === 'EACCES' || code === 'EPERM') && this.busyWarned.get(rel) !== key) {
         this.busyWarned.set(rel, key);
         this.log.warn(`Cannot open ${abs} for reading (${code}): still being written, or the agent's user lacks read permission. Will retry until it can.`);

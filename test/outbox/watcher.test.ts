@@ -8,6 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { OutboxConfig } from '../../src/config/types.js';
 import { memoryLogger } from '../../src/log.js';
 import { OutboxWatcher, type ReadyFile } from '../../src/outbox/watcher.js';
+import { deadline } from '../helpers/platform.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -37,7 +38,8 @@ async function started(t: { after: (fn: () => Promise<void>) => void }, outbox: 
   w.on('gone', (g) => gone.push(g.rel));
   t.after(() => w.stop());
   await w.start();
-  const waitFor = async (what: string, pred: () => boolean, timeoutMs = 5000): Promise<void> => {
+  const waitFor = async (what: string, pred: () => boolean, baseTimeoutMs = 5000): Promise<void> => {
+    const timeoutMs = deadline(baseTimeoutMs);
     const end = performance.now() + timeoutMs;
     while (!pred()) {
       if (performance.now() > end) {
@@ -54,8 +56,10 @@ describe('OutboxWatcher', () => {
   test('existing files are emitted after settling, keep their subpath; ignored names, sent/, agent folders and excluded files never are', async (t) => {
     const root = await tempDir(t);
     const stage = path.join(root, 'stage');
-    const wanted = ['a.png', 'shot1/f.0001.png', 'shot1/deep/f.0002.png', 'Sent/x.png', 'shot1/sent/y.png'];
-    const unwanted = ['.DS_Store', 'Thumbs.db', 'desktop.ini', 'r.tmp', 'm.mov.part', '~$doc.docx', 'v.swp', 'bak~', 'sent/old.png', 'sent/shot/old.png', '.hidden/a.png', 'notes.txt', 'shot1/notes.txt', 'stage/partial.bin'];
+    // On Windows and macOS `Sent/` is the archive folder `sent/` (case-insensitive volumes).
+    const caseless = process.platform === 'win32' || process.platform === 'darwin';
+    const wanted = ['a.png', 'shot1/f.0001.png', 'shot1/deep/f.0002.png', ...(caseless ? [] : ['Sent/x.png']), 'shot1/sent/y.png'];
+    const unwanted = [...(caseless ? ['Sent/x.png'] : []), '.DS_Store', 'Thumbs.db', 'desktop.ini', 'r.tmp', 'm.mov.part', '~$doc.docx', 'v.swp', 'bak~', 'sent/old.png', 'sent/shot/old.png', '.hidden/a.png', 'notes.txt', 'shot1/notes.txt', 'stage/partial.bin'];
     for (const rel of [...wanted, ...unwanted]) await put(root, rel, `content of ${rel}`);
     const written = performance.now();
     const outbox = cfg(root, { exclude: ['**/*.txt'] });
