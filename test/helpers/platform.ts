@@ -40,3 +40,13 @@ export const WINE_FLAWS = {
 export function linuxOnly(tool: string): string | false {
   return isWindows ? `needs ${tool} (Linux-only)` : false;
 }
+
+/**
+ * The exit code a test sees after `child.kill('SIGTERM')` or `kill('SIGINT')` on a healthy
+ * agent: 0 on POSIX (graceful stop), null on Windows, where kill() with any signal
+ * terminates the process (libuv: TerminateProcess); a real console's Ctrl-C is not a kill(). Tests of the graceful stop itself use `tdxfer stop` there.
+ */
+export const EXIT_AFTER_KILL: number | null = isWindows ? null : 0;
+
+/** Why a test of POSIX signal handling does not run on Windows. */
+export const NO_SIGTERM = isWindows ? 'Windows has no SIGTERM (kill() terminates); its graceful stop, `tdxfer stop`, is tested in e2e/stop.test.ts' : false;
