@@ -231,6 +231,31 @@ interface Planned {
 export class Lander {
   #queue: Waiting[] = [];
   #running = false;
+  /** Targets whose "held open" line was logged (once per held episode). */
+  readonly #heldLogged = new Set<string>();
+
+  /**
+   * The file to replace is open in another program without delete sharing (Windows:
+   * TouchDesigner's Movie File In TOP playing it, a player, an antivirus scan): the rename
+   * over it fails with EPERM/EBUSY/EACCES even after retrying. Nothing is lost or
+   * half-replaced: the old file stays as it is, the verified new version stays in staging,
+   * and the sender gets a retryable BUSY, so it offers the file again after its backoff;
+   * the offer resumes at the end of the staged bytes (nothing is re-sent) and landing is
+   * tried again. The sender keeps the file in its outbox until it has landed (ACK).
+   */
+  #held(p: Planned, targetAbs: string, err: unknown): unknown {
+    const code = errCode(err);
+    if (code !== 'EPERM' && code !== 'EBUSY' && code !== 'EACCES') return err;
+    const t = this.target;
+    if (!this.#heldLogged.has(targetAbs)) {
+      this.#heldLogged.add(targetAbs);
+      t.log.warn(
+        `Inbox "${t.inboxName}": cannot replace ${targetAbs}: another program holds it open (${code}; on a playback machine usually a Movie File In TOP playing it). The new version is verified and kept staged; it replaces the file as soon as that program lets go.`,
+        { rel: p.rel, code },
+      );
+    }
+    return new InboxError('BUSY', `Inbox "${t.inboxName}": ${JSON.stringify(p.rel)} is held open by another program on the receiver (${code}); the new version is kept staged and lands when it is released`, { cause: err });
+  }
 
   constructor(private readonly target: LandTarget) {}
 
@@ -359,7 +384,12 @@ export class Lander {
     }
     // overwrite: replace the existing entry atomically (the exact spelling if present).
     const targetAbs = path.join(dir, plan.target);
-    await renameWithRetry(p.w.item.from, targetAbs, log);
+    try {
+      await renameWithRetry(p.w.item.from, targetAbs, log);
+    } catch (err) {
+      throw this.#held(p, targetAbs, err);
+    }
+    if (this.#heldLogged.delete(targetAbs)) log.info(`Inbox "${this.target.inboxName}": replaced ${targetAbs}, released by the program that held it`, { rel: p.rel });
     if (plan.target !== plan.name) {
       // Case-only rename: works on case-insensitive volumes too; the file keeps the new content throughout.
       await renameWithRetry(targetAbs, path.join(dir, plan.name), log);
