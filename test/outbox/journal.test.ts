@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -6,9 +6,17 @@ import path from 'node:path';
 import { memoryLogger } from '../../src/log.js';
 import { SentJournal } from '../../src/outbox/journal.js';
 
-async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
+// Removed after the whole file, once every test closed its journals: a test's own after
+// hooks run in the order they were added, and Windows cannot remove a folder holding an
+// open file (ENOTEMPTY).
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true, maxRetries: 5 });
+});
+
+async function tempDir(_t: unknown): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tdxfer-journal-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  dirs.push(dir);
   return dir;
 }
 
