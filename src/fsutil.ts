@@ -3,7 +3,9 @@
  * Windows' transient locks, free space, and confinement checks on real paths.
  */
 import fs from 'node:fs/promises';
+import { realpath as jsRealpath } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { Logger } from './log.js';
 
 export function errCode(err: unknown): string | undefined {
@@ -84,6 +86,24 @@ export async function freeBytes(p: string): Promise<number | null> {
     return Number(s.bavail) * Number(s.bsize);
   } catch {
     return null;
+  }
+}
+
+const realpathJs = promisify(jsRealpath);
+
+/**
+ * realpath() that also works past MAX_PATH on Windows: the native one
+ * (GetFinalPathNameByHandleW) fails with UNKNOWN for folders over ~260 characters under
+ * wine 8 (measured; the Windows lane), so those fall back to Node's JavaScript realpath,
+ * which resolves links one lstat/readlink at a time.
+ */
+export async function realpathLong(p: string): Promise<string> {
+  try {
+    return await fs.realpath(p);
+  } catch (err) {
+    const code = errCode(err);
+    if (process.platform !== 'win32' || (code !== 'UNKNOWN' && code !== 'ENAMETOOLONG')) throw err;
+    return realpathJs(p);
   }
 }
 

@@ -25,7 +25,7 @@ import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { collisionKey, renameCandidate } from '../names.js';
 import { InboxError } from './errors.js';
-import { errCode, fsyncDir, isInside, renameWithRetry } from '../fsutil.js';
+import { errCode, fsyncDir, isInside, realpathLong, renameWithRetry } from '../fsutil.js';
 import type { Journal, LandedRecord } from './journal.js';
 import { FALLBACK_DIRNAME } from './staging.js';
 
@@ -101,7 +101,7 @@ export async function resolveParent(
       }
     }
     names.push(name);
-    const real = await fs.realpath(next);
+    const real = await realpathLong(next);
     if (!isInside(req.inboxReal, real)) throw outside(req.inboxName, names.join('/'), real);
     const st = await fs.stat(real);
     if (!st.isDirectory()) {

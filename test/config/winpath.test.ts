@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig } from '../../src/config/index.js';
+import { loadConfig, prepareConfig } from '../../src/config/index.js';
 import { expandWindowsEnv, windowsPathProblem } from '../../src/config/winpath.js';
 import { land } from '../../src/inbox/land.js';
 import { memoryLogger } from '../../src/log.js';
@@ -80,7 +80,7 @@ describe('Windows paths in a real config', () => {
   });
 
   test('the default data folder is under %LOCALAPPDATA%', { skip: WINDOWS_ONLY }, async () => {
-    const c = await loadConfig(null, { env: { LOCALAPPDATA: process.env.LOCALAPPDATA } });
+    const { config: c } = await prepareConfig(null, { env: { LOCALAPPDATA: process.env.LOCALAPPDATA } });
     assert.ok(process.env.LOCALAPPDATA, 'LOCALAPPDATA is set on Windows');
     assert.equal(c.dataDir.toLowerCase().startsWith(process.env.LOCALAPPDATA!.toLowerCase()), true, c.dataDir);
   });
