@@ -44,10 +44,12 @@ export const KNOWN_GAPS = {
   'status/cli.test.js': 'status client deadlines (5 s) too short for agents under wine',
   'e2e/cli-status.test.js': 'status client deadlines too short for agents under wine',
   'e2e/cli.test.js': 'slower than the 10 min file timeout under wine (four CLI agents in sequence)',
+  'e2e/transfer.test.js': 'a restarted sender never logs "unreachable" for a stopped receiver; a malformed-frame case loses the honest file',
 };
 
 /** Eligible files not yet seen passing under wine: run by a plain run only. */
-export const NOT_YET_VERIFIED = ['e2e/status.test.js', 'e2e/osc.test.js', 'faults/'];
+export const NOT_YET_VERIFIED = ['e2e/status.test.js', 'e2e/osc.test.js', 'faults/corruption.test.js', 'faults/crash.test.js', 'faults/eager.test.js',
+  'faults/graceful.test.js', 'faults/hostile.test.js', 'faults/load.test.js', 'faults/resume.test.js', 'faults/security.test.js'];
 
 const args = process.argv.slice(2);
 let ci = false;
@@ -76,7 +78,7 @@ for (const rel of all) {
   if (filters.length > 0 && !filters.some((f) => rel === f || rel.startsWith(f.endsWith('/') ? f : f + '/'))) continue;
   if (LINUX_ONLY[rel]) { console.log(`test-windows: not run (needs ${LINUX_ONLY[rel]}): ${rel}`); continue; }
   if (ci && KNOWN_GAPS[rel]) { console.log(`test-windows: not run in CI (known Windows gap: ${KNOWN_GAPS[rel]}): ${rel}`); continue; }
-  if (ci && NOT_YET_VERIFIED.some((v) => rel === v || (v.endsWith('/') && rel.startsWith(v)))) { console.log(`test-windows: not run in CI (not yet verified under wine): ${rel}`); continue; }
+  if (ci && NOT_YET_VERIFIED.includes(rel)) { console.log(`test-windows: not run in CI (not yet verified under wine): ${rel}`); continue; }
   chosen.push(rel);
 }
 if (chosen.length === 0) { console.error('test-windows: no test files selected'); process.exit(2); }

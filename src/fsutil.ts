@@ -113,8 +113,14 @@ export function isInside(root: string, child: string): boolean {
   return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }
 
+/** Removes a file if it is there, retrying Windows' transient locks; never throws. */
 export async function unlinkQuiet(p: string): Promise<void> {
-  await fs.rm(p, { force: true }).catch(() => undefined);
+  await retryTransient(() => fs.rm(p, { force: true }), { tries: 5 }).catch(() => undefined);
+}
+
+/** rename() retrying Windows' transient locks (retryTransient), for the agent's own files. */
+export function renameRetrying(from: string, to: string): Promise<void> {
+  return retryTransient(() => fs.rename(from, to));
 }
 
 export function formatBytes(n: number): string {

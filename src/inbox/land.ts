@@ -25,7 +25,7 @@ import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { collisionKey, renameCandidate } from '../names.js';
 import { InboxError } from './errors.js';
-import { errCode, fsyncDir, isInside, realpathLong, renameWithRetry } from '../fsutil.js';
+import { errCode, fsyncDir, isInside, realpathLong, renameWithRetry, retryTransient } from '../fsutil.js';
 import type { Journal, LandedRecord } from './journal.js';
 import { FALLBACK_DIRNAME } from './staging.js';
 
@@ -399,7 +399,7 @@ export class Lander {
       const abs = path.join(dir, other);
       const st = await fs.lstat(abs).catch(() => null);
       if (st && !st.isDirectory()) {
-        await fs.rm(abs, { force: true });
+        await retryTransient(() => fs.rm(abs, { force: true }));
         log.info('removed a case variant of the overwritten file (would be the same file on Windows/macOS)', { removed: other, kept: plan.name });
       }
     }

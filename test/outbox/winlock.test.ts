@@ -7,12 +7,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdtemp, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { OutboxConfig } from '../../src/config/types.js';
 import { memoryLogger } from '../../src/log.js';
-import { OutboxWatcher, type ReadyFile } from '../../src/outbox/watcher.js';
+import { OutboxWatcher, UV_FS_O_EXLOCK, type ReadyFile } from '../../src/outbox/watcher.js';
+import { renameRetrying, unlinkQuiet } from '../../src/fsutil.js';
 import { waitUntil } from '../helpers/agents.js';
 import { isWindows } from '../helpers/platform.js';
 
@@ -67,4 +69,27 @@ test('POSIX: a file kept open but unchanged for settleMs is sent (settling decid
   t.after(() => writer.close());
   await writer.write(Buffer.alloc(1000, 1));
   await waitUntil(() => ready.some((r) => r.rel === 'render.mov'), 30_000, () => 'render.mov sent');
+});
+
+test('Windows: renames and removals of the agent\'s files wait out a transient exclusive handle (antivirus, indexer)', { skip: isWindows ? false : 'Windows-only: POSIX has no mandatory file locks' }, async (t) => {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'tdxfer-winlock-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const victim = path.join(root, 'partial.bin');
+  const target = path.join(root, 'journal.jsonl');
+  await writeFile(victim, 'staged');
+  await writeFile(target, 'old');
+  // A scanner holding both files without sharing for a moment.
+  const holdV = await open(victim, constants.O_RDONLY | UV_FS_O_EXLOCK);
+  const holdT = await open(target, constants.O_RDONLY | UV_FS_O_EXLOCK);
+  await assert.rejects(rename(victim, target), (e: Error & { code?: string }) => ['EBUSY', 'EPERM', 'EACCES'].includes(e.code ?? ''), 'the handle really blocks a plain rename');
+  const released = sleep(400).then(async () => {
+    await holdV.close();
+    await holdT.close();
+  });
+  await writeFile(path.join(root, 'journal.tmp'), 'new');
+  await renameRetrying(path.join(root, 'journal.tmp'), target);
+  await unlinkQuiet(victim);
+  await released;
+  assert.equal(await readFile(target, 'utf8'), 'new');
+  assert.deepEqual((await readdir(root)).sort(), ['journal.jsonl']);
 });
