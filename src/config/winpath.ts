@@ -7,7 +7,8 @@
  *   over SMB neither is reliable. Run tdxfer on the machine that has the disk.
  * - Drive-relative paths (`D:inbox`): relative to the current folder *of drive D:*,
  *   which depends on how the process was started.
- * - Root-relative paths (`\show\inbox`): on the current drive, whichever that is.
+ * A drive-less `\show\inbox` (or `/show/inbox`, as in the example configs) is allowed:
+ *   it is resolved against the config file's folder, so it lands on the config's drive.
  * - Device paths (`\\.\…`).
  * `\\?\D:\…` (the long-path prefix) is a local path and is allowed; long paths work
  * without it too (Node adds it).
@@ -37,9 +38,6 @@ export function windowsPathProblem(p: string): string | null {
   }
   if (/^[A-Za-z]:(?![\\/])/.test(p)) {
     return `is ${shown}, which is relative to the current folder of drive ${p.slice(0, 2)} (it depends on how tdxfer was started): write ${JSON.stringify(`${p.slice(0, 2)}\\${p.slice(2)}`)} or ${JSON.stringify(`${p.slice(0, 2)}/${p.slice(2).replace(/\\/g, '/')}`)}.`;
-  }
-  if (/^[\\/](?![\\/])/.test(p)) {
-    return `is ${shown}, which has no drive letter (it means "on the current drive"): write it with the drive, e.g. ${JSON.stringify(`D:${p}`)}.`;
   }
   return null;
 }

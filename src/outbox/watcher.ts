@@ -474,6 +474,17 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
         this.busyUntil.set(rel, performance.now() + this.pollMs);
         return;
       }
+      if (check === 'ok' && this.busyUntil.has(rel)) {
+        // It was held open until now: its writer may have written more before closing.
+        // Emit only the version on disk now, after it settles again.
+        const st = await stat(abs).catch(() => null);
+        if (this.stopped) return;
+        if (st && st.isFile() && (st.size !== version.size || st.mtimeMs !== version.mtimeMs)) {
+          this.busyUntil.delete(rel);
+          this.tracker.observe(rel, { size: st.size, mtimeMs: st.mtimeMs }, performance.now());
+          return;
+        }
+      }
       this.busyUntil.delete(rel);
       this.busyWarned.delete(rel);
       if (check === 'gone') this.forget(rel);

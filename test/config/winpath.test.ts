@@ -18,7 +18,7 @@ import { baseConfig, rejectsConfig, tempDir, writeConfig } from './_helpers.js';
 const WINDOWS_ONLY = isWindows ? false : 'Windows-only (path.win32 semantics); the wine lane runs it';
 
 describe('windowsPathProblem (pure)', () => {
-  for (const ok of ['D:\\show\\inbox', 'D:/show/inbox', 'd:\\', 'inbox', 'renders\\in', '..\\shared\\in', '\\\\?\\D:\\very\\long\\path']) {
+  for (const ok of ['D:\\show\\inbox', 'D:/show/inbox', 'd:\\', 'inbox', 'renders\\in', '..\\shared\\in', '\\\\?\\D:\\very\\long\\path', '\\show\\inbox', '/show/inbox']) {
     test(`accepts ${JSON.stringify(ok)}`, () => assert.equal(windowsPathProblem(ok), null));
   }
   const refused: Array<[string, RegExp]> = [
@@ -27,8 +27,6 @@ describe('windowsPathProblem (pure)', () => {
     ['\\\\?\\UNC\\server\\share', /network share/],
     ['\\\\.\\PhysicalDrive0', /device path/],
     ['D:inbox', /relative to the current folder of drive D:.*"D:\\\\inbox" or "D:\/inbox"/],
-    ['\\show\\inbox', /no drive letter.*"D:\\\\show\\\\inbox"/],
-    ['/show/inbox', /no drive letter/],
     ['%TDXFER_SURELY_UNSET%\\x', /%TDXFER_SURELY_UNSET%, but it is not set/],
   ];
   for (const [p, re] of refused) test(`refuses ${JSON.stringify(p)}`, () => assert.match(windowsPathProblem(p) ?? '(accepted)', re));
@@ -65,18 +63,21 @@ describe('Windows paths in a real config', () => {
     }
   });
 
-  test('UNC, drive-relative and drive-less paths are refused naming the field, with the form to write', { skip: WINDOWS_ONLY }, async () => {
+  test('UNC and drive-relative paths are refused naming the field, with the form to write; a drive-less path takes the config\'s drive', { skip: WINDOWS_ONLY }, async () => {
     const dir = await tempDir();
     const cases: Array<[string, string[]]> = [
       ['\\\\fileserver\\show\\inbox', ['inboxes[0].path', 'network share (UNC path)']],
       ['D:inbox', ['inboxes[0].path', 'current folder of drive D:', '"D:\\\\inbox"']],
-      ['\\show\\inbox', ['inboxes[0].path', 'no drive letter']],
     ];
     for (const [p, parts] of cases) {
       const cfg = baseConfig();
       cfg.inboxes = [{ name: 'renders', path: p }];
       await rejectsConfig(loadConfig(await writeConfig(dir, cfg)), 'inboxes[0].path', parts);
     }
+    const cfg = baseConfig();
+    cfg.inboxes = [{ name: 'renders', path: '/show/inbox' }];
+    const c = await loadConfig(await writeConfig(dir, cfg));
+    assert.equal(c.inboxes[0]!.path, path.join(path.parse(dir).root, 'show', 'inbox'));
   });
 
   test('the default data folder is under %LOCALAPPDATA%', { skip: WINDOWS_ONLY }, async () => {
