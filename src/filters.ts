@@ -22,6 +22,15 @@ import type { OutboxConfig } from './config/types.js';
 /** The archive folder directly inside each outbox (after: "archive"). */
 export const ARCHIVE_DIR = 'sent';
 
+/**
+ * True when a folder name is the archive folder. Windows and macOS volumes are
+ * case-insensitive, so `Sent/` there is the same folder as `sent/` (and archiving into
+ * `sent/` lands in it): compare case-insensitively on those platforms.
+ */
+export function isArchiveDirName(name: string, platform: NodeJS.Platform = process.platform): boolean {
+  return platform === 'win32' || platform === 'darwin' ? name.toLowerCase() === ARCHIVE_DIR : name === ARCHIVE_DIR;
+}
+
 const IGNORED_EXACT = new Set(['thumbs.db', 'ehthumbs.db', 'desktop.ini', '$recycle.bin', 'system volume information']);
 const IGNORED_SUFFIXES = ['.tmp', '.temp', '.part', '.partial', '.crdownload', '.download', '.swp', '.swx'];
 
@@ -46,13 +55,14 @@ export function relSegments(rel: string): string[] {
 
 /**
  * True when `rel` (a file or folder) is never looked at, independent of globs:
- * anything under the archive folder `sent/` at the outbox root, and anything with an
+ * anything under the archive folder `sent/` at the outbox root (any case on Windows and
+ * macOS, see isArchiveDirName), and anything with an
  * ignored name in any segment (a hidden folder hides everything below it).
  */
-export function isIgnoredRel(rel: string): boolean {
+export function isIgnoredRel(rel: string, platform: NodeJS.Platform = process.platform): boolean {
   const segs = relSegments(rel);
   if (segs.length === 0) return false; // the outbox root itself
-  if (segs[0] === ARCHIVE_DIR) return true;
+  if (isArchiveDirName(segs[0]!, platform)) return true;
   return segs.some(isIgnoredName);
 }
 

@@ -3,7 +3,9 @@
  * Windows' transient locks, free space, and confinement checks on real paths.
  */
 import fs from 'node:fs/promises';
+import { realpath as jsRealpath } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { Logger } from './log.js';
 
 export function errCode(err: unknown): string | undefined {
@@ -87,14 +89,38 @@ export async function freeBytes(p: string): Promise<number | null> {
   }
 }
 
+const realpathJs = promisify(jsRealpath);
+
+/**
+ * realpath() that also works past MAX_PATH on Windows: the native one
+ * (GetFinalPathNameByHandleW) fails with UNKNOWN for folders over ~260 characters under
+ * wine 8 (measured; the Windows lane), so those fall back to Node's JavaScript realpath,
+ * which resolves links one lstat/readlink at a time.
+ */
+export async function realpathLong(p: string): Promise<string> {
+  try {
+    return await fs.realpath(p);
+  } catch (err) {
+    const code = errCode(err);
+    if (process.platform !== 'win32' || (code !== 'UNKNOWN' && code !== 'ENAMETOOLONG')) throw err;
+    return realpathJs(p);
+  }
+}
+
 /** True when `child` is `root` or inside it (both absolute, already real paths). */
 export function isInside(root: string, child: string): boolean {
   const rel = path.relative(root, child);
   return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }
 
+/** Removes a file if it is there, retrying Windows' transient locks; never throws. */
 export async function unlinkQuiet(p: string): Promise<void> {
-  await fs.rm(p, { force: true }).catch(() => undefined);
+  await retryTransient(() => fs.rm(p, { force: true }), { tries: 5 }).catch(() => undefined);
+}
+
+/** rename() retrying Windows' transient locks (retryTransient), for the agent's own files. */
+export function renameRetrying(from: string, to: string): Promise<void> {
+  return retryTransient(() => fs.rename(from, to));
 }
 
 export function formatBytes(n: number): string {

@@ -18,7 +18,12 @@ export interface Companions {
   stop(): Promise<void>;
 }
 
-export async function startCompanions(agent: Agent, cfg: AgentConfig, log: Logger): Promise<Companions> {
+export interface CompanionOptions {
+  /** POST /stop on the status API: stop this process gracefully (`tdxfer stop`). */
+  onStop?: (reason: string) => void;
+}
+
+export async function startCompanions(agent: Agent, cfg: AgentConfig, log: Logger, opts: CompanionOptions = {}): Promise<Companions> {
   const stops: Array<() => Promise<void>> = [];
   const stopAll = async () => {
     for (const s of stops.reverse()) await s().catch((err) => log.warn(`stopping: ${describeError(err)}`));
@@ -32,7 +37,7 @@ export async function startCompanions(agent: Agent, cfg: AgentConfig, log: Logge
       log.info(`OSC triggers to ${cfg.osc.targets.map((t) => `${t.host}:${t.port}`).join(', ')}`);
     }
     if (cfg.status.enabled) {
-      const status = new StatusServer(agent, { host: cfg.status.host, port: cfg.status.port, token: cfg.status.token, log: log.child({ component: 'status' }), version: agent.version });
+      const status = new StatusServer(agent, { host: cfg.status.host, port: cfg.status.port, token: cfg.status.token, log: log.child({ component: 'status' }), version: agent.version, ...(opts.onStop ? { onStop: opts.onStop } : {}) });
       const a = await status.start();
       stops.push(() => status.stop());
       log.info(`status API and dashboard on http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/${cfg.status.token ? ' (token required)' : ''}`);

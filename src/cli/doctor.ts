@@ -16,6 +16,7 @@ import type { HealthReport } from '../agent/model.js';
 import { ConfigErrors, peekKey, prepareConfig, resolveConfigPath, type KeySpec, type UnkeyedConfig } from '../config/index.js';
 import { describeError } from '../errors.js';
 import { EXIT, statusUrl } from './status-client.js';
+import { httpFetch } from './http-fetch.js';
 
 export interface CheckResult {
   ok: boolean;
@@ -134,7 +135,7 @@ async function runningAgent(cfg: UnkeyedConfig): Promise<HealthReport | null> {
   const headers: Record<string, string> = {};
   if (cfg.status.token) headers.Authorization = `Bearer ${cfg.status.token}`;
   try {
-    const res = await fetch(`${statusUrl(cfg.status.host, cfg.status.port)}/health`, { headers, signal: AbortSignal.timeout(2000) });
+    const res = await httpFetch(`${statusUrl(cfg.status.host, cfg.status.port)}/health`, { headers, signal: AbortSignal.timeout(2000) });
     if (res.status !== 200 && res.status !== 503) return null;
     const body = (await res.json()) as Partial<HealthReport>;
     return typeof body.version === 'string' && typeof body.listen === 'string' ? (body as HealthReport) : null;

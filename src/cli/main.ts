@@ -6,6 +6,7 @@ import { registerStatusCommands } from './status-cmd.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerJobsCommands } from './jobs-cmd.js';
 import { registerLimitCommand } from './limit-cmd.js';
+import { registerStopCommand } from './stop-cmd.js';
 import { runAgent } from './run.js';
 import { sendCommand } from './send.js';
 import { versionLine } from '../build-info.js';
@@ -20,7 +21,7 @@ program
 
 program
   .command('run')
-  .description('run the agent (watch outboxes, send, receive into inboxes) until SIGINT/SIGTERM')
+  .description('run the agent (watch outboxes, send, receive into inboxes) until SIGINT/SIGTERM, Ctrl-Break (Windows) or `tdxfer stop`')
   .option('-c, --config <file>', 'config file (default: $TDXFER_CONFIG, else built-in defaults)')
   .action(async (o: { config?: string }) => {
     process.exitCode = await runAgent({ config: o.config });
@@ -44,6 +45,7 @@ registerJobsCommands(program);
 registerDoctorCommand(program);
 registerLimitCommand(program);
 registerServiceCommands(program);
+registerStopCommand(program);
 
 // No top-level await: the single executable runs this as CommonJS (Node 20's SEA).
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -41,13 +41,16 @@ export async function runAgent(args: RunArgs): Promise<number> {
   // nothing to clean up: the composition root owns these signals alone.
   process.removeAllListeners('SIGINT');
   process.removeAllListeners('SIGTERM');
+  // Windows has no SIGTERM: a console's Ctrl-C arrives as SIGINT, Ctrl-Break as SIGBREAK,
+  // and scripts or service wrappers use `tdxfer stop` (POST /stop, below). All of them take
+  // the same graceful path.
+  const signals: NodeJS.Signals[] = process.platform === 'win32' ? ['SIGINT', 'SIGTERM', 'SIGBREAK'] : ['SIGINT', 'SIGTERM'];
   const onSignal = (sig: string) => {
     if (stopper) stopper(sig);
     else if (early) process.exit(1);
     else early = sig;
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  for (const sig of signals) process.on(sig, onSignal);
   log.info(`tdxfer starting as "${cfg.name}"`, { config: cfg.configFile ?? 'built-in defaults', dataDir: cfg.dataDir });
   let agent: Agent;
   try {
@@ -58,7 +61,14 @@ export async function runAgent(args: RunArgs): Promise<number> {
   }
   let companions: Companions;
   try {
-    companions = await startCompanions(agent, cfg, log);
+    // A repeated POST /stop is not a "second signal" (that one exits at once).
+    let stopAsked = false;
+    companions = await startCompanions(agent, cfg, log, {
+      onStop: (reason) => {
+        if (!stopAsked) onSignal(reason);
+        stopAsked = true;
+      },
+    });
   } catch (err) {
     log.error(`cannot start: ${describeError(err)}`);
     await agent.stop();
@@ -92,8 +102,7 @@ export async function runAgent(args: RunArgs): Promise<number> {
         await companions.stop().catch((err) => log.warn(`stopping companions: ${describeError(err)}`));
         await agent.stop(15_000).catch((err) => log.warn(`stopping agent: ${describeError(err)}`));
         clearTimeout(hard);
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        for (const sig of signals) process.off(sig, onSignal);
         // Everything of ours is closed; should a library still hold a handle (seen once:
         // chokidar's inotify after a mass archive; a known class of chokidar bugs, see
         // https://github.com/paulmillr/chokidar/issues/806), do not let the process linger with no

@@ -5,6 +5,7 @@
  */
 import { prepareConfig, resolveConfigPath } from '../config/index.js';
 import { describeError } from '../errors.js';
+import { httpFetch } from './http-fetch.js';
 
 export interface EndpointOptions {
   config?: string | undefined;
@@ -84,7 +85,7 @@ export async function request(ep: Endpoint, path: string, signal: AbortSignal, m
   const headers: Record<string, string> = {};
   if (ep.token) headers.Authorization = `Bearer ${ep.token}`;
   try {
-    return await fetch(`${ep.url}${path}`, { method, headers, signal });
+    return await httpFetch(`${ep.url}${path}`, { method, headers, signal });
   } catch (err) {
     if (signal.aborted) {
       if ((signal.reason as Error | undefined)?.name === 'TimeoutError') {

@@ -6,6 +6,7 @@
 import { BlockList, isIP } from 'node:net';
 import path from 'node:path';
 import type { ConfigError } from '../errors.js';
+import { expandWindowsEnv, windowsPathProblem } from './winpath.js';
 import type { RawConfig } from './schema.js';
 import type { UnkeyedConfig } from './resolve.js';
 import { closest, type ConfigErrors } from './messages.js';
@@ -41,9 +42,21 @@ function samePathOrInside(child: string, parent: string): boolean {
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
-export function crossFieldChecks(raw: RawConfig, cfg: UnkeyedConfig, make: ConfigErrors): ConfigError[] {
+export function crossFieldChecks(raw: RawConfig, cfg: UnkeyedConfig, make: ConfigErrors, platform: NodeJS.Platform = process.platform): ConfigError[] {
   const errors: ConfigError[] = [];
   const fail = (field: string, text: string): void => void errors.push(make.error(field, text));
+
+  // Windows path forms that mean something else than they seem (winpath.ts).
+  if (platform === 'win32') {
+    const paths: Array<[string, string | undefined]> = [['dataDir', raw.dataDir], ['security.keyFile', raw.security?.keyFile]];
+    (raw.inboxes ?? []).forEach((b, i) => paths.push([`inboxes[${i}].path`, b.path], [`inboxes[${i}].staging`, b.staging]));
+    (raw.outboxes ?? []).forEach((b, i) => paths.push([`outboxes[${i}].path`, b.path]));
+    for (const [field, value] of paths) {
+      if (value === undefined) continue;
+      const problem = windowsPathProblem(expandWindowsEnv(value, process.env));
+      if (problem) fail(field, problem);
+    }
+  }
 
   // Inboxes: unique names.
   const inboxNames = new Map<string, number>();

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AgentConfig, InboxConfig, OutboxConfig, PeerConfig, RouteConfig } from './types.js';
 import type { RawConfig } from './schema.js';
+import { expandWindowsEnv } from './winpath.js';
 import { DEFAULTS, ZERO_CONFIG_INBOX, defaultAgentName, defaultDataDir, defaultKeyFile, defaultStaging } from './defaults.js';
 
 /** Where the installation key comes from (before reading anything). */
@@ -24,6 +25,8 @@ export interface ResolveOptions {
   env?: NodeJS.ProcessEnv;
   /** Defaults to `defaultAgentName()`; tests pin it. */
   hostname?: string;
+  /** Defaults to process.platform; tests pin it. */
+  platform?: NodeJS.Platform;
 }
 
 /** Absolute path: `~/x` is the home folder, otherwise relative to `base`. */
@@ -36,10 +39,12 @@ export function resolveConfig(raw: RawConfig, opts: ResolveOptions): { config: U
   const env = opts.env ?? process.env;
   const name = raw.name ?? defaultAgentName(opts.hostname);
   const fileDir = opts.configFile === null ? null : path.dirname(opts.configFile);
-  const dataDir = raw.dataDir !== undefined && fileDir !== null ? resolvePath(fileDir, raw.dataDir) : defaultDataDir(env);
+  // Windows: %NAME% in paths is expanded (winpath.ts); odd forms are refused in checks.ts.
+  const win = (opts.platform ?? process.platform) === 'win32';
+  const dataDir = raw.dataDir !== undefined && fileDir !== null ? resolvePath(fileDir, win ? expandWindowsEnv(raw.dataDir, env) : raw.dataDir) : defaultDataDir(env);
   // Relative paths: against the config file's folder; with built-in defaults, against dataDir.
   const base = fileDir ?? dataDir;
-  const abs = (p: string): string => resolvePath(base, p);
+  const abs = (p: string): string => resolvePath(base, win ? expandWindowsEnv(p, env) : p);
 
   const peers: PeerConfig[] = (raw.peers ?? []).map((p) => ({
     name: p.name,

@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
 import { collisionKey, sanitizeRelPath } from '../names.js';
 import { InboxError } from './errors.js';
-import { formatBytes, freeBytes } from '../fsutil.js';
+import { formatBytes, freeBytes, realpathLong } from '../fsutil.js';
 import { IncomingFileImpl, type IncomingFile } from './incoming.js';
 import { Journal } from './journal.js';
 import { findExisting, Lander, newLandIndex, type LandIndex } from './land.js';
@@ -196,7 +196,7 @@ export class Inbox {
       const staging = new Staging(choice.dir, choice.suffix);
       await staging.cleanup(opts.resumeTtlMs ?? DEFAULT_RESUME_TTL_MS, log);
       const journal = await Journal.open(opts.stateDir, log, undefined, { durable: cfg.onCollision === 'rename' });
-      const real = await fs.realpath(inboxPath);
+      const real = await realpathLong(inboxPath);
       log.debug('inbox open', { path: inboxPath, staging: choice.dir, onCollision: cfg.onCollision });
       return new Inbox({
         cfg,

@@ -17,7 +17,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
-import { errCode, fsyncDir } from '../fsutil.js';
+import { errCode, fsyncDir, renameRetrying } from '../fsutil.js';
 
 export interface LandedRecord {
   source: string;
@@ -152,7 +152,7 @@ export class Journal {
     } finally {
       await fh.close();
     }
-    await fs.rename(tmp, this.file);
+    await renameRetrying(tmp, this.file);
     await fsyncDir(path.dirname(this.file));
     this.#linesInFile = this.#byKey.size;
   }

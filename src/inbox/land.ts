@@ -26,7 +26,7 @@ import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { collisionKey, renameCandidate } from '../names.js';
 import { InboxError } from './errors.js';
-import { errCode, fsyncDir, isInside, renameWithRetry } from '../fsutil.js';
+import { errCode, fsyncDir, isInside, realpathLong, renameWithRetry, retryTransient } from '../fsutil.js';
 import type { Journal, LandedRecord } from './journal.js';
 import { FALLBACK_DIRNAME } from './staging.js';
 import { DirIndex, type DirOps } from './dirindex.js';
@@ -107,7 +107,7 @@ export async function resolveParent(
       await req.index.settled(dir);
     }
     names.push(name);
-    const real = await fs.realpath(next);
+    const real = await realpathLong(next);
     if (!isInside(req.inboxReal, real)) throw outside(req.inboxName, names.join('/'), real);
     const st = await fs.stat(real);
     if (!st.isDirectory()) {
@@ -248,6 +248,31 @@ export class Lander {
   #queue: Waiting[] = [];
   #running = false;
   readonly #index: LandIndex;
+  /** Targets whose "held open" line was logged (once per held episode). */
+  readonly #heldLogged = new Set<string>();
+
+  /**
+   * The file to replace is open in another program without delete sharing (Windows:
+   * TouchDesigner's Movie File In TOP playing it, a player, an antivirus scan): the rename
+   * over it fails with EPERM/EBUSY/EACCES even after retrying. Nothing is lost or
+   * half-replaced: the old file stays as it is, the verified new version stays in staging,
+   * and the sender gets a retryable BUSY, so it offers the file again after its backoff;
+   * the offer resumes at the end of the staged bytes (nothing is re-sent) and landing is
+   * tried again. The sender keeps the file in its outbox until it has landed (ACK).
+   */
+  #held(p: Planned, targetAbs: string, err: unknown): unknown {
+    const code = errCode(err);
+    if (code !== 'EPERM' && code !== 'EBUSY' && code !== 'EACCES') return err;
+    const t = this.target;
+    if (!this.#heldLogged.has(targetAbs)) {
+      this.#heldLogged.add(targetAbs);
+      t.log.warn(
+        `Inbox "${t.inboxName}": cannot replace ${targetAbs}: another program holds it open (${code}; on a playback machine usually a Movie File In TOP playing it). The new version is verified and kept staged; it replaces the file as soon as that program lets go.`,
+        { rel: p.rel, code },
+      );
+    }
+    return new InboxError('BUSY', `Inbox "${t.inboxName}": ${JSON.stringify(p.rel)} is held open by another program on the receiver (${code}); the new version is kept staged and lands when it is released`, { cause: err });
+  }
 
   constructor(private readonly target: LandTarget) {
     this.#index = target.index ?? newLandIndex();
@@ -402,7 +427,12 @@ export class Lander {
     }
     // overwrite: replace the existing entry atomically (the exact spelling if present).
     const targetAbs = path.join(dir, plan.target);
-    await renameWithRetry(p.w.item.from, targetAbs, log);
+    try {
+      await renameWithRetry(p.w.item.from, targetAbs, log);
+    } catch (err) {
+      throw this.#held(p, targetAbs, err);
+    }
+    if (this.#heldLogged.delete(targetAbs)) log.info(`Inbox "${this.target.inboxName}": replaced ${targetAbs}, released by the program that held it`, { rel: p.rel });
     if (plan.target !== plan.name) {
       // Case-only rename: works on case-insensitive volumes too; the file keeps the new content throughout.
       await renameWithRetry(targetAbs, path.join(dir, plan.name), log);
@@ -412,7 +442,7 @@ export class Lander {
       const abs = path.join(dir, other);
       const st = await fs.lstat(abs).catch(() => null);
       if (st && !st.isDirectory()) {
-        await fs.rm(abs, { force: true });
+        await retryTransient(() => fs.rm(abs, { force: true }));
         log.info('removed a case variant of the overwritten file (would be the same file on Windows/macOS)', { removed: other, kept: plan.name });
       }
     }

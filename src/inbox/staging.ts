@@ -13,7 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
-import { errCode, unlinkQuiet } from '../fsutil.js';
+import { errCode, renameRetrying, unlinkQuiet } from '../fsutil.js';
 
 /** Name of the fallback staging folder inside the inbox (hidden on macOS/Linux; receivers must never land a file there). */
 export const FALLBACK_DIRNAME = '.tdxfer-staging';
@@ -114,7 +114,7 @@ export class Staging {
   async writeMeta(id: string, meta: PartialMeta): Promise<void> {
     const tmp = `${this.metaPath(id)}.tmp-${randomBytes(4).toString('hex')}`;
     await fs.writeFile(tmp, JSON.stringify(meta));
-    await fs.rename(tmp, this.metaPath(id));
+    await renameRetrying(tmp, this.metaPath(id));
   }
 
   async remove(id: string): Promise<void> {

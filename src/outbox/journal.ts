@@ -11,11 +11,11 @@
  * A version is (size, mtimeMs); a record for a different version of the same
  * (outbox, rel) replaces the older one.
  */
-import { mkdir, open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { TdxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { fsyncDir } from '../fsutil.js';
+import { fsyncDir, renameRetrying } from '../fsutil.js';
 
 interface Entry {
   o: string;
@@ -227,7 +227,7 @@ export class SentJournal {
     } finally {
       await fh.close();
     }
-    await rename(tmp, this.file);
+    await renameRetrying(tmp, this.file);
     await fsyncDir(path.dirname(this.file));
   }
 }

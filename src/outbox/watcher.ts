@@ -76,6 +76,10 @@ const RESCAN_AFTER_MS = [100, 1000];
 
 type OpenCheck = 'ok' | 'busy' | 'gone';
 
+/** libuv's UV_FS_O_EXLOCK: on Windows, open without sharing (fails with EBUSY while anyone has the file open). */
+export const UV_FS_O_EXLOCK = 0x10000000;
+const EXCLUSIVE_READ = fsc.O_RDONLY | UV_FS_O_EXLOCK;
+
 export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   readonly outbox: OutboxConfig;
   readonly root: string;
@@ -124,6 +128,9 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     this.tracker = new SettleTracker(outbox.settleMs, this.pollMs);
     this.accepts = makeOutboxFilter(outbox);
   }
+
+  /** Windows: "cannot open exclusively" means another program is still writing the file. */
+  private readonly exclusive = process.platform === 'win32';
 
   /** Files seen but not yet settled. */
   get pendingCount(): number {
@@ -475,6 +482,17 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
         this.busyUntil.set(rel, performance.now() + this.pollMs);
         return;
       }
+      if (check === 'ok' && this.busyUntil.has(rel)) {
+        // It was held open until now: its writer may have written more before closing.
+        // Emit only the version on disk now, after it settles again.
+        const st = await stat(abs).catch(() => null);
+        if (this.stopped) return;
+        if (st && st.isFile() && (st.size !== version.size || st.mtimeMs !== version.mtimeMs)) {
+          this.busyUntil.delete(rel);
+          this.tracker.observe(rel, { size: st.size, mtimeMs: st.mtimeMs }, performance.now());
+          return;
+        }
+      }
       this.busyUntil.delete(rel);
       this.busyWarned.delete(rel);
       if (check === 'gone') this.forget(rel);
@@ -501,17 +519,30 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     this.log.warn(`Skipping symlink ${abs} -> ${target}: links in an outbox are not followed, so nothing outside ${this.root} is read, moved or deleted. Put the file itself in the outbox, or set outboxes[].followSymlinks: true for this outbox.`);
   }
 
-  /** Can the file be opened for reading? On Windows a writer holding it gives EBUSY/EPERM: it is still being written. */
+  /**
+   * Can the file be opened for reading, and on Windows exclusively? Windows programs
+   * (TouchDesigner's Movie File Out TOP, most encoders, Explorer copies) keep a file open
+   * while writing it; an open without sharing (UV_FS_O_EXLOCK) then fails with EBUSY, so
+   * such a file is still being written and is not sent, however long it stayed the same
+   * size (settleMs). POSIX has no such signal: there settling alone decides.
+   */
   private async canOpen(rel: string, abs: string, v: FileVersion): Promise<OpenCheck> {
     try {
-      // No-follow: a file swapped for a link after it settled is not read either.
-      const fh = await open(abs, this.outbox.followSymlinks === true ? fsc.O_RDONLY : fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0));
+      // No-follow (unless followSymlinks): a file swapped for a link after it settled is not read either.
+      const fh = await open(abs, (this.exclusive ? EXCLUSIVE_READ : fsc.O_RDONLY) | (this.outbox.followSymlinks === true ? 0 : (fsc.O_NOFOLLOW ?? 0)));
       await fh.close();
       return 'ok';
     } catch (err) {
       if (isGoneError(err)) return 'gone';
       const code = errCode(err);
       const key = `${rel}\0${v.size}\0${v.mtimeMs}`;
+      if (code === 'EBUSY') {
+        if (this.busyWarned.get(rel) !== key) {
+          this.busyWarned.set(rel, key);
+          this.log.info(`Waiting for ${abs}: another program has it open (still writing it); it is sent once that program closes it.`);
+        }
+        return 'busy';
+      }
       if ((code === 'EACCES' || code === 'EPERM') && this.busyWarned.get(rel) !== key) {
         this.busyWarned.set(rel, key);
         this.log.warn(`Cannot open ${abs} for reading (${code}): still being written, or the agent's user lacks read permission. Will retry until it can.`);
@@ -532,7 +563,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     let ok = false;
     try {
       const st = await stat(this.root);
-      ok = st.isDirectory() && st.dev === this.rootId.dev && st.ino === this.rootId.ino && st.birthtimeMs === this.rootId.birthtimeMs;
+      ok = st.isDirectory() && sameFolder(this.rootId, st);
     } catch {
       ok = false;
     }
@@ -588,4 +619,20 @@ async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => 
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/**
+ * Whether two stats of the outbox root are the same folder. dev + ino identify it; Linux
+ * file systems reuse a deleted folder's inode number at once, so there the birth time
+ * (statx, real on ext4/xfs/btrfs) tells a re-created folder apart. Not on Windows, where
+ * NTFS file IDs carry a sequence number and are not reused, and wine reports birthtime as
+ * ctime (it changes whenever a file is added), nor on macOS (APFS does not reuse IDs).
+ */
+export function sameFolder(
+  a: { dev: number; ino: number; birthtimeMs: number },
+  b: { dev: number; ino: number; birthtimeMs: number },
+  platform: NodeJS.Platform = process.platform,
+): boolean {
+  if (a.dev !== b.dev || a.ino !== b.ino) return false;
+  return platform !== 'linux' || a.birthtimeMs === b.birthtimeMs;
 }

@@ -1,6 +1,7 @@
 /**
  * The local status API (node:http, no framework): health canary, JSON status, Server-Sent
- * Events, Prometheus metrics, the dashboard page and `POST /send` (the TOX's QueueJob).
+ * Events, Prometheus metrics, the dashboard page, `POST /send` (the TOX's QueueJob) and
+ * `POST /stop` (`tdxfer stop`: a graceful stop where there are no signals, i.e. Windows).
  *
  * Access rules (public contract, README "Status API"):
  * - With a token: every request carries `Authorization: Bearer <token>` or `?token=<token>`
@@ -37,6 +38,11 @@ export interface StatusServerOptions {
   sse?: { heartbeatMs?: number; progressIntervalMs?: number; maxBufferBytes?: number };
   /** Include prom-client's default process metrics (default true). */
   defaultMetrics?: boolean;
+  /**
+   * `POST /stop` (`tdxfer stop`): asks the process to stop gracefully, called after the
+   * answer is sent. Without it the endpoint answers 404. Same access rule as `POST /send`.
+   */
+  onStop?: (reason: string) => void;
 }
 
 class HttpError extends Error {
@@ -262,6 +268,16 @@ export class StatusServer {
         }
         return;
       }
+      case p === '/stop': {
+        only('POST');
+        const onStop = this.opts.onStop;
+        if (!onStop) throw new HttpError(404, 'this agent cannot be stopped over its status API', 'NOT_FOUND');
+        const from = req.socket.remoteAddress ?? '?';
+        this.log.info(`stop requested over the status API (POST /stop from ${from})`);
+        res.once('finish', () => onStop(`stop request from ${from}`));
+        this.sendJson(res, 202, { stopping: true });
+        return;
+      }
       case p === '/jobs': {
         only('GET');
         this.sendJson(res, 200, { jobs: this.view.openJobs().map(presentJob) });
@@ -291,7 +307,7 @@ export class StatusServer {
         return;
       }
       default:
-        throw new HttpError(404, `no such endpoint: ${p} (try /status, /health, /events, /metrics, POST /send, POST /limits, /jobs, /jobs/<id>)`, 'NOT_FOUND');
+        throw new HttpError(404, `no such endpoint: ${p} (try /status, /health, /events, /metrics, POST /send, POST /limits, POST /stop, /jobs, /jobs/<id>)`, 'NOT_FOUND');
     }
   }
 

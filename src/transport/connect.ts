@@ -41,7 +41,9 @@ export function connectTransport(opts: ConnectOptions): Promise<Connected> {
       () => fail(new TdxError('CONNECT_TIMEOUT', `cannot connect to ${where}: no answer within ${opts.timeoutMs} ms`), tcp),
       opts.timeoutMs,
     );
-    tcp.setKeepAlive(true, 5000);
+    // Keep-alive only once connected: under wine, setKeepAlive() on a socket that is still
+    // connecting makes the connect fail with UNKNOWN; after connect it is harmless everywhere.
+    tcp.once('connect', () => tcp.setKeepAlive(true, 5000));
     tcp.once('error', (err) => fail(err, tcp));
     if (!opts.encrypt) {
       tcp.once('connect', () => {

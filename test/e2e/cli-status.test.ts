@@ -9,6 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { freePort, spawnCli, waitUntil, writeRandomFile, type Spawned } from '../helpers/agents.js';
 import { runCli, writePair, type PairLayout } from './status-helpers.js';
+import { isWindows } from '../helpers/platform.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -149,8 +150,18 @@ test('with no agent running, tdxfer status and peers exit 3 with a hint', async 
   }
 });
 
-test('the spawned agents stop cleanly on SIGTERM', async () => {
-  assert.equal(await sender.stop('SIGTERM'), 0, sender.output().slice(-2000));
-  assert.equal(await receiver.stop('SIGTERM'), 0, receiver.output().slice(-2000));
+// Windows has no SIGTERM (kill() terminates the process there): `tdxfer stop` is its
+// graceful stop, asking the agent over its status API.
+async function gracefulStop(agent: Spawned, cfg: string): Promise<number | null> {
+  if (!isWindows) return agent.stop('SIGTERM');
+  const exited = new Promise<number | null>((resolve) => (agent.child.exitCode !== null ? resolve(agent.child.exitCode) : agent.child.once('exit', (c) => resolve(c))));
+  const r = await runCli(['stop', '--config', cfg]);
+  assert.equal(r.code, 0, r.out);
+  return exited;
+}
+
+test(`the spawned agents stop cleanly on ${isWindows ? '`tdxfer stop`' : 'SIGTERM'}`, async () => {
+  assert.equal(await gracefulStop(sender, p.senderCfg), 0, sender.output().slice(-2000));
+  assert.equal(await gracefulStop(receiver, p.receiverCfg), 0, receiver.output().slice(-2000));
   assert.doesNotMatch(sender.output() + receiver.output(), /\b(error|internal error)\b.*status/i);
 });

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Agent } from '../../src/agent/agent.js';
 import { freePort, hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger } from '../helpers/agents.js';
+import { EXIT_AFTER_KILL } from '../helpers/platform.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -44,12 +45,12 @@ test('zero config: `tdxfer run` creates its data folder, prints it, and a file d
   await fs.writeFile(path.join(outbox, 'shot', 'frame.0001.png'), body);
   await waitUntil(async () => (await listFiles(inbox)).includes('shot/frame.0001.png'), 15_000, () => s.output());
   assert.deepEqual(await fs.readFile(path.join(inbox, 'shot', 'frame.0001.png')), body);
-  assert.equal(await s.stop('SIGINT'), 0);
+  assert.equal(await s.stop('SIGINT'), EXIT_AFTER_KILL);
   // The key is shown once: a second start does not print it again.
   const again = spawnCli(['run'], { TDXFER_DATA_DIR: dir, TDXFER_CONFIG: '' });
   await again.waitFor(/Drop files into/);
   assert.doesNotMatch(again.output(), /new installation key/);
-  assert.equal(await again.stop('SIGTERM'), 0);
+  assert.equal(await again.stop('SIGTERM'), EXIT_AFTER_KILL);
 });
 
 test('`tdxfer send` sends files over one connection, waits for each confirmation, and exits 0', async () => {

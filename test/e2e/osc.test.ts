@@ -9,6 +9,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { sha256File, spawnCli, waitUntil, writeRandomFile } from '../helpers/agents.js';
 import { getJson, httpRequest, oscListener, startRunning, writePair, type OscMessage, type PairLayout, type Running } from './status-helpers.js';
+import { linuxOnly } from '../helpers/platform.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -155,7 +156,7 @@ test('OSC: /tdxfer/alive every heartbeatSeconds (1 s) with the agent name and a 
   assert.equal(only(receiverOsc.messages, '/tdxfer/alive').length, 0, 'heartbeatSeconds 0 sends none');
 });
 
-test('onReceive hook: runs for a real received file with the TDXFER_* environment; a failing or hanging hook is logged and never holds up delivery', async () => {
+test('onReceive hook: runs for a real received file with the TDXFER_* environment; a failing or hanging hook is logged and never holds up delivery', { skip: linuxOnly('/bin/sh (the hook commands)') }, async () => {
   const q = await writePair({
     senderExtra: {
       outboxes: [
@@ -232,7 +233,7 @@ test('onReceive hook: runs for a real received file with the TDXFER_* environmen
   assert.equal(h.ok, true);
 });
 
-test('onReceive hook still running when `tdxfer run` gets SIGTERM: the hook is stopped and the agent exits 0 promptly', async () => {
+test('onReceive hook still running when `tdxfer run` gets SIGTERM: the hook is stopped and the agent exits 0 promptly', { skip: linuxOnly('/bin/sh (the hook commands) and SIGTERM') }, async () => {
   const q = await writePair();
   cleanup.push(() => q.cleanup());
   const pidFile = path.join(q.root, 'hook.pid');

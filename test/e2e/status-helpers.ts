@@ -15,6 +15,7 @@ import type { Agent } from '../../src/agent/agent.js';
 import { startCompanions, type Companions } from '../../src/cli/companions.js';
 import { memoryLogger } from '../../src/log.js';
 import { freePort, spawnCli, startAgent, tempDir, writeAgentConfig } from '../helpers/agents.js';
+import { deadline } from '../helpers/platform.js';
 
 export type MemLog = ReturnType<typeof memoryLogger>;
 
@@ -255,7 +256,7 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeou
     if (s.child.exitCode !== null) return resolve(s.child.exitCode);
     const t = setTimeout(() => {
       s.child.kill('SIGKILL');
-    }, timeoutMs);
+    }, deadline(timeoutMs));
     s.child.once('exit', (c) => {
       clearTimeout(t);
       resolve(c);

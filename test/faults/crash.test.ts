@@ -12,6 +12,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { hashTree, listFiles, spawnCli, waitUntil, writeRandomFile, type Spawned } from '../helpers/agents.js';
 import { assertDelivered, dropIntoOutbox, makePair, runCleanup, seededRandom, sleep, watchInbox, type Cleanup } from './util.js';
+import { EXIT_AFTER_KILL } from '../helpers/platform.js';
 
 const cleanup: Cleanup = [];
 after(() => runCleanup(cleanup));
@@ -104,10 +105,10 @@ test(`kill -9 of sender or receiver at random moments, ${ROUNDS} rounds: every f
   assert.ok(seen.polls() > 20, 'the inbox was really watched during the rounds');
 
   // A clean restart of the receiver removes any stale partial a crash left behind.
-  assert.equal(await agents.receiver!.stop('SIGTERM'), 0);
+  assert.equal(await agents.receiver!.stop('SIGTERM'), EXIT_AFTER_KILL);
   const again = start('receiver');
   await again.waitFor(/listening for transfers/);
   await assertDelivered(p, expected);
-  assert.equal(await agents.sender!.stop('SIGTERM'), 0);
-  assert.equal(await again.stop('SIGTERM'), 0);
+  assert.equal(await agents.sender!.stop('SIGTERM'), EXIT_AFTER_KILL);
+  assert.equal(await again.stop('SIGTERM'), EXIT_AFTER_KILL);
 });

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { memoryLogger } from '../../src/log.js';
 import { hashTree, listFiles, spawnCli, startAgent, waitUntil, writeRandomFile, type Spawned } from '../helpers/agents.js';
 import { assertDelivered, dropIntoOutbox, makePair, runCleanup, sleep, stagingData, watchInbox, type Cleanup } from './util.js';
+import { EXIT_AFTER_KILL } from '../helpers/platform.js';
 
 const MB = 1024 * 1024;
 const cleanup: Cleanup = [];
@@ -99,7 +100,7 @@ test('sending agent killed with SIGKILL mid-file and restarted: the receiver res
   assert.ok(afterKill < size - x + 2 * MB, `bytes carried after the restart: ${afterKill} ≈ ${size - x}, not ${size}`);
   await waitUntil(async () => (await listFiles(p.sent)).length === 1, 10_000, () => 'archived');
   await assertDelivered(p, expected);
-  assert.equal(await second.stop('SIGTERM'), 0);
+  assert.equal(await second.stop('SIGTERM'), EXIT_AFTER_KILL);
 });
 
 test('receiving agent killed with SIGKILL mid-file and restarted: its partial survives and the transfer resumes', async () => {
@@ -136,7 +137,7 @@ test('receiving agent killed with SIGKILL mid-file and restarted: its partial su
   assert.ok(afterKill < size - held + 2 * MB, `bytes carried after the restart: ${afterKill} ≈ ${size - held}, not ${size}`);
   await waitUntil(async () => (await listFiles(p.sent)).length === 1, 10_000, () => 'archived');
   await assertDelivered(p, expected);
-  assert.equal(await second.stop('SIGTERM'), 0);
+  assert.equal(await second.stop('SIGTERM'), EXIT_AFTER_KILL);
 });
 
 test('a partial edited in staging (prefix differs from the source) is detected and the file is re-sent from 0', async () => {

@@ -19,6 +19,7 @@ import {
 } from '../helpers/agents.js';
 import { RawClient } from '../helpers/rawclient.js';
 import { quietWindow } from '../helpers/wait.js';
+import { EXIT_AFTER_KILL } from '../helpers/platform.js';
 
 type Records = ReturnType<typeof memoryLogger>['records'];
 
@@ -268,7 +269,7 @@ test('the CLI: key file created on first start with mode 0600; the key never rea
   await rc.handshake(Buffer.from(key, 'base64'));
   rc.destroy();
   await first.waitFor(/peer raw test client connected \(NOT encrypted\)/);
-  assert.equal(await first.stop(), 0, first.output().slice(-3000));
+  assert.equal(await first.stop(), EXIT_AFTER_KILL, first.output().slice(-3000));
   const out1 = first.output();
   // Printed once on first start, by design, as the banner telling the operator to copy it.
   assert.equal(out1.split(key).length - 1, 1, 'the new key is shown exactly once (the first-start banner)');
@@ -285,7 +286,7 @@ test('the CLI: key file created on first start with mode 0600; the key never rea
     await again.waitFor(/peer raw test client connected/);
       const t0 = Date.now();
     const code = await again.stop();
-    assert.equal(code, 0, `${again.child.signalCode} after ${Date.now() - t0} ms\n${again.output().slice(-3000)}`);
+    assert.equal(code, EXIT_AFTER_KILL, `${again.child.signalCode} after ${Date.now() - t0} ms\n${again.output().slice(-3000)}`);
     assert.equal(again.output().includes(key), false, `key printed on a later start (security ${JSON.stringify(Object.keys(security))})`);
     assert.equal(again.output().includes(Buffer.from(key, 'base64').toString('hex')), false, 'key printed as hex');
   }

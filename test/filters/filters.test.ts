@@ -26,7 +26,7 @@ describe('isIgnoredRel', () => {
     ['sent/a.png', true],
     ['sent/shot1/a.png', true],
     ['shot1/sent/a.png', false], // only the archive folder at the outbox root
-    ['Sent/a.png', false], // exact name; on case-insensitive disks the archive is still `sent`
+    ['Sent/a.png', false], // exact name on Linux; see the case-insensitive table below
     ['.cache/a.png', true],
     ['shot1/.staging/a.png', true],
     ['shot1/.DS_Store', true],
@@ -35,7 +35,19 @@ describe('isIgnoredRel', () => {
     ['./a.png', false],
     ['shot1//a.png', false],
   ];
-  for (const [rel, want] of table) test(`${JSON.stringify(rel)} -> ${want}`, () => assert.equal(isIgnoredRel(rel), want));
+  for (const [rel, want] of table) test(`${JSON.stringify(rel)} -> ${want}`, () => assert.equal(isIgnoredRel(rel, 'linux'), want));
+
+  // Windows and macOS volumes are case-insensitive: `Sent/` is the archive folder there
+  // (archiving into `sent/` lands in it), so its files must never be sent again.
+  for (const platform of ['win32', 'darwin'] as const) {
+    for (const rel of ['Sent/a.png', 'SENT/shot1/a.png', 'sent/a.png']) {
+      test(`${JSON.stringify(rel)} -> true on ${platform}`, () => assert.equal(isIgnoredRel(rel, platform), true));
+    }
+    test(`"shot1/Sent/a.png" -> false on ${platform}`, () => assert.equal(isIgnoredRel('shot1/Sent/a.png', platform), false));
+  }
+  test('the platform default is this process\'s platform', () => {
+    assert.equal(isIgnoredRel('Sent/a.png'), process.platform === 'win32' || process.platform === 'darwin');
+  });
 });
 
 test('relSegments tolerates ./, leading and doubled slashes', () => {

@@ -3,6 +3,7 @@
  * so a test never relies on a fixed sleep being long enough and never asserts a speed:
  * it waits for an outcome, and a deadline only detects a hang.
  */
+import { deadline } from './platform.js';
 
 /** Shortest deadline any poll gets: on a loaded 2-core machine, seconds of stall are normal. */
 export const MIN_DEADLINE_MS = 60_000;
@@ -12,7 +13,8 @@ export const MIN_DEADLINE_MS = 60_000;
  * detector, never a speed check (speeds go in `npm run bench`).
  */
 export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs = MIN_DEADLINE_MS, what: () => string = () => 'condition'): Promise<void> {
-  const limit = Math.max(timeoutMs, MIN_DEADLINE_MS);
+  // Scaled for slow lanes (the Windows lane under wine, helpers/platform.ts).
+  const limit = deadline(Math.max(timeoutMs, MIN_DEADLINE_MS));
   const end = Date.now() + limit;
   for (;;) {
     if (await cond()) return;

@@ -10,6 +10,7 @@ import { Journal, type LandedRecord } from '../../src/inbox/journal.js';
 import { fsyncDir, isInside, renameWithRetry, Mutex } from '../../src/fsutil.js';
 import { InboxError } from '../../src/inbox/errors.js';
 import { fixture, sha, listFiles, send } from './util.js';
+import { linuxOnly } from '../helpers/platform.js';
 
 async function tmp(): Promise<{ dir: string; done: () => Promise<void> }> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tdxfer-parts-'));
@@ -34,7 +35,7 @@ describe('staging choice', () => {
     assert.match(c.reason!, /could not be created \(EROFS\)/);
   });
 
-  test('real fallback when staging is on another device (/dev/shm tmpfs)', async (t) => {
+  test('real fallback when staging is on another device (/dev/shm tmpfs)', { skip: linuxOnly('/dev/shm (a tmpfs)') }, async (t) => {
     const shm = '/dev/shm';
     const shmDev = await fs.stat(shm).then((s) => s.dev, () => null);
     if (shmDev === null || shmDev === (await fs.stat(os.tmpdir())).dev) {

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -6,9 +6,19 @@ import path from 'node:path';
 import { memoryLogger } from '../../src/log.js';
 import { SentJournal } from '../../src/outbox/journal.js';
 
-async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
+// Removed after the whole file, once every test closed its journals: a test's own after
+// hooks run in the order they were added, and Windows cannot remove a folder holding an
+// open file (ENOTEMPTY).
+const dirs: string[] = [];
+/** An absolute outbox path on this platform (`C:\\ob` on Windows): the journal stores resolved paths. */
+const OB = path.resolve('/ob');
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true, maxRetries: 5 });
+});
+
+async function tempDir(_t: unknown): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tdxfer-journal-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  dirs.push(dir);
   return dir;
 }
 
@@ -47,40 +57,40 @@ test('per-destination progress: a new version starts over', async (t) => {
   const dir = await tempDir(t);
   const j = await SentJournal.open(path.join(dir, 'j.jsonl'), keepAll);
   t.after(() => j.close());
-  await j.recordDestination('/ob', 'f.mov', 100, 1, 'A');
-  await j.recordDestination('/ob', 'f.mov', 100, 1, 'B');
-  assert.deepEqual([...j.doneDestinations('/ob', 'f.mov', 100, 1)].sort(), ['A', 'B']);
-  assert.deepEqual([...j.doneDestinations('/ob', 'f.mov', 100, 2)], []);
-  await j.recordDestination('/ob', 'f.mov', 200, 2, 'A');
-  assert.deepEqual([...j.doneDestinations('/ob', 'f.mov', 200, 2)], ['A']);
-  assert.deepEqual([...j.doneDestinations('/ob', 'f.mov', 100, 1)], [], 'the old version is replaced');
-  const copy = j.doneDestinations('/ob', 'f.mov', 200, 2);
+  await j.recordDestination(OB, 'f.mov', 100, 1, 'A');
+  await j.recordDestination(OB, 'f.mov', 100, 1, 'B');
+  assert.deepEqual([...j.doneDestinations(OB, 'f.mov', 100, 1)].sort(), ['A', 'B']);
+  assert.deepEqual([...j.doneDestinations(OB, 'f.mov', 100, 2)], []);
+  await j.recordDestination(OB, 'f.mov', 200, 2, 'A');
+  assert.deepEqual([...j.doneDestinations(OB, 'f.mov', 200, 2)], ['A']);
+  assert.deepEqual([...j.doneDestinations(OB, 'f.mov', 100, 1)], [], 'the old version is replaced');
+  const copy = j.doneDestinations(OB, 'f.mov', 200, 2);
   copy.add('X');
-  assert.deepEqual([...j.doneDestinations('/ob', 'f.mov', 200, 2)], ['A'], 'callers get a copy');
+  assert.deepEqual([...j.doneDestinations(OB, 'f.mov', 200, 2)], ['A'], 'callers get a copy');
 });
 
 test('a torn last line is skipped and removed; appends after it are readable', async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, 'j.jsonl');
   const j = await SentJournal.open(file, keepAll);
-  await j.record('/ob', 'a.png', 1, 1);
-  await j.record('/ob', 'b.png', 2, 2);
+  await j.record(OB, 'a.png', 1, 1);
+  await j.record(OB, 'b.png', 2, 2);
   await j.close();
   await appendFile(file, '{"op":"sent","o":"/ob","r":"c.png","s":3,'); // crash mid-write
 
   const log = memoryLogger();
   const k = await SentJournal.open(file, { ...keepAll, log });
-  assert.equal(k.has('/ob', 'a.png', 1, 1), true);
-  assert.equal(k.has('/ob', 'b.png', 2, 2), true);
-  assert.equal(k.has('/ob', 'c.png', 3, 3), false);
+  assert.equal(k.has(OB, 'a.png', 1, 1), true);
+  assert.equal(k.has(OB, 'b.png', 2, 2), true);
+  assert.equal(k.has(OB, 'c.png', 3, 3), false);
   assert.equal(log.records.filter((r) => r.level === 'warn').length, 0, 'a torn tail is normal after a crash');
-  await k.record('/ob', 'd.png', 4, 4);
+  await k.record(OB, 'd.png', 4, 4);
   await k.close();
   const text = await readFile(file, 'utf8');
   for (const line of text.trim().split('\n')) JSON.parse(line); // every line whole
   const m = await SentJournal.open(file, keepAll);
   t.after(() => m.close());
-  assert.equal(m.has('/ob', 'd.png', 4, 4), true);
+  assert.equal(m.has(OB, 'd.png', 4, 4), true);
   assert.equal(m.size, 3);
 });
 
@@ -90,11 +100,11 @@ test('unreadable lines in the middle are dropped with a warning', async (t) => {
   await writeFile(
     file,
     [
-      JSON.stringify({ op: 'sent', o: '/ob', r: 'a', s: 1, m: 1 }),
+      JSON.stringify({ op: 'sent', o: OB, r: 'a', s: 1, m: 1 }),
       'garbage',
-      JSON.stringify({ op: 'sent', o: '/ob', r: 'b', s: 'x', m: 1 }),
-      JSON.stringify({ op: 'dest', o: '/ob', r: 'c', s: 1, m: 1, d: 7 }),
-      JSON.stringify({ op: 'sent', o: '/ob', r: 'e', s: 1, m: 1 }),
+      JSON.stringify({ op: 'sent', o: OB, r: 'b', s: 'x', m: 1 }),
+      JSON.stringify({ op: 'dest', o: OB, r: 'c', s: 1, m: 1, d: 7 }),
+      JSON.stringify({ op: 'sent', o: OB, r: 'e', s: 1, m: 1 }),
       '',
     ].join('\n'),
   );
@@ -102,8 +112,8 @@ test('unreadable lines in the middle are dropped with a warning', async (t) => {
   const j = await SentJournal.open(file, { ...keepAll, log });
   t.after(() => j.close());
   assert.equal(j.size, 2);
-  assert.equal(j.has('/ob', 'a', 1, 1), true);
-  assert.equal(j.has('/ob', 'e', 1, 1), true);
+  assert.equal(j.has(OB, 'a', 1, 1), true);
+  assert.equal(j.has(OB, 'e', 1, 1), true);
   const warns = log.records.filter((r) => r.level === 'warn');
   assert.equal(warns.length, 1);
   assert.match(warns[0]!.msg, /3 unreadable line/);
@@ -132,20 +142,20 @@ test('compaction on open: by default keeps only versions still on disk; maxEntri
   assert.equal((await readFile(file, 'utf8')).trim().split('\n').length, 1, 'the file is rewritten compacted');
 
   const many = await SentJournal.open(path.join(dir, 'many.jsonl'), keepAll);
-  for (let i = 0; i < 10; i++) await many.record('/ob', `f${i}`, i, i);
-  await many.record('/ob', 'f0', 0, 0); // touched again: now the newest
+  for (let i = 0; i < 10; i++) await many.record(OB, `f${i}`, i, i);
+  await many.record(OB, 'f0', 0, 0); // touched again: now the newest
   await many.close();
   const few = await SentJournal.open(path.join(dir, 'many.jsonl'), { ...keepAll, maxEntries: 3 });
   t.after(() => few.close());
   assert.equal(few.size, 3);
-  assert.deepEqual(['f0', 'f8', 'f9'].map((r) => few.has('/ob', r, Number(r.slice(1)), Number(r.slice(1)))), [true, true, true]);
+  assert.deepEqual(['f0', 'f8', 'f9'].map((r) => few.has(OB, r, Number(r.slice(1)), Number(r.slice(1)))), [true, true, true]);
 });
 
 test('writes after close fail with a clear error', async (t) => {
   const dir = await tempDir(t);
   const j = await SentJournal.open(path.join(dir, 'j.jsonl'), keepAll);
   await j.close();
-  await assert.rejects(j.record('/ob', 'a', 1, 1), (e: Error & { code?: string }) => e.code === 'JOURNAL_CLOSED');
+  await assert.rejects(j.record(OB, 'a', 1, 1), (e: Error & { code?: string }) => e.code === 'JOURNAL_CLOSED');
 });
 
 test('an unreadable journal path is reported with what to do', async (t) => {
@@ -159,13 +169,13 @@ test('concurrent records are all durable and whole', async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, 'j.jsonl');
   const j = await SentJournal.open(file, keepAll);
-  await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? j.record('/ob', `f${i}`, i, i) : j.recordDestination('/ob', `f${i}`, i, i, 'A'))));
+  await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? j.record(OB, `f${i}`, i, i) : j.recordDestination(OB, `f${i}`, i, i, 'A'))));
   await j.close();
   const lines = (await readFile(file, 'utf8')).trim().split('\n');
   assert.equal(lines.length, 50);
   const k = await SentJournal.open(file, keepAll);
   t.after(() => k.close());
   assert.equal(k.size, 50);
-  assert.equal(k.has('/ob', 'f49', 49, 49), true);
-  assert.deepEqual([...k.doneDestinations('/ob', 'f48', 48, 48)], ['A']);
+  assert.equal(k.has(OB, 'f49', 49, 49), true);
+  assert.deepEqual([...k.doneDestinations(OB, 'f48', 48, 48)], ['A']);
 });

@@ -62,8 +62,10 @@ describe('OutboxWatcher', () => {
   test('existing files are emitted after settling, keep their subpath; ignored names, sent/, agent folders and excluded files never are', async (t) => {
     const root = await tempDir(t);
     const stage = path.join(root, 'stage');
-    const wanted = ['a.png', 'shot1/f.0001.png', 'shot1/deep/f.0002.png', 'Sent/x.png', 'shot1/sent/y.png'];
-    const unwanted = ['.DS_Store', 'Thumbs.db', 'desktop.ini', 'r.tmp', 'm.mov.part', '~$doc.docx', 'v.swp', 'bak~', 'sent/old.png', 'sent/shot/old.png', '.hidden/a.png', 'notes.txt', 'shot1/notes.txt', 'stage/partial.bin'];
+    // On Windows and macOS `Sent/` is the archive folder `sent/` (case-insensitive volumes).
+    const caseless = process.platform === 'win32' || process.platform === 'darwin';
+    const wanted = ['a.png', 'shot1/f.0001.png', 'shot1/deep/f.0002.png', ...(caseless ? [] : ['Sent/x.png']), 'shot1/sent/y.png'];
+    const unwanted = [...(caseless ? ['Sent/x.png'] : []), '.DS_Store', 'Thumbs.db', 'desktop.ini', 'r.tmp', 'm.mov.part', '~$doc.docx', 'v.swp', 'bak~', 'sent/old.png', 'sent/shot/old.png', '.hidden/a.png', 'notes.txt', 'shot1/notes.txt', 'stage/partial.bin'];
     for (const rel of [...wanted, ...unwanted]) await put(root, rel, `content of ${rel}`);
     const written = performance.now();
     const outbox = cfg(root, { exclude: ['**/*.txt'] });

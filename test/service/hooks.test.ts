@@ -6,6 +6,7 @@ import path from 'node:path';
 import { hookEnv, runHook } from '../../src/hooks.js';
 import { memoryLogger } from '../../src/log.js';
 import { waitUntil } from '../helpers/wait.js';
+import { linuxOnly } from '../helpers/platform.js';
 
 async function tmp(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tdxfer-hook-'));
@@ -26,7 +27,7 @@ const env = hookEnv({
 });
 
 describe('runHook (onReceive)', () => {
-  test('passes argv through without a shell and sets the TDXFER_* variables plus the parent env', async (t) => {
+  test('passes argv through without a shell and sets the TDXFER_* variables plus the parent env', { skip: linuxOnly('/bin/sh (POSIX hook commands)') }, async (t) => {
     const dir = await tmp(t);
     const out = path.join(dir, 'out.txt');
     process.env.TDXFER_TEST_PARENT = 'inherited';
@@ -51,7 +52,7 @@ describe('runHook (onReceive)', () => {
     assert.deepEqual(log.records.filter((x) => x.level !== 'debug'), []);
   });
 
-  test('a non-zero exit is reported with the exit code and the first stderr lines', async () => {
+  test('a non-zero exit is reported with the exit code and the first stderr lines', { skip: linuxOnly('/bin/sh (POSIX hook commands)') }, async () => {
     const log = memoryLogger();
     const r = await runHook(['/bin/sh', '-c', 'echo "first problem" >&2; echo second >&2; exit 7'], env, { timeoutMs: 5000, log });
     assert.deepEqual(r, { code: 7, timedOut: false });
@@ -61,7 +62,7 @@ describe('runHook (onReceive)', () => {
     assert.equal(w.fields.stderr, 'first problem | second');
   });
 
-  test('a hook past its timeout is stopped, with its children, without waiting for them', async (t) => {
+  test('a hook past its timeout is stopped, with its children, without waiting for them', { skip: linuxOnly('/bin/sh (POSIX hook commands)') }, async (t) => {
     const dir = await tmp(t);
     const marker = path.join(dir, 'child-survived');
     const pidFile = path.join(dir, 'child.pid');
@@ -86,7 +87,7 @@ describe('runHook (onReceive)', () => {
     await assert.rejects(readFile(marker), /ENOENT/, 'the hook\'s background child was not stopped');
   });
 
-  test('a hook that ignores SIGTERM is killed after the grace period', async () => {
+  test('a hook that ignores SIGTERM is killed after the grace period', { skip: linuxOnly('/bin/sh (POSIX hook commands)') }, async () => {
     const log = memoryLogger();
     // The hook never ends by itself: that runHook returns at all proves the SIGKILL.
     const r = await runHook(['/bin/sh', '-c', 'trap "" TERM; while true; do sleep 0.05; done'], env, { timeoutMs: 100, log, killGraceMs: 200 });
@@ -104,7 +105,7 @@ describe('runHook (onReceive)', () => {
     assert.match(String(e.fields.hint), /was not found/);
   });
 
-  test('a non-executable file is EACCES with a hint; an empty command is refused', async (t) => {
+  test('a non-executable file is EACCES with a hint; an empty command is refused', { skip: linuxOnly('/bin/sh (POSIX hook commands)') }, async (t) => {
     const dir = await tmp(t);
     const script = path.join(dir, 'hook.sh');
     await writeFile(script, '#!/bin/sh\nexit 0\n');

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { isLoopbackAddress, parseSendRequest } from '../../src/status/server.js';
 import { FakeView } from '../helpers/fake-view.js';
 import { request, startStatus } from './helpers.js';
+import { deadline } from '../helpers/platform.js';
 
 async function tempFile(content = 'hello world'): Promise<{ dir: string; file: string }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tdxfer-status-'));
@@ -259,6 +260,52 @@ describe('status API: access control', () => {
     assert.equal((await request(`${s.base}/health`)).status, 200);
   });
 });
+
+describe('status API: POST /stop (tdxfer stop)', () => {
+  test('POST /stop answers 202 and then asks the process to stop; GET is 405; without onStop it is 404', async (t) => {
+    const reasons: string[] = [];
+    const s = await startStatus({ onStop: (r) => reasons.push(r) });
+    t.after(() => s.server.stop());
+    const get = await request(`${s.base}/stop`);
+    assert.equal(get.status, 405);
+    assert.equal(get.headers.allow, 'POST');
+    assert.deepEqual(reasons, []);
+    const post = await request(`${s.base}/stop`, { method: 'POST' });
+    assert.equal(post.status, 202);
+    assert.deepEqual(post.json(), { stopping: true });
+    await until(() => reasons.length === 1);
+    assert.match(reasons[0]!, /^stop request from (::ffff:)?127\.0\.0\.1$/);
+
+    const plain = await startStatus();
+    t.after(() => plain.server.stop());
+    const nf = await request(`${plain.base}/stop`, { method: 'POST' });
+    assert.equal(nf.status, 404);
+  });
+
+  test('POST /stop has the access rule of POST /send: token, loopback Host, no cross-origin POST', async (t) => {
+    const reasons: string[] = [];
+    const tok = await startStatus({ token: 's3cret-token', onStop: (r) => reasons.push(r) });
+    t.after(() => tok.server.stop());
+    assert.equal((await request(`${tok.base}/stop`, { method: 'POST' })).status, 401);
+    assert.equal((await request(`${tok.base}/stop`, { method: 'POST', headers: { Authorization: 'Bearer wrong' } })).status, 401);
+
+    const open = await startStatus({ onStop: (r) => reasons.push(r) });
+    t.after(() => open.server.stop());
+    assert.equal((await request(`${open.base}/stop`, { method: 'POST', headers: { Host: `evil.example:${open.port}` } })).status, 403);
+    assert.equal((await request(`${open.base}/stop`, { method: 'POST', headers: { Origin: 'http://evil.example' } })).status, 403);
+    assert.deepEqual(reasons, [], 'no refused request stopped anything');
+    assert.equal((await request(`${tok.base}/stop`, { method: 'POST', headers: { Authorization: 'Bearer s3cret-token' } })).status, 202);
+    await until(() => reasons.length === 1);
+  });
+});
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + deadline(ms);
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 describe('parseSendRequest', () => {
   test('JSON without a content type is recognised; empty optional fields are dropped', () => {

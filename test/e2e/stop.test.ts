@@ -1,0 +1,61 @@
+/**
+ * Issue #14: `tdxfer stop` stops a running agent gracefully over its status API. On
+ * Windows (the wine lane runs this file) there is no SIGTERM, so this is the stop path
+ * for scripts and service wrappers; it must behave the same on Linux.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { freePort, sha256File, spawnCli, tempDir, waitUntil, writeAgentConfig, writeRandomFile } from '../helpers/agents.js';
+
+const cleanup: Array<() => Promise<unknown>> = [];
+after(async () => {
+  for (const c of cleanup.reverse()) await c().catch(() => undefined);
+});
+
+async function exitOf(args: string[]): Promise<{ code: number | null; out: string }> {
+  const s = spawnCli(args);
+  const code = await new Promise<number | null>((resolve) => s.child.once('exit', (c) => resolve(c)));
+  return { code, out: s.output() };
+}
+
+test('`tdxfer stop` asks the running agent over POST /stop: it finishes, exits 0, and `stop` exits 0; with no agent, exit 3', async () => {
+  const r = await tempDir('tdx-stop-');
+  const port = await freePort();
+  const statusPort = await freePort();
+  const cfg = await writeAgentConfig({
+    name: 'solo',
+    dir: r,
+    port,
+    extra: {
+      outboxes: [{ path: 'outbox', to: [{ peer: 'solo', inbox: 'renders' }], after: 'archive', settleMs: 150 }],
+      status: { enabled: true, host: '127.0.0.1', port: statusPort },
+    },
+  });
+  await fs.mkdir(path.join(r, 'outbox'), { recursive: true });
+  const agent = spawnCli(['run', '--config', cfg]);
+  // Killed only if the graceful stop under test failed; the folder goes after it.
+  cleanup.push(() => fs.rm(r, { recursive: true, force: true }));
+  cleanup.push(() => agent.stop('SIGKILL'));
+  await agent.waitFor(/status API and dashboard on http:\/\/127\.0\.0\.1:\d+\//, 30_000);
+
+  // A file through the running agent, so the stop has something real to close.
+  await writeRandomFile(path.join(r, 'staging.bin'), 300_000);
+  await fs.rename(path.join(r, 'staging.bin'), path.join(r, 'outbox', 'take.bin'));
+  await waitUntil(async () => (await fs.stat(path.join(r, 'outbox', 'sent', 'take.bin')).catch(() => null)) !== null, 30_000, () => `take.bin archived; agent said:\n${agent.output().slice(-2000)}`);
+  assert.equal(await sha256File(path.join(r, 'inbox', 'take.bin')), await sha256File(path.join(r, 'outbox', 'sent', 'take.bin')));
+
+  const exited = new Promise<number | null>((resolve) => agent.child.once('exit', (c) => resolve(c)));
+  const stop = await exitOf(['stop', '--config', cfg]);
+  assert.equal(stop.code, 0, stop.out);
+  assert.match(stop.out, /asked the agent at http:\/\/127\.0\.0\.1:\d+ to stop/);
+  assert.match(stop.out, /^stopped$/m);
+  assert.equal(await exited, 0, agent.output());
+  assert.match(agent.output(), /stop requested over the status API \(POST \/stop from (::ffff:)?127\.0\.0\.1\)/);
+  assert.match(agent.output(), /stop request from (::ffff:)?127\.0\.0\.1: stopping/);
+
+  const again = await exitOf(['stop', '--config', cfg]);
+  assert.equal(again.code, 3, again.out);
+  assert.match(again.out, /no tdxfer agent answering at http:\/\/127\.0\.0\.1:\d+/);
+});
