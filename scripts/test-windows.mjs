@@ -31,6 +31,14 @@ export const LINUX_ONLY = {
   'legacy/server.test.js': 'python3 (the original TOX scripts)',
   'e2e/legacy.test.js': 'python3 (the original TOX scripts)',
   'service/install.test.js': 'systemd, bash, tar (the Linux installer)',
+  'service/service-cmd.test.js': 'systemd-analyze and python3 plistlib (checks of the generated service files)',
+  'e2e/dashboard-view.test.js': 'Chromium (Linux /usr/bin/chromium)',
+  'limits/status.test.js': 'Chromium (Linux /usr/bin/chromium) for the dashboard case',
+  'security/csrf.test.js': 'Chromium (Linux /usr/bin/chromium) and python3 urllib',
+  'touchdesigner/tdxfer.test.js': 'python3 (the TouchDesigner module is tested with CPython)',
+  'touchdesigner/package.test.js': 'python3 and npm pack',
+  'package/sea.test.js': 'building the executables (npm, postject) on Linux; it runs the .exe under wine itself',
+  'faults/stop-ack.test.js': 'POSIX SIGTERM at chosen moments (the Windows stop path is e2e/stop.test.js)',
 };
 
 /**
@@ -48,7 +56,10 @@ export const KNOWN_GAPS = {
 
 /** Eligible files not yet seen passing under wine: run by a plain run only. */
 export const NOT_YET_VERIFIED = ['e2e/status.test.js', 'e2e/osc.test.js', 'faults/corruption.test.js', 'faults/crash.test.js', 'faults/eager.test.js',
-  'faults/graceful.test.js', 'faults/hostile.test.js', 'faults/load.test.js', 'faults/resume.test.js', 'faults/security.test.js'];
+  'faults/graceful.test.js', 'faults/hostile.test.js', 'faults/load.test.js', 'faults/resume.test.js', 'faults/security.test.js',
+  // Added in the same round as the lane (issues #10, #11, #17, #20): not yet run under wine.
+  'e2e/incoming.test.js', 'e2e/jobs.test.js', 'e2e/peer-reason.test.js', 'limits/accuracy.test.js',
+  'security/memory.test.js', 'security/protocol.test.js', 'security/slots.test.js', 'security/symlinks.test.js'];
 
 const args = process.argv.slice(2);
 let ci = false;
@@ -135,5 +146,7 @@ child.on('exit', (code, signal) => {
   const spec = fs.readFileSync(specFile, 'utf8');
   const count = (k) => Number((new RegExp(`^ℹ ${k} (\\d+)`, 'm').exec(spec) ?? [])[1] ?? 0);
   console.log(`test-windows: ${count('pass')} pass, ${count('fail')} fail, ${count('skipped')} skipped, ${count('cancelled')} cancelled in ${secs} s (${chosen.length} files)`);
+  // The plain closing line CI reads (the Linux suite's own summary is above).
+  console.log(`windows: ${count('pass')} passed, ${count('fail')} failed, ${count('skipped')} skipped`);
   process.exit(code ?? (signal ? 1 : 0));
 });

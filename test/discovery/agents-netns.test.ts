@@ -343,12 +343,21 @@ describe('whole agents discover each other by mDNS in network namespaces (issue 
       assert.match(line, new RegExp(net.hosts[intruder.ns]!.ip.replace(/\./g, '\\.')));
       assert.equal(line.split('ignoring agent').length, 2, 'warned once per line');
       assert.equal(viewer.log().split('ignoring agent "intruder"').length - 1, 1, `${viewer.def.name} warned about the intruder more than once`);
+      // Shown with the reason (issue #11 item 7), never up and never routed to.
+      await waitUntil(
+        async () => (await viewer.status()).peers.some((p) => p.id === intruder.def.id && p.reason === 'other installation key'),
+        3000,
+        () => `${viewer.def.name} showing the intruder with its reason\n${viewer.log().slice(-1500)}`,
+      );
       const s = await viewer.status();
-      assert.ok(!s.peers.some((p) => p.name === 'intruder' || p.id === intruder.def.id), `${viewer.def.name} lists the intruder`);
+      for (const p of s.peers.filter((x) => x.name === 'intruder' || x.id === intruder.def.id)) {
+        assert.equal(p.state, 'unreachable', `${viewer.def.name} lists the intruder as ${p.state}`);
+        assert.equal(p.reason, 'other installation key');
+      }
     }
     // The intruder, symmetrically, ignores the installation.
     await intruder.waitLog(/ignoring agent "stage" .*another installation/, 3000);
-    assert.ok(!(await intruder.status()).peers.some((p) => p.source === 'discovered'));
+    assert.ok(!(await intruder.status()).peers.some((p) => p.source === 'discovered' && p.state === 'up'));
 
     // A route naming it keeps the file waiting (visibly), and nothing reaches its inbox.
     await dropFile('out-x', 'for-intruder.bin', SEED + 2, 10_000);
@@ -408,15 +417,17 @@ describe('whole agents discover each other by mDNS in network namespaces (issue 
     await writeConfig(audio.def, audio.dir);
     audio.start();
     await A('stage').waitLog(/ignoring agent "audio" .*another installation/, 30_000);
+    // Dropped from the peer table: shown only as another installation's agent, never up.
+    const audioRow = async () => (await A('stage').status()).peers.find((p) => p.id === audio.def.id);
     await waitUntil(
-      async () => (await A('stage').status()).peers.find((p) => p.id === audio.def.id)?.state === 'gone',
+      async () => { const r = await audioRow(); return r === undefined || r.state === 'gone' || (r.state === 'unreachable' && r.reason === 'other installation key'); },
       1000,
       () => `stage dropping "audio" after its key changed\n${A('stage').log().slice(-1500)}`,
     );
     // A stated window: every agent re-queries every 3 s, so the re-keyed one answers at least
     // twice within 7 s; too short a window under load could only hide a revival, never fail.
     await quietWindow(7000);
-    assert.equal((await A('stage').status()).peers.find((p) => p.id === audio.def.id)?.state, 'gone', 'a re-query answer revived the re-keyed agent');
+    assert.notEqual((await audioRow())?.state, 'up', 'a re-query answer revived the re-keyed agent');
   });
 
   test('two agents with the same name both stay reachable: both listed, a warning names both, "*" and name#idprefix reach each', async () => {

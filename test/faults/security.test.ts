@@ -290,7 +290,10 @@ test('the CLI: key file created on first start with mode 0600; the key never rea
     assert.equal(again.output().includes(key), false, `key printed on a later start (security ${JSON.stringify(Object.keys(security))})`);
     assert.equal(again.output().includes(Buffer.from(key, 'base64').toString('hex')), false, 'key printed as hex');
   }
-  const logText = await fs.readFile(logFile, 'utf8');
+  // log.file rotates (winston-daily-rotate-file): the lines are in agent-YYYY-MM-DD.log[.n].
+  const logNames = (await fs.readdir(r)).filter((n) => /^agent-\d{4}-\d{2}-\d{2}\.log(\.\d+)?$/.test(n));
+  assert.ok(logNames.length > 0, `no rotated log file beside ${logFile}: ${(await fs.readdir(r)).join(', ')}`);
+  const logText = (await Promise.all(logNames.map((n) => fs.readFile(path.join(r, n), 'utf8')))).join('');
   assert.ok(logText.includes('ENCRYPTION IS OFF'), 'the log file is in use');
   assert.equal(logText.includes(key), false, 'the key is in the log file');
   assert.equal(logText.includes(Buffer.from(key, 'base64').toString('hex')), false, 'the key (hex) is in the log file');
