@@ -590,6 +590,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         if (stuck && o.stuck.length < 50) o.stuck.push({ file: i.file, peer: i.peer, inbox: i.inbox, state: i.state, error: i.error, attempts: i.attempts, queuedAt: i.queuedAt });
       }
     }
+    for (const w of this.watchers) {
+      const o = by.get(w.outbox);
+      if (!o) continue;
+      o.unreadable = w.unreadableFiles().slice(0, 50).map((u) => ({ file: u.rel, path: u.abs, code: u.code, fix: u.fix }));
+      o.excluded = w.excludedFiles();
+    }
     return [...by.values()];
   }
 
@@ -644,6 +650,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       for (const l of w.skippedLinks()) {
         problems.push(`outbox ${w.root}: symlink ${l.rel} -> ${l.target} is not sent (links are not followed; put the file itself there, or set outboxes[].followSymlinks)`);
       }
+      for (const u of w.unreadableFiles()) problems.push(`outbox ${w.root}: ${u.abs} is not readable (${u.code}) and is not sent: ${u.fix}`);
     }
     if (this.discoveryState === 'error') problems.push('discovery failed to start (see the log)');
     return {

@@ -146,6 +146,10 @@ export interface OutboxInfo {
   sending: number;
   /** At most 50: a job waiting after an error (retried with backoff) or refused for good (it stays in the outbox). */
   stuck: Array<{ file: string; peer: string; inbox: string | null; state: JobState; error: string | null; attempts: number; queuedAt: number }>;
+  /** Files the agent's user may not read (they are not sent, and /health is degraded, until they are readable). */
+  unreadable?: Array<{ file: string; path: string; code: string; fix: string }>;
+  /** Files left in the outbox by include/exclude: how many (counted up to 1000) and the first few names. */
+  excluded?: { count: number; names: string[] };
 }
 
 /** A change of one bandwidth limit at runtime (POST /limits, `tdxfer limit`). */

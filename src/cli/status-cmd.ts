@@ -94,6 +94,10 @@ export function statusText(s: SnapshotView, h: HealthReport | null, now = Date.n
     for (const q of s.queues) rows.push([q.destination, String(q.queued), String(q.sending), String(q.waiting), String(q.failed)]);
     lines.push(...table(rows).trimEnd().split('\n').map((l) => `  ${l}`));
   }
+  for (const o of s.outboxes ?? []) {
+    const ex = o.excluded;
+    if (ex && ex.count > 0) lines.push('', `outbox ${o.path}: ${ex.count} file(s) left out by include/exclude (${ex.names.join(', ')}${ex.count > ex.names.length ? ', …' : ''})`);
+  }
   if (s.limits) {
     lines.push('', 'bandwidth:');
     lines.push(...limitsText(s.limits).trimEnd().split('\n').map((l) => `  ${l}`));

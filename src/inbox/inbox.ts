@@ -16,7 +16,7 @@ import { InboxError } from './errors.js';
 import { formatBytes, freeBytes, realpathLong } from '../fsutil.js';
 import { IncomingFileImpl, type IncomingFile } from './incoming.js';
 import { Journal } from './journal.js';
-import { findExisting, Lander, newLandIndex, type LandIndex } from './land.js';
+import { checkConfined, findExisting, Lander, newLandIndex, type LandIndex } from './land.js';
 import type { DirOps } from './dirindex.js';
 import { chooseStaging, FALLBACK_DIRNAME, Staging } from './staging.js';
 
@@ -83,11 +83,27 @@ async function hashPrefix(file: string, length: number, hash: Hash): Promise<voi
 /** Opens `file` for writing from byte 0, creating its folder when it is missing (staging deleted by hand). */
 async function openFresh(file: string, dir: string): Promise<fs.FileHandle> {
   try {
-    return await fs.open(file, 'w');
+    return await openNoFollow(file, WRITE_FRESH);
   } catch (err) {
     if ((err as { code?: unknown }).code !== 'ENOENT') throw err;
     await fs.mkdir(dir, { recursive: true });
-    return fs.open(file, 'w');
+    return openNoFollow(file, WRITE_FRESH);
+  }
+}
+
+/** O_NOFOLLOW where the platform has it (not Windows): a staging file replaced by a link is not written through. */
+const NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;
+const WRITE_FRESH = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | NOFOLLOW;
+const WRITE_RESUME = fsConstants.O_RDWR | NOFOLLOW;
+
+async function openNoFollow(file: string, flags: number): Promise<fs.FileHandle> {
+  try {
+    return await fs.open(file, flags, 0o666);
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'ELOOP') {
+      throw new InboxError('IO', `The staging file ${file} is a symlink (someone replaced it); it is not written through. Remove the link.`, { cause: err });
+    }
+    throw err;
   }
 }
 
@@ -109,6 +125,8 @@ export class Inbox {
   readonly #log: Logger;
   readonly #real: string;
   readonly #staging: Staging;
+  /** The staging folder's real path at open: checked again before each file is started. */
+  readonly #stagingReal: string;
   readonly #journal: Journal;
   readonly #maxFileBytes: number;
   readonly #reserveBytes: number;
@@ -130,6 +148,7 @@ export class Inbox {
     real: string;
     log: Logger;
     staging: Staging;
+    stagingReal: string;
     journal: Journal;
     maxFileBytes: number;
     reserveBytes: number;
@@ -143,6 +162,7 @@ export class Inbox {
     this.#log = a.log;
     this.#real = a.real;
     this.#staging = a.staging;
+    this.#stagingReal = a.stagingReal;
     this.#journal = a.journal;
     this.#maxFileBytes = a.maxFileBytes;
     this.#reserveBytes = a.reserveBytes;
@@ -197,6 +217,7 @@ export class Inbox {
       await staging.cleanup(opts.resumeTtlMs ?? DEFAULT_RESUME_TTL_MS, log);
       const journal = await Journal.open(opts.stateDir, log, undefined, { durable: cfg.onCollision === 'rename' });
       const real = await realpathLong(inboxPath);
+      const stagingReal = await realpathLong(choice.dir);
       log.debug('inbox open', { path: inboxPath, staging: choice.dir, onCollision: cfg.onCollision });
       return new Inbox({
         cfg,
@@ -204,6 +225,7 @@ export class Inbox {
         real,
         log,
         staging,
+        stagingReal,
         journal,
         maxFileBytes: opts.maxFileBytes,
         reserveBytes: opts.reserveBytes ?? DEFAULT_RESERVE_BYTES,
@@ -280,6 +302,14 @@ export class Inbox {
     }
 
     const staging = this.#staging;
+    // Staging or inbox swapped for a link while we run: refuse before writing a byte (issue #10 item 7).
+    try {
+      await checkConfined(this.name, 'staging folder', [staging.dir], this.#stagingReal);
+      await checkConfined(this.name, 'inbox folder', [this.path, this.#real], this.#real);
+    } catch (err) {
+      this.#log.error(err instanceof Error ? err.message : String(err));
+      throw err;
+    }
     const id = staging.id(source, rel);
     const dataPath = staging.dataPath(id);
     // Asked now, awaited below: the statfs runs while the resume check reads the meta.
@@ -312,7 +342,7 @@ export class Inbox {
     // A resumed partial has its meta; a fresh one gets one only at resumeMinBytes and up.
     let hasMeta = resumeLength !== null;
     if (resumeLength !== null) {
-      handle = await fs.open(dataPath, 'r+');
+      handle = await openNoFollow(dataPath, WRITE_RESUME);
       try {
         if (resumeLength > offset) await handle.truncate(offset);
         await hashPrefix(dataPath, offset, hash);

@@ -71,6 +71,33 @@ export type LandOutcome =
   | { status: 'landed'; rel: string; abs: string; renamedFrom: string | null }
   | { status: 'skipped'; rel: string; abs: string };
 
+function describeErr(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Throws when any of `paths` no longer resolves to `expectedReal` (the folder was replaced by
+ * a symlink or junction to somewhere else). A missing folder passes: it is re-created in place.
+ */
+export async function checkConfined(inboxName: string, what: string, paths: string[], expectedReal: string): Promise<void> {
+  for (const p of paths) {
+    let real: string;
+    try {
+      real = await realpathLong(p);
+    } catch (err) {
+      if (errCode(err) === 'ENOENT') continue;
+      throw err;
+    }
+    if (real !== expectedReal) {
+      throw new InboxError(
+        'IO',
+        `Inbox "${inboxName}": the ${what} ${p} now resolves to ${real}, not ${expectedReal} (it was replaced by a symlink or junction while the agent runs); nothing is written there. Put the real folder back, or restart the agent to use the new location.`,
+        { retryable: true },
+      );
+    }
+  }
+}
+
 function outside(inboxName: string, rel: string, real: string): InboxError {
   return new InboxError(
     'BAD_NAME',
@@ -304,6 +331,15 @@ export class Lander {
   async #landBatch(batch: Waiting[]): Promise<void> {
     const t = this.target;
     const index = this.#index;
+    try {
+      // The inbox swapped for a symlink (or junction) while we run must not make us write
+      // outside it (issue #10 item 7): its real path is checked again before every batch.
+      await checkConfined(t.inboxName, 'inbox folder', [t.inboxPath, t.inboxReal], t.inboxReal);
+    } catch (err) {
+      t.log.error(describeErr(err));
+      for (const w of batch) w.reject(err);
+      return;
+    }
     const parents = new Map<string, Promise<Parent>>();
     // First every name is looked up (checked on disk), then all are planned: a lookup
     // never sees a name planned earlier in the batch but not renamed yet.

@@ -13,7 +13,7 @@
  *   same cause graceful-fs retries for). EXDEV (sent/ on another volume, e.g. a mount or
  *   junction) falls back to copy + unlink.
  */
-import { copyFile, mkdir, rename, rmdir, stat, unlink, utimes } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, rename, rmdir, stat, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { TdxError, describeError } from '../errors.js';
 import { ARCHIVE_DIR } from '../filters.js';
@@ -100,6 +100,22 @@ async function move(from: string, to: string, delays: { tries: number }, made?: 
   }
 }
 
+/** The first folder between `root` (exclusive) and `abs`'s folder that is a symlink, or null. */
+async function linkedFolder(root: string, abs: string): Promise<string | null> {
+  const r = path.relative(root, path.dirname(abs));
+  if (r === '' || r.startsWith('..') || path.isAbsolute(r)) return null;
+  let cur = root;
+  for (const part of r.split(path.sep)) {
+    cur = path.join(cur, part);
+    try {
+      if ((await lstat(cur)).isSymbolicLink()) return cur;
+    } catch {
+      return null; // gone: the after-action finds nothing either
+    }
+  }
+  return null;
+}
+
 /** Removes now-empty folders from `dir` upwards, stopping below `root`. */
 export async function removeEmptyParents(root: string, dir: string): Promise<void> {
   const top = path.resolve(root);
@@ -128,6 +144,19 @@ export async function applyAfter(file: ReadyFile, journal: SentJournal, log: Log
   if (outbox.after === 'keep') {
     await journal.record(outbox.path, rel, file.size, file.mtimeMs);
     return { action: 'kept' };
+  }
+
+  // outboxes[].followSymlinks: after-actions act on links, never on what they point to
+  // (issue #10). A file link is deleted or archived as the link itself (unlink and rename
+  // do not follow the last component); a file reached through a linked folder is left
+  // where it is, as with after: "keep", so nothing in the link's target is moved or deleted.
+  if (outbox.followSymlinks === true) {
+    const link = await linkedFolder(root, abs);
+    if (link !== null) {
+      log.info('sent through a linked folder; after-actions act on links only, so the file in the target is left untouched', { rel, link });
+      await journal.record(outbox.path, rel, file.size, file.mtimeMs);
+      return { action: 'kept' };
+    }
   }
 
   const now = await currentVersion(abs);

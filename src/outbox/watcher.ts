@@ -23,6 +23,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { constants as fsc, type Stats } from 'node:fs';
+import os from 'node:os';
 import { lstat, open, readdir, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -109,6 +110,10 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   private readonly busyWarned = new Map<string, string>();
   /** Symlinks skipped (outboxes[].followSymlinks is off): rel → target, warned once each. */
   private readonly links = new Map<string, string>();
+  /** Settled files the agent may not read (EACCES/EPERM): rel → error code. Warned once each; retried until readable. */
+  private readonly unreadable = new Map<string, string>();
+  /** Files left out by include/exclude (seen by chokidar's filter), bounded; pruned on root checks. */
+  private readonly excluded = new Set<string>();
   /** Due files whose open failed (Windows: still held by the writer): not retried before this time. */
   private readonly busyUntil = new Map<string, number>();
   /** rels chokidar reported unlinked: checked on the next poll. */
@@ -205,7 +210,11 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     this.fsw = fsw;
     const onFile = (p: string, st?: Stats): void => {
       const rel = this.relOf(p);
-      if (rel === null || !this.accepts(rel)) return;
+      if (rel === null) return;
+      if (!this.accepts(rel)) {
+        this.noteExcluded(rel);
+        return;
+      }
       if (scanning) seen.add(rel);
       // chokidar's own stat (taken just before the event) serves as the first
       // observation: it can only be older than now, which only delays settling.
@@ -397,7 +406,46 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     if (rel === null) return false;
     if (isIgnoredRel(rel)) return true;
     // Globs only decide about files; folders must be entered to find matching files.
-    return stats?.isFile() === true && !this.accepts(rel);
+    if (stats?.isFile() !== true) return false;
+    if (this.accepts(rel)) {
+      // chokidar silently drops a file whose owner-read bit is off (mode 000, `_hasReadPermissions`):
+      // track it ourselves, so it is reported unreadable and sent once it can be read (issue #10).
+      if ((stats.mode & 0o400) === 0 && !this.tracker.has(rel)) {
+        this.tracker.touch(rel);
+        this.schedule(KICK_MS);
+      }
+      return false;
+    }
+    this.noteExcluded(rel);
+    return true;
+  }
+
+  private noteExcluded(rel: string): void {
+    if (this.excluded.size < MAX_EXCLUDED) this.excluded.add(rel);
+  }
+
+  /** Files left in this outbox by include/exclude: how many (at most MAX_EXCLUDED counted) and the first few names. */
+  excludedFiles(): { count: number; names: string[] } {
+    return { count: this.excluded.size, names: [...this.excluded].slice(0, 5) };
+  }
+
+  /** Settled files the agent's user may not read: they stay in the outbox until made readable. */
+  unreadableFiles(): Array<{ rel: string; abs: string; code: string; fix: string }> {
+    const user = agentUser();
+    return [...this.unreadable].map(([rel, code]) => ({ rel, abs: this.absOf(rel), code, fix: `make it readable by user ${user} (the agent's user), e.g. chmod a+r` }));
+  }
+
+  /** Drops excluded names that no longer exist (they are never reported unlinked: chokidar ignores them). */
+  private async pruneExcluded(): Promise<void> {
+    if (this.excluded.size === 0) return;
+    await mapLimit([...this.excluded], STAT_CONCURRENCY, async (rel) => {
+      try {
+        const st = await lstat(this.absOf(rel));
+        if (!st.isFile()) this.excluded.delete(rel);
+      } catch {
+        this.excluded.delete(rel);
+      }
+    });
   }
 
   private absOf(rel: string): string {
@@ -443,7 +491,10 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   }
 
   private async tick(): Promise<void> {
-    if (performance.now() - this.lastRootCheck >= ROOT_CHECK_MS && !(await this.checkRoot())) return;
+    if (performance.now() - this.lastRootCheck >= ROOT_CHECK_MS) {
+      if (!(await this.checkRoot())) return;
+      await this.pruneExcluded();
+    }
     if (this.stopped) return;
 
     const suspects = [...this.suspects];
@@ -495,6 +546,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
       }
       this.busyUntil.delete(rel);
       this.busyWarned.delete(rel);
+      if (this.unreadable.delete(rel) && check === 'ok') this.log.info(`${abs} is readable now; sending it.`);
       if (check === 'gone') this.forget(rel);
       else if (this.tracker.markEmitted(rel, version)) {
         this.safeEmit('ready', { outbox: this.outbox, rel, abs, size: version.size, mtimeMs: version.mtimeMs });
@@ -543,9 +595,12 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
         }
         return 'busy';
       }
-      if ((code === 'EACCES' || code === 'EPERM') && this.busyWarned.get(rel) !== key) {
-        this.busyWarned.set(rel, key);
-        this.log.warn(`Cannot open ${abs} for reading (${code}): still being written, or the agent's user lacks read permission. Will retry until it can.`);
+      if (code === 'EACCES' || code === 'EPERM') {
+        // Warned once per file (not per version): it is listed in /status and /health until readable.
+        if (!this.unreadable.has(rel)) {
+          this.log.warn(`Cannot read ${abs} (${code}): the agent's user (${agentUser()}) lacks read permission, so it is not sent. Make it readable by user ${agentUser()}; it is sent as soon as it is.`);
+        }
+        this.unreadable.set(rel, code);
       } else {
         this.log.debug('file not readable yet; retrying', { rel, error: describeError(err) });
       }
@@ -585,6 +640,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   }
 
   private forget(rel: string): void {
+    this.unreadable.delete(rel);
     this.busyUntil.delete(rel);
     this.busyWarned.delete(rel);
     if (this.tracker.remove(rel)) this.safeEmit('gone', { outbox: this.outbox, rel });
@@ -598,6 +654,22 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
       this.log.error(`An outbox '${event}' listener threw: ${describeError(err)}`);
     }
   }
+}
+
+/** At most this many excluded files are remembered per outbox (the count saturates there). */
+const MAX_EXCLUDED = 1000;
+
+let userName: string | null = null;
+/** The user the agent runs as (for "make it readable by user X"). */
+function agentUser(): string {
+  if (userName === null) {
+    try {
+      userName = os.userInfo().username;
+    } catch {
+      userName = typeof process.getuid === 'function' ? `uid ${process.getuid()}` : 'the agent runs as';
+    }
+  }
+  return userName;
 }
 
 function errCode(err: unknown): string {

@@ -17,13 +17,13 @@ export interface RunningAgent {
 }
 
 /** `tdxfer run` for an agent in `dir` with the status API on; waits until /health answers. */
-export async function runAgent(o: { name: string; dir?: string; extra?: Record<string, unknown> }): Promise<RunningAgent> {
+export async function runAgent(o: { name: string; dir?: string; extra?: Record<string, unknown>; as?: { uid: number; gid: number } }): Promise<RunningAgent> {
   const dir = o.dir ?? (await tempDir(`tdx-sec-${o.name}-`));
   const port = await freePort();
   const statusPort = await freePort();
   const extra = { status: { enabled: true, host: '127.0.0.1', port: statusPort }, ...o.extra };
   const cfg = await writeAgentConfig({ name: o.name, dir, port, extra });
-  const proc = spawnCli(['run', '--config', cfg]);
+  const proc = spawnCli(['run', '--config', cfg], {}, o.as ?? null);
   const base = `http://127.0.0.1:${statusPort}`;
   try {
     await waitUntil(async () => {
