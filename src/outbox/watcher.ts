@@ -410,7 +410,8 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     if (this.accepts(rel)) {
       // chokidar silently drops a file whose owner-read bit is off (mode 000, `_hasReadPermissions`):
       // track it ourselves, so it is reported unreadable and sent once it can be read (issue #10).
-      if ((stats.mode & 0o400) === 0 && !this.tracker.has(rel)) {
+      // Number(): chokidar hands BigInt stats on Windows (it compares inodes there).
+      if ((Number(stats.mode) & 0o400) === 0 && !this.tracker.has(rel)) {
         this.tracker.touch(rel);
         this.schedule(KICK_MS);
       }
