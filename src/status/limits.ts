@@ -4,23 +4,12 @@
  * JSON or form-encoded (TouchDesigner's Web Client DAT). Rates as `parseRate` reads them.
  */
 import type { LimitRequest } from '../agent/model.js';
-import { TdxError, describeError } from '../errors.js';
+import { TdxError } from '../errors.js';
+import { bodyFields } from './body.js';
 import { RATE_EXAMPLES, parseRate } from '../limits/rate.js';
 
 export function parseLimitRequest(body: string, contentType: string | undefined): LimitRequest {
-  let fields: Record<string, unknown>;
-  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type === 'application/x-www-form-urlencoded' || (type !== 'application/json' && !body.trimStart().startsWith('{'))) {
-    fields = Object.fromEntries(new URLSearchParams(body));
-  } else {
-    try {
-      const parsed: unknown = JSON.parse(body);
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
-      fields = parsed as Record<string, unknown>;
-    } catch (err) {
-      throw new TdxError('BAD_REQUEST', `body is not a JSON object (${describeError(err)}); send {"rate": "20MB/s"} or {"rate": "off", "peer": "name"}`);
-    }
-  }
+  const fields = bodyFields(body, contentType, '{"rate": "20MB/s"} or {"rate": "off", "peer": "name"}', (m) => new TdxError('BAD_REQUEST', m));
   const rate = fields.rate ?? fields.maxBytesPerSecond;
   if (rate === undefined || rate === null || rate === '') throw new TdxError('BAD_REQUEST', `missing \`rate\`: ${RATE_EXAMPLES}`);
   let maxBytesPerSecond: number;

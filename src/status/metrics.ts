@@ -66,36 +66,23 @@ export class AgentMetrics {
       }
       return m;
     };
-    new Gauge({
-      name: 'tdxfer_incoming_files',
-      help: 'Files being received right now, per inbox.',
-      labelNames: ['inbox'],
-      registers,
-      collect() {
-        this.reset();
-        for (const [inbox, e] of incomingBy()) this.set({ inbox }, e.files);
-      },
-    });
-    new Gauge({
-      name: 'tdxfer_incoming_bytes_done',
-      help: 'Bytes already on disk of the files being received (resumed bytes included), per inbox.',
-      labelNames: ['inbox'],
-      registers,
-      collect() {
-        this.reset();
-        for (const [inbox, e] of incomingBy()) this.set({ inbox }, e.done);
-      },
-    });
-    new Gauge({
-      name: 'tdxfer_incoming_bytes_size',
-      help: 'Total size of the files being received, per inbox.',
-      labelNames: ['inbox'],
-      registers,
-      collect() {
-        this.reset();
-        for (const [inbox, e] of incomingBy()) this.set({ inbox }, e.size);
-      },
-    });
+    const incomingGauges: Array<[name: string, help: string, key: 'files' | 'done' | 'size']> = [
+      ['tdxfer_incoming_files', 'Files being received right now, per inbox.', 'files'],
+      ['tdxfer_incoming_bytes_done', 'Bytes already on disk of the files being received (resumed bytes included), per inbox.', 'done'],
+      ['tdxfer_incoming_bytes_size', 'Total size of the files being received, per inbox.', 'size'],
+    ];
+    for (const [name, help, key] of incomingGauges) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['inbox'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [inbox, e] of incomingBy()) this.set({ inbox }, e[key]);
+        },
+      });
+    }
     new Gauge({
       name: 'tdxfer_limit_bytes_per_second',
       help: 'Bandwidth limits in force, bytes/s (0 = unlimited): direction "outgoing" (agent-wide, peer "") or "incoming", and per peer.',

@@ -12,6 +12,7 @@
  *   without a token (authorizeMutation in csrf.ts: a web page cannot queue files).
  * A handler error is a 500 with a message; nothing a client sends can crash the agent.
  */
+import { bodyFields } from './body.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -356,19 +357,7 @@ const CLIENT_ID = /^[A-Za-z0-9._:-]{1,64}$/;
  * (the TOX's `QueueJob(file_name, target_name)`).
  */
 export function parseSendRequest(body: string, contentType: string | undefined): SendRequest {
-  let fields: Record<string, unknown>;
-  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type === 'application/x-www-form-urlencoded' || (type !== 'application/json' && !body.trimStart().startsWith('{'))) {
-    fields = Object.fromEntries(new URLSearchParams(body));
-  } else {
-    try {
-      const parsed: unknown = JSON.parse(body);
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
-      fields = parsed as Record<string, unknown>;
-    } catch (err) {
-      throw new HttpError(400, `body is not a JSON object (${describeError(err)}); send {"file": "/abs/path", "peer": "name"}`, 'BAD_REQUEST');
-    }
-  }
+  const fields = bodyFields(body, contentType, '{"file": "/abs/path", "peer": "name"}', (m) => new HttpError(400, m, 'BAD_REQUEST'));
   const str = (k: string): string | undefined => {
     const v = fields[k];
     if (v === undefined || v === null || v === '') return undefined;
