@@ -13,6 +13,7 @@ import path from 'node:path';
 import type { AgentConfig, OutboxConfig, RouteConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
+import { folderProblem, mkdirp } from '../fsutil.js';
 import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, LimitRequest, OutboxInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
 import { Pacer, type LimitsSnapshot } from '../limits/pacer.js';
 import { formatRate } from '../limits/rate.js';
@@ -797,10 +798,11 @@ function safeName(name: string): string {
 /** Creates a missing outbox (logged) and checks the agent may move files out of it. */
 async function ensureOutbox(dir: string, log: Logger): Promise<void> {
   try {
-    const made = await fs.mkdir(dir, { recursive: true });
+    const made = await mkdirp(dir);
     if (made !== undefined) log.info(`created outbox folder ${dir}`);
     await fs.access(dir, fs.constants.R_OK | fs.constants.W_OK);
   } catch (err) {
-    throw new TdxError('OUTBOX_UNUSABLE', `outbox ${dir} cannot be created or is not readable and writable by this user: ${describeError(err)}; fix its permissions or change outboxes[].path`, { cause: err });
+    // The agent moves sent files out of an outbox (archive, delete): it needs write access too.
+    throw new TdxError('OUTBOX_UNUSABLE', folderProblem(`outbox ${dir}`, err, 'outboxes[].path'), { cause: err });
   }
 }

@@ -10,10 +10,10 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { InboxConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { describeError } from '../errors.js';
+import { TdxError, describeError } from '../errors.js';
 import { collisionKey, sanitizeRelPath } from '../names.js';
 import { InboxError } from './errors.js';
-import { formatBytes, freeBytes, realpathLong } from '../fsutil.js';
+import { folderProblem, formatBytes, freeBytes, mkdirp, realpathLong } from '../fsutil.js';
 import { IncomingFileImpl, type IncomingFile } from './incoming.js';
 import { Journal } from './journal.js';
 import { checkConfined, findExisting, Lander, newLandIndex, type LandIndex } from './land.js';
@@ -177,7 +177,11 @@ export class Inbox {
     const where = `inbox "${cfg.name}" (${inboxPath})`;
     try {
       if (!(await exists(inboxPath))) {
-        await fs.mkdir(inboxPath, { recursive: true });
+        try {
+          await mkdirp(inboxPath);
+        } catch (err) {
+          throw new TdxError('FOLDER_UNUSABLE', folderProblem(where, err, `the "path" of this inbox`), { cause: err });
+        }
         log.info('created inbox folder', { path: inboxPath });
       }
       const inboxStat = await fs.stat(inboxPath);
@@ -185,7 +189,7 @@ export class Inbox {
       try {
         await fs.access(inboxPath, fsConstants.W_OK);
       } catch (err) {
-        throw new InboxError('IO', `The ${where} is not writable by this user; fix its permissions or choose another folder`, { cause: err });
+        throw new TdxError('FOLDER_UNUSABLE', folderProblem(where, err, `the "path" of this inbox`), { cause: err });
       }
 
       const configured = path.resolve(cfg.staging);
@@ -233,7 +237,7 @@ export class Inbox {
         dirOps: opts.dirOps,
       });
     } catch (err) {
-      if (err instanceof InboxError) throw err;
+      if (err instanceof InboxError || (err instanceof TdxError && err.code === 'FOLDER_UNUSABLE')) throw err;
       throw new InboxError('IO', `Cannot open ${where}: ${describeError(err)}`, { cause: err });
     }
   }
