@@ -123,7 +123,8 @@ test('an inbox that cannot be created is a clear start-up error naming the folde
   await fs.writeFile(path.join(r, 'blocker'), 'a file where a folder should be');
   const cfg = await writeAgentConfig({ name: 'x', dir: r, port: await freePort(), extra: { inboxes: [{ name: 'renders', path: 'blocker/inbox' }] } });
   const res = await exitOf(['run', '--config', cfg]);
-  assert.equal(res.code, 1, res.out);
+  assert.equal(res.code, 2, res.out);
+  assert.match(res.out, /a file stands where a folder is needed/);
   assert.match(res.out, /blocker/);
   assert.match(res.out, /cannot start/);
 });
