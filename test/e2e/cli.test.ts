@@ -101,6 +101,14 @@ test('`tdxfer send` exit codes: unknown peer and missing inbox are usage errors 
   const wrongInbox = await exitOf(['send', f, '--to', 'playback/nope', '--config', aCfg]);
   assert.equal(wrongInbox.code, 1);
   assert.match(wrongInbox.out, /no inbox named "nope"/);
+  const otherKey = await writeAgentConfig({
+    name: 'render', dir: path.join(r, 'k'), port: 0,
+    extra: { peers: [{ name: 'playback', host: '127.0.0.1', port }], security: { key: randomBytes(32).toString('base64') } },
+  });
+  const wrongKey = await exitOf(['send', f, '--to', 'playback/renders', '--config', otherKey]);
+  assert.equal(wrongKey.code, 1, wrongKey.out);
+  assert.match(wrongKey.out, /does not hold the same installation key/);
+  assert.doesNotMatch(wrongKey.out, /SSL routines|alert/i);
   const missing = await exitOf(['send', path.join(r, 'missing.png'), '--to', 'playback/renders', '--config', aCfg]);
   assert.equal(missing.code, 2);
   assert.match(missing.out, /cannot send .*missing\.png/);
