@@ -3,6 +3,7 @@
 // (`tdxfer run`, extra arguments passed on) as a direct child of this node process — no
 // `sh -c` in between — forwarding SIGINT/SIGTERM (and SIGBREAK, SIGHUP) to it and exiting
 // with its exit code. Plain JavaScript: it must run before anything is compiled.
+/* global process */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
