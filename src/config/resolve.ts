@@ -62,6 +62,7 @@ export function resolveConfig(raw: RawConfig, opts: ResolveOptions): { config: U
       name: i.name,
       path: inboxPath,
       onCollision: i.onCollision ?? DEFAULTS.inbox.onCollision,
+      heldMaxSeconds: i.heldMaxSeconds ?? DEFAULTS.inbox.heldMaxSeconds,
       staging: i.staging !== undefined ? abs(i.staging) : defaultStaging(inboxPath),
     };
     if (i.onReceive) {

@@ -168,7 +168,7 @@ export class Inbox {
     this.#reserveBytes = a.reserveBytes;
     this.#resumeMinBytes = a.resumeMinBytes;
     this.#index = newLandIndex(a.dirOps);
-    this.#lander = new Lander({ inboxName: this.name, inboxPath: this.path, inboxReal: a.real, policy: a.cfg.onCollision, log: a.log, journal: a.journal, index: this.#index });
+    this.#lander = new Lander({ inboxName: this.name, inboxPath: this.path, inboxReal: a.real, policy: a.cfg.onCollision, log: a.log, journal: a.journal, index: this.#index, heldMaxSeconds: a.cfg.heldMaxSeconds });
   }
 
   static async open(cfg: InboxConfig, opts: InboxOptions): Promise<Inbox> {
