@@ -51,3 +51,8 @@ export class HeldTargets {
 export function heldTooLong(sinceMs: number, nowMs: number, maxSeconds: number): boolean {
   return maxSeconds > 0 && nowMs - sinceMs >= maxSeconds * 1000;
 }
+
+/** One line for `tdxfer status` and the dashboard. */
+export function heldLine(h: HeldFile, nowMs: number): string {
+  return `inbox "${h.inbox}": ${h.rel} held open by ${h.likelyHolder} for ${Math.max(0, Math.round((nowMs - h.sinceMs) / 1000))} s (${h.code}); the new version waits staged`;
+}
