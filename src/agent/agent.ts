@@ -575,6 +575,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       incoming: this.incoming.list(),
       outboxes: this.outboxList(),
       limits: this.pacer.snapshot(),
+      held: [...this.inboxes.values()].flatMap((i) => i.heldFiles()),
     };
   }
 

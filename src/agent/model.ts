@@ -3,6 +3,7 @@
  * read. Produced by the composition root (src/agent/agent.ts); consumers only see
  * `AgentView`.
  */
+import type { HeldFile } from '../inbox/held.js';
 import type { LimitsSnapshot } from '../limits/pacer.js';
 import type { EventEmitter } from 'node:events';
 
@@ -137,6 +138,8 @@ export interface AgentSnapshot {
   outboxes?: OutboxInfo[];
   /** Bandwidth limits and measured rates (limits/pacer.ts). */
   limits?: LimitsSnapshot;
+  /** Inbox files another program holds open, whose verified new version waits staged (inbox/held.ts). */
+  held?: HeldFile[];
 }
 
 export interface OutboxInfo {

@@ -4,6 +4,7 @@
  * is visible only after its bytes and its folder entry are durable and its SHA-256 matched;
  * no wire path can make us write outside the inbox.
  */
+import type { HeldFile } from './held.js';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -132,6 +133,11 @@ export class Inbox {
   readonly #reserveBytes: number;
   readonly #resumeMinBytes: number;
   readonly #lander: Lander;
+
+  /** Files of this inbox another program holds open while their new version waits staged. */
+  heldFiles(): HeldFile[] {
+    return this.#lander.held.list();
+  }
   /** Names in the inbox's folders, shared by landing and the onCollision=skip lookup in begin(). */
   readonly #index: LandIndex;
   /** Last statfs of the staging volume, and #spaceAdmitted at that moment. */
@@ -168,7 +174,7 @@ export class Inbox {
     this.#reserveBytes = a.reserveBytes;
     this.#resumeMinBytes = a.resumeMinBytes;
     this.#index = newLandIndex(a.dirOps);
-    this.#lander = new Lander({ inboxName: this.name, inboxPath: this.path, inboxReal: a.real, policy: a.cfg.onCollision, log: a.log, journal: a.journal, index: this.#index });
+    this.#lander = new Lander({ inboxName: this.name, inboxPath: this.path, inboxReal: a.real, policy: a.cfg.onCollision, log: a.log, journal: a.journal, index: this.#index, heldMaxSeconds: a.cfg.heldMaxSeconds });
   }
 
   static async open(cfg: InboxConfig, opts: InboxOptions): Promise<Inbox> {
