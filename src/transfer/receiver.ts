@@ -12,7 +12,7 @@
  * announced eagerMaxBytes times MAX_PENDING_COMMITS.
  */
 import type { Logger } from '../log.js';
-import { TdxError, describeError } from '../errors.js';
+import { TdxError, codeOf, describeError, type ReportedCode } from '../errors.js';
 import { errorFrameFor, isRetryable, makeNonce, makeProof, verifyProof, type Frame, type FrameOf } from '../protocol/index.js';
 import type { Inbox, IncomingFile } from '../inbox/inbox.js';
 import type { ReceivedInfo } from '../agent/model.js';
@@ -31,7 +31,7 @@ export interface ReceiverDeps {
   limits: { idleTimeoutMs: number; handshakeTimeoutMs: number; maxFileBytes: number };
   log: Logger;
   onReceived: (info: ReceivedInfo) => void;
-  onFailure?: (reason: string, message: string, peer: string | null) => void;
+  onFailure?: (reason: ReportedCode, message: string, peer: string | null) => void;
   /** Shows streamed files while they arrive (status, events, dashboard). */
   incoming?: IncomingTracker;
   /** WELCOME.eagerMaxBytes: 0 turns eager offers off (tests of the classic sequence). Default EAGER_MAX_BYTES. */
@@ -309,7 +309,7 @@ export class ReceiverSession {
 
   private refuse(f: FrameOf<'offer'>, inbox: Inbox, err: unknown): void {
     this.log.warn(`refused ${f.path} from ${this.peer}: ${describeError(err)}`, { inbox: inbox.name });
-    this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
+    this.deps.onFailure?.(codeOf(err, 'IO'), describeError(err), this.peerName);
     this.nack(f.id, err);
   }
 
@@ -338,7 +338,7 @@ export class ReceiverSession {
       // the sender (NACK) and drop the connection, since it is mid-stream.
       this.current = null;
       this.log.error(`failed writing ${c.file.rel} from ${this.peer}: ${describeError(err)}`, { inbox: c.inbox.name });
-      this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
+      this.deps.onFailure?.(codeOf(err, 'IO'), describeError(err), this.peerName);
       this.nack(c.id, err);
       await c.file.abort(false);
       this.channel.end();
@@ -434,7 +434,7 @@ export class ReceiverSession {
       }
       this.log.warn(`could not store ${c.file.rel} from ${this.peer}: ${describeError(err)}`, { inbox: c.inbox.name });
       c.view?.end('failed', describeError(err));
-      this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
+      this.deps.onFailure?.(codeOf(err, 'IO'), describeError(err), this.peerName);
       this.nack(c.id, err);
     }
   }
