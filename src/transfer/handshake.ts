@@ -6,7 +6,7 @@
  * machines in memory, every illegal transition included.
  */
 import { TdxError } from '../errors.js';
-import { ProtocolError, makeProof, peerErrorFrom, verifyProof, type Frame, type FrameOf } from '../protocol/index.js';
+import { ProtocolError, makeProof, peerErrorFrom, verifyProof, type ControlFrame, type Frame, type FrameOf } from '../protocol/index.js';
 
 /** What the handshake learnt about the other side. */
 export interface PeerHello {
@@ -18,7 +18,7 @@ export interface PeerHello {
 }
 
 export type HandshakeAction =
-  | { kind: 'send'; frame: Frame }
+  | { kind: 'send'; frame: ControlFrame }
   /** Close the connection: `end` gracefully, or `fail` (an ERROR frame for `error`, then close). */
   | { kind: 'close'; how: 'end' }
   | { kind: 'close'; how: 'fail'; error: TdxError }

@@ -13,7 +13,8 @@
  */
 import type { Logger } from '../log.js';
 import { TdxError, codeOf, describeError, type ReportedCode } from '../errors.js';
-import { errorFrameFor, isRetryable, makeNonce, makeProof, verifyProof, type Frame, type FrameOf } from '../protocol/index.js';
+import { errorFrameFor, isRetryable, makeNonce, type Frame, type FrameOf } from '../protocol/index.js';
+import { ServerHandshake, type HandshakeAction } from './handshake.js';
 import type { Inbox, IncomingFile } from '../inbox/inbox.js';
 import type { ReceivedInfo } from '../agent/model.js';
 import { FrameChannel } from './channel.js';
@@ -40,8 +41,6 @@ export interface ReceiverDeps {
   inbound?: (bytes: number) => number;
 }
 
-type State = 'hello' | 'auth' | 'ready';
-
 interface Streaming {
   id: number;
   file: IncomingFile;
@@ -64,9 +63,7 @@ interface Gathering {
 
 export class ReceiverSession {
   private readonly channel: FrameChannel;
-  private state: State = 'hello';
-  private clientNonce = '';
-  private serverNonce = '';
+  private readonly hs: ServerHandshake;
   private peerId = '';
   private peerName = '';
   private current: Streaming | null = null;
@@ -92,10 +89,18 @@ export class ReceiverSession {
       idleTimeoutMs: deps.limits.idleTimeoutMs,
       ...(deps.inbound ? { inbound: deps.inbound } : {}),
     });
+    this.hs = new ServerHandshake({
+      key: deps.key,
+      self: deps.self,
+      serverNonce: makeNonce(),
+      inboxes: [...deps.inboxes.keys()],
+      encrypted: conn.encrypted,
+      eagerMaxBytes: deps.eagerMaxBytes ?? EAGER_MAX_BYTES,
+    });
     this.handshakeTimer = setTimeout(() => {
-      if (this.state !== 'ready') {
+      if (this.hs.step !== 'ready') {
         conn.refusals.warn('slow tdxfer handshakes', `closed connection from ${conn.remoteAddress}: handshake not finished within ${deps.limits.handshakeTimeoutMs} ms`);
-        this.channel.fail(new TdxError('TIMEOUT', 'handshake not finished in time'));
+        this.runHandshake(this.hs.on({ kind: 'timeout' }));
       }
     }, deps.limits.handshakeTimeoutMs);
     this.handshakeTimer.unref();
@@ -163,66 +168,51 @@ export class ReceiverSession {
 
   private async onFrame(f: Frame): Promise<void> {
     if (this.stopping) return; // drain(): nothing new is started
-    switch (this.state) {
-      case 'hello':
-        return this.onHello(f);
-      case 'auth':
-        return this.onAuth(f);
-      case 'ready':
-        return this.onReady(f);
-    }
+    if (this.hs.step === 'ready') return this.onReady(f);
+    this.runHandshake(this.hs.on({ kind: 'frame', frame: f }));
   }
 
   private outOfOrder(f: Frame, expected: string): never {
     throw new TdxError('OUT_OF_ORDER', `unexpected ${f.type.toUpperCase()} frame: expected ${expected}`);
   }
 
-  private onHello(f: Frame): void {
-    if (f.type === 'error') return this.peerError(f);
-    if (f.type !== 'hello') this.outOfOrder(f, 'HELLO');
-    this.clientNonce = f.nonce;
-    this.peerId = f.agentId;
-    this.peerName = f.name;
-    this.serverNonce = makeNonce();
-    const proof = makeProof({ key: this.deps.key, role: 'server', clientNonce: f.nonce, serverNonce: this.serverNonce, agentId: this.deps.self.id });
-    this.channel.send({
-      type: 'welcome',
-      protocol: 1,
-      agentId: this.deps.self.id,
-      name: this.deps.self.name,
-      software: this.deps.self.software,
-      nonce: this.serverNonce,
-      proof,
-      inboxes: [...this.deps.inboxes.keys()],
-      encrypted: this.conn.encrypted,
-      eagerMaxBytes: this.eagerMax,
-    });
-    this.state = 'auth';
-  }
-
-  private onAuth(f: Frame): void {
-    if (f.type === 'error') return this.peerError(f);
-    if (f.type !== 'auth') this.outOfOrder(f, 'AUTH');
-    const ok = verifyProof({ key: this.deps.key, role: 'client', clientNonce: this.clientNonce, serverNonce: this.serverNonce, agentId: this.peerId, proof: f.proof });
-    if (!ok) {
-      this.conn.refusals.warn('authentication failures', `refused ${this.peerName} (${this.conn.remoteAddress}): authentication failed, it does not hold this installation's key (security.key must be the same on every machine)`);
-      this.deps.onFailure?.('AUTH_FAILED', `peer ${this.peerName} at ${this.conn.remoteAddress} failed authentication`, this.peerName);
-      this.channel.fail(new TdxError('AUTH_FAILED', 'authentication failed: this agent uses another installation key'));
-      return;
+  /** Executes the server handshake machine's actions (handshake.ts). */
+  private runHandshake(actions: HandshakeAction[]): void {
+    for (const a of actions) {
+      switch (a.kind) {
+        case 'send':
+          this.channel.send(a.frame);
+          if (a.frame.type === 'welcome') {
+            this.peerId = this.hs.peer.agentId;
+            this.peerName = this.hs.peer.name;
+          }
+          break;
+        case 'close':
+          if (a.how === 'end') this.channel.end();
+          else this.channel.fail(a.error);
+          break;
+        case 'peerError':
+          this.log.warn(`peer ${this.peer} reported ${a.frame.code}: ${a.frame.message}`);
+          break;
+        case 'authFailed':
+          this.conn.refusals.warn('authentication failures', `refused ${this.peerName} (${this.conn.remoteAddress}): authentication failed, it does not hold this installation's key (security.key must be the same on every machine)`);
+          this.deps.onFailure?.('AUTH_FAILED', `peer ${this.peerName} at ${this.conn.remoteAddress} failed authentication`, this.peerName);
+          break;
+        case 'admit': {
+          clearTimeout(this.handshakeTimer);
+          const refused = this.conn.authenticated({
+            idleMs: () => this.channel.idleMs,
+            busy: () => this.channel.busy || this.current !== null || this.gathering !== null || this.commits.size > 0,
+            evict: (reason) => this.channel.fail(new TdxError('TOO_MANY_CONNECTIONS', `${this.deps.self.name}: ${reason}`)),
+          });
+          this.runHandshake(this.hs.admitted(refused));
+          if (this.hs.step === 'ready') this.log.info(`peer ${this.peerName} connected${this.conn.encrypted ? ' (encrypted)' : ' (NOT encrypted)'}`, { peerId: this.peerId });
+          break;
+        }
+        case 'settle':
+          break; // client-side action: not produced by the server machine
+      }
     }
-    clearTimeout(this.handshakeTimer);
-    const refused = this.conn.authenticated({
-      idleMs: () => this.channel.idleMs,
-      busy: () => this.channel.busy || this.current !== null || this.gathering !== null || this.commits.size > 0,
-      evict: (reason) => this.channel.fail(new TdxError('TOO_MANY_CONNECTIONS', `${this.deps.self.name}: ${reason}`)),
-    });
-    if (refused) {
-      this.channel.fail(new TdxError('TOO_MANY_CONNECTIONS', `${this.deps.self.name} refused the connection: ${refused}`));
-      return;
-    }
-    this.state = 'ready';
-    this.channel.send({ type: 'ready' });
-    this.log.info(`peer ${this.peerName} connected${this.conn.encrypted ? ' (encrypted)' : ' (NOT encrypted)'}`, { peerId: this.peerId });
   }
 
   private peerError(f: FrameOf<'error'>): void {
