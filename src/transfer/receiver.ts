@@ -15,6 +15,7 @@ import type { Logger } from '../log.js';
 import { TdxError, codeOf, describeError, type ReportedCode } from '../errors.js';
 import { errorFrameFor, isRetryable, makeNonce, type Frame, type FrameOf } from '../protocol/index.js';
 import { ServerHandshake, type HandshakeAction } from './handshake.js';
+import { ReceivingFiles } from './files.js';
 import type { Inbox, IncomingFile } from '../inbox/inbox.js';
 import type { ReceivedInfo } from '../agent/model.js';
 import { FrameChannel } from './channel.js';
@@ -73,8 +74,8 @@ export class ReceiverSession {
   private stopping = false;
   /** False once a stop gave up waiting: files not renamed yet stay staged (see drain()). */
   private landing = true;
-  /** Ids offered and not yet answered with ACK/NACK (or abandoned with ABORT). */
-  private readonly unfinished = new Set<number>();
+  /** Which OFFER / DATA / END / ABORT is legal now (files.ts); `current` / `gathering` hold the I/O side. */
+  private readonly files: ReceivingFiles;
   private readonly log: Logger;
   private readonly handshakeTimer: NodeJS.Timeout;
 
@@ -89,6 +90,7 @@ export class ReceiverSession {
       idleTimeoutMs: deps.limits.idleTimeoutMs,
       ...(deps.inbound ? { inbound: deps.inbound } : {}),
     });
+    this.files = new ReceivingFiles(deps.eagerMaxBytes ?? EAGER_MAX_BYTES);
     this.hs = new ServerHandshake({
       key: deps.key,
       self: deps.self,
@@ -141,16 +143,13 @@ export class ReceiverSession {
     await gone;
   }
 
-  private get eagerMax(): number {
-    return this.deps.eagerMaxBytes ?? EAGER_MAX_BYTES;
-  }
-
   get peer(): string {
     return this.peerName || this.conn.remoteAddress;
   }
 
   private onClose(err: TdxError | null): void {
     clearTimeout(this.handshakeTimer);
+    this.files.closed();
     this.gathering = null; // an eager file lives in memory only: nothing to keep
     if (this.current) {
       const c = this.current;
@@ -245,18 +244,12 @@ export class ReceiverSession {
 
   /** ACK or NACK: the file is finished, its id may be used again (PROTOCOL.md 4.3, 6.2). */
   private answer(f: FrameOf<'ack'> | FrameOf<'nack'>): void {
-    this.unfinished.delete(f.id);
+    this.files.answered(f.id);
     this.channel.send(f);
   }
 
   private async onOffer(f: FrameOf<'offer'>): Promise<void> {
-    if (this.current || this.gathering) this.outOfOrder(f, 'DATA or END for the file being received');
-    if (this.unfinished.has(f.id)) throw new TdxError('OUT_OF_ORDER', `OFFER reuses id ${f.id}, which is not answered yet (section 6.2)`);
-    this.unfinished.add(f.id);
-    if (f.eager === true) {
-      if (f.size > this.eagerMax) {
-        throw new TdxError('OUT_OF_ORDER', `eager OFFER of ${f.size} bytes for ${f.path}, over the announced eagerMaxBytes ${this.eagerMax}`);
-      }
+    if (this.files.offer(f).kind === 'gather') {
       this.gathering = { eager: true, id: f.id, offer: f, chunks: [], received: 0, startedAt: Date.now() };
       return;
     }
@@ -264,6 +257,7 @@ export class ReceiverSession {
     const admitted = await this.admit(f, f.resume);
     if (!admitted) return;
     const { file, inbox } = admitted;
+    this.files.accepted(f.id, file.offset);
     const view = this.deps.incoming?.start({ inbox: inbox.name, file: file.rel, from: this.peer, via: 'tdxfer', bytesTotal: f.size, resumedFrom: file.offset });
     this.current = { id: f.id, file, inbox, expected: f.size, received: file.offset, startedAt: Date.now(), ...(view ? { view } : {}) };
     if (file.offset > 0) this.log.info(`resuming ${file.rel} from ${this.peer} at byte ${file.offset} of ${f.size}`, { inbox: inbox.name });
@@ -304,21 +298,15 @@ export class ReceiverSession {
   }
 
   private async onData(data: Buffer): Promise<void> {
-    const g = this.gathering;
-    if (g) {
-      if (g.received + data.length > g.offer.size) {
-        throw new TdxError('SIZE_MISMATCH', `more DATA than offered for ${g.offer.path}: ${g.received + data.length} > ${g.offer.size} bytes`);
-      }
+    const v = this.files.data(data.length);
+    if (v.kind === 'gather') {
+      const g = this.gathering!;
       g.chunks.push(data);
       g.received += data.length;
       return;
     }
-    const c = this.current;
-    if (!c) throw new TdxError('OUT_OF_ORDER', 'DATA frame without an accepted OFFER');
-    if (c.received + data.length > c.expected) {
-      throw new TdxError('SIZE_MISMATCH', `more DATA than offered for ${c.file.rel}: ${c.received + data.length} > ${c.expected} bytes`);
-    }
-    c.received += data.length;
+    const c = this.current!;
+    c.received = v.received;
     try {
       await c.file.write(data);
       c.view?.progress(c.received);
@@ -327,6 +315,7 @@ export class ReceiverSession {
       // Disk full or I/O error mid-file: the inbox already removed the partial. Tell
       // the sender (NACK) and drop the connection, since it is mid-stream.
       this.current = null;
+      this.files.writeFailed();
       this.log.error(`failed writing ${c.file.rel} from ${this.peer}: ${describeError(err)}`, { inbox: c.inbox.name });
       this.deps.onFailure?.(codeOf(err, 'IO'), describeError(err), this.peerName);
       this.nack(c.id, err);
@@ -336,14 +325,15 @@ export class ReceiverSession {
   }
 
   private onAbort(f: FrameOf<'abort'>): Promise<void> | void {
-    this.unfinished.delete(f.id);
-    if (this.gathering?.id === f.id) {
-      this.log.info(`sender abandoned ${this.gathering.offer.path}: ${f.reason}`, { inbox: this.gathering.offer.inbox });
+    const v = this.files.abort(f.id);
+    if (v.kind === 'ignore') return; // nothing streaming for it (e.g. aborted right after OFFER was refused)
+    if (v.eager) {
+      const g = this.gathering!;
+      this.log.info(`sender abandoned ${g.offer.path}: ${f.reason}`, { inbox: g.offer.inbox });
       this.gathering = null;
       return;
     }
-    const c = this.current;
-    if (!c || c.id !== f.id) return; // nothing streaming for it (e.g. aborted right after OFFER was refused)
+    const c = this.current!;
     this.current = null;
     this.log.info(`sender abandoned ${c.file.rel}: ${f.reason}`, { inbox: c.inbox.name });
     c.view?.end('failed', `sender abandoned it: ${f.reason}`);
@@ -351,12 +341,12 @@ export class ReceiverSession {
   }
 
   private async onEnd(f: FrameOf<'end'>): Promise<void> {
-    const g = this.gathering;
-    if (g) {
-      if (g.id !== f.id) throw new TdxError('OUT_OF_ORDER', `END for file ${f.id} which is not being received`);
+    const v = this.files.end(f.id);
+    if (v.eager) {
+      const g = this.gathering!;
       this.gathering = null;
-      if (g.received !== g.offer.size) {
-        this.nack(f.id, new TdxError('SIZE_MISMATCH', `received ${g.received} of ${g.offer.size} bytes for ${g.offer.path}`));
+      if (v.kind === 'short') {
+        this.nack(f.id, new TdxError('SIZE_MISMATCH', `received ${v.received} of ${v.size} bytes for ${g.offer.path}`));
         return;
       }
       while (this.commits.size >= MAX_PENDING_COMMITS) await Promise.race(this.commits);
@@ -364,10 +354,9 @@ export class ReceiverSession {
       this.commits.add(p);
       return;
     }
-    const c = this.current;
-    if (!c || c.id !== f.id) throw new TdxError('OUT_OF_ORDER', `END for file ${f.id} which is not being received`);
+    const c = this.current!;
     this.current = null;
-    if (c.received !== c.expected) {
+    if (v.kind === 'short') {
       c.view?.end('failed', `received ${c.received} of ${c.expected} bytes`);
       this.nack(f.id, new TdxError('SIZE_MISMATCH', `received ${c.received} of ${c.expected} bytes for ${c.file.rel}`));
       void c.file.abort(false);
