@@ -12,8 +12,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentConfig, OutboxConfig, RouteConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { TdxError, describeError } from '../errors.js';
 import { folderProblem, mkdirp } from '../fsutil.js';
+import { TdxError, describeError, type ReportedCode } from '../errors.js';
 import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, LimitRequest, OutboxInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
 import { Pacer, type LimitsSnapshot } from '../limits/pacer.js';
 import { formatRate } from '../limits/rate.js';
@@ -552,7 +552,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.emit('received', info);
   }
 
-  private noteFailure(reason: string, message: string, peer: string | null): void {
+  private noteFailure(reason: ReportedCode, message: string, peer: string | null): void {
     const f = { reason, message, peer, at: Date.now() };
     this.failures.push(f);
     this.emit('failure', f);

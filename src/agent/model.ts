@@ -4,6 +4,7 @@
  * `AgentView`.
  */
 import type { HeldFile } from '../inbox/held.js';
+import type { ReportedCode } from '../errors.js';
 import type { LimitsSnapshot } from '../limits/pacer.js';
 import type { EventEmitter } from 'node:events';
 
@@ -105,8 +106,8 @@ export interface IncomingInfo {
 }
 
 export interface FailureInfo {
-  /** A short stable reason code, e.g. CONNECT_FAILED, HASH_MISMATCH, NO_SPACE. */
-  reason: string;
+  /** A short stable reason code, e.g. CONNECT_FAILED, HASH_MISMATCH, NO_SPACE (src/errors.ts ERROR_CODES; a newer peer may send one this agent does not know). */
+  reason: ReportedCode;
   message: string;
   peer: string | null;
   at: number;
