@@ -27,7 +27,7 @@ import { TransportServer } from '../transport/server.js';
 import { ReceiverSession } from '../transfer/receiver.js';
 import { DestinationQueue, type Job, type JobOutcome } from '../transfer/destination.js';
 import { LegacyListener } from '../legacy/server.js';
-import { legacyTargetName } from '../legacy/client.js';
+import { targetFor } from '../config/protocols.js';
 import { loadAgentId, softwareVersion } from './identity.js';
 import { sanitizeRelPath, toWirePath } from '../names.js';
 import { Ring } from './ring.js';
@@ -292,7 +292,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private addJob(rec: FileRecord, d: Destination, target?: string, id?: string, clientId?: string): Job {
     const q = this.destination(d);
     const file = rec.file;
-    const tgt = target ?? (d.protocol === 'legacy' ? legacyTargetName(file.rel, d.flatten) : d.flatten ? path.posix.basename(file.rel) : file.rel);
+    const tgt = target ?? targetFor(file.rel, d.flatten);
     const job: Job = {
       info: {
         id: id ?? this.newJobId(),
@@ -733,7 +733,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const pseudo: OutboxConfig = { path: path.dirname(sj.file), to: [{ peer: sj.peer, inbox: sj.inbox ?? undefined }], include: [], exclude: [], after: 'keep', settleMs: 0 };
     const file: ReadyFile = { outbox: pseudo, rel: path.basename(sj.file), abs: sj.file, size: st.size, mtimeMs: st.mtimeMs };
     const rec: FileRecord = { key: `send\0${sj.id}`, file, remaining: new Set(), jobs: new Map(), superseded: false, failed: false, multi: false, fanout: [], explicit: true };
-    const job = this.addJob(rec, d, d.protocol === 'legacy' ? legacyTargetName(sj.target, d.flatten) : sj.target, sj.id, sj.clientId);
+    const job = this.addJob(rec, d, targetFor(sj.target, d.flatten), sj.id, sj.clientId);
     job.info.queuedAt = sj.queuedAt;
     return job;
   }
