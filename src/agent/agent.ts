@@ -20,8 +20,9 @@ import { NAME_PATTERN } from '../config/schema.js';
 import { Inbox } from '../inbox/inbox.js';
 import { OutboxWatcher, SentJournal, applyAfter, finishAfterBatch, newAfterBatch, type AfterBatch, type ReadyFile } from '../outbox/index.js';
 import { PeerTable } from '../discovery/table.js';
-import { peerKeyOf, resolveRoutes, selectPeers, type Destination } from '../routing.js';
-import { PEER_REASON, peerReason } from '../discovery/reasons.js';
+import { resolveRoutes, selectPeers, type Destination } from '../routing.js';
+import { peerReason } from '../discovery/reasons.js';
+import { PeerBoard, type DiscoveryState } from './peers.js';
 import type { Announcement } from '../discovery/table.js';
 import { TransportServer } from '../transport/server.js';
 import { ReceiverSession } from '../transfer/receiver.js';
@@ -37,7 +38,8 @@ import { IncomingBoard } from './incoming.js';
 
 export interface AgentOptions {
   log: Logger;
-  /** Extra hooks (status server, OSC, discovery) are started by the caller around the view. */
+  /** The peer board to share with discovery (agent/compose.ts builds it); a fresh one when absent. */
+  peers?: PeerBoard;
 }
 
 /** Longest an after-action waits for the rest of its outbox's burst (see Agent.finishFile). */
@@ -61,7 +63,8 @@ interface FileRecord {
 
 export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   readonly version = softwareVersion();
-  readonly table = new PeerTable();
+  /** The peers: routing table, link reasons, other installations (agent/peers.ts). */
+  readonly peers: PeerBoard;
   readonly inboxes = new Map<string, Inbox>();
   private readonly destinations = new Map<string, DestinationQueue>();
   private readonly records = new Map<string, FileRecord>();
@@ -72,10 +75,6 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private readonly sessions = new Set<ReceiverSession>();
   private readonly watchers: OutboxWatcher[] = [];
   private readonly progress = new ProgressThrottle(100);
-  /** Short reason per peer key why its link fails (see discovery/reasons.ts); cleared on success. */
-  private readonly peerReasons = new Map<string, string>();
-  /** Agents discovery sees with another installation key, by mDNS instance: shown, never routed to. */
-  private readonly foreign = new Map<string, PeerInfo>();
   private readonly incoming = new IncomingBoard((info) => this.emit('incoming', info));
   /** Bandwidth limits: every sender and receiving connection goes through it. */
   readonly pacer: Pacer;
@@ -94,7 +93,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private readonly log: Logger;
   id = '';
   listenAddress = { host: '', port: 0 };
-  discoveryState: 'off' | 'on' | 'error' = 'off';
+  get table(): PeerTable {
+    return this.peers.table;
+  }
+
+  get discoveryState(): DiscoveryState {
+    return this.peers.discoveryState;
+  }
 
   private constructor(
     readonly config: AgentConfig,
@@ -103,6 +108,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     super();
     this.setMaxListeners(100);
     this.log = opts.log;
+    this.peers = opts.peers ?? new PeerBoard(new PeerTable());
+    this.peers.on('peer', (p) => this.emit('peer', p));
     const peerRates: Record<string, number> = { ...config.transfer.peerMaxBytesPerSecond };
     for (const p of config.peers) if (p.maxBytesPerSecond) peerRates[p.name] = p.maxBytesPerSecond;
     this.pacer = new Pacer({ outgoing: config.transfer.maxBytesPerSecond, incoming: config.limits.maxIncomingBytesPerSecond, peers: peerRates });
@@ -356,10 +363,10 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       onJobChange: (job) => this.onJobChange(job),
       onProgress: (job) => this.onJobProgress(job),
       onPeerInboxes: (inboxes) => this.table.learnInboxes(d.peerKey, inboxes),
-      onLinkProblem: (code, message) => this.notePeerReason(d.peerKey, peerReason(code, message)),
+      onLinkProblem: (code, message) => this.peers.noteReason(d.peerKey, peerReason(code, message)),
       onReachability: (up, why) => {
         if (up) {
-          this.notePeerReason(d.peerKey, null);
+          this.peers.noteReason(d.peerKey, null);
           this.table.markReachable(d.peerKey);
         }
         else {
@@ -484,44 +491,16 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
 
   // ------------------------------------------------------------------ peers
 
-  private withReason(p: PeerInfo): PeerInfo {
-    return { ...p, reason: this.peerReasons.get(peerKeyOf(p)) ?? null };
-  }
-
-  /** Records why a peer's link fails (null: it works); a change is emitted as a 'peer' event. */
-  private notePeerReason(peerKey: string, reason: string | null): void {
-    const p = selectPeers(peerKey, this.table.list())[0];
-    const key = p ? peerKeyOf(p) : peerKey;
-    if ((this.peerReasons.get(key) ?? null) === reason) return;
-    if (reason === null) this.peerReasons.delete(key);
-    else this.peerReasons.set(key, reason);
-    if (p) this.emit('peer', this.withReason(p));
-  }
-
-  /**
-   * Discovery heard an agent of another installation (another key fingerprint): it is
-   * shown with the reason, never routed to (it is not in the peer table).
-   */
+  /** Discovery heard an agent of another installation (see PeerBoard.noteForeign). */
   noteForeignPeer(a: Announcement): void {
-    const info: PeerInfo = {
-      id: a.id, name: a.name, source: 'discovered', protocol: 'tdxfer', addresses: [...a.addresses], port: a.port, inboxes: [...a.inboxes],
-      version: a.version, state: 'unreachable', lastSeen: Date.now(), reason: PEER_REASON.otherKey,
-    };
-    const prev = this.foreign.get(a.instance);
-    this.foreign.set(a.instance, info);
-    if (!prev || prev.name !== info.name || prev.port !== info.port || prev.addresses.join() !== info.addresses.join()) this.emit('peer', { ...info });
+    this.peers.noteForeign(a);
   }
 
-  /** The instance is gone, or announces our key again. */
   forgetForeignPeer(instance: string): void {
-    const prev = this.foreign.get(instance);
-    if (!prev) return;
-    this.foreign.delete(instance);
-    this.emit('peer', { ...prev, state: 'gone' });
+    this.peers.forgetForeign(instance);
   }
 
   private onPeerChange(p: PeerInfo): void {
-    this.emit('peer', this.withReason(p));
     if (p.state !== 'up') return;
     for (const q of this.destinations.values()) {
       if (q.dest.peer === p.name) q.wake();
@@ -565,7 +544,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     });
     return {
       agent: { id: this.id, name: this.config.name, version: this.version, listen: `${this.listenAddress.host}:${this.listenAddress.port}`, startedAt: this.startedAt, discovery: this.discoveryState },
-      peers: this.peerList(),
+      peers: this.peers.list(),
       queues,
       active: [...this.jobs.values()].map((j) => ({ ...j.info })),
       recent: this.recent.list(),
@@ -597,13 +576,6 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       o.excluded = w.excludedFiles();
     }
     return [...by.values()];
-  }
-
-  /** The peer table with reasons, plus agents of another installation (instead of their stale entries). */
-  private peerList(): PeerInfo[] {
-    const foreignIds = new Set([...this.foreign.values()].map((f) => f.id));
-    const own = this.table.list().filter((p) => !(p.source === 'discovered' && foreignIds.has(p.id)));
-    return [...own.map((p) => this.withReason(p)), ...[...this.foreign.values()].map((f) => ({ ...f }))];
   }
 
   /** POST /limits, `tdxfer limit`: applies from the next slice of every running transfer. */
