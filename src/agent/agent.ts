@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { AgentConfig, OutboxConfig, RouteConfig } from '../config/types.js';
+import type { AgentConfig, OutboxConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
 import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, LimitRequest, OutboxInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
@@ -35,6 +35,7 @@ import { Ring } from './ring.js';
 import { ProgressThrottle } from './progress.js';
 import { JobStore, type StoredJob } from './jobstore.js';
 import { IncomingBoard } from './incoming.js';
+import { fanoutAdditions, newJob, outboxBusy, planFile, recordKey, waitingDestination, type FileRecord } from './dispatch.js';
 
 export interface AgentOptions {
   log: Logger;
@@ -46,20 +47,6 @@ export interface AgentOptions {
 const AFTER_BATCH_MS = 5000;
 /** After-actions (archive moves, deletes) run at most this many at a time. */
 const AFTER_CONCURRENCY = 8;
-
-interface FileRecord {
-  key: string;
-  file: ReadyFile;
-  remaining: Set<string>;
-  jobs: Map<string, Job>;
-  superseded: boolean;
-  failed: boolean;
-  multi: boolean;
-  /** "*" routes not yet matched for every peer: re-resolved when peers appear. */
-  fanout: RouteConfig[];
-  /** Queued with POST /send: journalled in the JobStore until done, failed or cancelled. */
-  explicit?: boolean;
-}
 
 export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   readonly version = softwareVersion();
@@ -264,7 +251,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
 
   private onReady(w: OutboxWatcher, file: ReadyFile): void {
     if (this.stopping) return;
-    const key = `${file.outbox.path}\0${file.rel}`;
+    const key = recordKey(file.outbox.path, file.rel);
     const old = this.records.get(key);
     if (old) {
       if (old.file.size === file.size && old.file.mtimeMs === file.mtimeMs) return;
@@ -277,57 +264,18 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       this.log.debug(`already sent (after=keep): ${file.rel}`);
       return;
     }
-    const { destinations, waiting } = resolveRoutes(file.outbox.to, this.table.list(), { selfName: this.config.name, discovery: this.config.discovery.enabled });
-    // Named peers not known yet still get a destination: the job waits in it, visibly.
-    for (const wr of waiting) {
-      if (wr.route.peer === '*') continue;
-      const inbox = wr.route.inbox ?? null;
-      destinations.push({ key: `${wr.route.peer}/${inbox ?? ''}`, peer: wr.route.peer, peerKey: wr.route.peer, inbox, protocol: 'tdxfer', flatten: wr.route.flatten ?? false });
-    }
-    const fanout = file.outbox.to.filter((r) => r.peer === '*');
     const done = journal.doneDestinations(file.outbox.path, file.rel, file.size, file.mtimeMs);
-    const rec: FileRecord = { key, file, remaining: new Set(), jobs: new Map(), superseded: false, failed: false, multi: destinations.length > 1 || fanout.length > 0, fanout };
+    const { record: rec, destinations } = planFile(file, this.table.list(), { selfName: this.config.name, discovery: this.config.discovery.enabled }, done);
+    const fanout = rec.fanout;
     this.records.set(key, rec);
-    for (const d of destinations) {
-      if (done.has(d.key)) continue;
-      this.addJob(rec, d);
-    }
+    for (const d of destinations) this.addJob(rec, d);
     if (rec.remaining.size === 0 && fanout.length === 0) this.finishFile(w, rec);
     else if (rec.remaining.size === 0) this.log.info(`${file.rel}: waiting for a peer with the right inbox to appear (route "*")`);
   }
 
   private addJob(rec: FileRecord, d: Destination, target?: string, id?: string, clientId?: string): Job {
     const q = this.destination(d);
-    const file = rec.file;
-    const tgt = target ?? targetFor(file.rel, d.flatten);
-    const job: Job = {
-      info: {
-        id: id ?? this.newJobId(),
-        outbox: file.outbox.path,
-        file: file.rel,
-        source: file.abs,
-        peer: d.peer,
-        inbox: d.inbox,
-        target: tgt,
-        state: 'queued',
-        bytesDone: 0,
-        bytesTotal: file.size,
-        rate: 0,
-        attempts: 0,
-        queuedAt: Date.now(),
-        startedAt: null,
-        finishedAt: null,
-        error: null,
-        landedAs: null,
-        kind: rec.explicit ? 'send' : 'outbox',
-        ...(clientId !== undefined ? { clientId } : {}),
-      },
-      abs: file.abs,
-      size: file.size,
-      mtimeMs: file.mtimeMs,
-      target: tgt,
-      controller: new AbortController(),
-    };
+    const job = newJob(rec, d, id ?? this.newJobId(), Date.now(), target, clientId);
     rec.remaining.add(d.key);
     rec.jobs.set(d.key, job);
     this.jobs.set(job.info.id, job);
@@ -435,14 +383,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       this.afterWaiting.set(w, b);
     }
     b.recs.push(rec);
-    if (!this.outboxBusy(w.outbox)) this.flushAfter(w);
+    if (!outboxBusy(this.records.values(), w.outbox)) this.flushAfter(w);
     else b.timer ??= setTimeout(() => this.flushAfter(w), AFTER_BATCH_MS);
-  }
-
-  /** True while a file of `ob` still waits for a destination. */
-  private outboxBusy(ob: OutboxConfig): boolean {
-    for (const r of this.records.values()) if (r.file.outbox === ob && r.remaining.size > 0 && !r.superseded && !r.failed) return true;
-    return false;
   }
 
   private flushAfter(w: OutboxWatcher): void {
@@ -481,7 +423,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   }
 
   private onGone(ob: OutboxConfig, rel: string): void {
-    const key = `${ob.path}\0${rel}`;
+    const key = recordKey(ob.path, rel);
     const rec = this.records.get(key);
     if (!rec || rec.remaining.size === 0) return; // unknown, or being archived/deleted by us
     for (const j of rec.jobs.values()) if (j.info.state !== 'sending') j.controller.abort();
@@ -507,9 +449,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     }
     // Fan-out routes: give waiting files to a peer that just appeared with the inbox.
     for (const rec of this.records.values()) {
-      if (rec.fanout.length === 0 || rec.superseded || rec.failed) continue;
-      const { destinations } = resolveRoutes(rec.fanout, [p], { selfName: this.config.name });
-      for (const d of destinations) if (!rec.jobs.has(d.key)) this.addJob(rec, d);
+      for (const d of fanoutAdditions(rec, p, this.config.name)) this.addJob(rec, d);
     }
   }
 
@@ -695,7 +635,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       }
       const { destinations } = resolveRoutes([{ peer: sj.peer, inbox: sj.inbox ?? undefined }], this.table.list(), { selfName: this.config.name });
       // A peer not known yet (discovery still listening) gets a waiting destination, as outbox files do.
-      const d = destinations[0] ?? { key: `${sj.peer}/${sj.inbox ?? ''}`, peer: sj.peer, peerKey: sj.peer, inbox: sj.inbox, protocol: 'tdxfer' as const, flatten: false };
+      const d = destinations[0] ?? waitingDestination(sj.peer, sj.inbox, false);
       this.addExplicit(sj, st, d);
     }
     if (stored.length > 0) this.log.info(`resumed ${stored.length} job(s) queued with POST /send before the restart`, { ids: stored.map((j) => j.id).join(', ') });
