@@ -18,7 +18,8 @@ import { Pacer, type LimitsSnapshot } from '../limits/pacer.js';
 import { formatRate } from '../limits/rate.js';
 import { NAME_PATTERN } from '../config/schema.js';
 import { Inbox } from '../inbox/inbox.js';
-import { OutboxWatcher, SentJournal, applyAfter, finishAfterBatch, newAfterBatch, type AfterBatch, type ReadyFile } from '../outbox/index.js';
+import { OutboxWatcher, SentJournal, type ReadyFile } from '../outbox/index.js';
+import { AfterBatcher } from './after.js';
 import { PeerTable } from '../discovery/table.js';
 import { resolveRoutes, selectPeers, type Destination } from '../routing.js';
 import { peerReason } from '../discovery/reasons.js';
@@ -43,11 +44,6 @@ export interface AgentOptions {
   peers?: PeerBoard;
 }
 
-/** Longest an after-action waits for the rest of its outbox's burst (see Agent.finishFile). */
-const AFTER_BATCH_MS = 5000;
-/** After-actions (archive moves, deletes) run at most this many at a time. */
-const AFTER_CONCURRENCY = 8;
-
 export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   readonly version = softwareVersion();
   /** The peers: routing table, link reasons, other installations (agent/peers.ts). */
@@ -65,9 +61,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private readonly incoming = new IncomingBoard((info) => this.emit('incoming', info));
   /** Bandwidth limits: every sender and receiving connection goes through it. */
   readonly pacer: Pacer;
-  /** Finished files whose after-action waits for the rest of their outbox's burst (see finishFile). */
-  private readonly afterWaiting = new Map<OutboxWatcher, { recs: FileRecord[]; timer: NodeJS.Timeout | null }>();
-  private readonly afterRunning = new Set<Promise<void>>();
+  /** After-actions of finished files, batched per outbox burst (agent/after.ts). */
+  private readonly after: AfterBatcher;
   private server: TransportServer | null = null;
   private legacy: LegacyListener | null = null;
   private journal: SentJournal | null = null;
@@ -95,6 +90,14 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     super();
     this.setMaxListeners(100);
     this.log = opts.log;
+    this.after = new AfterBatcher({
+      log: this.log,
+      journal: () => this.journal!,
+      busy: (w) => outboxBusy(this.records.values(), w.outbox),
+      settled: (rec) => {
+        if (this.records.get(rec.key) === rec) this.records.delete(rec.key);
+      },
+    });
     this.peers = opts.peers ?? new PeerBoard(new PeerTable());
     this.peers.on('peer', (p) => this.emit('peer', p));
     const peerRates: Record<string, number> = { ...config.transfer.peerMaxBytesPerSecond };
@@ -234,8 +237,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const closed = this.server?.close().catch(() => undefined);
     await this.legacy?.stop().catch(() => undefined);
     await Promise.all([...this.destinations.values()].map((d) => d.stop(graceMs)));
-    for (const w of [...this.afterWaiting.keys()]) this.flushAfter(w);
-    await Promise.all([...this.afterRunning]);
+    await this.after.drain();
     await receiversDone;
     for (const s of this.sessions) s.shutdown();
     this.server?.destroyAll();
@@ -269,7 +271,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const fanout = rec.fanout;
     this.records.set(key, rec);
     for (const d of destinations) this.addJob(rec, d);
-    if (rec.remaining.size === 0 && fanout.length === 0) this.finishFile(w, rec);
+    if (rec.remaining.size === 0 && fanout.length === 0) this.after.finish(w, rec);
     else if (rec.remaining.size === 0) this.log.info(`${file.rel}: waiting for a peer with the right inbox to appear (route "*")`);
   }
 
@@ -358,67 +360,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       }
       if (rec.remaining.size === 0 && !rec.superseded && this.records.get(rec.key) === rec) {
         const w = this.watchers.find((x) => x.outbox === rec.file.outbox);
-        if (w) this.finishFile(w, rec);
+        if (w) this.after.finish(w, rec);
         else this.records.delete(rec.key); // POST /send jobs have no outbox
       }
     } else if (outcome.kind === 'failed') {
       rec.failed = true;
       this.noteFailure(outcome.error.code, outcome.error.message, d.peer);
-    }
-  }
-
-  /**
-   * Every destination has the file: its after-action runs once nothing else of its outbox
-   * is still being sent, or AFTER_BATCH_MS later at the latest. Moving files out one by
-   * one while the rest of a dropped folder is still on its way makes chokidar re-read
-   * (and stat every entry of) that folder after every move: O(files²) work that starved
-   * the sender (2000 files: ~45 s of CPU). In a batch the folder is re-read a few times.
-   * The longest wait matters: with 500 ms the sender needed twice the CPU for a burst of
-   * 2000 small files, and a burst that outlasts the wait starts archiving mid-way (5 s).
-   */
-  private finishFile(w: OutboxWatcher, rec: FileRecord): void {
-    let b = this.afterWaiting.get(w);
-    if (!b) {
-      b = { recs: [], timer: null };
-      this.afterWaiting.set(w, b);
-    }
-    b.recs.push(rec);
-    if (!outboxBusy(this.records.values(), w.outbox)) this.flushAfter(w);
-    else b.timer ??= setTimeout(() => this.flushAfter(w), AFTER_BATCH_MS);
-  }
-
-  private flushAfter(w: OutboxWatcher): void {
-    const b = this.afterWaiting.get(w);
-    if (!b) return;
-    this.afterWaiting.delete(w);
-    if (b.timer) clearTimeout(b.timer);
-    let next = 0;
-    const batch = newAfterBatch();
-    const worker = async (): Promise<void> => {
-      while (next < b.recs.length) await this.applyAfterNow(w, b.recs[next++]!, batch);
-    };
-    const run: Promise<void> = Promise.all(Array.from({ length: Math.min(AFTER_CONCURRENCY, b.recs.length) }, worker))
-      .then(() => finishAfterBatch(batch, w.outbox.path))
-      .catch((err: unknown) => this.log.debug(`removing emptied outbox folders: ${describeError(err)}`))
-      .then(() => {
-        this.afterRunning.delete(run);
-      });
-    this.afterRunning.add(run);
-  }
-
-  /** Never throws: failures are logged and the file stays in the outbox. */
-  private async applyAfterNow(w: OutboxWatcher, rec: FileRecord, batch?: AfterBatch): Promise<void> {
-    // Released first: the archive move or delete then reads as a plain 'gone' for an
-    // unknown file, and a rewrite during the move is emitted as a new version.
-    w.release(rec.file.rel);
-    try {
-      const r = await applyAfter(rec.file, this.journal!, this.log.child({ component: 'outbox' }), batch ? { batch } : {});
-      if (r.action === 'changed') this.log.info(`${rec.file.rel} changed after it was sent: the new version will be sent`);
-      else if (r.action === 'archived') this.log.debug(`archived ${rec.file.rel}`, { to: r.to });
-    } catch (err) {
-      this.log.error(`after-action "${rec.file.outbox.after}" failed for ${rec.file.abs}: ${describeError(err)}; the file stays in the outbox and may be sent again`);
-    } finally {
-      if (this.records.get(rec.key) === rec) this.records.delete(rec.key);
     }
   }
 
