@@ -13,10 +13,9 @@ import path from 'node:path';
 import type { AgentConfig, OutboxConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
-import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, LimitRequest, OutboxInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
+import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, LimitRequest, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
 import { Pacer, type LimitsSnapshot } from '../limits/pacer.js';
 import { formatRate } from '../limits/rate.js';
-import { NAME_PATTERN } from '../config/schema.js';
 import { Inbox } from '../inbox/inbox.js';
 import { OutboxWatcher, SentJournal, type ReadyFile } from '../outbox/index.js';
 import { AfterBatcher } from './after.js';
@@ -36,6 +35,7 @@ import { Ring } from './ring.js';
 import { ProgressThrottle } from './progress.js';
 import { JobStore, type StoredJob } from './jobstore.js';
 import { IncomingBoard } from './incoming.js';
+import { checkLimitRequest, folderHealth, outboxList, queueCounts } from './view.js';
 import { fanoutAdditions, newJob, outboxBusy, planFile, recordKey, waitingDestination, type FileRecord } from './dispatch.js';
 
 export interface AgentOptions {
@@ -424,54 +424,25 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   }
 
   snapshot(): AgentSnapshot {
-    const queues = [...this.destinations.values()].map((q) => {
-      const c = { queued: 0, sending: 0, waiting: 0, failed: 0 };
-      for (const j of q.jobs) if (j.info.state in c) c[j.info.state as keyof typeof c]++;
-      return { destination: q.dest.key, peer: q.dest.peer, inbox: q.dest.inbox, ...c };
-    });
     return {
       agent: { id: this.id, name: this.config.name, version: this.version, listen: `${this.listenAddress.host}:${this.listenAddress.port}`, startedAt: this.startedAt, discovery: this.discoveryState },
       peers: this.peers.list(),
-      queues,
+      queues: queueCounts(this.destinations.values()),
       active: [...this.jobs.values()].map((j) => ({ ...j.info })),
       recent: this.recent.list(),
       received: this.received.list(),
       failures: this.failures.list(),
       incoming: this.incoming.list(),
-      outboxes: this.outboxList(),
+      outboxes: outboxList(this.config.outboxes, this.records.values(), this.watchers),
       limits: this.pacer.snapshot(),
     };
   }
 
-  private outboxList(): OutboxInfo[] {
-    const by = new Map<OutboxConfig, OutboxInfo>(this.config.outboxes.map((ob) => [ob, { path: ob.path, pending: 0, sending: 0, stuck: [] }]));
-    for (const rec of this.records.values()) {
-      const o = by.get(rec.file.outbox);
-      if (!o || rec.superseded) continue;
-      if (rec.remaining.size > 0) o.pending++;
-      for (const j of rec.jobs.values()) {
-        const i = j.info;
-        if (i.state === 'sending') o.sending++;
-        const stuck = i.state === 'failed' || (i.state === 'waiting' && i.error !== null) || (i.state === 'queued' && i.error !== null);
-        if (stuck && o.stuck.length < 50) o.stuck.push({ file: i.file, peer: i.peer, inbox: i.inbox, state: i.state, error: i.error, attempts: i.attempts, queuedAt: i.queuedAt });
-      }
-    }
-    for (const w of this.watchers) {
-      const o = by.get(w.outbox);
-      if (!o) continue;
-      o.unreadable = w.unreadableFiles().slice(0, 50).map((u) => ({ file: u.rel, path: u.abs, code: u.code, fix: u.fix }));
-      o.excluded = w.excludedFiles();
-    }
-    return [...by.values()];
-  }
-
   /** POST /limits, `tdxfer limit`: applies from the next slice of every running transfer. */
   setLimit(req: LimitRequest): LimitsSnapshot {
+    checkLimitRequest(req);
     const rate = req.maxBytesPerSecond;
-    if (!Number.isSafeInteger(rate) || rate < 0) throw new TdxError('BAD_RATE', `maxBytesPerSecond must be a whole number of bytes per second, 0 for unlimited; got ${JSON.stringify(rate)}`);
     if (req.peer !== undefined) {
-      if (!new RegExp(NAME_PATTERN).test(req.peer)) throw new TdxError('BAD_REQUEST', `peer ${JSON.stringify(req.peer)} is not a valid peer name`);
-      if (req.direction === 'incoming') throw new TdxError('BAD_REQUEST', 'a peer limit is for outgoing transfers; the incoming limit is agent-wide (leave out peer)');
       this.pacer.setPeer(req.peer, rate);
       this.log.info(`bandwidth limit to peer ${req.peer}: ${formatRate(rate)}`);
     } else if (req.direction === 'incoming') {
@@ -485,32 +456,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   }
 
   async health(): Promise<HealthReport> {
-    const folders: HealthReport['folders'] = [];
-    const problems: string[] = [];
-    for (const inbox of this.inboxes.values()) {
-      const h = await inbox.health();
-      folders.push({ kind: 'inbox', name: inbox.name, path: inbox.path, ...h });
-      if (!h.exists || !h.writable) problems.push(`inbox "${inbox.name}" (${inbox.path}) is ${h.exists ? 'not writable' : 'missing'}`);
-    }
-    for (const ob of this.config.outboxes) {
-      let exists = false;
-      let writable = false;
-      try {
-        exists = (await fs.stat(ob.path)).isDirectory();
-        await fs.access(ob.path, fs.constants.W_OK);
-        writable = true;
-      } catch {
-        /* reported below */
-      }
-      folders.push({ kind: 'outbox', name: path.basename(ob.path), path: ob.path, exists, writable, freeBytes: null });
-      if (!exists || !writable) problems.push(`outbox ${ob.path} is ${exists ? 'not writable' : 'missing'}`);
-    }
-    for (const w of this.watchers) {
-      for (const l of w.skippedLinks()) {
-        problems.push(`outbox ${w.root}: symlink ${l.rel} -> ${l.target} is not sent (links are not followed; put the file itself there, or set outboxes[].followSymlinks)`);
-      }
-      for (const u of w.unreadableFiles()) problems.push(`outbox ${w.root}: ${u.abs} is not readable (${u.code}) and is not sent: ${u.fix}`);
-    }
+    const { folders, problems } = await folderHealth(this.inboxes.values(), this.config.outboxes, this.watchers);
     if (this.discoveryState === 'error') problems.push('discovery failed to start (see the log)');
     return {
       ok: problems.length === 0 && !this.stopping,
