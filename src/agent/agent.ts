@@ -30,11 +30,11 @@ import { DestinationQueue, type Job, type JobOutcome } from '../transfer/destina
 import { LegacyListener } from '../legacy/server.js';
 import { targetFor } from '../config/protocols.js';
 import { loadAgentId, softwareVersion } from './identity.js';
-import { sanitizeRelPath, toWirePath } from '../names.js';
 import { Ring } from './ring.js';
 import { ProgressThrottle } from './progress.js';
 import { JobStore, type StoredJob } from './jobstore.js';
 import { IncomingBoard } from './incoming.js';
+import { blankInfo, cancelRefusal, cancelledInfo, explicitRecord, sendDestination, sendTarget, statSource } from './explicit.js';
 import { checkLimitRequest, folderHealth, outboxList, queueCounts } from './view.js';
 import { fanoutAdditions, newJob, outboxBusy, planFile, recordKey, waitingDestination, type FileRecord } from './dispatch.js';
 
@@ -485,30 +485,15 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const abs = path.resolve(req.file);
     const st = await statSource(abs);
     const inbox = req.inbox ?? null;
-    const { destinations, waiting } = resolveRoutes([{ peer: req.peer, inbox: req.inbox }], this.table.list(), { selfName: this.config.name, discovery: this.config.discovery.enabled });
-    const d = destinations[0];
-    if (!d) throw new TdxError('UNKNOWN_PEER', waiting[0]?.reason ?? `peer ${req.peer} unknown`);
-    // A misspelled inbox is refused now when the peer is known to lack it, instead of a
-    // job that is retried forever. Peers whose inboxes are not known yet (a static peer
-    // never reached) get the job; the receiver refuses it then (NO_SUCH_INBOX, final).
-    if (inbox !== null && d.protocol === 'tdxfer') {
-      const known = selectPeers(d.peerKey, this.table.list())[0];
-      if (known && known.inboxes.length > 0 && !known.inboxes.includes(inbox)) {
-        throw new TdxError('NO_SUCH_INBOX', `${known.name} has no inbox "${inbox}" (its inboxes: ${known.inboxes.join(', ')}); check the spelling`);
-      }
-    }
-    const wanted = req.as ?? path.basename(abs);
-    // Refuse a bad target name here, so a TouchDesigner script gets the reason at once
-    // instead of a job that fails at the receiver.
-    const named = sanitizeRelPath(toWirePath(wanted));
-    if (!named.ok) throw new TdxError('BAD_NAME', `target name ${JSON.stringify(wanted)} is not a safe relative file name: ${named.reason}`);
+    const d = sendDestination(req, this.table.list(), { selfName: this.config.name, discovery: this.config.discovery.enabled });
+    const target = sendTarget(req, abs);
     const stored: StoredJob = {
-      id: this.newJobId(), file: abs, peer: req.peer, inbox, target: named.rel, queuedAt: Date.now(),
+      id: this.newJobId(), file: abs, peer: req.peer, inbox, target, queuedAt: Date.now(),
       ...(req.clientId !== undefined ? { clientId: req.clientId } : {}),
     };
     await this.jobStore!.add(stored);
     const job = this.addExplicit(stored, st, d);
-    this.log.info(`queued ${abs} for ${d.peer}/${inbox ?? ''} as ${named.rel} (job ${stored.id})`);
+    this.log.info(`queued ${abs} for ${d.peer}/${inbox ?? ''} as ${target} (job ${stored.id})`);
     return { ...job.info };
   }
 
@@ -522,7 +507,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         await this.jobStore!.end(sj.id, 'source gone');
         const msg = `${describeError(err)}; the queued job ${sj.id} for ${sj.peer}/${sj.inbox ?? ''} is dropped`;
         this.log.warn(msg);
-        this.recent.push({ ...this.blankInfo(sj, 0), state: 'failed', error: describeError(err), finishedAt: Date.now() });
+        this.recent.push({ ...blankInfo(sj, 0), state: 'failed', error: describeError(err), finishedAt: Date.now() });
         this.noteFailure('SOURCE_GONE', msg, sj.peer);
         continue;
       }
@@ -535,19 +520,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   }
 
   private addExplicit(sj: StoredJob, st: { size: number; mtimeMs: number }, d: Destination): Job {
-    const pseudo: OutboxConfig = { path: path.dirname(sj.file), to: [{ peer: sj.peer, inbox: sj.inbox ?? undefined }], include: [], exclude: [], after: 'keep', settleMs: 0 };
-    const file: ReadyFile = { outbox: pseudo, rel: path.basename(sj.file), abs: sj.file, size: st.size, mtimeMs: st.mtimeMs };
-    const rec: FileRecord = { key: `send\0${sj.id}`, file, remaining: new Set(), jobs: new Map(), superseded: false, failed: false, multi: false, fanout: [], explicit: true };
-    const job = this.addJob(rec, d, targetFor(sj.target, d.flatten), sj.id, sj.clientId);
+    const job = this.addJob(explicitRecord(sj, st), d, targetFor(sj.target, d.flatten), sj.id, sj.clientId);
     job.info.queuedAt = sj.queuedAt;
     return job;
-  }
-
-  private blankInfo(sj: StoredJob, size: number): JobInfo {
-    return {
-      id: sj.id, outbox: path.dirname(sj.file), file: path.basename(sj.file), source: sj.file, peer: sj.peer, inbox: sj.inbox, target: sj.target,
-      state: 'queued', bytesDone: 0, bytesTotal: size, rate: 0, attempts: 0, queuedAt: sj.queuedAt, startedAt: null, finishedAt: null, error: null, landedAs: null, kind: 'send',
-    };
   }
 
   private newJobId(): string {
@@ -563,36 +538,18 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
 
   async cancel(id: string): Promise<JobInfo> {
     const job = this.jobs.get(id);
-    if (!job) {
-      const done = this.recent.list().find((x) => x.id === id);
-      throw new TdxError(done ? 'ALREADY_FINISHED' : 'NOT_FOUND', done ? `job ${id} already ${done.state === 'done' ? 'finished' : 'failed'}: nothing to cancel` : `no open job with id "${id}" (tdxfer jobs lists them)`);
-    }
-    if (job.info.kind !== 'send') {
-      throw new TdxError('NOT_CANCELLABLE', `job ${id} sends ${job.info.source} from an outbox: remove the file from the outbox to stop it being sent`);
-    }
+    const refused = cancelRefusal(id, job, job ? undefined : this.recent.list().find((x) => x.id === id));
+    if (refused || !job) throw refused;
     await this.jobStore!.end(id, 'cancelled');
-    const wasSending = job.info.state === 'sending';
+    const info = cancelledInfo(job, Date.now());
     job.controller.abort();
     this.jobs.delete(id);
     this.progress.forget(id);
-    const info: JobInfo = { ...job.info, state: 'failed', error: wasSending ? 'cancelled by the operator (while sending: the transfer in flight may still complete, it is not retried)' : 'cancelled by the operator', finishedAt: Date.now() };
     this.recent.push(info);
     this.emit('job', { ...info });
     this.log.info(`job ${id} (${job.info.source} → ${job.info.peer}/${job.info.inbox ?? ''}) cancelled`);
     return info;
   }
-}
-
-/** Size and mtime of a file to queue, or a TdxError saying why it cannot be sent. */
-async function statSource(abs: string): Promise<{ size: number; mtimeMs: number }> {
-  let st;
-  try {
-    st = await fs.stat(abs);
-  } catch {
-    throw new TdxError('NO_SUCH_FILE', `file not found: ${abs} (give an absolute path on the agent's machine)`);
-  }
-  if (!st.isFile()) throw new TdxError('NOT_A_FILE', `${abs} is not a regular file`);
-  return { size: st.size, mtimeMs: st.mtimeMs };
 }
 
 function safeName(name: string): string {
