@@ -34,6 +34,7 @@ import { Ring } from './ring.js';
 import { ProgressThrottle } from './progress.js';
 import { JobStore, type StoredJob } from './jobstore.js';
 import { IncomingBoard } from './incoming.js';
+import { ensureOutbox, listenForTransfers, logLimits, openInboxes, startLegacyListener } from './receiving.js';
 import { blankInfo, cancelRefusal, cancelledInfo, explicitRecord, sendDestination, sendTarget, statSource } from './explicit.js';
 import { checkLimitRequest, folderHealth, outboxList, queueCounts } from './view.js';
 import { fanoutAdditions, newJob, outboxBusy, planFile, recordKey, waitingDestination, type FileRecord } from './dispatch.js';
@@ -125,83 +126,36 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       log.warn('ENCRYPTION IS OFF (security.encrypt=false): file contents cross the network in clear text; peers still authenticate with the installation key');
     }
 
-    for (const ic of cfg.inboxes) {
-      const inbox = await Inbox.open(ic, {
-        log: log.child({ component: 'inbox', inbox: ic.name }),
-        stateDir: path.join(cfg.dataDir, 'state', 'inboxes', safeName(ic.name)),
-        maxFileBytes: cfg.limits.maxFileBytes,
-        reserveBytes: cfg.limits.reserveBytes,
-      });
-      this.inboxes.set(ic.name, inbox);
-      log.info(`inbox "${ic.name}" ready`, { path: inbox.path, staging: inbox.stagingDir, onCollision: ic.onCollision });
-    }
+    await openInboxes(cfg, log, this.inboxes);
 
-    this.server = new TransportServer(
-      {
-        host: cfg.listen.host,
-        port: cfg.listen.port,
+    const listening = await listenForTransfers(cfg, log, (conn) => {
+      if (this.stopping || !this.receiving) {
+        conn.socket.destroy();
+        return;
+      }
+      const s = new ReceiverSession(conn, {
+        self: { id: this.id, name: cfg.name, software: this.version },
         key: cfg.security.key,
-        encrypt: cfg.security.encrypt,
-        maxConnections: cfg.limits.maxConnections,
-        maxConnectionsPerPeer: cfg.limits.maxConnectionsPerPeer,
-        handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
-        log: log.child({ component: 'listener' }),
-      },
-      (conn) => {
-        if (this.stopping || !this.receiving) {
-          conn.socket.destroy();
-          return;
-        }
-        const s = new ReceiverSession(conn, {
-          self: { id: this.id, name: cfg.name, software: this.version },
-          key: cfg.security.key,
-          inboxes: this.inboxes,
-          limits: cfg.limits,
-          eagerMaxBytes: cfg.limits.eagerMaxBytes,
-          inbound: this.pacer.inbound,
-          log: log.child({ component: 'receiver' }),
-          onReceived: (info) => this.noteReceived(info),
-          onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
-          incoming: this.incoming,
-        });
-        this.sessions.add(s);
-        conn.socket.once('close', () => this.sessions.delete(s));
-      },
-    );
-    try {
-      this.listenAddress = await this.server.listen();
-    } catch (err) {
-      throw new TdxError('LISTEN_FAILED', `cannot listen on ${cfg.listen.host}:${cfg.listen.port} (listen): ${describeError(err)}; is another agent running? change "listen.port"`, { cause: err });
-    }
-    log.info(`listening for transfers on ${this.listenAddress.host}:${this.listenAddress.port}${cfg.security.encrypt ? ' (TLS, installation key)' : ' (plain TCP)'}`);
-    const l = this.pacer.snapshot();
-    if (l.outgoing.maxBytesPerSecond > 0 || l.incoming.maxBytesPerSecond > 0 || l.peers.length > 0) {
-      const peers = l.peers.map((p) => `${p.name} ${formatRate(p.maxBytesPerSecond)}`).join(', ');
-      log.info(`bandwidth limits: outgoing ${formatRate(l.outgoing.maxBytesPerSecond)}, incoming ${formatRate(l.incoming.maxBytesPerSecond)}${peers ? `; per peer: ${peers}` : ''}`);
-    }
-
+        inboxes: this.inboxes,
+        limits: cfg.limits,
+        eagerMaxBytes: cfg.limits.eagerMaxBytes,
+        inbound: this.pacer.inbound,
+        log: log.child({ component: 'receiver' }),
+        onReceived: (info) => this.noteReceived(info),
+        onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
+        incoming: this.incoming,
+      });
+      this.sessions.add(s);
+      conn.socket.once('close', () => this.sessions.delete(s));
+    });
+    this.server = listening.server;
+    this.listenAddress = listening.address;
+    logLimits(this.pacer.snapshot(), log);
     this.table.setSelf({ id: this.id, name: cfg.name, port: this.listenAddress.port, inboxes: [...this.inboxes.keys()], version: this.version });
     this.table.setStatic(cfg.peers);
     this.table.on('change', (p) => this.onPeerChange(p));
 
-    if (cfg.legacy.listen) {
-      const inbox = this.inboxes.get(cfg.legacy.inbox ?? '');
-      if (!inbox) throw new TdxError('CONFIG_INVALID', `legacy.inbox "${cfg.legacy.inbox}" is not one of this agent's inboxes`);
-      this.legacy = new LegacyListener({
-        host: cfg.legacy.listen.host,
-        port: cfg.legacy.listen.port,
-        inbox,
-        allow: cfg.legacy.allow,
-        maxFileBytes: Math.min(cfg.legacy.maxFileBytes, cfg.limits.maxFileBytes),
-        log: log.child({ component: 'legacy' }),
-        idleTimeoutMs: cfg.limits.idleTimeoutMs,
-        maxConnections: cfg.limits.maxConnections,
-        onReceived: (info) => this.noteReceived(info),
-        incoming: this.incoming,
-      });
-      const a = await this.legacy.start();
-      log.warn(`legacy TOX listener on ${a.host}:${a.port} → inbox "${inbox.name}": UNAUTHENTICATED and unencrypted by nature${cfg.legacy.allow.length ? `; allowed sources: ${cfg.legacy.allow.join(', ')}` : '; any source address may send (set legacy.allow)'}`);
-    }
+    this.legacy = await startLegacyListener(cfg, this.inboxes, { log, onReceived: (info) => this.noteReceived(info), incoming: this.incoming });
 
     this.journal = await SentJournal.open(path.join(cfg.dataDir, 'state', 'sent.jsonl'), { log: log.child({ component: 'journal' }) });
     this.jobStore = await JobStore.open(path.join(cfg.dataDir, 'state', 'jobs.jsonl'), { log: log.child({ component: 'jobs' }) });
@@ -549,20 +503,5 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.emit('job', { ...info });
     this.log.info(`job ${id} (${job.info.source} → ${job.info.peer}/${job.info.inbox ?? ''}) cancelled`);
     return info;
-  }
-}
-
-function safeName(name: string): string {
-  return name.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 100) || '_';
-}
-
-/** Creates a missing outbox (logged) and checks the agent may move files out of it. */
-async function ensureOutbox(dir: string, log: Logger): Promise<void> {
-  try {
-    const made = await fs.mkdir(dir, { recursive: true });
-    if (made !== undefined) log.info(`created outbox folder ${dir}`);
-    await fs.access(dir, fs.constants.R_OK | fs.constants.W_OK);
-  } catch (err) {
-    throw new TdxError('OUTBOX_UNUSABLE', `outbox ${dir} cannot be created or is not readable and writable by this user: ${describeError(err)}; fix its permissions or change outboxes[].path`, { cause: err });
   }
 }
