@@ -1,7 +1,9 @@
 /**
- * The composition root: builds every part of a running agent from a resolved config
- * and tears them down in reverse. No module-level singletons; everything the parts
- * share is passed in here.
+ * The agent: wiring and lifecycle of the transfer parts (inboxes and listeners,
+ * outbox watchers, destination queues, journals) and the AgentView the status API,
+ * OSC and the CLI read. The composition root around it is agent/compose.ts; its
+ * responsibilities live in dispatch.ts (outbox files → jobs), explicit.ts (POST /send),
+ * after.ts (after-actions), view.ts (status view), peers.ts, receiving.ts, senders.ts.
  *
  * Delivery invariant: a file leaves its outbox (after-action) only once every
  * destination acknowledged it durable and verified; until then it stays, and since
@@ -20,8 +22,7 @@ import { Inbox } from '../inbox/inbox.js';
 import { OutboxWatcher, SentJournal, type ReadyFile } from '../outbox/index.js';
 import { AfterBatcher } from './after.js';
 import { PeerTable } from '../discovery/table.js';
-import { resolveRoutes, selectPeers, type Destination } from '../routing.js';
-import { peerReason } from '../discovery/reasons.js';
+import { resolveRoutes, type Destination } from '../routing.js';
 import { PeerBoard, type DiscoveryState } from './peers.js';
 import type { Announcement } from '../discovery/table.js';
 import { TransportServer } from '../transport/server.js';
@@ -34,6 +35,7 @@ import { Ring } from './ring.js';
 import { ProgressThrottle } from './progress.js';
 import { JobStore, type StoredJob } from './jobstore.js';
 import { IncomingBoard } from './incoming.js';
+import { newDestinationQueue } from './senders.js';
 import { ensureOutbox, listenForTransfers, logLimits, openInboxes, startLegacyListener } from './receiving.js';
 import { blankInfo, cancelRefusal, cancelledInfo, explicitRecord, sendDestination, sendTarget, statSource } from './explicit.js';
 import { checkLimitRequest, folderHealth, outboxList, queueCounts } from './view.js';
@@ -246,51 +248,19 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private destination(d: Destination): DestinationQueue {
     let q = this.destinations.get(d.key);
     if (q) return q;
-    const cfg = this.config;
-    q = new DestinationQueue(d, {
-      log: this.log.child({ component: 'sender' }),
-      resolvePeer: () => this.resolvePeer(d),
-      connectBase: {
-        key: cfg.security.key,
-        encrypt: cfg.security.encrypt,
-        self: { id: this.id, name: cfg.name, software: this.version },
-        connectTimeoutMs: Math.min(10_000, cfg.limits.handshakeTimeoutMs),
-        handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs,
-        idleTimeoutMs: cfg.limits.idleTimeoutMs,
-        chunkBytes: cfg.transfer.chunkBytes,
-        pace: this.pacer.forPeer(d.peer),
-      },
-      window: cfg.transfer.window,
-      connections: cfg.transfer.connections,
-      retryInitialMs: cfg.transfer.retryInitialMs,
-      retryMaxMs: cfg.transfer.retryMaxMs,
+    q = newDestinationQueue(d, {
+      cfg: this.config,
+      log: this.log,
+      self: { id: this.id, name: this.config.name, software: this.version },
+      listen: () => this.listenAddress,
+      pacer: this.pacer,
+      peers: this.peers,
       onJobChange: (job) => this.onJobChange(job),
       onProgress: (job) => this.onJobProgress(job),
-      onPeerInboxes: (inboxes) => this.table.learnInboxes(d.peerKey, inboxes),
-      onLinkProblem: (code, message) => this.peers.noteReason(d.peerKey, peerReason(code, message)),
-      onReachability: (up, why) => {
-        if (up) {
-          this.peers.noteReason(d.peerKey, null);
-          this.table.markReachable(d.peerKey);
-        }
-        else {
-          this.table.markUnreachable(d.peerKey, why ?? undefined);
-          this.noteFailure('UNREACHABLE', why ?? 'unreachable', d.peer);
-        }
-      },
+      onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
     });
     this.destinations.set(d.key, q);
     return q;
-  }
-
-  private resolvePeer(d: Destination): PeerInfo | null {
-    const p = selectPeers(d.peerKey, this.table.list())[0] ?? null;
-    if (p?.source === 'self') {
-      const h = this.listenAddress.host;
-      const local = h === '0.0.0.0' || h === '::' || h === '' ? '127.0.0.1' : h;
-      return { ...p, addresses: [local], port: this.listenAddress.port };
-    }
-    return p;
   }
 
   private onOutcome(rec: FileRecord, d: Destination, job: Job, outcome: JobOutcome): void {
