@@ -40,8 +40,8 @@ export class Lifecycle {
     this.stopped ??= (async () => {
       for (const { name, stop } of this.stops.splice(0).reverse()) {
         let timer: NodeJS.Timeout | undefined;
+        // Not unref'd: a hanging stop must not let the event loop end with this stop pending.
         const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), boundMs)));
-        timer?.unref();
         try {
           const r = await Promise.race([Promise.resolve().then(stop), late]);
           if (r === 'late') this.log.warn(`stopping ${name}: still busy after ${Math.round(boundMs / 1000)} s, going on`);
