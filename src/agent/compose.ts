@@ -62,10 +62,13 @@ export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Prom
     agent,
     stop: (graceMs = GRACE_MS) =>
       (stopped ??= (async () => {
+        // One budget for the whole stop: what the receivers use is not left for the senders.
+        const deadline = Date.now() + graceMs;
+        const left = (): number => Math.max(1000, deadline - Date.now());
         // Files being landed finish with their ACK while OSC and the status API can still announce them.
-        await agent.stopReceiving().catch((err: unknown) => log.warn(`stopping receivers: ${describeError(err)}`));
-        await companions.stop(graceMs);
-        await agent.stop(graceMs);
+        await agent.stopReceiving(Math.min(5000, graceMs / 2)).catch((err: unknown) => log.warn(`stopping receivers: ${describeError(err)}`));
+        await companions.stop(left());
+        await agent.stop(left());
       })()),
   };
 }
