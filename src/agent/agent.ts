@@ -17,7 +17,6 @@ import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
 import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, LimitRequest, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
 import { Pacer, type LimitsSnapshot } from '../limits/pacer.js';
-import { formatRate } from '../limits/rate.js';
 import { Inbox } from '../inbox/inbox.js';
 import { OutboxWatcher, SentJournal, type ReadyFile } from '../outbox/index.js';
 import { AfterBatcher } from './after.js';
@@ -38,7 +37,7 @@ import { IncomingBoard } from './incoming.js';
 import { newDestinationQueue } from './senders.js';
 import { ensureOutbox, listenForTransfers, logLimits, openInboxes, startLegacyListener } from './receiving.js';
 import { blankInfo, cancelRefusal, cancelledInfo, explicitRecord, sendDestination, sendTarget, statSource } from './explicit.js';
-import { checkLimitRequest, folderHealth, outboxList, queueCounts } from './view.js';
+import { applyLimit, folderHealth, logSent, outboxList, queueCounts } from './view.js';
 import { fanoutAdditions, newJob, outboxBusy, planFile, recordKey, waitingDestination, type FileRecord } from './dispatch.js';
 
 export interface AgentOptions {
@@ -271,13 +270,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     }
     if (outcome.kind === 'done' || outcome.kind === 'failed') this.recent.push({ ...job.info });
     if (outcome.kind === 'done') {
-      const r = outcome.result;
-      const secs = Math.max(0.001, (Date.now() - (job.info.startedAt ?? Date.now())) / 1000);
-      // The receiver may have landed it under another name (a collision rename, or a name Windows cannot hold: CON.png → _CON.png).
-      const renamed = r.path && r.path !== job.target ? ` as ${r.path}` : '';
-      this.log.info(`sent ${rec.file.rel} to ${d.peer}/${d.inbox ?? ''}${renamed}${r.status !== 'stored' ? ` (${r.status} by receiver)` : ''}`, {
-        size: rec.file.size, ms: Math.round(secs * 1000), MBps: (r.bytesSent / 1e6 / secs).toFixed(1), ...(r.resumedFrom ? { resumedFrom: r.resumedFrom } : {}),
-      });
+      logSent(this.log, rec, d, job, outcome.result);
       rec.remaining.delete(d.key);
       if (rec.multi && !rec.superseded) {
         void this.journal?.recordDestination(rec.file.outbox.path, rec.file.rel, rec.file.size, rec.file.mtimeMs, d.key).catch((err) => this.log.warn(`journal: ${describeError(err)}`));
@@ -364,19 +357,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
 
   /** POST /limits, `tdxfer limit`: applies from the next slice of every running transfer. */
   setLimit(req: LimitRequest): LimitsSnapshot {
-    checkLimitRequest(req);
-    const rate = req.maxBytesPerSecond;
-    if (req.peer !== undefined) {
-      this.pacer.setPeer(req.peer, rate);
-      this.log.info(`bandwidth limit to peer ${req.peer}: ${formatRate(rate)}`);
-    } else if (req.direction === 'incoming') {
-      this.pacer.setIncoming(rate);
-      this.log.info(`incoming bandwidth limit: ${formatRate(rate)}`);
-    } else {
-      this.pacer.setOutgoing(rate);
-      this.log.info(`outgoing bandwidth limit: ${formatRate(rate)}`);
-    }
-    return this.pacer.snapshot();
+    return applyLimit(this.pacer, req, this.log);
   }
 
   async health(): Promise<HealthReport> {

@@ -10,7 +10,12 @@ import type { OutboxConfig } from '../config/types.js';
 import { TdxError } from '../errors.js';
 import type { Inbox } from '../inbox/inbox.js';
 import type { OutboxWatcher } from '../outbox/index.js';
-import type { DestinationQueue } from '../transfer/destination.js';
+import type { DestinationQueue, Job } from '../transfer/destination.js';
+import type { SendResult } from '../transfer/sender.js';
+import type { Destination } from '../routing.js';
+import type { Logger } from '../log.js';
+import type { LimitsSnapshot, Pacer } from '../limits/pacer.js';
+import { formatRate } from '../limits/rate.js';
 import { NAME_PATTERN } from '../config/schema.js';
 import type { AgentSnapshot, HealthReport, LimitRequest, OutboxInfo } from './model.js';
 import type { FileRecord } from './dispatch.js';
@@ -78,6 +83,33 @@ export async function folderHealth(
     for (const u of w.unreadableFiles()) problems.push(`outbox ${w.root}: ${u.abs} is not readable (${u.code}) and is not sent: ${u.fix}`);
   }
   return { folders, problems };
+}
+
+/** POST /limits, `tdxfer limit`: checks the request, applies it to the pacer (from the next slice of every running transfer), logs it. */
+export function applyLimit(pacer: Pacer, req: LimitRequest, log: Logger): LimitsSnapshot {
+  checkLimitRequest(req);
+  const rate = req.maxBytesPerSecond;
+  if (req.peer !== undefined) {
+    pacer.setPeer(req.peer, rate);
+    log.info(`bandwidth limit to peer ${req.peer}: ${formatRate(rate)}`);
+  } else if (req.direction === 'incoming') {
+    pacer.setIncoming(rate);
+    log.info(`incoming bandwidth limit: ${formatRate(rate)}`);
+  } else {
+    pacer.setOutgoing(rate);
+    log.info(`outgoing bandwidth limit: ${formatRate(rate)}`);
+  }
+  return pacer.snapshot();
+}
+
+/** The log line of a file one destination confirmed. */
+export function logSent(log: Logger, rec: FileRecord, d: Destination, job: Job, r: SendResult): void {
+  const secs = Math.max(0.001, (Date.now() - (job.info.startedAt ?? Date.now())) / 1000);
+  // The receiver may have landed it under another name (a collision rename, or a name Windows cannot hold: CON.png → _CON.png).
+  const renamed = r.path && r.path !== job.target ? ` as ${r.path}` : '';
+  log.info(`sent ${rec.file.rel} to ${d.peer}/${d.inbox ?? ''}${renamed}${r.status !== 'stored' ? ` (${r.status} by receiver)` : ''}`, {
+    size: rec.file.size, ms: Math.round(secs * 1000), MBps: (r.bytesSent / 1e6 / secs).toFixed(1), ...(r.resumedFrom ? { resumedFrom: r.resumedFrom } : {}),
+  });
 }
 
 /** Checks a POST /limits request; throws a TdxError saying what is wrong. */
