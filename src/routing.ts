@@ -10,6 +10,7 @@
  */
 import type { PeerInfo } from './agent/model.js';
 import type { RouteConfig } from './config/types.js';
+import { flattensByDefault, needsInbox } from './config/protocols.js';
 
 export interface Destination {
   /** Stable: `${peerKey}/${inbox ?? ''}`. */
@@ -73,7 +74,7 @@ function destinationFor(p: PeerInfo, route: RouteConfig): Destination {
     peerKey,
     inbox,
     protocol: p.protocol,
-    flatten: route.flatten ?? p.protocol === 'legacy',
+    flatten: route.flatten ?? flattensByDefault(p.protocol),
   };
 }
 
@@ -127,7 +128,7 @@ export function resolveRoutes(
       continue;
     }
     for (const p of matches) {
-      if (inbox === null && p.protocol !== 'legacy') {
+      if (inbox === null && needsInbox(p.protocol)) {
         const known = p.inboxes.length > 0 ? ` (its inboxes: ${p.inboxes.join(', ')})` : '';
         waiting.push({ route, reason: `route to ${peerKeyOf(p)} needs an inbox${known}: add "inbox": "<name>" to this "to" entry` });
         continue;

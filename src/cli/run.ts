@@ -1,13 +1,13 @@
 /**
- * `tdxfer run`: load the config, start the agent and its companions (status API,
- * OSC triggers, discovery), stop everything in reverse on SIGINT/SIGTERM within a
- * bounded time (a hard-exit timer guards against a stuck part).
+ * `tdxfer run`: load the config, build the agent through the composition root
+ * (agent/compose.ts), stop it on SIGINT/SIGTERM (or POST /stop) within a bounded
+ * time: graceful budget GRACE_MS (12 s), hard exit HARD_EXIT_MS (15 s), both clearly
+ * inside systemd's TimeoutStopSec=20.
  */
 import { createLogger, type Logger } from '../log.js';
 import { ConfigError, describeError, isEnvironmentProblem } from '../errors.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
-import { Agent } from '../agent/agent.js';
-import { startCompanions, type Companions } from './companions.js';
+import { GRACE_MS, HARD_EXIT_MS, composeAgent, type ComposedAgent } from '../agent/compose.js';
 
 export interface RunArgs {
   config?: string | undefined;
@@ -52,19 +52,12 @@ export async function runAgent(args: RunArgs): Promise<number> {
   };
   for (const sig of signals) process.on(sig, onSignal);
   log.info(`tdxfer starting as "${cfg.name}"`, { config: cfg.configFile ?? 'built-in defaults', dataDir: cfg.dataDir });
-  let agent: Agent;
-  try {
-    agent = await Agent.start(cfg, { log });
-  } catch (err) {
-    log.error(`cannot start: ${describeError(err)}`);
-    // 2: a folder or config problem that a restart would only repeat (see ENVIRONMENT_CODES).
-    return isEnvironmentProblem(err) ? 2 : 1;
-  }
-  let companions: Companions;
+  let composed: ComposedAgent;
   try {
     // A repeated POST /stop is not a "second signal" (that one exits at once).
     let stopAsked = false;
-    companions = await startCompanions(agent, cfg, log, {
+    composed = await composeAgent(cfg, {
+      log,
       onStop: (reason) => {
         if (!stopAsked) onSignal(reason);
         stopAsked = true;
@@ -72,8 +65,8 @@ export async function runAgent(args: RunArgs): Promise<number> {
     });
   } catch (err) {
     log.error(`cannot start: ${describeError(err)}`);
-    await agent.stop();
-    return 1;
+    // 2: a folder or config problem that a restart would only repeat (see ENVIRONMENT_CODES).
+    return isEnvironmentProblem(err) ? 2 : 1;
   }
   if (cfg.configFile === null && early === null) {
     process.stdout.write(
@@ -91,17 +84,16 @@ export async function runAgent(args: RunArgs): Promise<number> {
         process.exit(1);
       }
       stopping = true;
-      log.info(`${sig}: stopping (finishing transfers in flight, at most 15 s)`);
+      log.info(`${sig}: stopping (finishing transfers in flight, at most ${HARD_EXIT_MS / 1000} s)`);
+      // The hard exit (15 s) comes clearly before systemd's TimeoutStopSec=20 kills us,
+      // and after the graceful budget (GRACE_MS, 12 s) a stuck part may use up.
       const hard = setTimeout(() => {
         log.error('stop took too long: exiting anyway (partial files are kept for resume)');
         process.exit(1);
-      }, 20_000);
+      }, HARD_EXIT_MS);
       hard.unref();
       void (async () => {
-        // Files being landed finish with their ACK while OSC and the status API can still announce them.
-        await agent.stopReceiving().catch((err) => log.warn(`stopping receivers: ${describeError(err)}`));
-        await companions.stop().catch((err) => log.warn(`stopping companions: ${describeError(err)}`));
-        await agent.stop(15_000).catch((err) => log.warn(`stopping agent: ${describeError(err)}`));
+        await composed.stop(GRACE_MS).catch((err: unknown) => log.warn(`stopping: ${describeError(err)}`));
         clearTimeout(hard);
         for (const sig of signals) process.off(sig, onSignal);
         // Everything of ours is closed; should a library still hold a handle (seen once:

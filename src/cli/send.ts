@@ -11,8 +11,8 @@ import { createLogger } from '../log.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { PeerTable } from '../discovery/table.js';
 import { selectPeers } from '../routing.js';
-import { PeerConnection } from '../transfer/sender.js';
-import { sendLegacyFile, legacyTargetName } from '../legacy/client.js';
+import { fileSenderFor } from '../transfer/file-sender.js';
+import { flattensByDefault, needsInbox, targetFor } from '../config/protocols.js';
 import { loadAgentId, softwareVersion } from '../agent/identity.js';
 import { toWirePath } from '../names.js';
 
@@ -50,8 +50,8 @@ export async function sendCommand(args: SendArgs): Promise<number> {
     err(`unknown peer "${peerName}": tdxfer send uses the peers of the config (${known}); add it to "peers" or pass --config`);
     return 2;
   }
-  const legacy = peer?.protocol === 'legacy';
-  if (!legacy && inbox === null) {
+  const protocol = peer?.protocol ?? 'tdxfer';
+  if (needsInbox(protocol) && inbox === null) {
     err(`--to ${args.to}: name the inbox too, e.g. --to ${peerName}/renders`);
     return 2;
   }
@@ -62,7 +62,7 @@ export async function sendCommand(args: SendArgs): Promise<number> {
       const st = await fs.stat(abs);
       if (!st.isFile()) throw new Error('not a regular file');
       const target = args.as ?? path.basename(abs);
-      files.push({ abs, size: st.size, mtimeMs: st.mtimeMs, target: legacy ? legacyTargetName(toWirePath(target), true) : toWirePath(target) });
+      files.push({ abs, size: st.size, mtimeMs: st.mtimeMs, target: targetFor(toWirePath(target), flattensByDefault(protocol)) });
     } catch (e) {
       err(`cannot send ${abs}: ${describeError(e)}`);
       return 2;
@@ -85,58 +85,52 @@ export async function sendCommand(args: SendArgs): Promise<number> {
     };
   };
 
-  if (legacy) {
-    for (const f of files) {
-      bar?.start(f.size, 0, { file: f.target, speed: '0' });
-      try {
-        await sendLegacyFile({ host: hosts[0]!, port, file: f.abs, targetName: f.target, onProgress: progress(f.target) });
-        bar?.stop();
-        confirmed++;
-        if (!args.quiet) process.stdout.write(`sent ${f.abs} → ${peerName} (legacy) as ${f.target}\n`);
-      } catch (e) {
-        bar?.stop();
-        err(`FAILED ${f.abs}: ${describeError(e)}`);
-      }
-    }
-  } else {
-    let conn: PeerConnection | null = null;
-    let lastErr: unknown = null;
-    const id = await loadAgentId(cfg.dataDir).catch(() => 'tdxfer-send');
-    for (const host of hosts) {
-      try {
-        conn = await PeerConnection.open({
-          host, port, key: cfg.security.key, encrypt: cfg.security.encrypt,
-          self: { id, name: `${cfg.name}-send`, software: softwareVersion() },
-          connectTimeoutMs: 10_000, handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs, idleTimeoutMs: cfg.limits.idleTimeoutMs,
-          chunkBytes: cfg.transfer.chunkBytes, log,
-        });
-        break;
-      } catch (e) {
-        lastErr = e;
-      }
-    }
-    if (!conn) {
-      err(`cannot reach ${peerName}: ${describeError(lastErr)}`);
-      return 1;
-    }
-    for (const f of files) {
-      bar?.start(f.size, 0, { file: f.target, speed: '0' });
-      try {
-        const r = await conn.sendFile({ abs: f.abs, inbox: inbox!, path: f.target, size: f.size, mtimeMs: f.mtimeMs, onProgress: progress(f.target) });
-        bar?.stop();
-        confirmed++;
-        if (!args.quiet) process.stdout.write(`${r.status === 'stored' ? 'sent' : r.status} ${f.abs} → ${peerName}/${inbox}/${r.path}${r.resumedFrom ? ` (resumed at ${r.resumedFrom})` : ''}\n`);
-      } catch (e) {
-        bar?.stop();
-        err(`FAILED ${f.abs}: ${describeError(e)}`);
-        if (conn.closed) {
-          err(`connection to ${peerName} lost: ${files.length - confirmed} file(s) not confirmed`);
-          break;
-        }
-      }
-    }
-    conn.close();
+  // v1 or legacy TOX: chosen once here (transfer/file-sender.ts); one link for every file.
+  const id = await loadAgentId(cfg.dataDir).catch(() => 'tdxfer-send');
+  const sender = fileSenderFor(protocol, {
+    log,
+    peer: peerName,
+    inbox,
+    window: 1,
+    connections: 1,
+    resolvePeer: () => ({ id: null, name: peerName, source: 'static', protocol, addresses: hosts, port, inboxes: [], version: null, state: 'up', lastSeen: null }),
+    connectBase: {
+      key: cfg.security.key, encrypt: cfg.security.encrypt,
+      self: { id, name: `${cfg.name}-send`, software: softwareVersion() },
+      connectTimeoutMs: 10_000, handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs, idleTimeoutMs: cfg.limits.idleTimeoutMs,
+      chunkBytes: cfg.transfer.chunkBytes,
+    },
+  });
+  let link;
+  try {
+    link = await sender.open();
+  } catch (e) {
+    err(`cannot reach ${peerName}: ${describeError(e)}`);
+    return 1;
   }
+  for (const f of files) {
+    bar?.start(f.size, 0, { file: f.target, speed: '0' });
+    try {
+      const r = await link.send(f, progress(f.target));
+      bar?.stop();
+      confirmed++;
+      if (!args.quiet) {
+        process.stdout.write(
+          sender.protocol === 'legacy'
+            ? `sent ${f.abs} → ${peerName} (legacy) as ${f.target}\n`
+            : `${r.status === 'stored' ? 'sent' : r.status} ${f.abs} → ${peerName}/${inbox}/${r.path}${r.resumedFrom ? ` (resumed at ${r.resumedFrom})` : ''}\n`,
+        );
+      }
+    } catch (e) {
+      bar?.stop();
+      err(`FAILED ${f.abs}: ${describeError(e)}`);
+      if (link.closed) {
+        err(`connection to ${peerName} lost: ${files.length - confirmed} file(s) not confirmed`);
+        break;
+      }
+    }
+  }
+  sender.close();
   if (!args.quiet) {
     const secs = ((Date.now() - started) / 1000).toFixed(1);
     process.stdout.write(`${confirmed} of ${files.length} file(s) confirmed in ${secs} s\n`);

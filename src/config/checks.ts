@@ -10,6 +10,7 @@ import { expandWindowsEnv, windowsPathProblem } from './winpath.js';
 import type { RawConfig } from './schema.js';
 import type { UnkeyedConfig } from './resolve.js';
 import { closest, type ConfigErrors } from './messages.js';
+import { needsInbox } from './protocols.js';
 
 const LOOPBACK = new BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
@@ -105,7 +106,7 @@ export function crossFieldChecks(raw: RawConfig, cfg: UnkeyedConfig, make: Confi
         );
         return;
       }
-      if (protocol === 'tdxfer' && route.inbox === undefined) {
+      if (needsInbox(protocol) && route.inbox === undefined) {
         fail(`${field}.inbox`, `is missing: peer ${JSON.stringify(peer)} is a tdxfer agent, so the route must name one of its inboxes, e.g. { "peer": ${JSON.stringify(peer)}, "inbox": "renders" }.`);
       }
       if (peer === ownName && !staticPeers.has(peer) && route.inbox !== undefined && !inboxByName.has(route.inbox)) {

@@ -5,9 +5,10 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import type { AgentConfig, InboxConfig, OutboxConfig, PeerConfig, RouteConfig } from './types.js';
+import type { AgentConfig, InboxConfig, OutboxConfig, PeerConfig, PeerProtocol, RouteConfig } from './types.js';
 import type { RawConfig } from './schema.js';
 import { expandWindowsEnv } from './winpath.js';
+import { flattensByDefault } from './protocols.js';
 import { DEFAULTS, ZERO_CONFIG_INBOX, defaultAgentName, defaultDataDir, defaultKeyFile, defaultStaging } from './defaults.js';
 
 /** Where the installation key comes from (before reading anything). */
@@ -53,7 +54,7 @@ export function resolveConfig(raw: RawConfig, opts: ResolveOptions): { config: U
     protocol: p.protocol ?? DEFAULTS.peer.protocol,
     maxBytesPerSecond: p.maxBytesPerSecond ?? DEFAULTS.peer.maxBytesPerSecond,
   }));
-  const protocolOf = (peer: string): string =>
+  const protocolOf = (peer: string): PeerProtocol =>
     peers.find((p) => p.name === peer)?.protocol ?? 'tdxfer';
 
   const inboxes: InboxConfig[] = (raw.inboxes ?? []).map((i) => {
@@ -77,7 +78,7 @@ export function resolveConfig(raw: RawConfig, opts: ResolveOptions): { config: U
       const route: RouteConfig = { peer: r.peer };
       if (r.inbox !== undefined) route.inbox = r.inbox;
       // The TOX receiver cannot create folders, so legacy routes flatten unless told otherwise.
-      route.flatten = r.flatten ?? protocolOf(r.peer) === 'legacy';
+      route.flatten = r.flatten ?? flattensByDefault(protocolOf(r.peer));
       return route;
     }),
     include: [...(o.include ?? DEFAULTS.outbox.include)],

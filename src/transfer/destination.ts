@@ -1,6 +1,6 @@
 /**
- * One destination (peer + inbox): a p-queue of jobs in detection order, one shared
- * connection (v1) or one connection per file (legacy TOX), and one shared backoff.
+ * One destination (peer + inbox): a p-queue of jobs in detection order, a FileSender
+ * (file-sender.ts: v1 shared connections or legacy TOX, chosen once here) and one shared backoff.
  * A job is never dropped: connection and retryable failures put it back to 'waiting'
  * until the next attempt; only permanent refusals (bad name, too large) fail it.
  * Reachability is logged once per state change, not once per attempt.
@@ -13,8 +13,8 @@ import type { Destination } from '../routing.js';
 import type { PeerInfo } from '../agent/model.js';
 import { PeerError } from '../protocol/index.js';
 import { Backoff } from './backoff.js';
-import { PeerConnection, SourceChangedError, type OpenOptions, type SendResult } from './sender.js';
-import { sendLegacyFile } from '../legacy/client.js';
+import { SourceChangedError, type OpenOptions, type SendResult } from './sender.js';
+import { fileSenderFor, type FileSender } from './file-sender.js';
 
 export interface Job {
   info: JobInfo;
@@ -52,13 +52,8 @@ const PERMANENT = new Set(['BAD_NAME', 'TOO_LARGE']);
 export class DestinationQueue {
   readonly queue: PQueue;
   readonly backoff: Backoff;
-  /**
-   * Several connections per destination: each carries one file's OFFER → ACCEPT → DATA
-   * at a time, so small files, bound by the receiver's per-file latency (creating the
-   * partial), overlap across connections instead of queueing behind one.
-   */
-  private readonly slots: Array<{ conn: PeerConnection | null; connecting: Promise<PeerConnection> | null }>;
-  private nextSlot = 0;
+  /** v1 or legacy TOX: chosen once, here, from the destination's protocol. */
+  readonly sender: FileSender;
   private up: boolean | null = null;
   private readonly log: Logger;
   readonly jobs = new Set<Job>();
@@ -70,9 +65,18 @@ export class DestinationQueue {
     private readonly deps: DestinationDeps,
   ) {
     this.log = deps.log.child({ to: dest.key });
-    this.queue = new PQueue({ concurrency: dest.protocol === 'legacy' ? 1 : deps.window });
+    this.sender = fileSenderFor(dest.protocol, {
+      log: this.log,
+      peer: dest.peer,
+      inbox: dest.inbox,
+      resolvePeer: deps.resolvePeer,
+      connectBase: deps.connectBase,
+      window: deps.window,
+      ...(deps.connections !== undefined ? { connections: deps.connections } : {}),
+      ...(deps.onPeerInboxes ? { onPeerInboxes: deps.onPeerInboxes } : {}),
+    });
+    this.queue = new PQueue({ concurrency: this.sender.concurrency });
     this.backoff = new Backoff(deps.retryInitialMs, deps.retryMaxMs);
-    this.slots = Array.from({ length: Math.max(1, deps.connections ?? 1) }, () => ({ conn: null, connecting: null }));
   }
 
   add(job: Job): Promise<JobOutcome> {
@@ -82,7 +86,7 @@ export class DestinationQueue {
 
   /** The peer announced itself again (maybe at a new address): retry now. */
   wake(): void {
-    for (const s of this.slots) if (s.conn?.closed) s.conn = null;
+    this.sender.refresh();
     this.backoff.wake();
   }
 
@@ -93,7 +97,7 @@ export class DestinationQueue {
     const idle = this.queue.onPendingZero();
     await Promise.race([idle, new Promise((r) => setTimeout(r, graceMs).unref())]);
     for (const j of this.jobs) j.controller.abort();
-    for (const s of this.slots) s.conn?.destroy();
+    this.sender.close();
     this.queue.clear();
   }
 
@@ -124,60 +128,16 @@ export class DestinationQueue {
     this.log.warn(`${job.info.file} to ${this.dest.key}: ${e.message}; retrying with backoff (further ${e.code} refusals are logged at debug until a file gets through)`);
   }
 
-  private async connection(): Promise<PeerConnection> {
-    const slot = this.slots[this.nextSlot++ % this.slots.length]!;
-    if (slot.conn && !slot.conn.closed) return slot.conn;
-    slot.connecting ??= this.openConnection()
-      .then((c) => {
-        slot.conn = c;
-        c.on('close', () => {
-          if (slot.conn === c) slot.conn = null;
-        });
-        return c;
-      })
-      .finally(() => (slot.connecting = null));
-    return slot.connecting;
-  }
-
-  private async openConnection(): Promise<PeerConnection> {
-    const peer = this.deps.resolvePeer();
-    if (!peer) throw new TdxError('UNKNOWN_PEER', `peer ${this.dest.peer} not known (yet): waiting for it to be discovered or configured`);
-    if (peer.state === 'gone') throw new TdxError('PEER_GONE', `peer ${this.dest.peer} is gone (no announcement for a while): waiting for it to return`);
-    if (peer.addresses.length === 0) throw new TdxError('PEER_NO_ADDRESS', `peer ${this.dest.peer} has no usable address`);
-    let last: unknown = null;
-    for (const host of peer.addresses) {
-      try {
-        const c = await PeerConnection.open({ ...this.deps.connectBase, host, port: peer.port, log: this.log });
-        this.deps.onPeerInboxes?.(c.inboxes);
-        if (this.dest.inbox !== null && c.inboxes.length > 0 && !c.inboxes.includes(this.dest.inbox)) {
-          this.log.warn(`${this.dest.peer} has no inbox "${this.dest.inbox}" (it has: ${c.inboxes.join(', ')}); files for it wait`);
-        }
-        return c;
-      } catch (err) {
-        last = err;
-        if ((err as TdxError).code === 'AUTH_FAILED') break;
-      }
-    }
-    throw last instanceof Error ? last : new TdxError('CONNECT_FAILED', `cannot reach ${this.dest.peer}`);
-  }
-
   private async attempt(job: Job): Promise<SendResult> {
     const onProgress = (done: number, total: number) => {
       job.info.bytesDone = done;
       job.info.bytesTotal = total;
       this.deps.onProgress(job);
     };
-    if (this.dest.protocol === 'legacy') {
-      const peer = this.deps.resolvePeer();
-      if (!peer || peer.addresses.length === 0) throw new TdxError('UNKNOWN_PEER', `legacy peer ${this.dest.peer} has no address`);
-      this.setState(job, 'sending');
-      await sendLegacyFile({ host: peer.addresses[0]!, port: peer.port, file: job.abs, targetName: job.target, log: this.log, onProgress, signal: job.controller.signal });
-      return { status: 'stored', path: job.target, sha256: null, bytesSent: job.size, resumedFrom: 0 };
-    }
-    const conn = await this.connection();
-    this.reachability(true, null);
+    const link = await this.sender.open();
+    if (this.sender.openProvesReachable) this.reachability(true, null);
     this.setState(job, 'sending');
-    return conn.sendFile({ abs: job.abs, inbox: this.dest.inbox ?? '', path: job.target, size: job.size, mtimeMs: job.mtimeMs, onProgress });
+    return link.send({ abs: job.abs, size: job.size, mtimeMs: job.mtimeMs, target: job.target, signal: job.controller.signal }, onProgress);
   }
 
   private async run(job: Job): Promise<JobOutcome> {
