@@ -8,7 +8,7 @@
  * - then every discovered agent of that name (several agents may share a name:
  *   all of them get the files; PeerTable.duplicates() lets the agent warn about it).
  */
-import type { PeerInfo } from './agent/model.js';
+import type { PeerInfo } from './types.js';
 import type { RouteConfig } from './config/types.js';
 
 export interface Destination {

@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { AgentConfig, OutboxConfig, RouteConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
-import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, LimitRequest, OutboxInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
+import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, LimitRequest, OutboxInfo, PeerInfo, ReceivedInfo, SendRequest } from '../types.js';
 import { Pacer, type LimitsSnapshot } from '../limits/pacer.js';
 import { formatRate } from '../limits/rate.js';
 import { NAME_PATTERN } from '../config/schema.js';

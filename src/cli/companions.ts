@@ -12,7 +12,7 @@ import type { Announcement } from '../discovery/table.js';
 import { StatusServer } from '../status/server.js';
 import { OscNotifier } from '../osc/notifier.js';
 import { hookEnv, runHook } from '../hooks.js';
-import type { ReceivedInfo } from '../agent/model.js';
+import type { ReceivedInfo } from '../types.js';
 
 export interface Companions {
   stop(): Promise<void>;

@@ -6,7 +6,7 @@
 import type { Writable } from 'node:stream';
 import { MultiBar, type SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import type { FailureInfo, HealthReport, PeerInfo, ReceivedInfo } from '../agent/model.js';
+import type { FailureInfo, HealthReport, PeerInfo, ReceivedInfo } from '../types.js';
 import type { IncomingView, JobView, SnapshotView } from '../status/present.js';
 import { readSse } from './sse-stream.js';
 import { limitsText } from './limit-cmd.js';

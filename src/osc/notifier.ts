@@ -18,7 +18,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { Message, encode } from 'node-osc';
-import type { AgentView, IncomingInfo, JobInfo, ReceivedInfo } from '../agent/model.js';
+import type { AgentView, IncomingInfo, JobInfo, ReceivedInfo } from '../types.js';
 import type { OscConfig } from '../config/types.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';

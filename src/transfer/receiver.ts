@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
 import { errorFrameFor, isRetryable, makeNonce, makeProof, verifyProof, type Frame, type FrameOf } from '../protocol/index.js';
 import type { Inbox, IncomingFile } from '../inbox/inbox.js';
-import type { ReceivedInfo } from '../agent/model.js';
+import type { ReceivedInfo } from '../types.js';
 import { FrameChannel } from './channel.js';
 import type { IncomingConnection } from '../transport/server.js';
 import type { IncomingHandle, IncomingTracker } from '../agent/incoming.js';
