@@ -31,7 +31,7 @@ import { legacyTargetName } from '../legacy/client.js';
 import { loadAgentId, softwareVersion } from './identity.js';
 import { sanitizeRelPath, toWirePath } from '../names.js';
 import { Ring } from './ring.js';
-import { ProgressThrottle } from './progress.js';
+import { ProgressThrottle } from '../progress.js';
 import { JobStore, type StoredJob } from './jobstore.js';
 import { IncomingBoard } from './incoming.js';
 
