@@ -6,6 +6,7 @@ import fs from 'node:fs/promises';
 import { realpath as jsRealpath } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { randomBytes } from 'node:crypto';
 import type { Logger } from './log.js';
 
 export function errCode(err: unknown): string | undefined {
@@ -27,7 +28,7 @@ export async function fsyncDir(dir: string): Promise<void> {
     const code = errCode(err);
     if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EACCES' && code !== 'EBADF') throw err;
   } finally {
-    await fh?.close().catch(() => undefined);
+    await fh?.close().catch(() => undefined); // read-only handle: a close error loses nothing
   }
 }
 
@@ -115,7 +116,45 @@ export function isInside(root: string, child: string): boolean {
 
 /** Removes a file if it is there, retrying Windows' transient locks; never throws. */
 export async function unlinkQuiet(p: string): Promise<void> {
+  // Best effort by contract ("never throws"): callers use it to tidy temp files after another error.
   await retryTransient(() => fs.rm(p, { force: true }), { tries: 5 }).catch(() => undefined);
+}
+
+/**
+ * Writes `data` to a new temp file next to `file` (exclusive create, `mode`, fsynced, closed) and returns
+ * its path; on failure the temp file is removed. The first half of writeFileAtomic, for callers that
+ * put the temp file in place themselves (config/key.ts hard-links it so two writers cannot both win).
+ */
+export async function writeTempSynced(file: string, data: string | Uint8Array, mode = 0o644): Promise<string> {
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const fh = await fs.open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } catch (err) {
+    await fh.close().catch(() => undefined); // the write error is the one worth reporting
+    await unlinkQuiet(tmp);
+    throw err;
+  }
+  await fh.close();
+  return tmp;
+}
+
+/**
+ * Replaces `file` atomically and durably: temp file in the same folder, fsync, rename (retrying
+ * Windows' transient locks), fsync of the folder. Readers see the old or the new content, never a
+ * mix, also after a power cut. The one writer for the agent's own small files (journals' compaction,
+ * agent id, key overwrite).
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, opts: { mode?: number } = {}): Promise<void> {
+  const tmp = await writeTempSynced(file, data, opts.mode);
+  try {
+    await renameRetrying(tmp, file);
+  } catch (err) {
+    await unlinkQuiet(tmp);
+    throw err;
+  }
+  await fsyncDir(path.dirname(file));
 }
 
 /** rename() retrying Windows' transient locks (retryTransient), for the agent's own files. */
@@ -139,7 +178,7 @@ export class Mutex {
   #tail: Promise<unknown> = Promise.resolve();
   run<T>(fn: () => Promise<T>): Promise<T> {
     const next = this.#tail.then(fn, fn);
-    this.#tail = next.catch(() => undefined);
+    this.#tail = next.catch(() => undefined); // the caller gets `next` with its error; the queue only orders
     return next;
   }
 }

@@ -8,7 +8,7 @@
  * Invariant: `runHook` never throws or rejects; every failure is logged with what to fix.
  */
 import { spawn } from 'node:child_process';
-import type { ReceivedInfo } from './agent/model.js';
+import type { ReceivedInfo } from './types.js';
 import { describeError } from './errors.js';
 import type { Logger } from './log.js';
 

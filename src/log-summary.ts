@@ -8,7 +8,7 @@
  * number of peers seen within one interval, never by the number of files.
  */
 import type { EventEmitter } from 'node:events';
-import type { JobInfo, ReceivedInfo } from './agent/model.js';
+import type { JobInfo, ReceivedInfo } from './types.js';
 import type { Logger, LogLevel } from './log.js';
 
 interface Direction { files: number; bytes: number; peers: Map<string, number> }

@@ -8,7 +8,7 @@
  * - then every discovered agent of that name (several agents may share a name:
  *   all of them get the files; PeerTable.duplicates() lets the agent warn about it).
  */
-import type { PeerInfo } from './agent/model.js';
+import type { PeerInfo } from './types.js';
 import type { RouteConfig } from './config/types.js';
 import { flattensByDefault, needsInbox } from './config/protocols.js';
 
@@ -139,25 +139,5 @@ export function resolveRoutes(
   return { destinations, waiting };
 }
 
-function isIPv4(a: string): boolean {
-  return /^\d{1,3}(\.\d{1,3}){3}$/.test(a);
-}
-
-/**
- * Usable addresses of an announcement, best first: the referer (the address the
- * announcement came from, proven to reach us) first, then IPv4 before IPv6. IPv6
- * link-local without a zone id (fe80::… without %) cannot be connected to and is dropped.
- */
-export function addressOrder(addresses: readonly string[], referer?: string): string[] {
-  const usable = (a: string): boolean => a.length > 0 && !(/^fe[89ab][0-9a-f]:/i.test(a) && !a.includes('%'));
-  const norm = (a: string): string => (isIPv4(a) ? a : a.toLowerCase());
-  const out: string[] = [];
-  const push = (a: string): void => {
-    const n = norm(a.trim());
-    if (usable(n) && !out.includes(n)) out.push(n);
-  };
-  if (referer !== undefined) push(referer);
-  for (const a of addresses) if (isIPv4(a.trim())) push(a);
-  for (const a of addresses) if (!isIPv4(a.trim())) push(a);
-  return out;
-}
+// addressOrder moved to transport/address.ts (issue #13 item 7); re-exported so importers keep working.
+export { addressOrder } from './transport/address.js';

@@ -15,7 +15,7 @@ import type { AgentConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
 import { Agent } from './agent.js';
-import type { AgentView, ReceivedInfo } from './model.js';
+import type { AgentView, ReceivedInfo } from '../types.js';
 import { PeerBoard } from './peers.js';
 import { PeerTable } from '../discovery/table.js';
 import { Lifecycle, type Part, type Stop } from './lifecycle.js';

@@ -5,7 +5,7 @@
  * (agent.ts) executes what these return; test/agent/dispatch.test.ts tests them alone.
  */
 import type { OutboxConfig, RouteConfig } from '../config/types.js';
-import type { JobInfo, PeerInfo } from './model.js';
+import type { JobInfo, PeerInfo } from '../types.js';
 import type { ReadyFile } from '../outbox/index.js';
 import type { Job } from '../transfer/destination.js';
 import { resolveRoutes, type Destination } from '../routing.js';

@@ -13,7 +13,7 @@ import { resolveRoutes, selectPeers, type Destination } from '../routing.js';
 import { sanitizeRelPath, toWirePath } from '../names.js';
 import type { ReadyFile } from '../outbox/index.js';
 import type { Job } from '../transfer/destination.js';
-import type { JobInfo, PeerInfo, SendRequest } from './model.js';
+import type { JobInfo, PeerInfo, SendRequest } from '../types.js';
 import type { StoredJob } from './jobstore.js';
 import type { DispatchContext, FileRecord } from './dispatch.js';
 

@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { softwareVersionOf } from '../build-info.js';
+import { writeFileAtomic } from '../fsutil.js';
 
 export async function loadAgentId(dataDir: string): Promise<string> {
   const file = path.join(dataDir, 'agent-id');
@@ -13,9 +14,7 @@ export async function loadAgentId(dataDir: string): Promise<string> {
     if ((err as { code?: string }).code !== 'ENOENT') throw err;
   }
   const id = randomBytes(8).toString('hex');
-  const tmp = `${file}.${process.pid}.tmp`;
-  await fs.writeFile(tmp, id + '\n', { mode: 0o644 });
-  await fs.rename(tmp, file);
+  await writeFileAtomic(file, id + '\n', { mode: 0o644 });
   return id;
 }
 

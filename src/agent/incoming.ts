@@ -5,8 +5,8 @@
  * `IncomingHandle`; the board keeps the live ones for `snapshot()` and emits an `incoming`
  * event at the start, at most every `intervalMs` while bytes arrive, and at the end.
  */
-import type { IncomingInfo } from './model.js';
-import { ProgressThrottle } from './progress.js';
+import type { IncomingInfo } from '../types.js';
+import { ProgressThrottle } from '../progress.js';
 
 /** No bytes for this long: the transfer is stalled, its rate is 0. */
 const STALE_MS = 2000;

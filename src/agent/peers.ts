@@ -5,7 +5,7 @@
  * dispatch reads the table; every visible change is a 'peer' event.
  */
 import { EventEmitter } from 'node:events';
-import type { PeerInfo } from './model.js';
+import type { PeerInfo } from '../types.js';
 import type { Announcement, PeerTable } from '../discovery/table.js';
 import { peerKeyOf, selectPeers } from '../routing.js';
 import { PEER_REASON } from '../discovery/reasons.js';

@@ -14,7 +14,7 @@ import { TransportServer } from '../transport/server.js';
 import { LegacyListener } from '../legacy/server.js';
 import { formatRate } from '../limits/rate.js';
 import type { LimitsSnapshot } from '../limits/pacer.js';
-import type { ReceivedInfo } from './model.js';
+import type { ReceivedInfo } from '../types.js';
 import type { IncomingBoard } from './incoming.js';
 
 type Connection = Parameters<ConstructorParameters<typeof TransportServer>[1]>[0];

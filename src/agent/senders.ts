@@ -9,7 +9,7 @@ import type { Pacer } from '../limits/pacer.js';
 import { selectPeers, type Destination } from '../routing.js';
 import { peerReason } from '../discovery/reasons.js';
 import { DestinationQueue, type Job } from '../transfer/destination.js';
-import type { PeerInfo } from './model.js';
+import type { PeerInfo } from '../types.js';
 import type { PeerBoard } from './peers.js';
 import type { ReportedCode } from '../errors.js';
 

@@ -17,7 +17,7 @@ import type { Logger } from '../log.js';
 import type { LimitsSnapshot, Pacer } from '../limits/pacer.js';
 import { formatRate } from '../limits/rate.js';
 import { NAME_PATTERN } from '../config/schema.js';
-import type { AgentSnapshot, HealthReport, LimitRequest, OutboxInfo } from './model.js';
+import type { AgentSnapshot, HealthReport, LimitRequest, OutboxInfo } from '../types.js';
 import type { FileRecord } from './dispatch.js';
 
 export function queueCounts(destinations: Iterable<DestinationQueue>): AgentSnapshot['queues'] {

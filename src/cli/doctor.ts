@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
-import type { HealthReport } from '../agent/model.js';
+import type { HealthReport } from '../types.js';
 import { ConfigErrors, peekKey, prepareConfig, resolveConfigPath, type KeySpec, type UnkeyedConfig } from '../config/index.js';
 import { describeError } from '../errors.js';
 import { EXIT, statusUrl } from './status-client.js';

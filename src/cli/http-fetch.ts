@@ -14,6 +14,7 @@ export interface HttpFetchInit {
   method?: string;
   headers?: Record<string, string>;
   signal?: AbortSignal;
+  body?: string;
 }
 
 const NULL_BODY = new Set([101, 204, 205, 304]);
@@ -29,6 +30,6 @@ export function httpFetch(url: string, init: HttpFetchInit = {}): Promise<Respon
       resolve(new Response(body, { status, statusText: res.statusMessage ?? '', headers }));
     });
     req.once('error', reject);
-    req.end();
+    req.end(init.body);
   });
 }

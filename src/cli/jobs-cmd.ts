@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import type { JobView } from '../status/present.js';
 import { formatBytes, table, type CliIo } from './status-cmd.js';
-import { CliFailure, EXIT, getJson, httpFailure, request, resolveEndpoint, type EndpointOptions } from './status-client.js';
+import { EXIT, getJson, httpFailure, request, resolveEndpoint, withCliFailures, type EndpointOptions } from './status-client.js';
 
 export function jobsText(jobs: JobView[]): string {
   if (jobs.length === 0) return 'no open jobs\n';
@@ -25,20 +25,8 @@ export function jobsText(jobs: JobView[]): string {
   return table(rows);
 }
 
-async function guarded(io: CliIo, fn: () => Promise<number>): Promise<number> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof CliFailure) {
-      io.err.write(`${err.message}\n`);
-      return err.exitCode;
-    }
-    throw err;
-  }
-}
-
 export function jobsCommand(o: EndpointOptions & { json?: boolean }, io: CliIo): Promise<number> {
-  return guarded(io, async () => {
+  return withCliFailures(io, async () => {
     const ep = await resolveEndpoint(o);
     const { jobs } = await getJson<{ jobs: JobView[] }>(ep, '/jobs');
     io.out.write(o.json ? JSON.stringify(jobs, null, 2) + '\n' : jobsText(jobs));
@@ -47,7 +35,7 @@ export function jobsCommand(o: EndpointOptions & { json?: boolean }, io: CliIo):
 }
 
 export function cancelCommand(id: string, o: EndpointOptions, io: CliIo): Promise<number> {
-  return guarded(io, async () => {
+  return withCliFailures(io, async () => {
     const ep = await resolveEndpoint(o);
     const res = await request(ep, `/jobs/${encodeURIComponent(id)}`, AbortSignal.timeout(10_000), 'DELETE');
     const text = await res.text();

@@ -8,7 +8,7 @@ import type { LimitsSnapshot } from '../limits/pacer.js';
 import { formatRate, parseRate } from '../limits/rate.js';
 import { describeError } from '../errors.js';
 import type { CliIo } from './status-cmd.js';
-import { CliFailure, EXIT, getJson, httpFailure, notRunning, resolveEndpoint, type EndpointOptions } from './status-client.js';
+import { CliFailure, EXIT, getJson, resolveEndpoint, sendJson, withCliFailures, type EndpointOptions } from './status-client.js';
 
 export interface LimitOptions extends EndpointOptions {
   peer?: string | undefined;
@@ -27,8 +27,8 @@ export function limitsText(l: LimitsSnapshot): string {
   return lines.join('\n') + '\n';
 }
 
-export async function limitCommand(rate: string | undefined, o: LimitOptions, io: CliIo): Promise<number> {
-  try {
+export function limitCommand(rate: string | undefined, o: LimitOptions, io: CliIo): Promise<number> {
+  return withCliFailures(io, async () => {
     if (o.peer !== undefined && o.incoming) throw new CliFailure('--peer and --incoming do not go together: a peer limit caps what this agent sends to that peer; the incoming limit is for everything it receives', EXIT.usage);
     let body: Record<string, unknown> | null = null;
     if (rate !== undefined) {
@@ -42,30 +42,11 @@ export async function limitCommand(rate: string | undefined, o: LimitOptions, io
     }
     const ep = await resolveEndpoint(o);
     let limits: LimitsSnapshot;
-    if (body === null) {
-      limits = await getJson<LimitsSnapshot>(ep, '/limits');
-    } else {
-      const headers: Record<string, string> = { 'Content-Type': 'application/json' };
-      if (ep.token) headers.Authorization = `Bearer ${ep.token}`;
-      let res: Response;
-      try {
-        res = await fetch(`${ep.url}/limits`, { method: 'POST', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(5000) });
-      } catch {
-        throw notRunning(ep.url);
-      }
-      const text = await res.text();
-      if (!res.ok) throw httpFailure(ep, res.status, text);
-      limits = JSON.parse(text) as LimitsSnapshot;
-    }
+    if (body === null) limits = await getJson<LimitsSnapshot>(ep, '/limits');
+    else limits = await sendJson<LimitsSnapshot>(ep, '/limits', body);
     io.out.write(o.json ? JSON.stringify(limits, null, 2) + '\n' : limitsText(limits));
     return EXIT.ok;
-  } catch (err) {
-    if (err instanceof CliFailure) {
-      io.err.write(`${err.message}\n`);
-      return err.exitCode;
-    }
-    throw err;
-  }
+  });
 }
 
 export function registerLimitCommand(program: Command): void {

@@ -5,7 +5,7 @@
  */
 import { prepareConfig, resolveConfigPath } from '../config/index.js';
 import { describeError } from '../errors.js';
-import { httpFetch } from './http-fetch.js';
+import { httpFetch, type HttpFetchInit } from './http-fetch.js';
 
 export interface EndpointOptions {
   config?: string | undefined;
@@ -81,11 +81,40 @@ export async function getJson<T>(ep: Endpoint, path: string, opts: { timeoutMs?:
   }
 }
 
-export async function request(ep: Endpoint, path: string, signal: AbortSignal, method = 'GET'): Promise<Response> {
+/**
+ * Runs a CLI command's body: a CliFailure is printed to stderr and becomes the exit code; anything
+ * else is a bug and propagates. The one error handling of the status-API commands.
+ */
+export async function withCliFailures(io: { err: { write(s: string): unknown } }, fn: () => Promise<number>): Promise<number> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof CliFailure) {
+      io.err.write(`${err.message}\n`);
+      return err.exitCode;
+    }
+    throw err;
+  }
+}
+
+/** POST (or `method`) a JSON body and parse the JSON answer; failures as getJson. */
+export async function sendJson<T>(ep: Endpoint, path: string, body: unknown, opts: { timeoutMs?: number; method?: string } = {}): Promise<T> {
+  const res = await request(ep, path, AbortSignal.timeout(opts.timeoutMs ?? 5000), opts.method ?? 'POST', body);
+  const text = await res.text();
+  if (!res.ok) throw httpFailure(ep, res.status, text);
+  return JSON.parse(text) as T;
+}
+
+export async function request(ep: Endpoint, path: string, signal: AbortSignal, method = 'GET', jsonBody?: unknown): Promise<Response> {
   const headers: Record<string, string> = {};
   if (ep.token) headers.Authorization = `Bearer ${ep.token}`;
+  const init: HttpFetchInit = { method, headers, signal };
+  if (jsonBody !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(jsonBody);
+  }
   try {
-    return await httpFetch(`${ep.url}${path}`, { method, headers, signal });
+    return await httpFetch(`${ep.url}${path}`, init);
   } catch (err) {
     if (signal.aborted) {
       if ((signal.reason as Error | undefined)?.name === 'TimeoutError') {

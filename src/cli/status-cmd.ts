@@ -7,11 +7,11 @@ import { heldLine } from '../inbox/held.js';
 import type { Writable } from 'node:stream';
 import { MultiBar, type SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import type { FailureInfo, HealthReport, PeerInfo, ReceivedInfo } from '../agent/model.js';
+import type { FailureInfo, HealthReport, PeerInfo, ReceivedInfo } from '../types.js';
 import type { IncomingView, JobView, SnapshotView } from '../status/present.js';
 import { readSse } from './sse-stream.js';
 import { limitsText } from './limit-cmd.js';
-import { CliFailure, EXIT, getJson, httpFailure, request, resolveEndpoint, type Endpoint, type EndpointOptions } from './status-client.js';
+import { CliFailure, EXIT, getJson, httpFailure, request, resolveEndpoint, withCliFailures, type Endpoint, type EndpointOptions } from './status-client.js';
 
 export interface CliIo {
   out: Writable & { isTTY?: boolean; columns?: number };
@@ -153,17 +153,7 @@ function failureLine(f: FailureInfo): string {
 
 // ---- commands ----
 
-async function guarded(io: CliIo, fn: () => Promise<number>): Promise<number> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof CliFailure) {
-      io.err.write(`${err.message}\n`);
-      return err.exitCode;
-    }
-    throw err;
-  }
-}
+const guarded = withCliFailures;
 
 export function statusCommand(o: StatusOptions, io: CliIo): Promise<number> {
   return guarded(io, async () => {

@@ -6,7 +6,7 @@
  * 2 usage/config, 3 no agent answering.
  */
 import type { Command } from 'commander';
-import { CliFailure, EXIT, httpFailure, request, resolveEndpoint, type EndpointOptions } from './status-client.js';
+import { CliFailure, EXIT, httpFailure, request, resolveEndpoint, withCliFailures, type EndpointOptions } from './status-client.js';
 import type { CliIo } from './status-cmd.js';
 
 export interface StopOptions extends EndpointOptions {
@@ -14,8 +14,8 @@ export interface StopOptions extends EndpointOptions {
   timeout?: string | number;
 }
 
-export async function stopCommand(o: StopOptions, io: CliIo): Promise<number> {
-  try {
+export function stopCommand(o: StopOptions, io: CliIo): Promise<number> {
+  return withCliFailures(io, async () => {
     const timeoutS = Number(o.timeout ?? 30);
     if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new CliFailure(`--timeout must be a positive number of seconds, got "${o.timeout}"`, EXIT.usage);
     const ep = await resolveEndpoint(o);
@@ -37,13 +37,7 @@ export async function stopCommand(o: StopOptions, io: CliIo): Promise<number> {
     }
     io.out.write('stopped\n');
     return EXIT.ok;
-  } catch (err) {
-    if (err instanceof CliFailure) {
-      io.err.write(`${err.message}\n`);
-      return err.exitCode;
-    }
-    throw err;
-  }
+  });
 }
 
 export function registerStopCommand(program: Command): void {

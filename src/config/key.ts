@@ -3,13 +3,12 @@
  * written as base64 (in `security.key`, or a key file). Never logged.
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import type { ConfigErrors } from './messages.js';
 import type { KeySpec } from './resolve.js';
-import { fsyncDir } from '../fsutil.js';
+import { fsyncDir, writeTempSynced } from '../fsutil.js';
 
 export const KEY_BYTES = 32;
 export const KEY_HOWTO = 'make one with `tdxfer init` or `openssl rand -base64 32`';
@@ -51,14 +50,7 @@ export function decodeKey(text: string): Buffer | { problem: string } {
 export async function writeKeyFile(file: string, opts: { overwrite?: boolean; key?: Buffer } = {}): Promise<{ key: Buffer; created: boolean }> {
   const key = opts.key ?? generateKey();
   await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const handle = await fs.open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-  try {
-    await handle.writeFile(`${encodeKey(key)}\n`);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  const tmp = await writeTempSynced(file, `${encodeKey(key)}\n`, 0o600);
   try {
     if (opts.overwrite) {
       await fs.rename(tmp, file);

@@ -13,6 +13,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import Conf from 'conf';
+import { migrateConfig } from './migrate.js';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { ErrorObject } from 'ajv/dist/2020.js';
 import { ConfigError } from '../errors.js';
@@ -105,13 +106,13 @@ export async function readConfigFile(file: string): Promise<RawConfig> {
       clearInvalidConfig: false,
       watch: false,
       accessPropertiesByDotNotation: false,
-      deserialize: (text: string) => parseJsonText(text, make) as Record<string, unknown>,
+      deserialize: (text: string) => migrateConfig(parseJsonText(text, make), make) as Record<string, unknown>,
     });
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     const message = err instanceof Error ? err.message : String(err);
     if (message.startsWith('Config schema violation')) {
-      const data = parseJsonText(await fs.readFile(file, 'utf8'), make);
+      const data = migrateConfig(parseJsonText(await fs.readFile(file, 'utf8'), make), make);
       const errors = schemaErrors(data);
       if (errors.length > 0) throw translateSchemaErrors(errors, data, make);
       throw make.fileError(message, err);

@@ -123,6 +123,7 @@ const hostPort = (p: SchemaNode): SchemaNode => obj({ host, port: p }, ['host', 
 export const topLevelProperties: Record<string, SchemaNode> = {
   $schema: { type: 'string', description: 'a string (the URL or path of a JSON schema, for editors)' },
   $comment: comment,
+  version: int(1, 1_000_000, 'a positive integer (the config version; default: the current one, see config/migrate.ts)'),
   name,
   listen: obj({ host, port: listenPort }),
   dataDir: path,
@@ -225,6 +226,8 @@ export interface RawPeer {
   maxBytesPerSecond?: number;
 }
 export interface RawConfig {
+  /** Config version (config/migrate.ts); absent = current. */
+  version?: number;
   name?: string;
   listen?: { host?: string; port?: number };
   dataDir?: string;

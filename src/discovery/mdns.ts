@@ -25,7 +25,7 @@ import os from 'node:os';
 import { Bonjour, type Browser, type Service, type ServiceConfig } from 'bonjour-service';
 import { TdxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { addressOrder } from '../routing.js';
+import { addressOrder } from '../transport/address.js';
 import type { Announcement } from './table.js';
 import { decodeTxt } from './txt.js';
 

@@ -10,7 +10,7 @@
  * - 'change' is emitted with a copy whenever anything but lastSeen changes.
  */
 import { EventEmitter } from 'node:events';
-import type { PeerInfo } from '../agent/model.js';
+import type { PeerInfo } from '../types.js';
 import type { PeerConfig } from '../config/types.js';
 import { peerKeyOf, selectPeers } from '../routing.js';
 

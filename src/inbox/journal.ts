@@ -17,7 +17,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
-import { errCode, fsyncDir, renameRetrying } from '../fsutil.js';
+import { errCode, writeFileAtomic } from '../fsutil.js';
 
 export interface LandedRecord {
   source: string;
@@ -143,17 +143,8 @@ export class Journal {
   }
 
   async #compact(): Promise<void> {
-    const tmp = `${this.file}.tmp`;
     const body = [...this.#byKey.values()].map((r) => JSON.stringify(r) + '\n').join('');
-    const fh = await fs.open(tmp, 'w');
-    try {
-      await fh.writeFile(body);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await renameRetrying(tmp, this.file);
-    await fsyncDir(path.dirname(this.file));
+    await writeFileAtomic(this.file, body);
     this.#linesInFile = this.#byKey.size;
   }
 

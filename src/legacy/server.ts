@@ -12,7 +12,7 @@ import net from 'node:net';
 import type { Inbox, IncomingFile } from '../inbox/inbox.js';
 import type { Logger } from '../log.js';
 import type { IncomingHandle, IncomingTracker } from '../agent/incoming.js';
-import type { ReceivedInfo } from '../agent/model.js';
+import type { ReceivedInfo } from '../types.js';
 import { TdxError, describeError } from '../errors.js';
 import {
   Base64DecoderCore,

@@ -18,10 +18,11 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { Message, encode } from 'node-osc';
-import type { AgentView, IncomingInfo, JobInfo, ReceivedInfo } from '../agent/model.js';
+import type { AgentView, IncomingInfo, JobInfo, ReceivedInfo } from '../types.js';
 import type { OscConfig } from '../config/types.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { ProgressThrottle } from '../progress.js';
 
 const INT32_MAX = 2 ** 31 - 1;
 
@@ -58,7 +59,7 @@ export class OscNotifier {
   private sock4: dgram.Socket | null = null;
   private sock6: dgram.Socket | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
-  private readonly lastProgress = new Map<string, number>();
+  private readonly lastProgress: ProgressThrottle;
   private readonly progressIntervalMs: number;
   private readonly reported = new Set<string>();
   private running = false;
@@ -76,6 +77,7 @@ export class OscNotifier {
   ) {
     this.log = opts.log;
     this.progressIntervalMs = opts.progressIntervalMs ?? 250;
+    this.lastProgress = new ProgressThrottle(this.progressIntervalMs);
     this.targets = cfg.targets.map((t) => ({ host: t.host, port: t.port, key: `${t.host}:${t.port}`, failing: false }));
   }
 
@@ -113,7 +115,7 @@ export class OscNotifier {
 
   private job(j: JobInfo): void {
     if (j.state !== 'done' && j.state !== 'failed') return;
-    this.lastProgress.delete(j.id);
+    this.lastProgress.forget(j.id);
     // The model may re-emit a finished job; one trigger per job and outcome.
     const key = `${j.id}:${j.state}`;
     if (this.reported.has(key)) return;
@@ -131,8 +133,7 @@ export class OscNotifier {
   private progress(j: JobInfo): void {
     if (j.state !== 'sending') return;
     const now = Date.now();
-    if (now - (this.lastProgress.get(j.id) ?? 0) < this.progressIntervalMs) return;
-    this.lastProgress.set(j.id, now);
+    if (!this.lastProgress.due(j.id, now)) return;
     const percent = j.bytesTotal > 0 ? (j.bytesDone / j.bytesTotal) * 100 : 0;
     this.send('/tdxfer/progress', [j.peer, j.target, floatArg(percent), sizeArg(j.bytesDone), sizeArg(j.bytesTotal)]);
   }
@@ -141,12 +142,11 @@ export class OscNotifier {
   private receiving(i: IncomingInfo): void {
     const key = `in:${i.id}`;
     if (i.state !== 'receiving') {
-      this.lastProgress.delete(key);
+      this.lastProgress.forget(key);
       return;
     }
     const now = Date.now();
-    if (now - (this.lastProgress.get(key) ?? 0) < this.progressIntervalMs) return;
-    this.lastProgress.set(key, now);
+    if (!this.lastProgress.due(key, now)) return;
     const total = i.bytesTotal ?? 0;
     const percent = total > 0 ? (i.bytesDone / total) * 100 : 0;
     this.send('/tdxfer/receiving', [i.inbox, i.file, floatArg(percent), sizeArg(i.bytesDone), sizeArg(total), i.from]);

@@ -93,7 +93,7 @@ async function move(from: string, to: string, delays: { tries: number }, made?: 
     const tmp = `${to}.tdxfer-${process.pid}.tmp`;
     const st = await stat(from);
     await copyFile(from, tmp);
-    await utimes(tmp, st.atime, st.mtime).catch(() => undefined);
+    await utimes(tmp, st.atime, st.mtime).catch(() => undefined); // keeping the times is a courtesy; the copy is whole
     await retryTransient(() => rename(tmp, to), delays);
     await retryTransient(() => unlink(from), delays);
     return 'copied';

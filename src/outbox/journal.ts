@@ -15,7 +15,7 @@ import { mkdir, open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { TdxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { fsyncDir, renameRetrying } from '../fsutil.js';
+import { writeFileAtomic } from '../fsutil.js';
 
 interface Entry {
   o: string;
@@ -156,7 +156,7 @@ export class SentJournal {
 
   /** Waits for pending writes and closes the file. */
   async close(): Promise<void> {
-    await this.chain.catch(() => undefined);
+    await this.chain.catch(() => undefined); // each failed write was already rejected to its caller
     const fh = this.fh;
     this.fh = null;
     await fh?.close();
@@ -197,7 +197,7 @@ export class SentJournal {
       }
     };
     const p = this.chain.then(run, run);
-    this.chain = p.catch(() => undefined);
+    this.chain = p.catch(() => undefined); // `p` carries the error to the caller; the chain only orders
     return p;
   }
 
@@ -219,15 +219,6 @@ export class SentJournal {
       if (e.dests.size > 0) l.d = [...e.dests];
       return JSON.stringify(l) + '\n';
     });
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.write(lines.join(''));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await renameRetrying(tmp, this.file);
-    await fsyncDir(path.dirname(this.file));
+    await writeFileAtomic(this.file, lines.join(''));
   }
 }

@@ -3,7 +3,7 @@
  * optional `"peer": "<name>"` (that peer's outgoing cap) or `"direction": "incoming"`;
  * JSON or form-encoded (TouchDesigner's Web Client DAT). Rates as `parseRate` reads them.
  */
-import type { LimitRequest } from '../agent/model.js';
+import type { LimitRequest } from '../types.js';
 import { TdxError } from '../errors.js';
 import { bodyFields } from './body.js';
 import { RATE_EXAMPLES, parseRate } from '../limits/rate.js';

@@ -7,7 +7,7 @@
  * from `snapshot()` at scrape time so it cannot drift from the model.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { AgentView, FailureInfo, JobInfo, ReceivedInfo } from '../agent/model.js';
+import type { AgentView, FailureInfo, JobInfo, ReceivedInfo } from '../types.js';
 
 /** How many finished job ids are remembered to suppress double counting. */
 const FINISHED_MEMORY = 2048;

@@ -2,7 +2,7 @@
  * What the status API adds to the model for display: percent and ETA per job, computed
  * at read time so the model stays a plain record of bytes and rates.
  */
-import type { AgentSnapshot, IncomingInfo, JobInfo } from '../agent/model.js';
+import type { AgentSnapshot, IncomingInfo, JobInfo } from '../types.js';
 
 export interface JobView extends JobInfo {
   /** 0–100 with one decimal; 100 once done, 0 when the size is unknown. */

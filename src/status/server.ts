@@ -16,7 +16,7 @@ import { bodyFields } from './body.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { AgentView, SendRequest } from '../agent/model.js';
+import type { AgentView, SendRequest } from '../types.js';
 import { TdxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { RateLimitedLog } from '../ratelog.js';

@@ -10,7 +10,7 @@
  * - Clients that go away are removed on `close`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AgentEvents, AgentView, JobInfo } from '../agent/model.js';
+import type { AgentEvents, AgentView, JobInfo } from '../types.js';
 import type { Logger } from '../log.js';
 import { presentIncoming, presentJob } from './present.js';
 

@@ -108,7 +108,7 @@ export class ChunkReader {
     this.#closed = true;
     // A read ahead may still wait for a buffer: it gives it back when it gets one.
     this.#ahead = null;
-    if (this.#reading) await this.#reading.catch(() => undefined);
+    if (this.#reading) await this.#reading.catch(() => undefined); // closing: the read's error went to its next() caller
     await this.#fh.close();
   }
 

@@ -8,9 +8,9 @@
 import PQueue from 'p-queue';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
-import type { JobInfo } from '../agent/model.js';
+import type { JobInfo } from '../types.js';
 import type { Destination } from '../routing.js';
-import type { PeerInfo } from '../agent/model.js';
+import type { PeerInfo } from '../types.js';
 import { PeerError } from '../protocol/index.js';
 import { Backoff } from './backoff.js';
 import { SourceChangedError, type OpenOptions, type SendResult } from './sender.js';

@@ -7,7 +7,7 @@
  */
 import type { Logger } from '../log.js';
 import { TdxError } from '../errors.js';
-import type { PeerInfo } from '../agent/model.js';
+import type { PeerInfo } from '../types.js';
 import { PeerConnection, type OpenOptions, type SendResult } from './sender.js';
 import { sendLegacyFile } from '../legacy/client.js';
 

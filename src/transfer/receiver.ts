@@ -17,7 +17,7 @@ import { errorFrameFor, isRetryable, makeNonce, type Frame, type FrameOf } from 
 import { ServerHandshake, type HandshakeAction } from './handshake.js';
 import { ReceivingFiles } from './files.js';
 import type { Inbox, IncomingFile } from '../inbox/inbox.js';
-import type { ReceivedInfo } from '../agent/model.js';
+import type { ReceivedInfo } from '../types.js';
 import { FrameChannel } from './channel.js';
 import type { IncomingConnection } from '../transport/server.js';
 import type { IncomingHandle, IncomingTracker } from '../agent/incoming.js';

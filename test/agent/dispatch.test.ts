@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { OutboxConfig, RouteConfig } from '../../src/config/types.js';
-import type { PeerInfo } from '../../src/agent/model.js';
+import type { PeerInfo } from '../../src/types.js';
 import type { ReadyFile } from '../../src/outbox/index.js';
 import { fanoutAdditions, newJob, outboxBusy, planFile, recordKey, waitingDestination } from '../../src/agent/dispatch.js';
 

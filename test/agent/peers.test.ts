@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PeerTable, type Announcement } from '../../src/discovery/table.js';
 import { PeerBoard } from '../../src/agent/peers.js';
-import type { PeerInfo } from '../../src/agent/model.js';
+import type { PeerInfo } from '../../src/types.js';
 
 const ann = (over: Partial<Announcement> = {}): Announcement => ({
   instance: 'wall._tdxfer._tcp.local', id: 'abcdef', name: 'wall', addresses: ['10.0.0.9'], port: 7000, inboxes: ['renders'], version: '1', protocols: [1], fingerprint: 'ff', ...over,

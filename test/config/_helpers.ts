@@ -1,22 +1,12 @@
 /** Shared bits of the config tests: temp folders, config files, error assertions. */
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import { after } from 'node:test';
 import { ConfigError } from '../../src/errors.js';
-
-const dirs: string[] = [];
-after(async () => {
-  await Promise.all(dirs.map((d) => fs.rm(d, { recursive: true, force: true })));
-});
+import { tempDirForFile } from '../helpers/tmp.js';
 
 /** A fresh temp dir, removed when the test file ends. */
-export async function tempDir(): Promise<string> {
-  const d = await fs.mkdtemp(path.join(os.tmpdir(), 'tdxfer-config-'));
-  dirs.push(d);
-  return d;
-}
+export const tempDir = (): Promise<string> => tempDirForFile('tdxfer-config-');
 
 /** A valid 32-byte key, base64. */
 export const KEY = Buffer.alloc(32, 7).toString('base64');

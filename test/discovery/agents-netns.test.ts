@@ -24,7 +24,7 @@ import { cliCommand, tempDir, waitUntil, writeAgentConfig, listFiles } from '../
 import { quietWindow } from '../helpers/wait.js';
 import { keyFingerprint } from '../../src/protocol/index.js';
 import { softwareVersion } from '../../src/agent/identity.js';
-import type { PeerInfo } from '../../src/agent/model.js';
+import type { PeerInfo } from '../../src/types.js';
 import type { SnapshotView } from '../../src/status/present.js';
 
 const SEED = Number(process.env.TDX_TEST_SEED ?? Date.now() % 1_000_000);

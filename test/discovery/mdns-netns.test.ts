@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { canUseNetns, createNetns, type Netns, type LeakCheck } from '../helpers/netns.js';
 import { MIN_DEADLINE_MS, quietWindow } from '../helpers/wait.js';
-import type { PeerInfo } from '../../src/agent/model.js';
+import type { PeerInfo } from '../../src/types.js';
 
 const self = fileURLToPath(import.meta.url);
 const here = path.dirname(self);

@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { PeerTable, type Announcement } from '../../src/discovery/table.js';
-import type { PeerInfo } from '../../src/agent/model.js';
+import type { PeerInfo } from '../../src/types.js';
 
 function clock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
   let t = start;

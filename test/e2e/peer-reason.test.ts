@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { waitUntil, writeRandomFile } from '../helpers/agents.js';
 import { followEvents, getJson, runCli, startRunning, writePair } from './status-helpers.js';
 import type { SnapshotView } from '../../src/status/present.js';
-import type { PeerInfo } from '../../src/agent/model.js';
+import type { PeerInfo } from '../../src/types.js';
 import { PEER_REASON, peerReason } from '../../src/discovery/reasons.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];

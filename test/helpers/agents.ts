@@ -5,7 +5,6 @@
  */
 import fs from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import { randomBytes, createHash } from 'node:crypto';
@@ -18,9 +17,7 @@ import { createLogger, memoryLogger, type Logger } from '../../src/log.js';
 
 export const TEST_KEY = randomBytes(32).toString('base64');
 
-export async function tempDir(prefix = 'tdx-'): Promise<string> {
-  return fs.mkdtemp(path.join(os.tmpdir(), prefix));
-}
+export { tempDir } from './tmp.js';
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -18,7 +18,7 @@ import type {
   PeerInfo,
   ReceivedInfo,
   SendRequest,
-} from '../../src/agent/model.js';
+} from '../../src/types.js';
 
 export interface FakeViewOptions {
   name?: string;

@@ -12,7 +12,7 @@ import { LegacyListener, type LegacyListenerOptions } from '../../src/legacy/ser
 import { sendLegacyFile } from '../../src/legacy/client.js';
 import { TdxError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log.js';
-import type { ReceivedInfo } from '../../src/agent/model.js';
+import type { ReceivedInfo } from '../../src/types.js';
 import { encodeLegacyHeader, base64MimeLength, parseLegacyAnswer, type LegacyAnswer } from '../../src/protocol/legacy.js';
 import { python, runPeer } from './helpers.js';
 import { waitUntil } from '../helpers/wait.js';

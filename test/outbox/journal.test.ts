@@ -1,7 +1,7 @@
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { appendFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { tempDirForFile } from '../helpers/tmp.js';
 import path from 'node:path';
 import { memoryLogger } from '../../src/log.js';
 import { SentJournal } from '../../src/outbox/journal.js';
@@ -9,18 +9,10 @@ import { SentJournal } from '../../src/outbox/journal.js';
 // Removed after the whole file, once every test closed its journals: a test's own after
 // hooks run in the order they were added, and Windows cannot remove a folder holding an
 // open file (ENOTEMPTY).
-const dirs: string[] = [];
 /** An absolute outbox path on this platform (`C:\\ob` on Windows): the journal stores resolved paths. */
 const OB = path.resolve('/ob');
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true, maxRetries: 5 });
-});
 
-async function tempDir(_t: unknown): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'tdxfer-journal-'));
-  dirs.push(dir);
-  return dir;
-}
+const tempDir = (_t: unknown): Promise<string> => tempDirForFile('tdxfer-journal-');
 
 const keepAll = { exists: () => true };
 

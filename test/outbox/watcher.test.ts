@@ -1,8 +1,8 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, open, rename, rm, unlink, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, open, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { tempDirFor } from '../helpers/tmp.js';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { OutboxConfig } from '../../src/config/types.js';
@@ -12,11 +12,7 @@ import { quietWindow, waitUntil } from '../helpers/wait.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'tdxfer-outbox-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: { after: (fn: () => Promise<void>) => void }): Promise<string> => tempDirFor(t, 'tdxfer-outbox-');
 
 function cfg(p: string, over: Partial<OutboxConfig> = {}): OutboxConfig {
   return { path: p, to: [], include: [], exclude: [], after: 'archive', settleMs: 150, ...over };

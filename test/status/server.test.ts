@@ -7,7 +7,7 @@ import path from 'node:path';
 import { isLoopbackAddress, parseSendRequest } from '../../src/status/server.js';
 import { FakeView } from '../helpers/fake-view.js';
 import { request, startStatus } from './helpers.js';
-import { deadline } from '../helpers/platform.js';
+import { waitUntil } from '../helpers/wait.js';
 
 async function tempFile(content = 'hello world'): Promise<{ dir: string; file: string }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tdxfer-status-'));
@@ -273,7 +273,7 @@ describe('status API: POST /stop (tdxfer stop)', () => {
     const post = await request(`${s.base}/stop`, { method: 'POST' });
     assert.equal(post.status, 202);
     assert.deepEqual(post.json(), { stopping: true });
-    await until(() => reasons.length === 1);
+    await waitUntil(() => reasons.length === 1);
     assert.match(reasons[0]!, /^stop request from (::ffff:)?127\.0\.0\.1$/);
 
     const plain = await startStatus();
@@ -295,17 +295,10 @@ describe('status API: POST /stop (tdxfer stop)', () => {
     assert.equal((await request(`${open.base}/stop`, { method: 'POST', headers: { Origin: 'http://evil.example' } })).status, 403);
     assert.deepEqual(reasons, [], 'no refused request stopped anything');
     assert.equal((await request(`${tok.base}/stop`, { method: 'POST', headers: { Authorization: 'Bearer s3cret-token' } })).status, 202);
-    await until(() => reasons.length === 1);
+    await waitUntil(() => reasons.length === 1);
   });
 });
 
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + deadline(ms);
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('parseSendRequest', () => {
   test('JSON without a content type is recognised; empty optional fields are dropped', () => {

@@ -11,7 +11,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import { Inbox } from '../../src/inbox/inbox.js';
 import { LegacyListener } from '../../src/legacy/server.js';
 import { memoryLogger } from '../../src/log.js';
-import type { PeerInfo } from '../../src/agent/model.js';
+import type { PeerInfo } from '../../src/types.js';
 import { fileSenderFor, LegacyFileSender, V1FileSender, type FileSenderDeps } from '../../src/transfer/file-sender.js';
 import { TdxError } from '../../src/errors.js';
 import { TEST_KEY, startAgent, tempDir, writeAgentConfig } from '../helpers/agents.js';

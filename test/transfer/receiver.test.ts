@@ -15,7 +15,7 @@ import { ReceiverSession } from '../../src/transfer/receiver.js';
 import { PeerConnection, type OpenOptions } from '../../src/transfer/sender.js';
 import { DestinationQueue, type Job } from '../../src/transfer/destination.js';
 import { memoryLogger } from '../../src/log.js';
-import type { JobInfo, PeerInfo, ReceivedInfo } from '../../src/agent/model.js';
+import type { JobInfo, PeerInfo, ReceivedInfo } from '../../src/types.js';
 import type { ReportedCode } from '../../src/errors.js';
 import { RawClient } from '../helpers/rawclient.js';
 import { waitUntil } from '../helpers/wait.js';

@@ -1,11 +1,11 @@
 /**
- * The agent's observable model: what the status API, CLI, OSC triggers and metrics
- * read. Produced by the composition root (src/agent/agent.ts); consumers only see
+ * Core domain types (was src/agent/model.ts, moved so lower layers need not import from agent/):
+ * the agent's observable model, what the status API, CLI, OSC triggers and metrics read. Produced by the composition root (src/agent/agent.ts); consumers only see
  * `AgentView`.
  */
-import type { HeldFile } from '../inbox/held.js';
-import type { ReportedCode } from '../errors.js';
-import type { LimitsSnapshot } from '../limits/pacer.js';
+import type { HeldFile } from './inbox/held.js';
+import type { ReportedCode } from './errors.js';
+import type { LimitsSnapshot } from './limits/pacer.js';
 import type { EventEmitter } from 'node:events';
 
 export type JobState = 'waiting' | 'queued' | 'sending' | 'done' | 'failed';

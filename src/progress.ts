@@ -1,4 +1,4 @@
-/** Progress bookkeeping per job: an event at most every `intervalMs`, and a smoothed rate. */
+/** Progress bookkeeping per job (agent jobs, incoming transfers, OSC progress messages): an event at most every `intervalMs`, and a smoothed rate. */
 export class ProgressThrottle {
   private readonly last = new Map<string, { emitAt: number; rateAt: number; bytes: number; rate: number }>();
   constructor(private readonly intervalMs: number) {}
@@ -34,5 +34,9 @@ export class ProgressThrottle {
 
   forget(id: string): void {
     this.last.delete(id);
+  }
+
+  clear(): void {
+    this.last.clear();
   }
 }
