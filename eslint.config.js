@@ -23,6 +23,10 @@ const FORBIDDEN = {
   transfer: all('config', 'limits', 'protocol', 'transport', 'inbox', 'legacy', 'agent'),
   agent: ['cli', 'status', 'osc', 'service'],
 };
+// The composition root (agent/compose.ts) builds every part, the status API and OSC included:
+// it alone in agent/ may import them.
+const ROOT = 'src/agent/compose.ts';
+const ROOT_FORBIDDEN = ['cli', 'service'];
 const TRACKER_ONLY = ['legacy', 'transfer'];
 
 function layerRules() {
@@ -40,8 +44,12 @@ function layerRules() {
     }
     const rule = { patterns };
     if (folder === 'protocol') rule.paths = io.map((name) => ({ name, message: 'src/protocol is a pure codec: no I/O here.' }));
-    return { files: [folder === '.' ? 'src/*.ts' : `src/${folder}/**/*.ts`], rules: { 'no-restricted-imports': ['error', rule] } };
-  });
+    const files = [folder === '.' ? 'src/*.ts' : `src/${folder}/**/*.ts`];
+    return { files, ...(folder === 'agent' ? { ignores: [ROOT] } : {}), rules: { 'no-restricted-imports': ['error', rule] } };
+  }).concat([{
+    files: [ROOT],
+    rules: { 'no-restricted-imports': ['error', { patterns: ROOT_FORBIDDEN.map((b) => ({ group: [`../${b}/*`], message: `Layering: the composition root may not import src/${b}/.` })) }] },
+  }]);
 }
 
 const io = ['node:net', 'node:tls', 'node:fs', 'node:fs/promises', 'node:dgram', 'node:http', 'net', 'tls', 'fs', 'fs/promises', 'dgram', 'http'];

@@ -3,7 +3,6 @@
  * the agent's observable model, what the status API, CLI, OSC triggers and metrics read. Produced by the composition root (src/agent/agent.ts); consumers only see
  * `AgentView`.
  */
-import type { HeldFile } from './inbox/held.js';
 import type { ReportedCode } from './errors.js';
 import type { LimitsSnapshot } from './limits/pacer.js';
 import type { EventEmitter } from 'node:events';
@@ -203,4 +202,19 @@ export interface AgentView extends EventEmitter<AgentEvents> {
   cancel(id: string): Promise<JobInfo>;
   /** Change a bandwidth limit now; rejects with a TdxError on bad input. */
   setLimit?(req: LimitRequest): LimitsSnapshot;
+}
+
+/** One held target, as shown in the status. */
+export interface HeldFile {
+  inbox: string;
+  /** The file's path inside the inbox, `/`-separated. */
+  rel: string;
+  /** Absolute path of the held file. */
+  path: string;
+  /** When the first rename over it failed (ms since the epoch). */
+  sinceMs: number;
+  /** The error that shows the hold: EPERM, EBUSY or EACCES. */
+  code: string;
+  /** Who probably holds it (Windows cannot tell us which process). */
+  likelyHolder: string;
 }

@@ -5,20 +5,8 @@
  * which error; read by the inbox's status. Pure apart from the clock passed in.
  */
 
-/** One held target, as shown in the status. */
-export interface HeldFile {
-  inbox: string;
-  /** The file's path inside the inbox, `/`-separated. */
-  rel: string;
-  /** Absolute path of the held file. */
-  path: string;
-  /** When the first rename over it failed (ms since the epoch). */
-  sinceMs: number;
-  /** The error that shows the hold: EPERM, EBUSY or EACCES. */
-  code: string;
-  /** Who probably holds it (Windows cannot tell us which process). */
-  likelyHolder: string;
-}
+import type { HeldFile } from '../types.js';
+export type { HeldFile };
 
 export const LIKELY_HOLDER = 'another program with the file open (on a playback machine usually a Movie File In TOP playing it)';
 
