@@ -4,7 +4,7 @@
  * recovery of a deleted root) is ours (settle.ts, supervisor.ts).
  */
 import type { Stats } from 'node:fs';
-import { watch } from 'chokidar';
+import { watch, type FSWatcher } from 'chokidar';
 
 export interface FolderWatchOptions {
   /** Follow symlinks below the root (outboxes[].followSymlinks). */
@@ -25,6 +25,8 @@ export interface FolderWatchEvents {
 }
 
 export interface FolderWatch {
+  /** The chokidar instance itself: only for tests that make it report an error. */
+  readonly chokidar: FSWatcher;
   /** Resolves after the initial scan, or when closed before it finished. */
   readonly ready: Promise<void>;
   /** Stops watching; no event after it resolves. */
@@ -54,6 +56,7 @@ export function watchFolder(root: string, opts: FolderWatchOptions, on: FolderWa
     fsw.once('ready', () => resolve());
   });
   return {
+    chokidar: fsw,
     ready,
     async close(): Promise<void> {
       finish();

@@ -21,19 +21,20 @@
  * settle.ts, include/exclude is filters.ts.
  */
 import { EventEmitter } from 'node:events';
-import { constants as fsc, type Stats } from 'node:fs';
-import os from 'node:os';
-import { lstat, open, readlink, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { lstat, stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import type { OutboxConfig } from '../config/types.js';
 import { describeError } from '../errors.js';
 import { isIgnoredRel, makeOutboxFilter } from '../filters.js';
 import type { Logger } from '../log.js';
-import { SettleTracker, type FileVersion } from './settle.js';
+import { FileAccess } from './access.js';
+import { SettleTracker } from './settle.js';
 import { ROOT_CHECK_MS, WatchSupervisor } from './supervisor.js';
-import { OutboxPaths, classifyOpenError, errCode, isGoneError } from './watch-rules.js';
+import { OutboxPaths, isGoneError } from './watch-rules.js';
 
 export { sameFolder } from './watch-rules.js';
+export { UV_FS_O_EXLOCK } from './access.js';
 
 export interface ReadyFile {
   outbox: OutboxConfig;
@@ -66,12 +67,6 @@ const MIN_TICK_MS = 10;
 const STAT_CONCURRENCY = 64;
 const OPEN_CONCURRENCY = 32;
 
-type OpenCheck = 'ok' | 'busy' | 'gone';
-
-/** libuv's UV_FS_O_EXLOCK: on Windows, open without sharing (fails with EBUSY while anyone has the file open). */
-export const UV_FS_O_EXLOCK = 0x10000000;
-const EXCLUSIVE_READ = fsc.O_RDONLY | UV_FS_O_EXLOCK;
-
 export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   readonly outbox: OutboxConfig;
   readonly root: string;
@@ -87,12 +82,8 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   private timerAt = Infinity;
   private ticking: Promise<void> | null = null;
   private tickAgain = false;
-  /** rel -> version key whose unreadability was already logged at warn level. */
-  private readonly busyWarned = new Map<string, string>();
-  /** Symlinks skipped (outboxes[].followSymlinks is off): rel → target, warned once each. */
-  private readonly links = new Map<string, string>();
-  /** Settled files the agent may not read (EACCES/EPERM): rel → error code. Warned once each; retried until readable. */
-  private readonly unreadable = new Map<string, string>();
+  /** Open checks, unreadable files and skipped links (access.ts). */
+  private readonly access: FileAccess;
   /** Files left out by include/exclude (seen by chokidar's filter), bounded; pruned on root checks. */
   private readonly excluded = new Set<string>();
   /** Due files whose open failed (Windows: still held by the writer): not retried before this time. */
@@ -109,6 +100,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     this.pollMs = Math.max(10, opts.pollMs ?? Math.min(250, outbox.settleMs));
     this.tracker = new SettleTracker(outbox.settleMs, this.pollMs);
     this.accepts = makeOutboxFilter(outbox);
+    this.access = new FileAccess(this.root, this.log, outbox.followSymlinks === true);
     this.supervisor = new WatchSupervisor(
       { root: this.root, log: this.log, followSymlinks: outbox.followSymlinks === true, usePolling: opts.usePolling ?? false },
       {
@@ -124,9 +116,6 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
       },
     );
   }
-
-  /** Windows: "cannot open exclusively" means another program is still writing the file. */
-  private readonly exclusive = process.platform === 'win32';
 
   /** Files seen but not yet settled. */
   get pendingCount(): number {
@@ -187,7 +176,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   // watcher restarts, and what is still there after the rescan is not emitted again.
   private onUnlink(p: string): void {
     const rel = this.paths.relOf(p);
-    if (rel !== null) this.links.delete(rel);
+    if (rel !== null) this.access.unlinked(rel);
     if (rel === null || !this.tracker.has(rel)) return;
     this.suspects.add(rel);
     this.schedule(KICK_MS);
@@ -243,9 +232,9 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
 
   /** Settled files the agent's user may not read: they stay in the outbox until made readable. */
   unreadableFiles(): Array<{ rel: string; abs: string; code: string; fix: string }> {
-    const user = agentUser();
-    return [...this.unreadable].map(([rel, code]) => ({ rel, abs: this.absOf(rel), code, fix: `make it readable by user ${user} (the agent's user), e.g. chmod a+r` }));
+    return this.access.unreadableFiles((rel) => this.absOf(rel));
   }
+
 
   /** Drops excluded names that no longer exist (they are never reported unlinked: chokidar ignores them). */
   private async pruneExcluded(): Promise<void> {
@@ -319,7 +308,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
         const st = this.outbox.followSymlinks === true ? await stat(abs) : await lstat(abs);
         if (this.stopped) return;
         if (st.isSymbolicLink()) {
-          await this.skipLink(rel, abs);
+          await this.access.skipLink(rel, abs);
           missing.push(rel);
         } else if (!st.isFile()) missing.push(rel);
         else this.tracker.observe(rel, { size: st.size, mtimeMs: st.mtimeMs }, performance.now());
@@ -339,7 +328,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     const due = this.tracker.due().filter((d) => (this.busyUntil.get(d.rel) ?? 0) <= now);
     await mapLimit(due, OPEN_CONCURRENCY, async ({ rel, version }) => {
       const abs = this.absOf(rel);
-      const check = await this.canOpen(rel, abs, version);
+      const check = await this.access.canOpen(rel, abs, version);
       if (this.stopped) return;
       if (check === 'busy') {
         this.busyUntil.set(rel, performance.now() + this.pollMs);
@@ -357,8 +346,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
         }
       }
       this.busyUntil.delete(rel);
-      this.busyWarned.delete(rel);
-      if (this.unreadable.delete(rel) && check === 'ok') this.log.info(`${abs} is readable now; sending it.`);
+      this.access.settled(rel, abs, check);
       if (check === 'gone') this.forget(rel);
       else if (this.tracker.markEmitted(rel, version)) {
         this.safeEmit('ready', { outbox: this.outbox, rel, abs, size: version.size, mtimeMs: version.mtimeMs });
@@ -368,55 +356,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
 
   /** Symlinks in this outbox that are not sent (followSymlinks off), with their targets. */
   skippedLinks(): Array<{ rel: string; target: string }> {
-    return [...this.links].map(([rel, target]) => ({ rel, target }));
-  }
-
-  private async skipLink(rel: string, abs: string): Promise<void> {
-    if (this.links.has(rel)) return;
-    let target = '?';
-    try {
-      target = await readlink(abs);
-    } catch {
-      /* vanished meanwhile: the path is enough */
-    }
-    this.links.set(rel, target);
-    this.log.warn(`Skipping symlink ${abs} -> ${target}: links in an outbox are not followed, so nothing outside ${this.root} is read, moved or deleted. Put the file itself in the outbox, or set outboxes[].followSymlinks: true for this outbox.`);
-  }
-
-  /**
-   * Can the file be opened for reading, and on Windows exclusively? Windows programs
-   * (TouchDesigner's Movie File Out TOP, most encoders, Explorer copies) keep a file open
-   * while writing it; an open without sharing (UV_FS_O_EXLOCK) then fails with EBUSY, so
-   * such a file is still being written and is not sent, however long it stayed the same
-   * size (settleMs). POSIX has no such signal: there settling alone decides.
-   */
-  private async canOpen(rel: string, abs: string, v: FileVersion): Promise<OpenCheck> {
-    try {
-      // No-follow (unless followSymlinks): a file swapped for a link after it settled is not read either.
-      const fh = await open(abs, (this.exclusive ? EXCLUSIVE_READ : fsc.O_RDONLY) | (this.outbox.followSymlinks === true ? 0 : (fsc.O_NOFOLLOW ?? 0)));
-      await fh.close();
-      return 'ok';
-    } catch (err) {
-      const code = errCode(err);
-      const kind = classifyOpenError(code);
-      if (kind === 'gone') return 'gone';
-      if (kind === 'busy') {
-        const key = `${rel}\0${v.size}\0${v.mtimeMs}`;
-        if (this.busyWarned.get(rel) !== key) {
-          this.busyWarned.set(rel, key);
-          this.log.info(`Waiting for ${abs}: another program has it open (still writing it); it is sent once that program closes it.`);
-        }
-      } else if (kind === 'unreadable') {
-        // Warned once per file (not per version): it is listed in /status and /health until readable.
-        if (!this.unreadable.has(rel)) {
-          this.log.warn(`Cannot read ${abs} (${code}): the agent's user (${agentUser()}) lacks read permission, so it is not sent. Make it readable by user ${agentUser()}; it is sent as soon as it is.`);
-        }
-        this.unreadable.set(rel, code);
-      } else {
-        this.log.debug('file not readable yet; retrying', { rel, error: describeError(err) });
-      }
-      return 'busy';
-    }
+    return this.access.skippedLinks();
   }
 
   private nextBusyRetry(): number {
@@ -429,9 +369,8 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   }
 
   private forget(rel: string): void {
-    this.unreadable.delete(rel);
+    this.access.forget(rel);
     this.busyUntil.delete(rel);
-    this.busyWarned.delete(rel);
     if (this.tracker.remove(rel)) this.safeEmit('gone', { outbox: this.outbox, rel });
   }
 
@@ -447,19 +386,6 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
 
 /** At most this many excluded files are remembered per outbox (the count saturates there). */
 const MAX_EXCLUDED = 1000;
-
-let userName: string | null = null;
-/** The user the agent runs as (for "make it readable by user X"). */
-function agentUser(): string {
-  if (userName === null) {
-    try {
-      userName = os.userInfo().username;
-    } catch {
-      userName = typeof process.getuid === 'function' ? `uid ${process.getuid()}` : 'the agent runs as';
-    }
-  }
-  return userName;
-}
 
 /** Runs `fn` over `items` with at most `limit` in flight (bounded fs concurrency, no EMFILE). */
 async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
