@@ -19,6 +19,10 @@
  *   it does not own: a goodbye is only reported when a re-query gets no answer;
  * - default host is the OS host name (shared by containers/namespaces), IPv6
  *   link-local addresses without zone are useless: explicit host, disableIPv6.
+ *
+ * Layout: naming is mdns-names.ts and reading responses is PeerBook (mdns-packet.ts),
+ * both pure; this file keeps the sockets (one Bonjour per lane) and the timers
+ * (re-query, up check, goodbye confirmation) and executes PeerBook's actions.
  */
 import { EventEmitter } from 'node:events';
 import { Bonjour, type Browser, type Service, type ServiceConfig } from 'bonjour-service';
