@@ -143,3 +143,52 @@ export class Mutex {
     return next;
   }
 }
+
+/**
+ * `mkdir -p` that names the real cause: a recursive mkdir under a read-only mount or a folder the user may
+ * not write reports ENOENT (Node tries the parents bottom-up and returns the first error it met). On failure
+ * this walks up to the deepest existing ancestor and creates the next level by itself, so the error thrown
+ * carries that level's errno (EROFS, EACCES, ENOTDIR…). Returns the first folder created, like fs.mkdir.
+ */
+export async function mkdirp(dir: string): Promise<string | undefined> {
+  try {
+    return await fs.mkdir(dir, { recursive: true });
+  } catch (err) {
+    let child = path.resolve(dir);
+    for (let parent = path.dirname(child); parent !== child; child = parent, parent = path.dirname(parent)) {
+      const st = await fs.stat(parent).catch(() => null);
+      if (st === null) continue;
+      if (!st.isDirectory()) throw Object.assign(new Error(`${parent} is not a folder`), { code: 'ENOTDIR', path: parent });
+      try {
+        await fs.mkdir(child);
+      } catch (inner) {
+        if (errCode(inner) !== undefined && errCode(inner) !== 'EEXIST') throw inner;
+      }
+      break;
+    }
+    throw err;
+  }
+}
+
+/**
+ * The fix for a folder the agent cannot use, as a sentence: `what` names it (`inbox "renders" (/srv/in)`),
+ * `field` is the config field to change. Pure: the errno alone decides the wording.
+ */
+export function folderProblem(what: string, err: unknown, field: string): string {
+  const code = errCode(err);
+  const at = (err as { path?: unknown } | null)?.path;
+  const where = typeof at === 'string' ? ` (at ${at})` : '';
+  switch (code) {
+    case 'EROFS':
+      return `The ${what} is on a read-only file system${where}; remount it read-write or change ${field} to a folder on a writable disk`;
+    case 'EACCES':
+    case 'EPERM':
+      return `The ${what} is not writable by this user${where}; give the agent's user write access to it or change ${field}`;
+    case 'ENOTDIR':
+      return `The ${what} cannot be created: a file stands where a folder is needed${where}; move that file away or change ${field}`;
+    case 'ENOSPC':
+      return `The ${what} cannot be created: the disk is full${where}; free space or change ${field}`;
+    default:
+      return `The ${what} cannot be created or written${where}: ${(err as Error | null)?.message ?? String(err)}; check the path and its permissions or change ${field}`;
+  }
+}

@@ -12,7 +12,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentConfig, OutboxConfig, RouteConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { TdxError, describeError } from '../errors.js';
+import { folderProblem, mkdirp } from '../fsutil.js';
+import { TdxError, describeError, type ReportedCode } from '../errors.js';
 import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, LimitRequest, OutboxInfo, PeerInfo, ReceivedInfo, SendRequest } from './model.js';
 import { Pacer, type LimitsSnapshot } from '../limits/pacer.js';
 import { formatRate } from '../limits/rate.js';
@@ -551,7 +552,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.emit('received', info);
   }
 
-  private noteFailure(reason: string, message: string, peer: string | null): void {
+  private noteFailure(reason: ReportedCode, message: string, peer: string | null): void {
     const f = { reason, message, peer, at: Date.now() };
     this.failures.push(f);
     this.emit('failure', f);
@@ -574,6 +575,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       incoming: this.incoming.list(),
       outboxes: this.outboxList(),
       limits: this.pacer.snapshot(),
+      held: [...this.inboxes.values()].flatMap((i) => i.heldFiles()),
     };
   }
 
@@ -797,10 +799,11 @@ function safeName(name: string): string {
 /** Creates a missing outbox (logged) and checks the agent may move files out of it. */
 async function ensureOutbox(dir: string, log: Logger): Promise<void> {
   try {
-    const made = await fs.mkdir(dir, { recursive: true });
+    const made = await mkdirp(dir);
     if (made !== undefined) log.info(`created outbox folder ${dir}`);
     await fs.access(dir, fs.constants.R_OK | fs.constants.W_OK);
   } catch (err) {
-    throw new TdxError('OUTBOX_UNUSABLE', `outbox ${dir} cannot be created or is not readable and writable by this user: ${describeError(err)}; fix its permissions or change outboxes[].path`, { cause: err });
+    // The agent moves sent files out of an outbox (archive, delete): it needs write access too.
+    throw new TdxError('OUTBOX_UNUSABLE', folderProblem(`outbox ${dir}`, err, 'outboxes[].path'), { cause: err });
   }
 }

@@ -3,6 +3,8 @@
  * read. Produced by the composition root (src/agent/agent.ts); consumers only see
  * `AgentView`.
  */
+import type { HeldFile } from '../inbox/held.js';
+import type { ReportedCode } from '../errors.js';
 import type { LimitsSnapshot } from '../limits/pacer.js';
 import type { EventEmitter } from 'node:events';
 
@@ -104,8 +106,8 @@ export interface IncomingInfo {
 }
 
 export interface FailureInfo {
-  /** A short stable reason code, e.g. CONNECT_FAILED, HASH_MISMATCH, NO_SPACE. */
-  reason: string;
+  /** A short stable reason code, e.g. CONNECT_FAILED, HASH_MISMATCH, NO_SPACE (src/errors.ts ERROR_CODES; a newer peer may send one this agent does not know). */
+  reason: ReportedCode;
   message: string;
   peer: string | null;
   at: number;
@@ -137,6 +139,8 @@ export interface AgentSnapshot {
   outboxes?: OutboxInfo[];
   /** Bandwidth limits and measured rates (limits/pacer.ts). */
   limits?: LimitsSnapshot;
+  /** Inbox files another program holds open, whose verified new version waits staged (inbox/held.ts). */
+  held?: HeldFile[];
 }
 
 export interface OutboxInfo {

@@ -13,6 +13,7 @@ import { StatusServer } from '../status/server.js';
 import { OscNotifier } from '../osc/notifier.js';
 import { hookEnv, runHook } from '../hooks.js';
 import type { ReceivedInfo } from '../agent/model.js';
+import { startActivitySummary } from '../log-summary.js';
 
 export interface Companions {
   stop(): Promise<void>;
@@ -30,6 +31,8 @@ export async function startCompanions(agent: Agent, cfg: AgentConfig, log: Logge
   };
   try {
     stops.push(startHooks(agent, cfg, log.child({ component: 'hook' })));
+    const stopSummary = startActivitySummary(agent, log, cfg.log.level);
+    stops.push(async () => stopSummary());
     if (cfg.osc.targets.length > 0) {
       const osc = new OscNotifier(agent, cfg.osc, { log: log.child({ component: 'osc' }), agentName: cfg.name });
       osc.start();

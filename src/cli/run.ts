@@ -4,7 +4,7 @@
  * bounded time (a hard-exit timer guards against a stuck part).
  */
 import { createLogger, type Logger } from '../log.js';
-import { ConfigError, describeError } from '../errors.js';
+import { ConfigError, describeError, isEnvironmentProblem } from '../errors.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { Agent } from '../agent/agent.js';
 import { startCompanions, type Companions } from './companions.js';
@@ -57,7 +57,8 @@ export async function runAgent(args: RunArgs): Promise<number> {
     agent = await Agent.start(cfg, { log });
   } catch (err) {
     log.error(`cannot start: ${describeError(err)}`);
-    return 1;
+    // 2: a folder or config problem that a restart would only repeat (see ENVIRONMENT_CODES).
+    return isEnvironmentProblem(err) ? 2 : 1;
   }
   let companions: Companions;
   try {

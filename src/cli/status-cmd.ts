@@ -3,6 +3,7 @@
  * status API. Handlers take options and output streams and return the exit code
  * (0 ok, 1 agent error, 2 usage/config, 3 no agent answering) so tests can drive them.
  */
+import { heldLine } from '../inbox/held.js';
 import type { Writable } from 'node:stream';
 import { MultiBar, type SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
@@ -109,6 +110,10 @@ export function statusText(s: SnapshotView, h: HealthReport | null, now = Date.n
   const incoming = s.incoming ?? [];
   lines.push('', incoming.length > 0 ? 'incoming:' : 'incoming: nothing arriving');
   for (const i of incoming) lines.push(`  ${incomingLine(i)}`);
+  if ((s.held ?? []).length > 0) {
+    lines.push('', 'held (waiting for another program to let go):');
+    for (const h of s.held ?? []) lines.push(`  ${heldLine(h, now)}`);
+  }
   if (s.recent.length > 0) {
     lines.push('', 'recent:');
     for (const j of s.recent.slice(0, 10)) lines.push(`  ${jobLine(j)}`);

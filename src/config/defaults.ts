@@ -29,7 +29,7 @@ export const ZERO_CONFIG_INBOX = 'default';
 
 export const DEFAULTS = {
   listen: { host: '0.0.0.0', port: DEFAULT_PORT },
-  inbox: { onCollision: 'overwrite' as CollisionPolicy, onReceiveTimeoutMs: 30_000 },
+  inbox: { onCollision: 'overwrite' as CollisionPolicy, onReceiveTimeoutMs: 30_000, heldMaxSeconds: 600 },
   outbox: { include: [] as string[], exclude: [] as string[], after: 'archive' as AfterAction, settleMs: 1000 },
   peer: { port: DEFAULT_PORT, protocol: 'tdxfer' as PeerProtocol, maxBytesPerSecond: 0 },
   discovery: { enabled: false, interfaces: [] } satisfies DiscoveryConfig,

@@ -62,6 +62,7 @@ export function resolveConfig(raw: RawConfig, opts: ResolveOptions): { config: U
       name: i.name,
       path: inboxPath,
       onCollision: i.onCollision ?? DEFAULTS.inbox.onCollision,
+      heldMaxSeconds: i.heldMaxSeconds ?? DEFAULTS.inbox.heldMaxSeconds,
       staging: i.staging !== undefined ? abs(i.staging) : defaultStaging(inboxPath),
     };
     if (i.onReceive) {
@@ -89,7 +90,7 @@ export function resolveConfig(raw: RawConfig, opts: ResolveOptions): { config: U
   if (opts.configFile === null) {
     // Zero-config: the agent is its own peer, so a file dropped into the outbox lands in the inbox.
     const inboxPath = path.join(dataDir, 'inbox');
-    inboxes.push({ name: ZERO_CONFIG_INBOX, path: inboxPath, onCollision: DEFAULTS.inbox.onCollision, staging: defaultStaging(inboxPath) });
+    inboxes.push({ name: ZERO_CONFIG_INBOX, path: inboxPath, onCollision: DEFAULTS.inbox.onCollision, heldMaxSeconds: DEFAULTS.inbox.heldMaxSeconds, staging: defaultStaging(inboxPath) });
     outboxes.push({
       path: path.join(dataDir, 'outbox'),
       to: [{ peer: name, inbox: ZERO_CONFIG_INBOX, flatten: false }],

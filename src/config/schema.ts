@@ -67,6 +67,7 @@ const inbox = obj(
     name,
     path,
     onCollision: { enum: ['overwrite', 'rename', 'skip'] },
+    heldMaxSeconds: int(0, 31_536_000),
     staging: path,
     onReceive: obj(
       {
@@ -203,6 +204,7 @@ export interface RawInbox {
   name: string;
   path: string;
   onCollision?: 'overwrite' | 'rename' | 'skip';
+  heldMaxSeconds?: number;
   staging?: string;
   onReceive?: { command: string[]; timeoutMs?: number };
 }

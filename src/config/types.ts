@@ -11,6 +11,8 @@ export interface InboxConfig {
   name: string;
   path: string;
   onCollision: CollisionPolicy;
+  /** Seconds a new version waits for a file another program holds open before landing as `name (1).ext`; 0 = forever. */
+  heldMaxSeconds?: number | undefined;
   /** Staging folder for partial files: absolute path; by default a sibling of the inbox (`<parent>/.<inbox-basename>.tdxfer-staging`). */
   staging: string;
   /** Optional command run (no shell) after each file lands: argv array. */

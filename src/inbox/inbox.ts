@@ -4,16 +4,17 @@
  * is visible only after its bytes and its folder entry are durable and its SHA-256 matched;
  * no wire path can make us write outside the inbox.
  */
+import type { HeldFile } from './held.js';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { InboxConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { describeError } from '../errors.js';
+import { TdxError, describeError } from '../errors.js';
 import { collisionKey, sanitizeRelPath } from '../names.js';
 import { InboxError } from './errors.js';
-import { formatBytes, freeBytes, realpathLong } from '../fsutil.js';
+import { folderProblem, formatBytes, freeBytes, mkdirp, realpathLong } from '../fsutil.js';
 import { IncomingFileImpl, type IncomingFile } from './incoming.js';
 import { Journal } from './journal.js';
 import { checkConfined, findExisting, Lander, newLandIndex, type LandIndex } from './land.js';
@@ -132,6 +133,11 @@ export class Inbox {
   readonly #reserveBytes: number;
   readonly #resumeMinBytes: number;
   readonly #lander: Lander;
+
+  /** Files of this inbox another program holds open while their new version waits staged. */
+  heldFiles(): HeldFile[] {
+    return this.#lander.held.list();
+  }
   /** Names in the inbox's folders, shared by landing and the onCollision=skip lookup in begin(). */
   readonly #index: LandIndex;
   /** Last statfs of the staging volume, and #spaceAdmitted at that moment. */
@@ -168,7 +174,7 @@ export class Inbox {
     this.#reserveBytes = a.reserveBytes;
     this.#resumeMinBytes = a.resumeMinBytes;
     this.#index = newLandIndex(a.dirOps);
-    this.#lander = new Lander({ inboxName: this.name, inboxPath: this.path, inboxReal: a.real, policy: a.cfg.onCollision, log: a.log, journal: a.journal, index: this.#index });
+    this.#lander = new Lander({ inboxName: this.name, inboxPath: this.path, inboxReal: a.real, policy: a.cfg.onCollision, log: a.log, journal: a.journal, index: this.#index, heldMaxSeconds: a.cfg.heldMaxSeconds });
   }
 
   static async open(cfg: InboxConfig, opts: InboxOptions): Promise<Inbox> {
@@ -177,7 +183,11 @@ export class Inbox {
     const where = `inbox "${cfg.name}" (${inboxPath})`;
     try {
       if (!(await exists(inboxPath))) {
-        await fs.mkdir(inboxPath, { recursive: true });
+        try {
+          await mkdirp(inboxPath);
+        } catch (err) {
+          throw new TdxError('FOLDER_UNUSABLE', folderProblem(where, err, `the "path" of this inbox`), { cause: err });
+        }
         log.info('created inbox folder', { path: inboxPath });
       }
       const inboxStat = await fs.stat(inboxPath);
@@ -185,7 +195,7 @@ export class Inbox {
       try {
         await fs.access(inboxPath, fsConstants.W_OK);
       } catch (err) {
-        throw new InboxError('IO', `The ${where} is not writable by this user; fix its permissions or choose another folder`, { cause: err });
+        throw new TdxError('FOLDER_UNUSABLE', folderProblem(where, err, `the "path" of this inbox`), { cause: err });
       }
 
       const configured = path.resolve(cfg.staging);
@@ -233,7 +243,7 @@ export class Inbox {
         dirOps: opts.dirOps,
       });
     } catch (err) {
-      if (err instanceof InboxError) throw err;
+      if (err instanceof InboxError || (err instanceof TdxError && err.code === 'FOLDER_UNUSABLE')) throw err;
       throw new InboxError('IO', `Cannot open ${where}: ${describeError(err)}`, { cause: err });
     }
   }

@@ -24,10 +24,12 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
+import { renameCandidate } from '../names.js';
 import { InboxError } from './errors.js';
 import { errCode, fsyncDir, isInside, realpathLong, renameWithRetry, retryTransient } from '../fsutil.js';
 import type { Journal, LandedRecord } from './journal.js';
 import { DirIndex, type DirOps } from './dirindex.js';
+import { HeldTargets, heldTooLong } from './held.js';
 import { Listing, applyPlan, planLanding, type LandPlan } from './land-plan.js';
 
 export { Listing, applyPlan, planLanding, type LandPlan } from './land-plan.js';
@@ -44,7 +46,13 @@ export interface LandTarget {
   journal?: Journal;
   /** Names of the inbox's folders (shared with Inbox.begin's collision lookup); a fresh one if absent. */
   index?: LandIndex;
+  /** Seconds a held target may block its new version before it lands as `name (1).ext` (0 = forever; default 600). */
+  heldMaxSeconds?: number;
+  /** Registry of held targets (shown in the status); a fresh one if absent. */
+  held?: HeldTargets;
 }
+
+export const DEFAULT_HELD_MAX_SECONDS = 600;
 
 /** The inbox's name index: folders listed once, names checked on disk (see dirindex.ts). */
 export type LandIndex = DirIndex<Listing>;
@@ -189,8 +197,8 @@ export class Lander {
   #queue: Waiting[] = [];
   #running = false;
   readonly #index: LandIndex;
-  /** Targets whose "held open" line was logged (once per held episode). */
-  readonly #heldLogged = new Set<string>();
+  /** Targets held open by another program (once-per-episode log line, status, bounded wait). */
+  readonly held: HeldTargets;
 
   /**
    * The file to replace is open in another program without delete sharing (Windows:
@@ -205,8 +213,7 @@ export class Lander {
     const code = errCode(err);
     if (code !== 'EPERM' && code !== 'EBUSY' && code !== 'EACCES') return err;
     const t = this.target;
-    if (!this.#heldLogged.has(targetAbs)) {
-      this.#heldLogged.add(targetAbs);
+    if (this.held.hold({ inbox: t.inboxName, rel: p.rel, path: targetAbs, code: code ?? '' }, Date.now()).isNew) {
       t.log.warn(
         `Inbox "${t.inboxName}": cannot replace ${targetAbs}: another program holds it open (${code}; on a playback machine usually a Movie File In TOP playing it). The new version is verified and kept staged; it replaces the file as soon as that program lets go.`,
         { rel: p.rel, code },
@@ -217,6 +224,7 @@ export class Lander {
 
   constructor(private readonly target: LandTarget) {
     this.#index = target.index ?? newLandIndex();
+    this.held = target.held ?? new HeldTargets();
   }
 
   /** Resolves once the file is visible under its final name and durable (or was skipped). */
@@ -367,6 +375,12 @@ export class Lander {
     for (const d of new Set(planned.map((p) => p.parent.real))) await index.settled(d);
   }
 
+  async #landBeside(p: Planned, targetAbs: string, since: number): Promise<void> {
+    await landBesideHeld({ target: this.target, p, targetAbs, since });
+    this.held.release(targetAbs);
+    this.#index.forget(p.parent.real);
+  }
+
   async #rename(p: Planned): Promise<void> {
     const { log } = this.target;
     const dir = p.parent.real;
@@ -377,12 +391,17 @@ export class Lander {
     }
     // overwrite: replace the existing entry atomically (the exact spelling if present).
     const targetAbs = path.join(dir, plan.target);
+    const since = this.held.list().find((h) => h.path === targetAbs)?.sinceMs;
+    if (since !== undefined && heldTooLong(since, Date.now(), this.target.heldMaxSeconds ?? DEFAULT_HELD_MAX_SECONDS)) {
+      await this.#landBeside(p, targetAbs, since);
+      return;
+    }
     try {
       await renameWithRetry(p.w.item.from, targetAbs, log);
     } catch (err) {
       throw this.#held(p, targetAbs, err);
     }
-    if (this.#heldLogged.delete(targetAbs)) log.info(`Inbox "${this.target.inboxName}": replaced ${targetAbs}, released by the program that held it`, { rel: p.rel });
+    if (this.held.release(targetAbs)) log.info(`Inbox "${this.target.inboxName}": replaced ${targetAbs}, released by the program that held it`, { rel: p.rel });
     if (plan.target !== plan.name) {
       // Case-only rename: works on case-insensitive volumes too; the file keeps the new content throughout.
       await renameWithRetry(targetAbs, path.join(dir, plan.name), log);
@@ -397,6 +416,36 @@ export class Lander {
       }
     }
   }
+}
+
+/**
+ * The bounded wait is over (`heldMaxSeconds`): the verified new version lands beside the
+ * held file under the collision-renamed name (`name (1).ext`, the first free one), with
+ * its own dedupe record written first, so a re-offer of the same file is still recognised
+ * as landed (exactly once: the sender gets its ACK once, for this landing).
+ */
+async function landBesideHeld(this: void, a: {
+  target: LandTarget;
+  p: Planned;
+  targetAbs: string;
+  since: number;
+}): Promise<void> {
+  const { target: t, p, targetAbs, since } = a;
+  const dir = p.parent.real;
+  const name = p.plan.name;
+  let n = 1;
+  let cand = renameCandidate(name, n);
+  while (await fs.lstat(path.join(dir, cand)).then(() => true, () => false)) cand = renameCandidate(name, ++n);
+  const rel = [...p.parent.names, cand].join('/');
+  const rec = p.w.item.record?.(rel) ?? null;
+  if (rec && t.journal) await t.journal.recordMany([rec]);
+  await renameWithRetry(p.w.item.from, path.join(dir, cand), t.log);
+  p.plan = { kind: 'new', name: cand };
+  p.rel = rel;
+  t.log.warn(
+    `Inbox "${t.inboxName}": ${targetAbs} was held open by another program for ${Math.round((Date.now() - since) / 1000)} s (heldMaxSeconds); the new version landed beside it as ${path.join(dir, cand)} instead. The held file is unchanged.`,
+    { rel, replaced: false },
+  );
 }
 
 /** Lands one file on its own (a batch of one). */

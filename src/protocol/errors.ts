@@ -4,38 +4,43 @@
  * mapping live here: errorFrameFor() turns any thrown value into a wire {code, message},
  * PeerError turns a received NACK/ERROR back into a typed error.
  */
-import { TdxError, describeError } from '../errors.js';
+import { ERROR_CODES, TdxError, describeError, reportedCode, type ReportedCode } from '../errors.js';
 
 /** Where a wire code may appear: per file (NACK), per connection (ERROR), or either. */
 export type WireScope = 'file' | 'connection' | 'both';
 
 export interface WireCodeInfo {
-  /** True when the same request may succeed later without anyone changing anything. */
+  /** True when the same request may succeed later without anyone changing anything (from ERROR_CODES). */
   retryable: boolean;
   scope: WireScope;
   description: string;
 }
 
-/** Session-level codes sent in NACK / ERROR frames. The table in PROTOCOL.md mirrors it. */
-export const WIRE_CODES = {
-  AUTH_FAILED: { retryable: false, scope: 'connection', description: 'Handshake proof did not verify: the two agents do not share the same installation key.' },
-  UNSUPPORTED_PROTOCOL: { retryable: false, scope: 'connection', description: 'Protocol version or transport mode (TLS / plain) not supported by this peer.' },
-  NO_SUCH_INBOX: { retryable: false, scope: 'file', description: 'The offered inbox name does not exist on the receiver.' },
-  BAD_NAME: { retryable: false, scope: 'file', description: 'The offered path is not a safe relative file name on the receiver.' },
-  TOO_LARGE: { retryable: false, scope: 'both', description: 'The offered size is over the receiver\'s maxFileBytes.' },
-  NO_SPACE: { retryable: true, scope: 'file', description: 'The receiver\'s disk (or quota) is full.' },
-  HASH_MISMATCH: { retryable: true, scope: 'file', description: 'SHA-256 of the received bytes differs from END.sha256; the receiver discarded them, send again from offset 0.' },
-  SIZE_MISMATCH: { retryable: true, scope: 'file', description: 'The number of DATA bytes differs from size - offset.' },
-  IO_ERROR: { retryable: true, scope: 'both', description: 'The receiver failed to read or write its disk (permissions, locked file, device error).' },
-  BUSY: { retryable: true, scope: 'file', description: 'The receiver cannot take this file now (the same file is being received on another connection, or too many in flight).' },
-  OUT_OF_ORDER: { retryable: false, scope: 'both', description: 'A frame arrived that the sequence does not allow at this point (e.g. DATA without ACCEPT, OFFER while a file streams).' },
-  TIMEOUT: { retryable: true, scope: 'connection', description: 'Handshake not finished in time, or nothing received for the idle timeout.' },
-  SHUTTING_DOWN: { retryable: true, scope: 'both', description: 'The peer is stopping; try again later.' },
-  PROTOCOL_ERROR: { retryable: false, scope: 'connection', description: 'Malformed frame: bad magic, unknown type, too large, bad JSON or an invalid field.' },
-  TOO_MANY_CONNECTIONS: { retryable: true, scope: 'connection', description: 'The receiver is at its connection limit (overall or for this address).' },
-} as const satisfies Record<string, WireCodeInfo>;
+/** Scope and wire description of each session-level code; retryability comes from ERROR_CODES. */
+const WIRE_SCOPES = {
+  AUTH_FAILED: { scope: 'connection', description: 'Handshake proof did not verify: the two agents do not share the same installation key.' },
+  UNSUPPORTED_PROTOCOL: { scope: 'connection', description: 'Protocol version or transport mode (TLS / plain) not supported by this peer.' },
+  NO_SUCH_INBOX: { scope: 'file', description: 'The offered inbox name does not exist on the receiver.' },
+  BAD_NAME: { scope: 'file', description: 'The offered path is not a safe relative file name on the receiver.' },
+  TOO_LARGE: { scope: 'both', description: 'The offered size is over the receiver\'s maxFileBytes.' },
+  NO_SPACE: { scope: 'file', description: 'The receiver\'s disk (or quota) is full.' },
+  HASH_MISMATCH: { scope: 'file', description: 'SHA-256 of the received bytes differs from END.sha256; the receiver discarded them, send again from offset 0.' },
+  SIZE_MISMATCH: { scope: 'file', description: 'The number of DATA bytes differs from size - offset.' },
+  IO_ERROR: { scope: 'both', description: 'The receiver failed to read or write its disk (permissions, locked file, device error).' },
+  BUSY: { scope: 'file', description: 'The receiver cannot take this file now (the same file is being received on another connection, or too many in flight).' },
+  OUT_OF_ORDER: { scope: 'both', description: 'A frame arrived that the sequence does not allow at this point (e.g. DATA without ACCEPT, OFFER while a file streams).' },
+  TIMEOUT: { scope: 'connection', description: 'Handshake not finished in time, or nothing received for the idle timeout.' },
+  SHUTTING_DOWN: { scope: 'both', description: 'The peer is stopping; try again later.' },
+  PROTOCOL_ERROR: { scope: 'connection', description: 'Malformed frame: bad magic, unknown type, too large, bad JSON or an invalid field.' },
+  TOO_MANY_CONNECTIONS: { scope: 'connection', description: 'The receiver is at its connection limit (overall or for this address).' },
+} as const satisfies Partial<Record<keyof typeof ERROR_CODES, Omit<WireCodeInfo, 'retryable'>>>;
 
-export type WireCode = keyof typeof WIRE_CODES;
+export type WireCode = keyof typeof WIRE_SCOPES;
+
+/** Session-level codes sent in NACK / ERROR frames. The table in PROTOCOL.md mirrors it. */
+export const WIRE_CODES: { readonly [C in WireCode]: WireCodeInfo } = Object.fromEntries(
+  Object.entries(WIRE_SCOPES).map(([code, info]) => [code, { retryable: ERROR_CODES[code as WireCode].retryable, ...info }]),
+) as { [C in WireCode]: WireCodeInfo };
 
 export function isWireCode(code: unknown): code is WireCode {
   return typeof code === 'string' && Object.hasOwn(WIRE_CODES, code);
@@ -84,7 +89,7 @@ export class ProtocolError extends TdxError {
 export class PeerError extends TdxError {
   readonly retryable: boolean;
   readonly scope: 'file' | 'connection';
-  constructor(code: string, message: string, retryable: boolean, scope: 'file' | 'connection') {
+  constructor(code: ReportedCode, message: string, retryable: boolean, scope: 'file' | 'connection') {
     super(code, message);
     this.name = 'PeerError';
     this.retryable = retryable;
@@ -96,7 +101,7 @@ export class PeerError extends TdxError {
 export function peerErrorFrom(frame: { code: string; message: string; retryable?: boolean }): PeerError {
   const scope = frame.retryable === undefined ? 'connection' : 'file';
   const text = frame.message === '' ? WIRE_CODES[frame.code as WireCode]?.description ?? frame.code : frame.message;
-  return new PeerError(frame.code, `peer reported ${frame.code}: ${text}`, frame.retryable ?? isRetryable(frame.code), scope);
+  return new PeerError(reportedCode(frame.code), `peer reported ${frame.code}: ${text}`, frame.retryable ?? isRetryable(frame.code), scope);
 }
 
 export const MAX_MESSAGE_CHARS = 2048;

@@ -367,6 +367,9 @@ const SCRIPT = `
     $('incoming-body').textContent = ''; incomingRows.clear();
     (s.incoming || []).forEach(renderIncoming);
     empty($('incoming-body'), incomingRows.size === 0, 'nothing arriving');
+    $('held').textContent = (s.held || []).map(function (h) {
+      return 'held: inbox "' + h.inbox + '": ' + h.rel + ' is open in another program since ' + new Date(h.sinceMs).toLocaleTimeString() + ' (' + h.code + '); the new version waits staged';
+    }).join('\\n');
     lastOutboxes = s.outboxes || [];
     renderFolders();
     renderLimits(s.limits);
@@ -449,6 +452,7 @@ export function dashboardHtml(version: string): string {
     <h2>Incoming transfers</h2>
     <table><thead><tr><th>File</th><th>From</th><th>Inbox</th><th>Progress</th><th></th><th>Bytes</th><th>Rate</th><th>ETA</th><th></th><th>State</th></tr></thead>
     <tbody id="incoming-body"></tbody></table>
+    <p id="held" class="dim" style="white-space: pre-line"></p>
   </section>
   <section class="wide" id="peers">
     <h2>Peers</h2>

@@ -141,7 +141,7 @@ export class DestinationQueue {
 
   private async openConnection(): Promise<PeerConnection> {
     const peer = this.deps.resolvePeer();
-    if (!peer) throw new TdxError('PEER_UNKNOWN', `peer ${this.dest.peer} not known (yet): waiting for it to be discovered or configured`);
+    if (!peer) throw new TdxError('UNKNOWN_PEER', `peer ${this.dest.peer} not known (yet): waiting for it to be discovered or configured`);
     if (peer.state === 'gone') throw new TdxError('PEER_GONE', `peer ${this.dest.peer} is gone (no announcement for a while): waiting for it to return`);
     if (peer.addresses.length === 0) throw new TdxError('PEER_NO_ADDRESS', `peer ${this.dest.peer} has no usable address`);
     let last: unknown = null;
@@ -169,7 +169,7 @@ export class DestinationQueue {
     };
     if (this.dest.protocol === 'legacy') {
       const peer = this.deps.resolvePeer();
-      if (!peer || peer.addresses.length === 0) throw new TdxError('PEER_UNKNOWN', `legacy peer ${this.dest.peer} has no address`);
+      if (!peer || peer.addresses.length === 0) throw new TdxError('UNKNOWN_PEER', `legacy peer ${this.dest.peer} has no address`);
       this.setState(job, 'sending');
       await sendLegacyFile({ host: peer.addresses[0]!, port: peer.port, file: job.abs, targetName: job.target, log: this.log, onProgress, signal: job.controller.signal });
       return { status: 'stored', path: job.target, sha256: null, bytesSent: job.size, resumedFrom: 0 };

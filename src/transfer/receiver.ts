@@ -12,8 +12,10 @@
  * announced eagerMaxBytes times MAX_PENDING_COMMITS.
  */
 import type { Logger } from '../log.js';
-import { TdxError, describeError } from '../errors.js';
-import { errorFrameFor, isRetryable, makeNonce, makeProof, verifyProof, type Frame, type FrameOf } from '../protocol/index.js';
+import { TdxError, codeOf, describeError, type ReportedCode } from '../errors.js';
+import { errorFrameFor, isRetryable, makeNonce, type Frame, type FrameOf } from '../protocol/index.js';
+import { ServerHandshake, type HandshakeAction } from './handshake.js';
+import { ReceivingFiles } from './files.js';
 import type { Inbox, IncomingFile } from '../inbox/inbox.js';
 import type { ReceivedInfo } from '../agent/model.js';
 import { FrameChannel } from './channel.js';
@@ -31,7 +33,7 @@ export interface ReceiverDeps {
   limits: { idleTimeoutMs: number; handshakeTimeoutMs: number; maxFileBytes: number };
   log: Logger;
   onReceived: (info: ReceivedInfo) => void;
-  onFailure?: (reason: string, message: string, peer: string | null) => void;
+  onFailure?: (reason: ReportedCode, message: string, peer: string | null) => void;
   /** Shows streamed files while they arrive (status, events, dashboard). */
   incoming?: IncomingTracker;
   /** WELCOME.eagerMaxBytes: 0 turns eager offers off (tests of the classic sequence). Default EAGER_MAX_BYTES. */
@@ -39,8 +41,6 @@ export interface ReceiverDeps {
   /** Incoming bandwidth limit: see ChannelOptions.inbound. */
   inbound?: (bytes: number) => number;
 }
-
-type State = 'hello' | 'auth' | 'ready';
 
 interface Streaming {
   id: number;
@@ -64,9 +64,7 @@ interface Gathering {
 
 export class ReceiverSession {
   private readonly channel: FrameChannel;
-  private state: State = 'hello';
-  private clientNonce = '';
-  private serverNonce = '';
+  private readonly hs: ServerHandshake;
   private peerId = '';
   private peerName = '';
   private current: Streaming | null = null;
@@ -76,8 +74,8 @@ export class ReceiverSession {
   private stopping = false;
   /** False once a stop gave up waiting: files not renamed yet stay staged (see drain()). */
   private landing = true;
-  /** Ids offered and not yet answered with ACK/NACK (or abandoned with ABORT). */
-  private readonly unfinished = new Set<number>();
+  /** Which OFFER / DATA / END / ABORT is legal now (files.ts); `current` / `gathering` hold the I/O side. */
+  private readonly files: ReceivingFiles;
   private readonly log: Logger;
   private readonly handshakeTimer: NodeJS.Timeout;
 
@@ -92,10 +90,19 @@ export class ReceiverSession {
       idleTimeoutMs: deps.limits.idleTimeoutMs,
       ...(deps.inbound ? { inbound: deps.inbound } : {}),
     });
+    this.files = new ReceivingFiles(deps.eagerMaxBytes ?? EAGER_MAX_BYTES);
+    this.hs = new ServerHandshake({
+      key: deps.key,
+      self: deps.self,
+      serverNonce: makeNonce(),
+      inboxes: [...deps.inboxes.keys()],
+      encrypted: conn.encrypted,
+      eagerMaxBytes: deps.eagerMaxBytes ?? EAGER_MAX_BYTES,
+    });
     this.handshakeTimer = setTimeout(() => {
-      if (this.state !== 'ready') {
+      if (this.hs.step !== 'ready') {
         conn.refusals.warn('slow tdxfer handshakes', `closed connection from ${conn.remoteAddress}: handshake not finished within ${deps.limits.handshakeTimeoutMs} ms`);
-        this.channel.fail(new TdxError('TIMEOUT', 'handshake not finished in time'));
+        this.runHandshake(this.hs.on({ kind: 'timeout' }));
       }
     }, deps.limits.handshakeTimeoutMs);
     this.handshakeTimer.unref();
@@ -136,16 +143,13 @@ export class ReceiverSession {
     await gone;
   }
 
-  private get eagerMax(): number {
-    return this.deps.eagerMaxBytes ?? EAGER_MAX_BYTES;
-  }
-
   get peer(): string {
     return this.peerName || this.conn.remoteAddress;
   }
 
   private onClose(err: TdxError | null): void {
     clearTimeout(this.handshakeTimer);
+    this.files.closed();
     this.gathering = null; // an eager file lives in memory only: nothing to keep
     if (this.current) {
       const c = this.current;
@@ -163,66 +167,51 @@ export class ReceiverSession {
 
   private async onFrame(f: Frame): Promise<void> {
     if (this.stopping) return; // drain(): nothing new is started
-    switch (this.state) {
-      case 'hello':
-        return this.onHello(f);
-      case 'auth':
-        return this.onAuth(f);
-      case 'ready':
-        return this.onReady(f);
-    }
+    if (this.hs.step === 'ready') return this.onReady(f);
+    this.runHandshake(this.hs.on({ kind: 'frame', frame: f }));
   }
 
   private outOfOrder(f: Frame, expected: string): never {
     throw new TdxError('OUT_OF_ORDER', `unexpected ${f.type.toUpperCase()} frame: expected ${expected}`);
   }
 
-  private onHello(f: Frame): void {
-    if (f.type === 'error') return this.peerError(f);
-    if (f.type !== 'hello') this.outOfOrder(f, 'HELLO');
-    this.clientNonce = f.nonce;
-    this.peerId = f.agentId;
-    this.peerName = f.name;
-    this.serverNonce = makeNonce();
-    const proof = makeProof({ key: this.deps.key, role: 'server', clientNonce: f.nonce, serverNonce: this.serverNonce, agentId: this.deps.self.id });
-    this.channel.send({
-      type: 'welcome',
-      protocol: 1,
-      agentId: this.deps.self.id,
-      name: this.deps.self.name,
-      software: this.deps.self.software,
-      nonce: this.serverNonce,
-      proof,
-      inboxes: [...this.deps.inboxes.keys()],
-      encrypted: this.conn.encrypted,
-      eagerMaxBytes: this.eagerMax,
-    });
-    this.state = 'auth';
-  }
-
-  private onAuth(f: Frame): void {
-    if (f.type === 'error') return this.peerError(f);
-    if (f.type !== 'auth') this.outOfOrder(f, 'AUTH');
-    const ok = verifyProof({ key: this.deps.key, role: 'client', clientNonce: this.clientNonce, serverNonce: this.serverNonce, agentId: this.peerId, proof: f.proof });
-    if (!ok) {
-      this.conn.refusals.warn('authentication failures', `refused ${this.peerName} (${this.conn.remoteAddress}): authentication failed, it does not hold this installation's key (security.key must be the same on every machine)`);
-      this.deps.onFailure?.('AUTH_FAILED', `peer ${this.peerName} at ${this.conn.remoteAddress} failed authentication`, this.peerName);
-      this.channel.fail(new TdxError('AUTH_FAILED', 'authentication failed: this agent uses another installation key'));
-      return;
+  /** Executes the server handshake machine's actions (handshake.ts). */
+  private runHandshake(actions: HandshakeAction[]): void {
+    for (const a of actions) {
+      switch (a.kind) {
+        case 'send':
+          this.channel.send(a.frame);
+          if (a.frame.type === 'welcome') {
+            this.peerId = this.hs.peer.agentId;
+            this.peerName = this.hs.peer.name;
+          }
+          break;
+        case 'close':
+          if (a.how === 'end') this.channel.end();
+          else this.channel.fail(a.error);
+          break;
+        case 'peerError':
+          this.log.warn(`peer ${this.peer} reported ${a.frame.code}: ${a.frame.message}`);
+          break;
+        case 'authFailed':
+          this.conn.refusals.warn('authentication failures', `refused ${this.peerName} (${this.conn.remoteAddress}): authentication failed, it does not hold this installation's key (security.key must be the same on every machine)`);
+          this.deps.onFailure?.('AUTH_FAILED', `peer ${this.peerName} at ${this.conn.remoteAddress} failed authentication`, this.peerName);
+          break;
+        case 'admit': {
+          clearTimeout(this.handshakeTimer);
+          const refused = this.conn.authenticated({
+            idleMs: () => this.channel.idleMs,
+            busy: () => this.channel.busy || this.current !== null || this.gathering !== null || this.commits.size > 0,
+            evict: (reason) => this.channel.fail(new TdxError('TOO_MANY_CONNECTIONS', `${this.deps.self.name}: ${reason}`)),
+          });
+          this.runHandshake(this.hs.admitted(refused));
+          if (this.hs.step === 'ready') this.log.info(`peer ${this.peerName} connected${this.conn.encrypted ? ' (encrypted)' : ' (NOT encrypted)'}`, { peerId: this.peerId });
+          break;
+        }
+        case 'settle':
+          break; // client-side action: not produced by the server machine
+      }
     }
-    clearTimeout(this.handshakeTimer);
-    const refused = this.conn.authenticated({
-      idleMs: () => this.channel.idleMs,
-      busy: () => this.channel.busy || this.current !== null || this.gathering !== null || this.commits.size > 0,
-      evict: (reason) => this.channel.fail(new TdxError('TOO_MANY_CONNECTIONS', `${this.deps.self.name}: ${reason}`)),
-    });
-    if (refused) {
-      this.channel.fail(new TdxError('TOO_MANY_CONNECTIONS', `${this.deps.self.name} refused the connection: ${refused}`));
-      return;
-    }
-    this.state = 'ready';
-    this.channel.send({ type: 'ready' });
-    this.log.info(`peer ${this.peerName} connected${this.conn.encrypted ? ' (encrypted)' : ' (NOT encrypted)'}`, { peerId: this.peerId });
   }
 
   private peerError(f: FrameOf<'error'>): void {
@@ -255,18 +244,12 @@ export class ReceiverSession {
 
   /** ACK or NACK: the file is finished, its id may be used again (PROTOCOL.md 4.3, 6.2). */
   private answer(f: FrameOf<'ack'> | FrameOf<'nack'>): void {
-    this.unfinished.delete(f.id);
+    this.files.answered(f.id);
     this.channel.send(f);
   }
 
   private async onOffer(f: FrameOf<'offer'>): Promise<void> {
-    if (this.current || this.gathering) this.outOfOrder(f, 'DATA or END for the file being received');
-    if (this.unfinished.has(f.id)) throw new TdxError('OUT_OF_ORDER', `OFFER reuses id ${f.id}, which is not answered yet (section 6.2)`);
-    this.unfinished.add(f.id);
-    if (f.eager === true) {
-      if (f.size > this.eagerMax) {
-        throw new TdxError('OUT_OF_ORDER', `eager OFFER of ${f.size} bytes for ${f.path}, over the announced eagerMaxBytes ${this.eagerMax}`);
-      }
+    if (this.files.offer(f).kind === 'gather') {
       this.gathering = { eager: true, id: f.id, offer: f, chunks: [], received: 0, startedAt: Date.now() };
       return;
     }
@@ -274,6 +257,7 @@ export class ReceiverSession {
     const admitted = await this.admit(f, f.resume);
     if (!admitted) return;
     const { file, inbox } = admitted;
+    this.files.accepted(f.id, file.offset);
     const view = this.deps.incoming?.start({ inbox: inbox.name, file: file.rel, from: this.peer, via: 'tdxfer', bytesTotal: f.size, resumedFrom: file.offset });
     this.current = { id: f.id, file, inbox, expected: f.size, received: file.offset, startedAt: Date.now(), ...(view ? { view } : {}) };
     if (file.offset > 0) this.log.info(`resuming ${file.rel} from ${this.peer} at byte ${file.offset} of ${f.size}`, { inbox: inbox.name });
@@ -309,26 +293,20 @@ export class ReceiverSession {
 
   private refuse(f: FrameOf<'offer'>, inbox: Inbox, err: unknown): void {
     this.log.warn(`refused ${f.path} from ${this.peer}: ${describeError(err)}`, { inbox: inbox.name });
-    this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
+    this.deps.onFailure?.(codeOf(err, 'IO'), describeError(err), this.peerName);
     this.nack(f.id, err);
   }
 
   private async onData(data: Buffer): Promise<void> {
-    const g = this.gathering;
-    if (g) {
-      if (g.received + data.length > g.offer.size) {
-        throw new TdxError('SIZE_MISMATCH', `more DATA than offered for ${g.offer.path}: ${g.received + data.length} > ${g.offer.size} bytes`);
-      }
+    const v = this.files.data(data.length);
+    if (v.kind === 'gather') {
+      const g = this.gathering!;
       g.chunks.push(data);
       g.received += data.length;
       return;
     }
-    const c = this.current;
-    if (!c) throw new TdxError('OUT_OF_ORDER', 'DATA frame without an accepted OFFER');
-    if (c.received + data.length > c.expected) {
-      throw new TdxError('SIZE_MISMATCH', `more DATA than offered for ${c.file.rel}: ${c.received + data.length} > ${c.expected} bytes`);
-    }
-    c.received += data.length;
+    const c = this.current!;
+    c.received = v.received;
     try {
       await c.file.write(data);
       c.view?.progress(c.received);
@@ -337,8 +315,9 @@ export class ReceiverSession {
       // Disk full or I/O error mid-file: the inbox already removed the partial. Tell
       // the sender (NACK) and drop the connection, since it is mid-stream.
       this.current = null;
+      this.files.writeFailed();
       this.log.error(`failed writing ${c.file.rel} from ${this.peer}: ${describeError(err)}`, { inbox: c.inbox.name });
-      this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
+      this.deps.onFailure?.(codeOf(err, 'IO'), describeError(err), this.peerName);
       this.nack(c.id, err);
       await c.file.abort(false);
       this.channel.end();
@@ -346,14 +325,15 @@ export class ReceiverSession {
   }
 
   private onAbort(f: FrameOf<'abort'>): Promise<void> | void {
-    this.unfinished.delete(f.id);
-    if (this.gathering?.id === f.id) {
-      this.log.info(`sender abandoned ${this.gathering.offer.path}: ${f.reason}`, { inbox: this.gathering.offer.inbox });
+    const v = this.files.abort(f.id);
+    if (v.kind === 'ignore') return; // nothing streaming for it (e.g. aborted right after OFFER was refused)
+    if (v.eager) {
+      const g = this.gathering!;
+      this.log.info(`sender abandoned ${g.offer.path}: ${f.reason}`, { inbox: g.offer.inbox });
       this.gathering = null;
       return;
     }
-    const c = this.current;
-    if (!c || c.id !== f.id) return; // nothing streaming for it (e.g. aborted right after OFFER was refused)
+    const c = this.current!;
     this.current = null;
     this.log.info(`sender abandoned ${c.file.rel}: ${f.reason}`, { inbox: c.inbox.name });
     c.view?.end('failed', `sender abandoned it: ${f.reason}`);
@@ -361,12 +341,12 @@ export class ReceiverSession {
   }
 
   private async onEnd(f: FrameOf<'end'>): Promise<void> {
-    const g = this.gathering;
-    if (g) {
-      if (g.id !== f.id) throw new TdxError('OUT_OF_ORDER', `END for file ${f.id} which is not being received`);
+    const v = this.files.end(f.id);
+    if (v.eager) {
+      const g = this.gathering!;
       this.gathering = null;
-      if (g.received !== g.offer.size) {
-        this.nack(f.id, new TdxError('SIZE_MISMATCH', `received ${g.received} of ${g.offer.size} bytes for ${g.offer.path}`));
+      if (v.kind === 'short') {
+        this.nack(f.id, new TdxError('SIZE_MISMATCH', `received ${v.received} of ${v.size} bytes for ${g.offer.path}`));
         return;
       }
       while (this.commits.size >= MAX_PENDING_COMMITS) await Promise.race(this.commits);
@@ -374,10 +354,9 @@ export class ReceiverSession {
       this.commits.add(p);
       return;
     }
-    const c = this.current;
-    if (!c || c.id !== f.id) throw new TdxError('OUT_OF_ORDER', `END for file ${f.id} which is not being received`);
+    const c = this.current!;
     this.current = null;
-    if (c.received !== c.expected) {
+    if (v.kind === 'short') {
       c.view?.end('failed', `received ${c.received} of ${c.expected} bytes`);
       this.nack(f.id, new TdxError('SIZE_MISMATCH', `received ${c.received} of ${c.expected} bytes for ${c.file.rel}`));
       void c.file.abort(false);
@@ -434,7 +413,7 @@ export class ReceiverSession {
       }
       this.log.warn(`could not store ${c.file.rel} from ${this.peer}: ${describeError(err)}`, { inbox: c.inbox.name });
       c.view?.end('failed', describeError(err));
-      this.deps.onFailure?.((err as { code?: string }).code ?? 'IO', describeError(err), this.peerName);
+      this.deps.onFailure?.(codeOf(err, 'IO'), describeError(err), this.peerName);
       this.nack(c.id, err);
     }
   }

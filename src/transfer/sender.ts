@@ -13,7 +13,8 @@ import { createHash, type Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
-import { DEFAULT_LIMITS, makeNonce, makeProof, peerErrorFrom, verifyProof, type Frame, type FrameOf } from '../protocol/index.js';
+import { DEFAULT_LIMITS, makeNonce, peerErrorFrom, type Frame, type FrameOf } from '../protocol/index.js';
+import { ClientHandshake, type HandshakeAction } from './handshake.js';
 import { connectTransport } from '../transport/connect.js';
 import { Mutex } from '../fsutil.js';
 import { FrameChannel } from './channel.js';
@@ -148,63 +149,48 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
     return conn;
   }
 
+  /** Runs the client handshake machine (handshake.ts): this only executes its actions. */
   private handshake(): Promise<void> {
-    const { key, self } = this.opts;
-    const clientNonce = makeNonce();
-    const where = `${this.opts.host}:${this.opts.port}`;
+    const hs = new ClientHandshake({
+      key: this.opts.key,
+      self: this.opts.self,
+      clientNonce: makeNonce(),
+      where: `${this.opts.host}:${this.opts.port}`,
+      handshakeTimeoutMs: this.opts.handshakeTimeoutMs,
+    });
     return new Promise<void>((resolve, reject) => {
-      let step: 'welcome' | 'ready' = 'welcome';
-      // Each failure settles with its own message BEFORE closing the channel: the close
-      // listener below would otherwise settle first with a vaguer one.
-      const timer = setTimeout(() => {
-        reject(new TdxError('HANDSHAKE_TIMEOUT', `${where}: no handshake answer within ${this.opts.handshakeTimeoutMs} ms (is it a tdxfer agent? a legacy TOX receiver needs "protocol": "legacy")`));
-        this.channel.fail(new TdxError('TIMEOUT', 'handshake not finished in time'));
-      }, this.opts.handshakeTimeoutMs);
-      const done = (err?: Error) => {
-        clearTimeout(timer);
-        if (err) {
-          reject(err);
-        } else {
-          this.channel.start((f) => this.onFrame(f));
-          resolve();
+      const timer = setTimeout(() => run(hs.on({ kind: 'timeout' })), this.opts.handshakeTimeoutMs);
+      const run = (actions: HandshakeAction[]): void => {
+        for (const a of actions) {
+          switch (a.kind) {
+            case 'send':
+              this.channel.send(a.frame);
+              break;
+            case 'close':
+              if (a.how === 'end') this.channel.end();
+              else this.channel.fail(a.error);
+              break;
+            case 'settle':
+              clearTimeout(timer);
+              if (a.error) reject(a.error);
+              else {
+                const p = a.peer!;
+                this.peerId = p.agentId;
+                this.peerName = p.name;
+                this.inboxes = p.inboxes;
+                this.eagerMaxBytes = p.eagerMaxBytes;
+                this.channel.start((f) => this.onFrame(f));
+                resolve();
+              }
+              break;
+            default:
+              break; // server-side actions: not produced by the client machine
+          }
         }
       };
-      this.channel.once('close', (err) => {
-        if (step) done(err ?? new TdxError('CONNECTION_LOST', `${where} closed the connection during the handshake`));
-      });
-      this.channel.start((f: Frame) => {
-        if (f.type === 'error') {
-          const e = peerErrorFrom(f);
-          if (f.code === 'AUTH_FAILED') done(new TdxError('AUTH_FAILED', `${where} refused us: ${f.message} (security.key must be identical on both machines)`));
-          else if (f.code === 'TOO_MANY_CONNECTIONS') {
-            done(new TdxError('TOO_MANY_CONNECTIONS', `${where} refused the connection: ${f.message}; raise limits.maxConnectionsPerPeer (or limits.maxConnections) in the receiver's config, or lower transfer.connections in this one`));
-          } else done(e);
-          this.channel.end();
-          return;
-        }
-        if (step === 'welcome' && f.type === 'welcome') {
-          if (!verifyProof({ key, role: 'server', clientNonce, serverNonce: f.nonce, agentId: f.agentId, proof: f.proof })) {
-            done(new TdxError('AUTH_FAILED', `${where} (${f.name}) does not hold this installation's key: refusing to send to it (security.key must be identical on both machines)`));
-            this.channel.fail(new TdxError('AUTH_FAILED', 'server proof did not verify: different installation key'));
-            return;
-          }
-          this.peerId = f.agentId;
-          this.peerName = f.name;
-          this.inboxes = f.inboxes;
-          this.eagerMaxBytes = f.eagerMaxBytes ?? 0;
-          step = 'ready';
-          this.channel.send({ type: 'auth', proof: makeProof({ key, role: 'client', clientNonce, serverNonce: f.nonce, agentId: self.id }) });
-          return;
-        }
-        if (step === 'ready' && f.type === 'ready') {
-          (step as unknown) = undefined;
-          done();
-          return;
-        }
-        done(new TdxError('PROTOCOL_ERROR', `${where} sent ${f.type.toUpperCase()} during the handshake`));
-        this.channel.fail(new TdxError('OUT_OF_ORDER', `unexpected ${f.type} during handshake`));
-      });
-      this.channel.send({ type: 'hello', protocol: 1, agentId: self.id, name: self.name, software: self.software, nonce: clientNonce });
+      this.channel.once('close', () => run(hs.on({ kind: 'closed' })));
+      this.channel.start((f: Frame) => run(hs.on({ kind: 'frame', frame: f })));
+      run(hs.start());
     });
   }
 

@@ -31,7 +31,9 @@ export function connectTransport(opts: ConnectOptions): Promise<Connected> {
       sock.destroy();
       const tlsHint = opts.encrypt ? explainTlsError(err) : null;
       const code = (err as { code?: string })?.code;
-      if (tlsHint) reject(new TdxError('TLS_FAILED', `${where}: ${tlsHint}`, { cause: err }));
+      // The sentence says it all; OpenSSL's own text ("SSL routines…") stays out of the message and its
+      // cause chain (describeError would append it) and is kept as `detail` for debug logs.
+      if (tlsHint) reject(Object.assign(new TdxError('TLS_FAILED', `${where}: ${tlsHint}`), { detail: describeError(err) }));
       else if (err instanceof TdxError) reject(err);
       else reject(new TdxError('CONNECT_FAILED', `cannot connect to ${where}: ${describeError(err)}`, { cause: err }));
       void code;

@@ -135,7 +135,7 @@ describe('resolving', () => {
     const loaded = await loadConfig(await writeConfig(dir, baseConfig()), { env: { TDXFER_DATA_DIR: path.join(dir, 'data') } });
     assert.equal(loaded.dataDir, path.join(dir, 'data'));
     assert.deepEqual(loaded.listen, { host: '0.0.0.0', port: 7770 });
-    assert.deepEqual(loaded.inboxes, [{ name: 'renders', path: path.join(dir, 'in'), onCollision: 'overwrite', staging: path.join(dir, '.in.tdxfer-staging') }]);
+    assert.deepEqual(loaded.inboxes, [{ name: 'renders', path: path.join(dir, 'in'), onCollision: 'overwrite', heldMaxSeconds: 600, staging: path.join(dir, '.in.tdxfer-staging') }]);
     assert.deepEqual(loaded.outboxes, [
       { path: path.join(dir, 'out'), to: [{ peer: 'playback-1', inbox: 'renders', flatten: false }], include: [], exclude: [], after: 'archive', settleMs: 1000 },
     ]);
@@ -166,7 +166,7 @@ describe('resolving', () => {
     assert.equal(cfg.configFile, null);
     assert.equal(cfg.name, 'stage-pc');
     assert.equal(cfg.dataDir, dataDir);
-    assert.deepEqual(cfg.inboxes, [{ name: 'default', path: path.join(dataDir, 'inbox'), onCollision: 'overwrite', staging: path.join(dataDir, '.inbox.tdxfer-staging') }]);
+    assert.deepEqual(cfg.inboxes, [{ name: 'default', path: path.join(dataDir, 'inbox'), onCollision: 'overwrite', heldMaxSeconds: 600, staging: path.join(dataDir, '.inbox.tdxfer-staging') }]);
     assert.deepEqual(cfg.outboxes, [
       { path: path.join(dataDir, 'outbox'), to: [{ peer: 'stage-pc', inbox: 'default', flatten: false }], include: [], exclude: [], after: 'archive', settleMs: 1000 },
     ]);

@@ -101,6 +101,14 @@ test('`tdxfer send` exit codes: unknown peer and missing inbox are usage errors 
   const wrongInbox = await exitOf(['send', f, '--to', 'playback/nope', '--config', aCfg]);
   assert.equal(wrongInbox.code, 1);
   assert.match(wrongInbox.out, /no inbox named "nope"/);
+  const otherKey = await writeAgentConfig({
+    name: 'render', dir: path.join(r, 'k'), port: 0,
+    extra: { peers: [{ name: 'playback', host: '127.0.0.1', port }], security: { key: randomBytes(32).toString('base64') } },
+  });
+  const wrongKey = await exitOf(['send', f, '--to', 'playback/renders', '--config', otherKey]);
+  assert.equal(wrongKey.code, 1, wrongKey.out);
+  assert.match(wrongKey.out, /does not hold the same installation key/);
+  assert.doesNotMatch(wrongKey.out, /SSL routines|alert/i);
   const missing = await exitOf(['send', path.join(r, 'missing.png'), '--to', 'playback/renders', '--config', aCfg]);
   assert.equal(missing.code, 2);
   assert.match(missing.out, /cannot send .*missing\.png/);
@@ -123,7 +131,8 @@ test('an inbox that cannot be created is a clear start-up error naming the folde
   await fs.writeFile(path.join(r, 'blocker'), 'a file where a folder should be');
   const cfg = await writeAgentConfig({ name: 'x', dir: r, port: await freePort(), extra: { inboxes: [{ name: 'renders', path: 'blocker/inbox' }] } });
   const res = await exitOf(['run', '--config', cfg]);
-  assert.equal(res.code, 1, res.out);
+  assert.equal(res.code, 2, res.out);
+  assert.match(res.out, /a file stands where a folder is needed/);
   assert.match(res.out, /blocker/);
   assert.match(res.out, /cannot start/);
 });

@@ -26,8 +26,8 @@ after(() => runCleanup(cleanup));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const UV_FS_O_EXLOCK = 0x10000000;
 
-async function pairWithOldVersion() {
-  const p = await makePair(cleanup, { onCollision: 'overwrite', settleMs: 100 });
+async function pairWithOldVersion(inboxExtra: Record<string, unknown> = {}) {
+  const p = await makePair(cleanup, { onCollision: 'overwrite', settleMs: 100, inboxExtra });
   const rxLog = memoryLogger();
   const txLog = memoryLogger();
   const rx: Agent = await startAgent(p.bCfg, rxLog);
@@ -42,11 +42,11 @@ async function pairWithOldVersion() {
   await waitUntil(async () => (await fs.stat(path.join(p.sent, 'loop.mov')).catch(() => null)) !== null, 30_000, () => 'version 1 archived');
   assert.equal(await sha256File(path.join(p.inbox, 'loop.mov')), v1);
   await fs.rm(path.join(p.sent, 'loop.mov'));
-  return { p, rxLog, txLog, v1 };
+  return { p, rx, rxLog, txLog, v1 };
 }
 
 test('Windows: a new version of a file another program holds open waits staged, the old one stays intact, and it lands (then is archived) once released', { skip: isWindows ? false : 'Windows-only: POSIX has no mandatory file locks (see the next test)' }, async () => {
-  const { p, rxLog, v1 } = await pairWithOldVersion();
+  const { p, rx, rxLog, v1 } = await pairWithOldVersion();
   const target = path.join(p.inbox, 'loop.mov');
   // The "player": an exclusive handle on the file the receiver is about to replace.
   const player = await fs.open(target, constants.O_RDONLY | UV_FS_O_EXLOCK);
@@ -68,6 +68,9 @@ test('Windows: a new version of a file another program holds open waits staged, 
   assert.equal(await fs.stat(path.join(p.sent, 'loop.mov')).catch(() => null), null, 'not archived while not landed');
   assert.equal((await stagingData(p.staging)).length, 1, 'the verified new version waits in staging');
   assert.equal(rxLog.records.filter((r) => r.msg.includes('another program holds it open')).length, 1, 'one log line per held episode');
+  const held = rx.snapshot().held ?? [];
+  assert.deepEqual(held.map((h) => [h.inbox, h.rel, h.path]), [['renders', 'loop.mov', target]], 'the status lists the held file');
+  assert.ok(held[0]!.sinceMs <= heldSince && held[0]!.likelyHolder.length > 0);
 
   await player.close();
   released = true;
@@ -77,6 +80,29 @@ test('Windows: a new version of a file another program holds open waits staged, 
   assert.deepEqual(await stagingData(p.staging), [], 'nothing left in staging');
   assert.deepEqual((await fs.readdir(p.inbox)).sort(), ['loop.mov'], 'replaced in place, no second copy');
   assert.ok(rxLog.records.some((r) => r.msg.includes('released by the program that held it')));
+  assert.deepEqual(rx.snapshot().held, [], 'no longer listed once replaced');
+});
+
+test('Windows: after heldMaxSeconds the new version lands beside the held file as "name (1).ext", acknowledged once; the held file stays intact', { skip: isWindows ? false : 'Windows-only: POSIX has no mandatory file locks' }, async () => {
+  const { p, rx, rxLog, v1 } = await pairWithOldVersion({ heldMaxSeconds: 2 });
+  const target = path.join(p.inbox, 'loop.mov');
+  const player = await fs.open(target, constants.O_RDONLY | UV_FS_O_EXLOCK);
+  let closed = false;
+  cleanup.push(async () => {
+    if (!closed) await player.close();
+  });
+  await writeRandomFile(path.join(p.src, 'loop.mov'), 300_000);
+  const v2 = await sha256File(path.join(p.src, 'loop.mov'));
+  await fs.rename(path.join(p.src, 'loop.mov'), path.join(p.outbox, 'loop.mov'));
+  await waitUntil(async () => (await fs.stat(path.join(p.sent, 'loop.mov')).catch(() => null)) !== null, 120_000, () => `version 2 landed beside the held file and archived; receiver log: ${JSON.stringify(rxLog.records.slice(-10))}`);
+  assert.equal(await sha256File(path.join(p.inbox, 'loop (1).mov')), v2, 'the new version under the collision-renamed name');
+  assert.deepEqual((await fs.readdir(p.inbox)).sort(), ['loop (1).mov', 'loop.mov']);
+  assert.equal(rxLog.records.filter((r) => r.level === 'warn' && r.msg.includes('landed beside it')).length, 1, 'one warning says so');
+  assert.deepEqual(rx.snapshot().held, [], 'no longer waiting');
+  assert.deepEqual(await stagingData(p.staging), [], 'nothing left in staging');
+  await player.close();
+  closed = true;
+  assert.equal(await sha256File(target), v1, 'the held file is unchanged');
 });
 
 test('POSIX: a new version replaces a file that is open for reading; the reader keeps the old bytes', { skip: isWindows ? 'Windows is the case above' : false }, async () => {

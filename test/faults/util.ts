@@ -24,6 +24,8 @@ export interface PairOptions {
   after?: 'archive' | 'delete' | 'keep';
   settleMs?: number;
   onCollision?: 'overwrite' | 'rename' | 'skip';
+  /** More fields of the receiver's inbox (e.g. heldMaxSeconds). */
+  inboxExtra?: Record<string, unknown>;
   /** Absolute inbox path (e.g. on a tmpfs); default `<root>/b/inbox`. */
   inboxPath?: string;
   senderExtra?: Record<string, unknown>;
@@ -59,7 +61,7 @@ export async function makePair(cleanup: Cleanup, o: PairOptions = {}): Promise<P
     name: 'playback',
     dir: path.join(root, 'b'),
     port: pb,
-    extra: { security, inboxes: [{ name: 'renders', path: inbox, onCollision: o.onCollision ?? 'rename' }], ...o.receiverExtra },
+    extra: { security, inboxes: [{ name: 'renders', path: inbox, onCollision: o.onCollision ?? 'rename', ...o.inboxExtra }], ...o.receiverExtra },
   });
   const aCfg = await writeAgentConfig({
     name: 'render',

@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { TdxError } from '../../src/errors.js';
+import { TdxError, type ReportedCode } from '../../src/errors.js';
 import type {
   AgentEvents,
   AgentSnapshot,
@@ -101,7 +101,7 @@ export class FakeView extends EventEmitter<AgentEvents> implements AgentView {
     if (typeof req.file !== 'string' || req.file === '') throw new TdxError('BAD_REQUEST', '`file` is required: the absolute path of the file to send');
     if (!path.isAbsolute(req.file)) throw new TdxError('BAD_REQUEST', `\`file\` must be an absolute path, got "${req.file}"`);
     const st = await stat(req.file).catch(() => null);
-    if (!st || !st.isFile()) throw new TdxError('FILE_NOT_FOUND', `no such file: ${req.file}`);
+    if (!st || !st.isFile()) throw new TdxError('NO_SUCH_FILE', `no such file: ${req.file}`);
     if (!this.peers.has(req.peer)) throw new TdxError('UNKNOWN_PEER', `unknown peer "${req.peer}": known peers are ${[...this.peers.keys()].join(', ') || 'none'}`);
     this.sent.push(req);
     return this.queueJob(req.file, req.peer, { inbox: req.inbox ?? null, target: req.as ?? path.basename(req.file), size: st.size });
@@ -206,7 +206,7 @@ export class FakeView extends EventEmitter<AgentEvents> implements AgentView {
     return { ...j };
   }
 
-  fail(id: string, error: string, reason = 'CONNECT_FAILED'): JobInfo {
+  fail(id: string, error: string, reason: ReportedCode = 'CONNECT_FAILED'): JobInfo {
     const j = this.mustJob(id);
     j.state = 'failed';
     j.rate = 0;

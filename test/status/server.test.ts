@@ -116,7 +116,7 @@ describe('status API: endpoints', () => {
 
     const noFile = await post(JSON.stringify({ file: path.join(dir, 'missing.mov'), peer: 'playback-1' }));
     assert.equal(noFile.status, 400);
-    assert.deepEqual(noFile.json(), { error: `no such file: ${path.join(dir, 'missing.mov')}`, code: 'FILE_NOT_FOUND' });
+    assert.deepEqual(noFile.json(), { error: `no such file: ${path.join(dir, 'missing.mov')}`, code: 'NO_SUCH_FILE' });
 
     const badPeer = await post(JSON.stringify({ file, peer: 'nobody' }));
     assert.equal(badPeer.status, 400);

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { readSse, type SseRecord } from '../../src/cli/sse-stream.js';
 import { startStatus } from './helpers.js';
 import { waitUntil } from '../helpers/wait.js';
+import { reportedCode } from '../../src/errors.js';
 
 /** Connects to /events and collects parsed records (and raw text) until closed. */
 function listen(url: string): Promise<{ records: SseRecord[]; raw: () => string; res: http.IncomingMessage; close: () => void; ended: Promise<void> }> {
@@ -150,13 +151,13 @@ describe('status API: /events', () => {
     let sent = 0;
     const maxRounds = 800; // 40 MB: far beyond any loopback socket buffering
     while (s.server.eventClients === 2 && sent < maxRounds) {
-      s.view.addFailure({ reason: 'TEST', message, peer: null });
+      s.view.addFailure({ reason: reportedCode('TEST'), message, peer: null });
       sent++;
       await new Promise((r) => setImmediate(r)); // let the good client drain
     }
     assert.equal(s.server.eventClients, 1, `slow client still attached after ${sent} large events`);
     assert.ok(s.log.records.some((r) => r.level === 'warn' && r.msg.includes('slow event-stream client')));
-    s.view.addFailure({ reason: 'AFTER', message: 'still alive', peer: null });
+    s.view.addFailure({ reason: reportedCode('AFTER'), message: 'still alive', peer: null });
     await until(() => good.records.some((r) => r.event === 'failure' && r.data.includes('still alive')));
   });
 });

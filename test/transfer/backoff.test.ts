@@ -22,3 +22,28 @@ test('Backoff: delays double from retryInitialMs with ±20 % jitter, capped at r
     assert.ok(d >= 80 && d <= 120, `after a success the delay starts again at retryInitialMs: ${d}`);
   }
 });
+
+// wait(): the three ways out, without relying on any sleep being long enough: the delay is
+// far longer than any test deadline, so only wake() or the abort can end these waits.
+test('Backoff.wait: resolves at once when due, on wake() (which also resets the delay), and on abort', async () => {
+  const b = new Backoff(10 * 60_000, 60 * 60_000);
+  await b.wait(); // nothing failed yet: due now
+  b.failed();
+  let woke = false;
+  const waiting = b.wait().then(() => (woke = true));
+  await Promise.resolve();
+  assert.equal(woke, false, 'still waiting after a failure');
+  b.wake();
+  await waiting;
+  const first = b.failed(0);
+  assert.ok(first >= 8 * 60_000 && first <= 12 * 60_000, `wake() reset the delay to the initial one (got ${first})`);
+  b.failed();
+  const ac = new AbortController();
+  const aborted = b.wait(ac.signal);
+  ac.abort();
+  await aborted;
+  const pre = new AbortController();
+  pre.abort();
+  await b.wait(pre.signal); // an already aborted signal does not wait
+  b.wake(); // no timer left behind (the test process would otherwise hang for minutes)
+});

@@ -1,0 +1,58 @@
+/**
+ * Inbox targets held open by another program (Windows: a Movie File In TOP playing the
+ * file, a player, an antivirus scan), so the verified new version of that name cannot
+ * replace it yet (issue #14). One registry per inbox: what is held, since when, and with
+ * which error; read by the inbox's status. Pure apart from the clock passed in.
+ */
+
+/** One held target, as shown in the status. */
+export interface HeldFile {
+  inbox: string;
+  /** The file's path inside the inbox, `/`-separated. */
+  rel: string;
+  /** Absolute path of the held file. */
+  path: string;
+  /** When the first rename over it failed (ms since the epoch). */
+  sinceMs: number;
+  /** The error that shows the hold: EPERM, EBUSY or EACCES. */
+  code: string;
+  /** Who probably holds it (Windows cannot tell us which process). */
+  likelyHolder: string;
+}
+
+export const LIKELY_HOLDER = 'another program with the file open (on a playback machine usually a Movie File In TOP playing it)';
+
+export class HeldTargets {
+  readonly #held = new Map<string, HeldFile>();
+
+  /** Records a failed replacement; returns the entry and whether the hold is new (log it once). */
+  hold(f: Omit<HeldFile, 'sinceMs' | 'likelyHolder'>, nowMs: number): { entry: HeldFile; isNew: boolean } {
+    const old = this.#held.get(f.path);
+    if (old) return { entry: old, isNew: false };
+    const entry: HeldFile = { ...f, sinceMs: nowMs, likelyHolder: LIKELY_HOLDER };
+    this.#held.set(f.path, entry);
+    return { entry, isNew: true };
+  }
+
+  /** Ends a hold (the file was replaced, or the new version landed under another name); true if there was one. */
+  release(absPath: string): boolean {
+    return this.#held.delete(absPath);
+  }
+
+  list(): HeldFile[] {
+    return [...this.#held.values()].map((h) => ({ ...h }));
+  }
+}
+
+/**
+ * The bounded wait: true once a hold that began at `sinceMs` has lasted `maxSeconds`
+ * (0 = wait forever); then the new version lands under a collision-renamed name.
+ */
+export function heldTooLong(sinceMs: number, nowMs: number, maxSeconds: number): boolean {
+  return maxSeconds > 0 && nowMs - sinceMs >= maxSeconds * 1000;
+}
+
+/** One line for `tdxfer status` and the dashboard. */
+export function heldLine(h: HeldFile, nowMs: number): string {
+  return `inbox "${h.inbox}": ${h.rel} held open by ${h.likelyHolder} for ${Math.max(0, Math.round((nowMs - h.sinceMs) / 1000))} s (${h.code}); the new version waits staged`;
+}
