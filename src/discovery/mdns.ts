@@ -19,20 +19,20 @@
  *   it does not own: a goodbye is only reported when a re-query gets no answer;
  * - default host is the OS host name (shared by containers/namespaces), IPv6
  *   link-local addresses without zone are useless: explicit host, disableIPv6.
+ *
+ * Layout: naming is mdns-names.ts and reading responses is PeerBook (mdns-packet.ts),
+ * both pure; this file keeps the sockets (one Bonjour per lane) and the timers
+ * (re-query, up check, goodbye confirmation) and executes PeerBook's actions.
  */
 import { EventEmitter } from 'node:events';
-import os from 'node:os';
 import { Bonjour, type Browser, type Service, type ServiceConfig } from 'bonjour-service';
 import { TdxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { addressOrder } from '../transport/address.js';
 import type { Announcement } from './table.js';
-import { decodeTxt } from './txt.js';
+import { SERVICE_TYPE, hostNameFor, instanceNameFor, resolveInterfaces } from './mdns-names.js';
+import { PeerBook, type MdnsPacket } from './mdns-packet.js';
 
-const SERVICE_TYPE = 'tdxfer';
-const SERVICE_DOMAIN = `_${SERVICE_TYPE}._tcp.local`;
-/** DNS label limit (RFC 1035): instance and host labels longer than this are not sent. */
-const LABEL_MAX_BYTES = 63;
+export { instanceNameFor, hostNameFor, resolveInterfaces } from './mdns-names.js';
 
 export interface MdnsDiscoveryOptions {
   id: string;
@@ -61,16 +61,6 @@ export interface MdnsEvents {
 }
 
 // --- the parts of multicast-dns 7.2.5 (bonjour's `server.mdns`) we rely on -------------
-interface ResourceRecord {
-  name: string;
-  type: string;
-  ttl?: number;
-  data?: unknown;
-}
-interface MdnsPacket {
-  answers?: ResourceRecord[];
-  additionals?: ResourceRecord[];
-}
 interface RemoteInfo {
   address: string;
 }
@@ -94,113 +84,6 @@ interface Lane {
   heardSelf: boolean;
 }
 
-interface Known {
-  ann: Announcement;
-  /** Per lane: [referer, ...announced addresses] of the latest answer heard on it. */
-  byLane: Map<number, string[]>;
-}
-
-const bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
-
-function truncateBytes(s: string, max: number): string {
-  let out = '';
-  for (const ch of s) {
-    if (bytes(out + ch) > max) break;
-    out += ch;
-  }
-  return out;
-}
-
-/**
- * `${name} (${id.slice(0,6)})`: unique even when two agents share a name. Dots would split
- * the DNS label (bonjour replaces them by '-'); long names are cut to fit 63 bytes.
- */
-export function instanceNameFor(name: string, id: string): string {
-  const suffix = ` (${id.slice(0, 6)})`;
-  // eslint-disable-next-line no-control-regex
-  const clean = name.replace(/[\u0000-\u001f\u007f]/g, '').replace(/\./g, '-').trim() || 'tdxfer';
-  return truncateBytes(clean, LABEL_MAX_BYTES - bytes(suffix)) + suffix;
-}
-
-/** `<name>-<shortid>.local`, reduced to a valid host label (letters, digits, '-'). */
-export function hostNameFor(name: string, id: string): string {
-  const shortId = id.slice(0, 6).toLowerCase().replace(/[^a-z0-9]/g, '') || 'x';
-  const label = name
-    .normalize('NFKD')
-    .replace(/[\u0300-\u036f]/g, '') // combining accents: "É" -> "E"
-    .toLowerCase()
-    .replace(/[^a-z0-9-]+/g, '-')
-    .replace(/-+/g, '-')
-    .replace(/^-|-$/g, '')
-    .slice(0, LABEL_MAX_BYTES - shortId.length - 1)
-    .replace(/-$/, '');
-  return `${label || 'tdxfer'}-${shortId}.local`;
-}
-
-type NetworkInterfaces = ReturnType<typeof os.networkInterfaces>;
-
-/**
- * Configured interfaces (names or IPv4 addresses) -> one IPv4 each, deduplicated.
- * Throws TdxError DISCOVERY_INTERFACE naming the existing interfaces when one is unknown.
- */
-export function resolveInterfaces(
-  wanted: readonly string[],
-  nets: NetworkInterfaces = os.networkInterfaces(),
-): Array<{ label: string; address: string }> {
-  const v4 = (name: string): string[] =>
-    (nets[name] ?? []).filter((a) => a.family === 'IPv4' || (a.family as unknown) === 4).map((a) => a.address);
-  const existing = (): string =>
-    Object.keys(nets)
-      .map((n) => `${n} (${v4(n).join(', ') || 'no IPv4'})`)
-      .join(', ') || 'none';
-  const out: Array<{ label: string; address: string }> = [];
-  for (const w of wanted) {
-    const entry = w.trim();
-    let address: string | undefined;
-    if (/^\d{1,3}(\.\d{1,3}){3}$/.test(entry)) {
-      address = Object.keys(nets).some((n) => v4(n).includes(entry)) ? entry : undefined;
-      if (address === undefined) {
-        throw new TdxError(
-          'DISCOVERY_INTERFACE',
-          `discovery.interfaces: no network interface has the address ${entry}. Existing: ${existing()}. Fix "discovery.interfaces" in the config (interface names or their IPv4 addresses).`,
-        );
-      }
-    } else {
-      if (nets[entry] === undefined) {
-        throw new TdxError(
-          'DISCOVERY_INTERFACE',
-          `discovery.interfaces: unknown network interface "${entry}". Existing: ${existing()}. Fix "discovery.interfaces" in the config.`,
-        );
-      }
-      address = v4(entry)[0];
-      if (address === undefined) {
-        throw new TdxError(
-          'DISCOVERY_INTERFACE',
-          `discovery.interfaces: interface "${entry}" has no IPv4 address (mDNS here is IPv4 only). Existing: ${existing()}.`,
-        );
-      }
-    }
-    if (!out.some((o) => o.address === address)) out.push({ label: entry === address ? entry : `${entry} (${address})`, address });
-  }
-  return out;
-}
-
-function sameName(a: string, b: string): boolean {
-  return a.toLowerCase().replace(/\.$/, '') === b.toLowerCase().replace(/\.$/, '');
-}
-
-/** "<instance>._tdxfer._tcp.local" -> "<instance>"; null for other services. */
-function instanceOf(fqdn: string): string | null {
-  const suffix = `.${SERVICE_DOMAIN}`;
-  const f = fqdn.replace(/\.$/, '');
-  if (f.length <= suffix.length || f.slice(-suffix.length).toLowerCase() !== suffix) return null;
-  return f.slice(0, -suffix.length);
-}
-
-function sameAnnouncement(a: Announcement, b: Announcement): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
 function withTimeout(ms: number, run: (done: () => void) => void): Promise<boolean> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), ms);
@@ -222,7 +105,7 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   private readonly opts: MdnsDiscoveryOptions;
   private readonly log: Logger;
   private lanes: Lane[] = [];
-  private readonly known = new Map<string, Known>();
+  private readonly book: PeerBook;
   private readonly warned = new Set<string>();
   /** Goodbyes heard, waiting for the confirming re-query to stay unanswered. */
   private readonly pendingGoodbyes = new Map<string, NodeJS.Timeout>();
@@ -236,6 +119,7 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     this.log = opts.log.child({ component: 'discovery' });
     this.instanceName = instanceNameFor(opts.name, opts.id);
     this.hostName = hostNameFor(opts.name, opts.id);
+    this.book = new PeerBook({ id: opts.id, name: opts.name, instanceName: this.instanceName });
   }
 
   async start(): Promise<void> {
@@ -384,102 +268,38 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     }
   }
 
+  /** Executes what PeerBook (mdns-packet.ts) read from one response. */
   private onResponse(laneIndex: number, lane: Lane, packet: MdnsPacket, rinfo: RemoteInfo): void {
     if (this.state !== 'running' || laneIndex < 0) return;
-    const records = [...(packet.answers ?? []), ...(packet.additionals ?? [])];
-    const handled = new Set<string>();
-    for (const ptr of records) {
-      if (ptr.type !== 'PTR' || !sameName(ptr.name, SERVICE_DOMAIN) || typeof ptr.data !== 'string') continue;
-      const instance = instanceOf(ptr.data);
-      if (instance === null || handled.has(instance)) continue;
-      handled.add(instance);
-      if (instance === this.instanceName && (ptr.ttl ?? 0) === 0) continue; // our own goodbye
-      if ((ptr.ttl ?? 0) === 0) {
-        this.onGoodbye(instance);
-        continue;
-      }
-      this.alive(instance);
-      const srv = records.find((r) => r.type === 'SRV' && sameName(r.name, ptr.data as string) && (r.ttl ?? 0) > 0);
-      const txt = records.find((r) => r.type === 'TXT' && sameName(r.name, ptr.data as string));
-      if (srv === undefined || txt === undefined) {
-        if (this.known.has(instance)) this.emit('seen', instance);
-        continue;
-      }
-      this.onService(laneIndex, lane, instance, srv, txt, records, rinfo);
-    }
-    // Answers without the PTR (e.g. to a probe's ANY query) still prove a known peer alive.
-    for (const r of records) {
-      if (r.type !== 'SRV' || (r.ttl ?? 0) === 0) continue;
-      const instance = instanceOf(r.name);
-      if (instance !== null && !handled.has(instance) && this.known.has(instance)) {
-        handled.add(instance);
-        this.alive(instance);
-        this.emit('seen', instance);
+    for (const act of this.book.interpret(laneIndex, packet, rinfo.address)) {
+      switch (act.kind) {
+        case 'goodbye':
+          this.onGoodbye(act.instance);
+          break;
+        case 'alive':
+          this.alive(act.instance);
+          break;
+        case 'seen':
+          this.emit('seen', act.instance);
+          break;
+        case 'announce':
+          this.emit('announce', act.ann);
+          break;
+        case 'heardSelf':
+          lane.heardSelf = true;
+          break;
+        case 'warn':
+          this.warnOnce(act.key, act.msg);
+          break;
       }
     }
-  }
-
-  private onService(
-    laneIndex: number,
-    lane: Lane,
-    instance: string,
-    srv: ResourceRecord,
-    txtRecord: ResourceRecord,
-    records: ResourceRecord[],
-    rinfo: RemoteInfo,
-  ): void {
-    const txt = decodeTxt(txtRecord.data);
-    if (txt.id === this.opts.id) {
-      lane.heardSelf = true;
-      return;
-    }
-    const srvData = srv.data as { port?: unknown; target?: unknown } | undefined;
-    const port = typeof srvData?.port === 'number' ? srvData.port : 0;
-    if (txt.id === null || port <= 0) {
-      this.warnOnce(`noid:${instance}`, `mDNS: ignoring "${instance}" at ${rinfo.address}: no agent id or port in its announcement (not a tdxfer agent?)`);
-      return;
-    }
-    const target = typeof srvData?.target === 'string' ? srvData.target : '';
-    const announced = records
-      .filter((r) => (r.type === 'A' || r.type === 'AAAA') && sameName(r.name, target) && typeof r.data === 'string')
-      .map((r) => r.data as string);
-
-    const prev = this.known.get(instance);
-    const byLane = prev?.byLane ?? new Map<number, string[]>();
-    byLane.set(laneIndex, [rinfo.address, ...announced]);
-    // Lane order, not arrival order: two NICs hearing the same peer must not flip its best address.
-    const lanesInOrder = [...byLane.entries()].sort((a, b) => a[0] - b[0]).flatMap(([, a]) => a);
-    const ann: Announcement = {
-      instance,
-      id: txt.id,
-      name: txt.name ?? instance,
-      addresses: addressOrder(lanesInOrder),
-      port,
-      inboxes: txt.inboxes,
-      version: txt.version,
-      protocols: txt.protocols,
-      fingerprint: txt.fingerprint,
-    };
-    const changed = prev === undefined || !sameAnnouncement(prev.ann, ann);
-    this.known.set(instance, { ann, byLane });
-
-    if (ann.name === this.opts.name) {
-      this.warnOnce(
-        `dup:${ann.id}`,
-        `mDNS: another agent uses our name "${this.opts.name}": "${instance}" (id ${ann.id}) at ${ann.addresses.join(', ')}:${port}, ` +
-          `and we are "${this.instanceName}" (id ${this.opts.id}). Files routed to "${this.opts.name}" go to both; ` +
-          `give each agent a unique "name" (or route to "${this.opts.name}#<id>").`,
-      );
-    }
-    if (changed) this.emit('announce', ann);
-    else this.emit('seen', instance);
   }
 
   private onGoodbye(instance: string): void {
-    if (!this.known.has(instance) || this.pendingGoodbyes.has(instance)) return;
+    if (!this.book.has(instance) || this.pendingGoodbyes.has(instance)) return;
     const timer = setTimeout(() => {
       this.pendingGoodbyes.delete(instance);
-      if (this.state === 'running' && this.known.delete(instance)) this.emit('goodbye', instance);
+      if (this.state === 'running' && this.book.forget(instance)) this.emit('goodbye', instance);
     }, this.opts.goodbyeConfirmMs ?? 400);
     timer.unref();
     this.pendingGoodbyes.set(instance, timer);

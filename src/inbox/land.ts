@@ -24,13 +24,15 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { collisionKey, renameCandidate } from '../names.js';
+import { renameCandidate } from '../names.js';
 import { InboxError } from './errors.js';
 import { errCode, fsyncDir, isInside, realpathLong, renameWithRetry, retryTransient } from '../fsutil.js';
 import type { Journal, LandedRecord } from './journal.js';
-import { FALLBACK_DIRNAME } from './staging.js';
 import { DirIndex, type DirOps } from './dirindex.js';
 import { HeldTargets, heldTooLong } from './held.js';
+import { Listing, applyPlan, planLanding, type LandPlan } from './land-plan.js';
+
+export { Listing, applyPlan, planLanding, type LandPlan } from './land-plan.js';
 
 /** The inbox a lander works in. */
 export interface LandTarget {
@@ -172,93 +174,6 @@ export async function findExisting(
   if (hit === undefined) return null;
   const rel = [...parent.names, hit].join('/');
   return { rel, abs: path.join(req.inboxPath, ...parent.names, hit) };
-}
-
-/** What to do with one incoming name, given the folder's current entries. Pure. */
-export type LandPlan =
-  /** onCollision=skip and `existing` is taken: nothing is renamed. */
-  | { kind: 'skip'; existing: string }
-  /** Rename into `name`, which is free (also after the rename policy chose a new name). */
-  | { kind: 'new'; name: string }
-  /**
-   * Replace `target` (the exact spelling when present, else a case variant) atomically,
-   * then give it the incoming spelling `name`; remove the other case `variants`
-   * (possible only on case-sensitive volumes).
-   */
-  | { kind: 'overwrite'; target: string; name: string; variants: string[] };
-
-/**
- * A folder's entries indexed by collision key, so each file of a batch finds its case
- * variants in O(1) instead of scanning a folder of thousands of entries.
- */
-export class Listing {
-  // One spelling is stored as a bare string, several as an array; a key equal to its name
-  // is that same string. A folder of 100,000 names costs ~4 MB of heap less this way.
-  readonly #byKey = new Map<string, string | string[]>();
-
-  constructor(names: Iterable<string>) {
-    for (const n of names) this.add(n);
-  }
-
-  #get(key: string): readonly string[] {
-    const v = this.#byKey.get(key);
-    return v === undefined ? [] : typeof v === 'string' ? [v] : v;
-  }
-
-  /** Entries equal to `name` case-insensitively; the exact spelling first. */
-  variants(name: string, atRoot: boolean): string[] {
-    const found = this.#get(collisionKey(name)).filter((e) => !(atRoot && e === FALLBACK_DIRNAME));
-    return found.sort((a, b) => Number(b === name) - Number(a === name));
-  }
-
-  hasKey(key: string): boolean {
-    return this.#byKey.has(key);
-  }
-
-  add(name: string): void {
-    const k = collisionKey(name);
-    const key = k === name ? name : k;
-    const v = this.#byKey.get(key);
-    if (v === undefined) this.#byKey.set(key, name);
-    else if (typeof v === 'string') {
-      if (v !== name) this.#byKey.set(key, [v, name]);
-    } else if (!v.includes(name)) v.push(name);
-  }
-
-  remove(name: string): void {
-    const key = collisionKey(name);
-    const rest = this.#get(key).filter((e) => e !== name);
-    if (rest.length === 0) this.#byKey.delete(key);
-    else this.#byKey.set(key, rest.length === 1 ? rest[0]! : rest);
-  }
-
-  names(): string[] {
-    return [...this.#byKey.values()].flat();
-  }
-}
-
-export function planLanding(entries: readonly string[] | Listing, name: string, policy: CollisionPolicy, atRoot: boolean): LandPlan {
-  const listing = entries instanceof Listing ? entries : new Listing(entries);
-  const same = listing.variants(name, atRoot);
-  if (same.length === 0) return { kind: 'new', name };
-  if (policy === 'skip') return { kind: 'skip', existing: same[0]! };
-  if (policy === 'rename') {
-    let n = 1;
-    let cand = renameCandidate(name, n);
-    while (listing.hasKey(collisionKey(cand)) || (atRoot && collisionKey(cand) === collisionKey(FALLBACK_DIRNAME))) {
-      cand = renameCandidate(name, ++n);
-    }
-    return { kind: 'new', name: cand };
-  }
-  return { kind: 'overwrite', target: same[0]!, name, variants: same.slice(1).filter((v) => v !== name) };
-}
-
-/** Updates `listing` to the folder's entries after `plan` was carried out (kept in memory for the rest of a batch). */
-export function applyPlan(listing: Listing, plan: LandPlan): Listing {
-  if (plan.kind === 'skip') return listing;
-  if (plan.kind === 'overwrite') for (const gone of [plan.target, ...plan.variants]) listing.remove(gone);
-  listing.add(plan.name);
-  return listing;
 }
 
 interface Waiting {

@@ -309,7 +309,7 @@ describe('OutboxWatcher', () => {
     await put(root, 'a.png');
     await s.waitFor('a.png', () => s.ready.length === 1);
     // Make the real chokidar instance report the error it reports when fs.watch hits the limit.
-    const fsw = (s.w as unknown as { fsw: import('node:events').EventEmitter }).fsw;
+    const fsw = (s.w as unknown as { supervisor: { fw: { chokidar: import('node:events').EventEmitter } } }).supervisor.fw.chokidar;
     const err = Object.assign(new Error('EMFILE: too many open files, watch'), { code: 'EMFILE' });
     fsw.emit('error', err);
     fsw.emit('error', err);
