@@ -12,9 +12,10 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
-import type { HealthReport } from '../types.js';
 import { ConfigErrors, peekKey, prepareConfig, resolveConfigPath, type KeySpec, type UnkeyedConfig } from '../config/index.js';
 import { describeError } from '../errors.js';
+import { folderProblem } from '../fsutil.js';
+import { hookProblems, realLookup, type CommandLookup } from '../hook-check.js';
 import { EXIT, statusUrl } from './status-client.js';
 import { httpFetch } from './http-fetch.js';
 
@@ -22,8 +23,10 @@ export interface CheckResult {
   ok: boolean;
   label: string;
   detail: string;
-  /** How to fix it (failures only). */
+  /** How to fix it (failures and warnings). */
   fix?: string;
+  /** A warning: worth fixing, but `run` works (ok stays true, the exit code stays 0). */
+  warn?: boolean;
 }
 
 export interface DoctorOptions {
@@ -41,6 +44,9 @@ function pass(label: string, detail: string): CheckResult {
 function fail(label: string, detail: string, fix: string): CheckResult {
   return { ok: false, label, detail, fix };
 }
+function warn(label: string, detail: string, fix: string): CheckResult {
+  return { ok: true, warn: true, label, detail, fix };
+}
 
 function humanBytes(n: number): string {
   if (n >= GiB) return `${(n / GiB).toFixed(1)} GiB`;
@@ -53,13 +59,17 @@ async function statOrNull(p: string): Promise<Stats | null> {
 
 /** Really writes (and removes) a small file: access() lies on some network shares and ACLs. */
 async function probeWrite(dir: string): Promise<string | null> {
+  const err = await probeWriteError(dir);
+  return err === null ? null : describeError(err);
+}
+async function probeWriteError(dir: string): Promise<unknown> {
   const probe = path.join(dir, `.tdxfer-doctor-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
     await fs.writeFile(probe, 'tdxfer doctor write probe\n', { flag: 'wx' });
     await fs.rm(probe, { force: true });
     return null;
   } catch (err) {
-    return describeError(err);
+    return err;
   }
 }
 
@@ -74,9 +84,23 @@ async function existingAncestor(p: string): Promise<string> {
   }
 }
 
-async function checkFolder(label: string, dir: string, needWrite: boolean): Promise<CheckResult> {
+/** A missing folder `run` would create (mkdirp): fine when its closest existing ancestor is a writable folder. */
+async function checkCreatable(label: string, dir: string, field: string): Promise<CheckResult> {
+  const anchor = await existingAncestor(dir);
+  const st = await statOrNull(anchor);
+  let err: unknown = null;
+  if (st && !st.isDirectory()) err = Object.assign(new Error(`${anchor} is not a folder`), { code: 'ENOTDIR', path: anchor });
+  else err = await probeWriteError(anchor);
+  if (err !== null) {
+    if ((err as { path?: unknown }).path === undefined) Object.assign(err as object, { path: anchor });
+    return fail(label, `${dir} does not exist and cannot be created`, folderProblem(`${label} (${dir})`, err, field));
+  }
+  return pass(label, `${dir} does not exist yet: will be created by \`tdxfer run\``);
+}
+
+async function checkFolder(label: string, dir: string, needWrite: boolean, field: string): Promise<CheckResult> {
   const st = await statOrNull(dir);
-  if (!st) return fail(label, `${dir} does not exist`, `create it (mkdir -p "${dir}") and give the agent's user ${needWrite ? 'write' : 'read'} access`);
+  if (!st) return checkCreatable(label, dir, field);
   if (!st.isDirectory()) return fail(label, `${dir} is not a folder`, 'point the config at a folder');
   if (needWrite) {
     const problem = await probeWrite(dir);
@@ -92,7 +116,7 @@ async function checkFolder(label: string, dir: string, needWrite: boolean): Prom
 }
 
 async function checkStaging(label: string, inbox: string, staging: string): Promise<CheckResult> {
-  const inboxSt = await statOrNull(inbox);
+  const inboxSt = await statOrNull(await existingAncestor(inbox));
   const anchor = await existingAncestor(staging);
   const anchorSt = await statOrNull(anchor);
   if (!inboxSt || !anchorSt) return fail(label, `cannot check ${staging}: its folders are missing`, 'create the inbox folder first');
@@ -107,7 +131,7 @@ async function checkStaging(label: string, inbox: string, staging: string): Prom
 async function checkFreeSpace(label: string, dir: string, minFree: number): Promise<CheckResult | null> {
   let free: number;
   try {
-    const s = await fs.statfs(dir);
+    const s = await fs.statfs(await existingAncestor(dir));
     free = Number(s.bavail) * Number(s.bsize);
   } catch {
     return null; // folder missing: reported by the folder check
@@ -129,19 +153,50 @@ export function probePort(host: string, port: number): Promise<PortState> {
   });
 }
 
-/** The running agent's /health, when one answers at the configured status address. */
-async function runningAgent(cfg: UnkeyedConfig): Promise<HealthReport | null> {
+interface RunningAgent {
+  name: string;
+  version: string;
+  listen: string;
+}
+
+/** The agent answering at the configured status address (its /status), if any. */
+async function runningAgent(cfg: UnkeyedConfig): Promise<RunningAgent | null> {
   if (!cfg.status.enabled) return null;
   const headers: Record<string, string> = {};
   if (cfg.status.token) headers.Authorization = `Bearer ${cfg.status.token}`;
   try {
-    const res = await httpFetch(`${statusUrl(cfg.status.host, cfg.status.port)}/health`, { headers, signal: AbortSignal.timeout(2000) });
-    if (res.status !== 200 && res.status !== 503) return null;
-    const body = (await res.json()) as Partial<HealthReport>;
-    return typeof body.version === 'string' && typeof body.listen === 'string' ? (body as HealthReport) : null;
+    const res = await httpFetch(`${statusUrl(cfg.status.host, cfg.status.port)}/status`, { headers, signal: AbortSignal.timeout(2000) });
+    if (res.status !== 200) return null;
+    const a = ((await res.json()) as { agent?: Partial<RunningAgent> }).agent;
+    return a && typeof a.name === 'string' && typeof a.version === 'string' && typeof a.listen === 'string' ? { name: a.name, version: a.version, listen: a.listen } : null;
   } catch {
     return null;
   }
+}
+
+function portOf(listen: string): number {
+  return Number(listen.slice(listen.lastIndexOf(':') + 1));
+}
+
+/**
+ * A port in use is fine only when this config's own agent holds it (restarting it frees the port
+ * for the same config): the agent answering at this config's status address, with this config's
+ * name and transfer port. Any other holder would make `tdxfer run` on this config fail.
+ */
+function judgeHeldPort(label: string, p: { field: string; port: number }, cfg: UnkeyedConfig, agent: RunningAgent | null): CheckResult {
+  const fix = `stop that program (e.g. \`ss -ltnp | grep :${p.port}\` shows which) or change ${p.field}.port`;
+  if (agent === null) return fail(label, 'in use by another program', fix);
+  const same = agent.name === cfg.name && portOf(agent.listen) === cfg.listen.port;
+  const who = `the running tdxfer agent "${agent.name}" (${agent.version}, transfer port ${agent.listen})`;
+  if (same) {
+    if (p.field === 'legacy.listen') return pass(label, `in use while this config's agent ${who} runs (it holds the legacy port when legacy is on)`);
+    return pass(label, `held by this config's running agent "${agent.name}" (${agent.version})`);
+  }
+  const holds = p.field === 'status' || (p.field === 'listen' && portOf(agent.listen) === p.port);
+  if (holds) {
+    return fail(label, `held by ${who}, which is not this config's agent (name "${cfg.name}", transfer port ${cfg.listen.port}): this config's agent could not start next to it`, `stop that agent (\`tdxfer stop\` with its config) or change ${p.field}.port in this config`);
+  }
+  return fail(label, `in use by another program (the tdxfer agent "${agent.name}" answering on the status port is not this config's agent)`, fix);
 }
 
 async function checkPorts(cfg: UnkeyedConfig): Promise<CheckResult[]> {
@@ -149,7 +204,7 @@ async function checkPorts(cfg: UnkeyedConfig): Promise<CheckResult[]> {
   if (cfg.status.enabled) ports.push({ label: 'status port', field: 'status', host: cfg.status.host, port: cfg.status.port });
   if (cfg.legacy.listen) ports.push({ label: 'legacy (TOX) port', field: 'legacy.listen', host: cfg.legacy.listen.host, port: cfg.legacy.listen.port });
   const results: CheckResult[] = [];
-  let agent: HealthReport | null | undefined;
+  let agent: RunningAgent | null | undefined;
   for (const p of ports) {
     const where = `${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}`;
     const label = `${p.label} ${where}`;
@@ -169,9 +224,7 @@ async function checkPorts(cfg: UnkeyedConfig): Promise<CheckResult[]> {
       continue;
     }
     agent ??= await runningAgent(cfg);
-    const mine = agent !== null && (p.field !== 'listen' || agent.listen.endsWith(`:${p.port}`));
-    if (mine) results.push(pass(label, `held by the running tdxfer agent (${agent!.version})`));
-    else results.push(fail(label, 'in use by another program', `stop that program (e.g. \`ss -ltnp | grep :${p.port}\` shows which) or change ${p.field}.port`));
+    results.push(judgeHeldPort(label, p, cfg, agent));
   }
   return results;
 }
@@ -188,11 +241,13 @@ async function checkKey(spec: KeySpec, make: ConfigErrors): Promise<CheckResult>
     return fail('key', `no key yet: ${p} does not exist`, 'run `tdxfer init` (then copy the key file to every machine of the installation), or start the agent once to create it');
   }
   if (spec.kind === 'inline') return pass('key', 'inline in the config file (keep that file private)');
-  if (process.platform !== 'win32') {
-    const st = await statOrNull(spec.path);
-    if (st && (st.mode & 0o077) !== 0) {
-      return fail('key', `${spec.path} is readable by other users (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')})`, `chmod 600 "${spec.path}"`);
-    }
+  if (process.platform === 'win32') {
+    // NTFS ACLs are not in the mode bits Node reports; judging them would need icacls.
+    return pass('key', `${spec.path} present (access not checked on Windows: keep it where only the agent's user and administrators can read it, e.g. icacls "${spec.path}" /inheritance:r /grant:r "%USERNAME%:R")`);
+  }
+  const st = await statOrNull(spec.path);
+  if (st && (st.mode & 0o077) !== 0) {
+    return warn('key', `${spec.path} is readable by other users (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}): anyone with it can send files to and read transfers of this installation`, `chmod 600 "${spec.path}"`);
   }
   return pass('key', `${spec.path} present, private`);
 }
@@ -211,27 +266,35 @@ function checkInterfaces(cfg: UnkeyedConfig): CheckResult {
 }
 
 /** Every check after the config loaded, in print order. */
-export async function doctorChecks(cfg: UnkeyedConfig, key: KeySpec, make: ConfigErrors, opts: { minFreeBytes?: number } = {}): Promise<CheckResult[]> {
+export async function doctorChecks(cfg: UnkeyedConfig, key: KeySpec, make: ConfigErrors, opts: { minFreeBytes?: number; lookup?: CommandLookup } = {}): Promise<CheckResult[]> {
   const minFree = opts.minFreeBytes ?? 512 * 1024 ** 2;
   const out: CheckResult[] = [];
   out.push(await checkKey(key, make));
   const dataAnchor = await existingAncestor(cfg.dataDir);
-  if (dataAnchor === cfg.dataDir) out.push(await checkFolder('data folder', cfg.dataDir, true));
+  if (dataAnchor === cfg.dataDir) out.push(await checkFolder('data folder', cfg.dataDir, true, 'dataDir'));
   else {
     const problem = await probeWrite(dataAnchor);
     out.push(problem ? fail('data folder', `${cfg.dataDir} does not exist and ${dataAnchor} is not writable (${problem})`, `create ${cfg.dataDir} for the agent's user`) : pass('data folder', `${cfg.dataDir} will be created on first start`));
   }
   for (const ib of cfg.inboxes) {
     const label = `inbox "${ib.name}"`;
-    const folder = await checkFolder(label, ib.path, true);
+    const folder = await checkFolder(label, ib.path, true, 'the "path" of this inbox');
     out.push(folder);
     if (!folder.ok) continue; // staging and disk cannot be judged without the inbox
     out.push(await checkStaging(`${label} staging`, ib.path, ib.staging));
     const space = await checkFreeSpace(`${label} disk`, ib.path, minFree);
     if (space) out.push(space);
   }
+  const hooks = await hookProblems(cfg.inboxes, opts.lookup ?? realLookup());
+  for (const ib of cfg.inboxes) {
+    if (!ib.onReceive) continue;
+    const h = hooks.find((x) => x.inbox === ib.name);
+    const label = `inbox "${ib.name}" onReceive`;
+    out.push(h ? fail(label, `${h.problem}: the hook would fail on every received file`, h.fix) : pass(label, `${ib.onReceive.command[0]} can be started`));
+  }
   for (const [i, ob] of cfg.outboxes.entries()) {
-    out.push(await checkFolder(`outbox ${i + 1} (after: ${ob.after})`, ob.path, ob.after !== 'keep'));
+    // `run` moves files out of an outbox (archive, delete) and creates a missing one: it needs write access.
+    out.push(await checkFolder(`outbox ${i + 1} (after: ${ob.after})`, ob.path, ob.after !== 'keep', 'outboxes[].path'));
   }
   if (cfg.log.file) {
     const dir = path.dirname(cfg.log.file);
@@ -245,6 +308,7 @@ export async function doctorChecks(cfg: UnkeyedConfig, key: KeySpec, make: Confi
 }
 
 export function formatCheck(c: CheckResult): string {
+  if (c.warn) return `! ${c.label}: ${c.detail}\n    fix: ${c.fix}\n`;
   return c.ok ? `✓ ${c.label}: ${c.detail}\n` : `✗ ${c.label}: ${c.detail}\n    fix: ${c.fix}\n`;
 }
 
@@ -262,7 +326,10 @@ export async function runDoctor(o: DoctorOptions, io: { out: Writable }): Promis
   const checks = await doctorChecks(prepared.config, prepared.key, prepared.make, { minFreeBytes: o.minFreeBytes });
   for (const c of checks) io.out.write(formatCheck(c));
   const failed = checks.filter((c) => !c.ok).length;
-  io.out.write(failed === 0 ? '\nall checks passed\n' : `\n${failed} problem${failed === 1 ? '' : 's'} to fix\n`);
+  const warned = checks.filter((c) => c.warn).length;
+  const warnings = warned === 0 ? '' : `${warned} warning${warned === 1 ? '' : 's'}`;
+  if (failed === 0) io.out.write(warned === 0 ? '\nall checks passed\n' : `\nall checks passed, ${warnings}\n`);
+  else io.out.write(`\n${failed} problem${failed === 1 ? '' : 's'} to fix${warned ? `, ${warnings}` : ''}\n`);
   return failed === 0 ? EXIT.ok : EXIT.failed;
 }
 

@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../log.js';
 import { ConfigError, describeError, isEnvironmentProblem } from '../errors.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { GRACE_MS, HARD_EXIT_MS, composeAgent, type ComposedAgent } from '../agent/compose.js';
+import { hookProblems, realLookup } from '../hook-check.js';
 
 export interface RunArgs {
   config?: string | undefined;
@@ -52,6 +53,10 @@ export async function runAgent(args: RunArgs): Promise<number> {
   };
   for (const sig of signals) process.on(sig, onSignal);
   log.info(`tdxfer starting as "${cfg.name}"`, { config: cfg.configFile ?? 'built-in defaults', dataDir: cfg.dataDir });
+  // A hook that cannot start fails on every received file: say so once, now, with the fix.
+  for (const h of await hookProblems(cfg.inboxes, realLookup())) {
+    log.warn(`inbox "${h.inbox}": its onReceive command cannot start: ${h.problem}; fix: ${h.fix}`, { inbox: h.inbox, command: h.command });
+  }
   let composed: ComposedAgent;
   try {
     // A repeated POST /stop is not a "second signal" (that one exits at once).
