@@ -1,6 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -94,11 +94,14 @@ describe('tdxfer doctor', () => {
     }
   });
 
-  test('problems are ✗ lines with a fix, and the exit code is 1', async (t) => {
+  test('problems are ✗ lines with a fix, warnings ! lines, and the exit code is 1', async (t) => {
     const s = await setup(t, (cfg, x) => {
-      (cfg.inboxes as unknown[]).push({ name: 'stills', path: path.join(x.dir, 'no-such-inbox') });
+      // A plain file stands where the folder's parent should be: `run` could not create it.
+      (cfg.inboxes as unknown[]).push({ name: 'stills', path: path.join(x.dir, 'plain-file', 'stills') });
+      (cfg.inboxes as unknown[]).push({ name: 'clips', path: path.join(x.dir, 'clips'), onReceive: { command: [path.join(x.dir, 'no-such-hook'), '--x'] } });
       cfg.discovery = { enabled: true, interfaces: ['nonexistent-nic0'] };
     });
+    await writeFile(path.join(s.dir, 'plain-file'), 'not a folder');
     await chmod(s.keyFile, 0o644);
     const squatter = await hold(s.ports.listen);
     t.after(() => new Promise<void>((r) => squatter.close(() => r())));
@@ -106,20 +109,22 @@ describe('tdxfer doctor', () => {
     const code = await runDoctor({ config: s.cfgFile, env: {}, minFreeBytes: Number.MAX_SAFE_INTEGER }, { out });
     assert.equal(code, 1);
     const text = out.text;
-    assert.match(text, new RegExp(`✗ key: ${s.keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is readable by other users \\(mode 0644\\)\\n {4}fix: chmod 600`));
-    assert.match(text, /✗ inbox "stills": .*no-such-inbox does not exist\n {4}fix: create it \(mkdir -p/);
+    assert.match(text, new RegExp(`! key: ${s.keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is readable by other users \\(mode 0644\\).*\\n {4}fix: chmod 600`));
+    assert.match(text, /✗ inbox "stills": .*plain-file.stills does not exist and cannot be created\n {4}fix: The inbox "stills" .* cannot be created: a file stands where a folder is needed \(at .*plain-file\)/);
+    assert.ok(text.includes(`✓ inbox "clips": ${path.join(s.dir, 'clips')} does not exist yet: will be created by \`tdxfer run\``), text);
+    assert.ok(text.includes(`✗ inbox "clips" onReceive: ${path.join(s.dir, 'no-such-hook')} does not exist: the hook would fail on every received file\n    fix: `), text);
     assert.match(text, /✗ inbox "renders" disk: only .* free on the disk of/);
     assert.match(text, new RegExp(`✗ transfer port 127\\.0\\.0\\.1:${s.ports.listen}: in use by another program\\n {4}fix: stop that program`));
     assert.match(text, new RegExp(`✓ status port 127\\.0\\.0\\.1:${s.ports.status}: free`));
     assert.match(text, /✗ discovery interfaces: not on this machine: nonexistent-nic0\n {4}fix: use interface names or IPv4 addresses of this machine: .*lo/);
-    assert.match(text, /\n5 problems to fix\n$/);
+    assert.match(text, /\n6 problems to fix, 1 warning\n$/);
   });
 
-  test('ports held by the running tdxfer agent are fine (probed through its /health)', async (t) => {
+  test("ports held by this config's running agent are fine (probed through its /status)", async (t) => {
     const s = await setup(t, (cfg) => {
       cfg.legacy = { listen: null, inbox: null };
     });
-    const view = new FakeView({ listen: `127.0.0.1:${s.ports.listen}`, version: '7.7.7' });
+    const view = new FakeView({ name: 'doc-test', listen: `127.0.0.1:${s.ports.listen}`, version: '7.7.7' });
     const status = new StatusServer(view, { host: '127.0.0.1', port: s.ports.status, token: null, log: memoryLogger(), version: '7.7.7', defaultMetrics: false });
     await status.start();
     const transfer = await hold(s.ports.listen);
@@ -130,10 +135,54 @@ describe('tdxfer doctor', () => {
     const out = new Capture();
     const code = await runDoctor({ config: s.cfgFile, env: {}, minFreeBytes: 1 }, { out });
     assert.equal(code, 0, out.text);
-    assert.ok(out.text.includes(`✓ transfer port 127.0.0.1:${s.ports.listen}: held by the running tdxfer agent (7.7.7)`), out.text);
-    assert.ok(out.text.includes(`✓ status port 127.0.0.1:${s.ports.status}: held by the running tdxfer agent (7.7.7)`), out.text);
+    assert.ok(out.text.includes(`✓ transfer port 127.0.0.1:${s.ports.listen}: held by this config's running agent "doc-test" (7.7.7)`), out.text);
+    assert.ok(out.text.includes(`✓ status port 127.0.0.1:${s.ports.status}: held by this config's running agent "doc-test" (7.7.7)`), out.text);
     assert.doesNotMatch(out.text, /legacy/);
   });
+
+  test('ports held by another tdxfer agent are errors naming the port and that agent', async (t) => {
+    const s = await setup(t);
+    // Another installation's agent runs with this config's status and legacy ports, and its own transfer port.
+    const otherListen = await hold(0);
+    const otherPort = (otherListen.address() as net.AddressInfo).port;
+    const view = new FakeView({ name: 'other-show', listen: `127.0.0.1:${otherPort}`, version: '7.7.7' });
+    const status = new StatusServer(view, { host: '127.0.0.1', port: s.ports.status, token: null, log: memoryLogger(), version: '7.7.7', defaultMetrics: false });
+    await status.start();
+    const legacy = await hold(s.ports.legacy);
+    t.after(async () => {
+      await status.stop();
+      await new Promise<void>((r) => legacy.close(() => r()));
+      await new Promise<void>((r) => otherListen.close(() => r()));
+    });
+    const out = new Capture();
+    const code = await runDoctor({ config: s.cfgFile, env: {}, minFreeBytes: 1 }, { out });
+    assert.equal(code, 1, out.text);
+    assert.ok(out.text.includes(`✓ transfer port 127.0.0.1:${s.ports.listen}: free`), out.text);
+    assert.ok(
+      out.text.includes(
+        `✗ status port 127.0.0.1:${s.ports.status}: held by the running tdxfer agent "other-show" (7.7.7, transfer port 127.0.0.1:${otherPort}), which is not this config's agent (name "doc-test", transfer port ${s.ports.listen}): this config's agent could not start next to it\n    fix: stop that agent`,
+      ),
+      out.text,
+    );
+    assert.match(out.text, new RegExp(`✗ legacy \\(TOX\\) port 127\\.0\\.0\\.1:${s.ports.legacy}: in use by another program \\(the tdxfer agent "other-show" .*\\n {4}fix: .*legacy\\.listen\\.port`));
+    assert.match(out.text, /\n2 problems to fix\n$/);
+  });
+
+  test('missing folders that run creates are "will be created" (and doctor creates nothing)', async (t) => {
+    const s = await setup(t, (cfg, x) => {
+      cfg.inboxes = [{ name: 'renders', path: path.join(x.dir, 'new', 'inbox') }];
+      cfg.outboxes = [{ path: path.join(x.dir, 'new', 'outbox'), to: [{ peer: 'doc-test', inbox: 'renders' }] }];
+      cfg.legacy = { listen: null, inbox: null };
+    });
+    const out = new Capture();
+    assert.equal(await runDoctor({ config: s.cfgFile, env: {}, minFreeBytes: 1 }, { out }), 0, out.text);
+    assert.ok(out.text.includes(`✓ inbox "renders": ${path.join(s.dir, 'new', 'inbox')} does not exist yet: will be created by \`tdxfer run\``), out.text);
+    assert.match(out.text, /✓ inbox "renders" staging: /);
+    assert.match(out.text, /✓ inbox "renders" disk: /);
+    assert.ok(out.text.includes(`✓ outbox 1 (after: archive): ${path.join(s.dir, 'new', 'outbox')} does not exist yet: will be created by \`tdxfer run\``), out.text);
+    await assert.rejects(stat(path.join(s.dir, 'new')), { code: 'ENOENT' }); // doctor created nothing
+  });
+
 
   test('an invalid config stops at the config check with its message', async (t) => {
     const s = await setup(t, (cfg) => {
