@@ -100,12 +100,12 @@ test('tdxfer status --watch prints live progress of a real transfer and ends wit
   assert.equal(out.indexOf('✓ watch.mov'), out.lastIndexOf('✓ watch.mov'), 'the finished job is printed once');
 });
 
-test('tdxfer doctor: exit 0 on the config of a healthy running agent; exit 1 naming a missing folder and a taken port, with fixes', async () => {
+test("tdxfer doctor: exit 0 on the config of a healthy running agent; exit 1 naming an uncreatable folder, a missing hook, a taken port and another agent's status port, with fixes", async () => {
   const ok = await runCli(['doctor', '--config', p.senderCfg]);
   assert.equal(ok.code, 0, ok.out);
   assert.match(ok.out, /✓ config: .* is valid \(agent "render"\)/);
-  assert.match(ok.out, /✓ transfer port 127\.0\.0\.1:\d+: held by the running tdxfer agent/);
-  assert.match(ok.out, /✓ status port 127\.0\.0\.1:\d+: held by the running tdxfer agent/);
+  assert.match(ok.out, /✓ transfer port 127\.0\.0\.1:\d+: held by this config's running agent "render"/);
+  assert.match(ok.out, /✓ status port 127\.0\.0\.1:\d+: held by this config's running agent "render"/);
   assert.match(ok.out, /✓ outbox 1 \(after: archive\)/);
   assert.match(ok.out, /\nall checks passed\n$/);
   const okB = await runCli(['doctor', '--config', p.receiverCfg]);
@@ -113,7 +113,9 @@ test('tdxfer doctor: exit 0 on the config of a healthy running agent; exit 1 nam
   assert.match(okB.out, /✓ inbox "renders": .* exists and is writable/);
   assert.match(okB.out, /✓ inbox "renders" disk: [\d.]+ (GiB|MiB) free/);
 
-  // Broken: the inbox folder is missing and another program holds the transfer port.
+  // Broken: an inbox folder cannot be created (a file stands in its way), another one is only missing
+  // (`run` creates it), its onReceive command does not exist, another program holds the transfer port
+  // and the sender agent ("render") holds the status port.
   const taken = net.createServer((s) => s.destroy());
   await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
   cleanup.push(() => new Promise((r) => taken.close(r)));
@@ -123,16 +125,25 @@ test('tdxfer doctor: exit 0 on the config of a healthy running agent; exit 1 nam
   const cfg = JSON.parse(await fs.readFile(p.receiverCfg, 'utf8'));
   cfg.name = 'broken';
   cfg.listen = { host: '127.0.0.1', port: takenPort };
-  cfg.status = { enabled: true, host: '127.0.0.1', port: await freePort() };
-  cfg.inboxes = [{ name: 'renders', path: 'no-such-inbox' }];
+  const senderCfg = JSON.parse(await fs.readFile(p.senderCfg, 'utf8'));
+  cfg.status = { enabled: true, host: '127.0.0.1', port: senderCfg.status.port };
+  await fs.writeFile(path.join(dir, 'a-file'), 'x');
+  cfg.inboxes = [
+    { name: 'renders', path: 'a-file/renders' },
+    { name: 'stills', path: 'no-such-inbox', onReceive: { command: ['no-such-hook-command-tdxfer'] } },
+  ];
   const file = path.join(dir, 'config.json');
   await fs.writeFile(file, JSON.stringify(cfg, null, 2));
   const bad = await runCli(['doctor', '--config', file]);
   assert.equal(bad.code, 1, bad.out);
-  const missing = path.join(dir, 'no-such-inbox');
-  assert.match(bad.out, new RegExp(`✗ inbox "renders": ${missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not exist\\n    fix: create it \\(mkdir -p`));
-  assert.match(bad.out, new RegExp(`✗ transfer port 127\\.0\\.0\\.1:${takenPort}: in use by another program\\n    fix: .*change listen\\.port`));
-  assert.match(bad.out, /\n2 problems to fix\n$/);
+  const esc = (x: string): string => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const blocked = path.join(dir, 'a-file', 'renders');
+  assert.match(bad.out, new RegExp(`✗ inbox "renders": ${esc(blocked)} does not exist and cannot be created\\n    fix: .*a file stands where a folder is needed`));
+  assert.ok(bad.out.includes(`✓ inbox "stills": ${path.join(dir, 'no-such-inbox')} does not exist yet: will be created by \`tdxfer run\``), bad.out);
+  assert.match(bad.out, /✗ inbox "stills" onReceive: "no-such-hook-command-tdxfer" was not found on the agent's PATH .*\n {4}fix: use the absolute path/);
+  assert.match(bad.out, new RegExp(`✗ transfer port 127\\.0\\.0\\.1:${takenPort}: in use by another program.*\\n    fix: .*change listen\\.port`));
+  assert.match(bad.out, new RegExp(`✗ status port 127\\.0\\.0\\.1:${senderCfg.status.port}: held by the running tdxfer agent "render" .*which is not this config's agent`));
+  assert.match(bad.out, /\n4 problems to fix\n$/);
 });
 
 test('with no agent running, tdxfer status and peers exit 3 with a hint', async () => {
@@ -164,4 +175,23 @@ test(`the spawned agents stop cleanly on ${isWindows ? '`tdxfer stop`' : 'SIGTER
   assert.equal(await gracefulStop(sender, p.senderCfg), 0, sender.output().slice(-2000));
   assert.equal(await gracefulStop(receiver, p.receiverCfg), 0, receiver.output().slice(-2000));
   assert.doesNotMatch(sender.output() + receiver.output(), /\b(error|internal error)\b.*status/i);
+});
+
+test('tdxfer run warns at start about an onReceive command that does not exist (which inbox, how to fix)', async () => {
+  const dir = path.join(p.root, 'hookwarn');
+  await fs.mkdir(dir);
+  const cfg = JSON.parse(await fs.readFile(p.receiverCfg, 'utf8'));
+  cfg.name = 'hookwarn';
+  cfg.dataDir = path.join(dir, 'data');
+  cfg.listen = { host: '127.0.0.1', port: 0 };
+  cfg.status = { enabled: false };
+  const hook = path.join(dir, 'hooks', 'notify-td');
+  cfg.inboxes = [{ name: 'renders', path: path.join(dir, 'inbox'), onReceive: { command: [hook, '--flag'] } }];
+  const file = path.join(dir, 'config.json');
+  await fs.writeFile(file, JSON.stringify(cfg, null, 2));
+  const s = spawnCli(['run', '--config', file]);
+  cleanup.push(() => s.stop('SIGTERM'));
+  const esc = hook.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  await s.waitFor(new RegExp(`inbox "renders": its onReceive command cannot start: ${esc} does not exist; fix: install it there or correct onReceive\\.command\\[0\\]`), 20_000);
+  await s.stop('SIGTERM');
 });
