@@ -204,4 +204,4 @@ else
   systemctl try-restart tdxfer.service
 fi
 
-note "done. Next: edit /etc/tdxfer/config.json, put the installation key where it says, check with \`tdxfer doctor --config /etc/tdxfer/config.json\`, then \`systemctl start tdxfer\`."
+note "done. Next: edit /etc/tdxfer/config.json (peers, routes; every machine needs its security.key), check with \`tdxfer doctor --config /etc/tdxfer/config.json\`, then \`systemctl start tdxfer\`."
