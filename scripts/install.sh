@@ -137,6 +137,9 @@ pkgs=$(cd "$SRC" && npm ls --omit=dev --all --parseable 2>/dev/null) \
 # Installed files belong to root, whoever owns the checkout.
 if [ "$(id -u)" -eq 0 ]; then chown -R 0:0 "$STAGE"; fi
 chmod -R u=rwX,go=rX "$STAGE"
+# The launcher runs the build with node: no file of it needs to be executable (`npm link` or
+# `npx tdxfer` in the checkout mark dist/src/cli/main.js executable).
+find "$STAGE/dist" -type f -exec chmod 0644 {} +
 
 # Same content as installed already: keep the installed copy untouched.
 if [ -d "$APP" ] && diff -r -q "$STAGE" "$APP" >/dev/null 2>&1; then
