@@ -13,7 +13,8 @@
 #   /usr/local/bin/tdxfer    symlink to the launcher (left alone if it is something else)
 #   /etc/systemd/system/tdxfer.service   systemd/tdxfer.service for the launcher, written by
 #                            `tdxfer service install --program <prefix>/bin/tdxfer --no-enable`
-#   /etc/tdxfer/config.json  from config/example.json, only if absent (never overwritten)
+#   /etc/tdxfer/config.json  a minimal starter (`tdxfer init`: a new key, inbox and outbox in
+#                            /srv/tdxfer, no legacy listener, no hooks), only if absent
 #   /var/lib/tdxfer          state, owned by tdxfer, mode 0750
 #   /srv/tdxfer              default place for inboxes/outboxes (writable by the service)
 # and creates the `tdxfer` system user and enables the unit (both skipped under DESTDIR;
@@ -27,7 +28,7 @@ ENABLE=1
 DESTDIR=${DESTDIR:-}
 SERVICE_USER=tdxfer
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "install.sh: $*" >&2; exit 1; }
 note() { echo "install.sh: $*"; }
 
@@ -136,6 +137,9 @@ pkgs=$(cd "$SRC" && npm ls --omit=dev --all --parseable 2>/dev/null) \
 # Installed files belong to root, whoever owns the checkout.
 if [ "$(id -u)" -eq 0 ]; then chown -R 0:0 "$STAGE"; fi
 chmod -R u=rwX,go=rX "$STAGE"
+# The launcher runs the build with node: no file of it needs to be executable (`npm link` or
+# `npx tdxfer` in the checkout mark dist/src/cli/main.js executable).
+find "$STAGE/dist" -type f -exec chmod 0644 {} +
 
 # Same content as installed already: keep the installed copy untouched.
 if [ -d "$APP" ] && diff -r -q "$STAGE" "$APP" >/dev/null 2>&1; then
@@ -172,11 +176,13 @@ mkdir -p "$ETC"
 chmod 0750 "$ETC"
 if [ -e "$ETC/config.json" ]; then
   note "/etc/tdxfer/config.json exists: kept as is"
-elif [ -f "$SRC/config/example.json" ]; then
-  put "$ETC/config.json" 0640 <"$SRC/config/example.json"
-  note "wrote /etc/tdxfer/config.json from config/example.json: edit it (name, folders, peers, key) before starting"
 else
-  note "config/example.json not found: write /etc/tdxfer/config.json yourself"
+  # The starter holds a new installation key (security.key): written 0600 by init, then made
+  # readable for the service's group below. Its stdout (the key banner) is not echoed here.
+  "$NODE_BIN" "$SRC/dist/src/cli/main.js" init --config "$ETC/config.json" --data-dir /var/lib/tdxfer --folder /srv/tdxfer >/dev/null \
+    || die "\`tdxfer init\` could not write $ETC/config.json"
+  chmod 0640 "$ETC/config.json"
+  note "wrote /etc/tdxfer/config.json: a minimal starter (outbox /srv/tdxfer/outbox -> inbox /srv/tdxfer/inbox, a new installation key in security.key); config/example.json shows every setting"
 fi
 mkdir -p "$STATE" "$SHOW"
 chmod 0750 "$STATE"
@@ -201,4 +207,4 @@ else
   systemctl try-restart tdxfer.service
 fi
 
-note "done. Next: edit /etc/tdxfer/config.json, put the installation key where it says, check with \`tdxfer doctor --config /etc/tdxfer/config.json\`, then \`systemctl start tdxfer\`."
+note "done. Next: edit /etc/tdxfer/config.json (peers, routes; every machine needs its security.key), check with \`tdxfer doctor --config /etc/tdxfer/config.json\`, then \`systemctl start tdxfer\`."

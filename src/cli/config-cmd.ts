@@ -9,12 +9,12 @@ import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { packageFile } from '../build-info.js';
 import type { Command } from 'commander';
 import { ConfigError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { BUILT_IN, prepareConfig, resolveConfigPath } from '../config/load.js';
-import { defaultAgentName } from '../config/defaults.js';
+import { defaultAgentName, defaultDataDir } from '../config/defaults.js';
+import { starterConfig } from './starter.js';
 import { encodeKey, generateKey, peekKey, writeKeyFile, type KeyResult } from '../config/key.js';
 import type { KeySpec, UnkeyedConfig } from '../config/resolve.js';
 
@@ -34,6 +34,8 @@ export interface ConfigArgs {
 
 export interface InitArgs extends ConfigArgs {
   dataDir?: string;
+  /** For a starter config: the folder holding its inbox and outbox (default: the data folder). */
+  folder?: string;
   force?: boolean;
 }
 
@@ -197,19 +199,23 @@ export async function init(args: InitArgs, io: CliIO): Promise<number> {
   }
 }
 
-/** A starter config from config/example.json, with this machine's name and a new inline key. */
+/**
+ * A minimal, safe starter config (see starter.ts) with this machine's name and a new inline key.
+ * Its data folder: --data-dir, else the one the agent would use ($TDXFER_DATA_DIR, else the
+ * per-user data folder), written as an absolute path so every later run agrees.
+ */
 async function writeStarterConfig(file: string, args: InitArgs, io: CliIO): Promise<number> {
-  const example = JSON.parse(packageFile('config/example.json')) as Record<string, unknown>;
   const key = generateKey();
-  const starter: Record<string, unknown> = { ...example, name: defaultAgentName() };
-  if (args.dataDir !== undefined) starter.dataDir = path.resolve(args.dataDir);
-  starter.security = { key: encodeKey(key), encrypt: true };
+  const dataDir = args.dataDir !== undefined ? path.resolve(args.dataDir) : defaultDataDir(io.env);
+  const folder = args.folder !== undefined ? path.resolve(args.folder) : dataDir;
+  const starter = starterConfig({ name: defaultAgentName(), dataDir, folder, key: encodeKey(key) });
   await fs.mkdir(path.dirname(file), { recursive: true });
   // Mode 0600 and exclusive create: the file holds the key, and an existing file is never replaced.
   await fs.writeFile(file, `${JSON.stringify(starter, null, 2)}\n`, { flag: 'wx', mode: 0o600 });
   io.stdout.write(
-    `Wrote a starter config to ${file} (from the example: edit name, inboxes, outboxes and peers;\n` +
-      `check it with \`tdxfer config check --config ${file}\`).\n`,
+    `Wrote a starter config to ${file}: agent ${String(starter.name)}, data in ${dataDir},\n` +
+      `outbox ${path.join(folder, 'outbox')} -> inbox ${path.join(folder, 'inbox')} (this agent; route it to a peer).\n` +
+      `Check it with \`tdxfer config check --config ${file}\`; config/example.json shows every setting.\n`,
   );
   printKey(io, key, `stored in ${file} as security.key`);
   return EXIT_OK;
@@ -250,8 +256,9 @@ export function registerConfigCommands(program: Command, opts: RegisterOptions =
     )
     .option('-c, --config <file>', 'config file (default: $TDXFER_CONFIG); an existing config file is never rewritten')
     .option('-d, --data-dir <dir>', 'data folder (default: $TDXFER_DATA_DIR, else the per-user data folder)')
+    .option('--folder <dir>', 'starter config only: the folder for its inbox and outbox (default: the data folder)')
     .option('-f, --force', 'replace an existing key file (every machine then needs the new key)')
-    .action(async (o: { dataDir?: string; force?: boolean }, cmd: Command) =>
-      setExitCode(await init({ config: configOf(cmd), dataDir: o.dataDir, force: o.force }, io)),
+    .action(async (o: { dataDir?: string; folder?: string; force?: boolean }, cmd: Command) =>
+      setExitCode(await init({ config: configOf(cmd), dataDir: o.dataDir, folder: o.folder, force: o.force }, io)),
     );
 }

@@ -119,10 +119,22 @@ describe('install.sh / uninstall.sh into DESTDIR', { skip }, () => {
     assert.match(unit, new RegExp(`^ExecStart=${PREFIX}/bin/tdxfer run --config /etc/tdxfer/config\\.json$`, 'm'));
     assert.doesNotMatch(unit, /\/opt\/tdxfer\b/);
 
-    // Config from the example, private; state 0750; show folder.
+    // Config private; state 0750; show folder.
     assert.equal(modeOf(m1, 'etc/tdxfer'), '0750');
     assert.equal(modeOf(m1, 'etc/tdxfer/config.json'), '0640');
-    assert.equal(await fs.readFile(path.join(dest, 'etc/tdxfer/config.json'), 'utf8'), await fs.readFile(path.join(ROOT, 'config/example.json'), 'utf8'));
+    // The minimal starter (not the full example): state in /var/lib/tdxfer, folders in /srv/tdxfer,
+    // no legacy listener, no hooks, no log file, a new key inline.
+    const starter = JSON.parse(await fs.readFile(path.join(dest, 'etc/tdxfer/config.json'), 'utf8')) as {
+      dataDir: string; inboxes: Array<Record<string, unknown>>; outboxes: Array<{ path: string }>; security: { key: string }; legacy?: unknown; log?: unknown;
+    };
+    assert.equal(starter.dataDir, '/var/lib/tdxfer');
+    assert.deepEqual(starter.inboxes.map((i) => [i.path, i.onReceive]), [['/srv/tdxfer/inbox', undefined]]);
+    assert.deepEqual(starter.outboxes.map((o) => o.path), ['/srv/tdxfer/outbox']);
+    assert.equal(starter.legacy, undefined);
+    assert.equal(starter.log, undefined);
+    assert.match(starter.security.key, /^[A-Za-z0-9+/]{43}=$/);
+    assert.doesNotMatch(first.stdout, new RegExp(starter.security.key.replace(/[+/]/g, '\\$&')), 'the key is not echoed');
+    assert.match(first.stdout, /minimal starter/);
     assert.equal(modeOf(m1, 'var/lib/tdxfer'), '0750');
     assert.equal(modeOf(m1, 'srv/tdxfer'), '0755');
 
