@@ -171,7 +171,7 @@ export class TransportServer {
     // by every byte, so a peer dribbling its ClientHello would hold a slot forever.
     const deadline = setTimeout(() => {
       const what = sock.bytesRead === 0 ? `nothing received within ${this.opts.handshakeTimeoutMs} ms` : `TLS handshake not finished within ${this.opts.handshakeTimeoutMs} ms (limits.handshakeTimeoutMs)`;
-      this.refusals.warn('slow TLS handshakes', `closed connection from ${addr}: ${what}`, addr);
+      this.refusals.warn(sock.bytesRead === 0 ? 'silent connections' : 'slow TLS handshakes', `closed connection from ${addr}: ${what}`, addr);
       sock.destroy();
     }, this.opts.handshakeTimeoutMs);
     const done = (): void => {
