@@ -280,8 +280,22 @@ const SCRIPT = `
         if (x.error) li.appendChild(el('span', 'error', x.error));
         list.appendChild(li);
       });
+      (o.unreadable || []).forEach(function (u) { never(list, u.file, 'unreadable', 'not sent: unreadable (' + u.code + ')', u.fix, u.path); });
+      var ex = o.excluded || { count: 0, names: [] };
+      ex.names.forEach(function (n) { never(list, n, 'excluded', 'not sent: excluded by include/exclude', '', o.path); });
+      if (ex.count > ex.names.length) never(list, '\u2026 ' + (ex.count - ex.names.length) + ' more', 'excluded', 'not sent: excluded by include/exclude', '', o.path);
     });
     empty(list, list.children.length === 0, 'no stuck files');
+  }
+  /** A file the outbox will never send (issue #11 item 8), with the reason and what to do. */
+  function never(list, file, state, why, fix, title) {
+    var li = el('li');
+    li.dataset.state = state;
+    li.title = title;
+    li.appendChild(el('span', 'file', file));
+    li.appendChild(el('span', 'dim', why));
+    if (fix) li.appendChild(el('span', 'error', fix));
+    list.appendChild(li);
   }
 
   function renderReceived(r, atEnd) {

@@ -101,7 +101,7 @@ export class ReceiverSession {
     });
     this.handshakeTimer = setTimeout(() => {
       if (this.hs.step !== 'ready') {
-        conn.refusals.warn('slow tdxfer handshakes', `closed connection from ${conn.remoteAddress}: handshake not finished within ${deps.limits.handshakeTimeoutMs} ms`);
+        conn.refusals.warn('slow tdxfer handshakes', `closed connection from ${conn.remoteAddress}: handshake not finished within ${deps.limits.handshakeTimeoutMs} ms`, conn.remoteAddress);
         this.runHandshake(this.hs.on({ kind: 'timeout' }));
       }
     }, deps.limits.handshakeTimeoutMs);
@@ -194,7 +194,7 @@ export class ReceiverSession {
           this.log.warn(`peer ${this.peer} reported ${a.frame.code}: ${a.frame.message}`);
           break;
         case 'authFailed':
-          this.conn.refusals.warn('authentication failures', `refused ${this.peerName} (${this.conn.remoteAddress}): authentication failed, it does not hold this installation's key (security.key must be the same on every machine)`);
+          this.conn.refusals.warn('authentication failures', `refused ${this.peerName} (${this.conn.remoteAddress}): authentication failed, it does not hold this installation's key (security.key must be the same on every machine)`, this.conn.remoteAddress);
           this.deps.onFailure?.('AUTH_FAILED', `peer ${this.peerName} at ${this.conn.remoteAddress} failed authentication`, this.peerName);
           break;
         case 'admit': {

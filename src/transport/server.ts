@@ -119,7 +119,7 @@ export class TransportServer {
     }
     // Nothing at all within the handshake time: slow-loris or a port scanner.
     sock.setTimeout(this.opts.handshakeTimeoutMs, () => {
-      this.refusals.warn('silent connections', `closed connection from ${addr}: nothing received within ${this.opts.handshakeTimeoutMs} ms`);
+      this.refusals.warn('silent connections', `closed connection from ${addr}: nothing received within ${this.opts.handshakeTimeoutMs} ms`, addr);
       sock.destroy();
     });
     sock.once('data', (first: Buffer) => {
@@ -128,7 +128,7 @@ export class TransportServer {
       sock.unshift(first);
       const isTls = first[0] === 0x16;
       if (isTls) {
-        this.refusals.warn('peers with TLS', `refused connection from ${addr}: the peer uses encryption but this agent has security.encrypt=false; set the same security.encrypt on both machines`);
+        this.refusals.warn('peers with TLS', `refused connection from ${addr}: the peer uses encryption but this agent has security.encrypt=false; set the same security.encrypt on both machines`, addr);
         // Answer in plain bytes rather than a bare close: the peer's TLS stack reports "wrong
         // version number", which it can name as an encryption mismatch (a bare close is ambiguous).
         sock.end(encodeFrame({ type: 'error', code: 'UNSUPPORTED_PROTOCOL', message: 'this agent has encryption off (security.encrypt=false); set the same security.encrypt on both machines' }));
@@ -148,7 +148,7 @@ export class TransportServer {
         if (tcp.destroyed) return 'connection already closed';
         const d = this.slots.authenticate(tcp, addr, holder);
         if (!d.admit) {
-          this.refusals.warn('refused authenticated connections', `refused connection from ${addr}: ${d.reason}`);
+          this.refusals.warn('refused authenticated connections', `refused connection from ${addr}: ${d.reason}`, addr);
           return d.reason;
         }
         this.evictors.set(tcp, (reason) => holder.evict(reason));
@@ -171,7 +171,7 @@ export class TransportServer {
     // by every byte, so a peer dribbling its ClientHello would hold a slot forever.
     const deadline = setTimeout(() => {
       const what = sock.bytesRead === 0 ? `nothing received within ${this.opts.handshakeTimeoutMs} ms` : `TLS handshake not finished within ${this.opts.handshakeTimeoutMs} ms (limits.handshakeTimeoutMs)`;
-      this.refusals.warn('slow TLS handshakes', `closed connection from ${addr}: ${what}`);
+      this.refusals.warn(sock.bytesRead === 0 ? 'silent connections' : 'slow TLS handshakes', `closed connection from ${addr}: ${what}`, addr);
       sock.destroy();
     }, this.opts.handshakeTimeoutMs);
     const done = (): void => {
@@ -195,14 +195,14 @@ export class TransportServer {
     const addr = normalizeAddress(raw?.remoteAddress ?? secure.remoteAddress ?? '?');
     const notTls = NOT_TLS.exec(err.message);
     if (!notTls) {
-      this.refusals.warn('TLS handshake failures', `refused connection from ${addr}: ${explainTlsError(err) ?? `TLS error: ${describeError(err)}`}`);
+      this.refusals.warn('TLS handshake failures', `refused connection from ${addr}: ${explainTlsError(err) ?? `TLS error: ${describeError(err)}`}`, addr);
       return;
     }
     const http = /http request|https proxy request/i.test(err.message);
     const what = http
       ? 'it looks like HTTP: this is the tdxfer transfer port, not the status API (status.port)'
       : 'a tdxfer agent with security.encrypt=false (set the same security.encrypt on both machines), an original TOX sender (point it at legacy.listen instead), or something else';
-    this.refusals.warn('peers without TLS', `refused connection from ${addr}: the peer does not speak TLS but this agent requires encryption: ${what} (OpenSSL: ${notTls[1]!.toLowerCase()})`);
+    this.refusals.warn(http ? 'HTTP clients on the transfer port' : 'peers without TLS', `refused connection from ${addr}: the peer does not speak TLS but this agent requires encryption: ${what} (OpenSSL: ${notTls[1]!.toLowerCase()})`, addr);
     // OpenSSL sends nothing to a peer that is not TLS: answer in plain, so a tdxfer agent
     // with encryption off reports why (a plain ERROR frame; other programs just close).
     if (raw && !raw.destroyed && !http) {

@@ -18,6 +18,7 @@ import {
   TEST_KEY, freePort, hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig,
 } from '../helpers/agents.js';
 import { RawClient } from '../helpers/rawclient.js';
+import { FaultProxy } from '../helpers/proxy.js';
 import { quietWindow } from '../helpers/wait.js';
 import { EXIT_AFTER_KILL } from '../helpers/platform.js';
 
@@ -191,6 +192,34 @@ test('encrypt mismatch, TLS sender → plain receiver: both sides say security.e
   await logged(p.a.records, /playback unreachable: .*security\.encrypt must match/, 'the sender');
   await assertNotDelivered(p, 'x.png');
   await assertHonestServed(p.pb, false, p.inbox);
+});
+
+test('encrypt mismatch retried: the receiver names the cause once per peer address, then summarises the repeats', async () => {
+  // The summary interval is shortened for this test only (read when the agents start).
+  process.env.TDXFER_TEST_REFUSAL_SUMMARY_MS = '3000';
+  let proxy: FaultProxy | undefined;
+  let p: Awaited<ReturnType<typeof pair>>;
+  try {
+    p = await pair({
+      senderEncrypt: false,
+      via: async (port) => {
+        const fp = await FaultProxy.start({ port });
+        cleanup.push(() => fp.close());
+        proxy = fp;
+        return fp.port;
+      },
+    });
+  } finally {
+    delete process.env.TDXFER_TEST_REFUSAL_SUMMARY_MS;
+  }
+  await fs.writeFile(path.join(p.outbox, 'x.png'), 'nope');
+  // The proxy counts the sender's connection attempts: every one is refused by the receiver.
+  await waitUntil(() => (proxy?.conns.length ?? 0) >= 5, 60_000, () => `5 connection attempts through the proxy; saw ${proxy?.conns.length}:\n${lines(p.b.records).slice(-3000)}`);
+  const summary = /^repeated \d+ more times? from 127\.0\.0\.1 in the last \d+ s \(peers without TLS\); the latest: refused connection from 127\.0\.0\.1: the peer does not speak TLS/;
+  await waitUntil(() => p.b.records.some((r) => r.level === 'warn' && summary.test(r.msg)), 60_000, () => `a summary line ${summary}; the receiver logged:\n${lines(p.b.records).slice(-3000)}`);
+  const full = p.b.records.filter((r) => r.level === 'warn' && /^refused connection from/.test(r.msg));
+  assert.equal(full.length, 1, `one full refusal line for ${proxy?.conns.length} attempts; the receiver logged:\n${lines(p.b.records)}`);
+  assert.match(full[0]!.msg, /does not speak TLS but this agent requires encryption/);
 });
 
 /** A pass-through TCP proxy that records every byte in both directions. */
