@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { memoryLogger } from '../../src/log.js';
 import { WatchSupervisor, type SupervisedEvents } from '../../src/outbox/supervisor.js';
+import { mkdirAfterRemove } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 
 function recorder(root: string): { on: SupervisedEvents; files: string[]; scans: string[][] } {
@@ -61,7 +62,7 @@ describe('WatchSupervisor', () => {
     assert.match(log.records.find((x) => x.level === 'info')?.msg ?? '', /Watching outbox .* again/);
 
     await rm(root, { recursive: true });
-    await mkdir(root);
+    await mkdirAfterRemove(root); // Windows: the removed folder is delete-pending for a moment (EEXIST)
     await writeFile(path.join(root, 'y.bin'), 'y');
     await waitUntil(async () => (await sup.checkRoot()) === false || r.scans.length >= 2, undefined, () => 'the replaced root noticed');
     await waitUntil(() => r.scans.length >= 2, undefined, () => 'a rescan of the new root');
