@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { memoryLogger } from '../../src/log.js';
 import { WatchSupervisor, type SupervisedEvents } from '../../src/outbox/supervisor.js';
+import { isWindows } from '../helpers/platform.js';
 import { mkdirAfterRemove } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -62,7 +63,13 @@ describe('WatchSupervisor', () => {
     assert.match(log.records.find((x) => x.level === 'info')?.msg ?? '', /Watching outbox .* again/);
 
     await rm(root, { recursive: true });
-    await mkdirAfterRemove(root); // Windows: the removed folder is delete-pending for a moment (EEXIST)
+    if (isWindows) {
+      // Windows cannot replace a watched folder at once: its name stays delete-pending while the
+      // watch's handle is open (mkdir gives EEXIST). The watcher's poll (checkRoot) notices the
+      // removal and closes the watch; a user re-creating the folder meanwhile retries a moment.
+      await waitUntil(async () => (await sup.checkRoot()) === false, undefined, () => 'the removed root noticed');
+    }
+    await mkdirAfterRemove(root);
     await writeFile(path.join(root, 'y.bin'), 'y');
     await waitUntil(async () => (await sup.checkRoot()) === false || r.scans.length >= 2, undefined, () => 'the replaced root noticed');
     await waitUntil(() => r.scans.length >= 2, undefined, () => 'a rescan of the new root');
