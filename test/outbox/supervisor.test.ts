@@ -32,11 +32,14 @@ function recorder(root: string): { on: SupervisedEvents; files: string[]; scans:
 describe('WatchSupervisor', () => {
   test('reports the files of its first scan, then new files', async (t) => {
     const base = await mkdtemp(path.join(os.tmpdir(), 'tdx-sup-'));
-    t.after(() => rm(base, { recursive: true, force: true }));
     await writeFile(path.join(base, 'a.bin'), 'a');
     const r = recorder(base);
     const sup = new WatchSupervisor({ root: base, log: memoryLogger(), followSymlinks: false, usePolling: false }, r.on);
-    t.after(() => sup.stop());
+    // Stop before removing: Windows cannot remove a folder while the watch holds it.
+    t.after(async () => {
+      await sup.stop();
+      await rm(base, { recursive: true, force: true });
+    });
     await sup.start();
     assert.deepEqual(r.scans, [['a.bin']]);
     await writeFile(path.join(base, 'b.bin'), 'b');
@@ -46,12 +49,15 @@ describe('WatchSupervisor', () => {
 
   test('a missing root is warned about once and watched when it appears', async (t) => {
     const base = await mkdtemp(path.join(os.tmpdir(), 'tdx-sup-'));
-    t.after(() => rm(base, { recursive: true, force: true }));
     const root = path.join(base, 'out');
     const log = memoryLogger();
     const r = recorder(root);
     const sup = new WatchSupervisor({ root, log, followSymlinks: false, usePolling: false }, r.on);
-    t.after(() => sup.stop());
+    // Stop before removing: Windows cannot remove a folder while the watch holds it.
+    t.after(async () => {
+      await sup.stop();
+      await rm(base, { recursive: true, force: true });
+    });
     await sup.start();
     assert.deepEqual(r.scans, []);
     assert.equal(await sup.checkRoot(), false, 'not watching yet');
@@ -65,13 +71,16 @@ describe('WatchSupervisor', () => {
 
   test('a removed and re-created root is noticed and rescanned', { skip: wineFlaw('watchedFolderDelete') }, async (t) => {
     const base = await mkdtemp(path.join(os.tmpdir(), 'tdx-sup-'));
-    t.after(() => rm(base, { recursive: true, force: true }));
     const root = path.join(base, 'out');
     await mkdir(root);
     await writeFile(path.join(root, 'x.bin'), 'x');
     const r = recorder(root);
     const sup = new WatchSupervisor({ root, log: memoryLogger(), followSymlinks: false, usePolling: false }, r.on);
-    t.after(() => sup.stop());
+    // Stop before removing: Windows cannot remove a folder while the watch holds it.
+    t.after(async () => {
+      await sup.stop();
+      await rm(base, { recursive: true, force: true });
+    });
     await sup.start();
     assert.deepEqual(r.scans, [['x.bin']]);
 
