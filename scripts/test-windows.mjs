@@ -53,7 +53,6 @@ export const KNOWN_GAPS = {
   'e2e/cli-status.test.js': 'its two CLI agents printed nothing within 80 s under wine on the loaded machine (not yet understood)',
   'e2e/cli.test.js': 'slower than the 10 min file timeout under wine (four CLI agents in sequence)',
   'e2e/transfer.test.js': 'a restarted sender never logs "unreachable" for a stopped receiver; a malformed-frame case loses the honest file',
-  'log/rotate.test.js': 'its assertions pass under wine, but the test leaves its two loggers open and Windows cannot remove the folder of an open log file (ENOTEMPTY in cleanup): the logger needs a close() for tests',
 };
 
 /** Eligible files not yet seen passing under wine: run by a plain run only. */

@@ -57,7 +57,13 @@ const consoleLine = winston.format.printf((info) => {
   return `${String(timestamp)} ${String(level).toUpperCase().padEnd(5)}${comp} ${String(message)}${extras ? ' ' + extras : ''}`;
 });
 
-export function createLogger(opts: LogOptions = {}): Logger {
+/** A logger that owns its transports: `close()` flushes and closes them (a log file's handle
+ * must be closed before its folder can be removed on Windows). Bounded: at most 5 s. */
+export interface ClosableLogger extends Logger {
+  close(): Promise<void>;
+}
+
+export function createLogger(opts: LogOptions = {}): ClosableLogger {
   const transports: winston.transport[] = [
     new winston.transports.Console({
       silent: opts.silent ?? false,
@@ -67,7 +73,24 @@ export function createLogger(opts: LogOptions = {}): Logger {
   ];
   if (opts.file) transports.push(rotatingFile(opts.file, opts.maxSizeBytes ?? 10 * 1024 * 1024, opts.maxFiles ?? 10));
   const w = winston.createLogger({ level: opts.level ?? 'info', transports, exitOnError: false });
-  return wrap(w);
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= new Promise<void>((resolve) => {
+      const done = transports.map((t) => new Promise<void>((r) => {
+        t.once('finish', () => r());
+        t.once('close', () => r());
+      }));
+      const timer = setTimeout(resolve, 5000);
+      timer.unref();
+      void Promise.all(done).then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      w.end();
+    });
+    return closing;
+  };
+  return Object.assign(wrap(w), { close });
 }
 
 /** Files of `file` as rotated: `<stem>-YYYY-MM-DD<ext>`, then `.1`, `.2`… within a day. */

@@ -112,7 +112,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     try {
       await agent.startParts();
     } catch (err) {
-      await agent.stop().catch(() => undefined);
+      // The start error is the one to report; a teardown error is logged, not lost.
+      await agent.stop().catch((e: unknown) => agent.log.warn(`cleaning up after a failed start: ${describeError(e)}`));
       throw err;
     }
     return agent;
@@ -188,10 +189,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     if (this.stopping) return;
     this.stopping = true;
     const receiversDone = this.stopReceiving();
-    for (const w of this.watchers) await w.stop().catch(() => undefined);
+    // Teardown goes on past a part that fails to stop (the rest must still close), but says so.
+    const warn = (what: string) => (err: unknown) => this.log.warn(`stopping ${what}: ${describeError(err)}`);
+    for (const w of this.watchers) await w.stop().catch(warn('an outbox watcher'));
     // Stop accepting now; net.Server.close() resolves only once every connection is gone.
-    const closed = this.server?.close().catch(() => undefined);
-    await this.legacy?.stop().catch(() => undefined);
+    const closed = this.server?.close().catch(warn('the transfer listener'));
+    await this.legacy?.stop().catch(warn('the TOX listener'));
     await Promise.all([...this.destinations.values()].map((d) => d.stop(graceMs)));
     await this.after.drain();
     await receiversDone;
@@ -199,9 +202,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.server?.destroyAll();
     await closed;
     this.pacer.stop();
-    for (const i of this.inboxes.values()) await i.close().catch(() => undefined);
-    await this.journal?.close().catch(() => undefined);
-    await this.jobStore?.close().catch(() => undefined);
+    for (const i of this.inboxes.values()) await i.close().catch(warn(`an inbox`));
+    await this.journal?.close().catch(warn('the sent journal'));
+    await this.jobStore?.close().catch(warn('the job journal'));
     this.log.info('agent stopped');
   }
 

@@ -362,7 +362,7 @@ export class Inbox {
         if (resumeLength > offset) await handle.truncate(offset);
         await hashPrefix(dataPath, offset, hash);
       } catch (err) {
-        await handle.close().catch(() => undefined);
+        await handle.close().catch(() => undefined); // error path: the error being thrown is the one to report
         throw err;
       }
       this.#log.info('resuming partial file', { source, rel, offset });
@@ -378,7 +378,7 @@ export class Inbox {
           hasMeta = true;
         }
       } catch (err) {
-        await handle.close().catch(() => undefined);
+        await handle.close().catch(() => undefined); // error path: the error being thrown is the one to report
         throw err;
       }
     }

@@ -172,8 +172,8 @@ export class IncomingFileImpl implements IncomingFile {
    */
   async #closeHandle(): Promise<void> {
     const stream = this.#streamOrNull;
-    if (stream && !stream.destroyed && !stream.writableFinished) await endStream(stream).catch(() => undefined);
-    await this.#init.handle.close().catch(() => undefined);
+    if (stream && !stream.destroyed && !stream.writableFinished) await endStream(stream).catch(() => undefined); // aborting: the staged bytes are kept for resume whatever the close says
+    await this.#init.handle.close().catch(() => undefined); // same
   }
 
   /** Enter the failed state once; NO_SPACE and hash/size failures make the partial useless (deleted). */

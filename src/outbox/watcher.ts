@@ -32,6 +32,7 @@ import { FileAccess } from './access.js';
 import { SettleTracker } from './settle.js';
 import { ROOT_CHECK_MS, WatchSupervisor } from './supervisor.js';
 import { OutboxPaths, isGoneError } from './watch-rules.js';
+import { forEachLimit } from '../concurrency.js';
 
 export { sameFolder } from './watch-rules.js';
 export { UV_FS_O_EXLOCK } from './access.js';
@@ -239,7 +240,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   /** Drops excluded names that no longer exist (they are never reported unlinked: chokidar ignores them). */
   private async pruneExcluded(): Promise<void> {
     if (this.excluded.size === 0) return;
-    await mapLimit([...this.excluded], STAT_CONCURRENCY, async (rel) => {
+    await forEachLimit([...this.excluded], STAT_CONCURRENCY, async (rel) => {
       try {
         const st = await lstat(this.absOf(rel));
         if (!st.isFile()) this.excluded.delete(rel);
@@ -302,7 +303,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     this.suspects.clear();
     const toStat = new Set([...this.tracker.toStat(performance.now()), ...suspects]);
     const missing: string[] = [];
-    await mapLimit([...toStat], STAT_CONCURRENCY, async (rel) => {
+    await forEachLimit([...toStat], STAT_CONCURRENCY, async (rel) => {
       try {
         const abs = this.absOf(rel);
         const st = this.outbox.followSymlinks === true ? await stat(abs) : await lstat(abs);
@@ -326,7 +327,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
 
     const now = performance.now();
     const due = this.tracker.due().filter((d) => (this.busyUntil.get(d.rel) ?? 0) <= now);
-    await mapLimit(due, OPEN_CONCURRENCY, async ({ rel, version }) => {
+    await forEachLimit(due, OPEN_CONCURRENCY, async ({ rel, version }) => {
       const abs = this.absOf(rel);
       const check = await this.access.canOpen(rel, abs, version);
       if (this.stopped) return;
@@ -388,13 +389,3 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
 const MAX_EXCLUDED = 1000;
 
 /** Runs `fn` over `items` with at most `limit` in flight (bounded fs concurrency, no EMFILE). */
-async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}

@@ -373,7 +373,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
         if ((err as { code?: string }).code === 'ENOENT') throw new SourceChangedError(`${file.abs} disappeared while being sent`);
         throw err instanceof TdxError ? err : new TdxError('READ_FAILED', `cannot read ${file.abs}: ${describeError(err)}`, { cause: err });
       } finally {
-        await reader?.close().catch(() => undefined);
+        await reader?.close().catch(() => undefined); // read-only handle: a close error loses nothing
       }
     }
     // The version we announced must be the one we sent: a re-render under the same
@@ -421,7 +421,7 @@ async function readWhole(file: OutgoingFile): Promise<Buffer> {
     if (err instanceof TdxError) throw err;
     throw new TdxError('READ_FAILED', `cannot read ${file.abs}: ${describeError(err)}`, { cause: err });
   } finally {
-    await fh.close().catch(() => undefined);
+    await fh.close().catch(() => undefined); // read-only handle: a close error loses nothing
   }
 }
 

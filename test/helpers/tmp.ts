@@ -20,16 +20,15 @@ export async function tempDirFor(t: { after: (fn: () => Promise<void>) => void }
 }
 
 const fileDirs: string[] = [];
-let hooked = false;
+// Registered at import, i.e. on the file's root test: `after()` called inside a running test
+// would attach to that test and remove the folders before the test's own `t.after` closes
+// what it opened (ENOTEMPTY on Windows, where an open file's folder cannot be removed).
+after(async () => {
+  for (const d of fileDirs.splice(0)) await fs.rm(d, { recursive: true, force: true, maxRetries: 5 });
+});
 
 /** A fresh temp folder removed when the test file ends. */
 export async function tempDirForFile(prefix = 'tdx-'): Promise<string> {
-  if (!hooked) {
-    hooked = true;
-    after(async () => {
-      for (const d of fileDirs.splice(0)) await fs.rm(d, { recursive: true, force: true, maxRetries: 5 });
-    });
-  }
   const dir = await tempDir(prefix);
   fileDirs.push(dir);
   return dir;

@@ -64,6 +64,7 @@ test('log.file: rotated by size into at most maxFiles files, no line lost in bur
       const first = ns[0]!;
       assert.deepEqual(ns, Array.from({ length: count + 1 - first }, (_, i) => first + i), `run ${run}: lines ${first}..${count} all kept`);
       assert.ok(first > 0, 'older lines were pruned');
+      await log.close(); // as the agent does on stop; Windows cannot remove an open log file's folder
     }
     assert.ok((await fs.readdir(dir)).some((f) => f === `.${stem}-audit.json`), 'the audit file that survives restarts is next to the log');
   } finally {
@@ -83,6 +84,7 @@ test('log.level "warn": the file keeps warnings and errors, not per-file info li
     let seen: Awaited<ReturnType<typeof linesOf>> = [];
     await waitUntil(async () => (seen = await linesOf(dir, await logFiles(dir, stem))).length >= 2, 30_000, () => 'two lines');
     assert.deepEqual(seen.map((l) => l.level), ['warn', 'error']);
+    await log.close();
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
