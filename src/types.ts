@@ -121,6 +121,8 @@ export interface AgentEvents {
   failure: [FailureInfo];
   /** An incoming transfer started, progressed (at most ~10/s) or ended. */
   incoming: [IncomingInfo];
+  /** An inbox target is held open by another program (each failed landing attempt), or no longer (replaced or landed beside it). */
+  held: [HeldChange];
 }
 
 export interface AgentSnapshot {
@@ -202,6 +204,14 @@ export interface AgentView extends EventEmitter<AgentEvents> {
   cancel(id: string): Promise<JobInfo>;
   /** Change a bandwidth limit now; rejects with a TdxError on bad input. */
   setLimit?(req: LimitRequest): LimitsSnapshot;
+}
+
+/** A held target's change: `held` on each landing attempt it blocks, `released` once its new version landed. */
+export interface HeldChange {
+  state: 'held' | 'released';
+  file: HeldFile;
+  /** When this change happened (ms since the epoch). */
+  atMs: number;
 }
 
 /** One held target, as shown in the status. */

@@ -129,6 +129,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     }
 
     await openInboxes(cfg, log, this.inboxes);
+    for (const i of this.inboxes.values()) i.onHeldChange((c) => this.emit('held', c));
 
     const listening = await listenForTransfers(cfg, log, (conn) => {
       if (this.stopping || !this.receiving) {

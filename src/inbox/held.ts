@@ -5,26 +5,40 @@
  * which error; read by the inbox's status. Pure apart from the clock passed in.
  */
 
-import type { HeldFile } from '../types.js';
-export type { HeldFile };
+import type { HeldChange, HeldFile } from '../types.js';
+export type { HeldChange, HeldFile };
 
 export const LIKELY_HOLDER = 'another program with the file open (on a playback machine usually a Movie File In TOP playing it)';
 
 export class HeldTargets {
   readonly #held = new Map<string, HeldFile>();
+  /** Told of every failed attempt (`held`) and every end of a hold (`released`): the agent's `held` event, OSC /tdxfer/waiting. */
+  onChange: ((c: HeldChange) => void) | null = null;
 
   /** Records a failed replacement; returns the entry and whether the hold is new (log it once). */
   hold(f: Omit<HeldFile, 'sinceMs' | 'likelyHolder'>, nowMs: number): { entry: HeldFile; isNew: boolean } {
     const old = this.#held.get(f.path);
-    if (old) return { entry: old, isNew: false };
-    const entry: HeldFile = { ...f, sinceMs: nowMs, likelyHolder: LIKELY_HOLDER };
-    this.#held.set(f.path, entry);
-    return { entry, isNew: true };
+    const entry: HeldFile = old ?? { ...f, sinceMs: nowMs, likelyHolder: LIKELY_HOLDER };
+    if (!old) this.#held.set(f.path, entry);
+    this.#tell('held', entry, nowMs);
+    return { entry, isNew: !old };
   }
 
   /** Ends a hold (the file was replaced, or the new version landed under another name); true if there was one. */
-  release(absPath: string): boolean {
-    return this.#held.delete(absPath);
+  release(absPath: string, nowMs = Date.now()): boolean {
+    const entry = this.#held.get(absPath);
+    if (!entry) return false;
+    this.#held.delete(absPath);
+    this.#tell('released', entry, nowMs);
+    return true;
+  }
+
+  #tell(state: HeldChange['state'], entry: HeldFile, atMs: number): void {
+    try {
+      this.onChange?.({ state, file: { ...entry }, atMs });
+    } catch {
+      // a listener's failure must not change the landing's outcome
+    }
   }
 
   list(): HeldFile[] {

@@ -4,7 +4,7 @@
  * is visible only after its bytes and its folder entry are durable and its SHA-256 matched;
  * no wire path can make us write outside the inbox.
  */
-import type { HeldFile } from './held.js';
+import type { HeldChange, HeldFile } from './held.js';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -137,6 +137,11 @@ export class Inbox {
   /** Files of this inbox another program holds open while their new version waits staged. */
   heldFiles(): HeldFile[] {
     return this.#lander.held.list();
+  }
+
+  /** Tells `fn` of each held/released change of this inbox's targets (one listener; null to stop). */
+  onHeldChange(fn: ((c: HeldChange) => void) | null): void {
+    this.#lander.held.onChange = fn;
   }
   /** Names in the inbox's folders, shared by landing and the onCollision=skip lookup in begin(). */
   readonly #index: LandIndex;

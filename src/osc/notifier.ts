@@ -8,6 +8,9 @@
  *   /tdxfer/progress  peer:s   relPath:s  percent:f  bytesDone:i|f  bytesTotal:i|f   (only with `progress: true`, ≤ ~4/s per job)
  *   /tdxfer/receiving inbox:s  relPath:s  percent:f  bytesDone:i|f  bytesTotal:i|f  from:s  (receiving side, only with `progress: true`, ≤ ~4/s per file)
  *   /tdxfer/alive     agent:s  uptimeSeconds:i  [role:s]                              (every heartbeatSeconds; 0 = off)
+ *   /tdxfer/waiting   inbox:s  relPath:s  absPath:s  heldSeconds:f   (receiving side: the file is held open by another
+ *                     program, so its verified new version waits staged; on each landing attempt, the first with 0;
+ *                     /tdxfer/received follows when it lands)
  * Sizes are OSC int32 when below 2 GiB and float32 (approximate) above: OSC 1.0 has no
  * 64-bit integer and node-osc encodes none. A missing inbox is sent as "" (OSC has no
  * reliable null across receivers).
@@ -18,7 +21,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { Message, encode } from 'node-osc';
-import type { AgentView, IncomingInfo, JobInfo, ReceivedInfo } from '../types.js';
+import type { AgentView, HeldChange, IncomingInfo, JobInfo, ReceivedInfo } from '../types.js';
 import type { OscConfig } from '../config/types.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -69,6 +72,7 @@ export class OscNotifier {
   private readonly onJob = (j: JobInfo): void => this.job(j);
   private readonly onProgress = (j: JobInfo): void => this.progress(j);
   private readonly onIncoming = (i: IncomingInfo): void => this.receiving(i);
+  private readonly onHeld = (c: HeldChange): void => this.waiting(c);
 
   constructor(
     private readonly view: AgentView,
@@ -86,6 +90,7 @@ export class OscNotifier {
     this.running = true;
     this.view.on('received', this.onReceived);
     this.view.on('job', this.onJob);
+    this.view.on('held', this.onHeld);
     if (this.cfg.progress) {
       this.view.on('progress', this.onProgress);
       this.view.on('incoming', this.onIncoming);
@@ -105,6 +110,7 @@ export class OscNotifier {
     this.view.off('job', this.onJob);
     this.view.off('progress', this.onProgress);
     this.view.off('incoming', this.onIncoming);
+    this.view.off('held', this.onHeld);
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
     this.sock4?.close();
@@ -150,6 +156,13 @@ export class OscNotifier {
     const total = i.bytesTotal ?? 0;
     const percent = total > 0 ? (i.bytesDone / total) * 100 : 0;
     this.send('/tdxfer/receiving', [i.inbox, i.file, floatArg(percent), sizeArg(i.bytesDone), sizeArg(total), i.from]);
+  }
+
+  /** A held inbox target (Windows): its new version waits staged; the landing itself sends /tdxfer/received. */
+  private waiting(c: HeldChange): void {
+    if (c.state !== 'held') return;
+    const f = c.file;
+    this.send('/tdxfer/waiting', [f.inbox, f.rel, f.path, floatArg(Math.max(0, (c.atMs - f.sinceMs) / 1000))]);
   }
 
   private alive(): void {

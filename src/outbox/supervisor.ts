@@ -12,6 +12,7 @@ import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { describeError } from '../errors.js';
+import { retryTransient } from '../fsutil.js';
 import type { Logger } from '../log.js';
 import { watchFolder, type FolderWatch } from './chokidar.js';
 import { classifyWatchError, errCode, sameFolder, type FolderId } from './watch-rules.js';
@@ -95,7 +96,9 @@ export class WatchSupervisor {
     if (this.stopped) return;
     let st: Stats;
     try {
-      st = await stat(this.root);
+      // Windows: a root just removed and re-created can be delete-pending for a moment (EPERM/EBUSY
+      // while the old handles close): retried with a short bounded backoff, then the restart backoff applies.
+      st = await retryTransient(() => stat(this.root), { tries: 5 });
       if (!st.isDirectory()) throw Object.assign(new Error('not a folder'), { code: 'ENOTDIR' });
     } catch (err) {
       this.reportProblem('root', 'warn', `Outbox folder ${this.root} is missing or not a folder (${describeError(err)}). Create it or fix outboxes[].path in the config; watching resumes by itself when it is there.`);
@@ -161,7 +164,7 @@ export class WatchSupervisor {
   private async rescan(fw: FolderWatch, dir: string): Promise<void> {
     let entries;
     try {
-      entries = await readdir(dir, { withFileTypes: true });
+      entries = await retryTransient(() => readdir(dir, { withFileTypes: true }), { tries: 5 });
     } catch {
       return; // gone again: nothing to find
     }

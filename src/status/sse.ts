@@ -21,7 +21,8 @@ export interface SseOptions {
   maxBufferBytes?: number;
 }
 
-type EventName = keyof AgentEvents;
+/** Held targets reach clients through /status (`held`), not as an SSE event. */
+type EventName = Exclude<keyof AgentEvents, 'held'>;
 
 export class SseHub {
   private readonly clients = new Set<ServerResponse>();

@@ -12,11 +12,14 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import { constants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Agent } from '../../src/agent/agent.js';
 import { memoryLogger } from '../../src/log.js';
+import { decode } from 'node-osc';
+import { OscNotifier } from '../../src/osc/notifier.js';
 import { sha256File, startAgent, waitUntil, writeRandomFile } from '../helpers/agents.js';
 import { isWindows } from '../helpers/platform.js';
 import { makePair, runCleanup, stagingData, type Cleanup } from './util.js';
@@ -25,6 +28,24 @@ const cleanup: Cleanup = [];
 after(() => runCleanup(cleanup));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const UV_FS_O_EXLOCK = 0x10000000;
+
+/** A real UDP OSC receiver on 127.0.0.1 (TouchDesigner's OSC In DAT), and the receiving agent's notifier sending to it. */
+async function oscOn(rx: Agent): Promise<Array<{ address: string; args: unknown[] }>> {
+  const sock = dgram.createSocket('udp4');
+  const messages: Array<{ address: string; args: unknown[] }> = [];
+  sock.on('message', (buf) => {
+    const m = decode(buf) as { address: string; args: Array<{ value: unknown }> };
+    messages.push({ address: m.address, args: m.args.map((a) => a.value) });
+  });
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+  const osc = new OscNotifier(rx, { targets: [{ host: '127.0.0.1', port: sock.address().port }], heartbeatSeconds: 0, progress: false }, { log: memoryLogger(), agentName: 'rx' });
+  osc.start();
+  cleanup.push(async () => {
+    osc.stop();
+    sock.close();
+  });
+  return messages;
+}
 
 async function pairWithOldVersion(inboxExtra: Record<string, unknown> = {}) {
   const p = await makePair(cleanup, { onCollision: 'overwrite', settleMs: 100, inboxExtra });
@@ -47,6 +68,7 @@ async function pairWithOldVersion(inboxExtra: Record<string, unknown> = {}) {
 
 test('Windows: a new version of a file another program holds open waits staged, the old one stays intact, and it lands (then is archived) once released', { skip: isWindows ? false : 'Windows-only: POSIX has no mandatory file locks (see the next test)' }, async () => {
   const { p, rx, rxLog, v1 } = await pairWithOldVersion();
+  const osc = await oscOn(rx);
   const target = path.join(p.inbox, 'loop.mov');
   // The "player": an exclusive handle on the file the receiver is about to replace.
   const player = await fs.open(target, constants.O_RDONLY | UV_FS_O_EXLOCK);
@@ -71,6 +93,11 @@ test('Windows: a new version of a file another program holds open waits staged, 
   const held = rx.snapshot().held ?? [];
   assert.deepEqual(held.map((h) => [h.inbox, h.rel, h.path]), [['renders', 'loop.mov', target]], 'the status lists the held file');
   assert.ok(held[0]!.sinceMs <= heldSince && held[0]!.likelyHolder.length > 0);
+  await waitUntil(() => osc.some((m) => m.address === '/tdxfer/waiting'), 30_000, () => `OSC /tdxfer/waiting; got ${JSON.stringify(osc)}`);
+  const waiting = osc.filter((m) => m.address === '/tdxfer/waiting');
+  assert.deepEqual(waiting[0]!.args.slice(0, 3), ['renders', 'loop.mov', target]);
+  assert.equal(typeof waiting[0]!.args[3], 'number', 'held seconds');
+  assert.equal(osc.some((m) => m.address === '/tdxfer/received'), false, 'no /tdxfer/received while held');
 
   await player.close();
   released = true;
@@ -81,6 +108,10 @@ test('Windows: a new version of a file another program holds open waits staged, 
   assert.deepEqual((await fs.readdir(p.inbox)).sort(), ['loop.mov'], 'replaced in place, no second copy');
   assert.ok(rxLog.records.some((r) => r.msg.includes('released by the program that held it')));
   assert.deepEqual(rx.snapshot().held, [], 'no longer listed once replaced');
+  await waitUntil(() => osc.some((m) => m.address === '/tdxfer/received'), 30_000, () => `OSC /tdxfer/received after the release; got ${JSON.stringify(osc)}`);
+  const received = osc.find((m) => m.address === '/tdxfer/received')!;
+  assert.deepEqual(received.args.slice(0, 3), ['renders', 'loop.mov', target]);
+  assert.ok(osc.indexOf(received) > osc.findLastIndex((m) => m.address === '/tdxfer/waiting'), 'received comes after the last waiting');
 });
 
 test('Windows: after heldMaxSeconds the new version lands beside the held file as "name (1).ext", acknowledged once; the held file stays intact', { skip: isWindows ? false : 'Windows-only: POSIX has no mandatory file locks' }, async () => {

@@ -34,6 +34,8 @@ export const WINE_FLAWS = {
   symlinkNoop: 'fs.symlink() under wine 8 reports success but creates nothing (measured: lstat then gives ENOENT), so symlink confinement cannot be exercised',
   birthtimeIsCtime: 'wine reports birthtimeMs as ctime',
   rootReadOnly: 'wine runs as root here, so read-only flags and permissions do not bite',
+  watchedFolderDelete:
+    'deleting a watched folder under wine raises no fs.watch error (Windows: EPERM, nodejs/node#31702) and the folder still stats and lists as present while delete-pending (mkdir gives EEXIST) until the watch closes, so the removal cannot be noticed',
 } as const;
 
 /** The skip reason for a test that needs a Linux-only tool, or false when it runs. */

@@ -33,3 +33,25 @@ export async function tempDirForFile(prefix = 'tdx-'): Promise<string> {
   fileDirs.push(dir);
   return dir;
 }
+
+/**
+ * `mkdir` of a folder just removed, as a user re-creating it would (retrying): on Windows a
+ * removed folder stays "delete pending" while other handles on it (a watcher, an indexer)
+ * close, and mkdir gives EEXIST or EPERM meanwhile. Bounded: about 18 s, then the error is thrown.
+ */
+export async function mkdirAfterRemove(dir: string, opts: { recursive?: boolean } = {}): Promise<void> {
+  let delay = 25;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await fs.mkdir(dir, opts);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // EEXIST too: the pending-delete folder still has its name (it was just removed, so it is not ours).
+      const pending = code === 'EPERM' || code === 'EACCES' || code === 'EBUSY' || code === 'EEXIST';
+      if (!pending || attempt >= 40) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 500);
+    }
+  }
+}

@@ -4,6 +4,7 @@ import dgram from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decode } from 'node-osc';
 import { memoryLogger } from '../../src/log.js';
+import { HeldTargets } from '../../src/inbox/held.js';
 import { OscNotifier } from '../../src/osc/notifier.js';
 import { FakeView } from '../helpers/fake-view.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -36,6 +37,31 @@ async function oscReceiver(): Promise<{ port: number; messages: Decoded[]; close
 const until = (cond: () => boolean): Promise<void> => waitUntil(cond);
 
 describe('OscNotifier', () => {
+  test('a held inbox target sends /tdxfer/waiting on each blocked landing attempt (held seconds), nothing on release', async (t) => {
+    const r = await oscReceiver();
+    const view = new FakeView();
+    const osc = new OscNotifier(view, { targets: [{ host: '127.0.0.1', port: r.port }], heartbeatSeconds: 0, progress: false }, { log: memoryLogger(), agentName: 'playback-1' });
+    osc.start();
+    t.after(() => {
+      osc.stop();
+      r.close();
+    });
+    // The inbox's real registry, wired to the view as the agent wires it (Inbox.onHeldChange → 'held').
+    const held = new HeldTargets();
+    held.onChange = (c) => view.emit('held', c);
+    const abs = '/srv/tdxfer/clips/loop.mov';
+    held.hold({ inbox: 'clips', rel: 'loop.mov', path: abs, code: 'EBUSY' }, 1_000_000);
+    held.hold({ inbox: 'clips', rel: 'loop.mov', path: abs, code: 'EBUSY' }, 1_012_500);
+    await until(() => r.messages.length >= 2);
+    assert.equal(held.release(abs, 1_020_000), true);
+    view.receive({ inbox: 'clips', file: 'loop.mov', path: abs, size: 10, from: 'render-1' });
+    await until(() => r.messages.length >= 3);
+    assert.deepEqual(r.messages.map((m) => m.address), ['/tdxfer/waiting', '/tdxfer/waiting', '/tdxfer/received']);
+    assert.deepEqual(r.messages[0]!.args, ['clips', 'loop.mov', abs, 0]);
+    assert.equal(r.messages[0]!.tags, ',sssf');
+    assert.deepEqual(r.messages[1]!.args, ['clips', 'loop.mov', abs, 12.5]);
+  });
+
   test('received, sent and failed reach every target with the documented arguments and types', async (t) => {
     const a = await oscReceiver();
     const b = await oscReceiver();

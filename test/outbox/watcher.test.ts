@@ -2,7 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdir, open, rename, rm, unlink, writeFile } from 'node:fs/promises';
-import { tempDirFor } from '../helpers/tmp.js';
+import { mkdirAfterRemove, tempDirFor } from '../helpers/tmp.js';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { OutboxConfig } from '../../src/config/types.js';
@@ -295,7 +295,7 @@ describe('OutboxWatcher', () => {
 
     // Deleted and re-created: the files that vanished are gone, new ones are sent.
     await rm(root, { recursive: true });
-    await mkdir(root);
+    await mkdirAfterRemove(root); // Windows: the removed folder is delete-pending for a moment (EEXIST)
     await put(root, 'c.png');
     await s.waitFor('c.png in the new folder', () => s.readyFor('c.png').length === 1, 8000);
     await s.waitFor('a and b gone', () => s.gone.includes('a.png') && s.gone.includes('b.png'), 3000);
@@ -328,7 +328,7 @@ describe('OutboxWatcher', () => {
     // Regression: several of these 30 were never reported before the watcher re-read new folders.
     for (let i = 0; i < 30; i++) {
       const rel = `fan/f${i}.bin`;
-      await mkdir(path.join(ob, 'fan'), { recursive: true });
+      await mkdirAfterRemove(path.join(ob, 'fan'), { recursive: true });
       const tmp = path.join(root, `.f${i}.tmp`);
       await writeFile(tmp, Buffer.alloc(1000, i));
       await rename(tmp, path.join(ob, rel));
