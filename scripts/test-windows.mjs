@@ -33,6 +33,7 @@ export const LINUX_ONLY = {
   'service/install.test.js': 'systemd, bash, tar (the Linux installer)',
   'service/service-cmd.test.js': 'systemd-analyze and python3 plistlib (checks of the generated service files)',
   'e2e/dashboard-view.test.js': 'Chromium (Linux /usr/bin/chromium)',
+  'e2e/dashboard-never.test.js': 'Chromium (Linux /usr/bin/chromium)',
   'limits/status.test.js': 'Chromium (Linux /usr/bin/chromium) for the dashboard case',
   'security/csrf.test.js': 'Chromium (Linux /usr/bin/chromium) and python3 urllib',
   'touchdesigner/tdxfer.test.js': 'python3 (the TouchDesigner module is tested with CPython)',
