@@ -46,10 +46,25 @@ export async function runAgent(args: RunArgs): Promise<number> {
   // and scripts or service wrappers use `tdxfer stop` (POST /stop, below). All of them take
   // the same graceful path.
   const signals: NodeJS.Signals[] = process.platform === 'win32' ? ['SIGINT', 'SIGTERM', 'SIGBREAK'] : ['SIGINT', 'SIGTERM'];
+  // The stop bound (HARD_EXIT_MS) runs from the first signal, wherever it arrives: one that
+  // comes while parts are still starting must not wait on a start that never ends.
+  let hard: NodeJS.Timeout | null = null;
+  const armHardExit = () => {
+    hard ??= setTimeout(() => {
+      log.error('stop took too long: exiting anyway (partial files are kept for resume)');
+      process.exit(1);
+    }, HARD_EXIT_MS);
+    // unref: it bounds a stop that hangs on an open handle; it never keeps a stopped agent alive.
+    hard.unref();
+  };
   const onSignal = (sig: string) => {
     if (stopper) stopper(sig);
     else if (early) process.exit(1);
-    else early = sig;
+    else {
+      early = sig;
+      log.info(`${sig}: stopping as soon as the agent has started (at most ${HARD_EXIT_MS / 1000} s)`);
+      armHardExit();
+    }
   };
   for (const sig of signals) process.on(sig, onSignal);
   log.info(`tdxfer starting as "${cfg.name}"`, { config: cfg.configFile ?? 'built-in defaults', dataDir: cfg.dataDir });
@@ -70,6 +85,11 @@ export async function runAgent(args: RunArgs): Promise<number> {
     });
   } catch (err) {
     log.error(`cannot start: ${describeError(err)}`);
+    // A failed start leaves no signal handler behind (a SIGTERM must end the process), and a
+    // handle a library still holds must not keep it running (a service manager would wait).
+    for (const sig of signals) process.off(sig, onSignal);
+    if (hard) clearTimeout(hard);
+    setTimeout(() => process.exit(process.exitCode ?? 1), 1000).unref();
     // 2: a folder or config problem that a restart would only repeat (see ENVIRONMENT_CODES).
     return isEnvironmentProblem(err) ? 2 : 1;
   }
@@ -92,14 +112,10 @@ export async function runAgent(args: RunArgs): Promise<number> {
       log.info(`${sig}: stopping (finishing transfers in flight, at most ${HARD_EXIT_MS / 1000} s)`);
       // The hard exit (15 s) comes clearly before systemd's TimeoutStopSec=20 kills us,
       // and after the graceful budget (GRACE_MS, 12 s) a stuck part may use up.
-      const hard = setTimeout(() => {
-        log.error('stop took too long: exiting anyway (partial files are kept for resume)');
-        process.exit(1);
-      }, HARD_EXIT_MS);
-      hard.unref();
+      armHardExit();
       void (async () => {
         await composed.stop(GRACE_MS).catch((err: unknown) => log.warn(`stopping: ${describeError(err)}`));
-        clearTimeout(hard);
+        if (hard) clearTimeout(hard);
         for (const sig of signals) process.off(sig, onSignal);
         // Everything of ours is closed; should a library still hold a handle (seen once:
         // chokidar's inotify after a mass archive; a known class of chokidar bugs, see

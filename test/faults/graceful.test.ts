@@ -10,9 +10,11 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { hashTree, listFiles, spawnCli, waitUntil, writeRandomFile, type Spawned } from '../helpers/agents.js';
 import { assertDelivered, dropIntoOutbox, makePair, runCleanup, stagingData, watchInbox, type Cleanup, type Pair } from './util.js';
-import { NO_SIGTERM } from '../helpers/platform.js';
+import { NO_SIGTERM, deadline } from '../helpers/platform.js';
 
 const MB = 1024 * 1024;
+// Each test is a hang detector on its own: one that hangs fails by name, not the whole file.
+const PER_TEST_MS = deadline(300_000);
 const cleanup: Cleanup = [];
 after(() => runCleanup(cleanup));
 
@@ -50,7 +52,7 @@ async function assertNothingLost(p: Pair, sizes: Map<string, number>): Promise<v
   for (const r of sent) assert.ok(landed.has(r), `${r} archived only after it landed`);
 }
 
-test('SIGTERM to the receiver mid-file: exits 0 quickly, keeps the partial; after a restart the file resumes and everything arrives once', { skip: NO_SIGTERM }, async () => {
+test('SIGTERM to the receiver mid-file: exits 0 quickly, keeps the partial; after a restart the file resumes and everything arrives once', { skip: NO_SIGTERM, timeout: PER_TEST_MS }, async () => {
   const p = await makePair(cleanup, { proxy: (i) => (i === 0 ? { stallAfter: 50 * MB } : {}) });
   const { expected, sizes } = await workload(p, 150 * MB, 100);
   const rx = spawned(p.bCfg);
@@ -79,7 +81,7 @@ test('SIGTERM to the receiver mid-file: exits 0 quickly, keeps the partial; afte
   assert.equal(await rx2.stop('SIGTERM'), 0);
 });
 
-test('SIGINT to the sender mid-transfer: it finishes the file in flight, exits 0 quickly; after a restart everything arrives once', { skip: NO_SIGTERM }, async () => {
+test('SIGINT to the sender mid-transfer: it finishes the file in flight, exits 0 quickly; after a restart everything arrives once', { skip: NO_SIGTERM, timeout: PER_TEST_MS }, async () => {
   const p = await makePair(cleanup);
   const { expected, sizes } = await workload(p, 200 * MB, 100);
   const rx = spawned(p.bCfg);
@@ -109,7 +111,7 @@ test('SIGINT to the sender mid-transfer: it finishes the file in flight, exits 0
   assert.equal(await rx.stop('SIGTERM'), 0);
 });
 
-test('SIGTERM to a sender whose transfer is stuck (peer stalls): still exits 0 within the bound, the file stays in the outbox', { skip: NO_SIGTERM }, async () => {
+test('SIGTERM to a sender whose transfer is stuck (peer stalls): still exits 0 within the bound, the file stays in the outbox', { skip: NO_SIGTERM, timeout: PER_TEST_MS }, async () => {
   const p = await makePair(cleanup, { proxy: (i) => (i === 0 ? { stallAfter: 5 * MB } : {}) });
   const { expected, sizes } = await workload(p, 40 * MB, 0);
   const rx = spawned(p.bCfg);

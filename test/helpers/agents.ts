@@ -10,7 +10,8 @@ import net from 'node:net';
 import { randomBytes, createHash } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { waitUntil } from './wait.js';
+import { waitUntil, MIN_DEADLINE_MS } from './wait.js';
+import { deadline } from './platform.js';
 import { loadConfig } from '../../src/config/load.js';
 import { Agent } from '../../src/agent/agent.js';
 import { createLogger, memoryLogger, type Logger } from '../../src/log.js';
@@ -83,6 +84,9 @@ export interface Spawned {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
+/** How long `Spawned.stop` waits for the exit: a hang detector (the agent bounds its own stop at 15 s). */
+const STOP_DEADLINE_MS = MIN_DEADLINE_MS;
+
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid: number; gid: number } | null = null): Spawned {
   const { cmd, args: pre } = cliCommand();
   // `as`: run the agent as another (unprivileged) user, e.g. to test what it may not read.
@@ -98,7 +102,19 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid:
       waitUntil(() => re.test(out), timeoutMs, () => `waiting for ${re} in agent output:\n${out.slice(-3000)}`),
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
+      // The agent bounds its own stop (HARD_EXIT_MS, 15 s); past a generous deadline this is a
+      // hang: kill it and fail with what it said, rather than hang the whole test file.
+      let timer: NodeJS.Timeout | undefined;
+      const limit = deadline(STOP_DEADLINE_MS);
+      const hung = new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), limit)));
+      const r = await Promise.race([exited, hung]);
+      clearTimeout(timer);
+      if (r === 'hung') {
+        child.kill('SIGKILL');
+        await exited;
+        throw new Error(`agent (pid ${child.pid}) did not exit within ${limit} ms of ${signal}; it said:\n${out.slice(-3000)}`);
+      }
+      return r;
     },
   };
 }
