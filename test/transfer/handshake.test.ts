@@ -78,7 +78,10 @@ describe('client and server together', () => {
     assert.equal(s.step, 'ready');
     const settle = only(c.on({ kind: 'frame', frame: ready! }), 'settle');
     assert.equal(settle.error, undefined);
-    assert.deepEqual(settle.peer, { agentId: 'server-1', name: 'show-01', inboxes: ['renders', 'audio'], eagerMaxBytes: 65536 });
+    assert.deepEqual(settle.peer, { agentId: 'server-1', name: 'show-01', inboxes: ['renders', 'audio'], eagerMaxBytes: 65536, hash: 'xxh3-128' });
+    assert.deepEqual(hello.type === 'hello' && hello.hashes, ['xxh3-128', 'sha256'], 'HELLO announces both, XXH3-128 first');
+    assert.equal(welcome.hash, 'xxh3-128', 'the server picks XXH3-128 when both speak it');
+    assert.equal(s.peer.hash, 'xxh3-128');
     assert.equal(c.step, 'done');
     // Later frames are not the handshake's business.
     assert.deepEqual(c.on({ kind: 'frame', frame: SAMPLE.ack }), []);
