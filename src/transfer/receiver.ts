@@ -375,7 +375,6 @@ export class ReceiverSession {
     this.commits.add(p);
   }
 
-  /** An eager file, whole in memory: the inbox's checks, write and landing in one go. */
   /** END's digest in the connection's hash: its field is required (PROTOCOL.md 4.4), the other one is ignored. */
   private expectedDigest(f: FrameOf<'end'>): string {
     const alg = this.hs.peer.hash;
@@ -387,6 +386,7 @@ export class ReceiverSession {
     return digest;
   }
 
+  /** An eager file, whole in memory: the inbox's checks, write and landing in one go. */
   private async commitEager(g: Gathering, digest: string): Promise<void> {
     const f = g.offer;
     const admitted = await this.admit(f, false);
