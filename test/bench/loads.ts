@@ -28,7 +28,10 @@ export interface Run {
   receiver: Cpu;
   /** Peak RSS (bytes) of sender and receiver, where measured. */
   rss?: [number, number];
-  /** The measured interval on the clock of V8's CPU profiles (process.hrtime, µs), to cut profiles to it. */
+  /**
+   * The measured interval on the clock of V8's CPU profiles (process.hrtime, µs), to cut
+   * profiles to it: from the drop until the sender's after-action is done.
+   */
   window: [number, number];
 }
 
@@ -39,6 +42,28 @@ const NO_CPU: Cpu = { user: NaN, sys: NaN };
 
 async function cpuOf(pid: number): Promise<Cpu> {
   return (await procCpuSplitMs(pid)) ?? NO_CPU;
+}
+
+/**
+ * The sender's CPU is read once its work for the load is done, not when the last byte is
+ * visible: after that it still takes the acknowledgements and runs the after-action
+ * (archive into outbox/sent/, grouped per burst, at most 5 s later). Waits until no file is
+ * left in the outbox outside sent/ (`after: keep` leaves them: then waits `keepMs`).
+ */
+async function senderDone(outbox: string, after: string | undefined, keepMs = 1000): Promise<void> {
+  if (after === 'keep') {
+    await sleep(keepMs);
+    return;
+  }
+  const left = async () => {
+    let n = 0;
+    for (const e of await fs.readdir(outbox, { withFileTypes: true })) {
+      if (e.name === 'sent') continue;
+      n += e.isDirectory() ? await countFiles(path.join(outbox, e.name)) : 1;
+    }
+    return n;
+  };
+  await pollUntil(async () => (await left()) === 0, 60_000, `the outbox ${outbox} to be emptied by its after-action`, 20);
 }
 
 async function fresh(base: string, prefix: string): Promise<string> {
@@ -61,10 +86,12 @@ export async function bigAgents(base: string, master: string, size: number, sett
     const t0 = performance.now();
     await fs.rename(staged, path.join(pair.outbox, 'take.mov'));
     const t1 = await pollUntil(async () => (await fs.stat(target).catch(() => null))?.size === size, 300_000, `${target} in the inbox`, 2);
-    const w1 = hrUs();
-    const [s1, r1] = await Promise.all(pids.map(cpuOf));
+    const r1 = await cpuOf(pair.receiver.pid);
+    await senderDone(pair.outbox, pairOpts.after);
+    const s1 = await cpuOf(pair.sender.pid);
+    const w2 = hrUs();
     const [rs, rr] = await mem.stop();
-    return { ms: t1 - t0 - settleMs, sender: subCpu(s1!, s0!), receiver: subCpu(r1!, r0!), rss: [rs!, rr!], window: [w0, w1] };
+    return { ms: t1 - t0 - settleMs, sender: subCpu(s1, s0!), receiver: subCpu(r1, r0!), rss: [rs!, rr!], window: [w0, w2] };
   } finally {
     await pair.stop();
     // Free the output's page cache for the next run (run.ts); the archived source is the master's hard link.
@@ -128,9 +155,11 @@ export async function smallAgents(base: string, set: string, files: number, sett
     const t0 = performance.now();
     await fs.rename(copy, path.join(pair.outbox, 'batch'));
     const t1 = await pollUntil(async () => (await countFiles(landed)) >= files, 300_000, `${files} files in ${landed}`, 10);
-    const w1 = hrUs();
-    const [s1, r1] = await Promise.all(pids.map(cpuOf));
-    return { cpMs, ms: t1 - t0 - settleMs, sender: subCpu(s1!, s0!), receiver: subCpu(r1!, r0!), window: [w0, w1] };
+    const r1 = await cpuOf(pair.receiver.pid);
+    await senderDone(pair.outbox, pairOpts.after);
+    const s1 = await cpuOf(pair.sender.pid);
+    const w2 = hrUs();
+    return { cpMs, ms: t1 - t0 - settleMs, sender: subCpu(s1, s0!), receiver: subCpu(r1, r0!), window: [w0, w2] };
   } finally {
     await pair.stop();
   }

@@ -403,7 +403,7 @@ async function bigPart(o: Opts, base: string, daemon: RsyncDaemon | null, rsyncB
       if (rs.length > 0) {
         const target = encrypt ? TARGETS.vsRsyncTls : TARGETS.vsRsyncPlain;
         const r = ratio(rsM, t);
-        verdicts.push(`${verdict(r >= target)}  rsync / tdxfer ≥ ${target}, 1 GiB, ${name}: ${fmtRatio(r)} (median of per-rep ratios ${fmtRatio(pairedRatio(rs.map((x) => x.ms), runs.map((x) => x.ms)))})`);
+        verdicts.push(`${verdict(r >= target)}  rsync / tdxfer ≥ ${target}, ${fmtBytes(o.size)}, ${name}: ${fmtRatio(r)} (median of per-rep ratios ${fmtRatio(pairedRatio(rs.map((x) => x.ms), runs.map((x) => x.ms)))})`);
       }
       if (key.startsWith('big-')) {
         if (Number.isFinite(ceiling)) verdicts.push(`${verdict(ceiling / t >= TARGETS.fraction)}  tdxfer agents ${m} / ceiling ≥ ${TARGETS.fraction}: ${(ceiling / t).toFixed(2)}`);
