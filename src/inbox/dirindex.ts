@@ -7,7 +7,10 @@
  * 100,000 frames took ~160 ms of CPU per landed file (issue #20). Instead:
  *
  * - Each folder is listed once, when a file first lands in it, into an index by
- *   collision key; our own landings keep it up to date (`applied`).
+ *   collision key; our own landings keep it up to date (`applied`). The listing is
+ *   streamed (never one array of 100,000 names) into a compact table outside the JS heap
+ *   (nametable.ts, ~25 bytes per name), so a full folder costs the process a few MB, not
+ *   the ~30 MB a listing array and a Map of strings left behind.
  * - The names a landing may use are checked on disk every time: an lstat of the exact
  *   name and of each indexed case variant, so a file another program created or removed
  *   under one of those names is never missed and a stale entry is dropped.
@@ -33,12 +36,24 @@ import { collisionKey } from '../names.js';
 /** The file-system calls the index makes (node:fs by default; tests wrap it to count). */
 export interface DirOps {
   readdir(dir: string): Promise<string[]>;
+  /**
+   * The folder's names one by one (used instead of `readdir` when present): a listing of
+   * 100,000 names never exists as one array (nor as libuv's scandir copy), so it does not
+   * grow the process for good (issue #20).
+   */
+  scan?(dir: string): AsyncIterable<string>;
   lstat(p: string): Promise<Stats>;
   stat(p: string): Promise<Stats>;
 }
 
+async function* scanDir(dir: string): AsyncIterable<string> {
+  const d = await fs.opendir(dir, { bufferSize: 128 });
+  for await (const e of d) yield e.name;
+}
+
 export const nodeDirOps: DirOps = {
   readdir: (dir) => fs.readdir(dir),
+  scan: scanDir,
   lstat: (p) => fs.lstat(p),
   stat: (p) => fs.stat(p),
 };
@@ -156,16 +171,16 @@ export class DirIndex<L extends NameSet> {
   }
 
   async #list(dir: string): Promise<Folder<L>> {
-    let names: string[];
+    // The mtime from before the listing: a change made while it is read shows as a change.
+    const st = await orNull(this.#ops.stat(dir));
+    const listing = this.#make([]);
     try {
-      names = await this.#ops.readdir(dir);
+      const ops = this.#ops;
+      for await (const n of ops.scan ? ops.scan(dir) : await ops.readdir(dir)) listing.add(n);
     } catch (err) {
       if (errCode(err) !== 'ENOENT') throw err;
-      names = [];
     }
-    // The mtime from before the listing: a change made while it was read shows as a change.
-    const st = await orNull(this.#ops.stat(dir));
-    return { listing: this.#make(names), mtimeMs: st?.mtimeMs ?? -1, listedAt: performance.now() };
+    return { listing, mtimeMs: st?.mtimeMs ?? -1, listedAt: performance.now() };
   }
 
   #keep(dir: string, f: Folder<L>): void {

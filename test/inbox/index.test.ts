@@ -22,6 +22,11 @@ function countingOps(): DirOps & { listings: string[] } {
       listings.push(dir);
       return nodeDirOps.readdir(dir);
     },
+    // the streamed listing the index uses (counted the same: one per folder listed)
+    scan: (dir) => {
+      listings.push(dir);
+      return nodeDirOps.scan!(dir);
+    },
     lstat: (p) => nodeDirOps.lstat(p),
     stat: (p) => nodeDirOps.stat(p),
   };
