@@ -78,6 +78,10 @@ interface Folder<L> {
   /** mtime of the folder after our own last change, or at the last listing. */
   mtimeMs: number;
   listedAt: number;
+  /** Our own changes under way (`changing` .. `settled`): the mtime they move is not someone else's. */
+  busy: number;
+  /** Counts `changing` and `settled` calls: a lookup's stat taken across one is not judged by mtime. */
+  epoch: number;
 }
 
 async function orNull(p: Promise<Stats>): Promise<Stats | null> {
@@ -122,6 +126,8 @@ export class DirIndex<L extends NameSet> {
    * case variants checked on disk. A missing folder gives an empty set (not kept).
    */
   async lookup(dir: string, names: readonly string[]): Promise<L> {
+    const seen = this.#folders.get(dir);
+    const epoch = seen?.epoch;
     const st = await orNull(this.#ops.stat(dir));
     if (!st) {
       this.#folders.delete(dir);
@@ -130,7 +136,12 @@ export class DirIndex<L extends NameSet> {
     let f = this.#folders.get(dir);
     if (f) {
       this.#folders.delete(dir); // re-inserted below: most recently used last
-      if (st.mtimeMs !== f.mtimeMs && performance.now() - f.listedAt >= this.#refreshMinMs) f = undefined;
+      // While our own batch renames into it, its mtime moves because of us: a lookup for the
+      // next file (Inbox.begin runs beside the batch) must not take that for a change by
+      // someone else, or every batch would list the folder again (issue #20).
+      // The same holds for a stat that raced with the start or end of such a batch (epoch).
+      const ours = f.busy > 0 || f !== seen || f.epoch !== epoch;
+      if (!ours && st.mtimeMs !== f.mtimeMs && performance.now() - f.listedAt >= this.#refreshMinMs) f = undefined;
     }
     f ??= await this.#list(dir);
     this.#keep(dir, f);
@@ -151,11 +162,26 @@ export class DirIndex<L extends NameSet> {
     return true;
   }
 
+  /**
+   * Our own changes in `dir` begin (a batch's renames); each call is ended by `settled`.
+   * Meanwhile its mtime is not taken as a change by others: a change by another program
+   * in that window is seen only through the on-disk check of the names landings use.
+   */
+  changing(dir: string): void {
+    const f = this.#folders.get(dir);
+    if (!f) return;
+    f.busy++;
+    f.epoch++;
+  }
+
   /** Our own changes in `dir` are done: its current mtime no longer means "changed by others". */
   async settled(dir: string): Promise<void> {
     const f = this.#folders.get(dir);
     if (!f) return;
     const st = await orNull(this.#ops.stat(dir));
+    if (f.busy > 0) f.busy--;
+    f.epoch++;
+    if (this.#folders.get(dir) !== f) return; // forgotten or listed again meanwhile
     if (st) f.mtimeMs = st.mtimeMs;
     else this.#folders.delete(dir);
   }
@@ -180,7 +206,7 @@ export class DirIndex<L extends NameSet> {
     } catch (err) {
       if (errCode(err) !== 'ENOENT') throw err;
     }
-    return { listing, mtimeMs: st?.mtimeMs ?? -1, listedAt: performance.now() };
+    return { listing, mtimeMs: st?.mtimeMs ?? -1, listedAt: performance.now(), busy: 0, epoch: 0 };
   }
 
   #keep(dir: string, f: Folder<L>): void {

@@ -248,11 +248,11 @@ async function main(): Promise<void> {
       const cpu0 = [(await procCpuMs(tx.proc.pid)) ?? NaN, (await procCpuMs(rx.proc.pid)) ?? NaN];
       const t0 = performance.now();
       for (const f of await fs.readdir(dropDir)) await moveIn(path.join(dropDir, f), path.join(outbox, 'bulk', f));
-      await pollUntil(async () => (await countIn(path.join(inbox, 'bulk'))) >= done + n, 3_600_000, `drop of ${n} landed`, 200);
+      await pollUntil(async () => (await countIn(path.join(inbox, 'bulk'))) >= PREFILL + done + n, 3_600_000, `drop of ${n} landed`, 200);
       const secs = (performance.now() - t0) / 1000;
       const cpu1 = [(await procCpuMs(tx.proc.pid)) ?? NaN, (await procCpuMs(rx.proc.pid)) ?? NaN];
       done += n;
-      rows.push([`${done - n}–${done}`, (n / secs).toFixed(0), `${(((cpu1[1]! - cpu0[1]!) / 1000 / secs) * 100).toFixed(0)} %`, `${(((cpu1[0]! - cpu0[0]!) / 1000 / secs) * 100).toFixed(0)} %`, mb((await procMemory(rx.proc.pid))?.rss ?? NaN)]);
+      rows.push([`${PREFILL + done - n}–${PREFILL + done}`, (n / secs).toFixed(0), `${(((cpu1[1]! - cpu0[1]!) / 1000 / secs) * 100).toFixed(0)} %`, `${(((cpu1[0]! - cpu0[0]!) / 1000 / secs) * 100).toFixed(0)} %`, mb((await procMemory(rx.proc.pid))?.rss ?? NaN)]);
       say(`   ${rows.at(-1)!.join('  ')}`);
     }
     say(table(['files in inbox folder', 'files/s', 'receiver CPU', 'sender CPU', 'receiver RSS MB'], rows));
