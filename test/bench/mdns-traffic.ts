@@ -60,6 +60,7 @@ export async function measureMdnsTraffic(net: Netns, opts: MeasureOptions = {}):
   let stderr = '';
   createInterface({ input: child.stdout! }).on('line', (line) => {
     if (!counting) return;
+    if (process.env.TDX_MDNS_TRACE === '1') console.log(line);
     // 1733520000.123456 IP 10.1.2.3.5353 > 224.0.0.251.5353: 0 PTR (QM)? _tdxfer._tcp.local. (45)
     const m = /^(\d+)\.\d+ IP (\d+\.\d+\.\d+\.\d+)\.\d+ > [^:]+: (.*?)(?:\((\d+)\))?\s*$/.exec(line);
     if (!m) return;
@@ -68,8 +69,8 @@ export async function measureMdnsTraffic(net: Netns, opts: MeasureOptions = {}):
     const sec = Number(m[1]);
     buckets.set(sec, (buckets.get(sec) ?? 0) + 1);
     res.bySource[m[2]!] = (res.bySource[m[2]!] ?? 0) + 1;
-    // tcpdump marks responses with '*' (authoritative) and a "n/n/n" count; queries with '?'.
-    if (/\?/.test(m[3]!.split(' ').slice(0, 3).join(' '))) res.queries++;
+    // tcpdump prints a question as "PTR (QM)? name"; a response has none.
+    if (/\(Q[MU]\)\?/.test(m[3]!)) res.queries++;
     else res.responses++;
   });
   const listening = await new Promise<boolean>((resolve) => {
@@ -131,6 +132,8 @@ async function main(): Promise<void> {
   try {
     const ids = Array.from({ length: n }, (_, i) => `${(0x1000 + i).toString(16)}beef${String(i).padStart(4, '0')}`);
     const views = ids.map(() => new Map<string, string>());
+    let meshed = false;
+    const flaps: string[] = [];
     const t0 = Date.now();
     ids.forEach((id, i) => {
       const child = net.exec(i, process.execPath, [fixture, JSON.stringify({ id, name: `agent-${i}`, port: 7000 + i, inboxes: ['media'] })], {
@@ -139,7 +142,10 @@ async function main(): Promise<void> {
       createInterface({ input: child.stdout! }).on('line', (l) => {
         try {
           const line = JSON.parse(l) as FixtureLine;
-          if (line.ev === 'change' && line.peer?.id) views[i]!.set(line.peer.id, line.peer.state);
+          if (line.ev === 'change' && line.peer?.id) {
+            views[i]!.set(line.peer.id, line.peer.state);
+            if (meshed && line.peer.state !== 'up') flaps.push(`${new Date().toISOString()} agent-${i} saw ${line.peer.id} ${line.peer.state}`);
+          }
           if (line.ev === 'fatal') console.error(`agent-${i}: ${line.msg}`);
         } catch {
           // not ours
@@ -151,6 +157,7 @@ async function main(): Promise<void> {
       if (Date.now() - t0 > 120_000) throw new Error('no full mesh within 120 s');
       await new Promise((r) => setTimeout(r, 100));
     }
+    meshed = true;
     console.log(`${n} agents: full mesh ${((Date.now() - t0) / 1000).toFixed(1)} s after spawn; settling ${settle} s, then counting ${seconds} s`);
     await new Promise((r) => setTimeout(r, settle * 1000));
     const r = await measureMdnsTraffic(net, { seconds });
@@ -161,6 +168,7 @@ async function main(): Promise<void> {
         `worst second ${r.maxInOneSecond} packets; goal <= ${(0.5 * n).toFixed(1)}/s: ${r.perSecond <= 0.5 * n ? 'met' : 'MISSED'}`,
     );
     console.log(down.length === 0 ? 'every agent still sees every other up' : `NOT up at the end: ${down.join('; ')}`);
+    console.log(flaps.length === 0 ? 'no peer left "up" after the full mesh' : `${flaps.length} times a peer left "up" after the full mesh:\n  ${flaps.slice(0, 20).join('\n  ')}`);
   } finally {
     await net.destroy();
   }
