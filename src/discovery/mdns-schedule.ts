@@ -181,12 +181,18 @@ export class PeerCache {
   /**
    * Records whose TTL ran out, or that §10.5 flushes (2+ unanswered queries, the first
    * POOF_WINDOW_MS ago, the last ANSWER_HOLDOFF_MS ago: time enough to answer it): removed
-   * from the cache and returned.
+   * from the cache and returned. A record expires only after a query it should have
+   * answered went unanswered for ANSWER_HOLDOFF_MS: if our own refresh queries came too
+   * late (a stalled event loop), one is due now instead, and the record waits for it.
    */
   expire(now: number): string[] {
     const out: string[] = [];
     for (const [instance, e] of this.entries) {
-      if (now >= e.heardAt + e.ttlMs || now >= this.poofAt(e)) out.push(instance);
+      if (now >= this.poofAt(e)) out.push(instance);
+      else if (now >= e.heardAt + e.ttlMs) {
+        if (e.poofCount >= 1 && now - e.poofLast >= ANSWER_HOLDOFF_MS) out.push(instance);
+        else if (e.poofCount === 0 || e.poofLast < e.heardAt + e.ttlMs - ANSWER_HOLDOFF_MS) e.dueAt = Math.min(e.dueAt, now);
+      }
     }
     for (const i of out) this.entries.delete(i);
     return out;
@@ -196,7 +202,8 @@ export class PeerCache {
   nextAt(): number {
     let t = Infinity;
     for (const e of this.entries.values()) {
-      t = Math.min(t, e.dueAt, e.heardAt + e.ttlMs, this.poofAt(e));
+      const ttlEnd = e.heardAt + e.ttlMs;
+      t = Math.min(t, e.dueAt, this.poofAt(e), e.poofCount >= 1 ? Math.max(ttlEnd, e.poofLast + ANSWER_HOLDOFF_MS) : ttlEnd);
     }
     return t;
   }

@@ -71,6 +71,8 @@ export interface MdnsEvents {
   announce: [Announcement];
   seen: [string];
   goodbye: [string];
+  /** A peer stopped answering: its records expired (TTL, or §10.5). The PeerTable treats it like a goodbye. */
+  expired: [string];
   warning: [string];
 }
 
@@ -403,7 +405,7 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
       if (this.lanes.some((l) => l.plan.cache.has(instance))) continue;
       if (this.book.forget(instance)) {
         this.log.debug('mDNS record expired (no answer to our queries)', { instance });
-        this.emit('goodbye', instance);
+        this.emit('expired', instance);
       }
     }
     let wakeAt = Infinity;
