@@ -179,6 +179,23 @@ export class PeerCache {
   }
 
   /**
+   * §7.3 per record: a query that does not list a record (with half its TTL) makes its owner
+   * answer, and the answer refreshes us too; our own refresh of it, due now or within the
+   * next step (5 % of the TTL), counts as done. `askers` do not answer their own query.
+   */
+  covered(listed: ReadonlyMap<string, number>, now: number, askers: readonly string[] = []): void {
+    for (const [instance, e] of this.entries) {
+      const ttl = listed.get(instance);
+      if ((ttl !== undefined && ttl * 1000 >= e.ttlMs / 2) || askers.includes(instance)) continue;
+      if (e.dueAt > now + e.ttlMs * 0.05) continue;
+      do {
+        e.step++;
+        e.dueAt = this.stepAt(e, e.step);
+      } while (now >= e.dueAt);
+    }
+  }
+
+  /**
    * Records whose TTL ran out, or that §10.5 flushes (2+ unanswered queries, the first
    * POOF_WINDOW_MS ago, the last ANSWER_HOLDOFF_MS ago: time enough to answer it): removed
    * from the cache and returned. A record expires only after a query it should have
@@ -273,25 +290,27 @@ export class QueryPlan {
 
   /**
    * Another host (whose instances are `askers`) asked for the service with this
-   * Known-Answer list. §10.5 bookkeeping, and §7.3: if its list holds nothing ours would
-   * not (ourselves aside: nobody lists itself), it asks what we would ask, and everyone
-   * it does not list answers it. Then a query of ours that is due or waiting counts as
-   * sent, and so does our next continuous query if it is in the second half of its
-   * interval. Returns true when it suppressed something of ours.
+   * Known-Answer list; everyone it does not list answers it. §10.5 bookkeeping, and §7.3:
+   * - our refreshes of the records it does not list count as done (PeerCache.covered);
+   * - if its list holds nothing ours would not (ourselves aside: nobody lists itself), it
+   *   also asks what our continuous query would: ours counts as sent if it is due or in
+   *   the second half of its interval.
+   * A query of ours waiting to go out is dropped when nothing is due any more.
+   * Returns true when it suppressed something of ours.
    */
   heardQuery(listed: ReadonlyMap<string, number>, now: number, askers: readonly string[] = []): boolean {
     this.cache.queried(listed, now, askers);
     const ours = new Set(this.cache.knownAnswers(now).map((k) => k.instance));
     if (this.self !== null) ours.add(this.self);
-    if (![...listed.keys()].every((i) => ours.has(i))) return false;
-    let suppressed = false;
-    if (this.pendingAt !== null || this.cache.refreshDue(now)) {
-      this.pendingAt = null;
-      this.cache.refreshed(now);
+    const wasDue = this.cache.refreshDue(now);
+    this.cache.covered(listed, now, askers);
+    let suppressed = wasDue && !this.cache.refreshDue(now);
+    if ([...listed.keys()].every((i) => ours.has(i)) && this.backoff.nextAt - now <= this.backoff.lastIntervalMs / 2) {
+      this.backoff.sent(now);
       suppressed = true;
     }
-    if (this.backoff.nextAt - now <= this.backoff.lastIntervalMs / 2) {
-      this.backoff.sent(now);
+    if (this.pendingAt !== null && !this.backoff.due(now) && !this.cache.refreshDue(now)) {
+      this.pendingAt = null;
       suppressed = true;
     }
     return suppressed;

@@ -133,6 +133,7 @@ async function main(): Promise<void> {
     const ids = Array.from({ length: n }, (_, i) => `${(0x1000 + i).toString(16)}beef${String(i).padStart(4, '0')}`);
     const views = ids.map(() => new Map<string, string>());
     let meshed = false;
+    let lastReady = 0;
     const flaps: string[] = [];
     const t0 = Date.now();
     ids.forEach((id, i) => {
@@ -147,6 +148,7 @@ async function main(): Promise<void> {
             if (meshed && line.peer.state !== 'up') flaps.push(`${new Date().toISOString()} agent-${i} saw ${line.peer.id} ${line.peer.state}`);
           }
           if (line.ev === 'fatal') console.error(`agent-${i}: ${line.msg}`);
+          if (line.ev === 'ready') lastReady = Date.now() - t0;
         } catch {
           // not ours
         }
@@ -158,7 +160,7 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 100));
     }
     meshed = true;
-    console.log(`${n} agents: full mesh ${((Date.now() - t0) / 1000).toFixed(1)} s after spawn; settling ${settle} s, then counting ${seconds} s`);
+    console.log(`${n} agents: full mesh ${((Date.now() - t0) / 1000).toFixed(1)} s after spawn (the last one ready after ${(lastReady / 1000).toFixed(1)} s); settling ${settle} s, then counting ${seconds} s`);
     await new Promise((r) => setTimeout(r, settle * 1000));
     const r = await measureMdnsTraffic(net, { seconds });
     const down = views.flatMap((v, i) => ids.filter((id, j) => j !== i && v.get(id) !== 'up').map((id) => `agent-${i} sees ${id} ${v.get(id)}`));

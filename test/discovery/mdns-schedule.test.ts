@@ -194,7 +194,7 @@ describe('QueryPlan', () => {
     assert.ok(plan.cache.has('a') && plan.cache.has('b'), 'peers never expired while answering');
   });
 
-  test('§7.3: a due query is dropped when another host asks the same with a Known-Answer list that holds nothing ours lacks (ourselves aside)', () => {
+  test('§7.3: a waiting refresh is dropped when another host asks without listing the records we were refreshing', () => {
     const plan = new QueryPlan({ now: 0, random: fixed(0.5), self: 'me' });
     plan.cache.heard('a', 20, 0);
     plan.cache.heard('b', 20, 0);
@@ -202,16 +202,40 @@ describe('QueryPlan', () => {
     for (let i = 0; i < 10; i++) plan.backoff.sent(plan.backoff.nextAt);
     const due = 16_000 + 20_000 * REFRESH_JITTER * 0.5 + 1; // the refresh step (80 % + half the jitter), rounded up
     assert.equal(plan.poll(due).send, false, 'held 20-120 ms first');
-    // b asks, listing us (it knows us) and nothing we lack: our refresh counts as sent.
-    assert.equal(plan.heardQuery(new Map([['me', 19]]), due + 10, ['b']), true);
-    assert.equal(plan.poll(due + 200).send, false);
-    // a list with a record we do not hold fresh does not suppress ours
+    // c asks, listing us (it knows us) and nothing else: a and b answer it.
+    assert.equal(plan.heardQuery(new Map([['me', 19]]), due + 10, ['c']), true);
+    assert.equal(plan.poll(due + 200).send, false, 'a and b are covered');
+    // Had b asked, b would not be covered (nobody answers its own query): ours still goes out.
     const p2 = new QueryPlan({ now: 0, random: fixed(0.5), self: 'me' });
     p2.cache.heard('a', 20, 0);
+    p2.cache.heard('b', 20, 0);
     for (let i = 0; i < 10; i++) p2.backoff.sent(p2.backoff.nextAt);
     p2.poll(due);
-    assert.equal(p2.heardQuery(new Map([['a', 3], ['zz', 19]]), due + 10), false);
+    assert.equal(p2.heardQuery(new Map([['me', 19]]), due + 10, ['b']), false);
     assert.equal(p2.poll(due + 200).send, true);
+  });
+
+  test('§7.3: a query listing the record we refresh (with half its TTL) does not cover it', () => {
+    const plan = new QueryPlan({ now: 0, random: fixed(0.5), self: 'me' });
+    plan.cache.heard('a', 20, 0);
+    for (let i = 0; i < 10; i++) plan.backoff.sent(plan.backoff.nextAt);
+    const due = 16_000 + 20_000 * REFRESH_JITTER * 0.5 + 1;
+    plan.poll(due);
+    assert.equal(plan.heardQuery(new Map([['a', 12]]), due + 10), false);
+    assert.equal(plan.poll(due + 200).send, true);
+  });
+
+  test('§7.3: only a Known-Answer list that holds nothing ours lacks stands in for our continuous query', () => {
+    const plan = new QueryPlan({ now: 0, random: fixed(0.5), self: 'me', capMs: 60_000 });
+    plan.cache.heard('a', 20, 0);
+    for (let i = 0; i < 10; i++) plan.backoff.sent(plan.backoff.nextAt);
+    const next = plan.backoff.nextAt;
+    const t = next - 1000;
+    plan.cache.heard('a', 20, t - 100);
+    assert.equal(plan.heardQuery(new Map([['a', 19], ['zz', 19]]), t), false, 'zz would not answer it: we still need ours');
+    assert.equal(plan.backoff.nextAt, next);
+    assert.equal(plan.heardQuery(new Map([['a', 19], ['me', 19]]), t), true);
+    assert.ok(plan.backoff.nextAt > next);
   });
 
   test('§7.3: an equivalent query heard in the second half of our continuous interval pushes ours back', () => {
