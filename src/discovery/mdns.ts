@@ -427,10 +427,12 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
 
   private onQuery(lane: Lane, packet: QueryMessage, rinfo: RemoteInfo): void {
     if (this.state !== 'running') return;
-    const sent = this.sentQueries.get(queryKey(packet));
-    if (sent !== undefined && Date.now() - sent <= OWN_QUERY_MEMORY_MS) return; // our own, looped back
     const now = Date.now();
-    if ((packet.questions ?? []).some((q) => q.type === 'PTR' && sameName(q.name, SERVICE_DOMAIN))) {
+    const sent = this.sentQueries.get(queryKey(packet));
+    // Our own query, looped back: not someone else's question (§7.3, §10.5), but answered like
+    // any other (it never lists us): our records age in our peers' caches with theirs.
+    const own = sent !== undefined && now - sent <= OWN_QUERY_MEMORY_MS;
+    if (!own && (packet.questions ?? []).some((q) => q.type === 'PTR' && sameName(q.name, SERVICE_DOMAIN))) {
       const listed = new Map<string, number>();
       for (const k of packet.answers ?? []) {
         const instance = k.type === 'PTR' && typeof k.data === 'string' ? instanceOf(k.data) : null;
@@ -438,7 +440,7 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
       }
       lane.plan.heardQuery(listed, now, this.book.instancesAt(rinfo.address));
     }
-    if (lane.up && !lane.conflict) {
+    if (lane.up && !lane.conflict && !(own && lane.probing)) {
       const sel = selectAnswers(packet, lane.own);
       if (sel.answers.length > 0) {
         if (rinfo.port !== 5353) {
