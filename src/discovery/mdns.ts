@@ -143,6 +143,8 @@ const PROBE_COUNT = 3;
 const PROBE_INTERVAL_MS = 250;
 /** §8.3: at least two announcements a second apart; a third covers a lost one. */
 const ANNOUNCE_AT_MS = [0, 1000, 3000];
+/** A timer this late means our own process stalled (a loaded machine): expiries wait (see schedule). */
+const STALL_MS = 1000;
 /** Our own queries come back (multicast loopback): recognised by id and content for this long. */
 const OWN_QUERY_MEMORY_MS = 2000;
 
@@ -169,6 +171,8 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   private upTimer: NodeJS.Timeout | null = null;
   private addrTimer: NodeJS.Timeout | null = null;
   private state: 'idle' | 'running' | 'stopped' = 'idle';
+  /** After our own event loop stalled, nobody expires until this time: the answers may be waiting unread. */
+  private noExpiryUntil = 0;
 
   constructor(opts: MdnsDiscoveryOptions) {
     super();
@@ -401,7 +405,7 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     if (lane.timer) clearTimeout(lane.timer);
     lane.timer = null;
     const now = Date.now();
-    for (const instance of lane.plan.cache.expire(now)) {
+    for (const instance of now < this.noExpiryUntil ? [] : lane.plan.cache.expire(now)) {
       if (this.lanes.some((l) => l.plan.cache.has(instance))) continue;
       if (this.book.forget(instance)) {
         this.log.debug('mDNS record expired (no answer to our queries)', { instance });
@@ -421,7 +425,17 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     if (out !== null) lane.mdns.respond({ answers: out.answers, additionals: out.additionals });
     if (lane.answers.sendAt !== null) wakeAt = Math.min(wakeAt, lane.answers.sendAt);
     if (wakeAt === Infinity) return;
-    lane.timer = setTimeout(() => this.schedule(lane), Math.max(0, Math.ceil(wakeAt - Date.now())));
+    // setImmediate: packets that arrived meanwhile are read first (timers run before I/O), so a
+    // late timer does not expire a peer whose answer sits unread in the socket.
+    const wake = (): void => {
+      const late = Date.now() - wakeAt;
+      if (late > STALL_MS) {
+        this.noExpiryUntil = Date.now() + 2 * STALL_MS;
+        this.log.debug('our event loop stalled: no mDNS expiry for a moment', { lateMs: Math.round(late) });
+      }
+      setImmediate(() => this.schedule(lane));
+    };
+    lane.timer = setTimeout(wake, Math.max(0, Math.ceil(Math.min(wakeAt, now < this.noExpiryUntil ? this.noExpiryUntil : Infinity) - Date.now())));
     lane.timer.unref();
   }
 
