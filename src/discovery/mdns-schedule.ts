@@ -23,7 +23,7 @@
 export type Random = () => number;
 
 /** TTL of every record we publish, s. Short so that a silent peer expires in time (README "Discovery traffic"). */
-export const RECORD_TTL_S = 20;
+export const RECORD_TTL_S = 24;
 /** First interval of continuous querying (§5.2: at least 1 s). */
 export const QUERY_FIRST_MS = 1000;
 /** Longest interval of continuous querying. */
@@ -36,6 +36,8 @@ export const REFRESH_JITTER = 0.03;
 export const POOF_WINDOW_MS = 10_000;
 /** §6: a responder multicasts a record at most once a second; queries within this of an answer prove nothing. */
 export const ANSWER_HOLDOFF_MS = 1000;
+/** Time a peer gets to answer our last query before its expired record is dropped (a loaded peer answers late). */
+export const EXPIRY_GRACE_MS = 2000;
 
 /** `ms` scaled by a random factor in [1 - frac, 1 + frac). */
 export function jitter(ms: number, frac: number, random: Random): number {
@@ -199,7 +201,7 @@ export class PeerCache {
    * Records whose TTL ran out, or that §10.5 flushes (2+ unanswered queries, the first
    * POOF_WINDOW_MS ago, the last ANSWER_HOLDOFF_MS ago: time enough to answer it): removed
    * from the cache and returned. A record expires only after a query it should have
-   * answered went unanswered for ANSWER_HOLDOFF_MS: if our own refresh queries came too
+   * answered went unanswered for EXPIRY_GRACE_MS: if our own refresh queries came too
    * late (a stalled event loop), one is due now instead, and the record waits for it.
    */
   expire(now: number): string[] {
@@ -207,8 +209,8 @@ export class PeerCache {
     for (const [instance, e] of this.entries) {
       if (now >= this.poofAt(e)) out.push(instance);
       else if (now >= e.heardAt + e.ttlMs) {
-        if (e.poofCount >= 1 && now - e.poofLast >= ANSWER_HOLDOFF_MS) out.push(instance);
-        else if (e.poofCount === 0 || e.poofLast < e.heardAt + e.ttlMs - ANSWER_HOLDOFF_MS) e.dueAt = Math.min(e.dueAt, now);
+        if (e.poofCount >= 1 && now - e.poofLast >= EXPIRY_GRACE_MS) out.push(instance);
+        else if (e.poofCount === 0 || e.poofLast < e.heardAt + e.ttlMs - EXPIRY_GRACE_MS) e.dueAt = Math.min(e.dueAt, now);
       }
     }
     for (const i of out) this.entries.delete(i);
@@ -220,7 +222,7 @@ export class PeerCache {
     let t = Infinity;
     for (const e of this.entries.values()) {
       const ttlEnd = e.heardAt + e.ttlMs;
-      t = Math.min(t, e.dueAt, this.poofAt(e), e.poofCount >= 1 ? Math.max(ttlEnd, e.poofLast + ANSWER_HOLDOFF_MS) : ttlEnd);
+      t = Math.min(t, e.dueAt, this.poofAt(e), e.poofCount >= 1 ? Math.max(ttlEnd, e.poofLast + EXPIRY_GRACE_MS) : ttlEnd);
     }
     return t;
   }

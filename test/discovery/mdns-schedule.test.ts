@@ -3,6 +3,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   ANSWER_HOLDOFF_MS,
+  EXPIRY_GRACE_MS,
   POOF_WINDOW_MS,
   PeerCache,
   QueryBackoff,
@@ -115,12 +116,13 @@ describe('PeerCache (§5.2 refresh, §7.1 Known-Answers, §10.5 POOF)', () => {
     const c = new PeerCache(fixed(0));
     c.heard('a', 20, 0);
     c.queried(new Map(), 16_000); // our refresh at 80 %: unanswered
-    assert.deepEqual(c.expire(19_999), []);
-    assert.deepEqual(c.expire(20_000), ['a']);
+    c.queried(new Map(), 19_000); // and at 95 %
+    assert.deepEqual(c.expire(20_999), [], 'the last query gets EXPIRY_GRACE_MS');
+    assert.deepEqual(c.expire(21_000), ['a']);
     assert.ok(!c.has('a'));
   });
 
-  test('a stalled querier does not expire a peer it never asked: a query falls due instead, then a second later it expires', () => {
+  test('a stalled querier does not expire a peer it never asked: a query falls due instead, then 2 s later it expires', () => {
     const c = new PeerCache(fixed(0));
     c.heard('a', 20, 0);
     c.refreshed(16_000); // steps passed, but nothing was heard asked
@@ -129,9 +131,9 @@ describe('PeerCache (§5.2 refresh, §7.1 Known-Answers, §10.5 POOF)', () => {
     assert.ok(c.refreshDue(25_000), 'a last-chance query is due');
     c.refreshed(25_000);
     c.queried(new Map(), 25_000);
-    assert.deepEqual(c.expire(25_999), []);
-    assert.equal(c.nextAt(), 26_000);
-    assert.deepEqual(c.expire(26_000), ['a']);
+    assert.deepEqual(c.expire(25_000 + EXPIRY_GRACE_MS - 1), []);
+    assert.equal(c.nextAt(), 25_000 + EXPIRY_GRACE_MS);
+    assert.deepEqual(c.expire(25_000 + EXPIRY_GRACE_MS), ['a']);
   });
 
   test('§10.5: two unanswered queries that should have been answered flush the record 10 s after the first, before its TTL', () => {
