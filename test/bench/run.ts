@@ -19,7 +19,8 @@
  * --file-size 4K, --settle 200, --plain (extra rows with encrypt:false),
  * --only ceiling,big,small, --dir <parent folder>, --keep, --cpu-prof <dir>,
  * --window N / --chunk 1M / --after keep (sender settings, for experiments),
- * --logs <dir> [--log-level debug] (keep each agent's output).
+ * --logs <dir> [--log-level debug] (keep each agent's output), --backlog N (files already
+ * in the outbox at agent start, test/bench/backlog.ts; default 20000, 0 leaves it out).
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -29,6 +30,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ceilingRun } from './ceiling.js';
 import { startPair, type PairOptions } from './agents.js';
+import { formatBacklog, runBacklog } from './backlog.js';
 import { countFiles, fmtBytes, median, parseSize, pollUntil, procCpuMs, procCpuSplitMs, sampleMemory, table, writeRandomFile } from './util.js';
 
 const TARGETS = { fraction: 0.8, filesPerSec: 1000, rssBytes: 150 * 1024 * 1024 };
@@ -52,13 +54,14 @@ function options() {
       after: { type: 'string', default: env('after') ?? '' },
       logs: { type: 'string', default: env('logs') ?? '' },
       'log-level': { type: 'string', default: env('log-level') ?? '' },
+      backlog: { type: 'string', default: env('backlog') ?? '20000' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(`usage: npm run bench -- [--size 1G] [--reps 3] [--files 2000] [--file-size 4K] [--settle 200] [--plain]
                        [--only ceiling,big,small] [--dir /tmp] [--keep] [--cpu-prof DIR] [--window N] [--chunk 1M] [--after archive|delete|keep]
-                       [--logs DIR] [--log-level debug]
+                       [--logs DIR] [--log-level debug] [--backlog 20000 (0: none)]
 (each also as env TDX_BENCH_<NAME>, e.g. TDX_BENCH_SIZE=256M)\n`);
     process.exit(0);
   }
@@ -87,6 +90,7 @@ function options() {
     after: values.after,
     logs: values.logs,
     logLevel: values['log-level'],
+    backlog: int('backlog', values.backlog, 0),
   };
 }
 
@@ -348,6 +352,7 @@ async function main(): Promise<void> {
       process.stdout.write(`${table(['how', 'time', 'rate'], smallRows)}\n\n`);
     }
     for (const v of verdicts) process.stdout.write(`${v}\n`);
+    if (o.backlog > 0) process.stdout.write(`\n${formatBacklog(await runBacklog({ files: o.backlog, dir: base, ...(o.cpuProf ? { cpuProf: path.resolve(o.cpuProf, 'backlog') } : {}), progress: log }))}`);
     process.stdout.write(`\nbench took ${secs(performance.now() - started)}\n`);
   } finally {
     if (o.keep) log(`kept ${base}`);
