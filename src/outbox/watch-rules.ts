@@ -129,3 +129,17 @@ export function classifyWatchError(code: string, at: string | undefined, root: s
   }
   return { action: 'restart', key: `chokidar:${code}`, level: 'error', msg: `Watching outbox ${root} failed: ${detail}. Restarting the watcher; check that the folder exists and is readable.` };
 }
+
+/** Names in a folder listing that are new, and known names no longer listed (dirwatch.ts rescans). */
+export function diffNames(known: ReadonlySet<string>, listed: readonly string[]): { added: string[]; removed: string[] } {
+  const now = new Set(listed);
+  const added = listed.filter((n) => !known.has(n));
+  const removed: string[] = [];
+  for (const n of known) if (!now.has(n)) removed.push(n);
+  return { added, removed };
+}
+
+/** Shortest time between two re-reads of a changing folder (ms), 2 % of the time at most: 50× what the last one took, at least 1 s. */
+export function rescanDelay(lastScanMs: number): number {
+  return Math.max(1000, 50 * (Number.isFinite(lastScanMs) && lastScanMs > 0 ? lastScanMs : 0));
+}
