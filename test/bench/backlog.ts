@@ -11,6 +11,7 @@
  *
  *   node dist/test/bench/backlog.js [--files 20000] [--file-size 1K] [--dir /tmp] [--keep]
  *                                   [--cpu-prof DIR] [--logs DIR] [--log-level debug] [--settle 1000]
+ *                                   [--plain] [--node-flags "--trace-gc"]
  *
  * `npm run bench` runs it as its `--backlog N` row (default 20000; 0 leaves it out).
  */
@@ -40,6 +41,8 @@ export interface BacklogOptions {
   /** The outbox's settle window; default the agent's default (1000 ms). */
   settleMs?: number;
   encrypt?: boolean;
+  /** Extra node flags for both agents (e.g. --trace-gc, --max-old-space-size=…), for experiments. */
+  nodeFlags?: string[];
   /** Progress lines to stderr. */
   progress?: (line: string) => void;
 }
@@ -123,7 +126,7 @@ export async function runBacklog(opts: BacklogOptions): Promise<BacklogResult> {
       ...common,
     });
     if (opts.logs) await fs.mkdir(opts.logs, { recursive: true });
-    const flags = (role: string) => (opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(opts.cpuProf, role)] : []);
+    const flags = (role: string) => [...(opts.nodeFlags ?? []), ...(opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(opts.cpuProf, role)] : [])];
     const logFile = (role: string) => (opts.logs ? path.join(path.resolve(opts.logs), `backlog-${role}.log`) : undefined);
 
     const receiver = spawnProc(process.execPath, [...flags('receiver'), cliPath(), 'run', '--config', bCfg], {}, logFile('receiver'));
@@ -210,6 +213,7 @@ async function main(): Promise<void> {
       'log-level': { type: 'string', default: '' },
       settle: { type: 'string', default: '' },
       plain: { type: 'boolean', default: false },
+      'node-flags': { type: 'string', default: '' },
     },
   });
   const files = Number(values.files);
@@ -224,6 +228,7 @@ async function main(): Promise<void> {
     ...(values['log-level'] ? { logLevel: values['log-level'] } : {}),
     ...(values.settle ? { settleMs: Number(values.settle) } : {}),
     encrypt: !values.plain,
+    ...(values['node-flags'] ? { nodeFlags: values['node-flags'].split(/\s+/).filter(Boolean) } : {}),
     progress: (l) => process.stderr.write(`${l}\n`),
   });
   process.stdout.write(formatBacklog(r));
