@@ -130,12 +130,13 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
       return;
     }
     if (closed || folders.get(dir) !== f) return;
-    const { added, removed } = diffNames(f.names, entries.map((e) => e.name));
+    const names = entries.map((e) => e.name);
+    const { added, removed } = diffNames(f.names, names);
     for (const name of removed) gone(dir, f, name);
-    const byName = new Map(entries.map((e) => [e.name, e]));
     const subdirs: string[] = [];
-    for (const name of added) {
-      const e = byName.get(name)!;
+    for (const i of added) {
+      const e = entries[i]!;
+      const name = e.name;
       const p = path.join(dir, name);
       if (e.isDirectory()) {
         if (!opts.ignored(p)) subdirs.push(p);
@@ -159,10 +160,10 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
 
   function scheduleScan(dir: string, quietMs: number): void {
     const f = folders.get(dir);
-    if (!f || closed) return;
-    if (f.timer) clearTimeout(f.timer);
-    // Quiet for a moment, but never later than the bounded rescan interval after the last read.
-    const due = Math.max(0, Math.min(quietMs, f.lastScanAt + rescanDelay(f.lastScanMs) - performance.now()));
+    // A re-read already planned starts after this event, so it sees what the event was about.
+    if (!f || closed || f.timer) return;
+    // `quietMs` after the event, and never sooner than the bounded interval after the last read.
+    const due = Math.max(quietMs, f.lastScanAt + rescanDelay(f.lastScanMs) - performance.now());
     f.timer = setTimeout(() => {
       f.timer = null;
       if (closed || folders.get(dir) !== f) return;

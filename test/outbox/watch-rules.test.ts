@@ -104,11 +104,13 @@ describe('what an error means', () => {
 });
 
 describe('native watch rescans (dirwatch.ts)', () => {
-  test('diffNames: new names and vanished names, nothing for names in both', () => {
-    assert.deepEqual(diffNames(new Set(['a', 'b', 'c']), ['b', 'c', 'd', 'e']), { added: ['d', 'e'], removed: ['a'] });
-    assert.deepEqual(diffNames(new Set(), ['x']), { added: ['x'], removed: [] });
+  test('diffNames: indexes of new names and the vanished names, nothing for names in both', () => {
+    assert.deepEqual(diffNames(new Set(['a', 'b', 'c']), ['b', 'c', 'd', 'e']), { added: [2, 3], removed: ['a'] });
+    assert.deepEqual(diffNames(new Set(), ['x']), { added: [0], removed: [] });
     assert.deepEqual(diffNames(new Set(['x']), []), { added: [], removed: ['x'] });
     assert.deepEqual(diffNames(new Set(['x']), ['x']), { added: [], removed: [] });
+    // As many names as before, one replaced by another: still seen as removed + added.
+    assert.deepEqual(diffNames(new Set(['a', 'b']), ['b', 'c']), { added: [1], removed: ['a'] });
   });
   test('rescanDelay: at least 1 s, else 50 times the last read, so re-reading a big folder stays a small share', () => {
     assert.equal(rescanDelay(0), 1000);
