@@ -5,7 +5,7 @@
  * no wire path can make us write outside the inbox.
  */
 import type { HeldChange, HeldFile } from './held.js';
-import { createHash, type Hash } from 'node:crypto';
+import { BASELINE_HASH, createFileHash, type FileHash, type HashAlg } from '../hash.js';
 import { createReadStream, constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -55,6 +55,8 @@ export interface BeginRequest {
   mtimeMs: number | null;
   /** false: discard any partial and start at 0. */
   resume: boolean;
+  /** The file hash of the connection (v1.1 negotiation); default SHA-256 (legacy, older peers). */
+  hash?: HashAlg;
 }
 
 export type BeginResult =
@@ -74,7 +76,7 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
-async function hashPrefix(file: string, length: number, hash: Hash): Promise<void> {
+async function hashPrefix(file: string, length: number, hash: FileHash): Promise<void> {
   if (length === 0) return;
   for await (const chunk of createReadStream(file, { start: 0, end: length - 1, highWaterMark: 1 << 20 })) {
     hash.update(chunk as Buffer);
@@ -108,14 +110,14 @@ async function openNoFollow(file: string, flags: number): Promise<fs.FileHandle>
   }
 }
 
-async function sha256Of(file: string): Promise<string | null> {
-  const hash = createHash('sha256');
+async function digestOf(file: string, alg: HashAlg): Promise<string | null> {
+  const hash = await createFileHash(alg);
   try {
     for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
   } catch {
     return null;
   }
-  return hash.digest('hex');
+  return hash.digest();
 }
 
 export class Inbox {
@@ -302,7 +304,9 @@ export class Inbox {
         const st = await fs.stat(landedAbs).catch(() => null);
         // The record is written just before the rename (see incoming.ts), so it only
         // counts once the file it names is there with the recorded bytes.
-        if (st?.isFile() && st.size === size && (await sha256Of(landedAbs)) === rec.sha256) {
+        // Checked with the record's own hash, whichever the connection that landed it used.
+        const recorded = rec.xxh128 !== undefined ? { alg: 'xxh3-128' as const, digest: rec.xxh128 } : { alg: 'sha256' as const, digest: rec.sha256 };
+        if (st?.isFile() && st.size === size && recorded.digest !== undefined && (await digestOf(landedAbs, recorded.alg)) === recorded.digest) {
           this.#log.info('file already landed, not receiving it again', { source, rel, landedAs: rec.landedRel });
           return { kind: 'skip', status: 'duplicate', rel: rec.landedRel };
         }
@@ -352,7 +356,7 @@ export class Inbox {
     }
 
     this.#spaceAdmitted += (size ?? 0) - offset;
-    const hash = createHash('sha256');
+    const hash = await createFileHash(req.hash ?? BASELINE_HASH);
     let handle: fs.FileHandle;
     // A resumed partial has its meta; a fresh one gets one only at resumeMinBytes and up.
     let hasMeta = resumeLength !== null;
@@ -382,7 +386,7 @@ export class Inbox {
         throw err;
       }
     }
-    const prefixSha256 = offset > 0 ? hash.copy().digest('hex') : null;
+    const prefixDigest = offset > 0 ? hash.peek() : null;
 
     const file = new IncomingFileImpl(
       {
@@ -398,7 +402,7 @@ export class Inbox {
           if (this.#active.get(key) === file) this.#active.delete(key);
         },
       },
-      { id, source, rel, parts, size, mtimeMs, offset, prefixSha256, hash, handle, hasMeta },
+      { id, source, rel, parts, size, mtimeMs, offset, prefixDigest, hash, handle, hasMeta },
     );
     return { kind: 'write', file };
   }

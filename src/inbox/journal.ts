@@ -27,7 +27,9 @@ export interface LandedRecord {
   landedRel: string;
   size: number;
   mtimeMs: number | null;
-  sha256: string;
+  /** The landed bytes' hash: `sha256` (SHA-256 connections, legacy), or `xxh128` (XXH3-128 connections, v1.1). */
+  sha256?: string;
+  xxh128?: string;
   at: number;
 }
 
@@ -41,7 +43,7 @@ function isRecord(x: unknown): x is LandedRecord {
     typeof r.landedRel === 'string' &&
     typeof r.size === 'number' &&
     (r.mtimeMs === null || typeof r.mtimeMs === 'number') &&
-    typeof r.sha256 === 'string' &&
+    (typeof r.sha256 === 'string' || typeof r.xxh128 === 'string') &&
     typeof r.at === 'number'
   );
 }

@@ -137,6 +137,12 @@ export class DestinationQueue {
     for (const j of this.jobs) if (j.info.state !== 'sending') j.controller.abort();
     const idle = this.running === 0 ? Promise.resolve() : new Promise<void>((r) => this.idleWaiters.push(r));
     await Promise.race([idle, new Promise((r) => setTimeout(r, graceMs).unref())]);
+    const cut = [...this.jobs].filter((j) => j.info.state === 'sending');
+    if (cut.length > 0) {
+      // Nothing is lost: the file stays in its outbox (or job journal) and the receiver keeps the partial.
+      const names = cut.slice(0, 3).map((j) => j.info.file).join(', ') + (cut.length > 3 ? ` and ${cut.length - 3} more` : '');
+      this.log.warn(`stopping: ${names} to ${this.dest.key} still in flight after ${Math.round(graceMs / 1000)} s: interrupted; it resumes on the next start`);
+    }
     for (const j of this.jobs) j.controller.abort();
     this.sender.close();
     // Jobs that never started: cancelled (their files stay in the outbox for the next run).
