@@ -15,6 +15,7 @@ import { describeError } from '../errors.js';
 import { retryTransient } from '../fsutil.js';
 import type { Logger } from '../log.js';
 import { watchFolder, type FolderWatch } from './chokidar.js';
+import { watchNative } from './dirwatch.js';
 import { classifyWatchError, errCode, sameFolder, type FolderId } from './watch-rules.js';
 
 /** How often the outbox root itself is checked for deletion/replacement. */
@@ -110,7 +111,8 @@ export class WatchSupervisor {
     this.lastRootCheck = performance.now();
     const seen = new Set<string>();
     let scanning = true;
-    const fw: FolderWatch = watchFolder(
+    // OS events: our own per-folder watch (dirwatch.ts); polling (shares, watch limits): chokidar.
+    const fw: FolderWatch = (this.usePolling ? watchFolder : watchNative)(
       this.root,
       // Never follow links out of the outbox unless the operator asked for it (issue #10).
       { followSymlinks: this.opts.followSymlinks, usePolling: this.usePolling, ignored: (p, s) => this.on.ignored(p, s) },
