@@ -9,28 +9,12 @@ import { ConfigError, describeError, isEnvironmentProblem } from '../errors.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { GRACE_MS, HARD_EXIT_MS, composeAgent, type ComposedAgent } from '../agent/compose.js';
 import { hookProblems, realLookup } from '../hook-check.js';
-import { setFlagsFromString } from 'node:v8';
-
-/**
- * V8 lets the heap grow to up to 4× what survived the last full collection before it
- * collects again. A backlog of 20,000 files keeps ~40 MB alive, yet the sender's heap grew
- * to ~150 MB of mostly garbage (issue #12). An agent runs next to TouchDesigner for days:
- * grow by 30 % instead (more, incremental, collections; no measurable CPU cost here). A
- * --heap-growing-percent given by the operator (NODE_OPTIONS, node flags) wins.
- */
-export const HEAP_GROWING_PERCENT = 30;
-
-function limitHeapGrowth(): void {
-  const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => /heap[-_]growing[-_]percent/.test(a));
-  if (!given) setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
-}
 
 export interface RunArgs {
   config?: string | undefined;
 }
 
 export async function runAgent(args: RunArgs): Promise<number> {
-  limitHeapGrowth();
   const file = resolveConfigPath(args.config, process.env);
   const bootLog = createLogger({ level: 'info' });
   let cfg;

@@ -111,8 +111,11 @@ export class WatchSupervisor {
     this.lastRootCheck = performance.now();
     const seen = new Set<string>();
     let scanning = true;
-    // OS events: our own per-folder watch (dirwatch.ts); polling (shares, watch limits): chokidar.
-    const fw: FolderWatch = (this.usePolling ? watchFolder : watchNative)(
+    // OS events on Linux: our own per-folder watch (dirwatch.ts, issue #12: chokidar re-reads the
+    // whole folder per change). Windows and macOS keep chokidar until dirwatch is verified there
+    // (the Windows lane runs chokidar); polling (shares, watch limits) is chokidar everywhere.
+    const native = !this.usePolling && process.platform === 'linux';
+    const fw: FolderWatch = (native ? watchNative : watchFolder)(
       this.root,
       // Never follow links out of the outbox unless the operator asked for it (issue #10).
       { followSymlinks: this.opts.followSymlinks, usePolling: this.usePolling, ignored: (p, s) => this.on.ignored(p, s) },
