@@ -330,10 +330,16 @@ test('a symlink planted inside the inbox pointing outside: files offered through
 
 test('slow-loris: silent, dribbling (TLS or plain bytes) and frozen peers are dropped after the handshake/idle timeout, with a log line', async () => {
   outputMark = agent.output().length;
+  // Each drop is timed from before its connect (so the agent's timer cannot have started earlier):
+  // setting up the four connections takes seconds on a loaded machine.
   // 1. Connects and says nothing.
+  const t1 = Date.now();
   const silent = await rawSocket(port);
+  const silentClosed = socketClosed(silent, 60_000, t1);
   // 2. Dribbles a TLS ClientHello one byte per second (first byte 0x16).
+  const t2 = Date.now();
   const tlsDribble = await rawSocket(port);
+  const tlsDribbleClosed = socketClosed(tlsDribble, 60_000, t2);
   // 3. Completes TLS, then dribbles HELLO one byte per second.
   const helloDribble = await RawClient.connect({ port, tlsKey: KEY });
   // 4. Completes the handshake, then freezes (not even PONG).
@@ -352,8 +358,8 @@ test('slow-loris: silent, dribbling (TLS or plain bytes) and frozen peers are dr
   try {
     const [a, b, c, d] = await Promise.all([
       // Deadlines are hang detectors: a dribbler is never dropped unless the timeout works.
-      socketClosed(silent, 60_000),
-      socketClosed(tlsDribble, 60_000),
+      silentClosed,
+      tlsDribbleClosed,
       helloDribble.waitClosed(60_000),
       frozen.waitClosed(60_000),
     ]);

@@ -49,13 +49,19 @@ export class RawClient {
   closedAt = 0;
   /** false: stay silent even to PINGs (a frozen peer), so the agent's idle timer runs. */
   answerPings = true;
-  readonly openedAt = Date.now();
   /** The file hash of this connection: WELCOME.hash, or SHA-256 when the server sent none. */
   hash: HashAlg = 'sha256';
   private readonly decoder = new FrameDecoder();
   private waiters: Array<() => void> = [];
 
-  private constructor(readonly socket: Duplex & { destroyed: boolean }) {
+  /**
+   * `openedAt`: when connect() began (before TCP and TLS), so that `waitClosed()` never measures
+   * less than the agent's own timers, which start at accept.
+   */
+  private constructor(
+    readonly socket: Duplex & { destroyed: boolean },
+    readonly openedAt = Date.now(),
+  ) {
     socket.on('data', (chunk: Buffer) => {
       try {
         for (const f of this.decoder.push(chunk)) {
@@ -77,11 +83,12 @@ export class RawClient {
   }
 
   static async connect(opts: RawConnectOptions): Promise<RawClient> {
+    const t0 = Date.now();
     const host = opts.host ?? '127.0.0.1';
     const timeoutMs = opts.timeoutMs ?? 5000;
     if (opts.tlsKey && opts.localAddress === undefined) {
       const c = await connectTransport({ host, port: opts.port, key: opts.tlsKey, encrypt: true, timeoutMs });
-      return new RawClient(c.socket);
+      return new RawClient(c.socket, t0);
     }
     const tcp = await new Promise<net.Socket>((resolve, reject) => {
       const s = net.connect({ host, port: opts.port, noDelay: true, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
@@ -98,14 +105,14 @@ export class RawClient {
         reject(err);
       });
     });
-    if (!opts.tlsKey) return new RawClient(tcp);
+    if (!opts.tlsKey) return new RawClient(tcp, t0);
     const key = opts.tlsKey;
     const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
       const s = tls.connect({ socket: tcp, ...pskClientOptions(key) });
       s.once('secureConnect', () => resolve(s));
       s.once('error', reject);
     });
-    return new RawClient(secure);
+    return new RawClient(secure, t0);
   }
 
   private wake(): void {
@@ -245,9 +252,10 @@ export function rawSocket(port: number, opts: { host?: string; localAddress?: st
 }
 
 /** Resolves when `s` closes, with the ms it took; rejects after timeoutMs. */
-export function socketClosed(s: net.Socket, timeoutMs: number): Promise<number> {
-  const t0 = Date.now();
-  if (s.destroyed || s.closed) return Promise.resolve(0);
+/** Resolves to the ms from `since` (default: now) to the socket's close. Start it right after connecting. */
+export function socketClosed(s: net.Socket, timeoutMs: number, since = Date.now()): Promise<number> {
+  const t0 = since;
+  if (s.destroyed || s.closed) return Promise.resolve(Date.now() - t0);
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`socket still open after ${timeoutMs} ms`)), timeoutMs);
     s.on('error', () => undefined);
