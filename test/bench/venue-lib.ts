@@ -268,12 +268,25 @@ export class Venue {
     await gone;
   }
 
-  /** Starts every agent; resolves with the ms until every agent sees all the others up. */
-  async startAll(timeoutMs: number): Promise<number> {
+  /**
+   * Starts every agent; resolves with the ms until every agent sees all the others up, or
+   * null (and the last counts) when that did not happen within `timeoutMs`.
+   */
+  async startAll(timeoutMs: number): Promise<{ ms: number | null; peersUp: Array<number | null> }> {
     const t0 = Date.now();
     for (const a of this.agents) this.startAgent(a);
-    await this.waitMesh(timeoutMs, 500);
-    return Date.now() - t0;
+    const want = this.agents.length - 1;
+    let last: Array<number | null> = [];
+    const full = await waitFor('a full mesh', async () => {
+      last = await this.peersUp();
+      return last.every((n) => n === want);
+    }, timeoutMs, 500).then(() => true, () => false);
+    return { ms: full ? Date.now() - t0 : null, peersUp: last };
+  }
+
+  /** Waits until the sender sees every receiver up (what a fan-out to "*" needs). */
+  async waitSenderSeesAll(timeoutMs: number): Promise<void> {
+    await waitFor('the sender to see every receiver up', async () => (await this.peersUp())[0] === this.receivers.length, timeoutMs, 500);
   }
 
   async waitMesh(timeoutMs: number, pollMs = 500): Promise<void> {

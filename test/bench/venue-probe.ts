@@ -38,7 +38,7 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 function getJson(target: string, pathname: string, token: string): Promise<unknown> {
   const [host, port] = target.split(':');
   return new Promise((resolve) => {
-    const req = http.get({ host, port: Number(port), path: pathname, agent, timeout: 5000, headers: { authorization: `Bearer ${token}` } }, (res) => {
+    const req = http.get({ host, port: Number(port), path: pathname, agent, timeout: 20_000, headers: { authorization: `Bearer ${token}` } }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));

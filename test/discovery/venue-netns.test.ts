@@ -26,9 +26,8 @@ after(async () => {
 test('a small venue (4 agents, discovery, fan-out to "*"): full mesh, every load at every receiver, churn without a lost or repeated file or event', { skip: can.ok ? false : can.reason!, timeout: 600_000 }, async () => {
   root = await fs.mkdtemp(path.join(os.tmpdir(), 'tdx-venue-test-'));
   venue = await Venue.create({ agents: 4, root, log: (l) => process.stdout.write(`# ${l}\n`) });
-  await venue.startAll(180_000);
-  const peers = await venue.peersUp();
-  assert.deepEqual(peers, [3, 3, 3, 3], 'every agent sees the 3 others up');
+  const mesh = await venue.startAll(300_000);
+  assert.deepEqual(mesh.peersUp, [3, 3, 3, 3], 'every agent sees the 3 others up');
 
   const l = loads(0.05);
   for (const [label, files] of [['big', l.big], ['small', l.small], ['medium', l.medium]] as const) {
