@@ -25,6 +25,7 @@ import { build } from 'esbuild';
 import { unsign } from 'macho-unsign';
 import { gitCommit } from '../src/build-info.js';
 import { WINSW_CONFIG_SOURCE, WINSW_SOURCE } from '../src/service/windows.js';
+import { DASHBOARD_SCRIPT } from '../src/status/page.js';
 
 export const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 export const SEA_RESOURCE = 'NODE_SEA_BLOB';
@@ -111,6 +112,7 @@ export async function bundle(root: string, outFile: string, info: { version: str
   const files: Record<string, string> = {
     'config/example.json': readFileSync(path.join(root, 'config/example.json'), 'utf8'),
     'systemd/tdxfer.service': readFileSync(path.join(root, 'systemd/tdxfer.service'), 'utf8'),
+    [DASHBOARD_SCRIPT]: readFileSync(path.join(root, DASHBOARD_SCRIPT), 'utf8'),
     [WINSW_SOURCE]: readFileSync(path.join(root, WINSW_SOURCE)).toString('base64'),
     [WINSW_CONFIG_SOURCE]: readFileSync(path.join(root, WINSW_CONFIG_SOURCE), 'utf8'),
   };

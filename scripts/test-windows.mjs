@@ -49,8 +49,6 @@ export const LINUX_ONLY = {
  * (`npm run test:windows`) runs them, so they stay visible. Remove an entry once it passes.
  */
 export const KNOWN_GAPS = {
-  'outbox/watcher.test.js': 'recovery after the outbox folder is removed (pending delete: EEXIST/ENOTEMPTY while chokidar holds it), exit after stop(), a speed assertion',
-  'service/doctor.test.js': 'doctor gives POSIX advice on Windows (chmod 600, mkdir -p, interface names)',
   'e2e/cli-status.test.js': 'its two CLI agents printed nothing within 80 s under wine on the loaded machine (not yet understood)',
   'e2e/cli.test.js': 'slower than the 10 min file timeout under wine (four CLI agents in sequence)',
   'e2e/transfer.test.js': 'a restarted sender never logs "unreachable" for a stopped receiver; a malformed-frame case loses the honest file',

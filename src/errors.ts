@@ -23,7 +23,7 @@ export const ERROR_CODES = {
   BAD_NAME: { retryable: false, hint: 'not a safe relative file name' },
   TOO_LARGE: { retryable: false, hint: "over the receiver's maxFileBytes" },
   NO_SPACE: { retryable: true, hint: "the receiver's disk (or quota) is full" },
-  HASH_MISMATCH: { retryable: true, hint: 'the SHA-256 of the received bytes differs from the sender\'s; sent again from the start' },
+  HASH_MISMATCH: { retryable: true, hint: 'the hash (SHA-256 or XXH3-128) of the received bytes differs from the sender\'s; sent again from the start' },
   SIZE_MISMATCH: { retryable: true, hint: 'the number of bytes differs from the announced size (the file changed while being sent?)' },
   IO_ERROR: { retryable: true, hint: 'the receiver failed to read or write its disk' },
   BUSY: { retryable: true, hint: 'the receiver cannot take this file now (same file on another connection, or too many in flight)' },

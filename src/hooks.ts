@@ -41,6 +41,8 @@ export function hookEnv(r: ReceivedInfo): Record<string, string> {
     TDXFER_SIZE: String(r.size),
     TDXFER_FROM: r.from,
     TDXFER_SHA256: r.sha256 ?? '',
+    TDXFER_HASH: r.hash ?? r.sha256 ?? '',
+    TDXFER_HASH_ALG: r.hashAlg ?? (r.sha256 ? 'sha256' : ''),
     ...(r.recovered ? { TDXFER_RECOVERED: '1' } : {}),
   };
 }

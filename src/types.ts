@@ -70,7 +70,11 @@ export interface ReceivedInfo {
   file: string;
   path: string;
   size: number;
+  /** The verified SHA-256 when the file was checked with SHA-256 (legacy, peers before v1.1, security.hashes), else null. */
   sha256: string | null;
+  /** The verified digest (lowercase hex) in `hashAlg`, the algorithm the connection negotiated ("sha256" or "xxh3-128"). */
+  hash?: string | null;
+  hashAlg?: string | null;
   from: string;
   /** 'tdxfer' or 'legacy'. */
   via: 'tdxfer' | 'legacy';

@@ -166,6 +166,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         inboxes: this.inboxes,
         limits: cfg.limits,
         eagerMaxBytes: cfg.limits.eagerMaxBytes,
+        ...(cfg.security.hashes ? { hashes: cfg.security.hashes } : {}),
         inbound: this.pacer.inbound,
         log: log.child({ component: 'receiver' }),
         onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced),

@@ -44,7 +44,7 @@ export class Announcer {
   recovered(inbox: string, list: readonly RecoveredLanding[]): void {
     for (const r of list) {
       this.announce(
-        { inbox, file: r.rel, path: r.abs, size: r.size, sha256: r.sha256, from: r.from, via: r.via, durationMs: 0, at: r.at, recovered: true },
+        { inbox, file: r.rel, path: r.abs, size: r.size, sha256: r.hashAlg === 'sha256' ? r.digest : null, hash: r.digest, hashAlg: r.hashAlg, from: r.from, via: r.via, durationMs: 0, at: r.at, recovered: true },
         r.markAnnounced,
       );
     }

@@ -52,6 +52,7 @@ export function newDestinationQueue(d: Destination, ctx: SenderContext): Destina
       idleTimeoutMs: cfg.limits.idleTimeoutMs,
       chunkBytes: cfg.transfer.chunkBytes,
       pace: ctx.pacer.forPeer(d.peer),
+      hashes: cfg.security.hashes,
     },
     window: cfg.transfer.window,
     connections: cfg.transfer.connections,

@@ -53,6 +53,20 @@ function humanBytes(n: number): string {
   return `${Math.round(n / 1024 ** 2)} MiB`;
 }
 
+/** How to give the agent's user write access to `dir`, in the terms of the platform doctor runs on. */
+export function writeAccessFix(dir: string, platform: NodeJS.Platform = process.platform): string {
+  if (platform === 'win32') return `give the agent's user write access (e.g. icacls "${dir}" /grant "%USERNAME%:(OI)(CI)M"; for the Windows service, grant it to the account the service runs as)`;
+  if (platform === 'darwin') return `give the agent's user write access (e.g. sudo chown "$USER" "${dir}", or Get Info > Sharing & Permissions in the Finder)`;
+  return `give the agent's user write access (e.g. chown tdxfer "${dir}"; under systemd also add it to ReadWritePaths=)`;
+}
+
+/** The command that shows which program listens on `port`, on the platform doctor runs on. */
+export function portHolderHint(port: number, platform: NodeJS.Platform = process.platform): string {
+  if (platform === 'win32') return `\`netstat -ano | findstr :${port}\` (its last column is the PID; \`tasklist /fi "PID eq <pid>"\` names it)`;
+  if (platform === 'darwin') return `\`lsof -nP -iTCP:${port} -sTCP:LISTEN\``;
+  return `\`ss -ltnp | grep :${port}\``;
+}
+
 async function statOrNull(p: string): Promise<Stats | null> {
   return fs.stat(p).catch(() => null);
 }
@@ -104,7 +118,7 @@ async function checkFolder(label: string, dir: string, needWrite: boolean, field
   if (!st.isDirectory()) return fail(label, `${dir} is not a folder`, 'point the config at a folder');
   if (needWrite) {
     const problem = await probeWrite(dir);
-    if (problem) return fail(label, `${dir} is not writable (${problem})`, `give the agent's user write access (e.g. chown tdxfer "${dir}"; under systemd also add it to ReadWritePaths=)`);
+    if (problem) return fail(label, `${dir} is not writable (${problem})`, writeAccessFix(dir));
     return pass(label, `${dir} exists and is writable`);
   }
   try {
@@ -184,7 +198,7 @@ function portOf(listen: string): number {
  * name and transfer port. Any other holder would make `tdxfer run` on this config fail.
  */
 function judgeHeldPort(label: string, p: { field: string; port: number }, cfg: UnkeyedConfig, agent: RunningAgent | null): CheckResult {
-  const fix = `stop that program (e.g. \`ss -ltnp | grep :${p.port}\` shows which) or change ${p.field}.port`;
+  const fix = `stop that program (e.g. ${portHolderHint(p.port)} shows which) or change ${p.field}.port`;
   if (agent === null) return fail(label, 'in use by another program', fix);
   const same = agent.name === cfg.name && portOf(agent.listen) === cfg.listen.port;
   const who = `the running tdxfer agent "${agent.name}" (${agent.version}, transfer port ${agent.listen})`;
@@ -260,7 +274,7 @@ function checkInterfaces(cfg: UnkeyedConfig): CheckResult {
   const addrs = new Set(Object.values(nics).flatMap((list) => (list ?? []).map((a) => a.address)));
   const missing = cfg.discovery.interfaces.filter((i) => !names.includes(i) && !addrs.has(i));
   if (missing.length > 0) {
-    return fail('discovery interfaces', `not on this machine: ${missing.join(', ')}`, `use interface names or IPv4 addresses of this machine: ${names.join(', ')}`);
+    return fail('discovery interfaces', `not on this machine: ${missing.join(', ')}`, `use interface names or IPv4 addresses of this machine: ${names.map((n) => JSON.stringify(n)).join(', ')}`);
   }
   return pass('discovery interfaces', cfg.discovery.interfaces.join(', '));
 }

@@ -99,6 +99,7 @@ export async function sendCommand(args: SendArgs): Promise<number> {
       self: { id, name: `${cfg.name}-send`, software: softwareVersion() },
       connectTimeoutMs: 10_000, handshakeTimeoutMs: cfg.limits.handshakeTimeoutMs, idleTimeoutMs: cfg.limits.idleTimeoutMs,
       chunkBytes: cfg.transfer.chunkBytes,
+      hashes: cfg.security.hashes,
     },
   });
   let link;

@@ -150,6 +150,9 @@ export function crossFieldChecks(raw: RawConfig, cfg: UnkeyedConfig, make: Confi
   if (sec?.key !== undefined && sec.keyFile !== undefined) {
     fail('security.keyFile', `is set together with \`security.key\`: use one of them (the key inline, or a file holding it), not both.`);
   }
+  if (sec?.hashes !== undefined && !sec.hashes.includes('sha256')) {
+    fail('security.hashes', `is ${JSON.stringify(sec.hashes)}, without "sha256": every tdxfer agent speaks SHA-256, and agents of protocol revision 1.0 (before hash negotiation) speak nothing else; use ["xxh3-128", "sha256"] (the default) or ["sha256"].`);
+  }
 
   if (cfg.legacy.listen !== null) {
     const inbox = cfg.legacy.inbox;

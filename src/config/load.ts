@@ -147,5 +147,5 @@ export async function prepareConfig(
 export async function loadConfig(file: string | null, opts: LoadOptions = {}): Promise<AgentConfig> {
   const { config, key: spec, make } = await prepareConfig(file, opts);
   const { key, source } = await obtainKey(spec, { createKey: opts.createKey ?? false, log: opts.log, make });
-  return { ...config, security: { key, keySource: source, encrypt: config.security.encrypt } };
+  return { ...config, security: { key, keySource: source, encrypt: config.security.encrypt, hashes: config.security.hashes } };
 }

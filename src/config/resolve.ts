@@ -10,6 +10,7 @@ import type { RawConfig } from './schema.js';
 import { expandWindowsEnv } from './winpath.js';
 import { flattensByDefault } from './protocols.js';
 import { DEFAULTS, ZERO_CONFIG_INBOX, defaultAgentName, defaultDataDir, defaultKeyFile, defaultStaging } from './defaults.js';
+import { HASH_ALGS, type HashAlg } from '../hash.js';
 
 /** Where the installation key comes from (before reading anything). */
 export type KeySpec =
@@ -18,7 +19,7 @@ export type KeySpec =
   | { kind: 'file'; path: string; explicit: boolean };
 
 /** The resolved config minus the key material, which key.ts adds. */
-export type UnkeyedConfig = Omit<AgentConfig, 'security'> & { security: { encrypt: boolean } };
+export type UnkeyedConfig = Omit<AgentConfig, 'security'> & { security: { encrypt: boolean; hashes: HashAlg[] } };
 
 export interface ResolveOptions {
   /** Absolute path of the config file, or null for built-in defaults. */
@@ -124,7 +125,7 @@ export function resolveConfig(raw: RawConfig, opts: ResolveOptions): { config: U
       enabled: raw.discovery?.enabled ?? DEFAULTS.discovery.enabled,
       interfaces: [...(raw.discovery?.interfaces ?? DEFAULTS.discovery.interfaces)],
     },
-    security: { encrypt: sec.encrypt ?? DEFAULTS.security.encrypt },
+    security: { encrypt: sec.encrypt ?? DEFAULTS.security.encrypt, hashes: [...(sec.hashes ?? HASH_ALGS)] },
     legacy: {
       listen: legacyListen ? { host: legacyListen.host, port: legacyListen.port } : DEFAULTS.legacy.listen,
       inbox: raw.legacy?.inbox ?? DEFAULTS.legacy.inbox,

@@ -138,6 +138,13 @@ export const topLevelProperties: Record<string, SchemaNode> = {
     key: { type: 'string', minLength: 1, description: 'the base64 text of 32 random bytes (make one with `tdxfer init` or `openssl rand -base64 32`)' },
     keyFile: path,
     encrypt: { type: 'boolean' },
+    hashes: {
+      type: 'array',
+      minItems: 1,
+      uniqueItems: true,
+      items: { enum: ['xxh3-128', 'sha256'], description: '"xxh3-128" or "sha256"' },
+      description: 'a list of file hash names, most preferred first, that includes "sha256": ["xxh3-128", "sha256"] (default) or ["sha256"]',
+    },
   }),
   legacy: obj({
     listen: { ...hostPort(listenPort), type: ['object', 'null'], description: 'an object { "host": ..., "port": ... } or null' },
@@ -235,7 +242,7 @@ export interface RawConfig {
   outboxes?: RawOutbox[];
   peers?: RawPeer[];
   discovery?: { enabled?: boolean; interfaces?: string[] };
-  security?: { key?: string; keyFile?: string; encrypt?: boolean };
+  security?: { key?: string; keyFile?: string; encrypt?: boolean; hashes?: Array<'xxh3-128' | 'sha256'> };
   legacy?: { listen?: { host: string; port: number } | null; inbox?: string | null; allow?: string[]; maxFileBytes?: number };
   status?: { enabled?: boolean; host?: string; port?: number; token?: string | null };
   osc?: { targets?: Array<{ host: string; port: number }>; heartbeatSeconds?: number; progress?: boolean };

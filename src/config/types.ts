@@ -3,6 +3,8 @@
  * absolute. The JSON field names are the public contract (README "Config reference");
  * add fields freely, never rename.
  */
+import type { HashAlg } from '../hash.js';
+
 export type CollisionPolicy = 'overwrite' | 'rename' | 'skip';
 export type AfterAction = 'archive' | 'delete' | 'keep';
 export type PeerProtocol = 'tdxfer' | 'legacy';
@@ -65,6 +67,11 @@ export interface SecurityConfig {
   keySource: string;
   /** TLS with the key as pre-shared key. false = plain TCP (still authenticated), loudly logged. */
   encrypt: boolean;
+  /**
+   * End-to-end file hashes this agent offers (as sender) and accepts (as receiver), most
+   * preferred first; always includes "sha256". Absent = the default ["xxh3-128", "sha256"].
+   */
+  hashes?: HashAlg[];
 }
 
 export interface LegacyConfig {

@@ -5,7 +5,7 @@
  * no wire path can make us write outside the inbox.
  */
 import type { HeldChange, HeldFile } from './held.js';
-import { createHash, type Hash } from 'node:crypto';
+import { BASELINE_HASH, createFileHash, type FileHash, type HashAlg } from '../hash.js';
 import { createReadStream, constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -55,6 +55,8 @@ export interface BeginRequest {
   mtimeMs: number | null;
   /** false: discard any partial and start at 0. */
   resume: boolean;
+  /** The file hash of the connection (v1.1 negotiation); default SHA-256 (legacy, older peers). */
+  hash?: HashAlg;
   /** Who sends, as the announcement of the landing names it (peer name, legacy address); default `source`. */
   from?: string;
   /** The protocol it comes by; default 'tdxfer'. */
@@ -66,7 +68,9 @@ export interface RecoveredLanding {
   rel: string;
   abs: string;
   size: number;
-  sha256: string;
+  /** The verified digest of the landed bytes, in `hashAlg`. */
+  hashAlg: HashAlg;
+  digest: string;
   from: string;
   via: 'tdxfer' | 'legacy';
   /** When it landed (ms since the epoch). */
@@ -92,7 +96,7 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
-async function hashPrefix(file: string, length: number, hash: Hash): Promise<void> {
+async function hashPrefix(file: string, length: number, hash: FileHash): Promise<void> {
   if (length === 0) return;
   for await (const chunk of createReadStream(file, { start: 0, end: length - 1, highWaterMark: 1 << 20 })) {
     hash.update(chunk as Buffer);
@@ -126,14 +130,14 @@ async function openNoFollow(file: string, flags: number): Promise<fs.FileHandle>
   }
 }
 
-async function sha256Of(file: string): Promise<string | null> {
-  const hash = createHash('sha256');
+async function digestOf(file: string, alg: HashAlg): Promise<string | null> {
+  const hash = await createFileHash(alg);
   try {
     for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
   } catch {
     return null;
   }
-  return hash.digest('hex');
+  return hash.digest();
 }
 
 export class Inbox {
@@ -320,7 +324,9 @@ export class Inbox {
         const st = await fs.stat(landedAbs).catch(() => null);
         // The record is written just before the rename (see incoming.ts), so it only
         // counts once the file it names is there with the recorded bytes.
-        if (st?.isFile() && st.size === size && (await sha256Of(landedAbs)) === rec.sha256) {
+        // Checked with the record's own hash, whichever the connection that landed it used.
+        const recorded = rec.xxh128 !== undefined ? { alg: 'xxh3-128' as const, digest: rec.xxh128 } : { alg: 'sha256' as const, digest: rec.sha256 };
+        if (st?.isFile() && st.size === size && recorded.digest !== undefined && (await digestOf(landedAbs, recorded.alg)) === recorded.digest) {
           this.#log.info('file already landed, not receiving it again', { source, rel, landedAs: rec.landedRel });
           return { kind: 'skip', status: 'duplicate', rel: rec.landedRel };
         }
@@ -370,7 +376,7 @@ export class Inbox {
     }
 
     this.#spaceAdmitted += (size ?? 0) - offset;
-    const hash = createHash('sha256');
+    const hash = await createFileHash(req.hash ?? BASELINE_HASH);
     let handle: fs.FileHandle;
     // A resumed partial has its meta; a fresh one gets one only at resumeMinBytes and up.
     let hasMeta = resumeLength !== null;
@@ -400,7 +406,7 @@ export class Inbox {
         throw err;
       }
     }
-    const prefixSha256 = offset > 0 ? hash.copy().digest('hex') : null;
+    const prefixDigest = offset > 0 ? hash.peek() : null;
 
     const file = new IncomingFileImpl(
       {
@@ -417,7 +423,7 @@ export class Inbox {
           if (this.#active.get(key) === file) this.#active.delete(key);
         },
       },
-      { id, source, rel, parts, size, mtimeMs, offset, prefixSha256, hash, handle, hasMeta, from: req.from, via: req.via },
+      { id, source, rel, parts, size, mtimeMs, offset, prefixDigest, hash, handle, hasMeta, from: req.from, via: req.via },
     );
     return { kind: 'write', file };
   }
@@ -453,7 +459,8 @@ export class Inbox {
     for (const rec of this.#journal.pending()) {
       const abs = path.join(this.path, ...rec.landedRel.split('/'));
       const st = await fs.stat(abs).catch(() => null);
-      const landed = st?.isFile() === true && st.size === rec.size && (await sha256Of(abs)) === rec.sha256;
+      const recorded = rec.xxh128 !== undefined ? { alg: 'xxh3-128' as const, digest: rec.xxh128 } : { alg: 'sha256' as const, digest: rec.sha256 };
+      const landed = st?.isFile() === true && st.size === rec.size && recorded.digest !== undefined && (await digestOf(abs, recorded.alg)) === recorded.digest;
       if (!landed) {
         this.#log.debug('a landing recorded before a crash did not happen (the file stays staged or is sent again)', { source: rec.source, rel: rec.rel });
         await this.#journal.markAnnounced(rec);
@@ -463,7 +470,8 @@ export class Inbox {
         rel: rec.landedRel,
         abs,
         size: rec.size,
-        sha256: rec.sha256,
+        hashAlg: recorded.alg,
+        digest: recorded.digest!,
         from: rec.from ?? rec.source,
         via: rec.via ?? 'tdxfer',
         at: rec.at,

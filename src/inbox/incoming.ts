@@ -2,7 +2,7 @@
  * One file being received into an inbox: bytes stream into a staging file (hashed on
  * the way), and `commit` verifies and lands it. See the contract in inbox.ts.
  */
-import type { Hash } from 'node:crypto';
+import { hashLabel, type FileHash, type HashAlg } from '../hash.js';
 import type fs from 'node:fs/promises';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { CollisionPolicy } from '../config/types.js';
@@ -19,12 +19,16 @@ export interface Landed {
   rel: string;
   abs: string;
   size: number;
-  sha256: string;
+  /** The verified hash of the landed bytes, by the connection's algorithm. */
+  hash: HashAlg;
+  digest: string;
+  /** `digest` when `hash` is SHA-256, else null. */
+  sha256: string | null;
   renamedFrom: string | null;
   /**
    * Set (true) only when onCollision=skip found the target taken at commit time (it was
    * free at begin): nothing was written, `rel`/`abs` name the existing file, `size` and
-   * `sha256` describe the bytes received (verified) and discarded.
+   * `digest` describe the bytes received (verified) and discarded.
    */
   skipped?: boolean;
   /**
@@ -38,13 +42,21 @@ export interface Landed {
 export interface IncomingFile {
   readonly rel: string;
   readonly offset: number;
+  /** The file's hash algorithm (BeginRequest.hash). */
+  readonly hash: HashAlg;
+  /** Digest of bytes [0, offset) in `hash`, null when offset is 0. */
+  readonly prefixDigest: string | null;
+  /** `prefixDigest` when `hash` is SHA-256, else null. */
   readonly prefixSha256: string | null;
   write(chunk: Buffer): Promise<void>;
   /** All the bytes at once (nothing written before): an eager file held in memory. */
   writeWhole(chunks: readonly Buffer[]): Promise<void>;
   readonly received: number;
-  /** `mayLand`: asked right before the rename; false leaves the verified file staged (InboxError CLOSED). */
-  commit(expectedSha256: string | null, opts?: { mayLand?: () => boolean }): Promise<Landed>;
+  /**
+   * `expected`: the sender's digest in `hash` (null: nothing to check against, legacy).
+   * `mayLand`: asked right before the rename; false leaves the verified file staged (InboxError CLOSED).
+   */
+  commit(expected: string | null, opts?: { mayLand?: () => boolean }): Promise<Landed>;
   abort(keepPartial: boolean): Promise<void>;
 }
 
@@ -73,9 +85,9 @@ export interface IncomingInit {
   size: number | null;
   mtimeMs: number | null;
   offset: number;
-  prefixSha256: string | null;
+  prefixDigest: string | null;
   /** Running hash already fed with bytes [0, offset). */
-  hash: Hash;
+  hash: FileHash;
   handle: fs.FileHandle;
   /** A resume record (meta) exists in staging for this partial. */
   hasMeta: boolean;
@@ -112,6 +124,8 @@ function endStream(stream: WriteStream): Promise<void> {
 export class IncomingFileImpl implements IncomingFile {
   readonly rel: string;
   readonly offset: number;
+  readonly hash: HashAlg;
+  readonly prefixDigest: string | null;
   readonly prefixSha256: string | null;
   #received: number;
   #ctx: IncomingContext;
@@ -135,7 +149,9 @@ export class IncomingFileImpl implements IncomingFile {
     this.#init = init;
     this.rel = init.rel;
     this.offset = init.offset;
-    this.prefixSha256 = init.prefixSha256;
+    this.hash = init.hash.alg;
+    this.prefixDigest = init.prefixDigest;
+    this.prefixSha256 = init.hash.alg === 'sha256' ? init.prefixDigest : null;
     this.#received = init.offset;
   }
 
@@ -272,7 +288,7 @@ export class IncomingFileImpl implements IncomingFile {
     }
   }
 
-  async commit(expectedSha256: string | null, opts: { mayLand?: () => boolean } = {}): Promise<Landed> {
+  async commit(expected: string | null, opts: { mayLand?: () => boolean } = {}): Promise<Landed> {
     if (this.#state !== 'open' || this.#failure) throw this.#unusable();
     this.#state = 'committing';
     const { id, size, source } = this.#init;
@@ -292,9 +308,10 @@ export class IncomingFileImpl implements IncomingFile {
       await this.#fail(err, true);
       throw err;
     }
-    const sha256 = this.#init.hash.digest('hex');
-    if (expectedSha256 !== null && expectedSha256.toLowerCase() !== sha256) {
-      const err = new InboxError('HASH_MISMATCH', `${this.#where}: SHA-256 of the received bytes is ${sha256}, the sender announced ${expectedSha256}; the partial file was discarded`);
+    const alg = this.hash;
+    const digest = this.#init.hash.digest();
+    if (expected !== null && expected.toLowerCase() !== digest) {
+      const err = new InboxError('HASH_MISMATCH', `${this.#where}: ${hashLabel(alg)} of the received bytes is ${digest}, the sender announced ${expected}; the partial file was discarded`);
       await this.#fail(err, true);
       throw err;
     }
@@ -306,7 +323,10 @@ export class IncomingFileImpl implements IncomingFile {
         parts: this.#init.parts,
         from: staging.dataPath(id),
         record: (landedRel) => {
-          const rec: LandedRecord = { source, rel: this.rel, landedRel, size: this.#received, mtimeMs: this.#init.mtimeMs, sha256, at: Date.now(), pending: true, ...(from !== undefined ? { from } : {}), ...(via !== undefined ? { via } : {}) };
+          const rec: LandedRecord = {
+            source, rel: this.rel, landedRel, size: this.#received, mtimeMs: this.#init.mtimeMs, ...(alg === 'sha256' ? { sha256: digest } : { xxh128: digest }), at: Date.now(),
+            pending: true, ...(from !== undefined ? { from } : {}), ...(via !== undefined ? { via } : {}),
+          };
           records.push(rec);
           return rec;
         },
@@ -325,7 +345,7 @@ export class IncomingFileImpl implements IncomingFile {
       throw e;
     }
     this.#state = 'done';
-    const base = { inbox: this.#ctx.inboxName, size: this.#received, sha256 };
+    const base = { inbox: this.#ctx.inboxName, size: this.#received, hash: alg, digest, sha256: alg === 'sha256' ? digest : null };
     if (outcome.status === 'skipped') {
       await staging.remove(id);
       this.#ctx.log.info('file already exists, discarded the received copy (onCollision=skip)', { rel: outcome.rel, source });

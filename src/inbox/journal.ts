@@ -34,7 +34,9 @@ export interface LandedRecord {
   landedRel: string;
   size: number;
   mtimeMs: number | null;
-  sha256: string;
+  /** The landed bytes' hash: `sha256` (SHA-256 connections, legacy), or `xxh128` (XXH3-128 connections, v1.1). */
+  sha256?: string;
+  xxh128?: string;
   at: number;
   /** Landed (or about to be), not announced yet: set on the record written before the rename. */
   pending?: boolean;
@@ -64,7 +66,7 @@ function isRecord(x: unknown): x is LandedRecord {
     typeof r.landedRel === 'string' &&
     typeof r.size === 'number' &&
     (r.mtimeMs === null || typeof r.mtimeMs === 'number') &&
-    typeof r.sha256 === 'string' &&
+    (typeof r.sha256 === 'string' || typeof r.xxh128 === 'string') &&
     typeof r.at === 'number'
   );
 }

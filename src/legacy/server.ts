@@ -206,6 +206,8 @@ export class LegacyListener {
             path: landed.abs,
             size: landed.size,
             sha256: landed.sha256,
+            hash: landed.digest,
+            hashAlg: landed.hash,
             from: ip,
             via: 'legacy',
             durationMs,

@@ -24,7 +24,7 @@ const WIRE_SCOPES = {
   BAD_NAME: { scope: 'file', description: 'The offered path is not a safe relative file name on the receiver.' },
   TOO_LARGE: { scope: 'both', description: 'The offered size is over the receiver\'s maxFileBytes.' },
   NO_SPACE: { scope: 'file', description: 'The receiver\'s disk (or quota) is full.' },
-  HASH_MISMATCH: { scope: 'file', description: 'SHA-256 of the received bytes differs from END.sha256; the receiver discarded them, send again from offset 0.' },
+  HASH_MISMATCH: { scope: 'file', description: 'The hash of the received bytes (SHA-256 or XXH3-128, as negotiated) differs from the digest in END; the receiver discarded them, send again from offset 0.' },
   SIZE_MISMATCH: { scope: 'file', description: 'The number of DATA bytes differs from size - offset.' },
   IO_ERROR: { scope: 'both', description: 'The receiver failed to read or write its disk (permissions, locked file, device error).' },
   BUSY: { scope: 'file', description: 'The receiver cannot take this file now (the same file is being received on another connection, or too many in flight).' },

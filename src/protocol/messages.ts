@@ -11,12 +11,18 @@
 import { Buffer } from 'node:buffer';
 import { MAX_MESSAGE_CHARS, ProtocolError, truncateChars, type WireCode } from './errors.js';
 
-export interface HelloPayload { protocol: 1; agentId: string; name: string; software: string; nonce: string }
+export interface HelloPayload {
+  protocol: 1; agentId: string; name: string; software: string; nonce: string;
+  /** v1.1: the file hash algorithms this client speaks, most preferred first. Optional: left out = ["sha256"]. */
+  hashes?: string[];
+}
 export interface WelcomePayload {
   protocol: 1; agentId: string; name: string; software: string; nonce: string;
   proof: string; inboxes: string[]; encrypted: boolean;
   /** Largest file this receiver takes as an eager OFFER (section 6.4). Optional: left out = 0 = none. */
   eagerMaxBytes?: number;
+  /** v1.1: the file hash algorithm of this connection, picked from HELLO.hashes. Optional: left out = "sha256". */
+  hash?: string;
 }
 export interface AuthPayload { proof: string }
 export type ReadyPayload = Record<never, never>;
@@ -25,10 +31,28 @@ export interface OfferPayload {
   /** DATA and END follow without waiting for ACCEPT (section 6.4). Optional: left out = false. */
   eager?: boolean;
 }
-export interface AcceptPayload { id: number; offset: number; prefixSha256: string | null }
-export interface EndPayload { id: number; sha256: string }
+export interface AcceptPayload {
+  id: number; offset: number;
+  /** SHA-256 of the first `offset` bytes (SHA-256 connections; null when offset is 0 or the connection uses another hash). */
+  prefixSha256: string | null;
+  /** v1.1, XXH3-128 connections: XXH3-128 of the first `offset` bytes (null or left out when offset is 0). */
+  prefixXxh128?: string | null;
+}
+export interface EndPayload {
+  id: number;
+  /** Whole-file SHA-256: required on SHA-256 connections (every connection before v1.1). */
+  sha256?: string;
+  /** v1.1: whole-file XXH3-128, required on XXH3-128 connections. */
+  xxh128?: string;
+}
 export type AckStatus = 'stored' | 'skipped' | 'duplicate';
-export interface AckPayload { id: number; status: AckStatus; path: string; sha256: string | null }
+export interface AckPayload {
+  id: number; status: AckStatus; path: string;
+  /** Verified SHA-256 (stored on a SHA-256 connection), else null. */
+  sha256: string | null;
+  /** v1.1: verified XXH3-128 (stored on an XXH3-128 connection); left out or null otherwise. */
+  xxh128?: string | null;
+}
 export interface NackPayload { id: number; code: string; message: string; retryable: boolean }
 export interface AbortPayload { id: number; reason: string }
 export interface PingPayload { t: number }
@@ -143,6 +167,10 @@ function arrayOf(rule: Rule, max: number): Rule {
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const hex64 = str({ min: 64, max: 64, pattern: HEX64, patternText: 'lowercase hex' });
+const HEX32 = /^[0-9a-f]{32}$/;
+const hex32 = str({ min: 32, max: 32, pattern: HEX32, patternText: 'lowercase hex' });
+/** An algorithm name (section 4.4): unknown names are allowed in HELLO.hashes and skipped by the server. */
+const hashName = str({ min: 1, max: 32, pattern: /^[a-z0-9-]+$/, patternText: 'a-z, 0-9 and -' });
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const nonce: Rule = {
   allowed: () => 'standard padded base64 of 16 to 64 bytes',
@@ -171,14 +199,15 @@ type Schema<T> = { readonly [K in keyof T]-?: Rule };
 
 /** The rules of every control message. Field order here is the order on the wire. */
 export const SCHEMAS: { readonly [K in ControlTypeName]: Schema<ControlPayloads[K]> } = {
-  hello: { protocol, agentId, name, software, nonce },
-  welcome: { protocol, agentId, name, software, nonce, proof: hex64, inboxes: arrayOf(inbox, 256), encrypted: bool, eagerMaxBytes: optional(int(0, 2 ** 24)) },
+  hello: { protocol, agentId, name, software, nonce, hashes: optional(arrayOf(hashName, 16)) },
+  welcome: { protocol, agentId, name, software, nonce, proof: hex64, inboxes: arrayOf(inbox, 256), encrypted: bool, eagerMaxBytes: optional(int(0, 2 ** 24)), hash: optional(hashName) },
   auth: { proof: hex64 },
   ready: {},
   offer: { id, inbox, path, size, mtimeMs: finiteNonNegative, resume: bool, eager: optional(bool) },
-  accept: { id, offset, prefixSha256: nullable(hex64) },
-  end: { id, sha256: hex64 },
-  ack: { id, status: oneOf(['stored', 'skipped', 'duplicate'] as const), path, sha256: nullable(hex64) },
+  accept: { id, offset, prefixSha256: nullable(hex64), prefixXxh128: optional(nullable(hex32)) },
+  // Exactly the digest field of the connection's algorithm is required: the session checks it (receiver.ts).
+  end: { id, sha256: optional(hex64), xxh128: optional(hex32) },
+  ack: { id, status: oneOf(['stored', 'skipped', 'duplicate'] as const), path, sha256: nullable(hex64), xxh128: optional(nullable(hex32)) },
   nack: { id, code, message: freeText, retryable: bool },
   abort: { id, reason: freeText },
   ping: { t: finite },

@@ -22,7 +22,7 @@ import type { Logger } from '../log.js';
 import { RateLimitedLog } from '../ratelog.js';
 import { authorizeMutation } from './csrf.js';
 import { AgentMetrics } from './metrics.js';
-import { dashboardHtml } from './page.js';
+import { dashboardHtml, dashboardScript } from './page.js';
 import { presentJob, presentSnapshot } from './present.js';
 import { parseLimitRequest } from './limits.js';
 import { SseHub } from './sse.js';
@@ -154,6 +154,9 @@ export class StatusServer {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
+      // The dashboard's script is public code (it ships in the package) and carries no data:
+      // served without the token, so the page's <script src> needs none.
+      if (url.pathname === '/dashboard.js') return this.serveScript(req, res);
       this.authorize(req, url);
       await this.route(req, res, url);
     } catch (err) {
@@ -164,6 +167,20 @@ export class StatusServer {
         this.sendJson(res, 500, { error: `internal error: ${describeError(err)}`, code: 'INTERNAL' });
       }
     }
+  }
+
+  private serveScript(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const method = req.method ?? 'GET';
+    if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, `${method} not allowed on /dashboard.js; use GET or HEAD`, 'METHOD_NOT_ALLOWED', { Allow: 'GET, HEAD' });
+    const js = dashboardScript();
+    res.writeHead(200, {
+      'Content-Type': 'text/javascript; charset=utf-8',
+      'Content-Length': Buffer.byteLength(js),
+      'Cache-Control': 'no-store',
+      'X-Content-Type-Options': 'nosniff',
+      'Referrer-Policy': 'no-referrer',
+    });
+    res.end(method === 'HEAD' ? undefined : js);
   }
 
   private authorize(req: http.IncomingMessage, url: URL): void {
@@ -212,7 +229,8 @@ export class StatusServer {
         res.writeHead(200, {
           'Content-Type': 'text/html; charset=utf-8',
           'Cache-Control': 'no-store',
-          'Content-Security-Policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
+          // Scripts only from this server (/dashboard.js): no inline script can run in the page.
+          'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
           'X-Content-Type-Options': 'nosniff',
           'Referrer-Policy': 'no-referrer',
         });

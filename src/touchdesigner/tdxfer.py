@@ -328,6 +328,7 @@ class _Core(object):
         self.emitLocked('onReceived', {
             'inbox': r.get('inbox'), 'relPath': r.get('file'), 'absPath': r.get('path'),
             'size': r.get('size'), 'from': r.get('from'), 'sha256': r.get('sha256'),
+            'hash': r.get('hash', r.get('sha256')), 'hashAlg': r.get('hashAlg', 'sha256' if r.get('sha256') else None),
             'via': r.get('via'), 'durationMs': r.get('durationMs'), 'at': at,
         })
 

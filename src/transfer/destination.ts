@@ -96,6 +96,12 @@ export class DestinationQueue {
     for (const j of this.jobs) if (j.info.state !== 'sending') j.controller.abort();
     const idle = this.queue.onPendingZero();
     await Promise.race([idle, new Promise((r) => setTimeout(r, graceMs).unref())]);
+    const cut = [...this.jobs].filter((j) => j.info.state === 'sending');
+    if (cut.length > 0) {
+      // Nothing is lost: the file stays in its outbox (or job journal) and the receiver keeps the partial.
+      const names = cut.slice(0, 3).map((j) => j.info.file).join(', ') + (cut.length > 3 ? ` and ${cut.length - 3} more` : '');
+      this.log.warn(`stopping: ${names} to ${this.dest.key} still in flight after ${Math.round(graceMs / 1000)} s: interrupted; it resumes on the next start`);
+    }
     for (const j of this.jobs) j.controller.abort();
     this.sender.close();
     this.queue.clear();

@@ -6,6 +6,7 @@
  * machines in memory, every illegal transition included.
  */
 import { TdxError } from '../errors.js';
+import { BASELINE_HASH, HASH_ALGS, hashLabel, isHashAlg, pickHash, type HashAlg } from '../hash.js';
 import { ProtocolError, makeProof, peerErrorFrom, verifyProof, type ControlFrame, type Frame, type FrameOf } from '../protocol/index.js';
 
 /** What the handshake learnt about the other side. */
@@ -15,6 +16,8 @@ export interface PeerHello {
   /** Client side only (from WELCOME): the peer's inboxes and eager limit. */
   inboxes: string[];
   eagerMaxBytes: number;
+  /** The file hash algorithm of this connection (v1.1; "sha256" with a peer that predates it). */
+  hash: HashAlg;
 }
 
 export type HandshakeAction =
@@ -40,6 +43,8 @@ export interface ClientHandshakeInput {
   /** host:port, for messages. */
   where: string;
   handshakeTimeoutMs: number;
+  /** Hash algorithms to announce in HELLO, most preferred first (default HASH_ALGS). */
+  hashes?: readonly HashAlg[];
 }
 
 export type ClientStep = 'start' | 'welcome' | 'ready' | 'done' | 'failed';
@@ -59,7 +64,8 @@ export class ClientHandshake {
     if (this.#step !== 'start') throw new TdxError('INTERNAL', `ClientHandshake.start() in step ${this.#step}`);
     const { self, clientNonce } = this.input;
     this.#step = 'welcome';
-    return [{ kind: 'send', frame: { type: 'hello', protocol: 1, agentId: self.id, name: self.name, software: self.software, nonce: clientNonce } }];
+    const hashes = [...(this.input.hashes ?? HASH_ALGS)];
+    return [{ kind: 'send', frame: { type: 'hello', protocol: 1, agentId: self.id, name: self.name, software: self.software, nonce: clientNonce, hashes } }];
   }
 
   on(ev: HandshakeEvent): HandshakeAction[] {
@@ -90,7 +96,16 @@ export class ClientHandshake {
           { kind: 'close', how: 'fail', error: new TdxError('AUTH_FAILED', 'server proof did not verify: different installation key') },
         );
       }
-      this.#peer = { agentId: f.agentId, name: f.name, inboxes: f.inboxes, eagerMaxBytes: f.eagerMaxBytes ?? 0 };
+      // A server before v1.1 leaves `hash` out: it speaks SHA-256 only.
+      const hash = f.hash ?? BASELINE_HASH;
+      const offered = this.input.hashes ?? HASH_ALGS;
+      if (!isHashAlg(hash) || !offered.includes(hash)) {
+        return this.#fail(
+          new ProtocolError('BAD_MESSAGE', `${where} (${f.name}) chose the file hash ${JSON.stringify(hash)}, which this agent did not offer (it offered ${offered.join(', ')})`, { frame: 'welcome', field: 'hash' }),
+          { kind: 'close', how: 'fail', error: new TdxError('PROTOCOL_ERROR', `WELCOME.hash ${JSON.stringify(hash)} was not offered in HELLO.hashes (${offered.join(', ')})`) },
+        );
+      }
+      this.#peer = { agentId: f.agentId, name: f.name, inboxes: f.inboxes, eagerMaxBytes: f.eagerMaxBytes ?? 0, hash };
       this.#step = 'ready';
       return [{ kind: 'send', frame: { type: 'auth', proof: makeProof({ key, role: 'client', clientNonce, serverNonce: f.nonce, agentId: self.id }) } }];
     }
@@ -118,6 +133,8 @@ export interface ServerHandshakeInput {
   inboxes: string[];
   encrypted: boolean;
   eagerMaxBytes: number;
+  /** Hash algorithms this server accepts, most preferred first (default HASH_ALGS). */
+  hashes?: readonly HashAlg[];
 }
 
 export type ServerStep = 'hello' | 'auth' | 'admitting' | 'ready' | 'closed';
@@ -126,7 +143,7 @@ export type ServerStep = 'hello' | 'auth' | 'admitting' | 'ready' | 'closed';
 export class ServerHandshake {
   #step: ServerStep = 'hello';
   #clientNonce = '';
-  #peer: PeerHello = { agentId: '', name: '', inboxes: [], eagerMaxBytes: 0 };
+  #peer: PeerHello = { agentId: '', name: '', inboxes: [], eagerMaxBytes: 0, hash: BASELINE_HASH };
 
   constructor(private readonly input: ServerHandshakeInput) {}
 
@@ -157,7 +174,17 @@ export class ServerHandshake {
     if (this.#step === 'hello' && f.type === 'hello') {
       const { key, self, serverNonce } = this.input;
       this.#clientNonce = f.nonce;
-      this.#peer = { agentId: f.agentId, name: f.name, inboxes: [], eagerMaxBytes: 0 };
+      const accepted = this.input.hashes ?? HASH_ALGS;
+      const hash = pickHash(f.hashes, accepted);
+      if (hash === null) {
+        this.#step = 'closed';
+        const offered = (f.hashes ?? []).join(', ') || 'none';
+        return [{
+          kind: 'close', how: 'fail',
+          error: new TdxError('UNSUPPORTED_PROTOCOL', `no file hash in common: ${f.name} offers ${offered}, ${self.name} accepts ${accepted.map(hashLabel).join(', ')} (security.hashes)`),
+        }];
+      }
+      this.#peer = { agentId: f.agentId, name: f.name, inboxes: [], eagerMaxBytes: 0, hash };
       this.#step = 'auth';
       const proof = makeProof({ key, role: 'server', clientNonce: f.nonce, serverNonce, agentId: self.id });
       return [{
@@ -165,6 +192,8 @@ export class ServerHandshake {
         frame: {
           type: 'welcome', protocol: 1, agentId: self.id, name: self.name, software: self.software, nonce: serverNonce, proof,
           inboxes: [...this.input.inboxes], encrypted: this.input.encrypted, eagerMaxBytes: this.input.eagerMaxBytes,
+          // Only to a client that announced a list: one before v1.1 gets exactly the WELCOME it knows.
+          ...(f.hashes !== undefined ? { hash } : {}),
         },
       }];
     }

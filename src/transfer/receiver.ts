@@ -13,8 +13,9 @@
  */
 import type { Logger } from '../log.js';
 import { TdxError, codeOf, describeError, type ReportedCode } from '../errors.js';
-import { errorFrameFor, isRetryable, makeNonce, type Frame, type FrameOf } from '../protocol/index.js';
+import { ProtocolError, errorFrameFor, isRetryable, makeNonce, type Frame, type FrameOf } from '../protocol/index.js';
 import { ServerHandshake, type HandshakeAction } from './handshake.js';
+import type { HashAlg } from '../hash.js';
 import { ReceivingFiles } from './files.js';
 import type { Inbox, IncomingFile } from '../inbox/inbox.js';
 import type { ReceivedInfo } from '../types.js';
@@ -44,6 +45,8 @@ export interface ReceiverDeps {
   eagerMaxBytes?: number;
   /** Incoming bandwidth limit: see ChannelOptions.inbound. */
   inbound?: (bytes: number) => number;
+  /** File hash algorithms accepted, most preferred first (security.hashes); default HASH_ALGS. */
+  hashes?: readonly HashAlg[];
 }
 
 interface Streaming {
@@ -102,6 +105,7 @@ export class ReceiverSession {
       inboxes: [...deps.inboxes.keys()],
       encrypted: conn.encrypted,
       eagerMaxBytes: deps.eagerMaxBytes ?? EAGER_MAX_BYTES,
+      ...(deps.hashes ? { hashes: deps.hashes } : {}),
     });
     this.handshakeTimer = setTimeout(() => {
       if (this.hs.step !== 'ready') {
@@ -265,7 +269,10 @@ export class ReceiverSession {
     const view = this.deps.incoming?.start({ inbox: inbox.name, file: file.rel, from: this.peer, via: 'tdxfer', bytesTotal: f.size, resumedFrom: file.offset });
     this.current = { id: f.id, file, inbox, expected: f.size, received: file.offset, startedAt: Date.now(), ...(view ? { view } : {}) };
     if (file.offset > 0) this.log.info(`resuming ${file.rel} from ${this.peer} at byte ${file.offset} of ${f.size}`, { inbox: inbox.name });
-    this.channel.send({ type: 'accept', id: f.id, offset: file.offset, prefixSha256: file.prefixSha256 });
+    this.channel.send({
+      type: 'accept', id: f.id, offset: file.offset, prefixSha256: file.prefixSha256,
+      ...(file.hash === 'xxh3-128' ? { prefixXxh128: file.prefixDigest } : {}),
+    });
   }
 
   /**
@@ -282,7 +289,7 @@ export class ReceiverSession {
       return null;
     }
     try {
-      const r = await inbox.begin({ source: this.peerId, path: f.path, size: f.size, mtimeMs: f.mtimeMs, resume, from: this.peer, via: 'tdxfer' });
+      const r = await inbox.begin({ source: this.peerId, path: f.path, size: f.size, mtimeMs: f.mtimeMs, resume, hash: this.hs.peer.hash, from: this.peer, via: 'tdxfer' });
       if (r.kind === 'skip') {
         this.log.info(`${r.status === 'duplicate' ? 'already have' : 'skipped (onCollision=skip, exists)'} ${r.rel} from ${this.peer}`, { inbox: inbox.name });
         this.answer({ type: 'ack', id: f.id, status: r.status, path: r.rel, sha256: null });
@@ -346,6 +353,7 @@ export class ReceiverSession {
 
   private async onEnd(f: FrameOf<'end'>): Promise<void> {
     const v = this.files.end(f.id);
+    const digest = this.expectedDigest(f);
     if (v.eager) {
       const g = this.gathering!;
       this.gathering = null;
@@ -354,7 +362,7 @@ export class ReceiverSession {
         return;
       }
       while (this.commits.size >= MAX_PENDING_COMMITS) await Promise.race(this.commits);
-      const p = this.commitEager(g, f.sha256).finally(() => this.commits.delete(p));
+      const p = this.commitEager(g, digest).finally(() => this.commits.delete(p));
       this.commits.add(p);
       return;
     }
@@ -367,12 +375,23 @@ export class ReceiverSession {
       return;
     }
     c.view?.verifying();
-    const p = this.commit(c, f.sha256).finally(() => this.commits.delete(p));
+    const p = this.commit(c, digest).finally(() => this.commits.delete(p));
     this.commits.add(p);
   }
 
+  /** END's digest in the connection's hash: its field is required (PROTOCOL.md 4.4), the other one is ignored. */
+  private expectedDigest(f: FrameOf<'end'>): string {
+    const alg = this.hs.peer.hash;
+    const digest = alg === 'sha256' ? f.sha256 : f.xxh128;
+    if (digest === undefined) {
+      const field = alg === 'sha256' ? 'sha256' : 'xxh128';
+      throw new ProtocolError('BAD_MESSAGE', `Received END frame without \`${field}\`: this connection negotiated ${alg}, so END must carry the whole-file ${field}`, { frame: 'end', field });
+    }
+    return digest;
+  }
+
   /** An eager file, whole in memory: the inbox's checks, write and landing in one go. */
-  private async commitEager(g: Gathering, sha256: string): Promise<void> {
+  private async commitEager(g: Gathering, digest: string): Promise<void> {
     const f = g.offer;
     const admitted = await this.admit(f, false);
     if (!admitted) return;
@@ -384,13 +403,13 @@ export class ReceiverSession {
       return;
     }
     g.chunks = [];
-    await this.commit({ id: f.id, file, inbox, expected: f.size, received: f.size, startedAt: g.startedAt }, sha256);
+    await this.commit({ id: f.id, file, inbox, expected: f.size, received: f.size, startedAt: g.startedAt }, digest);
   }
 
-  private async commit(c: Streaming, sha256: string): Promise<void> {
+  private async commit(c: Streaming, digest: string): Promise<void> {
     try {
       // Lands only while its ACK can still be sent (see drain()).
-      const landed = await c.file.commit(sha256, { mayLand: () => this.landing && !this.channel.closed });
+      const landed = await c.file.commit(digest, { mayLand: () => this.landing && !this.channel.closed });
       const durationMs = Date.now() - c.startedAt;
       if (landed.skipped) {
         // onCollision=skip and the target appeared while this file was on its way.
@@ -399,14 +418,14 @@ export class ReceiverSession {
         this.log.info(`skipped ${c.file.rel} from ${this.peer}: ${landed.rel} exists (onCollision=skip)`, { inbox: c.inbox.name });
         return;
       }
-      this.answer({ type: 'ack', id: c.id, status: 'stored', path: landed.rel, sha256: landed.sha256 });
+      this.answer({ type: 'ack', id: c.id, status: 'stored', path: landed.rel, sha256: landed.sha256, ...(landed.hash === 'xxh3-128' ? { xxh128: landed.digest } : {}) });
       c.view?.end('done', null, landed.rel);
       const mbps = durationMs > 0 ? (landed.size / 1e6 / (durationMs / 1000)).toFixed(1) : '∞';
       this.log.info(`received ${landed.rel}${landed.renamedFrom ? ` (renamed from ${landed.renamedFrom})` : ''}`, {
         inbox: c.inbox.name, from: this.peer, size: landed.size, ms: durationMs, MBps: mbps,
       });
       this.deps.onReceived({
-        inbox: c.inbox.name, file: landed.rel, path: landed.abs, size: landed.size, sha256: landed.sha256,
+        inbox: c.inbox.name, file: landed.rel, path: landed.abs, size: landed.size, sha256: landed.sha256, hash: landed.digest, hashAlg: landed.hash,
         from: this.peer, via: 'tdxfer', durationMs, at: Date.now(),
       }, landed.markAnnounced);
     } catch (err) {

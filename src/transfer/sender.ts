@@ -9,7 +9,7 @@
  * once without waiting for ACCEPT, so a burst of small files streams back to back.
  */
 import fs from 'node:fs';
-import { createHash, type Hash } from 'node:crypto';
+import { BASELINE_HASH, createFileHash, hashLabel, hashOf, type FileHash, type HashAlg } from '../hash.js';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
@@ -68,6 +68,8 @@ export interface OpenOptions {
   log: Logger;
   /** Bandwidth limits for this peer (limits/pacer.ts); absent: unlimited. */
   pace?: PeerPace | undefined;
+  /** File hash algorithms to offer, most preferred first (security.hashes); default HASH_ALGS. */
+  hashes?: readonly HashAlg[] | undefined;
 }
 
 export interface OutgoingFile {
@@ -86,7 +88,11 @@ export interface SendResult {
   status: 'stored' | 'skipped' | 'duplicate';
   /** Where the receiver put it (relative to its inbox). */
   path: string;
+  /** The verified SHA-256 (ACK.sha256): set when the connection used SHA-256 and the file was stored. */
   sha256: string | null;
+  /** The verified digest in `hashAlg` (ACK), null when nothing was stored. */
+  hash?: string | null;
+  hashAlg?: HashAlg;
   /** Bytes actually sent (0 for skipped/duplicate; less than size when resumed). */
   bytesSent: number;
   resumedFrom: number;
@@ -118,6 +124,8 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
   inboxes: string[] = [];
   /** Largest file the peer takes as an eager OFFER (0: it does not). */
   eagerMaxBytes = 0;
+  /** The file hash of this connection (WELCOME.hash; SHA-256 with a peer before v1.1). */
+  hash: HashAlg = BASELINE_HASH;
   peerId = '';
   peerName = '';
 
@@ -157,6 +165,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
       clientNonce: makeNonce(),
       where: `${this.opts.host}:${this.opts.port}`,
       handshakeTimeoutMs: this.opts.handshakeTimeoutMs,
+      ...(this.opts.hashes ? { hashes: this.opts.hashes } : {}),
     });
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => run(hs.on({ kind: 'timeout' })), this.opts.handshakeTimeoutMs);
@@ -179,6 +188,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
                 this.peerName = p.name;
                 this.inboxes = p.inboxes;
                 this.eagerMaxBytes = p.eagerMaxBytes;
+                this.hash = p.hash;
                 this.channel.start((f) => this.onFrame(f));
                 resolve();
               }
@@ -244,7 +254,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
       return this.offerAndStream(file, true);
     });
     const a = await r.ack;
-    return { status: a.status, path: a.path, sha256: a.sha256, bytesSent: r.bytesSent, resumedFrom: r.resumedFrom };
+    return { ...this.ackHash(a), status: a.status, path: a.path, bytesSent: r.bytesSent, resumedFrom: r.resumedFrom };
   }
 
   private async sendEager(file: OutgoingFile): Promise<SendResult> {
@@ -253,7 +263,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
     let ack: Promise<FrameOf<'ack'>>;
     try {
       const data = await readWhole(file);
-      const sha256 = createHash('sha256').update(data).digest('hex');
+      const digest = await hashOf(this.hash, data);
       // Wrapped in an object: a bare promise would be awaited, holding the lock until the ACK.
       ({ ack } = await this.streaming.run(async () => {
         if (this.closedErr) throw this.closedErr;
@@ -262,7 +272,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
         this.channel.send({ type: 'offer', id, inbox: file.inbox, path: file.path, size: file.size, mtimeMs: file.mtimeMs, resume: false, eager: true });
         const step = Math.min(this.opts.chunkBytes, MAX_DATA_BYTES);
         for (let o = 0; o < data.length; o += step) await this.sendChunk(data.subarray(o, Math.min(data.length, o + step)));
-        this.channel.send({ type: 'end', id, sha256 });
+        this.channel.send(this.endFrame(id, digest));
         return { ack: answer };
       }));
     } finally {
@@ -270,7 +280,17 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
     }
     file.onProgress?.(file.size, file.size);
     const a = await ack;
-    return { status: a.status, path: a.path, sha256: a.sha256, bytesSent: a.status === 'stored' ? file.size : 0, resumedFrom: 0 };
+    return { ...this.ackHash(a), status: a.status, path: a.path, bytesSent: a.status === 'stored' ? file.size : 0, resumedFrom: 0 };
+  }
+
+  /** END with the whole-file digest in the field of this connection's hash (PROTOCOL.md 4.4). */
+  private endFrame(id: number, digest: string): FrameOf<'end'> {
+    return this.hash === 'sha256' ? { type: 'end', id, sha256: digest } : { type: 'end', id, xxh128: digest };
+  }
+
+  private ackHash(a: FrameOf<'ack'>): Pick<SendResult, 'sha256' | 'hash' | 'hashAlg'> {
+    const digest = this.hash === 'sha256' ? a.sha256 : (a.xxh128 ?? null);
+    return { sha256: a.sha256, hash: digest, hashAlg: this.hash };
   }
 
   private request(id: number): { accept: Promise<FrameOf<'accept'> | null>; ack: Promise<FrameOf<'ack'>> } {
@@ -303,12 +323,15 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
       // ACK (skipped / duplicate) or NACK straight away: nothing to stream.
       return { ack, bytesSent: 0, resumedFrom: 0 };
     }
-    const hash = createHash('sha256');
+    const hash = await createFileHash(this.hash);
     let offset = acc.offset;
     if (offset > 0) {
-      const ok = offset <= file.size && acc.prefixSha256 !== null && (await hashPrefix(file.abs, offset, hash, this.opts.chunkBytes)) === acc.prefixSha256;
+      // The receiver's prefix digest, in this connection's hash: the whole-file hash then
+      // goes on from it, so END still covers every byte of the file.
+      const prefix = this.hash === 'sha256' ? acc.prefixSha256 : (acc.prefixXxh128 ?? null);
+      const ok = offset <= file.size && prefix !== null && (await hashPrefix(file.abs, offset, hash, this.opts.chunkBytes)) === prefix;
       if (!ok) {
-        this.opts.log.info(`receiver's partial of ${file.path} differs from ours: sending it again from the start`, { peer: this.peerName });
+        this.opts.log.info(`receiver's partial of ${file.path} differs from ours (${hashLabel(this.hash)}): sending it again from the start`, { peer: this.peerName });
         this.channel.send({ type: 'abort', id, reason: 'prefix mismatch: restarting from 0' });
         this.pending.delete(id);
         return this.offerAndStream(file, false);
@@ -327,7 +350,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
       }
       throw err;
     }
-    this.channel.send({ type: 'end', id, sha256: hash.digest('hex') });
+    this.channel.send(this.endFrame(id, hash.digest()));
     return { ack, bytesSent: offset - resumedFrom, resumedFrom };
   }
 
@@ -354,7 +377,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
   }
 
   /** Streams [offset, size) as DATA frames; returns the final offset. */
-  private async stream(file: OutgoingFile, start: number, hash: Hash): Promise<number> {
+  private async stream(file: OutgoingFile, start: number, hash: FileHash): Promise<number> {
     let offset = start;
     if (file.size > start) {
       // Pooled buffers, one read ahead (chunks.ts); a buffer goes back to the pool when
@@ -425,7 +448,7 @@ async function readWhole(file: OutgoingFile): Promise<Buffer> {
   }
 }
 
-async function hashPrefix(abs: string, length: number, hash: Hash, chunk: number): Promise<string> {
+async function hashPrefix(abs: string, length: number, hash: FileHash, chunk: number): Promise<string> {
   const rs = fs.createReadStream(abs, { start: 0, end: length - 1, highWaterMark: chunk });
   let n = 0;
   for await (const c of rs as AsyncIterable<Buffer>) {
@@ -433,5 +456,5 @@ async function hashPrefix(abs: string, length: number, hash: Hash, chunk: number
     n += c.length;
   }
   if (n !== length) throw new SourceChangedError(`${abs} is shorter than the receiver's partial copy`);
-  return hash.copy().digest('hex');
+  return hash.peek();
 }

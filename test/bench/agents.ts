@@ -13,10 +13,13 @@ import { fileURLToPath } from 'node:url';
 import { spawnProc, type Proc } from './util.js';
 
 export interface PairOptions {
-  settleMs: number;
+  /** The outbox's settle window; undefined: the agent's default (1000 ms). */
+  settleMs?: number;
   encrypt: boolean;
   /** Extra node flags for both agents, e.g. ['--cpu-prof', '--cpu-prof-dir', dir]. */
   nodeFlags: string[];
+  /** CPU profiles of both agents (`--cpu-prof`) into <profileDir>/sender and <profileDir>/receiver. */
+  profileDir?: string;
   /** Transfer settings for the sender (window, chunkBytes), merged over the defaults. */
   transfer?: Record<string, unknown>;
   /** Outbox after-action; default: the agent's default (archive). */
@@ -57,7 +60,40 @@ async function writeConfig(dir: string, cfg: Record<string, unknown>): Promise<s
   return file;
 }
 
-export async function startPair(root: string, opts: PairOptions): Promise<Pair> {
+/** An agent's node flags: the common ones, plus its own CPU profile folder when profiling. */
+function flagsFor(opts: PairOptions, role: 'sender' | 'receiver'): string[] {
+  return [...opts.nodeFlags, ...(opts.profileDir ? ['--cpu-prof', '--cpu-prof-dir', path.join(opts.profileDir, role)] : [])];
+}
+
+/** The receiving agent alone, plus a sender config for `tdxfer send --config <senderConfig> --to playback/renders`. */
+export interface Receiver {
+  inbox: string;
+  receiver: Proc;
+  senderConfig: string;
+  stop: () => Promise<void>;
+}
+
+export async function startReceiver(root: string, opts: PairOptions): Promise<Receiver> {
+  const w = await writeConfigs(root, opts, false);
+  const receiver = spawnProc(process.execPath, [...flagsFor(opts, 'receiver'), cliPath(), 'run', '--config', w.bCfg], {}, w.logFile('receiver'));
+  try {
+    await receiver.waitFor(/listening for transfers/);
+  } catch (err) {
+    await receiver.stop();
+    throw err;
+  }
+  return {
+    inbox: path.join(root, 'b', 'inbox'),
+    receiver,
+    senderConfig: w.aCfg,
+    stop: async () => {
+      const code = await receiver.stop();
+      if (code !== 0) process.stderr.write(`warning: the receiving agent exited with ${code}; last output:\n${receiver.output().slice(-1500)}\n`);
+    },
+  };
+}
+
+async function writeConfigs(root: string, opts: PairOptions, outbox: boolean) {
   const [pa, pb] = [await freePort(), await freePort()];
   const common = {
     dataDir: 'data',
@@ -77,18 +113,25 @@ export async function startPair(root: string, opts: PairOptions): Promise<Pair> 
   const aCfg = await writeConfig(path.join(root, 'a'), {
     name: 'render',
     listen: { host: '127.0.0.1', port: pa },
-    outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], settleMs: opts.settleMs, ...(opts.after ? { after: opts.after } : {}) }],
+    ...(outbox
+      ? { outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], ...(opts.settleMs !== undefined ? { settleMs: opts.settleMs } : {}), ...(opts.after ? { after: opts.after } : {}) }] }
+      : {}),
     peers: [{ name: 'playback', host: '127.0.0.1', port: pb }],
     ...(opts.transfer ? { transfer: opts.transfer } : {}),
     ...common,
   });
-  await fs.mkdir(path.join(root, 'a', 'outbox'), { recursive: true });
+  if (outbox) await fs.mkdir(path.join(root, 'a', 'outbox'), { recursive: true });
+  return { aCfg, bCfg, logFile };
+}
+
+export async function startPair(root: string, opts: PairOptions): Promise<Pair> {
+  const { aCfg, bCfg, logFile } = await writeConfigs(root, opts, true);
   const cli = cliPath();
-  const receiver = spawnProc(process.execPath, [...opts.nodeFlags, cli, 'run', '--config', bCfg], {}, logFile('receiver'));
+  const receiver = spawnProc(process.execPath, [...flagsFor(opts, 'receiver'), cli, 'run', '--config', bCfg], {}, logFile('receiver'));
   let sender: Proc | null = null;
   try {
     await receiver.waitFor(/listening for transfers/);
-    sender = spawnProc(process.execPath, [...opts.nodeFlags, cli, 'run', '--config', aCfg], {}, logFile('sender'));
+    sender = spawnProc(process.execPath, [...flagsFor(opts, 'sender'), cli, 'run', '--config', aCfg], {}, logFile('sender'));
     await sender.waitFor(/watching outbox/);
   } catch (err) {
     await Promise.all([receiver.stop(), sender?.stop()]);

@@ -1,23 +1,28 @@
 /**
- * `npm run bench`: tdxfer against the ceiling of this machine, on loopback.
+ * `npm run bench`: tdxfer against rsync and against the ceiling of this machine, on loopback.
  *
- *   (a) ceiling: Node socket → file copy, SHA-256 both sides, fsync (1 MiB buffers,
- *       and Node's default buffers for context), two processes; taking turns with (b)
- *       within each repetition, each big output deleted once measured (see main());
- *   (b) tdxfer: the same file outbox → inbox between two agent processes (built CLI,
- *       defaults, TLS on), from its rename into the outbox until it is in the inbox,
- *       minus the settle window;
- *   (c) many small files dropped at once (a folder renamed into the outbox), files/s,
- *       run first (before the big part frees GiBs, which slows file creation here),
- *       alternating with a `cp -r` of the same files as the disk's baseline;
- *   (d) peak RSS of both agents while moving the big file.
+ *   (a) small files (run first, see main()): N × 4 KiB as one folder renamed into a running
+ *       agent's outbox, TLS and plain, settle subtracted; alternating with rsync of the same
+ *       set to the rsync daemon and with a `cp -r` baseline (the disk at that moment);
+ *   (b) drop → visible latency of one small file, default settle window (1 s);
+ *   (c) 1 GiB: the Node ceiling (socket → file copy, SHA-256 both sides, fsync), rsync to
+ *       the daemon, `tdxfer send` to a running receiver, and two running agents (outbox →
+ *       inbox, settle subtracted), TLS and plain, taking turns within each repetition;
+ *       each big output deleted once measured (see main());
+ *   (d) CPU seconds of each side (user + kernel) per GiB and per 1,000 files, and peak RSS
+ *       of both agents while moving the big file;
+ *   (e) with --profile DIR: one more (unmeasured) run of the agents on the 1 GiB and the
+ *       small-file loads under `--cpu-prof`, profiles in DIR, top self time printed.
  *
+ * rsync (issue #12): a daemon on 127.0.0.1 (rsync.ts), `rsync -a --whole-file --fsync`;
+ * installed with apt-get when missing and root, else its rows are skipped with the reason.
  * Every repetition uses fresh folders and fresh agents; no small files are deleted until
  * the end (see FACTS.md: this disk creates files slowly for ~30 s after a mass delete).
  *
  * Options (flags, or env TDX_BENCH_<NAME>): --size 1G, --reps 3, --files 2000,
- * --file-size 4K, --settle 200, --plain (extra rows with encrypt:false),
- * --only ceiling,big,small, --dir <parent folder>, --keep, --cpu-prof <dir>,
+ * --file-size 4K, --settle 200, --tls-only (no encrypt:false rows; --plain is accepted and
+ * is the default), --only ceiling,send,big,small,latency, --rsync auto|off, --profile DIR,
+ * --dir <parent folder>, --keep, --cpu-prof <dir> (every agent of every run),
  * --window N / --chunk 1M / --after keep (sender settings, for experiments),
  * --logs <dir> [--log-level debug] (keep each agent's output).
  */
@@ -28,10 +33,15 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ceilingRun } from './ceiling.js';
-import { startPair, type PairOptions } from './agents.js';
-import { countFiles, fmtBytes, median, parseSize, pollUntil, procCpuMs, procCpuSplitMs, sampleMemory, table, writeRandomFile } from './util.js';
+import { type PairOptions } from './agents.js';
+import { fmtBytes, median, parseSize, table, writeRandomFile } from './util.js';
+import { ensureRsync, startRsyncDaemon, type RsyncDaemon } from './rsync.js';
+import { bigAgents, bigRsync, bigSend, latencyAgents, latencyRsync, smallAgents, smallRsync, type Run, type SmallRun } from './loads.js';
+import { cpuPer, fmtCpu, fmtRatio, GIB, linkVerdicts, medianCpu, pairedRatio, ratio, type Cpu } from './figures.js';
+import { findProfiles, formatSummary, summariseFile } from './cpuprofile.js';
 
-const TARGETS = { fraction: 0.8, filesPerSec: 1000, rssBytes: 150 * 1024 * 1024 };
+const TARGETS = { fraction: 0.8, filesPerSec: 1000, rssBytes: 150 * 1024 * 1024, vsRsyncPlain: 1.0, vsRsyncTls: 0.9 };
+const LOADS = ['ceiling', 'send', 'big', 'small', 'latency'] as const;
 
 function options() {
   const env = (name: string) => process.env[`TDX_BENCH_${name.toUpperCase().replace(/-/g, '_')}`];
@@ -43,7 +53,10 @@ function options() {
       'file-size': { type: 'string', default: env('file-size') ?? '4K' },
       settle: { type: 'string', default: env('settle') ?? '200' },
       plain: { type: 'boolean', default: env('plain') === '1' },
-      only: { type: 'string', default: env('only') ?? 'ceiling,big,small' },
+      'tls-only': { type: 'boolean', default: env('tls-only') === '1' },
+      only: { type: 'string', default: env('only') ?? LOADS.join(',') },
+      rsync: { type: 'string', default: env('rsync') ?? 'auto' },
+      profile: { type: 'string', default: env('profile') ?? '' },
       dir: { type: 'string', default: env('dir') ?? os.tmpdir() },
       keep: { type: 'boolean', default: env('keep') === '1' },
       'cpu-prof': { type: 'string', default: env('cpu-prof') ?? '' },
@@ -56,8 +69,9 @@ function options() {
     },
   });
   if (values.help) {
-    process.stdout.write(`usage: npm run bench -- [--size 1G] [--reps 3] [--files 2000] [--file-size 4K] [--settle 200] [--plain]
-                       [--only ceiling,big,small] [--dir /tmp] [--keep] [--cpu-prof DIR] [--window N] [--chunk 1M] [--after archive|delete|keep]
+    process.stdout.write(`usage: npm run bench -- [--size 1G] [--reps 3] [--files 2000] [--file-size 4K] [--settle 200] [--tls-only]
+                       [--only ${LOADS.join(',')}] [--rsync auto|off] [--profile DIR]
+                       [--dir /tmp] [--keep] [--cpu-prof DIR] [--window N] [--chunk 1M] [--after archive|delete|keep]
                        [--logs DIR] [--log-level debug]
 (each also as env TDX_BENCH_<NAME>, e.g. TDX_BENCH_SIZE=256M)\n`);
     process.exit(0);
@@ -68,7 +82,8 @@ function options() {
     return n;
   };
   const only = new Set(values.only.split(',').map((s) => s.trim()));
-  for (const o of only) if (!['ceiling', 'big', 'small'].includes(o)) throw new Error(`--only takes ceiling, big and/or small (comma-separated), got ${JSON.stringify(o)}`);
+  for (const o of only) if (!(LOADS as readonly string[]).includes(o)) throw new Error(`--only takes ${LOADS.join(', ')} (comma-separated), got ${JSON.stringify(o)}`);
+  if (!['auto', 'off'].includes(values.rsync)) throw new Error(`--rsync takes auto or off, got ${JSON.stringify(values.rsync)}`);
   const transfer: Record<string, unknown> = {};
   if (values.window) transfer.window = int('window', values.window, 1);
   if (values.chunk) transfer.chunkBytes = parseSize(values.chunk);
@@ -78,8 +93,10 @@ function options() {
     files: int('files', values.files, 1),
     fileSize: parseSize(values['file-size']),
     settleMs: int('settle', values.settle, 0),
-    plain: values.plain,
+    modes: values['tls-only'] ? [true] : [true, false],
     only,
+    rsync: values.rsync as 'auto' | 'off',
+    profile: values.profile,
     dir: values.dir,
     keep: values.keep,
     cpuProf: values['cpu-prof'],
@@ -96,12 +113,13 @@ function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
-/** A fresh, never-used folder under the bench root. */
 async function fresh(base: string, prefix: string): Promise<string> {
   return fs.mkdtemp(path.join(base, prefix));
 }
 
-function pairOptions(o: Opts, encrypt: boolean, label: string): PairOptions {
+const modeName = (encrypt: boolean) => (encrypt ? 'tls' : 'plain');
+
+function pairOptions(o: Opts, encrypt: boolean, label: string, extra: Partial<PairOptions> = {}): PairOptions {
   const nodeFlags = o.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(o.cpuProf, label)] : [];
   return {
     settleMs: o.settleMs,
@@ -110,77 +128,8 @@ function pairOptions(o: Opts, encrypt: boolean, label: string): PairOptions {
     ...(o.transfer ? { transfer: o.transfer } : {}),
     ...(o.after ? { after: o.after } : {}),
     ...(o.logs ? { logs: { dir: path.resolve(o.logs), label, ...(o.logLevel ? { level: o.logLevel } : {}) } } : {}),
+    ...extra,
   };
-}
-
-interface BigRun {
-  ms: number;
-  rss: [number, number];
-  /** CPU time used by sender and receiver during the measurement. */
-  cpu: [number, number];
-  /** Of the receiver's CPU time, the part spent in the kernel. */
-  recvSys: number;
-}
-
-async function cpuOf(pids: number[]): Promise<number[]> {
-  return Promise.all(pids.map(async (p) => (await procCpuMs(p)) ?? NaN));
-}
-
-/** One 1-file run: fresh agents, link the master in, rename into the outbox, wait for the inbox. */
-async function bigRun(o: Opts, base: string, master: string, encrypt: boolean, rep: number): Promise<BigRun> {
-  const root = await fresh(base, `big-${encrypt ? 'tls' : 'plain'}-${rep}-`);
-  const pair = await startPair(root, pairOptions(o, encrypt, `big-${encrypt ? 'tls' : 'plain'}-${rep}`));
-  try {
-    // A hard link: the same (cached) bytes every run, as for the ceiling, no copy needed.
-    const staged = path.join(root, 'take.mov');
-    await fs.link(master, staged);
-    const target = path.join(pair.inbox, 'take.mov');
-    const pids = [pair.sender.pid, pair.receiver.pid];
-    const mem = sampleMemory(pids);
-    const c0 = await cpuOf(pids);
-    const s0 = await procCpuSplitMs(pair.receiver.pid);
-    const t0 = performance.now();
-    await fs.rename(staged, path.join(pair.outbox, 'take.mov'));
-    const t1 = await pollUntil(async () => (await fs.stat(target).catch(() => null))?.size === o.size, 300_000, `${target} in the inbox`, 2);
-    const c1 = await cpuOf(pids);
-    const s1 = await procCpuSplitMs(pair.receiver.pid);
-    const [rs, rr] = await mem.stop();
-    const recvSys = s0 && s1 ? s1.sys - s0.sys : NaN;
-    return { ms: t1 - t0 - o.settleMs, rss: [rs!, rr!], cpu: [c1[0]! - c0[0]!, c1[1]! - c0[1]!], recvSys };
-  } finally {
-    await pair.stop();
-    // Free the output's page cache for the next run (see main()); the archived source is the master's hard link.
-    await fs.rm(path.join(pair.inbox, 'take.mov'), { force: true });
-  }
-}
-
-interface SmallRun {
-  cpMs: number;
-  tdxMs: number;
-  cpu: [number, number];
-}
-
-/** cp -r of the prepared set into a fresh folder (the baseline), then that copy dropped into a fresh pair's outbox. */
-async function smallRun(o: Opts, base: string, set: string, rep: number): Promise<SmallRun> {
-  const root = await fresh(base, `small-${rep}-`);
-  const copy = path.join(root, 'batch');
-  const c0 = performance.now();
-  const cp = spawnSync('cp', ['-r', set, copy]);
-  const cpMs = performance.now() - c0;
-  if (cp.status !== 0) throw new Error(`bench: cp -r ${set} ${copy} failed: ${cp.stderr.toString()}`);
-  const pair = await startPair(root, pairOptions(o, true, `small-${rep}`));
-  try {
-    const landed = path.join(pair.inbox, 'batch');
-    const pids = [pair.sender.pid, pair.receiver.pid];
-    const c0 = await cpuOf(pids);
-    const t0 = performance.now();
-    await fs.rename(copy, path.join(pair.outbox, 'batch'));
-    const t1 = await pollUntil(async () => (await countFiles(landed)) >= o.files, 300_000, `${o.files} files in ${landed}`, 10);
-    const c1 = await cpuOf(pids);
-    return { cpMs, tdxMs: t1 - t0 - o.settleMs, cpu: [c1[0]! - c0[0]!, c1[1]! - c0[1]!] };
-  } finally {
-    await pair.stop();
-  }
 }
 
 /**
@@ -211,155 +160,312 @@ const mbps = (bytes: number, ms: number) => `${(bytes / 1e6 / (ms / 1000)).toFix
 const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 const mib = (b: number) => `${(b / 1024 / 1024).toFixed(0)} MB`;
 const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+const cpuLine = (r: Run) => `CPU sender ${fmtCpu(r.sender)}, receiver ${fmtCpu(r.receiver)}`;
+
+/** Runs the steps of one repetition, in reverse order on odd repetitions (taking turns). */
+async function alternate(rep: number, steps: Array<() => Promise<void>>): Promise<void> {
+  if (rep % 2 === 1) steps.reverse();
+  for (const step of steps) await step();
+}
 
 async function main(): Promise<void> {
   const o = options();
   const base = await fs.mkdtemp(path.join(o.dir, 'tdxfer-bench-'));
-  log(`tdxfer bench in ${base}: ${fmtBytes(o.size)} file, ${o.files} × ${fmtBytes(o.fileSize)}, ${o.reps} reps, settle ${o.settleMs} ms (subtracted), ${os.cpus().length} CPUs, Node ${process.version}`);
+  log(`tdxfer bench in ${base}: ${fmtBytes(o.size)} file, ${o.files} × ${fmtBytes(o.fileSize)}, ${o.reps} reps, settle ${o.settleMs} ms (subtracted), ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}, Node ${process.version}`);
   const started = performance.now();
-  const rows: string[][] = [];
+  const out: string[] = [];
   const verdicts: string[] = [];
+  let daemon: RsyncDaemon | null = null;
+  let rsyncBin = '';
   try {
+    if (o.rsync === 'auto') {
+      const r = ensureRsync(log);
+      if ('skip' in r) {
+        log(r.skip);
+        verdicts.push(`info  ${r.skip}`);
+      } else {
+        rsyncBin = r.bin;
+        daemon = await startRsyncDaemon(rsyncBin, await fresh(base, 'rsyncd-'));
+        const v = spawnSync(rsyncBin, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
+        log(`rsync daemon (${v}) on 127.0.0.1:${daemon.port}, pid ${daemon.pid}: rsync -a --whole-file --fsync`);
+      }
+    }
+
     // Small files first: the big part deletes 1 GiB outputs, and this disk creates files
     // slowly for a while after freeing that much (FACTS.md), which would measure the
     // disk's recovery rather than tdxfer (the cp -r baseline shows it: 1 s instead of 0.06 s).
-    let smallRows: string[][] = [];
     if (o.only.has('small')) {
       const set = path.join(base, 'small-set');
       await fs.mkdir(set);
-      for (let i = 0; i < o.files; i++) await writeRandomFileQuick(path.join(set, `f${String(i).padStart(5, '0')}.bin`), o.fileSize);
+      for (let i = 0; i < o.files; i++) await fs.writeFile(path.join(set, `f${String(i).padStart(5, '0')}.bin`), randomBytes(o.fileSize));
       await waitForFastDisk(base, set);
-      const runs: SmallRun[] = [];
-      for (let r = 0; r < o.reps; r++) {
-        const run = await smallRun(o, base, set, r);
-        log(`  small files rep ${r + 1}: cp -r ${secs(run.cpMs)} (${(o.files / (run.cpMs / 1000)).toFixed(0)} files/s), tdxfer ${secs(run.tdxMs)} (${(o.files / (run.tdxMs / 1000)).toFixed(0)} files/s), CPU sender ${secs(run.cpu[0])}, receiver ${secs(run.cpu[1])}`);
-        runs.push(run);
-      }
-      const cpM = median(runs.map((x) => x.cpMs));
-      const tdxM = median(runs.map((x) => x.tdxMs));
-      const fps = o.files / (tdxM / 1000);
-      smallRows = [
-        [`cp -r (no fsync, same disk moment)`, secs(cpM), `${(o.files / (cpM / 1000)).toFixed(0)} files/s`],
-        [`tdxfer outbox → inbox, TLS (fsync per file)`, secs(tdxM), `${fps.toFixed(0)} files/s`],
-      ];
-      verdicts.push(`${verdict(fps >= TARGETS.filesPerSec)}  small files ≥ ${TARGETS.filesPerSec} files/s end to end: ${fps.toFixed(0)} files/s`);
-    }
-
-    let master = '';
-    if (o.only.has('ceiling') || o.only.has('big')) {
-      master = path.join(base, 'master.bin');
-      log(`generating ${fmtBytes(o.size)} of random data…`);
-      await writeRandomFile(master, o.size);
-    }
-
-    // Big file: the ceiling and tdxfer take turns within each repetition (the order
-    // alternating), and each run's 1 GiB output is deleted right after it is measured.
-    // On this VM, writing into never-used guest memory costs ~2 s of kernel time per GiB
-    // (page cache for the output): without deleting, whichever runs later pays for it,
-    // and without taking turns the disk's write-back phases favour one side. A warm-up
-    // write first, so the first measured run does not pay it either. Deleting one big
-    // file is not the mass delete that slows file creation here (FACTS.md).
-    const ceilTimes: number[] = [];
-    const ceilDefaultTimes: number[] = [];
-    const ceilTlsTimes: number[] = [];
-    const bigRuns = new Map<boolean, BigRun[]>([[true, []], [false, []]]);
-    const bigModes = o.only.has('big') ? (o.plain ? [true, false] : [true]) : [];
-    if (o.only.has('ceiling') || o.only.has('big')) {
-      const warm = path.join(base, 'warm-up.bin');
-      await writeRandomFile(warm, o.size);
-      await fs.rm(warm);
-      // The master's pages are written back now, not during the first measured run.
-      spawnSync('sync');
+      const series = new Map<string, Run[]>();
+      const cps: number[] = [];
+      const add = (k: string, r: Run) => series.set(k, [...(series.get(k) ?? []), r]);
       for (let r = 0; r < o.reps; r++) {
         const steps: Array<() => Promise<void>> = [];
-        if (o.only.has('ceiling')) {
+        for (const encrypt of o.modes) {
           steps.push(async () => {
-            const dir = await fresh(base, `ceiling-${r}-`);
-            const { ms } = await ceilingRun(master, path.join(dir, 'copy.bin'), 1 << 20);
-            await fs.rm(dir, { recursive: true });
-            log(`  ceiling, 1 MiB buffers, rep ${r + 1}: ${secs(ms)}`);
-            ceilTimes.push(ms);
+            const run: SmallRun = await smallAgents(base, set, o.files, o.settleMs, pairOptions(o, encrypt, `small-${modeName(encrypt)}-${r}`), `small-${modeName(encrypt)}-${r}`);
+            cps.push(run.cpMs);
+            log(`  small files, tdxfer ${modeName(encrypt)} rep ${r + 1}: ${secs(run.ms)} (${(o.files / (run.ms / 1000)).toFixed(0)} files/s; cp -r before: ${secs(run.cpMs)}), ${cpuLine(run)}`);
+            add(modeName(encrypt), run);
           });
         }
-        for (const encrypt of bigModes) {
+        if (daemon) {
+          const d = daemon;
           steps.push(async () => {
-            const run = await bigRun(o, base, master, encrypt, r);
-            log(`  tdxfer ${encrypt ? 'TLS' : 'plain'} rep ${r + 1}: ${secs(run.ms)} (${mbps(o.size, run.ms)}), peak RSS sender ${mib(run.rss[0])}, receiver ${mib(run.rss[1])}, CPU sender ${secs(run.cpu[0])}, receiver ${secs(run.cpu[1])} (kernel ${secs(run.recvSys)})`);
-            bigRuns.get(encrypt)!.push(run);
+            const run = await smallRsync(rsyncBin, d, set, `small-${r}`);
+            log(`  small files, rsync rep ${r + 1}: ${secs(run.ms)} (${(o.files / (run.ms / 1000)).toFixed(0)} files/s), ${cpuLine(run)}`);
+            add('rsync', run);
           });
         }
-        if (r % 2 === 1) steps.reverse();
-        for (const step of steps) await step();
+        await alternate(r, steps);
       }
-      if (o.only.has('ceiling')) {
-        // For context only (not part of the ratio): Node's default stream buffers, and the
-        // same minimal copy inside TLS-PSK (what encryption alone costs on this machine).
-        const dir = await fresh(base, 'ceiling-default-');
-        const { ms } = await ceilingRun(master, path.join(dir, 'copy.bin'), 0);
-        await fs.rm(dir, { recursive: true });
-        log(`  ceiling, default buffers: ${secs(ms)}`);
-        ceilDefaultTimes.push(ms);
-        for (let r = 0; r < o.reps; r++) {
-          const tdir = await fresh(base, `ceiling-tls-${r}-`);
-          const t = await ceilingRun(master, path.join(tdir, 'copy.bin'), 1 << 20, { tls: true });
-          await fs.rm(tdir, { recursive: true });
-          log(`  ceiling inside TLS-PSK, rep ${r + 1}: ${secs(t.ms)}`);
-          ceilTlsTimes.push(t.ms);
+      const rows: string[][] = [];
+      const cpM = median(cps);
+      rows.push(['cp -r (no fsync, same disk moment)', secs(cpM), `${(o.files / (cpM / 1000)).toFixed(0)} files/s`, '', '', '']);
+      const rs = series.get('rsync') ?? [];
+      const rsM = median(rs.map((x) => x.ms));
+      const k = 1000;
+      const row = (name: string, runs: Run[], isRsync: boolean) => {
+        const m = median(runs.map((x) => x.ms));
+        const sc = medianCpu(runs.map((x) => cpuPer(x.sender, o.files, k)));
+        const rc = medianCpu(runs.map((x) => cpuPer(x.receiver, o.files, k)));
+        rows.push([name, secs(m), `${(o.files / (m / 1000)).toFixed(0)} files/s`, isRsync ? '1.00' : fmtRatio(ratio(rsM, m)), fmtCpu(sc), fmtCpu(rc)]);
+        return m;
+      };
+      if (rs.length > 0) row('rsync -a --whole-file --fsync → daemon', rs, true);
+      for (const encrypt of o.modes) {
+        const runs = series.get(modeName(encrypt))!;
+        const m = row(`tdxfer outbox → inbox, ${encrypt ? 'TLS' : 'plain'} (fsync per file, settle subtracted)`, runs, false);
+        const fps = o.files / (m / 1000);
+        if (encrypt) verdicts.push(`${verdict(fps >= TARGETS.filesPerSec)}  small files ≥ ${TARGETS.filesPerSec} files/s end to end (TLS): ${fps.toFixed(0)} files/s`);
+        if (rs.length > 0) {
+          const t = encrypt ? TARGETS.vsRsyncTls : TARGETS.vsRsyncPlain;
+          const r = ratio(rsM, m);
+          verdicts.push(`${verdict(r >= t)}  rsync / tdxfer ≥ ${t}, ${o.files} small files, ${encrypt ? 'TLS' : 'plain'}: ${fmtRatio(r)} (median of per-rep ratios ${fmtRatio(pairedRatio(rs.map((x) => x.ms), runs.map((x) => x.ms)))})`);
         }
       }
+      out.push(`${o.files} files × ${fmtBytes(o.fileSize)} dropped at once, median of ${o.reps} (alternating); CPU s per 1,000 files = total (user+kernel)`);
+      out.push(table(['how', 'time', 'rate', 'rsync/this', 'CPU sender', 'CPU receiver'], rows), '');
     }
 
-    let ceiling = NaN;
-    if (o.only.has('ceiling')) {
-      ceiling = median(ceilTimes);
-      rows.push(['ceiling: Node socket → file, 1 MiB buffers, SHA-256 ×2, fsync', secs(ceiling), mbps(o.size, ceiling), '1.00', '', '']);
-      const d = median(ceilDefaultTimes);
-      rows.push(['  same, default buffers (context, 1 run)', secs(d), mbps(o.size, d), (ceiling / d).toFixed(2), '', '']);
-      const t = median(ceilTlsTimes);
-      rows.push(['  same, inside TLS-PSK (context)', secs(t), mbps(o.size, t), (ceiling / t).toFixed(2), '', '']);
-    }
-
-    for (const encrypt of bigModes) {
-      const runs = bigRuns.get(encrypt)!;
-      const m = median(runs.map((x) => x.ms));
-      const frac = ceiling / m;
-      const rssS = Math.max(...runs.map((x) => x.rss[0]));
-      const rssR = Math.max(...runs.map((x) => x.rss[1]));
-      rows.push([
-        `tdxfer outbox → inbox, ${encrypt ? 'TLS (default)' : 'plain TCP (encrypt: false)'}`,
-        secs(m), mbps(o.size, m), Number.isNaN(frac) ? 'n/a' : frac.toFixed(2), mib(rssS), mib(rssR),
-      ]);
-      if (encrypt) {
-        verdicts.push(`${Number.isNaN(frac) ? 'n/a ' : verdict(frac >= TARGETS.fraction)}  tdxfer / ceiling ≥ ${TARGETS.fraction}: ${Number.isNaN(frac) ? 'no ceiling measured' : frac.toFixed(2)}`);
-        if (ceilTlsTimes.length > 0) verdicts.push(`info  tdxfer (TLS) / the same minimal copy inside TLS-PSK: ${(median(ceilTlsTimes) / m).toFixed(2)}`);
-      } else if (!Number.isNaN(frac)) {
-        verdicts.push(`${verdict(frac >= TARGETS.fraction)}  tdxfer plain TCP / ceiling ≥ ${TARGETS.fraction}: ${frac.toFixed(2)}`);
+    if (o.only.has('latency')) {
+      const lat: number[] = [];
+      const rl: number[] = [];
+      for (let r = 0; r < o.reps; r++) {
+        const steps: Array<() => Promise<void>> = [
+          async () => {
+            const xs = await latencyAgents(base, 5, o.fileSize, pairOptions(o, true, `latency-${r}`, { settleMs: undefined }), `latency-${r}`);
+            log(`  drop → visible, tdxfer TLS, default settle, rep ${r + 1}: ${xs.map(secs).join(', ')}`);
+            lat.push(...xs);
+          },
+        ];
+        if (daemon) {
+          const d = daemon;
+          steps.push(async () => {
+            const ms = await latencyRsync(rsyncBin, d, base, o.fileSize, `one-${r}`);
+            log(`  one small file, rsync command, rep ${r + 1}: ${secs(ms)}`);
+            rl.push(ms);
+          });
+        }
+        await alternate(r, steps);
       }
-      verdicts.push(`${verdict(Math.max(rssS, rssR) < TARGETS.rssBytes)}  peak RSS < ${mib(TARGETS.rssBytes)} (${encrypt ? 'TLS' : 'plain'}): sender ${mib(rssS)}, receiver ${mib(rssR)}`);
+      const rows = [[`tdxfer, drop into outbox → visible in inbox (TLS, default settle window 1 s)`, secs(median(lat)), `${lat.length} drops`]];
+      if (rl.length > 0) rows.push(['rsync command for one file (no watcher: its start-to-exit time, context)', secs(median(rl)), `${rl.length} runs`]);
+      out.push(`one ${fmtBytes(o.fileSize)} file, median`);
+      out.push(table(['how', 'latency', 'n'], rows), '');
     }
 
-    process.stdout.write('\n');
-    if (rows.length > 0) {
-      process.stdout.write(`${fmtBytes(o.size)} over loopback, median of ${o.reps}\n`);
-      process.stdout.write(`${table(['how', 'time', 'rate', 'fraction', 'RSS send', 'RSS recv'], rows)}\n\n`);
-    }
-    if (smallRows.length > 0) {
-      process.stdout.write(`${o.files} files × ${fmtBytes(o.fileSize)} dropped at once, median of ${o.reps} (alternating)\n`);
-      process.stdout.write(`${table(['how', 'time', 'rate'], smallRows)}\n\n`);
-    }
+    if (o.only.has('ceiling') || o.only.has('big') || o.only.has('send')) await bigPart(o, base, daemon, rsyncBin, out, verdicts);
+
+    if (o.profile) await profilePart(o, base, out);
+
+    process.stdout.write(`\n${out.join('\n')}\n`);
     for (const v of verdicts) process.stdout.write(`${v}\n`);
-    process.stdout.write(`\nbench took ${secs(performance.now() - started)}\n`);
+    process.stdout.write(`\nbench took ${secs(performance.now() - started)} (load average now ${os.loadavg().map((l) => l.toFixed(1)).join(' ')})\n`);
   } finally {
+    await daemon?.stop();
     if (o.keep) log(`kept ${base}`);
     else await fs.rm(base, { recursive: true, force: true });
   }
 }
 
-async function writeRandomFileQuick(file: string, size: number): Promise<void> {
-  await fs.writeFile(file, randomBytes(size));
+/**
+ * 1 GiB: the ceiling, rsync, `tdxfer send` and the agents take turns within each repetition
+ * (the order alternating), and each run's output is deleted right after it is measured.
+ * On this VM, writing into never-used guest memory costs ~2 s of kernel time per GiB (page
+ * cache for the output): without deleting, whichever runs later pays for it, and without
+ * taking turns the disk's write-back phases favour one side. A warm-up write first, so the
+ * first measured run does not pay it either. Deleting one big file is not the mass delete
+ * that slows file creation here (FACTS.md).
+ */
+async function bigPart(o: Opts, base: string, daemon: RsyncDaemon | null, rsyncBin: string, out: string[], verdicts: string[]): Promise<void> {
+  const master = path.join(base, 'master.bin');
+  log(`generating ${fmtBytes(o.size)} of random data…`);
+  await writeRandomFile(master, o.size);
+  const warm = path.join(base, 'warm-up.bin');
+  await writeRandomFile(warm, o.size);
+  await fs.rm(warm);
+  // The master's pages are written back now, not during the first measured run.
+  spawnSync('sync');
+  const series = new Map<string, Run[]>();
+  const add = (k: string, r: Run) => series.set(k, [...(series.get(k) ?? []), r]);
+  const ceil: number[] = [];
+  for (let r = 0; r < o.reps; r++) {
+    const steps: Array<() => Promise<void>> = [];
+    if (o.only.has('ceiling')) {
+      steps.push(async () => {
+        const dir = await fresh(base, `ceiling-${r}-`);
+        const { ms } = await ceilingRun(master, path.join(dir, 'copy.bin'), 1 << 20);
+        await fs.rm(dir, { recursive: true });
+        log(`  ceiling, 1 MiB buffers, rep ${r + 1}: ${secs(ms)}`);
+        ceil.push(ms);
+      });
+    }
+    if (daemon) {
+      const d = daemon;
+      steps.push(async () => {
+        const run = await bigRsync(rsyncBin, d, master, `big-${r}`);
+        log(`  rsync rep ${r + 1}: ${secs(run.ms)} (${mbps(o.size, run.ms)}), ${cpuLine(run)}`);
+        add('rsync', run);
+      });
+    }
+    for (const encrypt of o.modes) {
+      const m = modeName(encrypt);
+      if (o.only.has('send')) {
+        steps.push(async () => {
+          const run = await bigSend(base, master, o.size, pairOptions(o, encrypt, `send-${m}-${r}`), `send-${m}-${r}`);
+          log(`  tdxfer send ${m} rep ${r + 1}: ${secs(run.ms)} (${mbps(o.size, run.ms)}), ${cpuLine(run)}`);
+          add(`send-${m}`, run);
+        });
+      }
+      if (o.only.has('big')) {
+        steps.push(async () => {
+          const run = await bigAgents(base, master, o.size, o.settleMs, pairOptions(o, encrypt, `big-${m}-${r}`), `big-${m}-${r}`);
+          log(`  tdxfer agents ${m} rep ${r + 1}: ${secs(run.ms)} (${mbps(o.size, run.ms)}), peak RSS sender ${mib(run.rss![0])}, receiver ${mib(run.rss![1])}, ${cpuLine(run)}`);
+          add(`big-${m}`, run);
+        });
+      }
+    }
+    await alternate(r, steps);
+  }
+  const ceilDefault: number[] = [];
+  const ceilTls: number[] = [];
+  if (o.only.has('ceiling')) {
+    // For context only: Node's default stream buffers, and the same minimal copy inside
+    // TLS-PSK (what encryption alone costs on this machine).
+    const dir = await fresh(base, 'ceiling-default-');
+    ceilDefault.push((await ceilingRun(master, path.join(dir, 'copy.bin'), 0)).ms);
+    await fs.rm(dir, { recursive: true });
+    log(`  ceiling, default buffers: ${secs(ceilDefault[0]!)}`);
+    for (let r = 0; r < o.reps; r++) {
+      const tdir = await fresh(base, `ceiling-tls-${r}-`);
+      const t = await ceilingRun(master, path.join(tdir, 'copy.bin'), 1 << 20, { tls: true });
+      await fs.rm(tdir, { recursive: true });
+      log(`  ceiling inside TLS-PSK, rep ${r + 1}: ${secs(t.ms)}`);
+      ceilTls.push(t.ms);
+    }
+  }
+
+  const ceiling = median(ceil);
+  const rs = series.get('rsync') ?? [];
+  const rsM = median(rs.map((x) => x.ms));
+  const rows: string[][] = [];
+  const cpuRows: Array<{ name: string; sender?: Cpu; receiver?: Cpu }> = [];
+  const blank = ['', '', '', ''];
+  if (o.only.has('ceiling')) {
+    rows.push(['ceiling: Node socket → file, 1 MiB buffers, SHA-256 ×2, fsync', secs(ceiling), mbps(o.size, ceiling), fmtRatio(ratio(rsM, ceiling)), '1.00', ...blank]);
+    const d = median(ceilDefault);
+    rows.push(['  same, default buffers (context, 1 run)', secs(d), mbps(o.size, d), fmtRatio(ratio(rsM, d)), (ceiling / d).toFixed(2), ...blank]);
+    const t = median(ceilTls);
+    rows.push(['  same, inside TLS-PSK (context)', secs(t), mbps(o.size, t), fmtRatio(ratio(rsM, t)), (ceiling / t).toFixed(2), ...blank]);
+  }
+  const row = (name: string, runs: Run[]) => {
+    const m = median(runs.map((x) => x.ms));
+    const sc = medianCpu(runs.map((x) => cpuPer(x.sender, o.size, GIB)));
+    const rc = medianCpu(runs.map((x) => cpuPer(x.receiver, o.size, GIB)));
+    const rss = runs[0]?.rss ? [mib(Math.max(...runs.map((x) => x.rss![0]))), mib(Math.max(...runs.map((x) => x.rss![1])))] : ['', ''];
+    const frac = ceiling / m;
+    rows.push([name, secs(m), mbps(o.size, m), fmtRatio(ratio(rsM, m)), Number.isFinite(frac) ? frac.toFixed(2) : '', fmtCpu(sc), fmtCpu(rc), ...rss]);
+    cpuRows.push({ name, ...(sc ? { sender: sc } : {}), ...(rc ? { receiver: rc } : {}) });
+    return m;
+  };
+  if (rs.length > 0) row('rsync -a --whole-file --fsync → daemon', rs);
+  for (const encrypt of o.modes) {
+    const m = modeName(encrypt);
+    const label = encrypt ? 'TLS (default)' : 'plain (encrypt: false)';
+    for (const [key, name] of [[`send-${m}`, `tdxfer send → running receiver, ${label}`], [`big-${m}`, `tdxfer agents outbox → inbox, ${label}`]] as const) {
+      const runs = series.get(key);
+      if (!runs) continue;
+      const t = row(name, runs);
+      if (rs.length > 0) {
+        const target = encrypt ? TARGETS.vsRsyncTls : TARGETS.vsRsyncPlain;
+        const r = ratio(rsM, t);
+        verdicts.push(`${verdict(r >= target)}  rsync / tdxfer ≥ ${target}, ${fmtBytes(o.size)}, ${name}: ${fmtRatio(r)} (median of per-rep ratios ${fmtRatio(pairedRatio(rs.map((x) => x.ms), runs.map((x) => x.ms)))})`);
+      }
+      if (key.startsWith('big-')) {
+        if (Number.isFinite(ceiling)) verdicts.push(`${verdict(ceiling / t >= TARGETS.fraction)}  tdxfer agents ${m} / ceiling ≥ ${TARGETS.fraction}: ${(ceiling / t).toFixed(2)}`);
+        if (encrypt && ceilTls.length > 0) verdicts.push(`info  tdxfer agents (TLS) / the same minimal copy inside TLS-PSK: ${(median(ceilTls) / t).toFixed(2)}`);
+        const rssS = Math.max(...runs.map((x) => x.rss![0]));
+        const rssR = Math.max(...runs.map((x) => x.rss![1]));
+        verdicts.push(`${verdict(Math.max(rssS, rssR) < TARGETS.rssBytes)}  peak RSS < ${mib(TARGETS.rssBytes)} (${m}): sender ${mib(rssS)}, receiver ${mib(rssR)}`);
+      }
+    }
+  }
+  out.push(`${fmtBytes(o.size)} over loopback, median of ${o.reps} (taking turns); rsync/this > 1: tdxfer faster; CPU s per GiB = total (user+kernel)`);
+  out.push(table(['how', 'time', 'rate', 'rsync/this', 'vs ceiling', 'CPU sender', 'CPU receiver', 'RSS send', 'RSS recv'], rows), '');
+  if (cpuRows.length > 0) {
+    // Which link each side's CPU per GiB keeps up with if that work ran on one core.
+    const lrows = cpuRows.flatMap((c) =>
+      (['sender', 'receiver'] as const).map((side) => {
+        const cpu = c[side];
+        const ms = cpu ? cpu.user + cpu.sys : NaN;
+        return [`${c.name}: ${side}`, fmtCpu(cpu), ...linkVerdicts(ms).map((v) => (Number.isFinite(ms) ? (v.keepsUp ? 'yes' : 'no') : 'n/a'))];
+      }),
+    );
+    out.push('CPU per GiB vs link speed (1 GbE ≈ 117 MB/s = 9.2 s per GiB, 10 GbE ≈ 1170 MB/s = 0.92 s per GiB; one core per side)');
+    out.push(table(['side', 'CPU s/GiB', '1 GbE', '10 GbE'], lrows), '');
+  }
+}
+
+/**
+ * One more run per load under --cpu-prof (not measured: profiling costs time): both agents
+ * on 1 GiB (TLS, plain) and on the small files (TLS), and `tdxfer send` with its receiver.
+ * The summaries cover only the measured interval (not the agents' start), except for the
+ * send process, whose start is part of what a `tdxfer send` costs.
+ */
+async function profilePart(o: Opts, base: string, out: string[]): Promise<void> {
+  const dir = path.resolve(o.profile);
+  await fs.mkdir(dir, { recursive: true });
+  const loads: Array<[string, (profileDir: string) => Promise<Run>]> = [];
+  const master = path.join(base, 'master.bin');
+  if (o.only.has('big')) {
+    for (const encrypt of o.modes) {
+      const m = modeName(encrypt);
+      loads.push([`big-${m}`, (p) => bigAgents(base, master, o.size, o.settleMs, pairOptions(o, encrypt, `prof-big-${m}`, { profileDir: p }), `prof-big-${m}`)]);
+    }
+  }
+  if (o.only.has('send')) loads.push(['send-tls', (p) => bigSend(base, master, o.size, pairOptions(o, true, 'prof-send-tls', { profileDir: p }), 'prof-send-tls')]);
+  if (o.only.has('small')) {
+    const set = path.join(base, 'small-set');
+    loads.push(['small-tls', (p) => smallAgents(base, set, o.files, o.settleMs, pairOptions(o, true, 'prof-small-tls', { profileDir: p }), 'prof-small-tls')]);
+  }
+  for (const [name, run] of loads) {
+    const p = path.join(dir, name);
+    await fs.rm(p, { recursive: true, force: true });
+    log(`  profiling ${name} → ${p}`);
+    const r = await run(p);
+    for (const side of ['sender', 'receiver']) {
+      for (const f of await findProfiles(path.join(p, side)).catch(() => [])) {
+        out.push(formatSummary(`profile ${name}, ${side}, measured interval (${f})`, await summariseFile(f, 12, r.window)), '');
+      }
+    }
+  }
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exitCode = 1;
 });

@@ -7,9 +7,10 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { sha256File, spawnCli, waitUntil, writeRandomFile } from '../helpers/agents.js';
+import { spawnCli, waitUntil, writeRandomFile } from '../helpers/agents.js';
 import { getJson, httpRequest, oscListener, startRunning, writePair, type OscMessage, type PairLayout, type Running } from './status-helpers.js';
 import { linuxOnly } from '../helpers/platform.js';
+import { digestFile } from '../helpers/hash.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -206,7 +207,11 @@ test('onReceive hook: runs for a real received file with the TDXFER_* environmen
     TDXFER_FROM: 'render',
     TDXFER_INBOX: 'renders',
     TDXFER_REL: 'cues/cue 7 (final).json',
-    TDXFER_SHA256: await sha256File(landed),
+    // Two agents of this version negotiate XXH3-128: its digest is TDXFER_HASH, and
+    // TDXFER_SHA256 stays empty (it is set whenever SHA-256 was used: test/service/hooks).
+    TDXFER_SHA256: '',
+    TDXFER_HASH: await digestFile(landed, 'xxh3-128'),
+    TDXFER_HASH_ALG: 'xxh3-128',
     TDXFER_SIZE: '4321',
   });
 

@@ -14,7 +14,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Agent } from '../../src/agent/agent.js';
 import { memoryLogger } from '../../src/log.js';
-import { hashTree, listFiles, startAgent, waitUntil, writeRandomFile } from '../helpers/agents.js';
+import { TEST_KEY, hashTree, listFiles, startAgent, waitUntil, writeRandomFile } from '../helpers/agents.js';
+import { digestFile } from '../helpers/hash.js';
 import { assertDelivered, dropIntoOutbox, makePair, runCleanup, watchInbox, type Cleanup } from './util.js';
 
 const MB = 1024 * 1024;
@@ -36,8 +37,15 @@ const SIZE = 8 * MB;
 // (which starts after the 8 MiB + headers of attempt 1, on the same connection).
 const FLIPS = [3_000_000, SIZE + 3_000_000];
 
-test('plain TCP: bits flipped in flight are caught by SHA-256 (NACK HASH_MISMATCH), the file is re-sent, only correct bytes land', async () => {
-  const p = await makePair(cleanup, { encrypt: false, proxy: (i) => (i === 0 ? { flip: FLIPS.map((offset) => ({ offset, mask: 0x10 })) } : {}) });
+// The default between two agents of this version is XXH3-128 (protocol v1.1); a receiver
+// with security.hashes ["sha256"] (or a peer of the previous version) keeps SHA-256.
+const HASHES = [
+  { alg: 'xxh3-128', label: 'XXH3-128', hex: 32, receiverExtra: {} },
+  { alg: 'sha256', label: 'SHA-256', hex: 64, receiverExtra: { security: { key: TEST_KEY, encrypt: false, hashes: ['sha256'] } } },
+] as const;
+
+for (const h of HASHES) test(`plain TCP, ${h.label} negotiated: bits flipped in flight are caught (NACK HASH_MISMATCH), the file is re-sent, only correct bytes land`, async () => {
+  const p = await makePair(cleanup, { encrypt: false, receiverExtra: h.receiverExtra, proxy: (i) => (i === 0 ? { flip: FLIPS.map((offset) => ({ offset, mask: 0x10 })) } : {}) });
   const rx = await agent(p.bCfg);
   await writeRandomFile(path.join(p.src, 'plate.exr'), SIZE);
   const expected = await hashTree(p.src);
@@ -49,13 +57,17 @@ test('plain TCP: bits flipped in flight are caught by SHA-256 (NACK HASH_MISMATC
   const proxy = p.proxy!;
   assert.deepEqual(proxy.conns[0]!.flipped, FLIPS, 'both bits were really flipped');
   assert.equal(proxy.conns.length, 1, 'a hash mismatch costs the file, not the connection');
-  const mismatches = rx.records.filter((r) => r.msg.startsWith('could not store plate.exr from render:') && /HASH_MISMATCH|SHA-256 of the received bytes/.test(r.msg));
+  const mismatches = rx.records.filter((r) => r.msg.startsWith('could not store plate.exr from render:') && /HASH_MISMATCH|of the received bytes/.test(r.msg));
   assert.equal(mismatches.length, 2, 'the receiver logged each mismatch');
-  assert.match(mismatches[0]!.msg, /SHA-256 of the received bytes is [0-9a-f]{64}, the sender announced [0-9a-f]{64}; the partial file was discarded/);
+  assert.match(mismatches[0]!.msg, new RegExp(`${h.label} of the received bytes is [0-9a-f]{${h.hex}}, the sender announced [0-9a-f]{${h.hex}}; the partial file was discarded`));
   assert.equal(tx.records.filter((r) => /^plate\.exr to playback\/renders: peer reported HASH_MISMATCH/.test(r.msg)).length, 2, 'the sender saw two NACKs and retried');
-  assert.equal(rx.a.snapshot().received.length, 1, 'landed exactly once');
+  const received = rx.a.snapshot().received;
+  assert.equal(received.length, 1, 'landed exactly once');
+  assert.equal(received[0]!.hashAlg, h.alg);
+  assert.equal(received[0]!.sha256, h.alg === 'sha256' ? expected.get('plate.exr') : null, 'sha256 is set exactly when SHA-256 was used');
   assert.deepEqual(await seen.stop(), [], 'nothing else ever visible in the inbox');
   await assertDelivered(p, expected);
+  assert.equal(received[0]!.hash, await digestFile(path.join(p.inbox, 'plate.exr'), h.alg));
 });
 
 test('TLS: a flipped bit kills the TLS record, the connection is dropped and retried, the file arrives correct', async () => {
@@ -104,8 +116,10 @@ for (const how of ['rewritten in place', 'replaced by rename'] as const) {
     assert.ok(tx.records.some((r) => /comp\.exr changed while being sent \(size \d+ → \d+\); the new version will be sent/.test(r.msg)), 'the sender detected the change');
     assert.ok(rx.records.some((r) => r.msg.startsWith('sender abandoned comp.exr:')), 'the receiver dropped the stale partial');
     const got = rx.a.snapshot().received.filter((r) => r.file === 'comp.exr');
-    assert.deepEqual(got.map((r) => r.sha256), [v2.get('comp.exr')], 'only the new version ever landed, once');
     assert.deepEqual(await seen.stop(), []);
     await assertDelivered(p, v2);
+    // The landed bytes are v2 (assertDelivered); the one landing recorded is their hash.
+    const landed = await digestFile(path.join(p.inbox, 'comp.exr'), 'xxh3-128');
+    assert.deepEqual(got.map((r) => [r.hashAlg, r.hash]), [['xxh3-128', landed]], 'only the new version ever landed, once');
   });
 }

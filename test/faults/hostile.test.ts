@@ -21,6 +21,7 @@ import {
 } from '../helpers/agents.js';
 import { MIN_IDLE_MS, PENDING_MAX_PER_ADDRESS } from '../../src/transport/slots.js';
 import { RawClient, rawFrame, rawSocket, socketClosed } from '../helpers/rawclient.js';
+import { digestBytes } from '../helpers/hash.js';
 
 const KEY = Buffer.from(TEST_KEY, 'base64');
 const HANDSHAKE_MS = 2000;
@@ -98,7 +99,7 @@ async function honestTransfer(): Promise<void> {
   try {
     const r = await conn.sendFile({ abs: src, inbox: 'renders', path: `honest/h${n}.bin`, size: st.size, mtimeMs: st.mtimeMs });
     assert.equal(r.status, 'stored');
-    assert.equal(r.sha256, sha(data));
+    assert.equal(r.hash, await digestBytes(data, 'xxh3-128'));
   } finally {
     conn.close();
   }

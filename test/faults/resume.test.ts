@@ -171,7 +171,7 @@ test('a partial edited in staging (prefix differs from the source) is detected a
   const before = proxy.totalUp;
   proxy.setPlan(() => ({}));
   await waitUntil(async () => (await listFiles(p.inbox)).length === 1, 30_000, () => 'arrival');
-  assert.ok(tx.records.some((r) => r.msg === "receiver's partial of plate.dpx differs from ours: sending it again from the start"), 'the sender detected the differing prefix');
+  assert.ok(tx.records.some((r) => r.msg === "receiver's partial of plate.dpx differs from ours (XXH3-128): sending it again from the start"), 'the sender detected the differing prefix');
   assert.ok(rx.records.some((r) => /^sender abandoned plate\.dpx: prefix mismatch/.test(r.msg)), 'the receiver dropped its partial');
   assert.ok(proxy.totalUp - before >= size, `the whole file was sent again (${proxy.totalUp - before} bytes)`);
   await waitUntil(async () => (await listFiles(p.sent)).length === 1, 10_000, () => 'archived');

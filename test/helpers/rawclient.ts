@@ -9,13 +9,13 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import {
   FrameDecoder, encodeDataHeader, encodeFrame, makeNonce, makeProof, verifyProof, type Frame, type FrameOf,
 } from '../../src/protocol/index.js';
 import { connectTransport } from '../../src/transport/connect.js';
 import { pskClientOptions } from '../../src/transport/psk.js';
+import { createFileHash, type HashAlg } from '../../src/hash.js';
 
 export interface RawConnectOptions {
   host?: string;
@@ -50,6 +50,8 @@ export class RawClient {
   /** false: stay silent even to PINGs (a frozen peer), so the agent's idle timer runs. */
   answerPings = true;
   readonly openedAt = Date.now();
+  /** The file hash of this connection: WELCOME.hash, or SHA-256 when the server sent none. */
+  hash: HashAlg = 'sha256';
   private readonly decoder = new FrameDecoder();
   private waiters: Array<() => void> = [];
 
@@ -176,25 +178,45 @@ export class RawClient {
   /**
    * HELLO → WELCOME → AUTH → READY with `key`. With `proofKey` the AUTH proof is made
    * with another key (an impostor); the server's proof is returned as checked, not enforced.
+   * Without `hashes` the HELLO is exactly one of the previous protocol version (no hash list:
+   * SHA-256); with them, a v1.1 HELLO announcing those algorithms.
    */
-  async handshake(key: Buffer, opts: { agentId?: string; name?: string; proofKey?: Buffer; expectReady?: boolean } = {}): Promise<{ welcome: FrameOf<'welcome'>; serverProofOk: boolean }> {
+  async handshake(key: Buffer, opts: { agentId?: string; name?: string; proofKey?: Buffer; expectReady?: boolean; hashes?: string[] } = {}): Promise<{ welcome: FrameOf<'welcome'>; serverProofOk: boolean }> {
     const agentId = opts.agentId ?? 'rawclient';
     const clientNonce = makeNonce();
-    this.send({ type: 'hello', protocol: 1, agentId, name: opts.name ?? 'raw test client', software: 'rawclient/1', nonce: clientNonce });
+    this.send({ type: 'hello', protocol: 1, agentId, name: opts.name ?? 'raw test client', software: 'rawclient/1', nonce: clientNonce, ...(opts.hashes ? { hashes: opts.hashes } : {}) });
     const welcome = await this.expect('welcome');
+    this.hash = (welcome.hash ?? 'sha256') as HashAlg;
     const serverProofOk = verifyProof({ key, role: 'server', clientNonce, serverNonce: welcome.nonce, agentId: welcome.agentId, proof: welcome.proof });
     this.send({ type: 'auth', proof: makeProof({ key: opts.proofKey ?? key, role: 'client', clientNonce, serverNonce: welcome.nonce, agentId }) });
     if (opts.expectReady !== false) await this.expect('ready');
     return { welcome, serverProofOk };
   }
 
-  /** OFFER, then (if accepted) the bytes and END; returns the final answer (ACK/NACK) or null on close. */
-  async sendFile(f: { id: number; inbox: string; path: string; data: Buffer; mtimeMs?: number; resume?: boolean }, timeoutMs = 10_000): Promise<Frame | null> {
-    this.send({ type: 'offer', id: f.id, inbox: f.inbox, path: f.path, size: f.data.length, mtimeMs: f.mtimeMs ?? 1_700_000_000_000, resume: f.resume ?? false });
-    const ans = await this.next(timeoutMs, (x) => 'id' in x && x.id === f.id);
-    if (ans === null || ans.type !== 'accept') return ans;
-    for (let o = ans.offset; o < f.data.length; o += 1 << 20) this.sendData(f.data.subarray(o, Math.min(f.data.length, o + (1 << 20))));
-    this.send({ type: 'end', id: f.id, sha256: createHash('sha256').update(f.data).digest('hex') });
+  /**
+   * OFFER (eager: with DATA and END at once), then (if accepted) the bytes and END, whose
+   * digest is in the connection's hash; returns the final answer (ACK/NACK) or null on close.
+   * `flipAt`: that byte goes out XORed with 0xff while END carries the true file's digest
+   * (corruption between the sender's read and the receiver's disk).
+   */
+  async sendFile(f: { id: number; inbox: string; path: string; data: Buffer; mtimeMs?: number; resume?: boolean; eager?: boolean; flipAt?: number }, timeoutMs = 10_000): Promise<Frame | null> {
+    const h = await createFileHash(this.hash);
+    h.update(f.data);
+    const digest = h.digest();
+    const end: ControlFrame = this.hash === 'sha256' ? { type: 'end', id: f.id, sha256: digest } : { type: 'end', id: f.id, xxh128: digest };
+    const wire = Buffer.from(f.data);
+    if (f.flipAt !== undefined) wire[f.flipAt] = wire[f.flipAt]! ^ 0xff;
+    const stream = (from: number): void => {
+      for (let o = from; o < wire.length; o += 1 << 20) this.sendData(wire.subarray(o, Math.min(wire.length, o + (1 << 20))));
+      this.send(end);
+    };
+    this.send({ type: 'offer', id: f.id, inbox: f.inbox, path: f.path, size: f.data.length, mtimeMs: f.mtimeMs ?? 1_700_000_000_000, resume: f.eager ? false : (f.resume ?? false), ...(f.eager ? { eager: true } : {}) });
+    if (f.eager) stream(0);
+    else {
+      const ans = await this.next(timeoutMs, (x) => 'id' in x && x.id === f.id);
+      if (ans === null || ans.type !== 'accept') return ans;
+      stream(ans.offset);
+    }
     return this.next(timeoutMs, (x) => 'id' in x && x.id === f.id && (x.type === 'ack' || x.type === 'nack'));
   }
 

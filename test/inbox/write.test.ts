@@ -46,6 +46,8 @@ describe('Inbox: writing and committing', () => {
         rel: 'shots/a.bin',
         abs: path.join(fx.inboxDir, 'shots', 'a.bin'),
         size: data.length,
+        hash: 'sha256',
+        digest: sha(data),
         sha256: sha(data),
         renamedFrom: null,
       });

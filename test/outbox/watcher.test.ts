@@ -2,7 +2,8 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdir, open, rename, rm, unlink, writeFile } from 'node:fs/promises';
-import { mkdirAfterRemove, tempDirFor } from '../helpers/tmp.js';
+import { mkdirAfterRemove, tempDir as makeTempDir } from '../helpers/tmp.js';
+import { deadline, wineFlaw } from '../helpers/platform.js';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { OutboxConfig } from '../../src/config/types.js';
@@ -12,7 +13,24 @@ import { quietWindow, waitUntil } from '../helpers/wait.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-const tempDir = (t: { after: (fn: () => Promise<void>) => void }): Promise<string> => tempDirFor(t, 'tdxfer-outbox-');
+type T = { after: (fn: () => Promise<void>) => void };
+
+/** The watchers each test started: its temp folder is removed only after they are stopped. */
+const watchersOf = new WeakMap<T, OutboxWatcher[]>();
+
+/**
+ * A temp folder removed when test `t` ends, after the watchers the test started are stopped:
+ * `t.after` hooks run in the order they were added, and on Windows a folder that a watcher
+ * still holds cannot be removed (ENOTEMPTY; its entries stay delete-pending).
+ */
+async function tempDir(t: T): Promise<string> {
+  const dir = await makeTempDir('tdxfer-outbox-');
+  t.after(async () => {
+    for (const w of watchersOf.get(t) ?? []) await w.stop();
+    await rm(dir, { recursive: true, force: true, maxRetries: 5 });
+  });
+  return dir;
+}
 
 function cfg(p: string, over: Partial<OutboxConfig> = {}): OutboxConfig {
   return { path: p, to: [], include: [], exclude: [], after: 'archive', settleMs: 150, ...over };
@@ -32,6 +50,7 @@ async function started(t: { after: (fn: () => Promise<void>) => void }, outbox: 
   const gone: string[] = [];
   w.on('ready', (f) => ready.push({ ...f, at: performance.now() }));
   w.on('gone', (g) => gone.push(g.rel));
+  watchersOf.set(t, [...(watchersOf.get(t) ?? []), w]);
   t.after(() => w.stop());
   await w.start();
   const waitFor = (what: string, pred: () => boolean, timeoutMs?: number): Promise<void> =>
@@ -251,7 +270,7 @@ describe('OutboxWatcher', () => {
       const killer = setTimeout(() => {
         child.kill('SIGKILL');
         resolve(null);
-      }, 15_000);
+      }, deadline(15_000));
       child.on('exit', (c) => {
         clearTimeout(killer);
         resolve(c);
@@ -292,15 +311,26 @@ describe('OutboxWatcher', () => {
     await s.waitFor('b.png after move back', () => s.readyFor('b.png').length === 1, 8000);
     assert.equal(s.readyFor('a.png').length, 1, 'a.png was emitted again after recovery');
     assert.ok(s.log.records.some((r) => r.level === 'info' && r.msg.includes('again')), 'recovery is logged');
+    const warns = s.log.records.filter((r) => r.level === 'warn' || r.level === 'error');
+    assert.ok(warns.length <= 3, `problems are logged once per episode, got ${JSON.stringify(warns)}`);
+  });
 
-    // Deleted and re-created: the files that vanished are gone, new ones are sent.
+  test('recovers when the outbox folder is deleted and re-created: the files that vanished are gone, new ones are sent', { skip: wineFlaw('watchedFolderDelete') }, async (t) => {
+    const base = await tempDir(t);
+    const root = path.join(base, 'outbox');
+    await mkdir(root);
+    await put(root, 'a.png');
+    await put(root, 'b.png');
+    const s = await started(t, cfg(root, { settleMs: 50 }));
+    await s.waitFor('a.png and b.png', () => s.readyFor('a.png').length === 1 && s.readyFor('b.png').length === 1, 8000);
     await rm(root, { recursive: true });
     await mkdirAfterRemove(root); // Windows: the removed folder is delete-pending for a moment (EEXIST)
     await put(root, 'c.png');
     await s.waitFor('c.png in the new folder', () => s.readyFor('c.png').length === 1, 8000);
     await s.waitFor('a and b gone', () => s.gone.includes('a.png') && s.gone.includes('b.png'), 3000);
+    assert.equal(s.readyFor('a.png').length, 1, 'a.png was emitted again');
     const warns = s.log.records.filter((r) => r.level === 'warn' || r.level === 'error');
-    assert.ok(warns.length <= 4, `problems are logged once per episode, got ${JSON.stringify(warns)}`);
+    assert.ok(warns.length <= 2, `problems are logged once per episode, got ${JSON.stringify(warns)}`);
   });
 
   test('a chokidar error (EMFILE) is logged once with a fix and the watcher keeps working by polling', async (t) => {

@@ -91,7 +91,8 @@ describe('npm run package: single executables', { skip }, () => {
     const r = await fs.mkdtemp(path.join(os.tmpdir(), 'tdx-sea-e2e-'));
     cleanup.push(() => fs.rm(r, { recursive: true, force: true }));
     const recvPort = await freePort();
-    const recvCfg = await writeAgentConfig({ name: 'playback', dir: path.join(r, 'b'), port: recvPort });
+    // The receiver also serves the dashboard: its script is embedded in the executable.
+    const recvCfg = await writeAgentConfig({ name: 'playback', dir: path.join(r, 'b'), port: recvPort, extra: { status: { enabled: true, host: '127.0.0.1', port: 0 } } });
     const sendCfg = await writeAgentConfig({
       name: 'render',
       dir: path.join(r, 'a'),
@@ -122,6 +123,11 @@ describe('npm run package: single executables', { skip }, () => {
         () => `file not landed in the inbox.\nreceiver:\n${procs[0]!.log().slice(-2000)}\nsender:\n${procs[1]!.log().slice(-2000)}`,
       );
       assert.ok((await fs.readFile(landed)).equals(payload));
+      const url = /status API and dashboard on (http:\/\/\S+\/)/.exec(procs[0]!.log())?.[1];
+      assert.ok(url, `the receiver names its status URL:\n${procs[0]!.log().slice(-1500)}`);
+      const js = await fetch(`${url}dashboard.js`);
+      assert.equal(js.status, 200);
+      assert.match(await js.text(), /new EventSource\('\/events' \+ q\)/);
     } finally {
       for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGTERM');
       const codes = await Promise.all(procs.map((p) => p.exited));

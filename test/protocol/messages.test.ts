@@ -20,6 +20,7 @@ import {
 import { TdxError } from '../../src/errors.js';
 
 const SHA = 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad';
+const XXH = '06b05ab6733a618578af5f94892f3950';
 const nonceOf = (n: number): string => Buffer.alloc(n, 1).toString('base64');
 
 const BASE: { [K in ControlTypeName]: ControlPayloads[K] } = {
@@ -134,6 +135,17 @@ const INVALID: Case[] = [
   ['accept', 'prefixSha256', MISSING, /null or/],
   ['end', 'sha256', null, /lowercase hex/],
   ['end', 'sha256', SHA.toUpperCase(), /lowercase hex/],
+  ['end', 'xxh128', SHA, /a string of 32 to 32 characters \(lowercase hex\) \(or left out\)/],
+  ['end', 'xxh128', null, /lowercase hex/],
+  ['end', 'xxh128', XXH.toUpperCase(), /lowercase hex/],
+  ['ack', 'xxh128', 'x', /null or a string of 32/],
+  ['accept', 'prefixXxh128', SHA, /null or a string of 32 to 32 characters/],
+  ['hello', 'hashes', 'xxh3-128', /an array of at most 16 entries, each a string of 1 to 32 characters \(a-z, 0-9 and -\) \(or left out\)/],
+  ['hello', 'hashes', ['SHA256'], /a-z, 0-9 and -/],
+  ['hello', 'hashes', [''], /1 to 32/],
+  ['hello', 'hashes', Array.from({ length: 17 }, (_, i) => `h${i}`), /at most 16 entries/],
+  ['welcome', 'hash', ['sha256'], /a string of 1 to 32 characters \(a-z, 0-9 and -\) \(or left out\)/],
+  ['welcome', 'hash', null, /a-z, 0-9 and -/],
   ['end', 'id', MISSING, /integer/],
   ['ack', 'status', 'ok', /one of "stored", "skipped", "duplicate"/],
   ['ack', 'path', '', /1 to 4096 UTF-8 bytes/],
@@ -198,6 +210,19 @@ describe('field rules (decoder rejects, encoder refuses)', () => {
     assert.equal((eager as { eager?: boolean }).eager, true);
   });
 
+  test('v1.1 hash fields may be left out: a HELLO / WELCOME / ACCEPT / END / ACK of the previous version decodes as before', () => {
+    // Exactly the payloads an agent of the previous version sends (no hashes, no hash, sha256 digests).
+    const hello = decodeOne('hello', '{"protocol":1,"agentId":"a","name":"A","software":"tdxfer/0.2.0","nonce":"AAAAAAAAAAAAAAAAAAAAAA=="}');
+    assert.equal((hello as { hashes?: unknown }).hashes, undefined);
+    const welcome = decodeOne('welcome', `{"protocol":1,"agentId":"b","name":"B","software":"tdxfer/0.2.0","nonce":"AAAAAAAAAAAAAAAAAAAAAA==","proof":"${SHA}","inboxes":[],"encrypted":true,"eagerMaxBytes":1048576}`);
+    assert.equal((welcome as { hash?: unknown }).hash, undefined);
+    assert.deepEqual(decodeOne('end', `{"id":3,"sha256":"${SHA}"}`), { type: 'end', id: 3, sha256: SHA });
+    assert.deepEqual(decodeOne('accept', `{"id":3,"offset":5,"prefixSha256":"${SHA}"}`), { type: 'accept', id: 3, offset: 5, prefixSha256: SHA });
+    assert.deepEqual(decodeOne('ack', `{"id":3,"status":"stored","path":"p","sha256":"${SHA}"}`), { type: 'ack', id: 3, status: 'stored', path: 'p', sha256: SHA });
+    // And what a v1.1 agent sends on a SHA-256 connection is byte-for-byte what the previous version sent.
+    assert.equal(encodeFrame({ type: 'end', id: 3, sha256: SHA }).toString('latin1'), controlBytes('end', `{"id":3,"sha256":"${SHA}"}`).toString('latin1'));
+  });
+
   test('protocol mismatch maps to UNSUPPORTED_PROTOCOL, size to TOO_LARGE, others to PROTOCOL_ERROR', () => {
     const wire = (type: ControlTypeName, field: string, value: Value): string => {
       try {
@@ -228,6 +253,16 @@ describe('boundary values are accepted', () => {
     ['welcome', 'eagerMaxBytes', 0],
     ['welcome', 'eagerMaxBytes', 2 ** 24],
     ['offer', 'eager', false],
+    ['hello', 'hashes', ['xxh3-128', 'sha256']],
+    ['hello', 'hashes', ['blake3-256', 'sha256']],
+    ['hello', 'hashes', []],
+    ['welcome', 'hash', 'xxh3-128'],
+    ['welcome', 'hash', 'sha256'],
+    ['accept', 'prefixXxh128', XXH],
+    ['accept', 'prefixXxh128', null],
+    ['end', 'xxh128', XXH],
+    ['ack', 'xxh128', XXH],
+    ['ack', 'xxh128', null],
     ['welcome', 'inboxes', Array.from({ length: 256 }, (_, i) => `inbox-${i}`)],
     ['offer', 'id', 0],
     ['offer', 'id', 2 ** 32 - 1],

@@ -5,10 +5,14 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { probePort, runDoctor } from '../../src/cli/doctor.js';
+import { portHolderHint, probePort, runDoctor, writeAccessFix } from '../../src/cli/doctor.js';
 import { memoryLogger } from '../../src/log.js';
 import { StatusServer } from '../../src/status/server.js';
 import { FakeView } from '../helpers/fake-view.js';
+
+const win = process.platform === 'win32';
+/** Windows keeps access in NTFS ACLs, not in mode bits: doctor names the key without judging its mode. */
+const keyLine = (keyFile: string): string => (win ? `✓ key: ${keyFile} present (access not checked on Windows: ` : `✓ key: ${keyFile} present, private`);
 
 class Capture extends Writable {
   text = '';
@@ -78,7 +82,7 @@ describe('tdxfer doctor', () => {
     assert.doesNotMatch(out.text, /✗/);
     for (const expected of [
       `✓ config: ${s.cfgFile} is valid (agent "doc-test")`,
-      `✓ key: ${s.keyFile} present, private`,
+      keyLine(s.keyFile),
       `✓ data folder: ${path.join(s.dir, 'data')} will be created on first start`,
       `✓ inbox "renders": ${s.inbox} exists and is writable`,
       '✓ inbox "renders" staging:',
@@ -109,15 +113,21 @@ describe('tdxfer doctor', () => {
     const code = await runDoctor({ config: s.cfgFile, env: {}, minFreeBytes: Number.MAX_SAFE_INTEGER }, { out });
     assert.equal(code, 1);
     const text = out.text;
-    assert.match(text, new RegExp(`! key: ${s.keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is readable by other users \\(mode 0644\\).*\\n {4}fix: chmod 600`));
+    if (win) assert.ok(text.includes(keyLine(s.keyFile)), text);
+    else assert.match(text, new RegExp(`! key: ${s.keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is readable by other users \\(mode 0644\\).*\\n {4}fix: chmod 600`));
     assert.match(text, /✗ inbox "stills": .*plain-file.stills does not exist and cannot be created\n {4}fix: The inbox "stills" .* cannot be created: a file stands where a folder is needed \(at .*plain-file\)/);
     assert.ok(text.includes(`✓ inbox "clips": ${path.join(s.dir, 'clips')} does not exist yet: will be created by \`tdxfer run\``), text);
     assert.ok(text.includes(`✗ inbox "clips" onReceive: ${path.join(s.dir, 'no-such-hook')} does not exist: the hook would fail on every received file\n    fix: `), text);
     assert.match(text, /✗ inbox "renders" disk: only .* free on the disk of/);
     assert.match(text, new RegExp(`✗ transfer port 127\\.0\\.0\\.1:${s.ports.listen}: in use by another program\\n {4}fix: stop that program`));
     assert.match(text, new RegExp(`✓ status port 127\\.0\\.0\\.1:${s.ports.status}: free`));
-    assert.match(text, /✗ discovery interfaces: not on this machine: nonexistent-nic0\n {4}fix: use interface names or IPv4 addresses of this machine: .*lo/);
-    assert.match(text, /\n6 problems to fix, 1 warning\n$/);
+    // The names this machine has (Linux: "lo"; Windows: e.g. "Loopback Pseudo-Interface 1"), quoted as the config wants them.
+    const nic = JSON.stringify(Object.keys(os.networkInterfaces())[0]);
+    assert.ok(text.includes(`✗ discovery interfaces: not on this machine: nonexistent-nic0\n    fix: use interface names or IPv4 addresses of this machine: `) && text.includes(nic), text);
+    assert.match(text, win ? /\n6 problems to fix\n$/ : /\n6 problems to fix, 1 warning\n$/);
+    assert.ok(text.includes(`fix: stop that program (e.g. ${portHolderHint(s.ports.listen)} shows which)`), text);
+    // Advice in the terms of the platform it runs on: no POSIX tools on Windows.
+    if (win) assert.doesNotMatch(text, /chmod|chown|ss -ltnp|systemd|mkdir -p/);
   });
 
   test("ports held by this config's running agent are fine (probed through its /status)", async (t) => {
@@ -192,6 +202,17 @@ describe('tdxfer doctor', () => {
     assert.equal(await runDoctor({ config: s.cfgFile, env: {} }, { out }), 1);
     assert.match(out.text, /^✗ config .*config\.json:\n {4}.*listen\.port/);
     assert.doesNotMatch(out.text, /✓/);
+  });
+
+  test('the fixes name the tools of the platform doctor runs on', () => {
+    assert.match(writeAccessFix('D:\\show\\inbox', 'win32'), /icacls "D:\\show\\inbox" \/grant/);
+    assert.doesNotMatch(writeAccessFix('D:\\show\\inbox', 'win32'), /chown|systemd/);
+    assert.match(writeAccessFix('/srv/in', 'linux'), /chown tdxfer "\/srv\/in".*ReadWritePaths=/);
+    assert.match(writeAccessFix('/Users/td/in', 'darwin'), /chown/);
+    assert.doesNotMatch(writeAccessFix('/Users/td/in', 'darwin'), /systemd/);
+    assert.match(portHolderHint(7650, 'win32'), /netstat -ano \| findstr :7650/);
+    assert.match(portHolderHint(7650, 'darwin'), /lsof -nP -iTCP:7650 -sTCP:LISTEN/);
+    assert.match(portHolderHint(7650, 'linux'), /ss -ltnp \| grep :7650/);
   });
 
   test('probePort tells free, in use and impossible apart', async (t) => {

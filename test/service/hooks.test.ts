@@ -26,6 +26,24 @@ const env = hookEnv({
   at: 0,
 });
 
+describe('hookEnv: the file hash variables', () => {
+  const base = { inbox: 'i', file: 'f', path: '/i/f', size: 1, from: 'a', via: 'tdxfer' as const, durationMs: 1, at: 0 };
+  test('SHA-256 used (a peer of the previous protocol revision, security.hashes ["sha256"]): TDXFER_SHA256, TDXFER_HASH and TDXFER_HASH_ALG', () => {
+    const e = hookEnv({ ...base, sha256: 'cd'.repeat(32), hash: 'cd'.repeat(32), hashAlg: 'sha256' });
+    assert.equal(e.TDXFER_SHA256, 'cd'.repeat(32));
+    assert.equal(e.TDXFER_HASH, 'cd'.repeat(32));
+    assert.equal(e.TDXFER_HASH_ALG, 'sha256');
+  });
+  test('XXH3-128 negotiated: TDXFER_HASH carries it, TDXFER_SHA256 is empty', () => {
+    const e = hookEnv({ ...base, sha256: null, hash: 'ef'.repeat(16), hashAlg: 'xxh3-128' });
+    assert.deepEqual([e.TDXFER_SHA256, e.TDXFER_HASH, e.TDXFER_HASH_ALG], ['', 'ef'.repeat(16), 'xxh3-128']);
+  });
+  test('a ReceivedInfo without the hash fields (older producers) still fills TDXFER_HASH from sha256', () => {
+    const e = hookEnv({ ...base, sha256: 'ab'.repeat(32) });
+    assert.deepEqual([e.TDXFER_SHA256, e.TDXFER_HASH, e.TDXFER_HASH_ALG], ['ab'.repeat(32), 'ab'.repeat(32), 'sha256']);
+  });
+});
+
 describe('runHook (onReceive)', () => {
   test('passes argv through without a shell and sets the TDXFER_* variables plus the parent env', { skip: linuxOnly('/bin/sh (POSIX hook commands)') }, async (t) => {
     const dir = await tmp(t);

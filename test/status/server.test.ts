@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import vm from 'node:vm';
 import { isLoopbackAddress, parseSendRequest } from '../../src/status/server.js';
 import { FakeView } from '../helpers/fake-view.js';
 import { request, startStatus } from './helpers.js';
@@ -176,6 +177,29 @@ describe('status API: endpoints', () => {
     assert.match(String(res.headers['content-type']), /^text\/html/);
     assert.match(res.text, /id="active-body"/);
     assert.match(res.text, /data-version="9\.9\.9-test"/);
+  });
+
+  test('the page loads its script from /dashboard.js: no inline script may run (CSP), the script needs no token and compiles', async (t) => {
+    const s = await startStatus({ token: 's3cret-token' });
+    t.after(() => s.server.stop());
+    const page = await request(`${s.base}/?token=s3cret-token`);
+    assert.equal(page.status, 200);
+    const csp = String(page.headers['content-security-policy']);
+    assert.match(csp, /script-src 'self';/);
+    assert.doesNotMatch(csp, /script-src[^;]*unsafe-inline/);
+    assert.match(page.text, /<script src="\/dashboard\.js" defer><\/script>/);
+    assert.doesNotMatch(page.text, /<script>/, 'no inline script in the page');
+    // Public code, no data: served without the token that every other path needs.
+    const js = await request(`${s.base}/dashboard.js`);
+    assert.equal(js.status, 200);
+    assert.match(String(js.headers['content-type']), /^text\/javascript/);
+    assert.equal(js.headers['x-content-type-options'], 'nosniff');
+    assert.doesNotThrow(() => new vm.Script(js.text, { filename: 'dashboard.js' }), 'the served script is valid JavaScript');
+    assert.match(js.text, /new EventSource\('\/events' \+ q\)/);
+    assert.equal((await request(`${s.base}/dashboard.js`, { method: 'HEAD' })).status, 200);
+    const post = await request(`${s.base}/dashboard.js`, { method: 'POST' });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.allow, 'GET, HEAD');
   });
 
   test('start() reports a busy port with what to change', async (t) => {

@@ -16,6 +16,7 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { freePort, sha256File, spawnCli, tempDir, waitUntil, writeAgentConfig, writeRandomFile, type Spawned } from '../helpers/agents.js';
+import { digestFile } from '../helpers/hash.js';
 import { getJson, writePair, type PairLayout } from '../e2e/status-helpers.js';
 import { FaultProxy } from '../helpers/proxy.js';
 import { Harness, type HarnessEvent } from './harness.js';
@@ -84,6 +85,11 @@ test('QueueJob(target_name=…, file_name=…) returns an id at once; the file l
   assert.deepEqual(
     { inbox: got.data.inbox, relPath: got.data.relPath, absPath: got.data.absPath, size: got.data.size, from: got.data.from },
     { inbox: 'renders', relPath: 'stills/Banana.tif', absPath: landed, size: 300_000, from: 'render' },
+  );
+  // The verified hash as the two agents negotiated it (XXH3-128); sha256 only when SHA-256 was used.
+  assert.deepEqual(
+    { hash: got.data.hash, hashAlg: got.data.hashAlg, sha256: got.data.sha256 },
+    { hash: await digestFile(landed, 'xxh3-128'), hashAlg: 'xxh3-128', sha256: null },
   );
   // The receiving handle saw no job of its own; the sender's Jobs() has this one, done.
   const jobs = (await py.call({ op: 'jobs', handle: 'render' })).jobs as Array<Record<string, unknown>>;

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
+import { xxhash128 } from 'hash-wasm';
 import { Inbox } from '../../src/inbox/inbox.js';
 import { LegacyListener } from '../../src/legacy/server.js';
 import { memoryLogger } from '../../src/log.js';
@@ -44,12 +45,12 @@ function deps(peer: PeerInfo | null, inbox: string | null): FileSenderDeps {
   };
 }
 
-async function sourceFile(dir: string, name: string, size: number): Promise<{ abs: string; size: number; mtimeMs: number; sha: string }> {
+async function sourceFile(dir: string, name: string, size: number): Promise<{ abs: string; size: number; mtimeMs: number; sha: string; xxh: string }> {
   const abs = path.join(dir, name);
   const data = randomBytes(size);
   await fs.writeFile(abs, data);
   const st = await fs.stat(abs);
-  return { abs, size, mtimeMs: st.mtimeMs, sha: createHash('sha256').update(data).digest('hex') };
+  return { abs, size, mtimeMs: st.mtimeMs, sha: createHash('sha256').update(data).digest('hex'), xxh: await xxhash128(data) };
 }
 
 test('the implementation is chosen from the protocol, once', () => {
@@ -73,7 +74,10 @@ test('v1: open() connects to a real agent, send() lands files with progress and 
       const r = await link.send({ abs: f.abs, size: f.size, mtimeMs: f.mtimeMs, target: `sub/${name}` }, (done) => seen.push(done));
       assert.equal(r.status, 'stored');
       assert.equal(r.path, `sub/${name}`);
-      assert.equal(r.sha256, f.sha);
+      // Two agents of this version negotiate XXH3-128; the ACK carries it (and no SHA-256).
+      assert.equal(r.hashAlg, 'xxh3-128');
+      assert.equal(r.hash, f.xxh);
+      assert.equal(r.sha256, null);
       assert.equal(seen.at(-1), size, 'progress reaches the file size');
       const landed = await fs.readFile(path.join(dir, 'inbox', 'sub', name));
       assert.equal(createHash('sha256').update(landed).digest('hex'), f.sha);

@@ -7,7 +7,8 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { ClientHandshake, ServerHandshake, type HandshakeAction } from '../../src/transfer/handshake.js';
-import { FrameType, ProtocolError, PeerError, makeNonce, type Frame, type FrameTypeName } from '../../src/protocol/index.js';
+import { FrameDecoder, FrameType, ProtocolError, PeerError, encodeFrame, makeNonce, makeProof, type Frame, type FrameTypeName } from '../../src/protocol/index.js';
+import type { HashAlg } from '../../src/hash.js';
 import { TdxError } from '../../src/errors.js';
 
 const KEY = randomBytes(32);
@@ -78,7 +79,10 @@ describe('client and server together', () => {
     assert.equal(s.step, 'ready');
     const settle = only(c.on({ kind: 'frame', frame: ready! }), 'settle');
     assert.equal(settle.error, undefined);
-    assert.deepEqual(settle.peer, { agentId: 'server-1', name: 'show-01', inboxes: ['renders', 'audio'], eagerMaxBytes: 65536 });
+    assert.deepEqual(settle.peer, { agentId: 'server-1', name: 'show-01', inboxes: ['renders', 'audio'], eagerMaxBytes: 65536, hash: 'xxh3-128' });
+    assert.deepEqual(hello.type === 'hello' && hello.hashes, ['xxh3-128', 'sha256'], 'HELLO announces both, XXH3-128 first');
+    assert.equal(welcome.hash, 'xxh3-128', 'the server picks XXH3-128 when both speak it');
+    assert.equal(s.peer.hash, 'xxh3-128');
     assert.equal(c.step, 'done');
     // Later frames are not the handshake's business.
     assert.deepEqual(c.on({ kind: 'frame', frame: SAMPLE.ack }), []);
@@ -238,5 +242,108 @@ describe('server: illegal transitions', () => {
     assert.deepEqual(q.on({ kind: 'closed' }), []);
     assert.equal(q.step, 'closed');
     assert.throws(() => q.admitted(null), (e: TdxError) => e.code === 'INTERNAL');
+  });
+});
+
+/** Frame bytes exactly as an agent writes them: header + the JSON text given. */
+function wire(type: FrameTypeName, json: string): Frame {
+  const payload = Buffer.from(json, 'utf8');
+  const header = Buffer.from([0x54, 0x58, 1, FrameType[type.toUpperCase() as keyof typeof FrameType], 0, 0, 0, 0]);
+  header.writeUInt32BE(payload.length, 4);
+  const frames = new FrameDecoder().push(Buffer.concat([header, payload]));
+  assert.equal(frames.length, 1);
+  return frames[0]!;
+}
+/** What goes on the wire for `f` (the real encoder), decoded again by the real decoder. */
+function roundTrip(f: Frame): { frame: Frame; json: string } {
+  const bytes = encodeFrame(f);
+  return { frame: new FrameDecoder().push(bytes)[0]!, json: bytes.subarray(8).toString('utf8') };
+}
+
+describe('file hash negotiation (protocol v1.1)', () => {
+  test('a client of the previous version (HELLO without `hashes`): the server picks SHA-256 and sends the WELCOME it knows, without `hash`', () => {
+    const s = server();
+    const clientNonce = makeNonce();
+    const hello = wire('hello', `{"protocol":1,"agentId":"old-client","name":"Old","software":"tdxfer/0.2.0","nonce":"${clientNonce}"}`);
+    const { frame: welcome, json } = roundTrip(sent(s.on({ kind: 'frame', frame: hello }))[0]!);
+    assert.ok(welcome.type === 'welcome');
+    assert.doesNotMatch(json, /hash/, 'no field the old client does not know');
+    assert.equal(s.peer.hash, 'sha256');
+    const proof = makeProof({ key: KEY, role: 'client', clientNonce, serverNonce: welcome.nonce, agentId: 'old-client' });
+    only(s.on({ kind: 'frame', frame: wire('auth', `{"proof":"${proof}"}`) }), 'admit');
+    assert.equal(sent(s.admitted(null))[0]?.type, 'ready');
+  });
+
+  test('a server of the previous version (WELCOME without `hash`): the client settles on SHA-256', () => {
+    const c = client();
+    const { frame: hello, json } = roundTrip(sent(c.start())[0]!);
+    assert.match(json, /"hashes":\["xxh3-128","sha256"\]/);
+    assert.ok(hello.type === 'hello');
+    const serverNonce = makeNonce();
+    const proof = makeProof({ key: KEY, role: 'server', clientNonce: hello.nonce, serverNonce, agentId: 'old-server' });
+    const welcome = wire('welcome', `{"protocol":1,"agentId":"old-server","name":"Old","software":"tdxfer/0.2.0","nonce":"${serverNonce}","proof":"${proof}","inboxes":["in"],"encrypted":true,"eagerMaxBytes":1048576}`);
+    assert.equal(sent(c.on({ kind: 'frame', frame: welcome }))[0]?.type, 'auth');
+    const settle = only(c.on({ kind: 'frame', frame: wire('ready', '{}') }), 'settle');
+    assert.equal(settle.error, undefined);
+    assert.equal(settle.peer?.hash, 'sha256');
+  });
+
+  const pair = (clientHashes?: HashAlg[], serverHashes?: HashAlg[]): { hello: Frame; welcome: Frame; settled: HashAlg | undefined; server: HashAlg } => {
+    const c = new ClientHandshake({ key: KEY, self: CLIENT, clientNonce: makeNonce(), where: 'x', handshakeTimeoutMs: 5000, ...(clientHashes ? { hashes: clientHashes } : {}) });
+    const s = new ServerHandshake({ key: KEY, self: SERVER, serverNonce: makeNonce(), inboxes: [], encrypted: true, eagerMaxBytes: 0, ...(serverHashes ? { hashes: serverHashes } : {}) });
+    const hello = roundTrip(sent(c.start())[0]!).frame;
+    const welcome = roundTrip(sent(s.on({ kind: 'frame', frame: hello }))[0]!).frame;
+    const auth = sent(c.on({ kind: 'frame', frame: welcome }))[0]!;
+    only(s.on({ kind: 'frame', frame: auth }), 'admit');
+    const ready = sent(s.admitted(null))[0]!;
+    return { hello, welcome, settled: only(c.on({ kind: 'frame', frame: ready }), 'settle').peer?.hash, server: s.peer.hash };
+  };
+
+  test('security.hashes ["sha256"] on either side: both settle on SHA-256', () => {
+    const auditorServer = pair(undefined, ['sha256']);
+    assert.ok(auditorServer.welcome.type === 'welcome' && auditorServer.welcome.hash === 'sha256');
+    assert.equal(auditorServer.settled, 'sha256');
+    assert.equal(auditorServer.server, 'sha256');
+    const auditorClient = pair(['sha256'], undefined);
+    assert.deepEqual(auditorClient.hello.type === 'hello' && auditorClient.hello.hashes, ['sha256']);
+    assert.equal(auditorClient.settled, 'sha256');
+    assert.equal(auditorClient.server, 'sha256');
+  });
+
+  test('the server picks by its own order among what the client offers; unknown names are skipped', () => {
+    assert.equal(pair(['sha256', 'xxh3-128'], undefined).settled, 'xxh3-128');
+    assert.equal(pair(undefined, ['sha256', 'xxh3-128']).settled, 'sha256');
+    const s = server();
+    const hello = wire('hello', `{"protocol":1,"agentId":"future","name":"F","software":"tdxfer/9","nonce":"${makeNonce()}","hashes":["blake3-256","xxh3-128","sha256"]}`);
+    const welcome = sent(s.on({ kind: 'frame', frame: hello }))[0];
+    assert.ok(welcome?.type === 'welcome' && welcome.hash === 'xxh3-128');
+  });
+
+  test('no hash in common: the server answers UNSUPPORTED_PROTOCOL naming both lists', () => {
+    const s = server();
+    const hello = wire('hello', `{"protocol":1,"agentId":"future","name":"F","software":"tdxfer/9","nonce":"${makeNonce()}","hashes":["blake3-256"]}`);
+    const actions = s.on({ kind: 'frame', frame: hello });
+    const close = only(actions, 'close');
+    assert.ok(close.how === 'fail');
+    assert.equal(close.error.code, 'UNSUPPORTED_PROTOCOL');
+    assert.match(close.error.message, /no file hash in common: F offers blake3-256, show-01 accepts XXH3-128, SHA-256 \(security\.hashes\)/);
+    assert.equal(sent(actions).length, 0);
+  });
+
+  test('a WELCOME choosing a hash the client did not offer fails the handshake (PROTOCOL_ERROR)', () => {
+    for (const chosen of ['xxh3-128', 'md5']) {
+      const c = new ClientHandshake({ key: KEY, self: CLIENT, clientNonce: makeNonce(), where: 'h:1', handshakeTimeoutMs: 5000, hashes: ['sha256'] });
+      const hello = sent(c.start())[0]!;
+      assert.ok(hello.type === 'hello');
+      const serverNonce = makeNonce();
+      const proof = makeProof({ key: KEY, role: 'server', clientNonce: hello.nonce, serverNonce, agentId: 'srv' });
+      const welcome = wire('welcome', `{"protocol":1,"agentId":"srv","name":"Srv","software":"x","nonce":"${serverNonce}","proof":"${proof}","inboxes":[],"encrypted":true,"hash":"${chosen}"}`);
+      const actions = c.on({ kind: 'frame', frame: welcome });
+      assert.deepEqual(actions.map((a) => a.kind), ['settle', 'close']);
+      assert.match(only(actions, 'settle').error?.message ?? '', new RegExp(`chose the file hash "${chosen}", which this agent did not offer \\(it offered sha256\\)`));
+      const close = only(actions, 'close');
+      assert.ok(close.how === 'fail' && close.error.code === 'PROTOCOL_ERROR');
+      assert.equal(c.step, 'failed');
+    }
   });
 });

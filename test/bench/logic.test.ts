@@ -1,0 +1,115 @@
+/**
+ * The bench's own logic, pure (no speed is asserted anywhere): rsyncd.conf text, /proc stat
+ * parsing, ratio and CPU arithmetic, link verdicts, CPU profile summaries.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseProcStat, parseWrappedStat, rsyncdConf } from './rsync.js';
+import { cpuBoundMBps, cpuPer, fmtCpu, fmtRatio, GIB, linkVerdicts, medianCpu, pairedRatio, ratio } from './figures.js';
+import { areaOf, summarise, type CpuProfile } from './cpuprofile.js';
+
+test('rsyncd.conf: module, path and files inside the folder; uid/gid only when given', () => {
+  const text = rsyncdConf({ dir: '/tmp/b/rsyncd', module: 'bench', path: '/tmp/b/rsyncd/data' });
+  assert.match(text, /^pid file = \/tmp\/b\/rsyncd\/rsyncd\.pid$/m);
+  assert.match(text, /^lock file = \/tmp\/b\/rsyncd\/rsyncd\.lock$/m);
+  assert.match(text, /^log file = \/tmp\/b\/rsyncd\/rsyncd\.log$/m);
+  assert.match(text, /^use chroot = no$/m);
+  assert.match(text, /^\[bench\]\n {2}path = \/tmp\/b\/rsyncd\/data\n {2}read only = no\n {2}hosts allow = 127\.0\.0\.1$/m);
+  assert.doesNotMatch(text, /uid|gid/);
+  const root = rsyncdConf({ dir: '/d', module: 'm', path: '/d/x', uid: 0, gid: 0 });
+  assert.match(root, /^uid = 0$/m);
+  assert.match(root, /^gid = 0$/m);
+  // Global settings come before the module section.
+  assert.ok(root.indexOf('uid = 0') < root.indexOf('[m]'));
+});
+
+test('rsyncd.conf: a value that cannot be written is refused with the reason', () => {
+  assert.throws(() => rsyncdConf({ dir: '/d\nx', module: 'm', path: '/d/x' }), /dir "\/d\\nx" cannot be written/);
+  assert.throws(() => rsyncdConf({ dir: '/d', module: 'm', path: '/d/x ' }), /path/);
+  assert.throws(() => rsyncdConf({ dir: '/d', module: 'a]b', path: '/d/x' }), /module name "a\]b"/);
+});
+
+// A real /proc/<pid>/stat line shape; the command name holds spaces and a ')'.
+const STAT = '5576 (sh (x) y) S 5522 5522 494 0 -1 4194304 86 427 0 0 12 34 2 6 20 0 1 0 7058325 2654208 378 18446744073709551615 0 0';
+
+test('/proc stat: user, kernel and reaped children, in ms (100 ticks per second)', () => {
+  assert.deepEqual(parseProcStat(STAT), { self: { user: 120, sys: 340 }, children: { user: 20, sys: 60 } });
+  assert.throws(() => parseProcStat('garbage'), /not a \/proc\/<pid>\/stat line/);
+  assert.throws(() => parseProcStat('1 (a) S 1 2'), /field 14 is not a number/);
+});
+
+test('the wrapper stat line is found after the command output; missing → null', () => {
+  const out = `sent 40 bytes\nsome (output) 1 2 3\n\n@@tdxfer-bench-stat ${STAT}\n`;
+  assert.deepEqual(parseWrappedStat(out), { user: 20, sys: 60 });
+  assert.equal(parseWrappedStat('rsync: connection refused\n'), null);
+});
+
+test('ratio is rsync time / tdxfer time; missing or zero gives n/a', () => {
+  assert.equal(ratio(2000, 1000), 2);
+  assert.equal(ratio(1000, 4000), 0.25);
+  assert.ok(Number.isNaN(ratio(NaN, 1000)));
+  assert.ok(Number.isNaN(ratio(1000, 0)));
+  assert.equal(fmtRatio(ratio(1970, 4940)), '0.40');
+  assert.equal(fmtRatio(NaN), 'n/a');
+  // Per repetition, then the median: [2, 0.5, 1] → 1.
+  assert.equal(pairedRatio([2000, 1000, 3000], [1000, 2000, 3000]), 1);
+  assert.equal(pairedRatio([2000, 1000], [1000, 2000, 500]), 1.25);
+});
+
+test('CPU per GiB and per 1,000 files; the median run keeps its own user/kernel split', () => {
+  assert.deepEqual(cpuPer({ user: 500, sys: 250 }, GIB / 2, GIB), { user: 1000, sys: 500 });
+  assert.deepEqual(cpuPer({ user: 300, sys: 100 }, 2000, 1000), { user: 150, sys: 50 });
+  const runs = [{ user: 900, sys: 100 }, { user: 100, sys: 100 }, { user: 300, sys: 400 }];
+  assert.deepEqual(medianCpu(runs), { user: 300, sys: 400 });
+  assert.deepEqual(medianCpu([{ user: 1, sys: 1 }, { user: 5, sys: 5 }]), { user: 1, sys: 1 });
+  assert.equal(medianCpu([{ user: NaN, sys: 1 }]), undefined);
+  assert.equal(fmtCpu({ user: 950, sys: 470 }), '1.42 (0.95+0.47)');
+  assert.equal(fmtCpu(undefined), 'n/a');
+});
+
+test('link verdicts: which link a side keeps up with at its CPU per GiB', () => {
+  // 1 s per GiB → 1074 MB/s: enough for 1 GbE (117 MB/s), not for 10 GbE (1170 MB/s).
+  assert.equal(Math.round(cpuBoundMBps(1000)), 1074);
+  assert.deepEqual(linkVerdicts(1000).map((v) => [v.link, v.keepsUp]), [['1 GbE', true], ['10 GbE', false]]);
+  assert.deepEqual(linkVerdicts(500).map((v) => v.keepsUp), [true, true]);
+  assert.deepEqual(linkVerdicts(10_000).map((v) => v.keepsUp), [false, false]);
+  assert.equal(linkVerdicts(0)[1]!.keepsUp, true);
+  assert.equal(linkVerdicts(1)[1]!.secondsPerGiB.toFixed(2), '0.92');
+});
+
+test('CPU profile summary: self time per function and area, idle left out, cut to a window', () => {
+  const frame = (functionName: string, url: string, lineNumber = 0) => ({ functionName, url, lineNumber });
+  const p: CpuProfile = {
+    nodes: [
+      { id: 1, callFrame: frame('(root)', '') },
+      { id: 2, callFrame: frame('(idle)', '') },
+      { id: 3, callFrame: frame('update', 'node:internal/crypto/hash', 131) },
+      { id: 4, callFrame: frame('land', 'file:///w/dist/src/inbox/land.js', 9) },
+      { id: 5, callFrame: frame('(garbage collector)', '') },
+      { id: 6, callFrame: frame('validate', 'file:///w/node_modules/ajv/dist/x.js', 4) },
+    ],
+    startTime: 1000,
+    endTime: 2000,
+    // Sample i stands for the time until the next one.
+    samples: [6, 3, 3, 4, 2, 5, 3],
+    timeDeltas: [100, 100, 100, 100, 100, 100, 100],
+  };
+  const s = summarise(p, 10);
+  // Sample times: 1100 … 1700; each stands for 100 µs (the last: its own delta).
+  assert.equal(s.busyMs, 0.6);
+  assert.deepEqual(s.top.map((t) => [t.name, t.where, t.area, +t.ms.toFixed(3)]), [
+    ['update', 'hash:132', 'node internals', 0.3],
+    ['validate', 'ajv/dist/x.js:5', 'npm ajv', 0.1],
+    ['land', 'src/inbox/land.js:10', 'tdxfer src/inbox', 0.1],
+    ['(garbage collector)', '', 'GC', 0.1],
+  ]);
+  assert.equal(s.top[0]!.pct, 50);
+  assert.deepEqual(s.areas.map((a) => a.area), ['node internals', 'npm ajv', 'tdxfer src/inbox', 'GC']);
+  // Only samples at 1300..1500: update (1300), land (1400), idle (1500).
+  const w = summarise(p, 10, [1250, 1550]);
+  assert.deepEqual(w.top.map((t) => t.name), ['update', 'land']);
+  assert.equal(w.wallMs, 0.3);
+  assert.equal(areaOf('', '(program)'), '(program: native, not JS)');
+  assert.equal(areaOf('file:///x/node_modules/@scope/pkg/a.js', 'f'), 'npm @scope/pkg');
+  assert.equal(areaOf('file:///x/dist/test/bench/run.js', 'f'), 'tdxfer test');
+});
