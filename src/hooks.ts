@@ -2,7 +2,8 @@
  * The inbox `onReceive` hook: run a command (argv, no shell) after a file lands.
  *
  * The child gets the parent's environment plus TDXFER_INBOX, TDXFER_FILE (absolute),
- * TDXFER_REL, TDXFER_SIZE, TDXFER_FROM, TDXFER_SHA256. It is stopped after `timeoutMs`
+ * TDXFER_REL, TDXFER_SIZE, TDXFER_FROM, TDXFER_SHA256, and TDXFER_RECOVERED=1 when the file
+ * landed before a crash and is announced after the restart. It is stopped after `timeoutMs`
  * (SIGTERM, then SIGKILL after a grace period); on POSIX the whole process group is
  * signalled so a hook's own children (`sh -c "…"`) go too.
  * Invariant: `runHook` never throws or rejects; every failure is logged with what to fix.
@@ -42,6 +43,7 @@ export function hookEnv(r: ReceivedInfo): Record<string, string> {
     TDXFER_SHA256: r.sha256 ?? '',
     TDXFER_HASH: r.hash ?? r.sha256 ?? '',
     TDXFER_HASH_ALG: r.hashAlg ?? (r.sha256 ? 'sha256' : ''),
+    ...(r.recovered ? { TDXFER_RECOVERED: '1' } : {}),
   };
 }
 

@@ -80,6 +80,11 @@ export interface ReceivedInfo {
   via: 'tdxfer' | 'legacy';
   durationMs: number;
   at: number;
+  /**
+   * True when the agent died between the landing and its announcement and this is the
+   * announcement after the restart (sent once; `durationMs` is 0, `at` is when it landed).
+   */
+  recovered?: boolean;
 }
 
 /** A file being received into one of this agent's inboxes (issue #11 item 2). */
@@ -208,6 +213,11 @@ export interface AgentView extends EventEmitter<AgentEvents> {
   cancel(id: string): Promise<JobInfo>;
   /** Change a bandwidth limit now; rejects with a TdxError on bad input. */
   setLimit?(req: LimitRequest): LimitsSnapshot;
+  /**
+   * Called by a `received` listener during the event: the landing counts as announced (its
+   * journal mark is cleared) only once `until` settles. OSC uses it to wait for its datagrams.
+   */
+  holdAnnouncement?(info: ReceivedInfo, until: Promise<unknown>): void;
 }
 
 /** A held target's change: `held` on each landing attempt it blocks, `released` once its new version landed. */

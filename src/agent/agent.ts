@@ -34,6 +34,7 @@ import { Ring } from './ring.js';
 import { ProgressThrottle } from '../progress.js';
 import { JobStore, type StoredJob } from './jobstore.js';
 import { IncomingBoard } from './incoming.js';
+import { Announcer } from './announce.js';
 import { newDestinationQueue } from './senders.js';
 import { ensureOutbox, listenForTransfers, logLimits, openInboxes, startLegacyListener } from './receiving.js';
 import { blankInfo, cancelRefusal, cancelledInfo, explicitRecord, sendDestination, sendTarget, statSource } from './explicit.js';
@@ -44,6 +45,11 @@ export interface AgentOptions {
   log: Logger;
   /** The peer board to share with discovery (agent/compose.ts builds it); a fresh one when absent. */
   peers?: PeerBoard;
+  /**
+   * Hold `received` announcements until `openAnnouncements()` (compose.ts: once hooks, OSC
+   * and the status API listen). Without it they open right after start (next macrotask).
+   */
+  holdAnnouncements?: boolean;
 }
 
 export class Agent extends EventEmitter<AgentEvents> implements AgentView {
@@ -61,6 +67,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private readonly watchers: OutboxWatcher[] = [];
   private readonly progress = new ProgressThrottle(100);
   private readonly incoming = new IncomingBoard((info) => this.emit('incoming', info));
+  /** Announces landings once, crash or not (agent/announce.ts). */
+  private readonly announcer: Announcer;
   /** Bandwidth limits: every sender and receiving connection goes through it. */
   readonly pacer: Pacer;
   /** After-actions of finished files, batched per outbox burst (agent/after.ts). */
@@ -92,6 +100,10 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     super();
     this.setMaxListeners(100);
     this.log = opts.log;
+    this.announcer = new Announcer((info) => {
+      this.received.push(info);
+      this.emit('received', info);
+    }, this.log);
     this.after = new AfterBatcher({
       log: this.log,
       journal: () => this.journal!,
@@ -116,7 +128,18 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       await agent.stop().catch((e: unknown) => agent.log.warn(`cleaning up after a failed start: ${describeError(e)}`));
       throw err;
     }
+    if (!opts.holdAnnouncements) setImmediate(() => agent.openAnnouncements());
     return agent;
+  }
+
+  /** Starts announcing landings (those waiting first: see AgentOptions.holdAnnouncements). */
+  openAnnouncements(): void {
+    this.announcer.open();
+  }
+
+  /** A `received` listener delays the landing's "announced" mark until `until` settles (OSC: its datagrams sent). */
+  holdAnnouncement(info: ReceivedInfo, until: Promise<unknown>): void {
+    this.announcer.hold(info, until);
   }
 
   private async startParts(): Promise<void> {
@@ -129,6 +152,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     }
 
     await openInboxes(cfg, log, this.inboxes);
+    for (const i of this.inboxes.values()) this.announcer.recovered(i.name, await i.recoverAnnouncements());
     for (const i of this.inboxes.values()) i.onHeldChange((c) => this.emit('held', c));
 
     const listening = await listenForTransfers(cfg, log, (conn) => {
@@ -145,7 +169,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         ...(cfg.security.hashes ? { hashes: cfg.security.hashes } : {}),
         inbound: this.pacer.inbound,
         log: log.child({ component: 'receiver' }),
-        onReceived: (info) => this.noteReceived(info),
+        onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced),
         onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
         incoming: this.incoming,
       });
@@ -159,7 +183,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.table.setStatic(cfg.peers);
     this.table.on('change', (p) => this.onPeerChange(p));
 
-    this.legacy = await startLegacyListener(cfg, this.inboxes, { log, onReceived: (info) => this.noteReceived(info), incoming: this.incoming });
+    this.legacy = await startLegacyListener(cfg, this.inboxes, { log, onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced), incoming: this.incoming });
 
     this.journal = await SentJournal.open(path.join(cfg.dataDir, 'state', 'sent.jsonl'), { log: log.child({ component: 'journal' }) });
     this.jobStore = await JobStore.open(path.join(cfg.dataDir, 'state', 'jobs.jsonl'), { log: log.child({ component: 'jobs' }) });
@@ -184,6 +208,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   async stopReceiving(landMs = 5000): Promise<void> {
     this.receiving = false;
     await Promise.all([...this.sessions].map((s) => s.drain(landMs)));
+    await this.announcer.settled();
   }
 
   async stop(graceMs = 10_000): Promise<void> {
@@ -332,11 +357,6 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const now = Date.now();
     job.info.rate = this.progress.rate(job.info.id, job.info.bytesDone, now);
     if (this.progress.due(job.info.id, now) || job.info.bytesDone === job.info.bytesTotal) this.emit('progress', { ...job.info });
-  }
-
-  private noteReceived(info: ReceivedInfo): void {
-    this.received.push(info);
-    this.emit('received', info);
   }
 
   private noteFailure(reason: ReportedCode, message: string, peer: string | null): void {

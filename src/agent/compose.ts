@@ -50,7 +50,8 @@ export interface ComposedAgent {
 export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Promise<ComposedAgent> {
   const { log } = opts;
   const board = new PeerBoard(new PeerTable());
-  const agent = await Agent.start(cfg, { log, peers: board });
+  // Landings (also those a crash left unannounced) are announced once hooks, OSC and the status API listen.
+  const agent = await Agent.start(cfg, { log, peers: board, holdAnnouncements: true });
   let companions: Lifecycle;
   try {
     companions = await startCompanionParts(agent, cfg, log, opts.onStop ? { onStop: opts.onStop } : {});
@@ -58,6 +59,7 @@ export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Prom
     await agent.stop();
     throw err;
   }
+  agent.openAnnouncements();
   let stopped: Promise<void> | null = null;
   return {
     agent,

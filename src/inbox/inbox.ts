@@ -57,6 +57,26 @@ export interface BeginRequest {
   resume: boolean;
   /** The file hash of the connection (v1.1 negotiation); default SHA-256 (legacy, older peers). */
   hash?: HashAlg;
+  /** Who sends, as the announcement of the landing names it (peer name, legacy address); default `source`. */
+  from?: string;
+  /** The protocol it comes by; default 'tdxfer'. */
+  via?: 'tdxfer' | 'legacy';
+}
+
+/** A landing found unannounced after a restart (Inbox.recoverAnnouncements). */
+export interface RecoveredLanding {
+  rel: string;
+  abs: string;
+  size: number;
+  /** The verified digest of the landed bytes, in `hashAlg`. */
+  hashAlg: HashAlg;
+  digest: string;
+  from: string;
+  via: 'tdxfer' | 'legacy';
+  /** When it landed (ms since the epoch). */
+  at: number;
+  /** Clears its pending mark; never rejects. */
+  markAnnounced: () => Promise<void>;
 }
 
 export type BeginResult =
@@ -397,12 +417,13 @@ export class Inbox {
         log: this.#log,
         staging,
         lander: this.#lander,
+        journal: this.#journal,
         maxFileBytes: this.#maxFileBytes,
         release: () => {
           if (this.#active.get(key) === file) this.#active.delete(key);
         },
       },
-      { id, source, rel, parts, size, mtimeMs, offset, prefixDigest, hash, handle, hasMeta },
+      { id, source, rel, parts, size, mtimeMs, offset, prefixDigest, hash, handle, hasMeta, from: req.from, via: req.via },
     );
     return { kind: 'write', file };
   }
@@ -425,6 +446,39 @@ export class Inbox {
     const bytes = await freeBytes(dir);
     this.#freeReading = { at: performance.now(), bytes, admitted };
     return bytes;
+  }
+
+  /**
+   * Landings a crash left unannounced (journal records still pending, see journal.ts): each
+   * whose file is in the inbox with the recorded bytes is returned, to be announced once
+   * (the caller calls `markAnnounced` when it is); the others never landed (the crash came
+   * before the rename, the sender sends them again) and are cleared here.
+   */
+  async recoverAnnouncements(): Promise<RecoveredLanding[]> {
+    const out: RecoveredLanding[] = [];
+    for (const rec of this.#journal.pending()) {
+      const abs = path.join(this.path, ...rec.landedRel.split('/'));
+      const st = await fs.stat(abs).catch(() => null);
+      const recorded = rec.xxh128 !== undefined ? { alg: 'xxh3-128' as const, digest: rec.xxh128 } : { alg: 'sha256' as const, digest: rec.sha256 };
+      const landed = st?.isFile() === true && st.size === rec.size && recorded.digest !== undefined && (await digestOf(abs, recorded.alg)) === recorded.digest;
+      if (!landed) {
+        this.#log.debug('a landing recorded before a crash did not happen (the file stays staged or is sent again)', { source: rec.source, rel: rec.rel });
+        await this.#journal.markAnnounced(rec);
+        continue;
+      }
+      out.push({
+        rel: rec.landedRel,
+        abs,
+        size: rec.size,
+        hashAlg: recorded.alg,
+        digest: recorded.digest!,
+        from: rec.from ?? rec.source,
+        via: rec.via ?? 'tdxfer',
+        at: rec.at,
+        markAnnounced: () => this.#journal.markAnnounced(rec),
+      });
+    }
+    return out;
   }
 
   async health(): Promise<{ exists: boolean; writable: boolean; freeBytes: number | null }> {

@@ -11,6 +11,7 @@ import { describeError } from '../errors.js';
 import { InboxError } from './errors.js';
 import { errCode, formatBytes } from '../fsutil.js';
 import type { Lander } from './land.js';
+import type { Journal, LandedRecord } from './journal.js';
 import type { Staging } from './staging.js';
 
 export interface Landed {
@@ -30,6 +31,12 @@ export interface Landed {
    * `digest` describe the bytes received (verified) and discarded.
    */
   skipped?: boolean;
+  /**
+   * Call once every announcement of this landing went out: clears its "landed, not yet
+   * announced" mark in the inbox journal (a restart announces what is still marked).
+   * Never rejects. A no-op for a skipped file.
+   */
+  markAnnounced: () => Promise<void>;
 }
 
 export interface IncomingFile {
@@ -63,6 +70,8 @@ export interface IncomingContext {
   staging: Staging;
   /** Lands (and journals) verified files in batches. */
   lander: Lander;
+  /** The journal the lander writes records to (for the announced mark). */
+  journal?: Journal;
   maxFileBytes: number;
   /** Called exactly once when the file is finished (committed, failed or aborted). */
   release: () => void;
@@ -82,6 +91,9 @@ export interface IncomingInit {
   handle: fs.FileHandle;
   /** A resume record (meta) exists in staging for this partial. */
   hasMeta: boolean;
+  /** Who sends it and how, as its announcement names them (recorded for a recovery after a crash). */
+  from?: string | undefined;
+  via?: 'tdxfer' | 'legacy' | undefined;
 }
 
 /**
@@ -304,11 +316,20 @@ export class IncomingFileImpl implements IncomingFile {
       throw err;
     }
     let outcome;
+    const records: LandedRecord[] = [];
+    const { from, via } = this.#init;
     try {
       outcome = await this.#ctx.lander.land({
         parts: this.#init.parts,
         from: staging.dataPath(id),
-        record: (landedRel) => ({ source, rel: this.rel, landedRel, size: this.#received, mtimeMs: this.#init.mtimeMs, ...(alg === 'sha256' ? { sha256: digest } : { xxh128: digest }), at: Date.now() }),
+        record: (landedRel) => {
+          const rec: LandedRecord = {
+            source, rel: this.rel, landedRel, size: this.#received, mtimeMs: this.#init.mtimeMs, ...(alg === 'sha256' ? { sha256: digest } : { xxh128: digest }), at: Date.now(),
+            pending: true, ...(from !== undefined ? { from } : {}), ...(via !== undefined ? { via } : {}),
+          };
+          records.push(rec);
+          return rec;
+        },
         ...(opts.mayLand ? { mayLand: opts.mayLand } : {}),
       });
     } catch (err) {
@@ -329,11 +350,15 @@ export class IncomingFileImpl implements IncomingFile {
       await staging.remove(id);
       this.#ctx.log.info('file already exists, discarded the received copy (onCollision=skip)', { rel: outcome.rel, source });
       this.#release();
-      return { ...base, rel: outcome.rel, abs: outcome.abs, renamedFrom: null, skipped: true };
+      return { ...base, rel: outcome.rel, abs: outcome.abs, renamedFrom: null, skipped: true, markAnnounced: () => Promise.resolve() };
     }
     if (this.#init.hasMeta) await staging.removeMeta(id);
     this.#release();
-    return { ...base, rel: outcome.rel, abs: outcome.abs, renamedFrom: outcome.renamedFrom };
+    const journal = this.#ctx.journal;
+    const markAnnounced = async (): Promise<void> => {
+      if (journal) for (const r of records.splice(0)) await journal.markAnnounced(r);
+    };
+    return { ...base, rel: outcome.rel, abs: outcome.abs, renamedFrom: outcome.renamedFrom, markAnnounced };
   }
 
   async abort(keepPartial: boolean): Promise<void> {

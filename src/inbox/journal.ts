@@ -13,6 +13,13 @@
  * per landing batch), so not even a power cut keeps a landed file while losing its
  * record. With overwrite or skip a lost record is harmless (the resend replaces the file
  * with the same bytes, or is skipped), so they do without the extra fsync per batch.
+ *
+ * Announcements (issue #19 item 4): a record is written `pending` ("landed, not yet
+ * announced"); once every announcement of the landing went out (agent.ts), a small mark
+ * line `{"announced": {source, rel, at}}` clears it. A restart finds the records still
+ * pending and announces those whose file is there with the recorded bytes (Inbox.
+ * recoverAnnouncements). Pending records survive compaction (also when their dedupe
+ * record was superseded or evicted) and are bounded by `limit` like the rest.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -31,6 +38,22 @@ export interface LandedRecord {
   sha256?: string;
   xxh128?: string;
   at: number;
+  /** Landed (or about to be), not announced yet: set on the record written before the rename. */
+  pending?: boolean;
+  /** Who sent it, as the announcement names it (peer name, or the legacy source address). */
+  from?: string;
+  /** The protocol it came by, for the announcement. */
+  via?: 'tdxfer' | 'legacy';
+}
+
+/** The mark line that clears a pending record. */
+interface AnnouncedMark {
+  announced: { source: string; rel: string; at: number };
+}
+
+function isMark(x: unknown): x is AnnouncedMark {
+  const m = (x as Partial<AnnouncedMark> | null)?.announced;
+  return typeof m === 'object' && m !== null && typeof m.source === 'string' && typeof m.rel === 'string' && typeof m.at === 'number';
 }
 
 function isRecord(x: unknown): x is LandedRecord {
@@ -49,6 +72,8 @@ function isRecord(x: unknown): x is LandedRecord {
 }
 
 const key = (source: string, rel: string): string => `${source}\0${rel}`;
+/** One landing: a key can land again (a new version) before the earlier landing was announced. */
+const landingId = (r: { source: string; rel: string; at: number }): string => `${r.source}\0${r.rel}\0${r.at}`;
 
 export class Journal {
   readonly file: string;
@@ -56,6 +81,8 @@ export class Journal {
   #log: Logger;
   /** Insertion order = age (re-set entries are moved to the end). */
   #byKey = new Map<string, LandedRecord>();
+  /** Landings not announced yet, by landingId, oldest first. */
+  #pending = new Map<string, LandedRecord>();
   #linesInFile = 0;
   #chain: Promise<unknown> = Promise.resolve();
   #durable = false;
@@ -86,6 +113,10 @@ export class Journal {
         bad++;
         continue;
       }
+      if (isMark(rec)) {
+        j.#pending.delete(landingId(rec.announced));
+        continue;
+      }
       if (!isRecord(rec)) {
         bad++;
         continue;
@@ -99,6 +130,11 @@ export class Journal {
   }
 
   #set(rec: LandedRecord): void {
+    if (rec.pending === true) {
+      this.#pending.set(landingId(rec), rec);
+      // Bounded like the rest: only an Inbox used without an agent (nothing announces) gets here.
+      while (this.#pending.size > this.limit) this.#pending.delete(this.#pending.keys().next().value as string);
+    }
     const k = key(rec.source, rec.rel);
     this.#byKey.delete(k);
     this.#byKey.set(k, rec);
@@ -116,6 +152,23 @@ export class Journal {
     return this.#byKey.size;
   }
 
+  /** Landings recorded as pending and not marked announced yet, oldest first. */
+  pending(): LandedRecord[] {
+    return [...this.#pending.values()];
+  }
+
+  /**
+   * Marks a landing announced (or, at recovery, found not landed): its pending record is
+   * cleared, for good once the mark line is appended. Never throws: a lost mark only means
+   * the landing is announced once more after a restart (marked recovered).
+   */
+  markAnnounced(rec: Pick<LandedRecord, 'source' | 'rel' | 'at'>): Promise<void> {
+    const id = landingId(rec);
+    if (!this.#pending.delete(id)) return Promise.resolve();
+    const line = JSON.stringify({ announced: { source: rec.source, rel: rec.rel, at: rec.at } } satisfies AnnouncedMark) + '\n';
+    return this.#append(line, 1, 'could not mark a landing announced in the dedupe journal; it is announced again after a restart', false);
+  }
+
   /** Record a landed file. Failures are logged, never thrown: the file already landed. */
   record(rec: LandedRecord): Promise<void> {
     return this.recordMany([rec]);
@@ -124,19 +177,23 @@ export class Journal {
   /** Record several landed files with one append (a landing batch). Never throws. */
   recordMany(recs: readonly LandedRecord[]): Promise<void> {
     for (const rec of recs) this.#set(rec);
+    return this.#append(recs.map((rec) => JSON.stringify(rec) + '\n').join(''), recs.length, 'could not append to the dedupe journal; a resend of these files may land twice', this.#durable);
+  }
+
+  #append(text: string, lines: number, failure: string, sync: boolean): Promise<void> {
     const run = async (): Promise<void> => {
       try {
         const fh = await fs.open(this.file, 'a');
         try {
-          await fh.appendFile(recs.map((rec) => JSON.stringify(rec) + '\n').join(''));
-          if (this.#durable) await fh.sync();
+          await fh.appendFile(text);
+          if (sync) await fh.sync();
         } finally {
           await fh.close();
         }
-        this.#linesInFile += recs.length;
+        this.#linesInFile += lines;
         if (this.#linesInFile > 2 * this.limit) await this.#compact();
       } catch (err) {
-        this.#log.warn('could not append to the dedupe journal; a resend of these files may land twice', { file: this.file, files: recs.length, err });
+        this.#log.warn(failure, { file: this.file, lines, err });
       }
     };
     const p = this.#chain.then(run);
@@ -145,9 +202,17 @@ export class Journal {
   }
 
   async #compact(): Promise<void> {
-    const body = [...this.#byKey.values()].map((r) => JSON.stringify(r) + '\n').join('');
-    await writeFileAtomic(this.file, body);
-    this.#linesInFile = this.#byKey.size;
+    const latest = new Set(this.#byKey.values());
+    // Pending landings whose dedupe record is no longer the latest (or was evicted) go
+    // first, so the latest record per key still wins on the next open.
+    const lines = [...this.#pending.values()].filter((r) => !latest.has(r));
+    for (const r of this.#byKey.values()) {
+      const pending = this.#pending.get(landingId(r)) === r;
+      const { pending: _p, ...rest } = r;
+      lines.push(pending ? { ...rest, pending: true } : rest);
+    }
+    await writeFileAtomic(this.file, lines.map((r) => JSON.stringify(r) + '\n').join(''));
+    this.#linesInFile = lines.length;
   }
 
   /** Wait for pending appends. */

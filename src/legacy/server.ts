@@ -36,7 +36,8 @@ export interface LegacyListenerOptions {
   idleTimeoutMs?: number;
   /** Simultaneous legacy connections; more are closed at once. Default 16. */
   maxConnections?: number;
-  onReceived?: (info: ReceivedInfo) => void;
+  /** A file landed; `markAnnounced` as in ReceiverDeps.onReceived. */
+  onReceived?: (info: ReceivedInfo, markAnnounced?: () => Promise<void>) => void;
   /** Shows files while they arrive (status, events, dashboard). */
   incoming?: IncomingTracker;
 }
@@ -170,6 +171,8 @@ export class LegacyListener {
         size: null,
         mtimeMs: null,
         resume: false,
+        from: ip,
+        via: 'legacy',
       });
       if (begun.kind === 'write') {
         file = begun.file;
@@ -209,7 +212,7 @@ export class LegacyListener {
             via: 'legacy',
             durationMs,
             at: Date.now(),
-          });
+          }, landed.markAnnounced);
         } catch (err) {
           this.log.error('onReceived callback failed (the file landed)', { file: landed.rel, error: describeError(err) });
         }

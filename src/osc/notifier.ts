@@ -66,9 +66,14 @@ export class OscNotifier {
   private readonly progressIntervalMs: number;
   private readonly reported = new Set<string>();
   private running = false;
+  /** Sends not called back yet: resolved on stop (a closed socket may never call back). */
+  private readonly unsent = new Set<() => void>();
 
-  private readonly onReceived = (r: ReceivedInfo): void =>
-    this.send('/tdxfer/received', [r.inbox, r.file, r.path, sizeArg(r.size), r.from]);
+  /** The landing counts as announced once the datagrams are handed to the kernel (agent/announce.ts). */
+  private readonly onReceived = (r: ReceivedInfo): void => {
+    const sent = this.send('/tdxfer/received', [r.inbox, r.file, r.path, sizeArg(r.size), r.from]);
+    this.view.holdAnnouncement?.(r, sent);
+  };
   private readonly onJob = (j: JobInfo): void => this.job(j);
   private readonly onProgress = (j: JobInfo): void => this.progress(j);
   private readonly onIncoming = (i: IncomingInfo): void => this.receiving(i);
@@ -113,6 +118,7 @@ export class OscNotifier {
     this.view.off('held', this.onHeld);
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
+    for (const done of [...this.unsent]) done();
     this.sock4?.close();
     this.sock6?.close();
     this.sock4 = this.sock6 = null;
@@ -130,9 +136,9 @@ export class OscNotifier {
     const rel = j.landedAs ?? j.target;
     if (j.state === 'done') {
       const seconds = j.startedAt !== null && j.finishedAt !== null ? Math.max(0, (j.finishedAt - j.startedAt) / 1000) : 0;
-      this.send('/tdxfer/sent', [j.peer, j.inbox ?? '', rel, sizeArg(j.bytesTotal), floatArg(seconds)]);
+      void this.send('/tdxfer/sent', [j.peer, j.inbox ?? '', rel, sizeArg(j.bytesTotal), floatArg(seconds)]);
     } else {
-      this.send('/tdxfer/failed', [j.peer, j.inbox ?? '', rel, j.error ?? 'unknown error']);
+      void this.send('/tdxfer/failed', [j.peer, j.inbox ?? '', rel, j.error ?? 'unknown error']);
     }
   }
 
@@ -141,7 +147,7 @@ export class OscNotifier {
     const now = Date.now();
     if (!this.lastProgress.due(j.id, now)) return;
     const percent = j.bytesTotal > 0 ? (j.bytesDone / j.bytesTotal) * 100 : 0;
-    this.send('/tdxfer/progress', [j.peer, j.target, floatArg(percent), sizeArg(j.bytesDone), sizeArg(j.bytesTotal)]);
+    void this.send('/tdxfer/progress', [j.peer, j.target, floatArg(percent), sizeArg(j.bytesDone), sizeArg(j.bytesTotal)]);
   }
 
   /** Receiving side: while bytes arrive (a final 100 % comes with /tdxfer/received). */
@@ -155,39 +161,55 @@ export class OscNotifier {
     if (!this.lastProgress.due(key, now)) return;
     const total = i.bytesTotal ?? 0;
     const percent = total > 0 ? (i.bytesDone / total) * 100 : 0;
-    this.send('/tdxfer/receiving', [i.inbox, i.file, floatArg(percent), sizeArg(i.bytesDone), sizeArg(total), i.from]);
+    void this.send('/tdxfer/receiving', [i.inbox, i.file, floatArg(percent), sizeArg(i.bytesDone), sizeArg(total), i.from]);
   }
 
   /** A held inbox target (Windows): its new version waits staged; the landing itself sends /tdxfer/received. */
   private waiting(c: HeldChange): void {
     if (c.state !== 'held') return;
     const f = c.file;
-    this.send('/tdxfer/waiting', [f.inbox, f.rel, f.path, floatArg(Math.max(0, (c.atMs - f.sinceMs) / 1000))]);
+    void this.send('/tdxfer/waiting', [f.inbox, f.rel, f.path, floatArg(Math.max(0, (c.atMs - f.sinceMs) / 1000))]);
   }
 
   private alive(): void {
     const startedAt = this.view.snapshot().agent.startedAt;
     const args: OscArg[] = [this.opts.agentName, { type: 'integer', value: Math.max(0, Math.floor((Date.now() - startedAt) / 1000)) }];
     if (this.opts.role) args.push(this.opts.role);
-    this.send('/tdxfer/alive', args);
+    void this.send('/tdxfer/alive', args);
   }
 
-  private send(address: string, args: OscArg[]): void {
-    if (!this.running) return;
+  /** Sends to every target; resolves (never rejects) once each send has called back. */
+  private send(address: string, args: OscArg[]): Promise<void> {
+    if (!this.running) return Promise.resolve();
     let packet: Buffer;
     try {
       packet = encode(new Message(address, ...args));
     } catch (err) {
       this.log.error('OSC: cannot encode message', { address, error: describeError(err) });
-      return;
+      return Promise.resolve();
     }
+    const sent: Promise<void>[] = [];
     for (const t of this.targets) {
-      try {
-        this.socketFor(t.host).send(packet, t.port, t.host, (err) => this.outcome(t, err));
-      } catch (err) {
-        this.outcome(t, err as Error);
-      }
+      sent.push(
+        new Promise<void>((resolve) => {
+          const done = (): void => {
+            this.unsent.delete(done);
+            resolve();
+          };
+          this.unsent.add(done);
+          try {
+            this.socketFor(t.host).send(packet, t.port, t.host, (err) => {
+              this.outcome(t, err);
+              done();
+            });
+          } catch (err) {
+            this.outcome(t, err as Error);
+            done();
+          }
+        }),
+      );
     }
+    return Promise.all(sent).then(() => undefined);
   }
 
   private socketFor(host: string): dgram.Socket {

@@ -33,7 +33,11 @@ export interface ReceiverDeps {
   inboxes: Map<string, Inbox>;
   limits: { idleTimeoutMs: number; handshakeTimeoutMs: number; maxFileBytes: number };
   log: Logger;
-  onReceived: (info: ReceivedInfo) => void;
+  /**
+   * A file landed. `markAnnounced` (call it once every announcement went out) clears the
+   * landing's "not yet announced" mark in the inbox journal; a restart announces what is left.
+   */
+  onReceived: (info: ReceivedInfo, markAnnounced?: () => Promise<void>) => void;
   onFailure?: (reason: ReportedCode, message: string, peer: string | null) => void;
   /** Shows streamed files while they arrive (status, events, dashboard). */
   incoming?: IncomingTracker;
@@ -285,7 +289,7 @@ export class ReceiverSession {
       return null;
     }
     try {
-      const r = await inbox.begin({ source: this.peerId, path: f.path, size: f.size, mtimeMs: f.mtimeMs, resume, hash: this.hs.peer.hash });
+      const r = await inbox.begin({ source: this.peerId, path: f.path, size: f.size, mtimeMs: f.mtimeMs, resume, hash: this.hs.peer.hash, from: this.peer, via: 'tdxfer' });
       if (r.kind === 'skip') {
         this.log.info(`${r.status === 'duplicate' ? 'already have' : 'skipped (onCollision=skip, exists)'} ${r.rel} from ${this.peer}`, { inbox: inbox.name });
         this.answer({ type: 'ack', id: f.id, status: r.status, path: r.rel, sha256: null });
@@ -423,7 +427,7 @@ export class ReceiverSession {
       this.deps.onReceived({
         inbox: c.inbox.name, file: landed.rel, path: landed.abs, size: landed.size, sha256: landed.sha256, hash: landed.digest, hashAlg: landed.hash,
         from: this.peer, via: 'tdxfer', durationMs, at: Date.now(),
-      });
+      }, landed.markAnnounced);
     } catch (err) {
       if (this.stopping && (err as { code?: unknown }).code === 'CLOSED') {
         this.log.info(`stopping: ${c.file.rel} from ${this.peer} stays staged, the sender sends it again`, { inbox: c.inbox.name });

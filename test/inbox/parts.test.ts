@@ -120,6 +120,57 @@ describe('dedupe journal', () => {
       await t.done();
     }
   });
+
+  test('pending ("landed, not yet announced"): survives a reopen until marked; the mark survives too; a newer landing of the same file keeps its own', async () => {
+    const t = await tmp();
+    try {
+      const log = memoryLogger();
+      const j = await Journal.open(t.dir, log);
+      await j.recordMany([rec(1, { pending: true, from: 'render' }), rec(2, { pending: true })]);
+      await j.record(rec(3));
+      assert.deepEqual(j.pending().map((r) => r.rel), ['f1', 'f2']);
+      await j.markAnnounced(rec(1));
+      assert.deepEqual(j.pending().map((r) => r.rel), ['f2']);
+      const j2 = await Journal.open(t.dir, log);
+      assert.deepEqual(j2.pending().map((r) => [r.rel, r.from]), [['f2', undefined]]);
+      assert.equal(j2.get('s', 'f1')?.size, 1, 'the dedupe record stays');
+      // The same file lands again before the first landing was announced: two pending landings.
+      await j2.record(rec(2, { pending: true, at: 1000, size: 20 }));
+      assert.deepEqual(j2.pending().map((r) => r.size), [2, 20]);
+      await j2.markAnnounced(rec(2, { at: 1000 }));
+      const j3 = await Journal.open(t.dir, log);
+      assert.deepEqual(j3.pending().map((r) => r.size), [2], 'only the older landing is still pending');
+      assert.equal(j3.get('s', 'f2')?.size, 20, 'the latest record still wins for dedupe');
+      assert.ok(!log.records.some((r) => r.level === 'warn'), 'mark lines are read, not skipped as unreadable');
+    } finally {
+      await t.done();
+    }
+  });
+
+  test('pending records survive compaction (also a superseded or evicted one) and stay bounded', async () => {
+    const t = await tmp();
+    try {
+      const log = memoryLogger();
+      const j = await Journal.open(t.dir, log, 10);
+      await j.record(rec(0, { pending: true }));
+      await j.record(rec(0, { pending: true, at: 500, size: 5 }));
+      // Enough records and marks to compact several times and evict f0's dedupe record.
+      for (let i = 1; i < 40; i++) {
+        await j.record(rec(i, { pending: true }));
+        if (i !== 7) await j.markAnnounced(rec(i));
+      }
+      assert.ok((await fs.readFile(j.file, 'utf8')).trimEnd().split('\n').length <= 20, 'compacted while running');
+      const j2 = await Journal.open(t.dir, log, 10);
+      assert.deepEqual(j2.pending().map((r) => `${r.rel}@${r.at}`), ['f0@0', 'f0@500', 'f7@7']);
+      assert.equal(j2.get('s', 'f0'), undefined, 'evicted from dedupe, still pending');
+      assert.equal(j2.size, 10);
+      // Bounded: never more pending landings than the limit (only an inbox nobody announces gets there).
+      for (let i = 100; i < 130; i++) await j2.record(rec(i, { pending: true }));
+      assert.equal(j2.pending().length, 10);
+    } finally {
+      await t.done();
+    }
+  });
 });
 
 describe('fs helpers', () => {
