@@ -49,9 +49,11 @@ export const LINUX_ONLY = {
  * (`npm run test:windows`) runs them, so they stay visible. Remove an entry once it passes.
  */
 export const KNOWN_GAPS = {
-  'e2e/cli-status.test.js': 'its two CLI agents printed nothing within 80 s under wine on the loaded machine (not yet understood)',
+  'e2e/cli-status.test.js': 'its two CLI agents printed nothing within 80 s under wine on the loaded machine; at load 60 one `tdxfer peers` under wine took 131 s to start and answer (each CLI spawn costs 1-3 s unloaded)',
   'e2e/cli.test.js': 'slower than the 10 min file timeout under wine (four CLI agents in sequence)',
-  'e2e/transfer.test.js': 'a restarted sender never logs "unreachable" for a stopped receiver; a malformed-frame case loses the honest file',
+  // Measured 2026-12-06 (w14): the restarted sender does log "unreachable" and the malformed-frame case
+  // passes; the stop after kill() now expects EXIT_AFTER_KILL. Left out for time and one unexplained stall.
+  'e2e/transfer.test.js': 'the 200 MB case stalled once on a machine loaded 25-fold (the receiver\'s partial stayed at 0 bytes for 8 min, no retry; alone it passed in 95 s): not yet understood; when it passes the file takes ~250 s under wine, too slow for the CI lane',
 };
 
 /** Eligible files not yet seen passing under wine: run by a plain run only. */

@@ -76,6 +76,7 @@ export async function startDiscovery(board: PeerBoard, self: DiscoverySelf, cfg:
   mdns.on('announce', onAnnounce);
   mdns.on('seen', onSeen);
   mdns.on('goodbye', onGoodbye);
+  mdns.on('expired', onGoodbye); // it stopped answering (killed, unplugged): its records expired
   // MdnsDiscovery logs its warnings itself: no 'warning' listener here, or each would be logged twice.
   const tick = setInterval(() => table.tick(), 1000);
   tick.unref();

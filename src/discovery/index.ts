@@ -11,7 +11,7 @@ export { MdnsDiscovery, instanceNameFor, hostNameFor, resolveInterfaces, type Md
 
 /**
  * Feeds adapter events into the table and runs the table's liveness tick (default every
- * second, so a silent peer is 'gone' within goneAfterMs + tickMs). Returns the unwiring;
+ * second: a silent peer is 'gone' when its mDNS records expire, at the latest goneAfterMs + tickMs). Returns the unwiring;
  * call it before (or after) `discovery.stop()`.
  */
 export function wireDiscovery(discovery: MdnsDiscovery, table: PeerTable, opts: { tickMs?: number } = {}): { stop(): void } {
@@ -21,6 +21,7 @@ export function wireDiscovery(discovery: MdnsDiscovery, table: PeerTable, opts: 
   discovery.on('announce', onAnnounce);
   discovery.on('seen', onSeen);
   discovery.on('goodbye', onGoodbye);
+  discovery.on('expired', onGoodbye);
   const timer = setInterval(() => table.tick(), opts.tickMs ?? 1000);
   timer.unref();
   return {
@@ -29,6 +30,7 @@ export function wireDiscovery(discovery: MdnsDiscovery, table: PeerTable, opts: 
       discovery.off('announce', onAnnounce);
       discovery.off('seen', onSeen);
       discovery.off('goodbye', onGoodbye);
+      discovery.off('expired', onGoodbye);
     },
   };
 }

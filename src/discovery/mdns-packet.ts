@@ -61,6 +61,11 @@ export class PeerBook {
     return this.known.has(instance);
   }
 
+  /** The known instances that were heard from, or announce, `address` (who sent a query). */
+  instancesAt(address: string): string[] {
+    return [...this.known.entries()].filter(([, k]) => [...k.byLane.values()].some((a) => a.includes(address))).map(([i]) => i);
+  }
+
   /** Drops an instance (a confirmed goodbye); true if it was known. */
   forget(instance: string): boolean {
     return this.known.delete(instance);

@@ -1,36 +1,48 @@
 /**
- * mDNS adapter around bonjour-service 1.4.4 (the only file that imports it).
+ * mDNS adapter: publishes `_tdxfer._tcp` and reports other agents as `announce` / `seen`
+ * / `goodbye` events for the PeerTable. It drives multicast-dns 7.2.5 (the socket and the
+ * packet codec that bonjour-service is built on) itself, because bonjour-service 1.4.4
+ * cannot be made quiet: its responder answers every question at once with every record,
+ * ignores Known-Answers, repeats answers within a second and publishes 75-min / 8-h TTLs,
+ * and its Browser never expires anything. At 20 agents that was 140 packets/s (issue #19).
  *
- * Publishes `_tdxfer._tcp` and reports other agents as `announce` / `seen` / `goodbye`
- * events for the PeerTable. Works around the silent failure modes measured in
- * /work/shared/netns/README.md:
- * - a kill -9'd peer sends no goodbye and bonjour's Browser never expires it, nor
- *   reports a returning peer with a new address (it only compares SRV host/port):
- *   so we read every mDNS response ourselves (`seen` on each answer, `announce` when
- *   anything changed) and re-query every `requeryMs`; the table's tick() times out silence;
- * - multicast-dns 'error' events throw without a listener, bonjour's default error
- *   callback throws: both are handled and turned into `warning`s;
- * - `interface` needs `bind: '0.0.0.0'` to receive multicast, and a machine with two
- *   NICs announces only on the routed one: one Bonjour instance per configured NIC;
- * - a same-name publisher silently gives up (console.log only): "no `up` within
- *   upTimeoutMs" is reported as a conflict; not hearing our own announcement back
- *   (multicast loopback) means nothing leaves the NIC (no multicast route, firewall);
- * - a publisher that loses the name probe tears down, i.e. sends a goodbye for the name
- *   it does not own: a goodbye is only reported when a re-query gets no answer;
- * - default host is the OS host name (shared by containers/namespaces), IPv6
- *   link-local addresses without zone are useless: explicit host, disableIPv6.
+ * What goes on the wire, after RFC 6762 (pure parts: mdns-schedule.ts, mdns-answer.ts):
+ * - start: probe our instance name 3 times 250 ms apart (§8.1, only when alone on the
+ *   segment: several lanes of ours would hear each other), then announce (§8.3) at 0, 1
+ *   and 3 s; a peer that restarts, also at a new address, is known again at once;
+ * - records with a short TTL (RECORD_TTL_S): peers re-query at 80-95 % of it, listing
+ *   what they know (§7.1), so at rest each agent answers about once per TTL and a silent
+ *   (kill -9'd, unplugged) agent expires from every cache within the TTL, sooner by
+ *   Passive Observation Of Failures (§10.5);
+ * - continuous querying backs off 1 s, 2 s … up to `requeryMs` (§5.2), restarts when our
+ *   addresses change (we re-announce then too); duplicate questions (§7.3) and answers
+ *   (§7.4) are suppressed, answers aggregated and multicast at most once a second (§6);
+ * - stop: a goodbye (TTL 0) for every record (§10.1).
  *
- * Layout: naming is mdns-names.ts and reading responses is PeerBook (mdns-packet.ts),
- * both pure; this file keeps the sockets (one Bonjour per lane) and the timers
- * (re-query, up check, goodbye confirmation) and executes PeerBook's actions.
+ * Silent failure modes handled (measured, /work/shared/netns/README.md):
+ * - multicast-dns 'error' events throw without a listener: turned into `warning`s;
+ * - `interface` needs `bind: '0.0.0.0'` to receive multicast; one socket per configured NIC;
+ * - a same-name owner answers our probe: we do not come up and warn (no `up` in time);
+ * - not hearing our own announcement back (multicast loopback) means nothing leaves the
+ *   NIC (no multicast route, firewall);
+ * - a goodbye for a name that someone else still owns (a probe loser's teardown) is only
+ *   reported when a query gets no answer;
+ * - IPv4 only: IPv6 link-local addresses without a zone are useless to peers.
+ *
+ * Layout: naming is mdns-names.ts, reading responses is PeerBook (mdns-packet.ts), query
+ * timing is QueryPlan (mdns-schedule.ts), answering is mdns-answer.ts, all pure; this file
+ * keeps the sockets and one timer per lane and executes what those decide.
  */
 import { EventEmitter } from 'node:events';
-import { Bonjour, type Browser, type Service, type ServiceConfig } from 'bonjour-service';
+import os from 'node:os';
+import multicastDnsModule from 'multicast-dns';
 import { TdxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Announcement } from './table.js';
-import { SERVICE_TYPE, hostNameFor, instanceNameFor, resolveInterfaces } from './mdns-names.js';
-import { PeerBook, type MdnsPacket } from './mdns-packet.js';
+import { SERVICE_DOMAIN, hostNameFor, instanceNameFor, instanceOf, resolveInterfaces, sameName } from './mdns-names.js';
+import { PeerBook, type MdnsPacket, type ResourceRecord } from './mdns-packet.js';
+import { QUERY_CAP_MS, QueryPlan, RECORD_TTL_S } from './mdns-schedule.js';
+import { AnswerQueue, SERVICES_ENUM, conflicts, ownRecords, selectAnswers, type OwnRecord, type QueryPacket } from './mdns-answer.js';
 
 export { instanceNameFor, hostNameFor, resolveInterfaces } from './mdns-names.js';
 
@@ -40,14 +52,16 @@ export interface MdnsDiscoveryOptions {
   port: number;
   /** TXT record to publish (see txt.ts encodeTxt); must contain our `id`. */
   txt: Record<string, string>;
-  /** NIC names or IPv4 addresses to announce/browse on; empty = the library default (all, routed one for sending). */
+  /** NIC names or IPv4 addresses to announce/browse on; empty = the default multicast interface. */
   interfaces: string[];
   log: Logger;
-  /** Re-query period, ms (default 3000): every peer answers, which refreshes its last-seen time. */
+  /** Longest interval of continuous querying, ms (default 60000; it backs off 1 s, 2 s … up to this). */
   requeryMs?: number;
+  /** TTL of our records, s (default 20): a silent agent expires from its peers' caches within it. */
+  recordTtlS?: number;
   /** Time allowed for our announcement to come up and be heard back, ms (default 2500). */
   upTimeoutMs?: number;
-  /** A goodbye is confirmed by a re-query: reported only if nobody answers within this, ms (default 400). */
+  /** A goodbye is confirmed by a query: reported only if nobody answers within this, ms (default 400). */
   goodbyeConfirmMs?: number;
   /** Time allowed for the goodbye and socket close in stop(), ms (default 1000). */
   stopTimeoutMs?: number;
@@ -57,31 +71,57 @@ export interface MdnsEvents {
   announce: [Announcement];
   seen: [string];
   goodbye: [string];
+  /** A peer stopped answering: its records expired (TTL, or §10.5). The PeerTable treats it like a goodbye. */
+  expired: [string];
   warning: [string];
 }
 
-// --- the parts of multicast-dns 7.2.5 (bonjour's `server.mdns`) we rely on -------------
+// --- the parts of multicast-dns 7.2.5 we rely on ------------------------------------------
 interface RemoteInfo {
   address: string;
+  port: number;
+}
+interface QueryMessage extends QueryPacket {
+  id?: number;
+}
+interface OutPacket {
+  id?: number;
+  type?: 'query' | 'response';
+  flags?: number;
+  questions?: Array<{ name: string; type: string }>;
+  answers?: ResourceRecord[];
+  additionals?: ResourceRecord[];
+  authorities?: ResourceRecord[];
 }
 interface MulticastDns {
   on(event: 'response', listener: (packet: MdnsPacket, rinfo: RemoteInfo) => void): unknown;
+  on(event: 'query', listener: (packet: QueryMessage, rinfo: RemoteInfo) => void): unknown;
   on(event: 'error' | 'warning', listener: (err: Error) => void): unknown;
   once(event: 'ready', listener: () => void): unknown;
   once(event: 'error', listener: (err: Error) => void): unknown;
   removeListener(event: string, listener: (...args: never[]) => void): unknown;
+  query(packet: OutPacket, cb?: (err: Error | null) => void): void;
+  respond(packet: OutPacket, rinfo?: RemoteInfo | ((err: Error | null) => void), cb?: (err: Error | null) => void): void;
+  destroy(cb?: () => void): void;
 }
+type MulticastDnsFactory = (opts: Record<string, unknown>) => MulticastDns;
+const multicastDns = multicastDnsModule as unknown as MulticastDnsFactory;
 
 interface Lane {
   /** "default", or the NIC name / address as configured, for messages. */
   label: string;
   address: string | null;
-  bonjour: Bonjour;
   mdns: MulticastDns;
-  service: Service | null;
-  browser: Browser | null;
+  plan: QueryPlan;
+  answers: AnswerQueue;
+  own: OwnRecord[];
+  /** Addresses in our A records, to notice a change. */
+  published: string;
+  probing: boolean;
+  conflict: boolean;
   up: boolean;
   heardSelf: boolean;
+  timer: NodeJS.Timeout | null;
 }
 
 function withTimeout(ms: number, run: (done: () => void) => void): Promise<boolean> {
@@ -99,6 +139,22 @@ function withTimeout(ms: number, run: (done: () => void) => void): Promise<boole
   });
 }
 
+const PROBE_COUNT = 3;
+const PROBE_INTERVAL_MS = 250;
+/** §8.3: at least two announcements a second apart; a third covers a lost one. */
+const ANNOUNCE_AT_MS = [0, 1000, 3000];
+/** A timer this late means our own process stalled (a loaded machine): expiries wait (see schedule). */
+const STALL_MS = 1000;
+/** Our own queries come back (multicast loopback): recognised by id and content for this long. */
+const OWN_QUERY_MEMORY_MS = 2000;
+
+/** Identity of a query, to recognise our own when it loops back. */
+function queryKey(p: QueryMessage | OutPacket): string {
+  const q = (p.questions ?? []).map((x) => `${x.name.toLowerCase()}/${x.type}`).join(',');
+  const a = (p.answers ?? []).map((x) => `${String(x.data).toLowerCase()}`).sort().join(',');
+  return `${p.id ?? 0}:${q}:${a}`;
+}
+
 export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   readonly instanceName: string;
   readonly hostName: string;
@@ -107,11 +163,16 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   private lanes: Lane[] = [];
   private readonly book: PeerBook;
   private readonly warned = new Set<string>();
-  /** Goodbyes heard, waiting for the confirming re-query to stay unanswered. */
+  /** Goodbyes heard, waiting for the confirming query to stay unanswered. */
   private readonly pendingGoodbyes = new Map<string, NodeJS.Timeout>();
-  private requeryTimer: NodeJS.Timeout | null = null;
+  /** Queries we sent recently (queryKey -> time), to ignore them when they loop back. */
+  private readonly sentQueries = new Map<string, number>();
+  private readonly timers = new Set<NodeJS.Timeout>();
   private upTimer: NodeJS.Timeout | null = null;
+  private addrTimer: NodeJS.Timeout | null = null;
   private state: 'idle' | 'running' | 'stopped' = 'idle';
+  /** After our own event loop stalled, nobody expires until this time: the answers may be waiting unread. */
+  private noExpiryUntil = 0;
 
   constructor(opts: MdnsDiscoveryOptions) {
     super();
@@ -133,14 +194,18 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
       await this.stop();
       throw err;
     }
-    // Several lanes on one segment would see each other's probes and give up: probe only when alone.
+    // Several lanes on one segment would hear each other's probes: probe only when alone.
     const probe = this.lanes.length === 1;
-    this.lanes.forEach((lane) => this.publish(lane, probe));
-    const requeryMs = this.opts.requeryMs ?? 3000;
-    this.requeryTimer = setInterval(() => this.requery(), requeryMs);
-    this.requeryTimer.unref();
+    for (const lane of this.lanes) {
+      if (probe) this.probe(lane, 0);
+      else this.announce(lane);
+      this.schedule(lane);
+    }
     this.upTimer = setTimeout(() => this.checkUp(), this.opts.upTimeoutMs ?? 2500);
     this.upTimer.unref();
+    // Our addresses are in our A records: a change (DHCP, another network) is announced, and querying restarts.
+    this.addrTimer = setInterval(() => this.checkAddresses(), 3000);
+    this.addrTimer.unref();
     this.log.info('mDNS discovery started', {
       instance: this.instanceName,
       host: this.hostName,
@@ -149,12 +214,14 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     });
   }
 
-  /** Goodbye (unpublishAll) first, then close the sockets; bounded by stopTimeoutMs each. */
+  /** Goodbye (every record with TTL 0) first, then close the sockets; bounded by stopTimeoutMs each. */
   async stop(): Promise<void> {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
-    if (this.requeryTimer) clearInterval(this.requeryTimer);
     if (this.upTimer) clearTimeout(this.upTimer);
+    if (this.addrTimer) clearInterval(this.addrTimer);
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     for (const t of this.pendingGoodbyes.values()) clearTimeout(t);
     this.pendingGoodbyes.clear();
     const ms = this.opts.stopTimeoutMs ?? 1000;
@@ -162,17 +229,21 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     this.lanes = [];
     await Promise.all(
       lanes.map(async (lane) => {
-        lane.browser?.stop();
-        if (!(await withTimeout(ms, (done) => lane.bonjour.unpublishAll(done)))) {
-          this.log.warn('mDNS goodbye not sent in time; peers will notice our absence by timeout', { interface: lane.label });
+        if (lane.timer) clearTimeout(lane.timer);
+        if (lane.up) {
+          // Not the type enumeration PTR: it is shared with every other agent, which still has the type.
+          const bye = lane.own.filter((r) => !sameName(r.name, SERVICES_ENUM)).map((r) => ({ ...r, ttl: 0 }));
+          if (!(await withTimeout(ms, (done) => lane.mdns.respond({ answers: bye }, () => done())))) {
+            this.log.warn('mDNS goodbye not sent in time; peers will notice our absence by timeout', { interface: lane.label });
+          }
         }
-        await withTimeout(ms, (done) => lane.bonjour.destroy(done));
+        await withTimeout(ms, (done) => lane.mdns.destroy(done));
       }),
     );
   }
 
   private async openLane(label: string, address: string | null): Promise<Lane> {
-    // Send errors repeat with every query we answer: warn once per distinct message, then debug.
+    // Send errors repeat with every packet: warn once per distinct message, then debug.
     const onError = (err: unknown): void => {
       const msg = describeError(err);
       const hint = /ENETUNREACH|EHOSTUNREACH/.test(msg)
@@ -181,15 +252,23 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
       if (this.warned.has(`err:${label}:${msg}`)) this.log.debug(`mDNS error on ${label}: ${msg}`);
       else this.warnOnce(`err:${label}:${msg}`, `mDNS error on ${label}: ${msg}${hint}`);
     };
-    // `interface`/`bind` are multicast-dns options that bonjour passes through; its types lack them.
-    const mdnsOpts = address === null ? {} : { interface: address, bind: '0.0.0.0' };
-    const bonjour = new Bonjour(mdnsOpts as unknown as Partial<ServiceConfig>, onError);
-    const mdns = (bonjour as unknown as { server?: { mdns?: MulticastDns } }).server?.mdns;
-    if (mdns === undefined) {
-      bonjour.destroy();
-      throw new TdxError('DISCOVERY_FAILED', 'bonjour-service internals changed (no server.mdns): this adapter is written for bonjour-service 1.4.x');
-    }
-    const lane: Lane = { label, address, bonjour, mdns, service: null, browser: null, up: false, heardSelf: false };
+    const mdns = multicastDns(address === null ? {} : { interface: address, bind: '0.0.0.0' });
+    const now = Date.now();
+    const lane: Lane = {
+      label,
+      address,
+      mdns,
+      plan: new QueryPlan({ now, self: this.instanceName, capMs: this.opts.requeryMs ?? QUERY_CAP_MS }),
+      answers: new AnswerQueue(Math.random),
+      own: [],
+      published: '',
+      probing: false,
+      conflict: false,
+      up: false,
+      heardSelf: false,
+      timer: null,
+    };
+    this.refreshOwn(lane);
     const ready = new Promise<void>((resolve, reject) => {
       const onBindError = (err: Error): void => reject(err);
       mdns.once('error', onBindError);
@@ -206,15 +285,22 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     });
     mdns.on('response', (packet, rinfo) => {
       try {
-        this.onResponse(this.lanes.indexOf(lane), lane, packet, rinfo);
+        this.onResponse(lane, packet, rinfo);
       } catch (err) {
         this.warn(`ignored a malformed mDNS response from ${rinfo.address}: ${describeError(err)}`);
+      }
+    });
+    mdns.on('query', (packet, rinfo) => {
+      try {
+        this.onQuery(lane, packet, rinfo);
+      } catch (err) {
+        this.log.debug(`ignored a malformed mDNS query from ${rinfo.address}: ${describeError(err)}`);
       }
     });
     try {
       await ready;
     } catch (err) {
-      await withTimeout(1000, (done) => bonjour.destroy(done));
+      await withTimeout(1000, (done) => mdns.destroy(done));
       throw new TdxError(
         'DISCOVERY_FAILED',
         `cannot open the mDNS socket (UDP 5353) on ${label}: ${describeError(err)}. Another program may hold the port without SO_REUSEADDR, or permissions forbid it; disable discovery or use static "peers"`,
@@ -224,31 +310,161 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     return lane;
   }
 
-  private publish(lane: Lane, probe: boolean): void {
-    const service = lane.bonjour.publish({
-      name: this.instanceName,
-      type: SERVICE_TYPE,
-      protocol: 'tcp',
-      port: this.opts.port,
-      host: this.hostName,
-      txt: this.opts.txt,
-      disableIPv6: true,
-      probe,
-    });
-    service.on('up', () => {
-      lane.up = true;
-      this.log.debug('mDNS announcement up', { interface: lane.label, instance: this.instanceName });
-    });
-    lane.service = service;
-    // The Browser is only our query sender (its constructor sends the first PTR query,
-    // update() the next ones). Its own response parser is detached: it keeps stale
-    // services forever and would only duplicate onResponse() on untrusted input.
-    lane.browser = lane.bonjour.find({ type: SERVICE_TYPE, protocol: 'tcp' });
-    lane.browser.stop();
+  /** IPv4 addresses for our A records: the lane's own, or every non-internal one. */
+  private addressesOf(lane: Lane): string[] {
+    if (lane.address !== null) return [lane.address];
+    return Object.values(os.networkInterfaces())
+      .flatMap((l) => l ?? [])
+      .filter((a) => (a.family === 'IPv4' || (a.family as unknown) === 4) && !a.internal)
+      .map((a) => a.address);
   }
 
-  private requery(): void {
-    for (const lane of this.lanes) lane.browser?.update();
+  /** Rebuilds our records; true if our addresses changed. */
+  private refreshOwn(lane: Lane): boolean {
+    const addresses = this.addressesOf(lane);
+    const key = addresses.join(',');
+    const changed = key !== lane.published;
+    lane.published = key;
+    lane.own = ownRecords({
+      instanceName: this.instanceName,
+      hostName: this.hostName,
+      port: this.opts.port,
+      txt: this.opts.txt,
+      addresses,
+      ttlS: this.opts.recordTtlS ?? RECORD_TTL_S,
+    });
+    return changed;
+  }
+
+  private checkAddresses(): void {
+    if (this.state !== 'running') return;
+    for (const lane of this.lanes) {
+      if (!this.refreshOwn(lane) || !lane.up) continue;
+      this.log.info('our addresses changed: announcing them and querying again', { interface: lane.label, addresses: lane.published });
+      lane.plan.reset(Date.now());
+      this.announce(lane);
+      this.schedule(lane);
+    }
+  }
+
+  private later(ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      if (this.state === 'running') fn();
+    }, ms);
+    t.unref();
+    this.timers.add(t);
+  }
+
+  /** §8.1: ask for our name 3 times, 250 ms apart; an answer from someone else is a conflict. */
+  private probe(lane: Lane, n: number): void {
+    if (lane.conflict) return;
+    if (n === PROBE_COUNT) {
+      lane.probing = false;
+      this.announce(lane);
+      return;
+    }
+    lane.probing = true;
+    const fqdn = `${this.instanceName}.${SERVICE_DOMAIN}`;
+    this.sendQuery(lane, {
+      questions: [{ name: fqdn, type: 'ANY' }],
+      authorities: lane.own.filter((r) => sameName(r.name, fqdn)),
+    });
+    this.later(PROBE_INTERVAL_MS, () => this.probe(lane, n + 1));
+  }
+
+  /** §8.3: every record, unsolicited, at ANNOUNCE_AT_MS. */
+  private announce(lane: Lane): void {
+    lane.up = true;
+    this.later(0, () => this.schedule(lane));
+    for (const at of ANNOUNCE_AT_MS) {
+      this.later(at, () => {
+        lane.mdns.respond({ answers: lane.own });
+        lane.answers.sent(lane.own, Date.now());
+      });
+    }
+  }
+
+  private sendQuery(lane: Lane, packet: OutPacket): void {
+    const p: OutPacket = { ...packet, id: 1 + Math.floor(Math.random() * 0xfffe) };
+    const now = Date.now();
+    for (const [k, t] of this.sentQueries) if (now - t > OWN_QUERY_MEMORY_MS) this.sentQueries.delete(k);
+    this.sentQueries.set(queryKey(p), now);
+    lane.mdns.query(p);
+  }
+
+  /** Our PTR query, with the peers we know as Known-Answers (§7.1). */
+  private sendServiceQuery(lane: Lane, now: number): void {
+    const known = lane.plan.knownAnswers(now).map((k) => ({ name: SERVICE_DOMAIN, type: 'PTR', ttl: k.ttlS, data: `${k.instance}.${SERVICE_DOMAIN}` }));
+    this.sendQuery(lane, { questions: [{ name: SERVICE_DOMAIN, type: 'PTR' }], answers: known });
+  }
+
+  /** Runs what is due on a lane (expiries, a query, waiting answers) and sets its one timer. */
+  private schedule(lane: Lane): void {
+    if (this.state !== 'running') return;
+    if (lane.timer) clearTimeout(lane.timer);
+    lane.timer = null;
+    const now = Date.now();
+    for (const instance of now < this.noExpiryUntil ? [] : lane.plan.cache.expire(now)) {
+      if (this.lanes.some((l) => l.plan.cache.has(instance))) continue;
+      if (this.book.forget(instance)) {
+        this.log.debug('mDNS record expired (no answer to our queries)', { instance });
+        this.emit('expired', instance);
+      }
+    }
+    let wakeAt = Infinity;
+    if (lane.up) {
+      const q = lane.plan.poll(now);
+      if (q.send) {
+        this.sendServiceQuery(lane, now);
+        lane.plan.sent(now);
+        wakeAt = lane.plan.poll(now).wakeAt;
+      } else wakeAt = q.wakeAt;
+    }
+    const out = lane.answers.take(now);
+    if (out !== null) lane.mdns.respond({ answers: out.answers, additionals: out.additionals });
+    if (lane.answers.sendAt !== null) wakeAt = Math.min(wakeAt, lane.answers.sendAt);
+    if (wakeAt === Infinity) return;
+    // setImmediate: packets that arrived meanwhile are read first (timers run before I/O), so a
+    // late timer does not expire a peer whose answer sits unread in the socket.
+    const wake = (): void => {
+      const late = Date.now() - wakeAt;
+      if (late > STALL_MS) {
+        this.noExpiryUntil = Date.now() + 2 * STALL_MS;
+        this.log.debug('our event loop stalled: no mDNS expiry for a moment', { lateMs: Math.round(late) });
+      }
+      setImmediate(() => this.schedule(lane));
+    };
+    lane.timer = setTimeout(wake, Math.max(0, Math.ceil(Math.min(wakeAt, now < this.noExpiryUntil ? this.noExpiryUntil : Infinity) - Date.now())));
+    lane.timer.unref();
+  }
+
+  private onQuery(lane: Lane, packet: QueryMessage, rinfo: RemoteInfo): void {
+    if (this.state !== 'running') return;
+    const now = Date.now();
+    const sent = this.sentQueries.get(queryKey(packet));
+    // Our own query, looped back: not someone else's question (§7.3, §10.5), but answered like
+    // any other (it never lists us): our records age in our peers' caches with theirs.
+    const own = sent !== undefined && now - sent <= OWN_QUERY_MEMORY_MS;
+    if (!own && (packet.questions ?? []).some((q) => q.type === 'PTR' && sameName(q.name, SERVICE_DOMAIN))) {
+      const listed = new Map<string, number>();
+      for (const k of packet.answers ?? []) {
+        const instance = k.type === 'PTR' && typeof k.data === 'string' ? instanceOf(k.data) : null;
+        if (instance !== null) listed.set(instance, k.ttl ?? 0);
+      }
+      lane.plan.heardQuery(listed, now, this.book.instancesAt(rinfo.address));
+    }
+    if (lane.up && !lane.conflict && !(own && lane.probing)) {
+      const sel = selectAnswers(packet, lane.own);
+      if (sel.answers.length > 0) {
+        if (rinfo.port !== 5353) {
+          // §6.7 legacy unicast (e.g. dig -p 5353 @224.0.0.251): answer the asker directly, TTL <= 10 s.
+          const cap = (r: OwnRecord): ResourceRecord => ({ ...r, ttl: Math.min(r.ttl, 10), flush: false } as ResourceRecord);
+          lane.mdns.respond({ id: packet.id ?? 0, questions: packet.questions ?? [], answers: sel.answers.map(cap), additionals: sel.additionals.map(cap) }, rinfo);
+        } else lane.answers.add(sel, now);
+      }
+    }
+    this.schedule(lane);
   }
 
   private checkUp(): void {
@@ -268,9 +484,26 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     }
   }
 
-  /** Executes what PeerBook (mdns-packet.ts) read from one response. */
-  private onResponse(laneIndex: number, lane: Lane, packet: MdnsPacket, rinfo: RemoteInfo): void {
+  /** Feeds the lane's cache and answer queue, then executes what PeerBook (mdns-packet.ts) read from one response. */
+  private onResponse(lane: Lane, packet: MdnsPacket, rinfo: RemoteInfo): void {
+    const laneIndex = this.lanes.indexOf(lane);
     if (this.state !== 'running' || laneIndex < 0) return;
+    const records = [...(packet.answers ?? []), ...(packet.additionals ?? [])];
+    if (lane.probing && conflicts(packet, lane.own)) {
+      lane.probing = false;
+      lane.conflict = true;
+      this.log.debug('mDNS probe: someone else answers for our name', { instance: this.instanceName, from: rinfo.address });
+      return;
+    }
+    lane.answers.heard(records);
+    const now = Date.now();
+    for (const r of records) {
+      if ((r.ttl ?? 0) === 0) continue;
+      const instance =
+        r.type === 'PTR' && sameName(r.name, SERVICE_DOMAIN) && typeof r.data === 'string' ? instanceOf(r.data) : r.type === 'SRV' ? instanceOf(r.name) : null;
+      if (instance === null || instance === this.instanceName) continue;
+      if (r.type === 'PTR' || lane.plan.cache.has(instance)) lane.plan.cache.heard(instance, r.ttl ?? 0, now);
+    }
     for (const act of this.book.interpret(laneIndex, packet, rinfo.address)) {
       switch (act.kind) {
         case 'goodbye':
@@ -293,8 +526,10 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
           break;
       }
     }
+    this.schedule(lane);
   }
 
+  /** A goodbye: forget the record and ask; reported unless its owner answers (§10.1). */
   private onGoodbye(instance: string): void {
     if (!this.book.has(instance) || this.pendingGoodbyes.has(instance)) return;
     const timer = setTimeout(() => {
@@ -303,7 +538,11 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     }, this.opts.goodbyeConfirmMs ?? 400);
     timer.unref();
     this.pendingGoodbyes.set(instance, timer);
-    this.requery();
+    const now = Date.now();
+    for (const lane of this.lanes) {
+      lane.plan.cache.forget(instance);
+      if (lane.up) this.sendServiceQuery(lane, now);
+    }
   }
 
   /** Any answer for an instance cancels a pending goodbye: someone still owns the name. */

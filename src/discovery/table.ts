@@ -30,7 +30,7 @@ export interface Announcement {
 
 export interface PeerTableOptions {
   now?: () => number;
-  /** A discovered peer not heard from for this long is 'gone' (default 10000). */
+  /** A discovered peer not heard from for this long is 'gone' (default 25000: a backstop; mDNS record expiry, RECORD_TTL_S, usually comes first). */
   goneAfterMs?: number;
 }
 
@@ -68,7 +68,7 @@ export class PeerTable extends EventEmitter<{ change: [PeerInfo] }> {
   constructor(opts: PeerTableOptions = {}) {
     super();
     this.now = opts.now ?? Date.now;
-    this.goneAfterMs = opts.goneAfterMs ?? 10_000;
+    this.goneAfterMs = opts.goneAfterMs ?? 25_000;
   }
 
   setSelf(self: { id: string; name: string; port: number; inboxes: string[]; version: string }): void {

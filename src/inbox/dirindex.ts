@@ -7,7 +7,10 @@
  * 100,000 frames took ~160 ms of CPU per landed file (issue #20). Instead:
  *
  * - Each folder is listed once, when a file first lands in it, into an index by
- *   collision key; our own landings keep it up to date (`applied`).
+ *   collision key; our own landings keep it up to date (`applied`). The listing is
+ *   streamed (never one array of 100,000 names) into a compact table outside the JS heap
+ *   (nametable.ts, ~25 bytes per name), so a full folder costs the process a few MB, not
+ *   the ~30 MB a listing array and a Map of strings left behind.
  * - The names a landing may use are checked on disk every time: an lstat of the exact
  *   name and of each indexed case variant, so a file another program created or removed
  *   under one of those names is never missed and a stale entry is dropped.
@@ -33,12 +36,24 @@ import { collisionKey } from '../names.js';
 /** The file-system calls the index makes (node:fs by default; tests wrap it to count). */
 export interface DirOps {
   readdir(dir: string): Promise<string[]>;
+  /**
+   * The folder's names one by one (used instead of `readdir` when present): a listing of
+   * 100,000 names never exists as one array (nor as libuv's scandir copy), so it does not
+   * grow the process for good (issue #20).
+   */
+  scan?(dir: string): AsyncIterable<string>;
   lstat(p: string): Promise<Stats>;
   stat(p: string): Promise<Stats>;
 }
 
+async function* scanDir(dir: string): AsyncIterable<string> {
+  const d = await fs.opendir(dir, { bufferSize: 128 });
+  for await (const e of d) yield e.name;
+}
+
 export const nodeDirOps: DirOps = {
   readdir: (dir) => fs.readdir(dir),
+  scan: scanDir,
   lstat: (p) => fs.lstat(p),
   stat: (p) => fs.stat(p),
 };
@@ -63,6 +78,10 @@ interface Folder<L> {
   /** mtime of the folder after our own last change, or at the last listing. */
   mtimeMs: number;
   listedAt: number;
+  /** Our own changes under way (`changing` .. `settled`): the mtime they move is not someone else's. */
+  busy: number;
+  /** Counts `changing` and `settled` calls: a lookup's stat taken across one is not judged by mtime. */
+  epoch: number;
 }
 
 async function orNull(p: Promise<Stats>): Promise<Stats | null> {
@@ -107,6 +126,8 @@ export class DirIndex<L extends NameSet> {
    * case variants checked on disk. A missing folder gives an empty set (not kept).
    */
   async lookup(dir: string, names: readonly string[]): Promise<L> {
+    const seen = this.#folders.get(dir);
+    const epoch = seen?.epoch;
     const st = await orNull(this.#ops.stat(dir));
     if (!st) {
       this.#folders.delete(dir);
@@ -115,7 +136,12 @@ export class DirIndex<L extends NameSet> {
     let f = this.#folders.get(dir);
     if (f) {
       this.#folders.delete(dir); // re-inserted below: most recently used last
-      if (st.mtimeMs !== f.mtimeMs && performance.now() - f.listedAt >= this.#refreshMinMs) f = undefined;
+      // While our own batch renames into it, its mtime moves because of us: a lookup for the
+      // next file (Inbox.begin runs beside the batch) must not take that for a change by
+      // someone else, or every batch would list the folder again (issue #20).
+      // The same holds for a stat that raced with the start or end of such a batch (epoch).
+      const ours = f.busy > 0 || f !== seen || f.epoch !== epoch;
+      if (!ours && st.mtimeMs !== f.mtimeMs && performance.now() - f.listedAt >= this.#refreshMinMs) f = undefined;
     }
     f ??= await this.#list(dir);
     this.#keep(dir, f);
@@ -136,11 +162,26 @@ export class DirIndex<L extends NameSet> {
     return true;
   }
 
+  /**
+   * Our own changes in `dir` begin (a batch's renames); each call is ended by `settled`.
+   * Meanwhile its mtime is not taken as a change by others: a change by another program
+   * in that window is seen only through the on-disk check of the names landings use.
+   */
+  changing(dir: string): void {
+    const f = this.#folders.get(dir);
+    if (!f) return;
+    f.busy++;
+    f.epoch++;
+  }
+
   /** Our own changes in `dir` are done: its current mtime no longer means "changed by others". */
   async settled(dir: string): Promise<void> {
     const f = this.#folders.get(dir);
     if (!f) return;
     const st = await orNull(this.#ops.stat(dir));
+    if (f.busy > 0) f.busy--;
+    f.epoch++;
+    if (this.#folders.get(dir) !== f) return; // forgotten or listed again meanwhile
     if (st) f.mtimeMs = st.mtimeMs;
     else this.#folders.delete(dir);
   }
@@ -156,16 +197,16 @@ export class DirIndex<L extends NameSet> {
   }
 
   async #list(dir: string): Promise<Folder<L>> {
-    let names: string[];
+    // The mtime from before the listing: a change made while it is read shows as a change.
+    const st = await orNull(this.#ops.stat(dir));
+    const listing = this.#make([]);
     try {
-      names = await this.#ops.readdir(dir);
+      const ops = this.#ops;
+      for await (const n of ops.scan ? ops.scan(dir) : await ops.readdir(dir)) listing.add(n);
     } catch (err) {
       if (errCode(err) !== 'ENOENT') throw err;
-      names = [];
     }
-    // The mtime from before the listing: a change made while it was read shows as a change.
-    const st = await orNull(this.#ops.stat(dir));
-    return { listing: this.#make(names), mtimeMs: st?.mtimeMs ?? -1, listedAt: performance.now() };
+    return { listing, mtimeMs: st?.mtimeMs ?? -1, listedAt: performance.now(), busy: 0, epoch: 0 };
   }
 
   #keep(dir: string, f: Folder<L>): void {

@@ -6,6 +6,7 @@
 import type { CollisionPolicy } from '../config/types.js';
 import { collisionKey, renameCandidate } from '../names.js';
 import { FALLBACK_DIRNAME } from './staging.js';
+import { NameTable } from './nametable.js';
 
 /** What to do with one incoming name, given the folder's current entries. Pure. */
 export type LandPlan =
@@ -22,51 +23,41 @@ export type LandPlan =
 
 /**
  * A folder's entries indexed by collision key, so each file of a batch finds its case
- * variants in O(1) instead of scanning a folder of thousands of entries.
+ * variants in O(1) instead of scanning a folder of thousands of entries. The names are
+ * held compactly outside the JS heap (nametable.ts): ~25 bytes per name.
  */
 export class Listing {
-  // One spelling is stored as a bare string, several as an array; a key equal to its name
-  // is that same string. A folder of 100,000 names costs ~4 MB of heap less this way.
-  readonly #byKey = new Map<string, string | string[]>();
+  readonly #table = new NameTable();
 
-  constructor(names: Iterable<string>) {
+  constructor(names: Iterable<string> = []) {
     for (const n of names) this.add(n);
-  }
-
-  #get(key: string): readonly string[] {
-    const v = this.#byKey.get(key);
-    return v === undefined ? [] : typeof v === 'string' ? [v] : v;
   }
 
   /** Entries equal to `name` case-insensitively; the exact spelling first. */
   variants(name: string, atRoot: boolean): string[] {
-    const found = this.#get(collisionKey(name)).filter((e) => !(atRoot && e === FALLBACK_DIRNAME));
+    const found = this.#table.spellings(collisionKey(name)).filter((e) => !(atRoot && e === FALLBACK_DIRNAME));
     return found.sort((a, b) => Number(b === name) - Number(a === name));
   }
 
   hasKey(key: string): boolean {
-    return this.#byKey.has(key);
+    return this.#table.hasKey(key);
   }
 
   add(name: string): void {
-    const k = collisionKey(name);
-    const key = k === name ? name : k;
-    const v = this.#byKey.get(key);
-    if (v === undefined) this.#byKey.set(key, name);
-    else if (typeof v === 'string') {
-      if (v !== name) this.#byKey.set(key, [v, name]);
-    } else if (!v.includes(name)) v.push(name);
+    this.#table.add(name);
   }
 
   remove(name: string): void {
-    const key = collisionKey(name);
-    const rest = this.#get(key).filter((e) => e !== name);
-    if (rest.length === 0) this.#byKey.delete(key);
-    else this.#byKey.set(key, rest.length === 1 ? rest[0]! : rest);
+    this.#table.remove(name);
   }
 
   names(): string[] {
-    return [...this.#byKey.values()].flat();
+    return this.#table.names();
+  }
+
+  /** Names held and bytes they take (tests, status). */
+  size(): { names: number; bytes: number } {
+    return { names: this.#table.size, bytes: this.#table.bytes };
   }
 }
 

@@ -318,7 +318,20 @@ export class Lander {
     };
     planned.splice(0, planned.length, ...planned.filter((p) => (p.w.item.mayLand?.() === false ? (refuse(p), false) : true)));
     if (planned.length === 0) return;
+    const touched = new Set(planned.map((p) => p.parent.real));
+    for (const d of touched) index.changing(d);
+    try {
+      await this.#carryOut(planned, refuse);
+    } finally {
+      // Our own renames are now known to the index; done after the ACKs are on their way.
+      for (const d of touched) await index.settled(d);
+    }
+  }
 
+  /** Journal, renames, folder fsyncs, outcomes: the I/O of a planned batch. */
+  async #carryOut(planned: Planned[], refuse: (p: Planned) => void): Promise<void> {
+    const t = this.target;
+    const index = this.#index;
     // Journal first, renames second: a crash in between leaves records whose file is
     // missing or has other bytes, which Inbox.begin does not count as landed.
     const records = planned.map((p) => p.w.item.record?.(p.rel) ?? null).filter((r): r is LandedRecord => r !== null);
@@ -371,8 +384,6 @@ export class Lander {
         renamedFrom: p.rel === p.requested ? null : p.requested,
       });
     }
-    // Our own renames are now known to the index; done after the ACKs are on their way.
-    for (const d of new Set(planned.map((p) => p.parent.real))) await index.settled(d);
   }
 
   async #landBeside(p: Planned, targetAbs: string, since: number): Promise<void> {

@@ -46,6 +46,7 @@ export function areaOf(url: string, name: string): string {
     return 'native';
   }
   if (url.startsWith('node:')) return 'node internals';
+  if (url.startsWith('wasm://')) return 'WebAssembly (e.g. hash-wasm)';
   const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (nm) return `npm ${nm[1]}`;
   const own = /\/dist\/(src|test)\/(.*)$/.exec(url);

@@ -112,4 +112,5 @@ test('CPU profile summary: self time per function and area, idle left out, cut t
   assert.equal(areaOf('', '(program)'), '(program: native, not JS)');
   assert.equal(areaOf('file:///x/node_modules/@scope/pkg/a.js', 'f'), 'npm @scope/pkg');
   assert.equal(areaOf('file:///x/dist/test/bench/run.js', 'f'), 'tdxfer test');
+  assert.equal(areaOf('wasm://wasm/0011aa22', 'Hash_Update'), 'WebAssembly (e.g. hash-wasm)');
 });

@@ -322,3 +322,95 @@ describe('mDNS discovery between agents in network namespaces', { skip: can.ok ?
     assert.equal(n, 0);
   });
 });
+
+/**
+ * Issue #19, item 3: discovery stays quiet (short-TTL records refreshed with Known-Answers,
+ * queries backing off; see src/discovery/mdns-schedule.ts) and still tells who is there.
+ * Outcomes only: who sees whom, and by which mechanism a silent agent went; the packet
+ * rate is a benchmark (test/bench/mdns-traffic.ts), never asserted here.
+ */
+describe('quiet discovery: five agents on one bridge', { skip: can.ok ? false : can.reason, timeout: 600_000 }, () => {
+  let net: Netns;
+  let leak: LeakCheck;
+  const defs = Array.from({ length: 5 }, (_, i) => ({ id: `q${i}q${i}0123456789`.slice(0, 12), name: `quiet-${i}`, port: 7100 + i, inboxes: ['media'] }));
+  const procs: AgentProc[] = [];
+  const others = (i: number) => defs.filter((_, j) => j !== i);
+
+  before(async () => {
+    net = createNetns({ hosts: 6 }); // five agents, and a python3-zeroconf browser in the sixth
+    leak = await net.startHostLeakCheck();
+  });
+  after(async () => {
+    await net?.destroy();
+  });
+
+  test('every agent sees every other up', async () => {
+    defs.forEach((d, i) => procs.push(new AgentProc(net, i, d)));
+    await Promise.all(procs.map((p) => p.ready()));
+    await Promise.all(
+      procs.flatMap((viewer, i) =>
+        others(i).map((o) =>
+          viewer.peerIs(o.id, (p) => p.state === 'up', `${o.name} up`, 10_000).then((p) => {
+            assert.deepEqual(p.addresses, [net.hosts[defs.indexOf(o)]!.ip]);
+            assert.equal(p.port, o.port);
+          }),
+        ),
+      ),
+    );
+    for (const p of procs) assert.deepEqual(p.lines.filter((l) => l.ev === 'warning'), [], `${p.opts.name}: no warnings expected`);
+  });
+
+  test('a killed idle agent expires at every other (no goodbye: its records ran out); restarted at a new address it is up again', async () => {
+    const k = 4;
+    const killed = defs[k]!;
+    procs[k]!.child.kill('SIGKILL');
+    await procs[k]!.exitCode();
+    const viewers = procs.slice(0, k);
+    await Promise.all(viewers.map((v) => v.peerIs(killed.id, (p) => p.state === 'gone', `${killed.name} gone`, 40_000)));
+    for (const v of viewers) {
+      assert.ok(v.lines.some((l) => l.ev === 'expired' && l.instance === `${killed.name} (${killed.id.slice(0, 6)})`), `${v.opts.name}: gone by expiry`);
+      assert.ok(!v.lines.some((l) => l.ev === 'goodbye'), `${v.opts.name}: a killed agent sends no goodbye`);
+    }
+
+    const newIp = net.setAddress(k);
+    procs[k] = new AgentProc(net, k, killed);
+    await procs[k]!.ready();
+    // Its announcements on start (RFC 6762 §8.3) bring it back at once, at its new address.
+    await Promise.all(viewers.map((v) => v.peerIs(killed.id, (p) => p.state === 'up' && p.addresses[0] === newIp, `${killed.name} up at ${newIp}`, 5000)));
+    await Promise.all(others(k).map((o) => procs[k]!.peerIs(o.id, (p) => p.state === 'up', `${o.name} up`, 5000)));
+  });
+
+  test('python3-zeroconf (another mDNS stack) sees every agent', { skip: zeroconf.status === 0 ? false : 'python3-zeroconf not installed (scripts/test-deps.sh)' }, async () => {
+    const zc = net.exec(5, '/usr/bin/python3', [zcBrowse, '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    zc.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    zc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const code = await new Promise<number | null>((resolve) => zc.once('exit', resolve));
+    assert.equal(code, 0, stderr);
+    const found = stdout
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as { name: string; port: number; addresses: string[]; txt: Record<string, string> });
+    defs.forEach((d, i) => {
+      const s = found.find((f) => f.txt.id === d.id);
+      assert.ok(s, `zeroconf did not find ${d.name}; got ${stdout} ${stderr}`);
+      assert.equal(s.port, d.port);
+      assert.deepEqual(s.addresses, [net.hosts[i]!.ip]);
+    });
+  });
+
+  test('no agent that stayed up was ever seen leave "up" by another (no false expiry at rest)', () => {
+    procs.forEach((viewer, i) => {
+      for (const o of others(i).filter((d) => d !== defs[4])) {
+        assert.ok(!viewer.lines.some((l) => l.ev === 'change' && l.peer?.id === o.id && l.peer.state !== 'up'), `${viewer.opts.name} saw ${o.name} leave "up"`);
+      }
+    });
+  });
+
+  test("no mDNS packet reached the host's default-route interface", async (t) => {
+    const n = await leak.stop();
+    if (leak.skipped !== null) t.diagnostic(`leak check skipped: ${leak.skipped}`);
+    assert.equal(n, 0);
+  });
+});

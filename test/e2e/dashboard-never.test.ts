@@ -10,7 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { startRunning, writePair } from './status-helpers.js';
-import { waitInPage } from '../helpers/page.js';
+import { waitInPage, PAGE_WAIT_MS } from '../helpers/page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: run scripts/test-deps.sh as root (apt-get install chromium)`;
@@ -38,6 +38,7 @@ test('dashboard: excluded and unreadable outbox files are listed with the reason
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   cleanup.push(() => browser.close());
   const page = await browser.newPage();
+  page.setDefaultTimeout(PAGE_WAIT_MS);
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.route('**/*', (route) => (route.request().url().startsWith(a.base) ? route.continue() : route.abort()));

@@ -16,7 +16,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { freePort, waitUntil, writeRandomFile } from '../helpers/agents.js';
 import { FaultProxy } from '../helpers/proxy.js';
 import { startRunning, writePair, type Running } from './status-helpers.js';
-import { waitInPage } from '../helpers/page.js';
+import { waitInPage, PAGE_WAIT_MS } from '../helpers/page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: run scripts/test-deps.sh as root (apt-get install chromium)`;
@@ -30,11 +30,12 @@ const MB = 1024 * 1024;
 
 async function open(browser: Browser, r: Running): Promise<{ page: Page; errors: string[] }> {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 }, locale: 'en-US' });
+  page.setDefaultTimeout(PAGE_WAIT_MS);
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.route('**/*', (route) => (route.request().url().startsWith(r.base) ? route.continue() : route.abort()));
   await page.goto(`${r.base}/`);
-  await page.waitForSelector('#conn[data-state="open"]', { timeout: 15_000 });
+  await page.waitForSelector('#conn[data-state="open"]', { timeout: PAGE_WAIT_MS });
   return { page, errors };
 }
 

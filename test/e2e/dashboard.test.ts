@@ -12,7 +12,7 @@ import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { writeRandomFile } from '../helpers/agents.js';
 import { startRunning, writePair, type Running } from './status-helpers.js';
-import { waitInPage } from '../helpers/page.js';
+import { waitInPage, PAGE_WAIT_MS } from '../helpers/page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: run scripts/test-deps.sh as root (apt-get install chromium)`;
@@ -33,12 +33,13 @@ async function launch(): Promise<Browser> {
 
 async function open(browser: Browser, r: Running): Promise<{ page: Page; errors: string[] }> {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.setDefaultTimeout(PAGE_WAIT_MS);
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   // Only the agent's own loopback server may be contacted.
   await page.route('**/*', (route) => (route.request().url().startsWith(r.base) ? route.continue() : route.abort()));
   await page.goto(`${r.base}/`);
-  await page.waitForSelector('#conn[data-state="open"]', { timeout: 10_000 });
+  await page.waitForSelector('#conn[data-state="open"]', { timeout: PAGE_WAIT_MS });
   return { page, errors };
 }
 
@@ -91,7 +92,7 @@ test('dashboard of real agents: a live bar for a real transfer reaches 100 %, th
   await fs.rename(src, path.join(p.outbox, 'hero.mov'));
 
   const row = '#active-body tr[data-job-id]';
-  await sender.page.waitForSelector(row, { timeout: 15_000 });
+  await sender.page.waitForSelector(row, { timeout: PAGE_WAIT_MS });
   const jobId = (await sender.page.getAttribute(row, 'data-job-id'))!;
   const bar = `#active-body tr[data-job-id="${jobId}"] progress.bar`;
   assert.equal(await sender.page.textContent(`#active-body tr[data-job-id="${jobId}"] .file`), 'hero.mov');
@@ -103,7 +104,7 @@ test('dashboard of real agents: a live bar for a real transfer reaches 100 %, th
   await sender.page.screenshot({ path: midShot, fullPage: true });
 
   const recent = `#recent-list li[data-job-id="${jobId}"][data-state="done"] .file`;
-  await sender.page.waitForSelector(recent, { timeout: 30_000 });
+  await sender.page.waitForSelector(recent, { timeout: PAGE_WAIT_MS });
   assert.equal(await sender.page.textContent(recent), 'hero.mov');
   assert.equal(await sender.page.$(bar), null, 'the finished job left the active table');
   const values = (await sender.page.evaluate(`window.__bars[${JSON.stringify(jobId)}] || []`)) as number[];

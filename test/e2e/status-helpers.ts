@@ -250,11 +250,14 @@ export function metric(text: string, name: string, labels: Record<string, string
 }
 
 /** Runs the real CLI to completion: exit code and combined output. */
-export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<{ code: number | null; out: string }> {
+// A hang detector, not a speed check: a CLI command's start alone took over 30 s at load average 80.
+export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
   const s = spawnCli(args, env);
+  let killed = false;
   const code = await new Promise<number | null>((resolve) => {
     if (s.child.exitCode !== null) return resolve(s.child.exitCode);
     const t = setTimeout(() => {
+      killed = true;
       s.child.kill('SIGKILL');
     }, deadline(timeoutMs));
     s.child.once('exit', (c) => {
@@ -264,5 +267,5 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeou
   });
   // 'exit' can precede the last output chunks.
   await new Promise((r) => setTimeout(r, 50));
-  return { code, out: s.output() };
+  return { code, out: killed ? `${s.output()}\n[tdxfer ${args.join(' ')}: no exit within ${deadline(timeoutMs)} ms, killed]` : s.output() };
 }

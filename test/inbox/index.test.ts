@@ -22,6 +22,11 @@ function countingOps(): DirOps & { listings: string[] } {
       listings.push(dir);
       return nodeDirOps.readdir(dir);
     },
+    // the streamed listing the index uses (counted the same: one per folder listed)
+    scan: (dir) => {
+      listings.push(dir);
+      return nodeDirOps.scan!(dir);
+    },
     lstat: (p) => nodeDirOps.lstat(p),
     stat: (p) => nodeDirOps.stat(p),
   };
@@ -150,6 +155,38 @@ describe('landing into a full inbox (names looked up, folders not listed per fil
       const third = await lander.land({ parts: [frame(5)], from: await stage('c', 'C') });
       assert.equal(third.rel, frame(5));
       assert.equal(ops.listings.length, 1);
+    } finally {
+      await fx.cleanup();
+    }
+  });
+
+  test('files offered while earlier ones land (the sender\'s window): the folder is still listed once, not again per batch', async () => {
+    const fx = await fixture('overwrite');
+    try {
+      await prefill(path.join(fx.inboxDir, 'shot'), PREFILLED, frame);
+      const ops = countingOps();
+      const ib = await fx.open({ dirOps: ops });
+      // Pipelined as a sender with a window does it: the next file is offered (begin() looks
+      // its name up) as soon as the previous one is committed, while that one's batch renames
+      // into the folder and flushes it (the folder's mtime moving because of us).
+      const commits: Array<Promise<unknown>> = [];
+      for (let i = 0; i < 200; i++) {
+        const data = Buffer.from(`b${i}`);
+        const r = await ib.begin({ source: 'agent1', path: `shot/p.${i}.png`, size: data.length, mtimeMs: 1 + i, resume: true });
+        assert.equal(r.kind, 'write');
+        if (r.kind !== 'write') continue;
+        await r.file.write(data);
+        commits.push(r.file.commit(sha(data)));
+        if (i % 8 === 7) await Promise.all(commits.splice(0)); // a window of 8
+      }
+      await Promise.all(commits);
+      const inShot = ops.listings.filter((d) => path.basename(d) === 'shot').length;
+      assert.equal(inShot, 1, `the folder of ${PREFILLED} files was listed ${inShot} times for 200 files`);
+      assert.equal((await listFiles(path.join(fx.inboxDir, 'shot'))).length, PREFILLED + 200);
+      // a change by someone else is still seen once our batches have settled
+      await fs.writeFile(path.join(fx.inboxDir, 'shot', 'theirs.png'), 'x');
+      assert.equal((await landOne(ib, 'shot/THEIRS.PNG', 'mine', 5)).rel, 'shot/THEIRS.PNG');
+      assert.deepEqual((await listFiles(path.join(fx.inboxDir, 'shot'))).filter((n) => /theirs/i.test(n)), ['THEIRS.PNG'], 'the case variant made by someone else was replaced, not kept beside');
     } finally {
       await fx.cleanup();
     }

@@ -14,7 +14,7 @@ import { memoryLogger } from '../../src/log.js';
 import { StatusServer } from '../../src/status/server.js';
 import { startAgent, tempDir, writeAgentConfig } from '../helpers/agents.js';
 import { httpRequest } from '../helpers/http.js';
-import { waitInPage } from '../helpers/page.js';
+import { waitInPage, PAGE_WAIT_MS } from '../helpers/page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 
@@ -101,6 +101,7 @@ describe('POST /limits', () => {
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'] });
     t.after(() => browser.close());
     const page = await browser.newPage();
+    page.setDefaultTimeout(PAGE_WAIT_MS);
     await page.route('**/*', (route) => (route.request().url().startsWith(base) ? route.continue() : route.abort()));
     await page.goto(`${base}/`);
     const limitOf = (scope: string) => `document.querySelector('#limits-body tr[data-scope="${scope}"] .limit')?.textContent`;

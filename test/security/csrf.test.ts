@@ -16,6 +16,7 @@ import { chromium } from 'playwright-core';
 import { httpRequest } from '../helpers/http.js';
 import { authorizeMutation } from '../../src/status/csrf.js';
 import { allJobs, p, runAgent, type RunningAgent } from './util.js';
+import { PAGE_WAIT_MS } from '../helpers/page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const run = promisify(execFile);
@@ -91,6 +92,7 @@ describe('CSRF: a real Chromium page on another site cannot queue a file', () =>
       if (r.url() === target) answers.push(r.status());
     });
     const tab = await ctx.newPage();
+    tab.setDefaultTimeout(PAGE_WAIT_MS);
     for (const [i, name] of names.entries()) {
       answers = [];
       // A loaded page's submission is occasionally not reported under load: load it again.

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startStatus, type Started } from './helpers.js';
-import { waitInPage } from '../helpers/page.js';
+import { waitInPage, PAGE_WAIT_MS } from '../helpers/page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: run scripts/test-deps.sh as root (apt-get install chromium)`;
@@ -29,12 +29,13 @@ function barAt(selector: string, value: number): string {
 
 async function openDashboard(browser: Browser, s: Started, query = ''): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+  page.setDefaultTimeout(PAGE_WAIT_MS);
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   // Only our loopback server may be contacted.
   await page.route('**/*', (route) => (route.request().url().startsWith(s.base) ? route.continue() : route.abort()));
   await page.goto(`${s.base}/${query}`);
-  await page.waitForSelector('#conn[data-state="open"]', { timeout: 10_000 });
+  await page.waitForSelector('#conn[data-state="open"]', { timeout: PAGE_WAIT_MS });
   assert.deepEqual(errors, []);
   return page;
 }

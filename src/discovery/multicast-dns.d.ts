@@ -1,0 +1,5 @@
+// multicast-dns ships no types; mdns.ts describes the parts it uses (MulticastDns) and casts.
+declare module 'multicast-dns' {
+  const factory: (opts?: Record<string, unknown>) => unknown;
+  export default factory;
+}
