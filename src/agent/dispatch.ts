@@ -110,5 +110,13 @@ export function newJob(rec: FileRecord, d: Destination, id: string, now: number,
     kind: rec.explicit ? 'send' : 'outbox',
     ...(clientId !== undefined ? { clientId } : {}),
   };
-  return { info, abs: file.abs, size: file.size, mtimeMs: file.mtimeMs, target: tgt, controller: new AbortController() };
+  // Made when first used (a job starts running, or is cancelled): an AbortController and its
+  // signal cost ~1 KiB each, and a backlog of 100,000 files queues that many jobs (issue #12).
+  let controller: AbortController | null = null;
+  return {
+    info, abs: file.abs, size: file.size, mtimeMs: file.mtimeMs, target: tgt,
+    get controller() {
+      return (controller ??= new AbortController());
+    },
+  };
 }

@@ -3,8 +3,9 @@
  * chokidar 5 only says *that* something may have changed; everything else (settling,
  * recovery of a deleted root) is ours (settle.ts, supervisor.ts).
  */
+import type { EventEmitter } from 'node:events';
 import type { Stats } from 'node:fs';
-import { watch, type FSWatcher } from 'chokidar';
+import { watch } from 'chokidar';
 
 export interface FolderWatchOptions {
   /** Follow symlinks below the root (outboxes[].followSymlinks). */
@@ -25,8 +26,11 @@ export interface FolderWatchEvents {
 }
 
 export interface FolderWatch {
-  /** The chokidar instance itself: only for tests that make it report an error. */
-  readonly chokidar: FSWatcher;
+  /**
+   * The emitter behind the watch (chokidar's FSWatcher, or the native watch's own, see
+   * dirwatch.ts): only for tests that make it report an error.
+   */
+  readonly chokidar: EventEmitter;
   /** Resolves after the initial scan, or when closed before it finished. */
   readonly ready: Promise<void>;
   /** Stops watching; no event after it resolves. */

@@ -16,6 +16,7 @@ import { describeError } from '../errors.js';
 import { retryTransient } from '../fsutil.js';
 import type { Logger } from '../log.js';
 import { watchFolder, type FolderWatch } from './chokidar.js';
+import { watchNative } from './dirwatch.js';
 import { classifyWatchError, errCode, sameFolder, type FolderId } from './watch-rules.js';
 
 /** How often the outbox root itself is checked for deletion/replacement. */
@@ -111,7 +112,11 @@ export class WatchSupervisor {
     this.lastRootCheck = performance.now();
     const seen = new Set<string>();
     let scanning = true;
-    const fw: FolderWatch = watchFolder(
+    // OS events on Linux: our own per-folder watch (dirwatch.ts, issue #12: chokidar re-reads the
+    // whole folder per change). Windows and macOS keep chokidar until dirwatch is verified there
+    // (the Windows lane runs chokidar); polling (shares, watch limits) is chokidar everywhere.
+    const native = !this.usePolling && process.platform === 'linux';
+    const fw: FolderWatch = (native ? watchNative : watchFolder)(
       this.root,
       // Never follow links out of the outbox unless the operator asked for it (issue #10).
       { followSymlinks: this.opts.followSymlinks, usePolling: this.usePolling, ignored: (p, s) => this.on.ignored(p, s) },

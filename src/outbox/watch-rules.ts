@@ -129,3 +129,24 @@ export function classifyWatchError(code: string, at: string | undefined, root: s
   }
   return { action: 'restart', key: `chokidar:${code}`, level: 'error', msg: `Watching outbox ${root} failed: ${detail}. Restarting the watcher; check that the folder exists and is readable.` };
 }
+
+/**
+ * Indexes of `listed` names that are new, and known names no longer listed (dirwatch.ts
+ * rescans). Linear, and without building a set of the listing unless something vanished:
+ * a folder of 100,000 names is re-read while it changes.
+ */
+export function diffNames(known: ReadonlySet<string>, listed: readonly string[]): { added: number[]; removed: string[] } {
+  const added: number[] = [];
+  for (let i = 0; i < listed.length; i++) if (!known.has(listed[i]!)) added.push(i);
+  // Known names still listed = listed - added; the rest of `known` vanished.
+  if (known.size === listed.length - added.length) return { added, removed: [] };
+  const now = new Set(listed);
+  const removed: string[] = [];
+  for (const n of known) if (!now.has(n)) removed.push(n);
+  return { added, removed };
+}
+
+/** Shortest time between two re-reads of a changing folder (ms), 2 % of the time at most: 50× what the last one took, at least 1 s. */
+export function rescanDelay(lastScanMs: number): number {
+  return Math.max(1000, 50 * (Number.isFinite(lastScanMs) && lastScanMs > 0 ? lastScanMs : 0));
+}

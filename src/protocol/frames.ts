@@ -54,7 +54,21 @@ export type FrameOf<K extends FrameTypeName> = Extract<Frame, { type: K }>;
 export type { DecoderLimits };
 export { DEFAULT_LIMITS };
 
+/** Checked limits per caller's object (encodeFrame runs per frame; checking each time cost ~4 % of a small-file sender, issue #12). */
+const resolved = new WeakMap<object, DecoderLimits>();
+let resolvedDefaults: DecoderLimits | null = null;
+
 function resolveLimits(partial: Partial<DecoderLimits> | undefined): DecoderLimits {
+  if (partial === undefined) return (resolvedDefaults ??= checkLimits(undefined));
+  let l = resolved.get(partial);
+  if (!l) {
+    l = checkLimits(partial);
+    resolved.set(partial, l);
+  }
+  return l;
+}
+
+function checkLimits(partial: Partial<DecoderLimits> | undefined): DecoderLimits {
   const limits = { ...DEFAULT_LIMITS, ...partial };
   for (const [key, value] of Object.entries(limits)) {
     if (!Number.isSafeInteger(value) || value < 0 || (key !== 'maxFileBytes' && value > 0xffffffff)) {
@@ -213,7 +227,7 @@ export class FrameDecoder {
   #dead: { error: unknown } | null = null;
 
   constructor(limits?: Partial<DecoderLimits>, options: DecoderOptions = {}) {
-    this.limits = Object.freeze(resolveLimits(limits));
+    this.limits = Object.freeze(checkLimits(limits));
     this.#splitData = options.splitData === true;
   }
 

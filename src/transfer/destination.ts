@@ -1,11 +1,11 @@
 /**
- * One destination (peer + inbox): a p-queue of jobs in detection order, a FileSender
+ * One destination (peer + inbox): a queue of jobs in detection order (a plain FIFO, at most
+ * the sender's window running; a queued job costs one array slot, issue #12), a FileSender
  * (file-sender.ts: v1 shared connections or legacy TOX, chosen once here) and one shared backoff.
  * A job is never dropped: connection and retryable failures put it back to 'waiting'
  * until the next attempt; only permanent refusals (bad name, too large) fail it.
  * Reachability is logged once per state change, not once per attempt.
  */
-import PQueue from 'p-queue';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
 import type { JobInfo } from '../types.js';
@@ -49,8 +49,20 @@ export interface DestinationDeps {
 
 const PERMANENT = new Set(['BAD_NAME', 'TOO_LARGE']);
 
+interface Queued {
+  job: Job;
+  resolve: (o: JobOutcome) => void;
+  reject: (err: unknown) => void;
+}
+
 export class DestinationQueue {
-  readonly queue: PQueue;
+  /** Jobs waiting to run, oldest first, from index `head` (compacted as it advances). */
+  private line: Array<Queued | undefined> = [];
+  private head = 0;
+  private running = 0;
+  private paused = false;
+  private idleWaiters: Array<() => void> = [];
+  private readonly concurrency: number;
   readonly backoff: Backoff;
   /** v1 or legacy TOX: chosen once, here, from the destination's protocol. */
   readonly sender: FileSender;
@@ -75,13 +87,42 @@ export class DestinationQueue {
       ...(deps.connections !== undefined ? { connections: deps.connections } : {}),
       ...(deps.onPeerInboxes ? { onPeerInboxes: deps.onPeerInboxes } : {}),
     });
-    this.queue = new PQueue({ concurrency: this.sender.concurrency });
+    this.concurrency = Math.max(1, this.sender.concurrency);
     this.backoff = new Backoff(deps.retryInitialMs, deps.retryMaxMs);
+  }
+
+  /** Queue sizes: `size` jobs waiting, `pending` running. */
+  get queue(): { size: number; pending: number } {
+    return { size: this.line.length - this.head, pending: this.running };
   }
 
   add(job: Job): Promise<JobOutcome> {
     this.jobs.add(job);
-    return this.queue.add(() => this.run(job), { signal: undefined }).finally(() => this.jobs.delete(job)) as Promise<JobOutcome>;
+    return new Promise<JobOutcome>((resolve, reject) => {
+      this.line.push({ job, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Starts waiting jobs while fewer than `concurrency` run. */
+  private pump(): void {
+    while (!this.paused && this.running < this.concurrency && this.head < this.line.length) {
+      const q = this.line[this.head]!;
+      this.line[this.head++] = undefined;
+      if (this.head >= 1024 && this.head * 2 >= this.line.length) {
+        this.line = this.line.slice(this.head);
+        this.head = 0;
+      }
+      this.running++;
+      this.run(q.job)
+        .then(q.resolve, q.reject)
+        .finally(() => {
+          this.running--;
+          this.jobs.delete(q.job);
+          if (this.running === 0) for (const w of this.idleWaiters.splice(0)) w();
+          this.pump();
+        });
+    }
   }
 
   /** The peer announced itself again (maybe at a new address): retry now. */
@@ -92,9 +133,9 @@ export class DestinationQueue {
 
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
-    this.queue.pause();
+    this.paused = true;
     for (const j of this.jobs) if (j.info.state !== 'sending') j.controller.abort();
-    const idle = this.queue.onPendingZero();
+    const idle = this.running === 0 ? Promise.resolve() : new Promise<void>((r) => this.idleWaiters.push(r));
     await Promise.race([idle, new Promise((r) => setTimeout(r, graceMs).unref())]);
     const cut = [...this.jobs].filter((j) => j.info.state === 'sending');
     if (cut.length > 0) {
@@ -104,7 +145,11 @@ export class DestinationQueue {
     }
     for (const j of this.jobs) j.controller.abort();
     this.sender.close();
-    this.queue.clear();
+    // Jobs that never started: cancelled (their files stay in the outbox for the next run).
+    const left = this.line.slice(this.head);
+    this.line = [];
+    this.head = 0;
+    for (const q of left) if (q) q.resolve({ kind: 'cancelled' });
   }
 
   private setState(job: Job, state: JobInfo['state'], error: string | null = job.info.error): void {

@@ -24,7 +24,8 @@
  * is the default), --only ceiling,send,big,small,latency, --rsync auto|off, --profile DIR,
  * --dir <parent folder>, --keep, --cpu-prof <dir> (every agent of every run),
  * --window N / --chunk 1M / --after keep (sender settings, for experiments),
- * --logs <dir> [--log-level debug] (keep each agent's output).
+ * --logs <dir> [--log-level debug] (keep each agent's output), --backlog N (files already
+ * in the outbox at agent start, test/bench/backlog.ts; default 20000, 0 leaves it out).
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -34,6 +35,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ceilingRun } from './ceiling.js';
 import { type PairOptions } from './agents.js';
+import { formatBacklog, runBacklog } from './backlog.js';
 import { fmtBytes, median, parseSize, table, writeRandomFile } from './util.js';
 import { ensureRsync, startRsyncDaemon, type RsyncDaemon } from './rsync.js';
 import { bigAgents, bigRsync, bigSend, latencyAgents, latencyRsync, smallAgents, smallRsync, type Run, type SmallRun } from './loads.js';
@@ -65,6 +67,7 @@ function options() {
       after: { type: 'string', default: env('after') ?? '' },
       logs: { type: 'string', default: env('logs') ?? '' },
       'log-level': { type: 'string', default: env('log-level') ?? '' },
+      backlog: { type: 'string', default: env('backlog') ?? '20000' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -72,7 +75,7 @@ function options() {
     process.stdout.write(`usage: npm run bench -- [--size 1G] [--reps 3] [--files 2000] [--file-size 4K] [--settle 200] [--tls-only]
                        [--only ${LOADS.join(',')}] [--rsync auto|off] [--profile DIR]
                        [--dir /tmp] [--keep] [--cpu-prof DIR] [--window N] [--chunk 1M] [--after archive|delete|keep]
-                       [--logs DIR] [--log-level debug]
+                       [--logs DIR] [--log-level debug] [--backlog 20000 (0: none)]
 (each also as env TDX_BENCH_<NAME>, e.g. TDX_BENCH_SIZE=256M)\n`);
     process.exit(0);
   }
@@ -104,6 +107,7 @@ function options() {
     after: values.after,
     logs: values.logs,
     logLevel: values['log-level'],
+    backlog: int('backlog', values.backlog, 0),
   };
 }
 
@@ -284,6 +288,7 @@ async function main(): Promise<void> {
 
     process.stdout.write(`\n${out.join('\n')}\n`);
     for (const v of verdicts) process.stdout.write(`${v}\n`);
+    if (o.backlog > 0) process.stdout.write(`\n${formatBacklog(await runBacklog({ files: o.backlog, dir: base, ...(o.cpuProf ? { cpuProf: path.resolve(o.cpuProf, 'backlog') } : {}), progress: log }))}`);
     process.stdout.write(`\nbench took ${secs(performance.now() - started)} (load average now ${os.loadavg().map((l) => l.toFixed(1)).join(' ')})\n`);
   } finally {
     await daemon?.stop();

@@ -2,7 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { OutboxPaths, classifyOpenError, classifyWatchError, isGoneError, sameFolder } from '../../src/outbox/watch-rules.js';
+import { OutboxPaths, classifyOpenError, classifyWatchError, diffNames, isGoneError, rescanDelay, sameFolder } from '../../src/outbox/watch-rules.js';
 
 describe('OutboxPaths (POSIX paths)', () => {
   const p = new OutboxPaths('/srv/out', ['/srv/out/.tdxfer', '/var/lib/tdxfer'], path.posix, false);
@@ -100,5 +100,23 @@ describe('what an error means', () => {
     const d = classifyWatchError('EIO', undefined, '/srv/out', 'EIO: i/o error');
     assert.deepEqual([d.action, d.key, d.level], ['restart', 'chokidar:EIO', 'error']);
     assert.match(d.msg, /\/srv\/out failed: EIO: i\/o error/);
+  });
+});
+
+describe('native watch rescans (dirwatch.ts)', () => {
+  test('diffNames: indexes of new names and the vanished names, nothing for names in both', () => {
+    assert.deepEqual(diffNames(new Set(['a', 'b', 'c']), ['b', 'c', 'd', 'e']), { added: [2, 3], removed: ['a'] });
+    assert.deepEqual(diffNames(new Set(), ['x']), { added: [0], removed: [] });
+    assert.deepEqual(diffNames(new Set(['x']), []), { added: [], removed: ['x'] });
+    assert.deepEqual(diffNames(new Set(['x']), ['x']), { added: [], removed: [] });
+    // As many names as before, one replaced by another: still seen as removed + added.
+    assert.deepEqual(diffNames(new Set(['a', 'b']), ['b', 'c']), { added: [1], removed: ['a'] });
+  });
+  test('rescanDelay: at least 1 s, else 50 times the last read, so re-reading a big folder stays a small share', () => {
+    assert.equal(rescanDelay(0), 1000);
+    assert.equal(rescanDelay(5), 1000);
+    assert.equal(rescanDelay(100), 5000);
+    assert.equal(rescanDelay(NaN), 1000);
+    assert.equal(rescanDelay(-3), 1000);
   });
 });

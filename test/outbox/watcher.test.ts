@@ -1,6 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { mkdir, open, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { mkdirAfterRemove, tempDir as makeTempDir } from '../helpers/tmp.js';
 import { deadline, wineFlaw } from '../helpers/platform.js';
@@ -217,6 +218,21 @@ describe('OutboxWatcher', () => {
     assert.equal(new Set(rels).size, n, 'each file');
     assert.equal(rels.length, n, 'each file exactly once');
     assert.ok(rels.includes('batchA/f1.bin') && rels.includes('batchB/f0.bin'));
+  });
+
+  // inotify drops events silently once its queue (fs.inotify.max_queued_events, 16,384 by
+  // default) is full; the watcher must still find every file (dirwatch.ts re-reads folders).
+  test('more files than the OS queues events for, written while the event loop is blocked, are all emitted, each once', async (t) => {
+    const root = await tempDir(t);
+    const n = 10_000; // two events each (create, modify): 20,000 > 16,384
+    const s = await started(t, cfg(root, { settleMs: 100 }));
+    // Synchronous writes: nothing reads the event queue meanwhile, so it overflows.
+    for (let i = 0; i < n; i++) writeFileSync(path.join(root, `f${i}.bin`), 'x');
+    await s.waitFor(`${n} files`, () => s.ready.length >= n, 300_000);
+    await s.barrier();
+    const rels = s.readyRels();
+    assert.equal(new Set(rels).size, n, 'each file');
+    assert.equal(rels.length, n, 'each file exactly once');
   });
 
   test('stop() leaves no timers or handles and no events follow', async (t) => {
