@@ -11,6 +11,7 @@ import { readdir, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { backoffDelay } from '../backoff.js';
 import { describeError } from '../errors.js';
 import { retryTransient } from '../fsutil.js';
 import type { Logger } from '../log.js';
@@ -20,8 +21,7 @@ import { classifyWatchError, errCode, sameFolder, type FolderId } from './watch-
 
 /** How often the outbox root itself is checked for deletion/replacement. */
 export const ROOT_CHECK_MS = 1000;
-const BACKOFF_START_MS = 500;
-const BACKOFF_MAX_MS = 30_000;
+const BACKOFF = { initialMs: 500, maxMs: 30_000 };
 /** When a new folder is read again after chokidar reported it (see rescanLater). */
 const RESCAN_AFTER_MS = [100, 1000];
 
@@ -58,7 +58,8 @@ export class WatchSupervisor {
   private stopped = true;
   private lastRootCheck = 0;
   private restartTimer: NodeJS.Timeout | null = null;
-  private backoffMs = BACKOFF_START_MS;
+  /** Restarts scheduled since the watch last worked (or was reset); sets the restart delay. */
+  private restarts = 0;
   /** Key of the problem last logged at warn level; the same problem is not repeated. */
   private problem: string | null = null;
   private readonly rescanTimers = new Set<NodeJS.Timeout>();
@@ -145,7 +146,7 @@ export class WatchSupervisor {
     this.on.scanned(seen);
     if (this.problem !== null) this.log.info(`Watching outbox ${this.root} again`, { files: seen.size });
     this.problem = null;
-    this.backoffMs = BACKOFF_START_MS;
+    this.restarts = 0;
     this.log.debug('outbox scan done', { files: seen.size, polling: this.usePolling });
   }
 
@@ -213,8 +214,8 @@ export class WatchSupervisor {
 
   private scheduleRestart(): void {
     if (this.stopped || this.restartTimer) return;
-    const delay = this.backoffMs;
-    this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
+    this.restarts++;
+    const delay = backoffDelay(this.restarts, BACKOFF);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
       this.open().catch((err: unknown) => {
@@ -250,7 +251,7 @@ export class WatchSupervisor {
     if (ok || this.stopped) return ok;
     this.reportProblem('root', 'warn', `Outbox folder ${this.root} was deleted or replaced. Watching resumes by itself when it exists again; files already sent are not sent again.`);
     this.rootId = null;
-    this.backoffMs = BACKOFF_START_MS;
+    this.restarts = 0;
     this.restart();
     return false;
   }

@@ -1,29 +1,31 @@
+import { backoffDelay } from '../backoff.js';
+
+/** Jitter ±20 % so many agents do not retry in lockstep after an outage. */
+const JITTER = 0.2;
+
 /** Capped exponential backoff shared by every job of one destination, wakeable early. */
 export class Backoff {
-  private delay: number;
+  /** Failures since the last success or wake (each one that set a new attempt time). */
+  private failures = 0;
   private nextAt = 0;
   private wakers = new Set<() => void>();
 
   constructor(
     private readonly initialMs: number,
     private readonly maxMs: number,
-  ) {
-    this.delay = initialMs;
-  }
+  ) {}
 
   /** A failure: the next attempt waits; the delay after that doubles (capped). */
   failed(now = Date.now()): number {
     if (now >= this.nextAt) {
-      // Jitter ±20 % so many agents do not retry in lockstep after an outage.
-      const d = Math.round(this.delay * (0.8 + Math.random() * 0.4));
-      this.nextAt = now + d;
-      this.delay = Math.min(this.delay * 2, this.maxMs);
+      this.failures++;
+      this.nextAt = now + backoffDelay(this.failures, { initialMs: this.initialMs, maxMs: this.maxMs, jitter: JITTER });
     }
     return this.nextAt - now;
   }
 
   succeeded(): void {
-    this.delay = this.initialMs;
+    this.failures = 0;
     this.nextAt = 0;
   }
 
@@ -46,7 +48,7 @@ export class Backoff {
 
   /** The peer came back (announcement, table change): try now. */
   wake(): void {
-    this.delay = this.initialMs;
+    this.failures = 0;
     this.nextAt = 0;
     for (const w of [...this.wakers]) w();
   }

@@ -55,11 +55,11 @@ test('zero config: `tdxfer run` creates its data folder, prints it, and a file d
 
 test('`tdxfer send` sends files over one connection, waits for each confirmation, and exits 0', async () => {
   const r = await root();
-  const port = await freePort();
-  const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(r, 'b'), port });
+  const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(r, 'b'), port: 0 });
   const b: Agent = await startAgent(bCfg, verboseLogger());
   cleanup.push(() => b.stop());
-  const aCfg = await writeAgentConfig({ name: 'render', dir: path.join(r, 'a'), port: await freePort(), extra: { peers: [{ name: 'playback', host: '127.0.0.1', port }] } });
+  const port = b.listenAddress.port;
+  const aCfg = await writeAgentConfig({ name: 'render', dir: path.join(r, 'a'), port: 0, extra: { peers: [{ name: 'playback', host: '127.0.0.1', port }] } });
   const files = [];
   for (let i = 0; i < 3; i++) {
     const f = path.join(r, 'src', `clip${i}.mov`);
@@ -78,13 +78,14 @@ test('`tdxfer send` sends files over one connection, waits for each confirmation
 
 test('`tdxfer send` exit codes: unknown peer and missing inbox are usage errors (2), an unreachable peer or refused file is a failure (1)', async () => {
   const r = await root();
+  // freePort: "ghost" needs a port where nothing listens.
   const dead = await freePort();
-  const port = await freePort();
-  const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(r, 'b'), port });
+  const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(r, 'b'), port: 0 });
   const b: Agent = await startAgent(bCfg, verboseLogger());
   cleanup.push(() => b.stop());
+  const port = b.listenAddress.port;
   const aCfg = await writeAgentConfig({
-    name: 'render', dir: path.join(r, 'a'), port: await freePort(),
+    name: 'render', dir: path.join(r, 'a'), port: 0,
     extra: { peers: [{ name: 'playback', host: '127.0.0.1', port }, { name: 'ghost', host: '127.0.0.1', port: dead }] },
   });
   const f = path.join(r, 'x.png');
@@ -129,7 +130,7 @@ test('an invalid config stops `tdxfer run` at start with the field, the value an
 test('an inbox that cannot be created is a clear start-up error naming the folder', async () => {
   const r = await root();
   await fs.writeFile(path.join(r, 'blocker'), 'a file where a folder should be');
-  const cfg = await writeAgentConfig({ name: 'x', dir: r, port: await freePort(), extra: { inboxes: [{ name: 'renders', path: 'blocker/inbox' }] } });
+  const cfg = await writeAgentConfig({ name: 'x', dir: r, port: 0, extra: { inboxes: [{ name: 'renders', path: 'blocker/inbox' }] } });
   const res = await exitOf(['run', '--config', cfg]);
   assert.equal(res.code, 2, res.out);
   assert.match(res.out, /a file stands where a folder is needed/);
@@ -139,10 +140,10 @@ test('an inbox that cannot be created is a clear start-up error naming the folde
 
 test('a busy transfer port is a clear start-up error', async () => {
   const r = await root();
-  const port = await freePort();
-  const cfgA = await writeAgentConfig({ name: 'a', dir: path.join(r, 'a'), port });
+  const cfgA = await writeAgentConfig({ name: 'a', dir: path.join(r, 'a'), port: 0 });
   const a = await startAgent(cfgA, verboseLogger());
   cleanup.push(() => a.stop());
+  const port = a.listenAddress.port;
   const cfgB = await writeAgentConfig({ name: 'b', dir: path.join(r, 'b'), port });
   const res = await exitOf(['run', '--config', cfgB]);
   assert.equal(res.code, 1);

@@ -22,6 +22,8 @@ async function exitOf(args: string[]): Promise<{ code: number | null; out: strin
 
 test('`tdxfer stop` asks the running agent over POST /stop: it finishes, exits 0, and `stop` exits 0; with no agent, exit 3', async () => {
   const r = await tempDir('tdx-stop-');
+  // freePort: the agent sends to itself and `tdxfer stop` reads the status port from the config,
+  // so both ports must be in the config before the agent starts.
   const port = await freePort();
   const statusPort = await freePort();
   const cfg = await writeAgentConfig({

@@ -20,22 +20,34 @@ after(async () => {
   for (const c of cleanup.reverse()) await c().catch(() => undefined);
 });
 
-async function pair(opts: { after?: string; settleMs?: number; senderExtra?: Record<string, unknown>; receiverExtra?: Record<string, unknown>; outboxes?: unknown[] } = {}) {
+/**
+ * Both agents listen on port 0. The sender's config names the receiver's port only once
+ * `receiverListening(port)` is called with the port the receiver got (until then it holds
+ * port 0, which the sender's config check refuses), unless `receiverPort` fixes it up front
+ * for a test whose sender must start before its receiver.
+ */
+async function pair(opts: { after?: string; settleMs?: number; senderExtra?: Record<string, unknown>; receiverExtra?: Record<string, unknown>; outboxes?: unknown[]; receiverPort?: number } = {}) {
   const root = await tempDir('tdx-e2e-');
   cleanup.push(() => fs.rm(root, { recursive: true, force: true }));
-  const [pa, pb] = [await freePort(), await freePort()];
+  const pb = opts.receiverPort ?? 0;
   const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(root, 'b'), port: pb, extra: opts.receiverExtra ?? {} });
   const aCfg = await writeAgentConfig({
     name: 'render',
     dir: path.join(root, 'a'),
-    port: pa,
+    port: 0,
     extra: {
       outboxes: opts.outboxes ?? [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: opts.after ?? 'archive', settleMs: opts.settleMs ?? 200 }],
       peers: [{ name: 'playback', host: '127.0.0.1', port: pb }],
       ...opts.senderExtra,
     },
   });
-  return { root, aCfg, bCfg, pa, pb, outbox: path.join(root, 'a', 'outbox'), inbox: path.join(root, 'b', 'inbox') };
+  /** Names the receiver's port in the sender's config (keeping a test's own edits to it). */
+  const receiverListening = async (port: number): Promise<void> => {
+    const a = JSON.parse(await fs.readFile(aCfg, 'utf8')) as { peers: Array<{ name: string; port: number }> };
+    for (const peer of a.peers) if (peer.name === 'playback') peer.port = port;
+    await fs.writeFile(aCfg, JSON.stringify(a, null, 2));
+  };
+  return { root, aCfg, bCfg, receiverListening, outbox: path.join(root, 'a', 'outbox'), inbox: path.join(root, 'b', 'inbox') };
 }
 
 async function start(cfg: string): Promise<Agent> {
@@ -47,6 +59,7 @@ async function start(cfg: string): Promise<Agent> {
 test('200 files in nested folders and one 200 MB file arrive byte-identical; nothing partial is ever visible in the inbox', async () => {
   const p = await pair();
   const b = await start(p.bCfg);
+  await p.receiverListening(b.listenAddress.port);
   await fs.mkdir(p.outbox, { recursive: true });
   // Build the set outside the outbox, then move it in at once (like a render finishing).
   const src = path.join(p.root, 'src');
@@ -94,6 +107,7 @@ test('a file written slowly in bursts arrives once, complete', async () => {
   // Pauses of 250 ms against a settle time of 3 s: only a stall of ~2.7 s could split the file.
   const p = await pair({ settleMs: 3000, receiverExtra: { inboxes: [{ name: 'renders', path: 'inbox', onCollision: 'rename' }] } });
   const b = await start(p.bCfg);
+  await p.receiverListening(b.listenAddress.port);
   const a = await start(p.aCfg);
   const file = path.join(p.outbox, 'slow.exr');
   const parts = [randomBytes(300_000), randomBytes(10), randomBytes(500_000), randomBytes(1), randomBytes(200_000)];
@@ -115,7 +129,7 @@ test('a file written slowly in bursts arrives once, complete', async () => {
 
 test('a file re-rendered under the same name after it was sent is sent again', async () => {
   const p = await pair({ after: 'keep', settleMs: 150 });
-  await start(p.bCfg);
+  await p.receiverListening((await start(p.bCfg)).listenAddress.port);
   await start(p.aCfg);
   const f = path.join(p.outbox, 'still.png');
   await fs.writeFile(f, 'version one');
@@ -126,7 +140,8 @@ test('a file re-rendered under the same name after it was sent is sent again', a
 });
 
 test('receiver down at first: files wait, then all arrive when it starts', async () => {
-  const p = await pair();
+  // freePort: the sender starts first, so its config names the receiver's port before that port is open.
+  const p = await pair({ receiverPort: await freePort() });
   const a = await start(p.aCfg);
   await fs.mkdir(p.outbox, { recursive: true });
   for (let i = 0; i < 20; i++) await writeRandomFile(path.join(p.outbox, `d/${i}.bin`), 10_000 + i);
@@ -140,7 +155,8 @@ test('receiver down at first: files wait, then all arrive when it starts', async
 });
 
 test('sender restarted with files pending: everything arrives exactly once', async () => {
-  const p = await pair({ receiverExtra: { inboxes: [{ name: 'renders', path: 'inbox', onCollision: 'rename' }] } });
+  // freePort: the sender starts first, so its config names the receiver's port before that port is open.
+  const p = await pair({ receiverPort: await freePort(), receiverExtra: { inboxes: [{ name: 'renders', path: 'inbox', onCollision: 'rename' }] } });
   await fs.mkdir(p.outbox, { recursive: true });
   for (let i = 0; i < 30; i++) await writeRandomFile(path.join(p.outbox, `s${i % 3}/${i}.bin`), 5000 + i);
   const expected = await hashTree(p.outbox);
@@ -169,6 +185,7 @@ test('after-actions: archive moves to sent/, delete removes, keep leaves the fil
     receiverExtra: { inboxes: [{ name: 'renders', path: 'inbox', onCollision: 'rename' }] },
   });
   const b = await start(p.bCfg);
+  await p.receiverListening(b.listenAddress.port);
   const aDir = path.dirname(p.aCfg);
   for (const mode of ['archive', 'delete', 'keep']) await writeRandomFile(path.join(aDir, `out-${mode}`, 'sub', `${mode}.png`), 4096);
   let a = await startAgent(p.aCfg, verboseLogger());
@@ -196,6 +213,7 @@ test('a malformed frame from a raw socket gets an ERROR frame; the agent keeps s
     await fs.writeFile(f, JSON.stringify(c));
   }
   const b = await start(p.bCfg);
+  await p.receiverListening(b.listenAddress.port);
   const bad = [
     Buffer.from('GET / HTTP/1.1\r\n\r\n'),
     Buffer.from([0x54, 0x58, 9, 1, 0, 0, 0, 2, 0x7b, 0x7d]), // version 9
@@ -205,7 +223,7 @@ test('a malformed frame from a raw socket gets an ERROR frame; the agent keeps s
   ];
   for (const bytes of bad) {
     const reply = await new Promise<Buffer>((resolve, reject) => {
-      const s = net.connect(p.pb, '127.0.0.1', () => s.write(bytes));
+      const s = net.connect(b.listenAddress.port, '127.0.0.1', () => s.write(bytes));
       const chunks: Buffer[] = [];
       s.on('data', (d) => chunks.push(d));
       s.on('close', () => resolve(Buffer.concat(chunks)));
@@ -229,6 +247,7 @@ test('transfer.connections > 1: files of one destination spread over several con
   const p = await pair({ senderExtra: { transfer: { connections: 3, retryInitialMs: 100, retryMaxMs: 1000 } }, receiverExtra: { inboxes: [{ name: 'renders', path: 'inbox', onCollision: 'rename' }] } });
   const log = memoryLogger();
   const b = await startAgent(p.bCfg, log);
+  await p.receiverListening(b.listenAddress.port);
   cleanup.push(() => b.stop());
   await start(p.aCfg);
   const src = path.join(p.root, 'src');

@@ -47,6 +47,7 @@ const HASHES = [
 for (const h of HASHES) test(`plain TCP, ${h.label} negotiated: bits flipped in flight are caught (NACK HASH_MISMATCH), the file is re-sent, only correct bytes land`, async () => {
   const p = await makePair(cleanup, { encrypt: false, receiverExtra: h.receiverExtra, proxy: (i) => (i === 0 ? { flip: FLIPS.map((offset) => ({ offset, mask: 0x10 })) } : {}) });
   const rx = await agent(p.bCfg);
+  await p.receiverListening(rx.a.listenAddress.port);
   await writeRandomFile(path.join(p.src, 'plate.exr'), SIZE);
   const expected = await hashTree(p.src);
   const seen = watchInbox(p.inbox, new Map([['plate.exr', SIZE]]));
@@ -73,6 +74,7 @@ for (const h of HASHES) test(`plain TCP, ${h.label} negotiated: bits flipped in 
 test('TLS: a flipped bit kills the TLS record, the connection is dropped and retried, the file arrives correct', async () => {
   const p = await makePair(cleanup, { encrypt: true, proxy: (i) => (i === 0 ? { flip: [{ offset: 3_000_000, mask: 0x10 }] } : {}) });
   const rx = await agent(p.bCfg);
+  await p.receiverListening(rx.a.listenAddress.port);
   await writeRandomFile(path.join(p.src, 'plate.exr'), SIZE);
   const expected = await hashTree(p.src);
   const seen = watchInbox(p.inbox, new Map([['plate.exr', SIZE]]));
@@ -96,6 +98,7 @@ for (const how of ['rewritten in place', 'replaced by rename'] as const) {
     const v2Size = 36 * MB;
     const p = await makePair(cleanup, { proxy: (i) => (i === 0 ? { stallAfter: 10 * MB } : {}) });
     const rx = await agent(p.bCfg);
+    await p.receiverListening(rx.a.listenAddress.port);
     await writeRandomFile(path.join(p.src, 'comp.exr'), v1Size);
     const tx = await agent(p.aCfg);
     // Only the final version may ever be visible: a v1 or a mix would have another size or hash.

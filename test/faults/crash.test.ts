@@ -68,7 +68,7 @@ test(`kill -9 of sender or receiver at random moments, ${ROUNDS} rounds: every f
     agents[who] = s;
     return s;
   };
-  await start('receiver').waitFor(/listening for transfers/);
+  await p.receiverListening(await start('receiver').transferPort());
   start('sender');
   await dropIntoOutbox(batches[0]!, p.outbox);
   const kills: string[] = [];

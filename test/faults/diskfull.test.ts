@@ -60,6 +60,7 @@ test('a file larger than the free space is refused at OFFER with a clear error; 
   const vol = await smallVolume(100);
   const p = await makePair(cleanup, { inboxPath: path.join(vol, 'inbox') });
   const rx = await agent(p.bCfg);
+  await p.receiverListening(rx.a.listenAddress.port);
   await writeRandomFile(path.join(p.src, 'big.bin'), 60 * MB);
   await writeRandomFile(path.join(p.src, 'small.bin'), 5 * MB);
   const expected = await hashTree(p.src);
@@ -94,6 +95,7 @@ test('the disk fills up DURING a transfer: aborted with a clear error, partial d
   const size = 30 * MB;
   const p = await makePair(cleanup, { inboxPath: path.join(vol, 'inbox'), proxy: (i) => (i === 0 ? { stallAfter: 10 * MB } : {}) });
   const rx = await agent(p.bCfg);
+  await p.receiverListening(rx.a.listenAddress.port);
   await writeRandomFile(path.join(p.src, 'frame.exr'), size);
   const expected = await hashTree(p.src);
   const seen = watchInbox(p.inbox, new Map([['frame.exr', size]]));

@@ -13,7 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { memoryLogger } from '../../src/log.js';
 import { PeerConnection } from '../../src/transfer/sender.js';
 import type { Agent } from '../../src/agent/agent.js';
-import { TEST_KEY, freePort, hashTree, listFiles, startAgent, tempDir, writeAgentConfig } from '../helpers/agents.js';
+import { TEST_KEY, hashTree, listFiles, startAgent, tempDir, writeAgentConfig } from '../helpers/agents.js';
 import { digestBytes } from '../helpers/hash.js';
 import { RawClient } from '../helpers/rawclient.js';
 
@@ -27,15 +27,14 @@ let big: { agent: Agent; port: number; inbox: string };
 
 async function agentWith(name: string, eagerMaxBytes?: number) {
   const dir = path.join(root, name);
-  const port = await freePort();
   const cfg = await writeAgentConfig({
     name,
     dir,
-    port,
+    port: 0,
     extra: { limits: { idleTimeoutMs: 5000, handshakeTimeoutMs: 3000, ...(eagerMaxBytes === undefined ? {} : { eagerMaxBytes }) } },
   });
   const agent = await startAgent(cfg);
-  return { agent, port, inbox: path.join(dir, 'inbox'), staging: path.join(dir, '.inbox.tdxfer-staging') };
+  return { agent, port: agent.listenAddress.port, inbox: path.join(dir, 'inbox'), staging: path.join(dir, '.inbox.tdxfer-staging') };
 }
 
 async function client(port: number): Promise<{ c: RawClient; eagerMaxBytes: number | undefined }> {

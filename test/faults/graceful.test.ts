@@ -56,7 +56,7 @@ test('SIGTERM to the receiver mid-file: exits 0 quickly, keeps the partial; afte
   const p = await makePair(cleanup, { proxy: (i) => (i === 0 ? { stallAfter: 50 * MB } : {}) });
   const { expected, sizes } = await workload(p, 150 * MB, 100);
   const rx = spawned(p.bCfg);
-  await rx.waitFor(/listening for transfers/);
+  await p.receiverListening(await rx.transferPort());
   const seen = watchInbox(p.inbox, sizes);
   const tx = spawned(p.aCfg);
   await dropIntoOutbox(p.src, p.outbox);
@@ -85,7 +85,7 @@ test('SIGINT to the sender mid-transfer: it finishes the file in flight (or keep
   const p = await makePair(cleanup);
   const { expected, sizes } = await workload(p, 200 * MB, 100);
   const rx = spawned(p.bCfg);
-  await rx.waitFor(/listening for transfers/);
+  await p.receiverListening(await rx.transferPort());
   const seen = watchInbox(p.inbox, sizes);
   const tx = spawned(p.aCfg);
   await dropIntoOutbox(p.src, p.outbox);
@@ -120,7 +120,7 @@ test('SIGTERM to a sender whose transfer is stuck (peer stalls): still exits 0 w
   const p = await makePair(cleanup, { proxy: (i) => (i === 0 ? { stallAfter: 5 * MB } : {}) });
   const { expected, sizes } = await workload(p, 40 * MB, 0);
   const rx = spawned(p.bCfg);
-  await rx.waitFor(/listening for transfers/);
+  await p.receiverListening(await rx.transferPort());
   const tx = spawned(p.aCfg);
   await dropIntoOutbox(p.src, p.outbox);
   await waitUntil(() => p.proxy!.conns[0]?.stalled === true, 30_000, () => 'stuck mid-file');

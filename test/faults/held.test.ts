@@ -52,6 +52,7 @@ async function pairWithOldVersion(inboxExtra: Record<string, unknown> = {}) {
   const rxLog = memoryLogger();
   const txLog = memoryLogger();
   const rx: Agent = await startAgent(p.bCfg, rxLog);
+  await p.receiverListening(rx.listenAddress.port);
   cleanup.push(() => rx.stop());
   const tx: Agent = await startAgent(p.aCfg, txLog);
   cleanup.push(() => tx.stop());

@@ -17,7 +17,7 @@ import { memoryLogger } from '../../src/log.js';
 import { PeerConnection } from '../../src/transfer/sender.js';
 import { FALLBACK_DIRNAME } from '../../src/inbox/staging.js';
 import {
-  TEST_KEY, freePort, hashTree, listFiles, spawnCli, tempDir, waitUntil, writeAgentConfig, type Spawned,
+  TEST_KEY, hashTree, listFiles, spawnCli, tempDir, waitUntil, writeAgentConfig, type Spawned,
 } from '../helpers/agents.js';
 import { MIN_IDLE_MS, PENDING_MAX_PER_ADDRESS } from '../../src/transport/slots.js';
 import { RawClient, rawFrame, rawSocket, socketClosed } from '../helpers/rawclient.js';
@@ -120,7 +120,6 @@ async function assertHealthy(): Promise<void> {
 before(async () => {
   console.log(`hostile.test seed=${SEED} (replay with TDX_SEED=${SEED})`);
   root = await tempDir('tdx-hostile-');
-  port = await freePort();
   const dir = path.join(root, 'agent');
   inbox = path.join(dir, 'inbox');
   staging = path.join(dir, '.inbox.tdxfer-staging');
@@ -130,14 +129,14 @@ before(async () => {
   const cfg = await writeAgentConfig({
     name: 'target',
     dir,
-    port,
+    port: 0,
     extra: {
       limits: { idleTimeoutMs: IDLE_MS, handshakeTimeoutMs: HANDSHAKE_MS, maxConnections: MAX_CONN, maxConnectionsPerPeer: MAX_PER_PEER, maxFileBytes: MAX_FILE },
       log: { level: 'debug', file: null },
     },
   });
   agent = spawnCli(['run', '--config', cfg]);
-  await agent.waitFor(/listening for transfers on/);
+  port = await agent.transferPort();
   outsideBefore = await filesOutsideInbox();
 });
 

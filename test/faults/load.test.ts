@@ -45,6 +45,8 @@ test(`${SENDERS} senders × (${SMALL_PER_SENDER} small + ${LARGE_PER_SENDER} × 
   console.log(`load.test seed=${SEED} (replay with TDX_SEED=${SEED})`);
   const root = await tempDir('tdx-load-');
   cleanup.push(() => fs.rm(root, { recursive: true, force: true }));
+  // freePort: the receiver logs at warn only (its load stays the subject), so it prints no
+  // "listening for transfers" line to read a port 0 back from.
   const rPort = await freePort();
   const rCfg = await writeAgentConfig({
     name: 'playback', dir: path.join(root, 'receiver'), port: rPort,
@@ -76,7 +78,7 @@ test(`${SENDERS} senders × (${SMALL_PER_SENDER} small + ${LARGE_PER_SENDER} × 
       expected.set(rel, createHash('sha256').update(data).digest('hex'));
     }
     const cfg = await writeAgentConfig({
-      name: `render${s}`, dir, port: await freePort(),
+      name: `render${s}`, dir, port: 0,
       extra: {
         outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: 'delete', settleMs: 300 }],
         peers: [{ name: 'playback', host: '127.0.0.1', port: rPort }],

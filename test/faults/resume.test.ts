@@ -28,11 +28,11 @@ function resumedAt(records: Records, file: string): number[] {
   });
 }
 
-async function inProcess(cfg: string): Promise<{ records: Records }> {
+async function inProcess(cfg: string): Promise<{ records: Records; port: number }> {
   const log = memoryLogger();
   const a = await startAgent(cfg, log);
   cleanup.push(() => a.stop(2000));
-  return { records: log.records };
+  return { records: log.records, port: a.listenAddress.port };
 }
 
 function spawned(cfg: string): Spawned {
@@ -46,6 +46,7 @@ test('300 MB file, connection cut after 120 MB: the retry carries only the missi
   const cut = 120 * MB;
   const p = await makePair(cleanup, { proxy: (i) => (i === 0 ? { cutAfter: cut } : {}) });
   const rx = await inProcess(p.bCfg);
+  await p.receiverListening(rx.port);
   await writeRandomFile(path.join(p.src, 'take1.mov'), size);
   const expected = await hashTree(p.src);
   const seen = watchInbox(p.inbox, new Map([['take1.mov', size]]));
@@ -73,6 +74,7 @@ test('sending agent killed with SIGKILL mid-file and restarted: the receiver res
   const stallAt = 40 * MB;
   const p = await makePair(cleanup, { proxy: (i) => (i === 0 ? { stallAfter: stallAt } : {}) });
   const rx = await inProcess(p.bCfg);
+  await p.receiverListening(rx.port);
   await writeRandomFile(path.join(p.src, 'render.exr'), size);
   const expected = await hashTree(p.src);
   await dropIntoOutbox(p.src, p.outbox);
@@ -108,7 +110,7 @@ test('receiving agent killed with SIGKILL mid-file and restarted: its partial su
   const stallAt = 30 * MB;
   const p = await makePair(cleanup, { proxy: (i) => (i === 0 ? { stallAfter: stallAt } : {}) });
   const first = spawned(p.bCfg);
-  await first.waitFor(/listening for transfers/);
+  await p.receiverListening(await first.transferPort());
   await writeRandomFile(path.join(p.src, 'clip.mov'), size);
   const expected = await hashTree(p.src);
   await inProcess(p.aCfg);
@@ -145,6 +147,7 @@ test('a partial edited in staging (prefix differs from the source) is detected a
   const cut = 20 * MB;
   const p = await makePair(cleanup, { proxy: (i) => (i === 0 ? { cutAfter: cut } : { refuse: true }) });
   const rx = await inProcess(p.bCfg);
+  await p.receiverListening(rx.port);
   await writeRandomFile(path.join(p.src, 'plate.dpx'), size);
   const expected = await hashTree(p.src);
   const tx = await inProcess(p.aCfg);

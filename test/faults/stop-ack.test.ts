@@ -47,7 +47,7 @@ test(`SIGTERM to the receiver ${ROUNDS} times, mostly right after a rename: ever
 
   const outputs: string[] = [];
   let rx = spawned(p.bCfg);
-  await rx.waitFor(/listening for transfers/);
+  await p.receiverListening(await rx.transferPort());
   const tx = spawned(p.aCfg);
   await dropIntoOutbox(p.src, p.outbox);
 

@@ -9,7 +9,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FaultProxy, type ConnPlan } from '../helpers/proxy.js';
-import { freePort, hashTree, listFiles, tempDir, writeAgentConfig, TEST_KEY } from '../helpers/agents.js';
+import { hashTree, listFiles, tempDir, writeAgentConfig, TEST_KEY } from '../helpers/agents.js';
 
 export type Cleanup = Array<() => Promise<unknown>>;
 
@@ -34,8 +34,16 @@ export interface PairOptions {
 
 export interface Pair {
   root: string;
+  /** The sender's config: written by `receiverListening` (it names the receiver's port). */
   aCfg: string;
+  /** The receiver's config: listens on port 0 until `receiverListening` pins the port it got. */
   bCfg: string;
+  /**
+   * Call once the receiver listens, with its port (`agent.listenAddress.port`,
+   * `Spawned.transferPort()`): writes the sender's config naming it (or points the proxy
+   * at it) and pins it in the receiver's config, so a restarted receiver listens there again.
+   */
+  receiverListening: (port: number) => Promise<void>;
   outbox: string;
   sent: string;
   inbox: string;
@@ -48,10 +56,10 @@ export interface Pair {
 export async function makePair(cleanup: Cleanup, o: PairOptions = {}): Promise<Pair> {
   const root = await tempDir('tdx-fault-');
   cleanup.push(() => fs.rm(root, { recursive: true, force: true }));
-  const [pa, pb] = [await freePort(), await freePort()];
   let proxy: FaultProxy | null = null;
   if (o.proxy) {
-    proxy = await FaultProxy.start({ port: pb }, o.proxy);
+    // Its target is set by receiverListening.
+    proxy = await FaultProxy.start({ port: 0 }, o.proxy);
     const px = proxy;
     cleanup.push(() => px.close());
   }
@@ -60,24 +68,32 @@ export async function makePair(cleanup: Cleanup, o: PairOptions = {}): Promise<P
   const bCfg = await writeAgentConfig({
     name: 'playback',
     dir: path.join(root, 'b'),
-    port: pb,
+    port: 0,
     extra: { security, inboxes: [{ name: 'renders', path: inbox, onCollision: o.onCollision ?? 'rename', ...o.inboxExtra }], ...o.receiverExtra },
   });
-  const aCfg = await writeAgentConfig({
-    name: 'render',
-    dir: path.join(root, 'a'),
-    port: pa,
-    extra: {
-      security,
-      outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: o.after ?? 'archive', settleMs: o.settleMs ?? 200 }],
-      peers: [{ name: 'playback', host: '127.0.0.1', port: proxy ? proxy.port : pb }],
-      ...o.senderExtra,
-    },
-  });
-  const outbox = path.join(root, 'a', 'outbox');
+  const aDir = path.join(root, 'a');
+  const aCfg = path.join(aDir, 'config.json');
+  const receiverListening = async (pb: number): Promise<void> => {
+    const b = JSON.parse(await fs.readFile(bCfg, 'utf8')) as { listen: { port: number } };
+    b.listen.port = pb;
+    await fs.writeFile(bCfg, JSON.stringify(b, null, 2));
+    proxy?.setTargetPort(pb);
+    await writeAgentConfig({
+      name: 'render',
+      dir: aDir,
+      port: 0,
+      extra: {
+        security,
+        outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: o.after ?? 'archive', settleMs: o.settleMs ?? 200 }],
+        peers: [{ name: 'playback', host: '127.0.0.1', port: proxy ? proxy.port : pb }],
+        ...o.senderExtra,
+      },
+    });
+  };
+  const outbox = path.join(aDir, 'outbox');
   await fs.mkdir(outbox, { recursive: true });
   return {
-    root, aCfg, bCfg, outbox, sent: path.join(outbox, 'sent'), inbox,
+    root, aCfg, bCfg, receiverListening, outbox, sent: path.join(outbox, 'sent'), inbox,
     staging: path.join(path.dirname(inbox), `.${path.basename(inbox)}.tdxfer-staging`),
     src: path.join(root, 'src'), proxy,
   };

@@ -1,7 +1,9 @@
 /**
  * Real agents for integration tests: configs in fresh temp folders, agents started
  * in-process (Agent.start, real sockets and files) or as child processes of the built
- * CLI (for restarts and kill -9). Ports are chosen free on 127.0.0.1.
+ * CLI (for restarts and kill -9). Agents listen on port 0 and the test reads the port back
+ * (`agent.listenAddress`, `Spawned.transferPort()`): a port picked free and reused later
+ * races with other processes' ephemeral ports.
  */
 import fs from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -20,6 +22,11 @@ export const TEST_KEY = randomBytes(32).toString('base64');
 
 export { tempDir } from './tmp.js';
 
+/**
+ * A port that was free a moment ago. Racy (another process may take it before it is
+ * used): only for a port that must be closed, or a config that cannot be written after
+ * its agent starts. Prefer listening on port 0 and reading the port back.
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
@@ -81,6 +88,10 @@ export interface Spawned {
   child: ChildProcess;
   output: () => string;
   waitFor: (re: RegExp, timeoutMs?: number) => Promise<void>;
+  /** The transfer port, read from the agent's `listening for transfers on HOST:PORT` line (waits for it). */
+  transferPort: (timeoutMs?: number) => Promise<number>;
+  /** The status port, read from the agent's `status API and dashboard on http://HOST:PORT/` line (waits for it). */
+  statusPort: (timeoutMs?: number) => Promise<number>;
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
@@ -95,11 +106,20 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid:
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const waitFor = (re: RegExp, timeoutMs = 15_000): Promise<void> =>
+    waitUntil(() => re.test(out), timeoutMs, () => `waiting for ${re} in agent output:\n${out.slice(-3000)}`);
+  // The last such line: a restarted child is a new Spawned, but one agent may log it only once anyway.
+  const portFrom = async (re: RegExp, timeoutMs?: number): Promise<number> => {
+    await waitFor(re, timeoutMs);
+    const all = [...out.matchAll(new RegExp(re.source, 'g'))];
+    return Number(all[all.length - 1]![1]);
+  };
   return {
     child,
     output: () => out,
-    waitFor: (re, timeoutMs = 15_000) =>
-      waitUntil(() => re.test(out), timeoutMs, () => `waiting for ${re} in agent output:\n${out.slice(-3000)}`),
+    waitFor,
+    transferPort: (timeoutMs) => portFrom(/listening for transfers on \S+:(\d+)/, timeoutMs),
+    statusPort: (timeoutMs) => portFrom(/status API and dashboard on http:\/\/\S+:(\d+)\//, timeoutMs),
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       // The agent bounds its own stop (HARD_EXIT_MS, 15 s); past a generous deadline this is a

@@ -61,6 +61,11 @@ export class FaultProxy {
     return p;
   }
 
+  /** Forward connections accepted from now on to this port (e.g. a receiver that listened on port 0). */
+  setTargetPort(port: number): void {
+    this.target.port = port;
+  }
+
   /** Plan for connections accepted from now on. */
   setPlan(plan: (index: number) => ConnPlan): void {
     this.plan = plan;

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { freePort, spawnCli, tempDir, waitUntil, writeAgentConfig, writeRandomFile, type Spawned } from '../helpers/agents.js';
+import { spawnCli, tempDir, waitUntil, writeAgentConfig, writeRandomFile, type Spawned } from '../helpers/agents.js';
 import { MeterProxy } from './meter.js';
 
 const MB = 1_000_000;
@@ -43,12 +43,11 @@ async function setup(n: number, senderExtra: Record<string, unknown>, receiverEx
   const peers: Array<Record<string, unknown>> = [];
   for (let i = 0; i < n; i++) {
     const rdir = path.join(dir, `recv${i}`);
-    const port = await freePort();
-    const cfg = await writeAgentConfig({ name: `recv${i}`, dir: rdir, port, extra: { limits: { idleTimeoutMs: 10_000, handshakeTimeoutMs: 5000, ...((receiverExtra.limits as object) ?? {}) } } });
+    const cfg = await writeAgentConfig({ name: `recv${i}`, dir: rdir, port: 0, extra: { limits: { idleTimeoutMs: 10_000, handshakeTimeoutMs: 5000, ...((receiverExtra.limits as object) ?? {}) } } });
     const r = spawnCli(['run', '--config', cfg]);
     cleanups.push(() => r.stop());
     receivers.push(r);
-    await r.waitFor(/listening for transfers/, 30_000);
+    const port = await r.transferPort(30_000);
     const proxy = await MeterProxy.start(port);
     cleanups.push(() => proxy.close());
     proxies.push(proxy);
@@ -56,17 +55,16 @@ async function setup(n: number, senderExtra: Record<string, unknown>, receiverEx
     peers.push({ name: `recv${i}`, host: '127.0.0.1', port: proxy.port });
   }
   const sdir = path.join(dir, 'sender');
-  const statusPort = await freePort();
   const outbox = path.join(sdir, 'out');
   const { peers: extraPeers, ...rest } = senderExtra as { peers?: Array<Record<string, unknown>> };
   const cfg = await writeAgentConfig({
     name: 'sender',
     dir: sdir,
-    port: await freePort(),
+    port: 0,
     extra: {
       outboxes: [{ path: 'out', to: peers.map((p) => ({ peer: p.name, inbox: 'renders' })), settleMs: 100, after: 'keep' }],
       peers: peers.map((p, i) => ({ ...p, ...(extraPeers?.[i] ?? {}) })),
-      status: { enabled: true, host: '127.0.0.1', port: statusPort },
+      status: { enabled: true, host: '127.0.0.1', port: 0 },
       limits: { idleTimeoutMs: 10_000, handshakeTimeoutMs: 5000 },
       ...rest,
     },
@@ -74,7 +72,7 @@ async function setup(n: number, senderExtra: Record<string, unknown>, receiverEx
   await fs.mkdir(outbox, { recursive: true });
   const sender = spawnCli(['run', '--config', cfg]);
   cleanups.push(() => sender.stop());
-  await sender.waitFor(/status API/, 30_000);
+  const statusPort = await sender.statusPort(30_000);
   return { dir, sender, statusUrl: `http://127.0.0.1:${statusPort}`, proxies, receivers, outbox, inboxes };
 }
 

@@ -12,7 +12,7 @@ import { chromium } from 'playwright-core';
 import type { Agent } from '../../src/agent/agent.js';
 import { memoryLogger } from '../../src/log.js';
 import { StatusServer } from '../../src/status/server.js';
-import { freePort, startAgent, tempDir, writeAgentConfig } from '../helpers/agents.js';
+import { startAgent, tempDir, writeAgentConfig } from '../helpers/agents.js';
 import { httpRequest } from '../helpers/http.js';
 import { waitInPage, PAGE_WAIT_MS } from '../helpers/page.js';
 
@@ -25,7 +25,7 @@ let base = '';
 
 before(async () => {
   dir = await tempDir('tdx-limits-api-');
-  const cfg = await writeAgentConfig({ name: 'limited', dir: path.join(dir, 'a'), port: await freePort(), extra: { transfer: { maxBytesPerSecond: 5_000_000 }, limits: { maxIncomingBytesPerSecond: 7_000_000 } } });
+  const cfg = await writeAgentConfig({ name: 'limited', dir: path.join(dir, 'a'), port: 0, extra: { transfer: { maxBytesPerSecond: 5_000_000 }, limits: { maxIncomingBytesPerSecond: 7_000_000 } } });
   agent = await startAgent(cfg);
   server = new StatusServer(agent, { host: '127.0.0.1', port: 0, token: null, log: memoryLogger(), version: 'test', defaultMetrics: false });
   base = `http://127.0.0.1:${(await server.start()).port}`;
