@@ -20,7 +20,8 @@ import path from 'node:path';
 import { hashTree, listFiles, spawnCli, waitUntil, writeRandomFile, type Spawned } from '../helpers/agents.js';
 import { oscListener } from '../e2e/status-helpers.js';
 import { assertDelivered, makePair, runCleanup, seededRandom, sleep, type Cleanup } from './util.js';
-import { linuxOnly } from '../helpers/platform.js';
+import { linuxOnly, deadline } from '../helpers/platform.js';
+import { MIN_DEADLINE_MS } from '../helpers/wait.js';
 
 const cleanup: Cleanup = [];
 after(() => runCleanup(cleanup));
@@ -30,7 +31,10 @@ const PER_ROUND = 30;
 
 /** Resolves with the first name in `dir` not in `known` (polling as fast as readdir allows), or null when `stop()` says so. */
 async function firstNewName(dir: string, known: Set<string>, stop: () => boolean): Promise<string | null> {
+  // A hang detector: no new name within the deadline fails the test instead of polling for ever.
+  const end = Date.now() + deadline(MIN_DEADLINE_MS * 2);
   while (!stop()) {
+    if (Date.now() > end) throw new Error(`no new name in ${dir} within ${deadline(MIN_DEADLINE_MS * 2)} ms`);
     const names = await fs.readdir(dir).catch(() => [] as string[]);
     const fresh = names.find((n) => !known.has(n));
     if (fresh !== undefined) return fresh;
@@ -72,11 +76,16 @@ test(`kill -9 of the receiver right after landings and at random moments, ${ROUN
   };
 
   let receiver: Spawned | null = null;
+  let pinned = false;
   const startReceiver = async (): Promise<Spawned> => {
     const s = spawnCli(['run', '--config', p.bCfg]);
     cleanup.push(() => s.stop('SIGKILL'));
     receiver = s;
     await s.waitFor(/listening for transfers/);
+    // The first start picks a port (0); makePair then writes the sender's config with it and
+    // pins it in the receiver's config, so every restart listens on the same port.
+    if (!pinned) await p.receiverListening(await s.transferPort());
+    pinned = true;
     return s;
   };
   await startReceiver();
