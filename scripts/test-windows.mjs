@@ -41,6 +41,8 @@ export const LINUX_ONLY = {
   'package/sea.test.js': 'building the executables (npm, postject) on Linux; it runs the .exe under wine itself',
   'faults/stop-ack.test.js': 'POSIX SIGTERM at chosen moments (the Windows stop path is e2e/stop.test.js)',
   'security/unreadable.test.js': 'running the agent as another POSIX user (spawn uid/gid) and mode 000',
+  'discovery/venue-netns.test.js': 'network namespaces (ip netns), tcpdump',
+  'bench/logic.test.js': 'the bench it checks runs on Linux only (an rsync daemon, /proc)',
 };
 
 /**
@@ -49,6 +51,7 @@ export const LINUX_ONLY = {
  * (`npm run test:windows`) runs them, so they stay visible. Remove an entry once it passes.
  */
 export const KNOWN_GAPS = {
+  'inbox/index.test.js': 'two tests fail under wine since the landing index change of issue #20 (stop 24 CI lane): "files offered while earlier ones land: the folder is still listed once" lists it again, and a case-variant name comes back as theirs.png instead of THEIRS.PNG; not yet understood',
   'e2e/cli-status.test.js': 'its two CLI agents printed nothing within 80 s under wine on the loaded machine; at load 60 one `tdxfer peers` under wine took 131 s to start and answer (each CLI spawn costs 1-3 s unloaded)',
   'e2e/cli.test.js': 'slower than the 10 min file timeout under wine (four CLI agents in sequence)',
   // Measured 2026-12-06 (w14): the restarted sender does log "unreachable" and the malformed-frame case
