@@ -36,9 +36,15 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Creates the lock of `port`; false if another live process holds it. */
-function lock(port: number): boolean {
-  const file = path.join(LOCK_DIR, String(port));
+/** The lock file of `port` (exported for its test). */
+export function lockFile(port: number): string {
+  return path.join(LOCK_DIR, String(port));
+}
+
+/** Creates the lock of `port`; false if another live process holds it (exported for its test). */
+export function lockPort(port: number): boolean {
+  fs.mkdirSync(LOCK_DIR, { recursive: true });
+  const file = lockFile(port);
   try {
     const fd = fs.openSync(file, 'wx');
     fs.writeSync(fd, String(process.pid));
@@ -61,7 +67,7 @@ function lock(port: number): boolean {
 
 function unlock(port: number): void {
   held.delete(port);
-  fs.rmSync(path.join(LOCK_DIR, String(port)), { force: true });
+  fs.rmSync(lockFile(port), { force: true });
 }
 
 function binds(port: number, host: string): Promise<boolean> {
@@ -87,7 +93,7 @@ export async function reservedPort(host = '127.0.0.1'): Promise<number> {
   }
   for (let i = 0; i < 500; i++) {
     const port = randomInt(LOW, HIGH);
-    if (held.has(port) || !lock(port)) continue;
+    if (held.has(port) || !lockPort(port)) continue;
     held.add(port);
     if (await binds(port, host)) return port;
     unlock(port);
