@@ -8,12 +8,17 @@
  * the agent binds it (CI saw STATUS_PORT_IN_USE that way).
  *
  * reservedPort() instead picks from 20000–31999, below the ephemeral ranges (Linux
- * ip_local_port_range 32768–60999, Windows 49152–65535), so the kernel never hands it to
- * a listen(0) or an outgoing connection; checks that it binds now; and reserves it across
- * test processes with an O_EXCL lock file `<tmpdir>/tdxfer-test-ports/<port>` holding the
- * creating PID, removed when this process exits (a lock of a dead PID is stale and is
- * cleared). So a "ghost" port stays one nothing listens on, and a port written into a
- * config before its agent starts is still free when it does.
+ * ip_local_port_range 32768–60999, Windows and macOS 49152–65535), so the kernel never
+ * hands it to a listen(0) or an outgoing connection; checks that it binds now; and
+ * reserves it across test processes with an O_EXCL lock file
+ * `<tmpdir>/tdxfer-test-ports/<port>` holding the creating PID, removed when this process
+ * exits (a lock of a dead PID is stale and is cleared). So a "ghost" port stays one
+ * nothing listens on, and a port written into a config before its agent starts is still
+ * free when it does.
+ *
+ * Windows processes take 26000–31999, the others 20000–25999: the Windows lane runs
+ * node.exe under wine on the same loopback as Linux test processes, with another temp
+ * folder and other PIDs, so the two could not see (or would misjudge) each other's locks.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -21,8 +26,7 @@ import path from 'node:path';
 import net from 'node:net';
 import { randomInt } from 'node:crypto';
 
-const LOW = 20000;
-const HIGH = 32000; // exclusive
+const [LOW, HIGH] = process.platform === 'win32' ? [26000, 32000] : [20000, 26000]; // HIGH exclusive
 const LOCK_DIR = path.join(os.tmpdir(), 'tdxfer-test-ports');
 const held = new Set<number>();
 let exitHook = false;
