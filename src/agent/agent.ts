@@ -40,6 +40,7 @@ import { ensureOutbox, listenForTransfers, logLimits, openInboxes, startLegacyLi
 import { blankInfo, cancelRefusal, cancelledInfo, explicitRecord, sendDestination, sendTarget, statSource } from './explicit.js';
 import { applyLimit, folderHealth, logSent, outboxList, queueCounts } from './view.js';
 import { fanoutAdditions, newJob, outboxBusy, planFile, recordKey, waitingDestination, type FileRecord } from './dispatch.js';
+import { ADMIT_WINDOW, AdmissionQueue, waitingByDestination, type WaitingCount } from './admission.js';
 
 export interface AgentOptions {
   log: Logger;
@@ -50,6 +51,8 @@ export interface AgentOptions {
    * and the status API listen). Without it they open right after start (next macrotask).
    */
   holdAnnouncements?: boolean;
+  /** Outbox records in flight at most (agent/admission.ts); default ADMIT_WINDOW. Tests use small ones. */
+  admitWindow?: number;
 }
 
 export class Agent extends EventEmitter<AgentEvents> implements AgentView {
@@ -59,6 +62,10 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   readonly inboxes = new Map<string, Inbox>();
   private readonly destinations = new Map<string, DestinationQueue>();
   private readonly records = new Map<string, FileRecord>();
+  /** Outbox files not yet admitted (bounded window, agent/admission.ts), and the records still sending. */
+  private readonly admission = new AdmissionQueue();
+  private readonly inFlight = new Set<FileRecord>();
+  private readonly admitWindow: number;
   private readonly jobs = new Map<string, Job>();
   private readonly recent = new Ring<JobInfo>(100);
   private readonly received = new Ring<ReceivedInfo>(100);
@@ -100,6 +107,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     super();
     this.setMaxListeners(100);
     this.log = opts.log;
+    this.admitWindow = Math.max(1, opts.admitWindow ?? ADMIT_WINDOW);
     this.announcer = new Announcer((info) => {
       this.received.push(info);
       this.emit('received', info);
@@ -107,7 +115,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.after = new AfterBatcher({
       log: this.log,
       journal: () => this.journal!,
-      busy: (w) => outboxBusy(this.records.values(), w.outbox),
+      busy: (w) => this.admission.count(w.outbox) > 0 || outboxBusy(this.inFlight, w.outbox),
       settled: (rec) => {
         if (this.records.get(rec.key) === rec) this.records.delete(rec.key);
       },
@@ -192,7 +200,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     for (const ob of cfg.outboxes) {
       await ensureOutbox(ob.path, log);
       const w = new OutboxWatcher(ob, { log, ignore: ownFolders.filter((f) => f !== ob.path) });
-      w.on('ready', (f) => this.onReady(w, f));
+      w.on('ready', (f) => this.onReady(f));
       w.on('gone', ({ rel }) => this.onGone(ob, rel));
       this.watchers.push(w);
       await w.start();
@@ -236,7 +244,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
 
   // ------------------------------------------------------------------ outbox → jobs
 
-  private onReady(w: OutboxWatcher, file: ReadyFile): void {
+  private onReady(file: ReadyFile): void {
     if (this.stopping) return;
     const key = recordKey(file.outbox.path, file.rel);
     const old = this.records.get(key);
@@ -245,7 +253,29 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       old.superseded = true;
       for (const j of old.jobs.values()) if (j.info.state !== 'sending') j.controller.abort();
       this.records.delete(key);
+      this.leave(old);
     }
+    // Oldest first, at most `admitWindow` records in flight (agent/admission.ts).
+    this.admission.offer(key, file);
+    this.admitWaiting();
+  }
+
+  /** A record stopped sending (done, failed, superseded, gone): admit waiting files in its place. */
+  private leave(rec: FileRecord): void {
+    if (this.inFlight.delete(rec)) this.admitWaiting();
+  }
+
+  private admitWaiting(): void {
+    while (this.inFlight.size < this.admitWindow && !this.stopping) {
+      const f = this.admission.take();
+      if (!f) break;
+      const w = this.watchers.find((x) => x.outbox === f.outbox);
+      if (w) this.admit(w, f);
+    }
+  }
+
+  private admit(w: OutboxWatcher, file: ReadyFile): void {
+    const key = recordKey(file.outbox.path, file.rel);
     const journal = this.journal!;
     if (file.outbox.after === 'keep' && journal.has(file.outbox.path, file.rel, file.size, file.mtimeMs)) {
       this.log.debug(`already sent (after=keep): ${file.rel}`);
@@ -265,6 +295,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const job = newJob(rec, d, id ?? this.newJobId(), Date.now(), target, clientId);
     rec.remaining.add(d.key);
     rec.jobs.set(d.key, job);
+    if (!rec.explicit) this.inFlight.add(rec);
     this.jobs.set(job.info.id, job);
     this.emit('job', { ...job.info });
     void q.add(job).then(
@@ -305,6 +336,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       if (rec.multi && !rec.superseded) {
         void this.journal?.recordDestination(rec.file.outbox.path, rec.file.rel, rec.file.size, rec.file.mtimeMs, d.key).catch((err) => this.log.warn(`journal: ${describeError(err)}`));
       }
+      if (rec.remaining.size === 0) this.leave(rec);
       if (rec.remaining.size === 0 && !rec.superseded && this.records.get(rec.key) === rec) {
         const w = this.watchers.find((x) => x.outbox === rec.file.outbox);
         if (w) this.after.finish(w, rec);
@@ -312,16 +344,22 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       }
     } else if (outcome.kind === 'failed') {
       rec.failed = true;
+      this.leave(rec);
       this.noteFailure(outcome.error.code, outcome.error.message, d.peer);
     }
   }
 
   private onGone(ob: OutboxConfig, rel: string): void {
     const key = recordKey(ob.path, rel);
+    if (this.admission.remove(key)) {
+      this.log.info(`${rel} was removed from the outbox before it was sent; it is no longer queued`);
+      return;
+    }
     const rec = this.records.get(key);
     if (!rec || rec.remaining.size === 0) return; // unknown, or being archived/deleted by us
     for (const j of rec.jobs.values()) if (j.info.state !== 'sending') j.controller.abort();
     this.records.delete(key);
+    this.leave(rec);
     this.log.info(`${rel} was removed from the outbox before it was sent everywhere; its pending jobs are cancelled`);
   }
 
@@ -369,16 +407,22 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     return {
       agent: { id: this.id, name: this.config.name, version: this.version, listen: `${this.listenAddress.host}:${this.listenAddress.port}`, startedAt: this.startedAt, discovery: this.discoveryState },
       peers: this.peers.list(),
-      queues: queueCounts(this.destinations.values()),
+      queues: queueCounts(this.destinations.values(), this.waitingByDestination()),
       active: [...this.jobs.values()].map((j) => ({ ...j.info })),
       recent: this.recent.list(),
       received: this.received.list(),
       failures: this.failures.list(),
       incoming: this.incoming.list(),
-      outboxes: outboxList(this.config.outboxes, this.records.values(), this.watchers),
+      outboxes: outboxList(this.config.outboxes, this.records.values(), this.watchers, (ob) => this.admission.count(ob)),
       limits: this.pacer.snapshot(),
       held: [...this.inboxes.values()].flatMap((i) => i.heldFiles()),
     };
+  }
+
+  /** Outbox files not yet admitted, per destination key (status: counted as queued). */
+  private waitingByDestination(): Map<string, WaitingCount> {
+    if (this.admission.size === 0) return new Map();
+    return waitingByDestination(this.admission.counts(), this.table.list(), { selfName: this.config.name, discovery: this.config.discovery.enabled });
   }
 
   /** POST /limits, `tdxfer limit`: applies from the next slice of every running transfer. */

@@ -19,17 +19,24 @@ import { formatRate } from '../limits/rate.js';
 import { NAME_PATTERN } from '../config/schema.js';
 import type { AgentSnapshot, HealthReport, LimitRequest, OutboxInfo } from '../types.js';
 import type { FileRecord } from './dispatch.js';
+import type { WaitingCount } from './admission.js';
 
-export function queueCounts(destinations: Iterable<DestinationQueue>): AgentSnapshot['queues'] {
-  return [...destinations].map((q) => {
-    const c = { queued: 0, sending: 0, waiting: 0, failed: 0 };
+/** `waiting`: outbox files not yet admitted (agent/admission.ts), counted as queued for their destinations. */
+export function queueCounts(destinations: Iterable<DestinationQueue>, waiting: ReadonlyMap<string, WaitingCount> = new Map()): AgentSnapshot['queues'] {
+  const rows = [...destinations].map((q) => {
+    const c = { queued: waiting.get(q.dest.key)?.files ?? 0, sending: 0, waiting: 0, failed: 0 };
     for (const j of q.jobs) if (j.info.state in c) c[j.info.state as keyof typeof c]++;
     return { destination: q.dest.key, peer: q.dest.peer, inbox: q.dest.inbox, ...c };
   });
+  for (const [key, w] of waiting) {
+    if (!rows.some((r) => r.destination === key)) rows.push({ destination: key, peer: w.peer, inbox: w.inbox, queued: w.files, sending: 0, waiting: 0, failed: 0 });
+  }
+  return rows;
 }
 
-export function outboxList(outboxes: readonly OutboxConfig[], records: Iterable<FileRecord>, watchers: readonly OutboxWatcher[]): OutboxInfo[] {
-  const by = new Map<OutboxConfig, OutboxInfo>(outboxes.map((ob) => [ob, { path: ob.path, pending: 0, sending: 0, stuck: [] }]));
+/** `waiting(ob)`: files of `ob` not yet admitted (agent/admission.ts), counted as pending. */
+export function outboxList(outboxes: readonly OutboxConfig[], records: Iterable<FileRecord>, watchers: readonly OutboxWatcher[], waiting: (ob: OutboxConfig) => number = () => 0): OutboxInfo[] {
+  const by = new Map<OutboxConfig, OutboxInfo>(outboxes.map((ob) => [ob, { path: ob.path, pending: waiting(ob), sending: 0, stuck: [] }]));
   for (const rec of records) {
     const o = by.get(rec.file.outbox);
     if (!o || rec.superseded) continue;

@@ -53,9 +53,9 @@ export async function writeAgentConfig(spec: AgentSpec): Promise<string> {
   return file;
 }
 
-export async function startAgent(configFile: string, log: Logger = memoryLogger()): Promise<Agent> {
+export async function startAgent(configFile: string, log: Logger = memoryLogger(), opts: { admitWindow?: number } = {}): Promise<Agent> {
   const cfg = await loadConfig(configFile, { createKey: true, log });
-  return Agent.start(cfg, { log });
+  return Agent.start(cfg, { log, ...opts });
 }
 
 export function verboseLogger(): Logger {
