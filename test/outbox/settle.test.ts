@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { SettleTracker, sameVersion } from '../../src/outbox/settle.js';
+import { CROWD_FILES, SettleTracker, sameVersion } from '../../src/outbox/settle.js';
 
 const v = (size: number, mtimeMs: number) => ({ size, mtimeMs });
 
@@ -44,6 +44,25 @@ test('pending files are re-stat\'ed every pollMs and exactly when they would be 
   assert.deepEqual(fast.toStat(100), ['b']);
   fast.observe('b', v(1, 1), 100);
   assert.equal(fast.due().length, 1);
+});
+
+test('a crowd of pending files (a backlog at start) is re-stat\'ed only when due; a change seen then restarts the wait', () => {
+  const t = new SettleTracker(1000);
+  const n = CROWD_FILES + 1;
+  for (let i = 0; i < n; i++) t.observe(`f${i}`, v(1, 1), 0);
+  assert.deepEqual(t.toStat(250), [], 'no re-stat at pollMs');
+  assert.equal(t.nextWake(), 1000);
+  t.touch('f7'); // an event still asks for a stat at once
+  assert.deepEqual(t.toStat(500), ['f7']);
+  t.observe('f7', v(1, 1), 500);
+  assert.equal(t.toStat(1000).length, n);
+  for (let i = 0; i < n; i++) t.observe(`f${i}`, v(1, 1), 1000);
+  t.observe('f3', v(2, 2), 1000); // changed since first seen: waits settleMs again
+  assert.equal(t.due().length, n - 1);
+  for (const d of t.due()) assert.equal(t.markEmitted(d.rel, d.version), true);
+  assert.equal(t.pendingCount, 1, 'back below the crowd: the usual polling');
+  assert.deepEqual(t.toStat(1200), []);
+  assert.deepEqual(t.toStat(1250), ['f3'], 're-stat at pollMs again');
 });
 
 test('size or mtime change restarts the wait', () => {
