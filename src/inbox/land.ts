@@ -51,6 +51,8 @@ export interface LandTarget {
   heldMaxSeconds?: number;
   /** Registry of held targets (shown in the status); a fresh one if absent. */
   held?: HeldTargets;
+  /** The clock of held targets' bounded wait, ms since the epoch (default Date.now; tests drive it). */
+  now?: () => number;
 }
 
 export const DEFAULT_HELD_MAX_SECONDS = 600;
@@ -97,6 +99,7 @@ export class Lander {
   #queue: Waiting[] = [];
   #running = false;
   readonly #index: LandIndex;
+  readonly #now: () => number;
   /** Targets held open by another program (once-per-episode log line, status, bounded wait). */
   readonly held: HeldTargets;
 
@@ -113,7 +116,7 @@ export class Lander {
     const code = errCode(err);
     if (code !== 'EPERM' && code !== 'EBUSY' && code !== 'EACCES') return err;
     const t = this.target;
-    if (this.held.hold({ inbox: t.inboxName, rel: p.rel, path: targetAbs, code: code ?? '' }, Date.now()).isNew) {
+    if (this.held.hold({ inbox: t.inboxName, rel: p.rel, path: targetAbs, code: code ?? '' }, this.#now()).isNew) {
       t.log.warn(
         `Inbox "${t.inboxName}": cannot replace ${targetAbs}: another program holds it open (${code}; on a playback machine usually a Movie File In TOP playing it). The new version is verified and kept staged; it replaces the file as soon as that program lets go.`,
         { rel: p.rel, code },
@@ -125,6 +128,7 @@ export class Lander {
   constructor(private readonly target: LandTarget) {
     this.#index = target.index ?? newLandIndex();
     this.held = target.held ?? new HeldTargets();
+    this.#now = target.now ?? Date.now;
   }
 
   /** Resolves once the file is visible under its final name and durable (or was skipped). */
@@ -287,8 +291,8 @@ export class Lander {
   }
 
   async #landBeside(p: Planned, targetAbs: string, since: number): Promise<void> {
-    await landBesideHeld({ target: this.target, p, targetAbs, since });
-    this.held.release(targetAbs);
+    await landBesideHeld({ target: this.target, p, targetAbs, heldMs: this.#now() - since });
+    this.held.release(targetAbs, this.#now());
     this.#index.forget(p.parent.real);
   }
 
@@ -303,7 +307,7 @@ export class Lander {
     // overwrite: replace the existing entry atomically (the exact spelling if present).
     const targetAbs = path.join(dir, plan.target);
     const since = this.held.list().find((h) => h.path === targetAbs)?.sinceMs;
-    if (since !== undefined && heldTooLong(since, Date.now(), this.target.heldMaxSeconds ?? DEFAULT_HELD_MAX_SECONDS)) {
+    if (since !== undefined && heldTooLong(since, this.#now(), this.target.heldMaxSeconds ?? DEFAULT_HELD_MAX_SECONDS)) {
       await this.#landBeside(p, targetAbs, since);
       return;
     }
@@ -312,7 +316,7 @@ export class Lander {
     } catch (err) {
       throw this.#held(p, targetAbs, err);
     }
-    if (this.held.release(targetAbs)) log.info(`Inbox "${this.target.inboxName}": replaced ${targetAbs}, released by the program that held it`, { rel: p.rel });
+    if (this.held.release(targetAbs, this.#now())) log.info(`Inbox "${this.target.inboxName}": replaced ${targetAbs}, released by the program that held it`, { rel: p.rel });
     if (plan.target !== plan.name) {
       // Case-only rename: works on case-insensitive volumes too; the file keeps the new content throughout.
       await renameWithRetry(targetAbs, path.join(dir, plan.name), log);
@@ -339,9 +343,10 @@ async function landBesideHeld(this: void, a: {
   target: LandTarget;
   p: Planned;
   targetAbs: string;
-  since: number;
+  /** How long the target has been held, ms. */
+  heldMs: number;
 }): Promise<void> {
-  const { target: t, p, targetAbs, since } = a;
+  const { target: t, p, targetAbs, heldMs } = a;
   const dir = p.parent.real;
   const name = p.plan.name;
   let n = 1;
@@ -354,7 +359,7 @@ async function landBesideHeld(this: void, a: {
   p.plan = { kind: 'new', name: cand };
   p.rel = rel;
   t.log.warn(
-    `Inbox "${t.inboxName}": ${targetAbs} was held open by another program for ${Math.round((Date.now() - since) / 1000)} s (heldMaxSeconds); the new version landed beside it as ${path.join(dir, cand)} instead. The held file is unchanged.`,
+    `Inbox "${t.inboxName}": ${targetAbs} was held open by another program for ${Math.round(heldMs / 1000)} s (heldMaxSeconds); the new version landed beside it as ${path.join(dir, cand)} instead. The held file is unchanged.`,
     { rel, replaced: false },
   );
 }
