@@ -8,7 +8,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Agent } from '../../src/agent/agent.js';
-import { freePort, hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger } from '../helpers/agents.js';
+import { hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger } from '../helpers/agents.js';
+import { reservedPort } from '../helpers/ports.js';
 import { EXIT_AFTER_KILL } from '../helpers/platform.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -78,8 +79,8 @@ test('`tdxfer send` sends files over one connection, waits for each confirmation
 
 test('`tdxfer send` exit codes: unknown peer and missing inbox are usage errors (2), an unreachable peer or refused file is a failure (1)', async () => {
   const r = await root();
-  // freePort: "ghost" needs a port where nothing listens.
-  const dead = await freePort();
+  // reservedPort: "ghost" needs a port where nothing listens.
+  const dead = await reservedPort();
   const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(r, 'b'), port: 0 });
   const b: Agent = await startAgent(bCfg, verboseLogger());
   cleanup.push(() => b.stop());

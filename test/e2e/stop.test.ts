@@ -7,7 +7,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { freePort, sha256File, spawnCli, tempDir, waitUntil, writeAgentConfig, writeRandomFile } from '../helpers/agents.js';
+import { runAgent, sha256File, spawnCli, tempDir, waitUntil, writeAgentConfig, writeRandomFile } from '../helpers/agents.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -22,25 +22,23 @@ async function exitOf(args: string[]): Promise<{ code: number | null; out: strin
 
 test('`tdxfer stop` asks the running agent over POST /stop: it finishes, exits 0, and `stop` exits 0; with no agent, exit 3', async () => {
   const r = await tempDir('tdx-stop-');
-  // freePort: the agent sends to itself and `tdxfer stop` reads the status port from the config,
-  // so both ports must be in the config before the agent starts.
-  const port = await freePort();
-  const statusPort = await freePort();
+  // Port 0 for both: the agent sends to itself (by name), and runAgent writes the status
+  // port it got into the config, where `tdxfer stop` reads it.
   const cfg = await writeAgentConfig({
     name: 'solo',
     dir: r,
-    port,
+    port: 0,
     extra: {
       outboxes: [{ path: 'outbox', to: [{ peer: 'solo', inbox: 'renders' }], after: 'archive', settleMs: 150 }],
-      status: { enabled: true, host: '127.0.0.1', port: statusPort },
+      status: { enabled: true, host: '127.0.0.1', port: 0 },
     },
   });
   await fs.mkdir(path.join(r, 'outbox'), { recursive: true });
-  const agent = spawnCli(['run', '--config', cfg]);
-  // Killed only if the graceful stop under test failed; the folder goes after it.
+  // The folder goes after the agent.
   cleanup.push(() => fs.rm(r, { recursive: true, force: true }));
+  const agent = await runAgent(cfg);
+  // Killed only if the graceful stop under test failed.
   cleanup.push(() => agent.stop('SIGKILL'));
-  await agent.waitFor(/status API and dashboard on http:\/\/127\.0\.0\.1:\d+\//, 30_000);
 
   // A file through the running agent, so the stop has something real to close.
   await writeRandomFile(path.join(r, 'staging.bin'), 300_000);
