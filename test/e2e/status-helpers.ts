@@ -15,9 +15,8 @@ import { decode } from 'node-osc';
 import type { Agent } from '../../src/agent/agent.js';
 import { startCompanions, type Companions } from '../../src/cli/companions.js';
 import { memoryLogger } from '../../src/log.js';
-import { pinPorts, runAgent, spawnCli, startAgent, tempDir, writeAgentConfig, type Spawned } from '../helpers/agents.js';
+import { pinPorts, runAgent, startAgent, tempDir, writeAgentConfig, type Spawned } from '../helpers/agents.js';
 import { reservedPort } from '../helpers/ports.js';
-import { deadline } from '../helpers/platform.js';
 
 export type MemLog = ReturnType<typeof memoryLogger>;
 
@@ -327,23 +326,4 @@ export function metric(text: string, name: string, labels: Record<string, string
   return null;
 }
 
-/** Runs the real CLI to completion: exit code and combined output. */
-// A hang detector, not a speed check: a CLI command's start alone took over 30 s at load average 80.
-export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
-  const s = spawnCli(args, env);
-  let killed = false;
-  const code = await new Promise<number | null>((resolve) => {
-    if (s.child.exitCode !== null) return resolve(s.child.exitCode);
-    const t = setTimeout(() => {
-      killed = true;
-      s.child.kill('SIGKILL');
-    }, deadline(timeoutMs));
-    s.child.once('exit', (c) => {
-      clearTimeout(t);
-      resolve(c);
-    });
-  });
-  // 'exit' can precede the last output chunks.
-  await new Promise((r) => setTimeout(r, 50));
-  return { code, out: killed ? `${s.output()}\n[tdxfer ${args.join(' ')}: no exit within ${deadline(timeoutMs)} ms, killed]` : s.output() };
-}
+export { runCli } from '../helpers/agents.js';

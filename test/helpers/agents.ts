@@ -205,3 +205,23 @@ export async function writeRandomFile(file: string, size: number): Promise<void>
     await fh.close();
   }
 }
+
+/** Runs the real CLI to completion: exit code and combined output. */
+// A hang detector, not a speed check: a CLI command's start alone took over 30 s at load average 80.
+export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
+  const s = spawnCli(args, env);
+  let killed = false;
+  const code = await new Promise<number | null>((resolve) => {
+    if (s.child.exitCode !== null) return resolve(s.child.exitCode);
+    const t = setTimeout(() => {
+      killed = true;
+      s.child.kill('SIGKILL');
+    }, deadline(timeoutMs));
+    // 'close', not 'exit': 'exit' can come before the last output chunks (seen under wine).
+    s.child.once('close', (c) => {
+      clearTimeout(t);
+      resolve(c);
+    });
+  });
+  return { code, out: killed ? `${s.output()}\n[tdxfer ${args.join(' ')}: no exit within ${deadline(timeoutMs)} ms, killed]` : s.output() };
+}
