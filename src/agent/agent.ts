@@ -256,7 +256,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       this.leave(old);
     }
     // Oldest first, at most `admitWindow` records in flight (agent/admission.ts).
-    this.admission.offer(key, file);
+    this.admission.offer(file);
     this.admitWaiting();
   }
 
@@ -270,7 +270,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       const f = this.admission.take();
       if (!f) break;
       const w = this.watchers.find((x) => x.outbox === f.outbox);
-      if (w) this.admit(w, f);
+      if (w) this.admit(w, { ...f, abs: w.absOf(f.rel) });
     }
   }
 
@@ -351,7 +351,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
 
   private onGone(ob: OutboxConfig, rel: string): void {
     const key = recordKey(ob.path, rel);
-    if (this.admission.remove(key)) {
+    if (this.admission.remove(ob, rel)) {
       this.log.info(`${rel} was removed from the outbox before it was sent; it is no longer queued`);
       return;
     }

@@ -250,7 +250,8 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     });
   }
 
-  private absOf(rel: string): string {
+  /** The absolute path of `rel` in this outbox. */
+  absOf(rel: string): string {
     return this.paths.absOf(rel);
   }
 

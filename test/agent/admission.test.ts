@@ -14,7 +14,6 @@ import type { PeerInfo } from '../../src/types.js';
 import type { ReadyFile } from '../../src/outbox/index.js';
 import type { Agent } from '../../src/agent/agent.js';
 import { AdmissionQueue, waitingByDestination } from '../../src/agent/admission.js';
-import { recordKey } from '../../src/agent/dispatch.js';
 import { hashTree, listFiles, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger } from '../helpers/agents.js';
 import { reservedPort } from '../helpers/ports.js';
 
@@ -27,29 +26,31 @@ function file(ob: OutboxConfig, rel: string, size = 1): ReadyFile {
 function peer(name: string, source: PeerInfo['source'] = 'static'): PeerInfo {
   return { id: null, name, source, protocol: 'tdxfer', addresses: ['10.0.0.1'], port: 7000, inboxes: ['renders'], version: null, state: 'up', lastSeen: null };
 }
-const offer = (q: AdmissionQueue, f: ReadyFile) => q.offer(recordKey(f.outbox.path, f.rel), f);
+const offer = (q: AdmissionQueue, f: ReadyFile) => q.offer(f);
 
-test('admission queue: oldest first across outboxes; a newer version keeps its place; counts stay exact', () => {
+test('admission queue: oldest first within an outbox, outboxes take turns; a newer version keeps its place; counts stay exact', () => {
   const a = outbox('/a');
   const b = outbox('/b');
   const q = new AdmissionQueue();
   offer(q, file(a, '1'));
-  offer(q, file(b, '2'));
-  offer(q, file(a, '3'));
+  offer(q, file(a, '2'));
+  offer(q, file(b, '3'));
+  offer(q, file(a, '4'));
   offer(q, file(a, '1', 99)); // a newer version of the first
-  assert.equal(q.size, 3);
-  assert.equal(q.count(a), 2);
+  assert.equal(q.size, 4);
+  assert.equal(q.count(a), 3);
   assert.equal(q.count(b), 1);
   const first = q.take()!;
-  assert.equal(first.rel, '1');
-  assert.equal(first.size, 99, 'the newest version is admitted');
-  assert.equal(q.count(a), 1);
-  assert.equal(q.take()!.rel, '2');
+  assert.deepEqual(first, { outbox: a, rel: '1', size: 99, mtimeMs: 1000 }, 'the newest version is admitted, in its place');
+  assert.equal(q.count(a), 2);
+  assert.equal(q.take()!.rel, '3', "then the other outbox's turn");
   assert.equal(q.count(b), 0);
-  assert.deepEqual([...q.counts()].map(([ob, n]) => [ob.path, n]), [['/a', 1]]);
-  assert.equal(q.take()!.rel, '3');
+  assert.deepEqual([...q.counts()].map(([ob, n]) => [ob.path, n]), [['/a', 2]]);
+  assert.equal(q.take()!.rel, '2');
+  assert.equal(q.take()!.rel, '4');
   assert.equal(q.take(), undefined);
   assert.equal(q.size, 0);
+  assert.deepEqual([...q.counts()], []);
 });
 
 test('admission queue: remove drops only the named file and reports whether it waited', () => {
@@ -57,10 +58,12 @@ test('admission queue: remove drops only the named file and reports whether it w
   const q = new AdmissionQueue();
   offer(q, file(a, 'x'));
   offer(q, file(a, 'y'));
-  assert.equal(q.remove(recordKey('/a', 'nope')), undefined);
-  assert.equal(q.remove(recordKey('/a', 'x'))?.rel, 'x');
-  assert.equal(q.has(recordKey('/a', 'x')), false);
+  assert.equal(q.remove(a, 'nope'), false);
+  assert.equal(q.remove(outbox('/a'), 'x'), false, 'outboxes are told apart by their config object');
+  assert.equal(q.remove(a, 'x'), true);
+  assert.equal(q.has(a, 'x'), false);
   assert.equal(q.count(a), 1);
+  assert.equal(q.size, 1);
   assert.equal(q.take()?.rel, 'y');
   assert.equal(q.count(a), 0);
 });
