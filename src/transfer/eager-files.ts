@@ -1,0 +1,176 @@
+/**
+ * Small files sent eager (PROTOCOL.md 6.4), held whole in memory: read once and hashed
+ * once per algorithm for every destination (fan-out, issue #19), within one agent-wide
+ * byte budget instead of one per connection.
+ *
+ * A connection prefetches the files it will send (before waiting for its turn on the
+ * wire, so reads overlap with sending) when the budget has room, and holds a file only
+ * while it writes it. So a dead or slow destination holds at most the file it is writing;
+ * a file no destination holds stays cached (others are likely to send it next) until
+ * its room is needed (least recently used first, files already sent before files only
+ * prefetched) or it was unused for IDLE_MS. A destination that comes after the file
+ * left reads it again: it catches up on its own.
+ */
+import { createFileHash, type HashAlg } from '../hash.js';
+import { readWhole, type SendStats, type SourceFile } from './source-file.js';
+
+/** A file not used for this long leaves the cache. */
+const IDLE_MS = 3000;
+
+interface Entry {
+  key: string;
+  size: number;
+  data: Promise<Buffer>;
+  /** Each algorithm computed once, for every holder. */
+  digests: Map<HashAlg, Promise<string>>;
+  refs: number;
+  /** Held (sent) at least once: evicted before files only prefetched. */
+  used: boolean;
+  settled: boolean;
+  lastUse: number;
+}
+
+/** A file held for sending: its bytes and digests; release() when written. */
+export interface EagerHold {
+  data: Buffer;
+  digest(alg: HashAlg): Promise<string>;
+  release(): void;
+}
+
+export class EagerFiles {
+  readonly #entries = new Map<string, Entry>();
+  #used = 0;
+  #waiters: Array<() => void> = [];
+  #sweep: NodeJS.Timeout | null = null;
+
+  constructor(
+    /** Bytes of small files held at once, agent-wide. A file larger than the whole budget still goes, alone. */
+    readonly budget: number,
+    private readonly stats: SendStats,
+  ) {}
+
+  /** Bytes held now. */
+  get used(): number {
+    return this.#used;
+  }
+
+  /** Starts reading (and hashing in `alg`) `file` if the budget has room now (never waits, never evicts). */
+  prefetch(file: SourceFile, alg: HashAlg): void {
+    const key = keyOf(file);
+    let e = this.#entries.get(key);
+    if (e) e.lastUse = Date.now();
+    else if (this.#used + file.size <= this.budget) e = this.#add(key, file);
+    else return;
+    const entry = e;
+    if (!entry.digests.has(alg)) entry.data.then((d) => this.#digest(entry, d, alg)).catch(() => undefined); // a failed read is reported by hold()
+  }
+
+  /** The file's bytes, held until release(): read now unless cached; waits for room in the budget. */
+  async hold(file: SourceFile): Promise<EagerHold> {
+    const key = keyOf(file);
+    let e = this.#entries.get(key);
+    while (!e) {
+      if (this.#makeRoom(file.size)) e = this.#add(key, file);
+      else {
+        await new Promise<void>((r) => this.#waiters.push(r));
+        e = this.#entries.get(key);
+      }
+    }
+    e.refs++;
+    e.used = true;
+    e.lastUse = Date.now();
+    const entry = e;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      entry.refs--;
+      entry.lastUse = Date.now();
+      this.#wake();
+    };
+    let data: Buffer;
+    try {
+      data = await entry.data;
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return {
+      data,
+      release,
+      digest: (alg) => this.#digest(entry, data, alg),
+    };
+  }
+
+  /** The file's digest in `alg`, computed once for every holder. */
+  #digest(entry: Entry, data: Buffer, alg: HashAlg): Promise<string> {
+    let d = entry.digests.get(alg);
+    if (d === undefined) {
+      d = createFileHash(alg).then((h) => {
+        h.update(data);
+        this.stats.hashed += data.length;
+        return h.digest();
+      });
+      entry.digests.set(alg, d);
+    }
+    return d;
+  }
+
+  /** Forgets every file no one holds (stop). */
+  clear(): void {
+    for (const e of [...this.#entries.values()]) if (e.refs === 0 && e.settled) this.#remove(e);
+  }
+
+  #add(key: string, file: SourceFile): Entry {
+    const e: Entry = { key, size: file.size, data: readWhole(file, this.stats), digests: new Map(), refs: 0, used: false, settled: false, lastUse: Date.now() };
+    this.#entries.set(key, e);
+    this.#used += e.size;
+    e.data.then(
+      () => (e.settled = true),
+      () => {
+        // A failed read (changed, vanished, EIO) is not cached: the next hold reads again.
+        e.settled = true;
+        this.#remove(e);
+      },
+    );
+    this.#sweep ??= setInterval(() => this.#sweepIdle(), IDLE_MS).unref();
+    return e;
+  }
+
+  #remove(e: Entry): void {
+    if (this.#entries.get(e.key) !== e) return;
+    this.#entries.delete(e.key);
+    this.#used -= e.size;
+    if (this.#entries.size === 0 && this.#sweep) {
+      clearInterval(this.#sweep);
+      this.#sweep = null;
+    }
+    this.#wake();
+  }
+
+  /** Evicts unheld files (sent ones first, least recently used first) until `size` fits; false if it cannot. */
+  #makeRoom(size: number): boolean {
+    if (this.#used + size <= this.budget || this.#used === 0) return true;
+    const idle = [...this.#entries.values()].filter((e) => e.refs === 0 && e.settled).sort((a, b) => Number(b.used) - Number(a.used) || a.lastUse - b.lastUse);
+    for (const e of idle) {
+      this.#remove(e);
+      if (this.#used + size <= this.budget || this.#used === 0) return true;
+    }
+    return false;
+  }
+
+  #sweepIdle(): void {
+    const old = Date.now() - IDLE_MS;
+    for (const e of [...this.#entries.values()]) if (e.refs === 0 && e.settled && e.lastUse < old) this.#remove(e);
+  }
+
+  #wake(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+}
+
+function keyOf(f: SourceFile): string {
+  return `${f.size}:${f.mtimeMs}:${f.abs}`;
+}
