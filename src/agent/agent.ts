@@ -262,6 +262,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const fanout = rec.fanout;
     this.records.set(key, rec);
     for (const d of destinations) this.addJob(rec, d);
+    this.sources.expect(file, destinations.length); // the first to stream it keeps its start for the others
     if (rec.remaining.size === 0 && fanout.length === 0) this.after.finish(w, rec);
     else if (rec.remaining.size === 0) this.log.info(`${file.rel}: waiting for a peer with the right inbox to appear (route "*")`);
   }

@@ -8,14 +8,16 @@
  * while it writes it. So a dead or slow destination holds at most the file it is writing;
  * a file no destination holds stays cached (others are likely to send it next) until
  * its room is needed (least recently used first, files already sent before files only
- * prefetched) or it was unused for IDLE_MS. A destination that comes after the file
+ * prefetched) or it was unused for IDLE_MS (UNSENT_MS if never sent). A destination that comes after the file
  * left reads it again: it catches up on its own.
  */
 import { createFileHash, type HashAlg } from '../hash.js';
 import { readWhole, type SendStats, type SourceFile } from './source-file.js';
 
-/** A file not used for this long leaves the cache. */
+/** A file sent and not used since for this long leaves the cache. */
 const IDLE_MS = 3000;
+/** A file prefetched and never sent (its job waits behind others, or was cancelled): longer. */
+const UNSENT_MS = 60_000;
 
 interface Entry {
   key: string;
@@ -160,8 +162,8 @@ export class EagerFiles {
   }
 
   #sweepIdle(): void {
-    const old = Date.now() - IDLE_MS;
-    for (const e of [...this.#entries.values()]) if (e.refs === 0 && e.settled && e.lastUse < old) this.#remove(e);
+    const now = Date.now();
+    for (const e of [...this.#entries.values()]) if (e.refs === 0 && e.settled && e.lastUse < now - (e.used ? IDLE_MS : UNSENT_MS)) this.#remove(e);
   }
 
   #wake(): void {

@@ -237,6 +237,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
   private async sendEager(file: OutgoingFile): Promise<SendResult> {
     if (this.closedErr) throw this.closedErr;
     const eager = this.sources.eager;
+    this.sources.arrived(file); // not streamed to this destination: the shared read need not wait for it
     eager.prefetch(file, this.hash);
     // Wrapped in an object: a bare promise would be awaited, holding the lock until the ACK.
     const { ack } = await this.streaming.run(async () => {

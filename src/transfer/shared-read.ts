@@ -35,6 +35,12 @@ export class SharedRead {
   #waiters: Array<() => void> = [];
   #stallTimer: NodeJS.Timeout | null = null;
   #started = false;
+  /**
+   * Destinations expected to read this file (SendSources.expect), each a reader held at
+   * byte 0 until it comes (takeOver) or holds the others past the grace (then it is
+   * dropped and reads alone when it comes).
+   */
+  readonly #expected: number[] = [];
 
   constructor(
     readonly file: SourceFile,
@@ -67,6 +73,23 @@ export class SharedRead {
     return new SharedReader(this, a.id, alg, a.sharedHash ? null : ownHash, this.deps);
   }
 
+  /** Holds byte 0 for `n` more destinations until they come. */
+  expect(n: number): void {
+    for (let i = 0; i < n; i++) {
+      const a = this.window.attach(0);
+      if (!a) return;
+      this.#expected.push(a.id);
+    }
+  }
+
+  /** One expected destination came (or will not stream it): its hold on byte 0 goes. */
+  arrived(): void {
+    const id = this.#expected.pop();
+    if (id === undefined) return;
+    this.window.leave(id);
+    this.settle();
+  }
+
   /** The shared digest of `alg` (once every chunk was hashed). */
   sharedDigest(alg: HashAlg): string {
     let d = this.#digests.get(alg);
@@ -92,6 +115,10 @@ export class SharedRead {
     const w = this.#waiters;
     this.#waiters = [];
     for (const f of w) f();
+    // Only expected ones left after reading began: they come too late to share it.
+    if (this.#started && this.window.readers === this.#expected.length && !this.window.closed) {
+      for (const id of this.#expected.splice(0)) this.window.leave(id);
+    }
     if (this.window.readers === 0 && !this.window.closed) {
       this.window.close();
       for (const b of this.window.freed()) this.deps.pool.release(b);
@@ -113,7 +140,13 @@ export class SharedRead {
     if (!this.window.stalled()) return;
     const ids = this.window.laggards();
     this.deps.log.debug(`shared read of ${this.file.abs}: ${ids.length} destination(s) fell ${this.deps.capacity} chunks behind; they read on their own`);
-    for (const id of ids) this.window.detach(id);
+    for (const id of ids) {
+      const e = this.#expected.indexOf(id);
+      if (e >= 0) {
+        this.#expected.splice(e, 1);
+        this.window.leave(id);
+      } else this.window.detach(id);
+    }
     this.settle();
   }
 

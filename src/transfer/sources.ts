@@ -20,6 +20,12 @@ import { SharedRead, type SharedReader } from './shared-read.js';
 import { OwnRead, type ChunkSource, type SendStats, type SourceChunk, type SourceFile } from './source-file.js';
 
 const MiB = 1024 * 1024;
+/** Files with destinations expected, at most (the oldest counts go first). */
+const MAX_EXPECTED = 10_000;
+
+function keyOf(f: SourceFile): string {
+  return `${f.size}:${f.mtimeMs}:${f.abs}`;
+}
 
 export interface SendSourcesOptions {
   /** Bytes per read (transfer.chunkBytes). */
@@ -49,6 +55,8 @@ export class SendSources {
   readonly pool: BufferPool;
   readonly eager: EagerFiles;
   readonly #reads = new Map<string, SharedRead>();
+  /** Destinations expected to stream a file not being read yet (expect()). */
+  readonly #expected = new Map<string, number>();
   readonly #capacity: number;
   readonly #graceMs: number;
 
@@ -73,17 +81,52 @@ export class SendSources {
   }
 
   /**
+   * `file` is about to go to `destinations` destinations (agent.ts, a fan-out): the first
+   * one to stream it keeps its start for the others until they come, or until they held
+   * it for the grace period. Only a count until then (a backlog of files costs a map entry each).
+   */
+  expect(file: SourceFile, destinations: number): void {
+    if (destinations < 2) return;
+    const key = keyOf(file);
+    this.#expected.set(key, (this.#expected.get(key) ?? 0) + destinations);
+    // Counts of files never streamed (jobs cancelled, the version superseded) must not pile up.
+    if (this.#expected.size > MAX_EXPECTED) this.#expected.delete(this.#expected.keys().next().value!);
+  }
+
+  /** One destination of an expect()ed file will not stream it (it goes eager). */
+  arrived(file: SourceFile): void {
+    const key = keyOf(file);
+    const read = this.#reads.get(key);
+    if (read) return read.arrived();
+    const n = (this.#expected.get(key) ?? 0) - 1;
+    if (n > 0) this.#expected.set(key, n);
+    else this.#expected.delete(key);
+  }
+
+  /**
    * A source of `file` from byte 0 with its whole-file hash in `alg`: a reader of the
    * shared read running for this version, or of a new one.
    */
   async open(file: SourceFile, alg: HashAlg): Promise<StreamSource> {
-    const key = `${file.size}:${file.mtimeMs}:${file.abs}`;
+    const key = keyOf(file);
     const running = this.#reads.get(key);
     if (running && !running.closed) {
       const r = await running.attach(0, alg, null);
+      running.arrived();
       if (r) return r;
     }
-    // None, or its start is gone: a new one (later destinations join this one).
+    // None, or its start is gone: a new one (later destinations join this one), holding
+    // byte 0 for the other destinations expected.
+    const read = this.#newRead(file);
+    read.expect((this.#expected.get(key) ?? 1) - 1);
+    this.#expected.delete(key);
+    const r: SharedReader | null = await read.attach(0, alg, null);
+    // Others joined it while this one made its hash and already went past byte 0: read alone.
+    return r ?? new OwnStream(file, this.pool, alg, this.stats);
+  }
+
+  #newRead(file: SourceFile): SharedRead {
+    const key = keyOf(file);
     const read: SharedRead = new SharedRead(file, {
       pool: this.pool,
       capacity: this.#capacity,
@@ -95,9 +138,7 @@ export class SendSources {
       },
     });
     this.#reads.set(key, read);
-    const r: SharedReader | null = await read.attach(0, alg, null);
-    // Others joined it while this one made its hash and already went past byte 0: read alone.
-    return r ?? new OwnStream(file, this.pool, alg, this.stats);
+    return read;
   }
 
   /** "sending reads: …" for the stop line. */
