@@ -21,7 +21,11 @@ const UNSENT_MS = 60_000;
 
 interface Entry {
   key: string;
+  /** Bytes charged to the budget: the buffer's (a size class). */
   size: number;
+  buf: Buffer;
+  /** Digests being computed: the buffer is not reused before they are done. */
+  hashing: number;
   data: Promise<Buffer>;
   /** Each algorithm computed once, for every holder. */
   digests: Map<HashAlg, Promise<string>>;
@@ -32,7 +36,7 @@ interface Entry {
   lastUse: number;
 }
 
-/** A file held for sending: its bytes and digests; release() when written. */
+/** A file held for sending: its bytes and digests; release() once the socket wrote them (its buffer is reused). */
 export interface EagerHold {
   data: Buffer;
   digest(alg: HashAlg): Promise<string>;
@@ -44,6 +48,9 @@ export class EagerFiles {
   #used = 0;
   #waiters: Array<() => void> = [];
   #sweep: NodeJS.Timeout | null = null;
+  /** Free buffers by size class, for the next files. */
+  readonly #spare = new Map<number, Buffer[]>();
+  #spareBytes = 0;
 
   constructor(
     /** Bytes of small files held at once, agent-wide. A file larger than the whole budget still goes, alone. */
@@ -108,11 +115,14 @@ export class EagerFiles {
   #digest(entry: Entry, data: Buffer, alg: HashAlg): Promise<string> {
     let d = entry.digests.get(alg);
     if (d === undefined) {
-      d = createFileHash(alg).then((h) => {
-        h.update(data);
-        this.stats.hashed += data.length;
-        return h.digest();
-      });
+      entry.hashing++;
+      d = createFileHash(alg)
+        .then((h) => {
+          h.update(data);
+          this.stats.hashed += data.length;
+          return h.digest();
+        })
+        .finally(() => entry.hashing--);
       entry.digests.set(alg, d);
     }
     return d;
@@ -124,7 +134,8 @@ export class EagerFiles {
   }
 
   #add(key: string, file: SourceFile): Entry {
-    const e: Entry = { key, size: file.size, data: readWhole(file, this.stats), digests: new Map(), refs: 0, used: false, settled: false, lastUse: Date.now() };
+    const buf = this.#buffer(classOf(file.size));
+    const e: Entry = { key, size: buf.length, buf, hashing: 0, data: readWhole(file, this.stats, buf), digests: new Map(), refs: 0, used: false, settled: false, lastUse: Date.now() };
     this.#entries.set(key, e);
     this.#used += e.size;
     e.data.then(
@@ -143,6 +154,8 @@ export class EagerFiles {
     if (this.#entries.get(e.key) !== e) return;
     this.#entries.delete(e.key);
     this.#used -= e.size;
+    // Nobody holds it (a holder releases once its socket wrote the last byte) and no hash reads it: reuse.
+    if (e.refs === 0 && e.hashing === 0 && e.settled) this.#keepSpare(e.buf);
     if (this.#entries.size === 0 && this.#sweep) {
       clearInterval(this.#sweep);
       this.#sweep = null;
@@ -151,9 +164,10 @@ export class EagerFiles {
   }
 
   /** Evicts unheld files (sent ones first, least recently used first) until `size` fits; false if it cannot. */
-  #makeRoom(size: number): boolean {
+  #makeRoom(fileSize: number): boolean {
+    const size = classOf(fileSize);
     if (this.#used + size <= this.budget || this.#used === 0) return true;
-    const idle = [...this.#entries.values()].filter((e) => e.refs === 0 && e.settled).sort((a, b) => Number(b.used) - Number(a.used) || a.lastUse - b.lastUse);
+    const idle = [...this.#entries.values()].filter((e) => e.refs === 0 && e.settled && e.hashing === 0).sort((a, b) => Number(b.used) - Number(a.used) || a.lastUse - b.lastUse);
     for (const e of idle) {
       this.#remove(e);
       if (this.#used + size <= this.budget || this.#used === 0) return true;
@@ -163,7 +177,39 @@ export class EagerFiles {
 
   #sweepIdle(): void {
     const now = Date.now();
-    for (const e of [...this.#entries.values()]) if (e.refs === 0 && e.settled && e.lastUse < now - (e.used ? IDLE_MS : UNSENT_MS)) this.#remove(e);
+    for (const e of [...this.#entries.values()]) if (e.refs === 0 && e.settled && e.hashing === 0 && e.lastUse < now - (e.used ? IDLE_MS : UNSENT_MS)) this.#remove(e);
+    if (this.#entries.size === 0) this.#spare.clear(); // idle: give the memory back
+  }
+
+  /**
+   * A buffer of `size` (a size class): a spare one when there is, else a new one. Reusing
+   * buffers keeps memory at the budget: new ones for every file would pile up as garbage
+   * (external memory) until V8 collects, tens of MiB at fan-out rates.
+   */
+  #buffer(size: number): Buffer {
+    const list = this.#spare.get(size);
+    const b = list?.pop();
+    if (b) {
+      this.#spareBytes -= size;
+      return b;
+    }
+    // Spares of other sizes go first when a new buffer would pass the budget.
+    for (const [k, l] of this.#spare) {
+      while (l.length > 0 && this.#used + this.#spareBytes + size > this.budget) {
+        l.pop();
+        this.#spareBytes -= k;
+      }
+    }
+    return Buffer.allocUnsafeSlow(size);
+  }
+
+  /** Keeps a free buffer for reuse while used + spare stay within the budget. */
+  #keepSpare(b: Buffer): void {
+    if (this.#used + this.#spareBytes + b.length > this.budget) return;
+    const list = this.#spare.get(b.length) ?? [];
+    list.push(b);
+    this.#spare.set(b.length, list);
+    this.#spareBytes += b.length;
   }
 
   #wake(): void {
@@ -171,6 +217,13 @@ export class EagerFiles {
     this.#waiters = [];
     for (const f of w) f();
   }
+}
+
+/** Buffer sizes: powers of two from 4 KiB, so buffers of one size serve many files. */
+function classOf(size: number): number {
+  let c = 4096;
+  while (c < size) c *= 2;
+  return c;
 }
 
 function keyOf(f: SourceFile): string {

@@ -90,6 +90,8 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
   /** One file's OFFER…END at a time on this connection; ACKs are awaited outside it. */
   private readonly streaming = new Mutex();
   private closedErr: TdxError | null = null;
+  /** Releases of buffers lent to the socket, not yet written (run at close). */
+  private readonly lent = new Set<() => void>();
   /** Where file bytes come from: read buffers, shared reads, eager files (agent-wide). */
   private readonly sources: SendSources;
   /** Inboxes the peer announced in WELCOME. */
@@ -109,6 +111,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
     super();
     this.sources = opts.sources ?? SendSources.single(opts.chunkBytes, opts.log);
     channel.on('close', (err) => {
+      for (const done of [...this.lent]) done();
       const e = err ?? new TdxError('CONNECTION_LOST', 'connection closed');
       this.closedErr = e;
       for (const p of this.pending.values()) p.reject(e);
@@ -243,6 +246,7 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
     const { ack } = await this.streaming.run(async () => {
       if (this.closedErr) throw this.closedErr;
       const held = await eager.hold(file);
+      let handed = false; // to the socket, which releases it once it wrote the last byte
       try {
         const digest = await held.digest(this.hash);
         if (this.closedErr) throw this.closedErr;
@@ -250,11 +254,16 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
         const answer = this.request(id).ack;
         this.channel.send({ type: 'offer', id, inbox: file.inbox, path: file.path, size: file.size, mtimeMs: file.mtimeMs, resume: false, eager: true });
         const step = Math.min(this.opts.chunkBytes, MAX_DATA_BYTES);
-        for (let o = 0; o < held.data.length; o += step) await this.sendChunk(held.data.subarray(o, Math.min(held.data.length, o + step)));
+        const len = held.data.length;
+        for (let o = 0; o < len; o += step) {
+          const end = Math.min(len, o + step);
+          handed = end === len;
+          await this.sendChunk(held.data.subarray(o, end), handed ? held.release : undefined);
+        }
         this.channel.send(this.endFrame(id, digest));
         return { ack: answer };
       } finally {
-        held.release();
+        if (!handed) held.release();
       }
     });
     file.onProgress?.(file.size, file.size);
@@ -346,7 +355,19 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
    * One chunk as DATA: whole when no limit applies, else in slices the pacer allows
    * one by one (a limit changed mid-file applies from the next slice).
    */
-  private async sendChunk(chunk: Buffer, onWritten?: () => void): Promise<void> {
+  private async sendChunk(chunk: Buffer, release?: () => void): Promise<void> {
+    // Buffers are shared agent-wide: whatever the socket does with its write callback, a
+    // closed connection gives back what it still held (releases are idempotent).
+    let onWritten: (() => void) | undefined;
+    if (release) {
+      const done = (): void => {
+        this.lent.delete(done);
+        release();
+      };
+      this.lent.add(done);
+      onWritten = done;
+      if (this.channel.closed) done();
+    }
     const pace = this.opts.pace;
     if (!pace || pace.slice() === 0) {
       await this.channel.sendData(chunk, onWritten);

@@ -70,10 +70,11 @@ export async function checkUnchanged(file: SourceFile, sent: number): Promise<vo
 }
 
 /**
- * The whole of a small file, checked to be the version announced: size and mtime from
- * the same open handle, and no byte more or less than announced.
+ * The whole of a small file (into `into`, at least `file.size` bytes), checked to be the
+ * version announced: size and mtime from the same open handle, and no byte more or less
+ * than announced.
  */
-export async function readWhole(file: SourceFile, stats: SendStats): Promise<Buffer> {
+export async function readWhole(file: SourceFile, stats: SendStats, into: Buffer = Buffer.allocUnsafe(file.size)): Promise<Buffer> {
   let fh: fs.promises.FileHandle;
   try {
     fh = await fs.promises.open(file.abs, 'r');
@@ -81,7 +82,7 @@ export async function readWhole(file: SourceFile, stats: SendStats): Promise<Buf
     throw readError(file.abs, err, 'before it was sent');
   }
   try {
-    const buf = Buffer.allocUnsafe(file.size);
+    const buf = into;
     let n = 0;
     while (n < file.size) {
       const { bytesRead } = await fh.read(buf, n, file.size - n, n);
