@@ -88,6 +88,8 @@ export class EagerFiles {
     e.refs++;
     e.used = true;
     e.lastUse = Date.now();
+    this.#entries.delete(key); // to the end: the map's order is the eviction order
+    this.#entries.set(key, e);
     const entry = e;
     let released = false;
     const release = (): void => {
@@ -163,16 +165,20 @@ export class EagerFiles {
     this.#wake();
   }
 
-  /** Evicts unheld files (sent ones first, least recently used first) until `size` fits; false if it cannot. */
+  /**
+   * Evicts unheld files until `size` fits (sent ones first, then prefetched ones; least
+   * recently held first: hold() moves a file to the end of the map); false if it cannot.
+   */
   #makeRoom(fileSize: number): boolean {
     const size = classOf(fileSize);
-    if (this.#used + size <= this.budget || this.#used === 0) return true;
-    const idle = [...this.#entries.values()].filter((e) => e.refs === 0 && e.settled && e.hashing === 0).sort((a, b) => Number(b.used) - Number(a.used) || a.lastUse - b.lastUse);
-    for (const e of idle) {
-      this.#remove(e);
-      if (this.#used + size <= this.budget || this.#used === 0) return true;
+    const fits = (): boolean => this.#used + size <= this.budget || this.#used === 0;
+    for (const sentOnly of [true, false]) {
+      for (const e of this.#entries.values()) {
+        if (fits()) return true;
+        if (e.refs === 0 && e.settled && e.hashing === 0 && (e.used || !sentOnly)) this.#remove(e);
+      }
     }
-    return false;
+    return fits();
   }
 
   #sweepIdle(): void {

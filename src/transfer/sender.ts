@@ -24,6 +24,8 @@ import { SourceChangedError, hashPrefix } from './source-file.js';
 export { SourceChangedError };
 
 const MAX_DATA_BYTES = DEFAULT_LIMITS.maxDataBytes;
+/** Largest DATA frame of an eager file. */
+const EAGER_PIECE = 256 * 1024;
 export interface Identity {
   id: string;
   name: string;
@@ -253,7 +255,8 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
         const id = this.nextId++;
         const answer = this.request(id).ack;
         this.channel.send({ type: 'offer', id, inbox: file.inbox, path: file.path, size: file.size, mtimeMs: file.mtimeMs, resume: false, eager: true });
-        const step = Math.min(this.opts.chunkBytes, MAX_DATA_BYTES);
+        // Pieces of at most EAGER_PIECE: what a socket holds encrypted at once, times every destination.
+        const step = Math.min(this.opts.chunkBytes, MAX_DATA_BYTES, EAGER_PIECE);
         const len = held.data.length;
         for (let o = 0; o < len; o += step) {
           const end = Math.min(len, o + step);

@@ -31,7 +31,7 @@ export interface SendSourcesOptions {
   /** Bytes per read (transfer.chunkBytes). */
   chunkBytes: number;
   log: Logger;
-  /** Agent-wide bytes of small files held whole (default 16 MiB). */
+  /** Agent-wide bytes of small files held whole (default 8 MiB, what one connection had before). */
   eagerBytes?: number;
   /** Agent-wide bytes of read buffers for streamed files (default 32 MiB). */
   readAheadBytes?: number;
@@ -67,7 +67,7 @@ export class SendSources {
     // Half the pool at most for one window: the rest goes to sockets' writes, own reads, other files.
     this.#capacity = Math.max(2, Math.min(Math.ceil((opts.windowBytes ?? 8 * MiB) / chunk), Math.floor(buffers / 2)));
     this.#graceMs = opts.graceMs ?? 500;
-    this.eager = new EagerFiles(opts.eagerBytes ?? 16 * MiB, this.stats);
+    this.eager = new EagerFiles(opts.eagerBytes ?? 8 * MiB, this.stats);
   }
 
   /** Small sources for one connection of its own (`tdxfer send`, tests opening a PeerConnection alone). */

@@ -103,7 +103,7 @@ test('every receiver keeping up: each file is read from disk once and hashed onc
   assert.equal(stats.read, f.total, 'one read of each file for the three receivers');
   assert.equal(stats.hashed, 2 * f.total, 'each file hashed once in XXH3-128 (play1, play3) and once in SHA-256 (play2)');
   assert.equal(f.sender.sources.reading, 0, 'no shared read left open');
-  assert.equal(f.sender.sources.eager.used <= 16 * MiB, true);
+  assert.ok(f.sender.sources.eager.used <= f.sender.sources.eager.budget, 'small files held within the agent-wide budget');
 });
 
 test('a receiver that stops reading does not hold the others; it gets every file once it reads again', async () => {
