@@ -83,6 +83,17 @@ test('a destination that stops consuming is dropped after the grace; alone it st
   assert.equal(again.digest, sha256(f.bytes));
 });
 
+test('destinations expected but never coming hold the first one only for the grace', async (t) => {
+  const dir = await tempDirFor(t);
+  const f = await makeFile(dir, 'big.bin', 30 * CHUNK);
+  const s = new SendSources({ chunkBytes: CHUNK, log: memoryLogger(), windowBytes: 4 * CHUNK, graceMs: 50 });
+  s.expect(f, 3); // two of them never stream it (their peers are gone)
+  const only = await drain(await s.open(f, 'sha256'));
+  assert.equal(only.digest, sha256(f.bytes));
+  assert.equal(s.stats.read, f.size);
+  assert.equal(s.reading, 0, 'the read closed with its last reader');
+});
+
 test('a resumed destination joins at its offset and hashes from the prefix it brings', async (t) => {
   const dir = await tempDirFor(t);
   const f = await makeFile(dir, 'big.bin', 30 * CHUNK + 100);
