@@ -124,7 +124,10 @@ export class EagerFiles {
           this.stats.hashed += data.length;
           return h.digest();
         })
-        .finally(() => entry.hashing--);
+        .finally(() => {
+          entry.hashing--;
+          this.#wake();
+        });
       entry.digests.set(alg, d);
     }
     return d;
@@ -141,7 +144,10 @@ export class EagerFiles {
     this.#entries.set(key, e);
     this.#used += e.size;
     e.data.then(
-      () => (e.settled = true),
+      () => {
+        e.settled = true;
+        this.#wake(); // evictable now: a hold waiting for room looks again
+      },
       () => {
         // A failed read (changed, vanished, EIO) is not cached: the next hold reads again.
         e.settled = true;

@@ -5,8 +5,11 @@
  * in parallel, so small files pipeline instead of paying a round trip each.
  *
  * Files up to the receiver's WELCOME.eagerMaxBytes go eager (PROTOCOL.md 6.4): read
- * whole before taking the lock (reads overlap), then OFFER, DATA and END are written at
+ * whole ahead of taking the lock (reads overlap), then OFFER, DATA and END are written at
  * once without waiting for ACCEPT, so a burst of small files streams back to back.
+ *
+ * File bytes come from the agent's SendSources (sources.ts): a file going to several
+ * destinations at once is read and hashed once for all of them, within one memory budget.
  */
 import { BASELINE_HASH, createFileHash, hashLabel, type HashAlg } from '../hash.js';
 import { EventEmitter } from 'node:events';

@@ -34,11 +34,12 @@ export class SharedRead {
   readonly #digests = new Map<HashAlg, string>();
   #waiters: Array<() => void> = [];
   #stallTimer: NodeJS.Timeout | null = null;
+  #lingerTimer: NodeJS.Timeout | null = null;
   #started = false;
   /**
    * Destinations expected to read this file (SendSources.expect), each a reader held at
-   * byte 0 until it comes (takeOver) or holds the others past the grace (then it is
-   * dropped and reads alone when it comes).
+   * byte 0 until it comes (arrived()), holds the others past the grace, or is the only
+   * kind left for the grace (then it is dropped and reads alone when it comes).
    */
   readonly #expected: number[] = [];
 
@@ -115,14 +116,22 @@ export class SharedRead {
     const w = this.#waiters;
     this.#waiters = [];
     for (const f of w) f();
-    // Only expected ones left after reading began: they come too late to share it.
-    if (this.#started && this.window.readers === this.#expected.length && !this.window.closed) {
-      for (const id of this.#expected.splice(0)) this.window.leave(id);
+    // Only expected ones left after reading began (the others finished first): what was
+    // read stays for them for the grace, then they read on their own when they come.
+    if (this.#started && this.window.readers === this.#expected.length && this.#expected.length > 0 && !this.window.closed) {
+      this.#lingerTimer ??= setTimeout(() => {
+        this.#lingerTimer = null;
+        if (this.window.readers !== this.#expected.length) return;
+        for (const id of this.#expected.splice(0)) this.window.leave(id);
+        this.settle();
+      }, this.deps.graceMs).unref();
     }
     if (this.window.readers === 0 && !this.window.closed) {
       this.window.close();
       for (const b of this.window.freed()) this.deps.pool.release(b);
       this.#clearStall();
+      if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
+      this.#lingerTimer = null;
       this.deps.onClosed();
       return;
     }

@@ -83,6 +83,22 @@ test('a destination that stops consuming is dropped after the grace; alone it st
   assert.equal(again.digest, sha256(f.bytes));
 });
 
+test('a file within the window: an expected destination coming after the first finished still shares its read', async (t) => {
+  const dir = await tempDirFor(t);
+  const f = await makeFile(dir, 'mid.bin', 3 * CHUNK + 1);
+  const s = new SendSources({ chunkBytes: CHUNK, log: memoryLogger(), windowBytes: 8 * CHUNK, graceMs: 60_000 });
+  s.expect(f, 2);
+  const first = await drain(await s.open(f, 'xxh3-128'));
+  assert.equal(s.reading, 1, 'kept for the destination expected');
+  const second = await drain(await s.open(f, 'xxh3-128'));
+  assert.equal(second.digest, first.digest);
+  assert.equal(first.digest, await hashOf('xxh3-128', f.bytes));
+  assert.ok(second.bytes.equals(f.bytes));
+  assert.equal(s.stats.read, f.size, 'read once');
+  assert.equal(s.stats.hashed, f.size, 'hashed once');
+  assert.equal(s.reading, 0);
+});
+
 test('destinations expected but never coming hold the first one only for the grace', async (t) => {
   const dir = await tempDirFor(t);
   const f = await makeFile(dir, 'big.bin', 30 * CHUNK);
