@@ -72,12 +72,18 @@ export class ReadWindow<B extends Uint8Array> {
   #error: { error: unknown } | null = null;
   #closed = false;
 
+  /**
+   * `capacity`: chunks held at most (how far the slowest reader may lag the fastest);
+   * `readAhead`: chunks read ahead of the fastest reader at most (1: the next one only,
+   * so what a reader takes was read just before, still in the CPU's cache).
+   */
   constructor(
     readonly size: number,
     readonly chunkBytes: number,
     readonly capacity: number,
+    readonly readAhead = capacity,
   ) {
-    if (!(chunkBytes > 0) || !(capacity > 0)) throw new RangeError('chunkBytes and capacity must be positive');
+    if (!(chunkBytes > 0) || !(capacity > 0) || !(readAhead > 0)) throw new RangeError('chunkBytes, capacity and readAhead must be positive');
     this.count = Math.ceil(size / chunkBytes);
   }
 
@@ -172,9 +178,12 @@ export class ReadWindow<B extends Uint8Array> {
     if (!e.inWindow && e.refs === 0) this.#freed.push(e.data);
   }
 
-  /** The producer may push the next chunk (not failed, not at the end, room in the window). */
+  /** The producer may push the next chunk (not failed, not at the end, room in the window, not too far ahead). */
   canPush(): boolean {
-    return !this.#closed && !this.#error && this.head < this.count && this.#ring.length < this.capacity;
+    if (this.#closed || this.#error || this.head >= this.count || this.#ring.length >= this.capacity) return false;
+    let lead = -1;
+    for (const r of this.#readers.values()) lead = Math.max(lead, Math.floor(r.cursor / this.chunkBytes));
+    return this.head < lead + this.readAhead;
   }
 
   /** Chunk `head`, read: `length` bytes of `data` (must be chunkLength(head)). */

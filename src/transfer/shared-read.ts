@@ -20,6 +20,8 @@ export interface SharedReadDeps {
   pool: BufferPool;
   /** Chunks the window holds at most. */
   capacity: number;
+  /** Chunks read ahead of the fastest reader at most. */
+  readAhead: number;
   /** How long laggards may hold the others before they are dropped. */
   graceMs: number;
   stats: SendStats;
@@ -47,7 +49,7 @@ export class SharedRead {
     readonly file: SourceFile,
     private readonly deps: SharedReadDeps,
   ) {
-    this.window = new ReadWindow<Buffer>(file.size, deps.pool.size, deps.capacity);
+    this.window = new ReadWindow<Buffer>(file.size, deps.pool.size, deps.capacity, deps.readAhead);
   }
 
   get closed(): boolean {
@@ -196,7 +198,8 @@ export class SharedRead {
         this.deps.stats.read += n;
         if (n < want) {
           this.deps.pool.release(buf);
-          throw new SourceChangedError(`${this.file.abs} changed while being sent (shorter than ${this.file.size} bytes); the new version will be sent`);
+          await checkUnchanged(this.file, i * w.chunkBytes + n); // throws: shorter than announced
+          throw new SourceChangedError(`${this.file.abs} changed while being sent; the new version will be sent`);
         }
         if (w.head !== i || !w.canPush()) this.deps.pool.release(buf); // skipped past while reading
         else w.push(buf, n);

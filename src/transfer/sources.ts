@@ -130,6 +130,9 @@ export class SendSources {
     const read: SharedRead = new SharedRead(file, {
       pool: this.pool,
       capacity: this.#capacity,
+      // Two chunks ahead of the fastest destination (one read in flight, one ready): what it
+      // takes was read just before, still in the CPU's cache when hashed and encrypted.
+      readAhead: 2,
       graceMs: this.#graceMs,
       stats: this.stats,
       log: this.opts.log,

@@ -89,6 +89,27 @@ describe('ReadWindow', () => {
     assert.equal(w.base, 1);
   });
 
+  test('read-ahead: the producer stays at most readAhead chunks ahead of the fastest reader', () => {
+    const src = fileBytes(40);
+    const w = new ReadWindow<Uint8Array>(40, C, 6, 1);
+    const a = w.attach(0, 'x')!;
+    const b = w.attach(0, 'x')!;
+    fill(w, src);
+    assert.equal(w.head, 1, 'only the chunk the leader takes next');
+    w.done(chunk(w.take(a.id)).token);
+    fill(w, src);
+    assert.equal(w.head, 2);
+    w.done(chunk(w.take(a.id)).token);
+    fill(w, src);
+    assert.equal(w.head, 3, 'b lags: the window still holds chunk 0 for it');
+    assert.equal(w.base, 0);
+    assert.equal(w.stalled(), false);
+    w.leave(a.id);
+    const { bytes } = drain(w, b.id, src);
+    assert.deepEqual(bytes, [...src]);
+    assert.throws(() => new ReadWindow<Uint8Array>(4, C, 2, 0), RangeError);
+  });
+
   test('each chunk is hashed once per algorithm, by whichever reader of it takes it first', () => {
     const src = fileBytes(16);
     const w = new ReadWindow<Uint8Array>(16, C, 4);
