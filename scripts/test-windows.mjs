@@ -51,7 +51,6 @@ export const LINUX_ONLY = {
  * (`npm run test:windows`) runs them, so they stay visible. Remove an entry once it passes.
  */
 export const KNOWN_GAPS = {
-  'inbox/index.test.js': 'two tests fail under wine since the landing index change of issue #20 (stop 24 CI lane): "files offered while earlier ones land: the folder is still listed once" lists it again, and a case-variant name comes back as theirs.png instead of THEIRS.PNG; not yet understood',
   'e2e/cli-status.test.js': 'its two CLI agents printed nothing within 80 s under wine on the loaded machine; at load 60 one `tdxfer peers` under wine took 131 s to start and answer (each CLI spawn costs 1-3 s unloaded)',
   'e2e/cli.test.js': 'slower than the 10 min file timeout under wine (four CLI agents in sequence)',
   // Measured 2026-12-06 (w14): the restarted sender does log "unreachable" and the malformed-frame case
