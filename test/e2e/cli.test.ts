@@ -24,7 +24,8 @@ async function root(): Promise<string> {
 
 async function exitOf(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string }> {
   const s = spawnCli(args, env);
-  const code = await new Promise<number | null>((resolve) => s.child.once('exit', (c) => resolve(c)));
+  // 'close', not 'exit': the child's output may still be in the pipes when it has exited (seen under wine).
+  const code = await new Promise<number | null>((resolve) => s.child.once('close', (c) => resolve(c)));
   return { code, out: s.output() };
 }
 
