@@ -104,6 +104,12 @@ export class StatusServer {
     });
   }
 
+  /** The port it listens on (status.port may be 0: any free port). */
+  private boundPort(): number {
+    const a = this.server.address();
+    return a !== null && typeof a === 'object' ? a.port : this.opts.port;
+  }
+
   async start(): Promise<{ host: string; port: number }> {
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
@@ -202,7 +208,7 @@ export class StatusServer {
     }
     const host = hostOfHeader(req.headers.host ?? '').toLowerCase();
     if (host !== '' && host !== 'localhost' && !isLoopbackAddress(host) && host !== this.opts.host.toLowerCase()) {
-      throw new HttpError(403, `Host "${host}" is not a loopback name; use http://127.0.0.1:${this.opts.port}/ or set status.token`, 'FORBIDDEN');
+      throw new HttpError(403, `Host "${host}" is not a loopback name; use http://127.0.0.1:${this.boundPort()}/ or set status.token`, 'FORBIDDEN');
     }
     this.authorizeMutation(req);
   }

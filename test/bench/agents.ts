@@ -2,11 +2,11 @@
  * Two real agents for the bench, each its own process of the built CLI
  * (`node dist/src/cli/main.js run --config …`), in a fresh folder: "render" watches
  * <root>/a/outbox and sends to "playback", whose inbox is <root>/b/inbox.
- * Settings are the defaults (TLS on) except what a bench needs: loopback, free ports,
- * no status API (its fixed port would clash), a short settle window.
+ * Settings are the defaults (TLS on) except what a bench needs: loopback, port 0 (the
+ * receiver starts first; the sender's config names the port it printed), no status API
+ * (its fixed port would clash), a short settle window.
  */
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -42,15 +42,9 @@ export function cliPath(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
+/** The transfer port a spawned agent printed (`listening for transfers on HOST:PORT`). */
+export async function listeningPort(p: Proc, timeoutMs?: number): Promise<number> {
+  return Number((await p.waitFor(/listening for transfers on \S+:(\d+)/, timeoutMs))[1]);
 }
 
 async function writeConfig(dir: string, cfg: Record<string, unknown>): Promise<string> {
@@ -74,10 +68,11 @@ export interface Receiver {
 }
 
 export async function startReceiver(root: string, opts: PairOptions): Promise<Receiver> {
-  const w = await writeConfigs(root, opts, false);
+  const w = await writeReceiverConfig(root, opts);
   const receiver = spawnProc(process.execPath, [...flagsFor(opts, 'receiver'), cliPath(), 'run', '--config', w.bCfg], {}, w.logFile('receiver'));
+  let aCfg: string;
   try {
-    await receiver.waitFor(/listening for transfers/);
+    aCfg = await writeSenderConfig(root, opts, false, await listeningPort(receiver));
   } catch (err) {
     await receiver.stop();
     throw err;
@@ -85,7 +80,7 @@ export async function startReceiver(root: string, opts: PairOptions): Promise<Re
   return {
     inbox: path.join(root, 'b', 'inbox'),
     receiver,
-    senderConfig: w.aCfg,
+    senderConfig: aCfg,
     stop: async () => {
       const code = await receiver.stop();
       if (code !== 0) process.stderr.write(`warning: the receiving agent exited with ${code}; last output:\n${receiver.output().slice(-1500)}\n`);
@@ -93,44 +88,52 @@ export async function startReceiver(root: string, opts: PairOptions): Promise<Re
   };
 }
 
-async function writeConfigs(root: string, opts: PairOptions, outbox: boolean) {
-  const [pa, pb] = [await freePort(), await freePort()];
-  const common = {
+function common(opts: PairOptions) {
+  return {
     dataDir: 'data',
     security: { key: KEY, encrypt: opts.encrypt },
     status: { enabled: false },
     discovery: { enabled: false },
     ...(opts.logs?.level ? { log: { level: opts.logs.level } } : {}),
   };
+}
+
+/** The receiver's config (port 0) and where each agent's output goes. */
+async function writeReceiverConfig(root: string, opts: PairOptions) {
   const logFile = (role: string) => (opts.logs ? path.join(opts.logs.dir, `${opts.logs.label}-${role}.log`) : undefined);
   if (opts.logs) await fs.mkdir(opts.logs.dir, { recursive: true });
   const bCfg = await writeConfig(path.join(root, 'b'), {
     name: 'playback',
-    listen: { host: '127.0.0.1', port: pb },
+    listen: { host: '127.0.0.1', port: 0 },
     inboxes: [{ name: 'renders', path: 'inbox' }],
-    ...common,
+    ...common(opts),
   });
+  return { bCfg, logFile };
+}
+
+/** The sender's config, naming the port the receiver got. */
+async function writeSenderConfig(root: string, opts: PairOptions, outbox: boolean, pb: number): Promise<string> {
   const aCfg = await writeConfig(path.join(root, 'a'), {
     name: 'render',
-    listen: { host: '127.0.0.1', port: pa },
+    listen: { host: '127.0.0.1', port: 0 },
     ...(outbox
       ? { outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], ...(opts.settleMs !== undefined ? { settleMs: opts.settleMs } : {}), ...(opts.after ? { after: opts.after } : {}) }] }
       : {}),
     peers: [{ name: 'playback', host: '127.0.0.1', port: pb }],
     ...(opts.transfer ? { transfer: opts.transfer } : {}),
-    ...common,
+    ...common(opts),
   });
   if (outbox) await fs.mkdir(path.join(root, 'a', 'outbox'), { recursive: true });
-  return { aCfg, bCfg, logFile };
+  return aCfg;
 }
 
 export async function startPair(root: string, opts: PairOptions): Promise<Pair> {
-  const { aCfg, bCfg, logFile } = await writeConfigs(root, opts, true);
+  const { bCfg, logFile } = await writeReceiverConfig(root, opts);
   const cli = cliPath();
   const receiver = spawnProc(process.execPath, [...flagsFor(opts, 'receiver'), cli, 'run', '--config', bCfg], {}, logFile('receiver'));
   let sender: Proc | null = null;
   try {
-    await receiver.waitFor(/listening for transfers/);
+    const aCfg = await writeSenderConfig(root, opts, true, await listeningPort(receiver));
     sender = spawnProc(process.execPath, [...flagsFor(opts, 'sender'), cli, 'run', '--config', aCfg], {}, logFile('sender'));
     await sender.waitFor(/watching outbox/);
   } catch (err) {

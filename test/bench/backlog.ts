@@ -21,7 +21,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { cliPath, freePort } from './agents.js';
+import { cliPath, listeningPort } from './agents.js';
 import { fmtBytes, parseSize, pollUntil, procCpuSplitMs, sampleMemory, sleep, spawnProc, table, type Proc } from './util.js';
 
 export const BACKLOG_TARGETS = { filesPerSec: 1000, rssBytes: 150 * 1024 * 1024, rssBytesLarge: 250 * 1024 * 1024 };
@@ -104,7 +104,6 @@ export async function runBacklog(opts: BacklogOptions): Promise<BacklogResult> {
     const prepareMs = performance.now() - p0;
     say(`  backlog: wrote ${n} × ${fmtBytes(size)} in ${(prepareMs / 1000).toFixed(1)} s`);
 
-    const [pa, pb] = [await freePort(), await freePort()];
     const common = {
       dataDir: 'data',
       security: { key: KEY, encrypt: opts.encrypt ?? true },
@@ -114,24 +113,26 @@ export async function runBacklog(opts: BacklogOptions): Promise<BacklogResult> {
     };
     const bCfg = await writeConfig(path.join(root, 'b'), {
       name: 'playback',
-      listen: { host: '127.0.0.1', port: pb },
+      listen: { host: '127.0.0.1', port: 0 },
       inboxes: [{ name: 'renders', path: 'inbox' }],
       ...common,
     });
-    const aCfg = await writeConfig(path.join(root, 'a'), {
-      name: 'render',
-      listen: { host: '127.0.0.1', port: pa },
-      outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], ...(opts.settleMs !== undefined ? { settleMs: opts.settleMs } : {}) }],
-      peers: [{ name: 'playback', host: '127.0.0.1', port: pb }],
-      ...common,
-    });
+    // The receiver starts first on port 0; the sender's config names the port it printed.
+    const senderConfig = (pb: number) =>
+      writeConfig(path.join(root, 'a'), {
+        name: 'render',
+        listen: { host: '127.0.0.1', port: 0 },
+        outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], ...(opts.settleMs !== undefined ? { settleMs: opts.settleMs } : {}) }],
+        peers: [{ name: 'playback', host: '127.0.0.1', port: pb }],
+        ...common,
+      });
     if (opts.logs) await fs.mkdir(opts.logs, { recursive: true });
     const flags = (role: string) => [...(opts.nodeFlags ?? []), ...(opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(opts.cpuProf, role)] : [])];
     const logFile = (role: string) => (opts.logs ? path.join(path.resolve(opts.logs), `backlog-${role}.log`) : undefined);
 
     const receiver = spawnProc(process.execPath, [...flags('receiver'), cliPath(), 'run', '--config', bCfg], {}, logFile('receiver'));
     procs.push(receiver);
-    await receiver.waitFor(/listening for transfers/, 60_000);
+    const aCfg = await senderConfig(await listeningPort(receiver, 60_000));
     const t0 = performance.now();
     const sender = spawnProc(process.execPath, [...flags('sender'), cliPath(), 'run', '--config', aCfg], {}, logFile('sender'));
     procs.push(sender);

@@ -21,7 +21,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { cliPath, freePort } from './agents.js';
+import { cliPath, listeningPort } from './agents.js';
 import { countFiles, fmtBytes, parseSize, pollUntil, procMemory, sampleMemory, sleep, spawnProc, table, writeRandomFile, type Proc } from './util.js';
 
 export interface FanoutLoad {
@@ -104,12 +104,13 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult[]> {
     for (let i = 0; i < opts.receivers; i++) {
       const name = `play${String(i + 1).padStart(2, '0')}`;
       const dir = path.join(root, name);
-      const port = await freePort();
+      const port = 0; // read back below
       const cfgFile = await writeConfig(dir, { name, listen: { host: '127.0.0.1', port }, inboxes: [{ name: 'renders', path: 'inbox' }], ...common, ...opts.receiverExtra });
       const proc = spawnProc(process.execPath, [cli, 'run', '--config', cfgFile]);
       receivers.push({ name, port, dir, proc });
     }
-    for (const r of receivers) await r.proc.waitFor(/listening for transfers/, 120_000);
+    // Port 0: the senders' configs name the port each receiver printed.
+    for (const r of receivers) r.port = await listeningPort(r.proc, 120_000);
 
     for (const [li, load] of opts.loads.entries()) {
       const label = loadName(load);
@@ -126,7 +127,7 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult[]> {
       }
       const cfgFile = await writeConfig(sdir, {
         name: 'render',
-        listen: { host: '127.0.0.1', port: await freePort() },
+        listen: { host: '127.0.0.1', port: 0 },
         inboxes: [],
         outboxes: [{ path: 'outbox', to: receivers.map((r) => ({ peer: r.name, inbox: 'renders' })), settleMs, after: 'keep' }],
         peers: receivers.map((r) => ({ name: r.name, host: '127.0.0.1', port: r.port })),

@@ -15,7 +15,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import net from 'node:net';
 import { spawn, spawnSync } from 'node:child_process';
-import { freePort } from './agents.js';
+import { releasePort, reservedPort } from '../helpers/ports.js';
 import { pollUntil, spawnProc, type Proc } from './util.js';
 import type { Cpu } from './figures.js';
 
@@ -134,9 +134,10 @@ export async function startRsyncDaemon(bin: string, dir: string): Promise<RsyncD
   const conf = path.join(dir, 'rsyncd.conf');
   await fs.writeFile(conf, rsyncdConf({ dir, module: 'bench', path: root, ...(asRoot ? { uid: 0, gid: 0 } : {}) }));
   let lastErr = '';
-  // rsync cannot listen on port 0 and say which port it got: pick a free one, retry if taken meanwhile.
+  // rsync cannot listen on port 0 and say which port it got: a reserved one (outside the
+  // ephemeral range, locked across processes: test/helpers/ports.ts); retry if it fails anyway.
   for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
+    const port = await reservedPort();
     const proc: Proc = spawnProc(bin, ['--daemon', '--no-detach', `--config=${conf}`, '--address=127.0.0.1', `--port=${port}`]);
     try {
       await pollUntil(async () => proc.child.exitCode !== null || (await canConnect(port)), 10_000, `rsync daemon on 127.0.0.1:${port}`, 20);
@@ -146,6 +147,7 @@ export async function startRsyncDaemon(bin: string, dir: string): Promise<RsyncD
     }
     if (proc.child.exitCode !== null) {
       lastErr = `${proc.output()}${await fs.readFile(path.join(dir, 'rsyncd.log'), 'utf8').catch(() => '')}`.trim().split('\n').slice(-3).join(' / ');
+      releasePort(port);
       continue;
     }
     const pid = proc.pid;
@@ -165,6 +167,7 @@ export async function startRsyncDaemon(bin: string, dir: string): Promise<RsyncD
       idle,
       stop: async () => {
         await proc.stop('SIGTERM');
+        releasePort(port);
       },
     };
   }

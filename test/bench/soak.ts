@@ -23,7 +23,8 @@ import path from 'node:path';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { cliPath, freePort } from './agents.js';
+import { cliPath } from './agents.js';
+import { reservedPort } from '../helpers/ports.js';
 import { fmtBytes, pollUntil, procCpuMs, procMemory, sleep, spawnProc, table, type Proc } from './util.js';
 
 const args = process.argv.slice(2);
@@ -62,14 +63,16 @@ async function writeConfig(dir: string, cfg: Record<string, unknown>): Promise<s
   return file;
 }
 
-async function start(a: Omit<Agent, 'proc' | 'startedMs' | 'selfMs'>): Promise<Agent> {
+async function start(a: Omit<Agent, 'proc' | 'startedMs' | 'selfMs' | 'statusPort'>): Promise<Agent> {
   const t0 = performance.now();
   const proc = spawnProc(process.execPath, [CLI, 'run', '--config', a.cfg], {}, path.join(a.dir, 'console.log'));
   const ready = a.role === 'receiver' ? /listening for transfers/ : /watching outbox/;
   await proc.waitFor(ready, 120_000);
   const lines = proc.output().split('\n');
   const selfMs = stamp(lines.find((l) => l.includes('tdxfer starting'))) - stamp(lines.find((l) => ready.test(l)));
-  return { ...a, proc, startedMs: performance.now() - t0, selfMs: -selfMs };
+  // status.port 0: each start gets its own, read back here (the SSE clients follow it).
+  const statusPort = Number((await proc.waitFor(/status API and dashboard on http:\/\/\S+:(\d+)\//, 120_000))[1]);
+  return { ...a, proc, statusPort, startedMs: performance.now() - t0, selfMs: -selfMs };
 }
 
 async function restart(a: Agent): Promise<Agent> {
@@ -200,23 +203,25 @@ async function main(): Promise<void> {
     process.stdout.write(s + '\n');
   };
   say(`soak: ${FILES} files, ${MINUTES} min steady, in ${root} (Node ${process.version}, ${os.cpus().length} cores)`);
-  const [pa, pb, sa, sb] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const common = (statusPort: number) => ({
+  // The receiver restarts while the sender's config keeps naming its port: a reserved one
+  // (test/helpers/ports.ts), which no other process can take while it is down. The rest: port 0.
+  const pb = await reservedPort();
+  const common = () => ({
     dataDir: 'data',
     security: { key: KEY, encrypt: true },
-    status: { enabled: true, host: '127.0.0.1', port: statusPort },
+    status: { enabled: true, host: '127.0.0.1', port: 0 },
     discovery: { enabled: false },
     log: { level: 'info', file: 'logs/tdxfer.log' },
   });
   const bDir = path.join(root, 'b');
   const aDir = path.join(root, 'a');
-  const bCfg = await writeConfig(bDir, { name: 'playback', listen: { host: '127.0.0.1', port: pb }, inboxes: [{ name: 'renders', path: 'inbox' }], ...common(sb) });
+  const bCfg = await writeConfig(bDir, { name: 'playback', listen: { host: '127.0.0.1', port: pb }, inboxes: [{ name: 'renders', path: 'inbox' }], ...common() });
   const aCfg = await writeConfig(aDir, {
     name: 'render',
-    listen: { host: '127.0.0.1', port: pa },
+    listen: { host: '127.0.0.1', port: 0 },
     outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], settleMs: 300 }],
     peers: [{ name: 'playback', host: '127.0.0.1', port: pb }],
-    ...common(sa),
+    ...common(),
   });
   const outbox = path.join(aDir, 'outbox');
   const inbox = path.join(bDir, 'inbox');
@@ -228,8 +233,8 @@ async function main(): Promise<void> {
     }
     say(`prefilled the receiver's inbox folder with ${PREFILL} files`);
   }
-  let rx = await start({ role: 'receiver', cfg: bCfg, dir: bDir, statusPort: sb });
-  let tx = await start({ role: 'sender', cfg: aCfg, dir: aDir, statusPort: sa });
+  let rx = await start({ role: 'receiver', cfg: bCfg, dir: bDir });
+  let tx = await start({ role: 'sender', cfg: aCfg, dir: aDir });
   const src = path.join(root, 'src');
 
   try {

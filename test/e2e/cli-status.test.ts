@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { freePort, spawnCli, waitUntil, writeRandomFile, type Spawned } from '../helpers/agents.js';
-import { runCli, writePair, type PairLayout } from './status-helpers.js';
+import { spawnCli, waitUntil, writeRandomFile, type Spawned } from '../helpers/agents.js';
+import { runCli, spawnAgent, writePair, type PairLayout } from './status-helpers.js';
+import { reservedPort } from '../helpers/ports.js';
 import { EXIT_AFTER_KILL, isWindows } from '../helpers/platform.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -19,9 +20,8 @@ after(async () => {
 const MB = 1024 * 1024;
 
 async function runAgentCli(cfg: string): Promise<Spawned> {
-  const s = spawnCli(['run', '--config', cfg]);
+  const s = await spawnAgent(cfg, 20_000);
   cleanup.push(() => s.stop('SIGTERM'));
-  await s.waitFor(/status API and dashboard on http:\/\/127\.0\.0\.1:\d+\//, 20_000);
   return s;
 }
 
@@ -39,7 +39,9 @@ let receiver: Spawned;
 before(async () => {
   p = await writePair({ throttleBytesPerSec: 8 * MB });
   cleanup.push(() => p.cleanup());
-  [receiver, sender] = await Promise.all([runAgentCli(p.receiverCfg), runAgentCli(p.senderCfg)]);
+  // One after the other: the sender's config names the port the receiver got.
+  receiver = await runAgentCli(p.receiverCfg);
+  sender = await runAgentCli(p.senderCfg);
   await dropIn(p, 'first.png', 123_456);
   await waitUntil(async () => (await fs.stat(path.join(p.inbox, 'first.png')).catch(() => null)) !== null, 15_000, () => `first.png delivered; sender said:\n${sender.output().slice(-2000)}`);
   await waitUntil(async () => (await fs.stat(path.join(p.outbox, 'sent', 'first.png')).catch(() => null)) !== null, 5000, () => 'first.png archived');
@@ -148,7 +150,7 @@ test("tdxfer doctor: exit 0 on the config of a healthy running agent; exit 1 nam
 });
 
 test('with no agent running, tdxfer status and peers exit 3 with a hint', async () => {
-  const port = await freePort();
+  const port = await reservedPort(); // nothing listens there
   const dir = path.join(p.root, 'idle');
   await fs.mkdir(dir);
   const file = path.join(dir, 'config.json');

@@ -8,7 +8,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Agent } from '../../src/agent/agent.js';
-import { freePort, hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger } from '../helpers/agents.js';
+import { hashTree, runCli, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger } from '../helpers/agents.js';
+import { reservedPort } from '../helpers/ports.js';
 import { EXIT_AFTER_KILL } from '../helpers/platform.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -22,12 +23,6 @@ async function root(): Promise<string> {
   return r;
 }
 
-async function exitOf(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string }> {
-  const s = spawnCli(args, env);
-  // 'close', not 'exit': the child's output may still be in the pipes when it has exited (seen under wine).
-  const code = await new Promise<number | null>((resolve) => s.child.once('close', (c) => resolve(c)));
-  return { code, out: s.output() };
-}
 
 test('zero config: `tdxfer run` creates its data folder, prints it, and a file dropped into the outbox arrives in the inbox over TCP', async () => {
   const dir = path.join(await root(), 'data');
@@ -67,20 +62,20 @@ test('`tdxfer send` sends files over one connection, waits for each confirmation
     await writeRandomFile(f, 200_000 * (i + 1));
     files.push(f);
   }
-  const res = await exitOf(['send', ...files, '--to', 'playback/renders', '--config', aCfg]);
+  const res = await runCli(['send', ...files, '--to', 'playback/renders', '--config', aCfg]);
   assert.equal(res.code, 0, res.out);
   assert.match(res.out, /3 of 3 file\(s\) confirmed/);
   assert.deepEqual(await hashTree(path.join(r, 'b', 'inbox')), await hashTree(path.join(r, 'src')));
   // --as renames at the receiver (folders allowed).
-  const one = await exitOf(['send', files[0]!, '--to', 'playback/renders', '--as', 'takes/take1.mov', '--config', aCfg]);
+  const one = await runCli(['send', files[0]!, '--to', 'playback/renders', '--as', 'takes/take1.mov', '--config', aCfg]);
   assert.equal(one.code, 0, one.out);
   assert.ok((await listFiles(path.join(r, 'b', 'inbox'))).includes('takes/take1.mov'));
 });
 
 test('`tdxfer send` exit codes: unknown peer and missing inbox are usage errors (2), an unreachable peer or refused file is a failure (1)', async () => {
   const r = await root();
-  // freePort: "ghost" needs a port where nothing listens.
-  const dead = await freePort();
+  // reservedPort: "ghost" needs a port where nothing listens.
+  const dead = await reservedPort();
   const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(r, 'b'), port: 0 });
   const b: Agent = await startAgent(bCfg, verboseLogger());
   cleanup.push(() => b.stop());
@@ -91,27 +86,27 @@ test('`tdxfer send` exit codes: unknown peer and missing inbox are usage errors 
   });
   const f = path.join(r, 'x.png');
   await fs.writeFile(f, 'x');
-  const unknown = await exitOf(['send', f, '--to', 'nobody/renders', '--config', aCfg]);
+  const unknown = await runCli(['send', f, '--to', 'nobody/renders', '--config', aCfg]);
   assert.equal(unknown.code, 2);
   assert.match(unknown.out, /unknown peer "nobody".*add it to "peers"/s);
-  const noInbox = await exitOf(['send', f, '--to', 'playback', '--config', aCfg]);
+  const noInbox = await runCli(['send', f, '--to', 'playback', '--config', aCfg]);
   assert.equal(noInbox.code, 2);
   assert.match(noInbox.out, /name the inbox too/);
-  const unreachable = await exitOf(['send', f, '--to', 'ghost/renders', '--config', aCfg]);
+  const unreachable = await runCli(['send', f, '--to', 'ghost/renders', '--config', aCfg]);
   assert.equal(unreachable.code, 1);
   assert.match(unreachable.out, /cannot reach ghost/);
-  const wrongInbox = await exitOf(['send', f, '--to', 'playback/nope', '--config', aCfg]);
+  const wrongInbox = await runCli(['send', f, '--to', 'playback/nope', '--config', aCfg]);
   assert.equal(wrongInbox.code, 1);
   assert.match(wrongInbox.out, /no inbox named "nope"/);
   const otherKey = await writeAgentConfig({
     name: 'render', dir: path.join(r, 'k'), port: 0,
     extra: { peers: [{ name: 'playback', host: '127.0.0.1', port }], security: { key: randomBytes(32).toString('base64') } },
   });
-  const wrongKey = await exitOf(['send', f, '--to', 'playback/renders', '--config', otherKey]);
+  const wrongKey = await runCli(['send', f, '--to', 'playback/renders', '--config', otherKey]);
   assert.equal(wrongKey.code, 1, wrongKey.out);
   assert.match(wrongKey.out, /does not hold the same installation key/);
   assert.doesNotMatch(wrongKey.out, /SSL routines|alert/i);
-  const missing = await exitOf(['send', path.join(r, 'missing.png'), '--to', 'playback/renders', '--config', aCfg]);
+  const missing = await runCli(['send', path.join(r, 'missing.png'), '--to', 'playback/renders', '--config', aCfg]);
   assert.equal(missing.code, 2);
   assert.match(missing.out, /cannot send .*missing\.png/);
 });
@@ -120,7 +115,7 @@ test('an invalid config stops `tdxfer run` at start with the field, the value an
   const r = await root();
   const cfg = path.join(r, 'bad.json');
   await fs.writeFile(cfg, JSON.stringify({ name: 'x', listen: { port: 'abc' }, outboxes: [{ path: 'o', to: [{ peer: 'x', inbox: 'i' }], after: 'shred' }] }));
-  const res = await exitOf(['run', '--config', cfg]);
+  const res = await runCli(['run', '--config', cfg]);
   assert.equal(res.code, 2);
   assert.match(res.out, /listen\.port/);
   assert.match(res.out, /"abc"/);
@@ -132,7 +127,7 @@ test('an inbox that cannot be created is a clear start-up error naming the folde
   const r = await root();
   await fs.writeFile(path.join(r, 'blocker'), 'a file where a folder should be');
   const cfg = await writeAgentConfig({ name: 'x', dir: r, port: 0, extra: { inboxes: [{ name: 'renders', path: 'blocker/inbox' }] } });
-  const res = await exitOf(['run', '--config', cfg]);
+  const res = await runCli(['run', '--config', cfg]);
   assert.equal(res.code, 2, res.out);
   assert.match(res.out, /a file stands where a folder is needed/);
   assert.match(res.out, /blocker/);
@@ -146,14 +141,14 @@ test('a busy transfer port is a clear start-up error', async () => {
   cleanup.push(() => a.stop());
   const port = a.listenAddress.port;
   const cfgB = await writeAgentConfig({ name: 'b', dir: path.join(r, 'b'), port });
-  const res = await exitOf(['run', '--config', cfgB]);
+  const res = await runCli(['run', '--config', cfgB]);
   assert.equal(res.code, 1);
   assert.match(res.out, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}.*listen\\.port`));
 });
 
 test('--help works on every command', async () => {
   for (const cmd of [[], ['run'], ['send'], ['config', 'check'], ['init'], ['status'], ['peers'], ['doctor']]) {
-    const res = await exitOf([...cmd, '--help']);
+    const res = await runCli([...cmd, '--help']);
     assert.equal(res.code, 0, `${cmd.join(' ')} --help: ${res.out}`);
     assert.match(res.out, /Usage: tdxfer/);
   }

@@ -13,7 +13,8 @@ import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { freePort, waitUntil, writeRandomFile } from '../helpers/agents.js';
+import { waitUntil, writeRandomFile } from '../helpers/agents.js';
+import { reservedPort } from '../helpers/ports.js';
 import { FaultProxy } from '../helpers/proxy.js';
 import { startRunning, writePair, type Running } from './status-helpers.js';
 import { waitInPage, PAGE_WAIT_MS } from '../helpers/page.js';
@@ -42,12 +43,13 @@ async function open(browser: Browser, r: Running): Promise<{ page: Page; errors:
 const text = (page: Page, sel: string): Promise<string> => page.evaluate(`document.querySelector(${JSON.stringify(sel)})?.textContent ?? ''`) as Promise<string>;
 
 test('dashboards while a transfer is held: bytes, incoming, folders, stuck files, reasons, renamed names, 24-hour times', { skip }, async () => {
-  const deadPort = await freePort();
+  const deadPort = await reservedPort(); // "stage-left": nothing listens there
   const limits = { limits: { idleTimeoutMs: 300_000, handshakeTimeoutMs: 5000 } };
   const p = await writePair({ senderExtra: { ...limits }, receiverExtra: limits });
   cleanup.push(() => p.cleanup());
   // Connection 0 carries the small files; connection 1 (the big one) is held after 3 MB.
-  const proxy = await FaultProxy.start({ port: p.receiverPort }, (i) => (i === 0 ? {} : { stallAfter: 3 * MB }));
+  // Its target is set once the receiver listens (port 0).
+  const proxy = await FaultProxy.start({ port: 0 }, (i) => (i === 0 ? {} : { stallAfter: 3 * MB }));
   cleanup.push(() => proxy.close());
   const cfg = JSON.parse(await fs.readFile(p.senderCfg, 'utf8')) as Record<string, unknown> & { peers: Array<Record<string, unknown>>; outboxes: Array<Record<string, unknown>> };
   cfg.peers = [{ name: 'playback', host: '127.0.0.1', port: proxy.port }, { name: 'stage-left', host: '127.0.0.1', port: deadPort }];
@@ -57,6 +59,7 @@ test('dashboards while a transfer is held: bytes, incoming, folders, stuck files
 
   const b = await startRunning(p.receiverCfg);
   cleanup.push(() => b.stop());
+  proxy.setTargetPort(b.agent.listenAddress.port);
   const a = await startRunning(p.senderCfg);
   cleanup.push(() => a.stop());
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'] });

@@ -8,8 +8,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { spawnCli, waitUntil, writeRandomFile, sha256File, type Spawned } from '../helpers/agents.js';
-import { getJson, httpRequest, runCli, writePair } from './status-helpers.js';
+import { waitUntil, writeRandomFile, sha256File, type Spawned } from '../helpers/agents.js';
+import { getJson, httpRequest, runCli, spawnAgent, writePair } from './status-helpers.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -17,9 +17,8 @@ after(async () => {
 });
 
 async function runAgent(cfg: string): Promise<Spawned> {
-  const s = spawnCli(['run', '--config', cfg]);
+  const s = await spawnAgent(cfg);
   cleanup.push(() => s.stop('SIGKILL'));
-  await s.waitFor(/status API and dashboard on http:\/\/127\.0\.0\.1:\d+\//, 30_000);
   return s;
 }
 
@@ -34,7 +33,6 @@ async function exists(p: string): Promise<boolean> {
 test('POST /send jobs survive kill -9 of the sender with their ids, are listed and cancelled, and are delivered once the peer is up', async () => {
   const p = await writePair();
   cleanup.push(() => p.cleanup());
-  const base = `http://127.0.0.1:${p.senderStatusPort}`;
   const srcA = path.join(p.root, 'takes', 'take-A.mov');
   const srcB = path.join(p.root, 'takes', 'take-B.mov');
   await writeRandomFile(srcA, 3 * 1024 * 1024 + 17);
@@ -42,6 +40,8 @@ test('POST /send jobs survive kill -9 of the sender with their ids, are listed a
 
   // The receiver is down: the jobs cannot be delivered yet.
   let sender = await runAgent(p.senderCfg);
+  // Pinned in its config: the restarts below listen there again.
+  const base = `http://127.0.0.1:${p.senderStatusPort}`;
   const a = await postSend(base, { file: srcA, peer: 'playback', inbox: 'renders', as: 'shots/take-A.mov' });
   assert.equal(a.status, 202, a.text);
   const b = await postSend(base, { file: srcB, peer: 'playback', inbox: 'renders' });
@@ -114,8 +114,8 @@ test('POST /send jobs survive kill -9 of the sender with their ids, are listed a
 test('an outbox job cannot be cancelled through the API: the answer says to remove the file', async () => {
   const p = await writePair();
   cleanup.push(() => p.cleanup());
-  const base = `http://127.0.0.1:${p.senderStatusPort}`;
   const sender = await runAgent(p.senderCfg);
+  const base = `http://127.0.0.1:${p.senderStatusPort}`;
   await writeRandomFile(path.join(p.outbox, 'still.png'), 2000);
   let id = '';
   await waitUntil(async () => {

@@ -17,8 +17,9 @@ import type { Agent } from '../../src/agent/agent.js';
 import { memoryLogger } from '../../src/log.js';
 import { base64MimeLength, encodeLegacyHeader, parseLegacyAnswer, type LegacyAnswer } from '../../src/protocol/legacy.js';
 import {
-  cliCommand, freePort, hashTree, listFiles, sha256File, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig,
+  cliCommand, hashTree, listFiles, sha256File, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig,
 } from '../helpers/agents.js';
+import { reservedPort } from '../helpers/ports.js';
 import { quietWindow } from '../helpers/wait.js';
 import { PYTHON, PYTHON_DIR, runPeer } from '../legacy/helpers.js';
 
@@ -83,6 +84,13 @@ async function start(cfg: string): Promise<{ agent: Agent; log: MemLog }> {
   const agent = await startAgent(cfg, log);
   cleanup.push(() => agent.stop(2000));
   return { agent, log };
+}
+
+/** The port the agent's legacy TOX listener got (legacy.listen.port 0), from its log. */
+function legacyPortOf(log: MemLog): number {
+  const rec = log.records.find((r) => r.msg === 'legacy TOX listener ready');
+  if (!rec) throw new Error(`no legacy TOX listener in the log:\n${logText(log)}`);
+  return Number(rec.fields.port);
 }
 
 function logText(log: MemLog): string {
@@ -263,14 +271,14 @@ function smallSizes(n: number): number[] {
 
 test('TOX sender → spawned agent: 20 files (one of 50 MB) land byte-identical, each answered success, listed as received via legacy, RSS flat', async () => {
   const dir = await root('tdx-leg-in-');
-  const [port, legacyPort, statusPort] = [await freePort(), await freePort(), await freePort()];
+  // Port 0 for all three: the ports it got are read from its log.
   const cfg = await writeAgentConfig({
     name: 'playback',
     dir: path.join(dir, 'agent'),
-    port,
+    port: 0,
     extra: {
-      legacy: { listen: { host: '127.0.0.1', port: legacyPort }, inbox: 'renders', allow: ['127.0.0.1'] },
-      status: { enabled: true, host: '127.0.0.1', port: statusPort },
+      legacy: { listen: { host: '127.0.0.1', port: 0 }, inbox: 'renders', allow: ['127.0.0.1'] },
+      status: { enabled: true, host: '127.0.0.1', port: 0 },
     },
   });
   const src = path.join(dir, 'src');
@@ -283,7 +291,9 @@ test('TOX sender → spawned agent: 20 files (one of 50 MB) land byte-identical,
 
   const cli = spawnCli(['run', '--config', cfg]);
   cleanup.push(() => cli.stop());
-  await cli.waitFor(/legacy TOX listener/);
+  await cli.waitFor(/legacy TOX listener ready .*\bport=\d+/);
+  const legacyPort = Number(/legacy TOX listener ready .*\bport=(\d+)/.exec(cli.output())![1]);
+  const statusPort = await cli.statusPort();
   const pid = cli.child.pid!;
   const inbox = path.join(dir, 'agent', 'inbox');
 
@@ -332,7 +342,7 @@ test('TOX sender → spawned agent: 20 files (one of 50 MB) land byte-identical,
 // ---------------------------------------------------------------- 2. agent → TOX receiver
 
 async function senderAgent(dir: string, legacyPort: number, opts: { flatten?: boolean; extraRoutes?: unknown[]; extraPeers?: unknown[]; settleMs?: number } = {}) {
-  const port = await freePort();
+  const port = 0; // nobody connects to it
   const route: Record<string, unknown> = { peer: 'oldbox' };
   if (opts.flatten !== undefined) route.flatten = opts.flatten;
   const cfg = await writeAgentConfig({
@@ -450,10 +460,12 @@ test('agent → TOX receiver with flatten: false and a missing folder there: dro
 
 test('one outbox to a tdxfer agent and a TOX receiver: both get every file; archived only once both confirmed', async () => {
   const dir = await root('tdx-leg-mix-');
-  const pb = await freePort();
-  const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(dir, 'playback'), port: pb });
+  const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(dir, 'playback'), port: 0 });
   const { agent: b } = await start(bCfg);
-  const legacyPort = await freePort(); // nothing listens there yet: the TOX machine is "off"
+  const pb = b.listenAddress.port;
+  // Named in the sender's config while nothing listens there yet (the TOX machine is "off"):
+  // reserved, so no other process can take it before the TOX receiver below does.
+  const legacyPort = await reservedPort();
   const { cfg, outbox } = await senderAgent(path.join(dir, 'render'), legacyPort, {
     extraRoutes: [{ peer: 'playback', inbox: 'renders' }],
     extraPeers: [{ name: 'playback', host: '127.0.0.1', port: pb }],
@@ -490,18 +502,18 @@ test('one outbox to a tdxfer agent and a TOX receiver: both get every file; arch
 
 test('legacy port: truncated and malformed requests get success false or a closed connection, nothing partial lands; hostile names are confined', async () => {
   const dir = await root('tdx-leg-bad-');
-  const [port, legacyPort] = [await freePort(), await freePort()];
   const agentDir = path.join(dir, 'agent');
   const cfg = await writeAgentConfig({
     name: 'playback',
     dir: agentDir,
-    port,
+    port: 0,
     extra: {
-      legacy: { listen: { host: '127.0.0.1', port: legacyPort }, inbox: 'renders', allow: ['127.0.0.0/8'], maxFileBytes: 1024 * 1024 },
+      legacy: { listen: { host: '127.0.0.1', port: 0 }, inbox: 'renders', allow: ['127.0.0.0/8'], maxFileBytes: 1024 * 1024 },
       limits: { idleTimeoutMs: 1500, handshakeTimeoutMs: 1500 },
     },
   });
   const { agent, log } = await start(cfg);
+  const legacyPort = legacyPortOf(log);
   const inbox = path.join(agentDir, 'inbox');
   const staging = agent.inboxes.get('renders')!.stagingDir;
   const nothingKept = async (what: string): Promise<void> => {
@@ -567,10 +579,12 @@ test('legacy port: truncated and malformed requests get success false or a close
 
 test('legacy.allow refuses other sources with a log line; without a legacy block there is no legacy listener', async () => {
   const dir = await root('tdx-leg-allow-');
-  const [port, legacyPort] = [await freePort(), await freePort()];
+  // Reserved: after the restart without a legacy block, nothing may listen there, and no
+  // other process can have taken it meanwhile.
+  const legacyPort = await reservedPort();
   const agentDir = path.join(dir, 'agent');
   const legacy = { listen: { host: '127.0.0.1', port: legacyPort }, inbox: 'renders', allow: ['192.0.2.0/24', '10.1.2.3'] };
-  const cfg = await writeAgentConfig({ name: 'playback', dir: agentDir, port, extra: { legacy } });
+  const cfg = await writeAgentConfig({ name: 'playback', dir: agentDir, port: 0, extra: { legacy } });
   const payload = path.join(dir, 'payload.bin');
   await writeSeeded(payload, 5000);
   const inbox = path.join(agentDir, 'inbox');
@@ -601,7 +615,7 @@ test('legacy.allow refuses other sources with a log line; without a legacy block
     s.once('error', (e) => resolve(e));
   });
   assert.equal(err?.code, 'ECONNREFUSED', 'nothing listens on the legacy port');
-  const toMain = await runPeer('tox_sender.py', ['--port', String(port), '--timeout', '5', payload]);
+  const toMain = await runPeer('tox_sender.py', ['--port', String(agent.listenAddress.port), '--timeout', '5', payload]);
   assert.match(toMain.lines[0] ?? '', /^FAIL payload\.bin/, 'the tdxfer port does not accept TOX requests');
   assert.deepEqual(await listFiles(inbox), []);
   assert.doesNotMatch(logText(log), /legacy TOX listener/);

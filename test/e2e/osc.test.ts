@@ -7,8 +7,8 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { spawnCli, waitUntil, writeRandomFile } from '../helpers/agents.js';
-import { getJson, httpRequest, oscListener, startRunning, writePair, type OscMessage, type PairLayout, type Running } from './status-helpers.js';
+import { waitUntil, writeRandomFile } from '../helpers/agents.js';
+import { getJson, httpRequest, oscListener, spawnAgent, startRunning, writePair, type OscMessage, type PairLayout, type Running } from './status-helpers.js';
 import { linuxOnly } from '../helpers/platform.js';
 import { digestFile } from '../helpers/hash.js';
 
@@ -249,9 +249,8 @@ test('onReceive hook still running when `tdxfer run` gets SIGTERM: the hook is s
   // Default timeoutMs (30 s) on purpose: longer than run's 20 s hard-exit timer.
   cfg.inboxes = [{ name: 'renders', path: 'inbox', onReceive: { command: ['/bin/sh', '-c', 'echo $$ > "$1"; exec sleep 60', 'hook', pidFile] } }];
   await fs.writeFile(q.receiverCfg, JSON.stringify(cfg, null, 2));
-  const rb = spawnCli(['run', '--config', q.receiverCfg]);
+  const rb = await spawnAgent(q.receiverCfg, 20_000);
   cleanup.push(() => rb.stop('SIGKILL'));
-  await rb.waitFor(/status API and dashboard on/, 20_000);
   const ra = await startRunning(q.senderCfg);
   cleanup.push(() => ra.stop());
   await dropIn(q, q.outbox, 'late.png', 2048);

@@ -38,7 +38,8 @@ async function runReadOnly(cfg: string, mountPoint: string, existing: string[]):
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  // 'close', not 'exit': 'exit' can come before the last output chunks.
+  const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
   return { code, out };
 }
 

@@ -5,6 +5,7 @@
  * so a transfer lasts long enough to be watched, and small HTTP/SSE/OSC clients.
  */
 import fs from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import net from 'node:net';
 import dgram from 'node:dgram';
@@ -14,8 +15,8 @@ import { decode } from 'node-osc';
 import type { Agent } from '../../src/agent/agent.js';
 import { startCompanions, type Companions } from '../../src/cli/companions.js';
 import { memoryLogger } from '../../src/log.js';
-import { freePort, spawnCli, startAgent, tempDir, writeAgentConfig } from '../helpers/agents.js';
-import { deadline } from '../helpers/platform.js';
+import { pinPorts, runAgent, startAgent, tempDir, writeAgentConfig, type Spawned } from '../helpers/agents.js';
+import { reservedPort } from '../helpers/ports.js';
 
 export type MemLog = ReturnType<typeof memoryLogger>;
 
@@ -28,8 +29,32 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-/** Agent + companions, in the order `tdxfer run` uses; stop() tears down in reverse. */
+/** The status port an in-process agent got (status.port 0), from its `status API and dashboard on http://HOST:PORT/` line. */
+function statusPortFromLog(log: MemLog): number | null {
+  for (const r of log.records) {
+    const m = /^status API and dashboard on http:\/\/\S+:(\d+)\//.exec(r.msg);
+    if (m) return Number(m[1]);
+  }
+  return null;
+}
+
+type RawCfg = { listen: { host: string; port: number }; status?: { enabled?: boolean; port?: number }; peers?: Array<{ name: string; port: number }> };
+
+async function readCfg(file: string): Promise<RawCfg> {
+  return JSON.parse(await fs.readFile(file, 'utf8')) as RawCfg;
+}
+
+/** Per config file: what must happen before its agent starts (a writePair sender learns its receiver's port). */
+const beforeStart = new Map<string, () => Promise<void>>();
+
+/** Call before starting an agent from a config written by writePair (startRunning and spawnAgent do). */
+export async function prepareStart(configFile: string): Promise<void> {
+  await beforeStart.get(path.resolve(configFile))?.();
+}
+
+/** Agent + companions, in the order `tdxfer run` uses; stop() tears down in reverse. Pins its ports into its config. */
 export async function startRunning(configFile: string): Promise<Running> {
+  await prepareStart(configFile);
   const log = memoryLogger();
   const agent = await startAgent(configFile, log);
   let companions: Companions;
@@ -39,7 +64,10 @@ export async function startRunning(configFile: string): Promise<Running> {
     await agent.stop(1000);
     throw err;
   }
-  const base = `http://127.0.0.1:${agent.config.status.port}`;
+  const statusPort = agent.config.status.enabled ? statusPortFromLog(log) : null;
+  if (agent.config.status.enabled && statusPort === null) throw new Error(`no status API line in the log of ${configFile}`);
+  await pinPorts(configFile, { listen: agent.listenAddress.port, status: statusPort });
+  const base = `http://127.0.0.1:${statusPort ?? agent.config.status.port}`;
   let stopped = false;
   return {
     agent,
@@ -53,6 +81,12 @@ export async function startRunning(configFile: string): Promise<Running> {
       await agent.stop(2000);
     },
   };
+}
+
+/** `tdxfer run` of a config (written by writePair or not) as a child process, its ports pinned (helpers/agents.ts runAgent). */
+export async function spawnAgent(configFile: string, timeoutMs = 30_000, env: NodeJS.ProcessEnv = {}): Promise<Spawned> {
+  await prepareStart(configFile);
+  return runAgent(configFile, { timeoutMs, env });
 }
 
 export interface PairOptions {
@@ -71,39 +105,67 @@ export interface PairLayout {
   receiverDir: string;
   outbox: string;
   inbox: string;
-  senderStatusPort: number;
-  receiverStatusPort: number;
-  receiverPort: number;
+  /** The ports below are read from the configs: known once that agent started (pinned), else this throws. */
+  readonly senderStatusPort: number;
+  readonly receiverStatusPort: number;
+  readonly receiverPort: number;
   relay: Relay | null;
   cleanup(): Promise<void>;
 }
 
+/** The peer port writePair leaves in the sender's config until the receiver's port is known. */
+const UNKNOWN_PORT = 0;
+
+function pinned(file: string, pick: (c: RawCfg) => number | undefined, what: string): number {
+  const port = pick(JSON.parse(readFileSync(file, 'utf8')) as RawCfg);
+  if (!port) throw new Error(`${what} is not known yet: start that agent first (it listens on port 0 until then)`);
+  return port;
+}
+
 /**
  * Configs for "render" (sender: outbox → playback/renders, after: archive) and "playback"
- * (receiver: inbox "renders"), both with the status API on its own free loopback port.
+ * (receiver: inbox "renders"), both with the status API on loopback. Every port is 0 (any
+ * free port); startRunning / spawnAgent pin what an agent got into its config. The
+ * sender's config names the receiver's port when the sender starts (prepareStart): the
+ * port the receiver listens on, or, if the receiver has not started yet, a reservedPort()
+ * written into the receiver's config too (nothing listens there until the receiver does).
+ * Start them one after the other, not at once.
  */
 export async function writePair(o: PairOptions = {}): Promise<PairLayout> {
   const root = await tempDir('tdx-e2e-status-');
-  const [senderPort, receiverPort, senderStatusPort, receiverStatusPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const relay = o.throttleBytesPerSec ? await throttledRelay(receiverPort, o.throttleBytesPerSec) : null;
+  const relay = o.throttleBytesPerSec ? await throttledRelay(o.throttleBytesPerSec) : null;
   const receiverDir = path.join(root, 'playback');
   const senderDir = path.join(root, 'render');
   const receiverCfg = await writeAgentConfig({
     name: 'playback',
     dir: receiverDir,
-    port: receiverPort,
-    extra: { status: { enabled: true, host: '127.0.0.1', port: receiverStatusPort }, ...o.receiverExtra },
+    port: 0,
+    extra: { status: { enabled: true, host: '127.0.0.1', port: 0 }, ...o.receiverExtra },
   });
   const senderCfg = await writeAgentConfig({
     name: 'render',
     dir: senderDir,
-    port: senderPort,
+    port: 0,
     extra: {
       outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: 'archive', settleMs: o.settleMs ?? 150 }],
-      peers: [{ name: 'playback', host: '127.0.0.1', port: relay ? relay.port : receiverPort }],
-      status: { enabled: true, host: '127.0.0.1', port: senderStatusPort },
+      peers: [{ name: 'playback', host: '127.0.0.1', port: relay ? relay.port : UNKNOWN_PORT }],
+      status: { enabled: true, host: '127.0.0.1', port: 0 },
       ...o.senderExtra,
     },
+  });
+  beforeStart.set(path.resolve(senderCfg), async () => {
+    const r = await readCfg(receiverCfg);
+    if (r.listen.port === 0) {
+      r.listen.port = await reservedPort();
+      await fs.writeFile(receiverCfg, JSON.stringify(r, null, 2));
+    }
+    relay?.setUpstream(r.listen.port);
+    const sCfg = await readCfg(senderCfg);
+    const peer = sCfg.peers?.find((x) => x.name === 'playback' && x.port === UNKNOWN_PORT);
+    if (peer) {
+      peer.port = r.listen.port;
+      await fs.writeFile(senderCfg, JSON.stringify(sCfg, null, 2));
+    }
   });
   await fs.mkdir(path.join(senderDir, 'outbox'), { recursive: true });
   return {
@@ -114,11 +176,18 @@ export async function writePair(o: PairOptions = {}): Promise<PairLayout> {
     receiverDir,
     outbox: path.join(senderDir, 'outbox'),
     inbox: path.join(receiverDir, 'inbox'),
-    senderStatusPort,
-    receiverStatusPort,
-    receiverPort,
+    get senderStatusPort() {
+      return pinned(senderCfg, (c) => c.status?.port, "the sender's status port");
+    },
+    get receiverStatusPort() {
+      return pinned(receiverCfg, (c) => c.status?.port, "the receiver's status port");
+    },
+    get receiverPort() {
+      return pinned(receiverCfg, (c) => c.listen.port, "the receiver's transfer port");
+    },
     relay,
     cleanup: async () => {
+      beforeStart.delete(path.resolve(senderCfg));
       await relay?.close();
       await fs.rm(root, { recursive: true, force: true });
     },
@@ -127,6 +196,8 @@ export async function writePair(o: PairOptions = {}): Promise<PairLayout> {
 
 export interface Relay {
   port: number;
+  /** Where it forwards to (until set, connections are closed at once). */
+  setUpstream(port: number): void;
   /** Bytes relayed sender → receiver so far. */
   forwarded(): number;
   close(): Promise<void>;
@@ -137,11 +208,16 @@ export interface Relay {
  * paused for as long as each chunk "costs"), upstream → client at full speed. TLS passes
  * through untouched: the agents cannot tell it is there, only that the link is slow.
  */
-export async function throttledRelay(upstreamPort: number, bytesPerSec: number): Promise<Relay> {
+export async function throttledRelay(bytesPerSec: number, upstreamPort = 0): Promise<Relay> {
   const sockets = new Set<net.Socket>();
   let forwarded = 0;
+  let upstream = upstreamPort;
   const server = net.createServer((client) => {
-    const up = net.connect(upstreamPort, '127.0.0.1');
+    if (upstream === 0) {
+      client.destroy();
+      return;
+    }
+    const up = net.connect(upstream, '127.0.0.1');
     sockets.add(client).add(up);
     const kill = (): void => {
       client.destroy();
@@ -161,6 +237,7 @@ export async function throttledRelay(upstreamPort: number, bytesPerSec: number):
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as net.AddressInfo).port,
+    setUpstream: (port) => (upstream = port),
     forwarded: () => forwarded,
     close: async () => {
       for (const s of sockets) s.destroy();
@@ -249,23 +326,4 @@ export function metric(text: string, name: string, labels: Record<string, string
   return null;
 }
 
-/** Runs the real CLI to completion: exit code and combined output. */
-// A hang detector, not a speed check: a CLI command's start alone took over 30 s at load average 80.
-export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
-  const s = spawnCli(args, env);
-  let killed = false;
-  const code = await new Promise<number | null>((resolve) => {
-    if (s.child.exitCode !== null) return resolve(s.child.exitCode);
-    const t = setTimeout(() => {
-      killed = true;
-      s.child.kill('SIGKILL');
-    }, deadline(timeoutMs));
-    s.child.once('exit', (c) => {
-      clearTimeout(t);
-      resolve(c);
-    });
-  });
-  // 'exit' can precede the last output chunks.
-  await new Promise((r) => setTimeout(r, 50));
-  return { code, out: killed ? `${s.output()}\n[tdxfer ${args.join(' ')}: no exit within ${deadline(timeoutMs)} ms, killed]` : s.output() };
-}
+export { runCli } from '../helpers/agents.js';

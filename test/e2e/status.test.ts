@@ -227,7 +227,7 @@ test('status.token: requests without it are refused with 401, with it (header or
   const p = await pair();
   // Re-write the sender's status section with a token (still loopback-only in tests).
   const cfg = JSON.parse(await fs.readFile(p.senderCfg, 'utf8'));
-  cfg.status = { enabled: true, host: '127.0.0.1', port: p.senderStatusPort, token };
+  cfg.status = { enabled: true, host: '127.0.0.1', port: 0, token };
   await fs.writeFile(p.senderCfg, JSON.stringify(cfg, null, 2));
   await run(p.receiverCfg);
   const a = await run(p.senderCfg);

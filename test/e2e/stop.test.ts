@@ -7,40 +7,33 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { freePort, sha256File, spawnCli, tempDir, waitUntil, writeAgentConfig, writeRandomFile } from '../helpers/agents.js';
+import { runAgent, runCli, sha256File, tempDir, waitUntil, writeAgentConfig, writeRandomFile } from '../helpers/agents.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
 after(async () => {
   for (const c of cleanup.reverse()) await c().catch(() => undefined);
 });
 
-async function exitOf(args: string[]): Promise<{ code: number | null; out: string }> {
-  const s = spawnCli(args);
-  const code = await new Promise<number | null>((resolve) => s.child.once('exit', (c) => resolve(c)));
-  return { code, out: s.output() };
-}
 
 test('`tdxfer stop` asks the running agent over POST /stop: it finishes, exits 0, and `stop` exits 0; with no agent, exit 3', async () => {
   const r = await tempDir('tdx-stop-');
-  // freePort: the agent sends to itself and `tdxfer stop` reads the status port from the config,
-  // so both ports must be in the config before the agent starts.
-  const port = await freePort();
-  const statusPort = await freePort();
+  // Port 0 for both: the agent sends to itself (by name), and runAgent writes the status
+  // port it got into the config, where `tdxfer stop` reads it.
   const cfg = await writeAgentConfig({
     name: 'solo',
     dir: r,
-    port,
+    port: 0,
     extra: {
       outboxes: [{ path: 'outbox', to: [{ peer: 'solo', inbox: 'renders' }], after: 'archive', settleMs: 150 }],
-      status: { enabled: true, host: '127.0.0.1', port: statusPort },
+      status: { enabled: true, host: '127.0.0.1', port: 0 },
     },
   });
   await fs.mkdir(path.join(r, 'outbox'), { recursive: true });
-  const agent = spawnCli(['run', '--config', cfg]);
-  // Killed only if the graceful stop under test failed; the folder goes after it.
+  // The folder goes after the agent.
   cleanup.push(() => fs.rm(r, { recursive: true, force: true }));
+  const agent = await runAgent(cfg);
+  // Killed only if the graceful stop under test failed.
   cleanup.push(() => agent.stop('SIGKILL'));
-  await agent.waitFor(/status API and dashboard on http:\/\/127\.0\.0\.1:\d+\//, 30_000);
 
   // A file through the running agent, so the stop has something real to close.
   await writeRandomFile(path.join(r, 'staging.bin'), 300_000);
@@ -49,7 +42,7 @@ test('`tdxfer stop` asks the running agent over POST /stop: it finishes, exits 0
   assert.equal(await sha256File(path.join(r, 'inbox', 'take.bin')), await sha256File(path.join(r, 'outbox', 'sent', 'take.bin')));
 
   const exited = new Promise<number | null>((resolve) => agent.child.once('exit', (c) => resolve(c)));
-  const stop = await exitOf(['stop', '--config', cfg]);
+  const stop = await runCli(['stop', '--config', cfg]);
   assert.equal(stop.code, 0, stop.out);
   assert.match(stop.out, /asked the agent at http:\/\/127\.0\.0\.1:\d+ to stop/);
   assert.match(stop.out, /^stopped$/m);
@@ -57,7 +50,7 @@ test('`tdxfer stop` asks the running agent over POST /stop: it finishes, exits 0
   assert.match(agent.output(), /stop requested over the status API \(POST \/stop from (::ffff:)?127\.0\.0\.1\)/);
   assert.match(agent.output(), /stop request from (::ffff:)?127\.0\.0\.1: stopping/);
 
-  const again = await exitOf(['stop', '--config', cfg]);
+  const again = await runCli(['stop', '--config', cfg]);
   assert.equal(again.code, 3, again.out);
   assert.match(again.out, /no tdxfer agent answering at http:\/\/127\.0\.0\.1:\d+/);
 });

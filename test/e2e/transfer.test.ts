@@ -11,8 +11,9 @@ import type { Agent } from '../../src/agent/agent.js';
 import { memoryLogger } from '../../src/log.js';
 import { FrameDecoder, encodeFrame } from '../../src/protocol/index.js';
 import {
-  freePort, hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger,
+  hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger,
 } from '../helpers/agents.js';
+import { reservedPort } from '../helpers/ports.js';
 import { EXIT_AFTER_KILL } from '../helpers/platform.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -140,8 +141,8 @@ test('a file re-rendered under the same name after it was sent is sent again', a
 });
 
 test('receiver down at first: files wait, then all arrive when it starts', async () => {
-  // freePort: the sender starts first, so its config names the receiver's port before that port is open.
-  const p = await pair({ receiverPort: await freePort() });
+  // reservedPort: the sender starts first, so its config names the receiver's port before that port is open.
+  const p = await pair({ receiverPort: await reservedPort() });
   const a = await start(p.aCfg);
   await fs.mkdir(p.outbox, { recursive: true });
   for (let i = 0; i < 20; i++) await writeRandomFile(path.join(p.outbox, `d/${i}.bin`), 10_000 + i);
@@ -155,8 +156,8 @@ test('receiver down at first: files wait, then all arrive when it starts', async
 });
 
 test('sender restarted with files pending: everything arrives exactly once', async () => {
-  // freePort: the sender starts first, so its config names the receiver's port before that port is open.
-  const p = await pair({ receiverPort: await freePort(), receiverExtra: { inboxes: [{ name: 'renders', path: 'inbox', onCollision: 'rename' }] } });
+  // reservedPort: the sender starts first, so its config names the receiver's port before that port is open.
+  const p = await pair({ receiverPort: await reservedPort(), receiverExtra: { inboxes: [{ name: 'renders', path: 'inbox', onCollision: 'rename' }] } });
   await fs.mkdir(p.outbox, { recursive: true });
   for (let i = 0; i < 30; i++) await writeRandomFile(path.join(p.outbox, `s${i % 3}/${i}.bin`), 5000 + i);
   const expected = await hashTree(p.outbox);

@@ -12,8 +12,9 @@ import { createCipheriv, createHash } from 'node:crypto';
 import type { Agent } from '../../src/agent/agent.js';
 import { memoryLogger } from '../../src/log.js';
 import {
-  freePort, hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig,
+  hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig,
 } from '../helpers/agents.js';
+import { reservedPort } from '../helpers/ports.js';
 
 const SENDERS = 4;
 const SMALL_PER_SENDER = 250;
@@ -45,9 +46,9 @@ test(`${SENDERS} senders × (${SMALL_PER_SENDER} small + ${LARGE_PER_SENDER} × 
   console.log(`load.test seed=${SEED} (replay with TDX_SEED=${SEED})`);
   const root = await tempDir('tdx-load-');
   cleanup.push(() => fs.rm(root, { recursive: true, force: true }));
-  // freePort: the receiver logs at warn only (its load stays the subject), so it prints no
+  // reservedPort: the receiver logs at warn only (its load stays the subject), so it prints no
   // "listening for transfers" line to read a port 0 back from.
-  const rPort = await freePort();
+  const rPort = await reservedPort();
   const rCfg = await writeAgentConfig({
     name: 'playback', dir: path.join(root, 'receiver'), port: rPort,
     extra: { log: { level: 'warn', file: null }, limits: { idleTimeoutMs: 15_000, handshakeTimeoutMs: 5000 } },

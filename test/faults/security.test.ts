@@ -15,7 +15,7 @@ import type { Agent } from '../../src/agent/agent.js';
 import { memoryLogger } from '../../src/log.js';
 import { explainTlsError } from '../../src/transport/psk.js';
 import {
-  TEST_KEY, freePort, hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig,
+  TEST_KEY, hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig,
 } from '../helpers/agents.js';
 import { RawClient } from '../helpers/rawclient.js';
 import { FaultProxy } from '../helpers/proxy.js';
@@ -63,21 +63,22 @@ interface PairOpts {
 
 async function pair(o: PairOpts) {
   const r = await root();
-  const pb = await freePort();
-  const target = o.via ? await o.via(pb) : pb;
+  // The receiver first, on port 0: the sender's config names the port it got.
   const bCfg = await writeAgentConfig({
-    name: 'playback', dir: path.join(r, 'b'), port: pb,
+    name: 'playback', dir: path.join(r, 'b'), port: 0,
     extra: { security: { key: o.receiverKey ?? TEST_KEY, encrypt: o.receiverEncrypt ?? true } },
   });
+  const b = await start(bCfg);
+  const pb = b.agent.listenAddress.port;
+  const target = o.via ? await o.via(pb) : pb;
   const aCfg = await writeAgentConfig({
-    name: 'render', dir: path.join(r, 'a'), port: await freePort(),
+    name: 'render', dir: path.join(r, 'a'), port: 0,
     extra: {
       security: { key: o.senderKey ?? TEST_KEY, encrypt: o.senderEncrypt ?? true },
       outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: 'delete', settleMs: 100 }],
       peers: [{ name: 'playback', host: '127.0.0.1', port: target }],
     },
   });
-  const b = await start(bCfg);
   const a = await start(aCfg);
   return { root: r, a, b, pb, outbox: path.join(r, 'a', 'outbox'), inbox: path.join(r, 'b', 'inbox') };
 }
@@ -96,7 +97,7 @@ async function assertNotDelivered(p: { outbox: string; inbox: string }, file: st
 async function assertHonestServed(receiverPort: number, encrypt: boolean, inbox: string): Promise<void> {
   const r = await root();
   const cfg = await writeAgentConfig({
-    name: 'honest', dir: r, port: await freePort(),
+    name: 'honest', dir: r, port: 0,
     extra: {
       security: { key: TEST_KEY, encrypt },
       outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: 'delete', settleMs: 100 }],
@@ -134,9 +135,9 @@ test('plain mode on both, another key: the HMAC proof fails (AUTH_FAILED), logge
 
 test('plain mode: a peer without the key cannot put a file into the inbox (wrong proof, skipped AUTH, offer before HELLO)', async () => {
   const r = await root();
-  const port = await freePort();
-  const cfg = await writeAgentConfig({ name: 'playback', dir: r, port, extra: { security: { key: TEST_KEY, encrypt: false } } });
+  const cfg = await writeAgentConfig({ name: 'playback', dir: r, port: 0, extra: { security: { key: TEST_KEY, encrypt: false } } });
   const b = await start(cfg);
+  const port = b.agent.listenAddress.port;
   const inbox = path.join(r, 'inbox');
   const wrong = Buffer.from(OTHER_KEY, 'base64');
 
@@ -277,16 +278,15 @@ for (const encrypt of [true, false]) {
 
 test('the CLI: key file created on first start with mode 0600; the key never reaches the logs (console or log file, debug level); encrypt:false warns loudly', async () => {
   const r = await root();
-  const port = await freePort();
   const logFile = path.join(r, 'agent.log');
   const cfgFile = path.join(r, 'config.json');
   const base = {
-    name: 'keyed', listen: { host: '127.0.0.1', port }, dataDir: 'data', inboxes: [{ name: 'renders', path: 'inbox' }],
+    name: 'keyed', listen: { host: '127.0.0.1', port: 0 }, dataDir: 'data', inboxes: [{ name: 'renders', path: 'inbox' }],
     status: { enabled: false }, log: { level: 'debug', file: logFile },
   };
   await fs.writeFile(cfgFile, JSON.stringify({ ...base, security: { encrypt: false } }));
   const first = spawnCli(['run', '--config', cfgFile]);
-  await first.waitFor(/listening for transfers on/);
+  const port = await first.transferPort();
   const keyFile = path.join(r, 'data', 'key');
   const st = await fs.stat(keyFile);
   // Windows has no POSIX mode bits (stat says 666 for any writable file): there the key is
@@ -310,8 +310,7 @@ test('the CLI: key file created on first start with mode 0600; the key never rea
   for (const security of [{ encrypt: false }, { key, encrypt: true }]) {
     await fs.writeFile(cfgFile, JSON.stringify({ ...base, security }));
     const again = spawnCli(['run', '--config', cfgFile]);
-    await again.waitFor(/listening for transfers on/);
-    const c = await RawClient.connect({ port, ...(security.encrypt ? { tlsKey: Buffer.from(key, 'base64') } : {}) });
+    const c = await RawClient.connect({ port: await again.transferPort(), ...(security.encrypt ? { tlsKey: Buffer.from(key, 'base64') } : {}) });
     await c.handshake(Buffer.from(key, 'base64'));
     c.destroy();
     await again.waitFor(/peer raw test client connected/);

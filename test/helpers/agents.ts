@@ -1,14 +1,16 @@
 /**
  * Real agents for integration tests: configs in fresh temp folders, agents started
  * in-process (Agent.start, real sockets and files) or as child processes of the built
- * CLI (for restarts and kill -9). Agents listen on port 0 and the test reads the port back
- * (`agent.listenAddress`, `Spawned.transferPort()`): a port picked free and reused later
- * races with other processes' ephemeral ports.
+ * CLI (for restarts and kill -9). Agents listen on port 0 (transfer and status) and the
+ * test reads the port back (`agent.listenAddress`, `Spawned.transferPort()` /
+ * `statusPort()`); runAgent pins what a spawned agent got into its config for restarts
+ * and CLI commands. Never pick a port free and hand it out later: node --test runs files
+ * in parallel, and another process's listen(0) or outgoing connection can take it first.
+ * The few ports needed before anything listens come from helpers/ports.ts reservedPort().
  */
 import fs from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import net from 'node:net';
 import { randomBytes, createHash } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -21,22 +23,6 @@ import { createLogger, memoryLogger, type Logger } from '../../src/log.js';
 export const TEST_KEY = randomBytes(32).toString('base64');
 
 export { tempDir } from './tmp.js';
-
-/**
- * A port that was free a moment ago. Racy (another process may take it before it is
- * used): only for a port that must be closed, or a config that cannot be written after
- * its agent starts. Prefer listening on port 0 and reading the port back.
- */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export interface AgentSpec {
   name: string;
@@ -141,6 +127,37 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid:
 
 export { waitUntil };
 
+/**
+ * Writes the ports an agent got (it listened on port 0) into its config, so a restart
+ * listens there again and CLI commands (`tdxfer status|stop --config …`) find its status API.
+ */
+export async function pinPorts(configFile: string, ports: { listen: number; status: number | null }): Promise<void> {
+  const cfg = JSON.parse(await fs.readFile(configFile, 'utf8')) as { listen: { port: number }; status?: { port?: number } };
+  cfg.listen.port = ports.listen;
+  if (ports.status !== null) cfg.status = { ...cfg.status, port: ports.status };
+  await fs.writeFile(configFile, JSON.stringify(cfg, null, 2));
+}
+
+/**
+ * `tdxfer run --config <file>` as a child process: waits until it listens (and serves
+ * its status API, unless `status.enabled` is false) and pins the ports it got into the
+ * config (pinPorts). The caller stops it.
+ */
+export async function runAgent(configFile: string, o: { timeoutMs?: number; env?: NodeJS.ProcessEnv; args?: string[] } = {}): Promise<Spawned> {
+  const timeoutMs = o.timeoutMs ?? 30_000;
+  const s = spawnCli(['run', '--config', configFile, ...(o.args ?? [])], o.env ?? {});
+  try {
+    const listen = await s.transferPort(timeoutMs);
+    const cfg = JSON.parse(await fs.readFile(configFile, 'utf8')) as { status?: { enabled?: boolean } };
+    const status = cfg.status?.enabled === false ? null : await s.statusPort(timeoutMs);
+    await pinPorts(configFile, { listen, status });
+  } catch (err) {
+    await s.stop('SIGKILL').catch(() => undefined);
+    throw err;
+  }
+  return s;
+}
+
 /** Relative paths ('/'-separated) of every file under root, sorted. */
 export async function listFiles(root: string): Promise<string[]> {
   const out: string[] = [];
@@ -187,4 +204,24 @@ export async function writeRandomFile(file: string, size: number): Promise<void>
   } finally {
     await fh.close();
   }
+}
+
+/** Runs the real CLI to completion: exit code and combined output. */
+// A hang detector, not a speed check: a CLI command's start alone took over 30 s at load average 80.
+export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
+  const s = spawnCli(args, env);
+  let killed = false;
+  const code = await new Promise<number | null>((resolve) => {
+    if (s.child.exitCode !== null) return resolve(s.child.exitCode);
+    const t = setTimeout(() => {
+      killed = true;
+      s.child.kill('SIGKILL');
+    }, deadline(timeoutMs));
+    // 'close', not 'exit': 'exit' can come before the last output chunks (seen under wine).
+    s.child.once('close', (c) => {
+      clearTimeout(t);
+      resolve(c);
+    });
+  });
+  return { code, out: killed ? `${s.output()}\n[tdxfer ${args.join(' ')}: no exit within ${deadline(timeoutMs)} ms, killed]` : s.output() };
 }

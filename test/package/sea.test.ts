@@ -19,7 +19,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, TEST_KEY, waitUntil, writeAgentConfig } from '../helpers/agents.js';
+import { TEST_KEY, waitUntil, writeAgentConfig } from '../helpers/agents.js';
 import { CPU_TYPE_X86_64, formatOf, fuseState, LC_CODE_SIGNATURE, parseMacho, SEA_BLOB_MAGIC } from './binfmt.js';
 
 function repoRoot(): string {
@@ -90,30 +90,34 @@ describe('npm run package: single executables', { skip }, () => {
     const bin = file('linux-x64');
     const r = await fs.mkdtemp(path.join(os.tmpdir(), 'tdx-sea-e2e-'));
     cleanup.push(() => fs.rm(r, { recursive: true, force: true }));
-    const recvPort = await freePort();
     // The receiver also serves the dashboard: its script is embedded in the executable.
-    const recvCfg = await writeAgentConfig({ name: 'playback', dir: path.join(r, 'b'), port: recvPort, extra: { status: { enabled: true, host: '127.0.0.1', port: 0 } } });
-    const sendCfg = await writeAgentConfig({
-      name: 'render',
-      dir: path.join(r, 'a'),
-      port: await freePort(),
-      extra: {
-        peers: [{ name: 'playback', host: '127.0.0.1', port: recvPort }],
-        outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: 'keep', settleMs: 150 }],
-        security: { key: TEST_KEY },
-      },
-    });
+    const recvCfg = await writeAgentConfig({ name: 'playback', dir: path.join(r, 'b'), port: 0, extra: { status: { enabled: true, host: '127.0.0.1', port: 0 } } });
     await fs.mkdir(path.join(r, 'a', 'outbox'), { recursive: true });
     const env = { PATH: path.join(r, 'no-such-dir'), HOME: r };
-    const procs = [recvCfg, sendCfg].map((cfg) => {
+    const run = (cfg: string) => {
       const child = spawn(bin, ['run', '--config', cfg], { env, cwd: path.dirname(cfg), stdio: ['ignore', 'pipe', 'pipe'] });
       let log = '';
       child.stdout.on('data', (d: Buffer) => (log += d.toString()));
       child.stderr.on('data', (d: Buffer) => (log += d.toString()));
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       return { child, log: () => log, exited };
-    });
+    };
+    // The receiver first, on port 0; the sender's config names the port it got.
+    const procs = [run(recvCfg)];
     try {
+      const listening = /listening for transfers on \S+:(\d+)/;
+      await waitUntil(() => listening.test(procs[0]!.log()), 60_000, () => `the receiver listens:\n${procs[0]!.log().slice(-2000)}`);
+      const sendCfg = await writeAgentConfig({
+        name: 'render',
+        dir: path.join(r, 'a'),
+        port: 0,
+        extra: {
+          peers: [{ name: 'playback', host: '127.0.0.1', port: Number(listening.exec(procs[0]!.log())![1]) }],
+          outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: 'keep', settleMs: 150 }],
+          security: { key: TEST_KEY },
+        },
+      });
+      procs.push(run(sendCfg));
       const payload = Buffer.from(`frame ${Date.now()} `.repeat(40_000));
       await fs.writeFile(path.join(r, 'a', 'outbox', 'shot_0001.exr'), payload);
       const landed = path.join(r, 'b', 'inbox', 'shot_0001.exr');
@@ -132,7 +136,7 @@ describe('npm run package: single executables', { skip }, () => {
       for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGTERM');
       const codes = await Promise.all(procs.map((p) => p.exited));
       // SIGTERM is a graceful stop: exit 0.
-      assert.deepEqual(codes, [0, 0], procs.map((p) => p.log().slice(-1500)).join('\n---\n'));
+      assert.deepEqual(codes, procs.map(() => 0), procs.map((p) => p.log().slice(-1500)).join('\n---\n'));
     }
   });
 
@@ -196,34 +200,37 @@ describe('npm run package: single executables', { skip }, () => {
     assert.match(await fs.readFile(outFile, 'utf8'), new RegExp(`^${VERSION.replaceAll('.', '\\.')} \\(commit [^,]+, win-x64, single executable, Node v${process.versions.node}\\)`, 'm'));
 
     // Two processes of the .exe move a file outbox -> inbox (relative paths: wine maps / to Z:).
-    const recvPort = await freePort();
-    await writeAgentConfig({ name: 'playback', dir: path.join(dir, 'b'), port: recvPort });
-    await writeAgentConfig({
-      name: 'render',
-      dir: path.join(dir, 'a'),
-      port: await freePort(),
-      extra: {
-        peers: [{ name: 'playback', host: '127.0.0.1', port: recvPort }],
-        outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: 'keep', settleMs: 150 }],
-      },
-    });
+    // The receiver first, on port 0; the sender's config names the port it got.
+    await writeAgentConfig({ name: 'playback', dir: path.join(dir, 'b'), port: 0 });
     await fs.mkdir(path.join(dir, 'a', 'outbox'), { recursive: true });
     const payload = Buffer.from(`frame ${Date.now()} `.repeat(20_000));
-    await fs.writeFile(path.join(dir, 'a', 'outbox', 'shot_0001.exr'), payload);
-    const agents = await Promise.all(
-      ['b', 'a'].map(async (name) => {
-        const log = await fs.open(path.join(dir, name, 'log.txt'), 'w');
-        const child = spawn(env.WINE!, [exe, 'run', '--config', 'config.json'], { env, cwd: path.join(dir, name), stdio: ['ignore', log.fd, log.fd] });
-        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-        return { child, log, exited, name };
-      }),
-    );
+    const logOf = (name: string): string => readFileSync(path.join(dir, name, 'log.txt'), 'utf8');
+    const runExe = async (name: string) => {
+      const log = await fs.open(path.join(dir, name, 'log.txt'), 'w');
+      const child = spawn(env.WINE!, [exe, 'run', '--config', 'config.json'], { env, cwd: path.join(dir, name), stdio: ['ignore', log.fd, log.fd] });
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      return { child, log, exited, name };
+    };
+    const agents = [await runExe('b')];
     try {
+      const listening = /listening for transfers on \S+:(\d+)/;
+      await waitUntil(() => listening.test(logOf('b')), 180_000, () => `b listens: ${logOf('b').slice(-1500)}`);
+      await writeAgentConfig({
+        name: 'render',
+        dir: path.join(dir, 'a'),
+        port: 0,
+        extra: {
+          peers: [{ name: 'playback', host: '127.0.0.1', port: Number(listening.exec(logOf('b'))![1]) }],
+          outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: 'keep', settleMs: 150 }],
+        },
+      });
+      await fs.writeFile(path.join(dir, 'a', 'outbox', 'shot_0001.exr'), payload);
+      agents.push(await runExe('a'));
       const landed = path.join(dir, 'b', 'inbox', 'shot_0001.exr');
       await waitUntil(
         async () => existsSync(landed) && (await fs.stat(landed)).size === payload.length,
         180_000,
-        () => agents.map((a) => `${a.name}: ${readFileSync(path.join(dir, a.name, 'log.txt'), 'utf8').slice(-1500)}`).join('\n'),
+        () => agents.map((a) => `${a.name}: ${logOf(a.name).slice(-1500)}`).join('\n'),
       );
       assert.ok((await fs.readFile(landed)).equals(payload));
     } finally {

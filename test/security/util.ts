@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { freePort, spawnCli, tempDir, waitUntil, writeAgentConfig, type Spawned } from '../helpers/agents.js';
+import { spawnCli, tempDir, waitUntil, writeAgentConfig, type Spawned } from '../helpers/agents.js';
 import { httpRequest } from '../helpers/http.js';
 
 export interface RunningAgent {
@@ -19,13 +19,17 @@ export interface RunningAgent {
 /** `tdxfer run` for an agent in `dir` with the status API on; waits until /health answers. */
 export async function runAgent(o: { name: string; dir?: string; extra?: Record<string, unknown>; as?: { uid: number; gid: number } }): Promise<RunningAgent> {
   const dir = o.dir ?? (await tempDir(`tdx-sec-${o.name}-`));
-  const port = await freePort();
-  const statusPort = await freePort();
-  const extra = { status: { enabled: true, host: '127.0.0.1', port: statusPort }, ...o.extra };
-  const cfg = await writeAgentConfig({ name: o.name, dir, port, extra });
+  // Port 0 for both: the ports it got are read from its log.
+  const extra = { status: { enabled: true, host: '127.0.0.1', port: 0 }, ...o.extra };
+  const cfg = await writeAgentConfig({ name: o.name, dir, port: 0, extra });
   const proc = spawnCli(['run', '--config', cfg], {}, o.as ?? null);
-  const base = `http://127.0.0.1:${statusPort}`;
+  let port = 0;
+  let statusPort = 0;
+  let base = '';
   try {
+    port = await proc.transferPort(60_000);
+    statusPort = await proc.statusPort(60_000);
+    base = `http://127.0.0.1:${statusPort}`;
     await waitUntil(async () => {
       if (proc.child.exitCode !== null) throw new Error(`agent ${o.name} exited:\n${proc.output()}`);
       try {

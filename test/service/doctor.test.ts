@@ -9,6 +9,7 @@ import { portHolderHint, probePort, runDoctor, writeAccessFix } from '../../src/
 import { memoryLogger } from '../../src/log.js';
 import { StatusServer } from '../../src/status/server.js';
 import { FakeView } from '../helpers/fake-view.js';
+import { reservedPort } from '../helpers/ports.js';
 
 const win = process.platform === 'win32';
 /** Windows keeps access in NTFS ACLs, not in mode bits: doctor names the key without judging its mode. */
@@ -20,15 +21,6 @@ class Capture extends Writable {
     this.text += chunk.toString('utf8');
     cb();
   }
-}
-
-/** A port that was free a moment ago (bound on port 0, then released). */
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 async function hold(port: number): Promise<net.Server> {
@@ -56,7 +48,9 @@ async function setup(t: { after: (fn: () => Promise<void>) => void }, patch: (cf
   const keyFile = path.join(dir, 'tdxfer.key');
   await writeFile(keyFile, Buffer.alloc(32, 7).toString('base64') + '\n', { mode: 0o600 });
   await chmod(keyFile, 0o600);
-  const ports = { listen: await freePort(), status: await freePort(), legacy: await freePort() };
+  // Reserved (helpers/ports.ts): doctor must find them free unless this test holds them,
+  // so no other test process may take them between here and the probe.
+  const ports = { listen: await reservedPort(), status: await reservedPort(), legacy: await reservedPort() };
   const cfg: Record<string, unknown> = {
     name: 'doc-test',
     dataDir: path.join(dir, 'data'),
@@ -216,7 +210,7 @@ describe('tdxfer doctor', () => {
   });
 
   test('probePort tells free, in use and impossible apart', async (t) => {
-    const port = await freePort();
+    const port = await reservedPort();
     assert.deepEqual(await probePort('127.0.0.1', port), { state: 'free' });
     const srv = await hold(port);
     t.after(() => new Promise<void>((r) => srv.close(() => r())));

@@ -15,9 +15,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { freePort, sha256File, spawnCli, tempDir, waitUntil, writeAgentConfig, writeRandomFile, type Spawned } from '../helpers/agents.js';
+import { sha256File, tempDir, waitUntil, writeAgentConfig, writeRandomFile, type Spawned } from '../helpers/agents.js';
 import { digestFile } from '../helpers/hash.js';
-import { getJson, writePair, type PairLayout } from '../e2e/status-helpers.js';
+import { getJson, spawnAgent, writePair, type PairLayout } from '../e2e/status-helpers.js';
+import { reservedPort } from '../helpers/ports.js';
 import { FaultProxy } from '../helpers/proxy.js';
 import { Harness, type HarnessEvent } from './harness.js';
 
@@ -30,9 +31,8 @@ after(async () => {
 });
 
 async function runAgentCli(cfg: string): Promise<Spawned> {
-  const s = spawnCli(['run', '--config', cfg]);
+  const s = await spawnAgent(cfg);
   cleanup.push(() => s.stop('SIGTERM'));
-  await s.waitFor(/status API and dashboard on http:\/\/127\.0\.0\.1:\d+\//, 30_000);
   return s;
 }
 
@@ -45,7 +45,8 @@ let srcDir: string;
 before(async () => {
   p = await writePair({ throttleBytesPerSec: 16 * MB });
   cleanup.push(() => p.cleanup());
-  await Promise.all([runAgentCli(p.receiverCfg), runAgentCli(p.senderCfg)]);
+  await runAgentCli(p.receiverCfg);
+  await runAgentCli(p.senderCfg);
   srcDir = path.join(p.root, 'renders');
   await fs.mkdir(srcDir, { recursive: true });
   py = new Harness();
@@ -202,15 +203,16 @@ test('after the event stream was cut, the handle catches up from /status: a file
 test('onAgentDown / onAgentUp when the agent stops and starts again; QueueJob and Poll stay fast while it is down', async () => {
   const dir = await tempDir('tdx-td-solo-');
   cleanup.push(() => fs.rm(dir, { recursive: true, force: true }));
-  const statusPort = await freePort();
+  // Reserved: the handle keeps this URL while the agent is down for a while and restarts.
+  const statusPort = await reservedPort();
   const cfg = await writeAgentConfig({
     name: 'solo',
     dir,
-    port: await freePort(),
+    port: 0,
     extra: {
       status: { enabled: true, host: '127.0.0.1', port: statusPort },
       // "ghost": a peer nobody answers for, so a job to it waits across the restart.
-      peers: [{ name: 'playback', host: '127.0.0.1', port: p.receiverPort }, { name: 'ghost', host: '127.0.0.1', port: await freePort() }],
+      peers: [{ name: 'playback', host: '127.0.0.1', port: p.receiverPort }, { name: 'ghost', host: '127.0.0.1', port: await reservedPort() }],
     },
   });
   let solo = await runAgentCli(cfg);
@@ -324,16 +326,15 @@ test('a server that accepts and never answers: QueueJob and Poll never block, jo
 test('status.token: the right token= works, a wrong one is onAgentDown (401, with the fix) and onFailed for QueueJob', async () => {
   const dir = await tempDir('tdx-td-token-');
   cleanup.push(() => fs.rm(dir, { recursive: true, force: true }));
-  const statusPort = await freePort();
   const token = 'td-test-token-0123456789';
   const cfg = await writeAgentConfig({
     name: 'locked',
     dir,
-    port: await freePort(),
-    extra: { status: { enabled: true, host: '127.0.0.1', port: statusPort, token }, peers: [{ name: 'playback', host: '127.0.0.1', port: p.receiverPort }] },
+    port: 0,
+    extra: { status: { enabled: true, host: '127.0.0.1', port: 0, token }, peers: [{ name: 'playback', host: '127.0.0.1', port: p.receiverPort }] },
   });
   const locked = await runAgentCli(cfg);
-  const url = `http://127.0.0.1:${statusPort}`;
+  const url = `http://127.0.0.1:${await locked.statusPort()}`;
   await py.call({ op: 'open', handle: 'good', url, token, peer: 'playback', inbox: 'renders' });
   await py.call({ op: 'open', handle: 'bad', url, token: 'not-the-token', peer: 'playback', inbox: 'renders' });
   assert.equal((await py.waitCallback('good', 'onAgentUp')).data.name, 'locked');
