@@ -67,6 +67,7 @@ export const SLOW_UNDER_WINE = {
   'faults/resume.test.js': 'three 300 MB resumes: 97-131 s under wine',
   'e2e/jobs.test.js': 'POST /send jobs across a kill -9: 73-104 s under wine',
   'security/slots.test.js': 'slot floods: 45-87 s under wine',
+  'e2e/cli.test.js': 'nine CLI runs, --help of every command: 112-213 s under wine (each node.exe start costs 1-3 s unloaded)',
 };
 
 /** Eligible files not yet seen passing under wine: run by a plain run only. */
