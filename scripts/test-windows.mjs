@@ -6,7 +6,8 @@
 // itself with that reason (test/helpers/platform.ts); nothing skips for failing.
 //
 // Usage: node scripts/test-windows.mjs [--ci] [--concurrency N] [file-or-dir-filter...]
-//   --ci: leave out KNOWN_GAPS and NOT_YET_VERIFIED (what scripts/test.sh runs)
+//   --ci: leave out KNOWN_GAPS, SLOW_UNDER_WINE and NOT_YET_VERIFIED (what scripts/test.sh runs)
+//   filters: files or folders, e.g. `npm run test:windows -- dist/test/inbox/index.test.js e2e/`
 // Env: TDXFER_WIN_CONCURRENCY (default 2), plus what scripts/wine-env.sh reads.
 /* global process, console, setInterval, clearInterval */
 import { spawn, spawnSync } from 'node:child_process';
@@ -51,21 +52,27 @@ export const LINUX_ONLY = {
  * (`npm run test:windows`) runs them, so they stay visible. Remove an entry once it passes.
  */
 export const KNOWN_GAPS = {
-  'inbox/index.test.js': 'two tests fail under wine since the landing index change of issue #20 (stop 24 CI lane): "files offered while earlier ones land: the folder is still listed once" lists it again, and a case-variant name comes back as theirs.png instead of THEIRS.PNG; not yet understood',
-  'e2e/cli-status.test.js': 'its two CLI agents printed nothing within 80 s under wine on the loaded machine; at load 60 one `tdxfer peers` under wine took 131 s to start and answer (each CLI spawn costs 1-3 s unloaded)',
-  'e2e/cli.test.js': 'slower than the 10 min file timeout under wine (four CLI agents in sequence)',
-  // Measured 2026-12-06 (w14): the restarted sender does log "unreachable" and the malformed-frame case
-  // passes; the stop after kill() now expects EXIT_AFTER_KILL. Left out for time and one unexplained stall.
-  'e2e/transfer.test.js': 'the 200 MB case stalled once on a machine loaded 25-fold (the receiver\'s partial stayed at 0 bytes for 8 min, no retry; alone it passed in 95 s): not yet understood; when it passes the file takes ~250 s under wine, too slow for the CI lane',
+  // Seen 2026-12-07 (helper "wine"), once each, in a plain run beside a CI run (load 20-40):
+  'limits/accuracy.test.js': 'two bandwidth-accuracy cases (many small files; a lowered limit on a file in flight) missed their windows under wine at load 40 (229 s for the file); not yet run on a quiet machine',
+  'faults/hostile.test.js': 'its slow-loris case saw the TLS HELLO dribbler dropped after ~1.1 s, before the 2 s handshake timeout (1 of 3 runs under wine, and once on Linux at load 16: not wine-specific; perhaps a random eviction from the 4-per-address handshake budget); every other case passes under wine',
+  'security/memory.test.js': 'plain TCP PING flood: the client\'s socket ended but the agent never logged "does not read what it asks for" (TLS passed); not yet understood (~290 s for the file)',
+};
+
+/**
+ * Files that pass under wine (each seen passing at least twice) but cost more lane time than
+ * the CI lane's ~8 minutes leave room for: `--ci` leaves them out and prints them, a plain
+ * run runs them. Seconds: one run each under wine at load 7-10 (December 2026).
+ */
+export const SLOW_UNDER_WINE = {
+  'faults/crash.test.js': 'seeded kill -9 rounds: 57-143 s under wine',
+  'faults/resume.test.js': 'three 300 MB resumes: 97-131 s under wine',
+  'e2e/jobs.test.js': 'POST /send jobs across a kill -9: 73-104 s under wine',
+  'security/slots.test.js': 'slot floods: 45-87 s under wine',
+  'e2e/cli.test.js': 'nine CLI runs, --help of every command: 112-213 s under wine (each node.exe start costs 1-3 s unloaded)',
 };
 
 /** Eligible files not yet seen passing under wine: run by a plain run only. */
-export const NOT_YET_VERIFIED = ['e2e/status.test.js', 'e2e/osc.test.js', 'faults/corruption.test.js', 'faults/crash.test.js', 'faults/eager.test.js',
-  'faults/graceful.test.js', 'faults/hostile.test.js', 'faults/load.test.js', 'faults/resume.test.js', 'faults/security.test.js',
-  // Added in the same round as the lane (issues #10, #11, #17, #20): not yet run under wine.
-  'e2e/incoming.test.js', 'e2e/jobs.test.js', 'e2e/peer-reason.test.js', 'limits/accuracy.test.js',
-  'security/memory.test.js', 'security/protocol.test.js', 'security/slots.test.js', 'security/symlinks.test.js',
-  'security/swap.test.js'];
+export const NOT_YET_VERIFIED = [];
 
 const args = process.argv.slice(2);
 let ci = false;
@@ -94,6 +101,7 @@ for (const rel of all) {
   if (filters.length > 0 && !filters.some((f) => rel === f || rel.startsWith(f.endsWith('/') ? f : f + '/'))) continue;
   if (LINUX_ONLY[rel]) { console.log(`test-windows: not run (needs ${LINUX_ONLY[rel]}): ${rel}`); continue; }
   if (ci && KNOWN_GAPS[rel]) { console.log(`test-windows: not run in CI (known Windows gap: ${KNOWN_GAPS[rel]}): ${rel}`); continue; }
+  if (ci && SLOW_UNDER_WINE[rel]) { console.log(`test-windows: not run in CI (passes under wine, left out for lane time: ${SLOW_UNDER_WINE[rel]}): ${rel}`); continue; }
   if (ci && NOT_YET_VERIFIED.includes(rel)) { console.log(`test-windows: not run in CI (not yet verified under wine): ${rel}`); continue; }
   chosen.push(rel);
 }

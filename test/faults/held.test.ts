@@ -20,6 +20,8 @@ import type { Agent } from '../../src/agent/agent.js';
 import { memoryLogger } from '../../src/log.js';
 import { decode } from 'node-osc';
 import { OscNotifier } from '../../src/osc/notifier.js';
+import { statusText } from '../../src/cli/status-cmd.js';
+import { presentSnapshot } from '../../src/status/present.js';
 import { sha256File, startAgent, waitUntil, writeRandomFile } from '../helpers/agents.js';
 import { isWindows } from '../helpers/platform.js';
 import { makePair, runCleanup, stagingData, type Cleanup } from './util.js';
@@ -94,6 +96,8 @@ test('Windows: a new version of a file another program holds open waits staged, 
   const held = rx.snapshot().held ?? [];
   assert.deepEqual(held.map((h) => [h.inbox, h.rel, h.path]), [['renders', 'loop.mov', target]], 'the status lists the held file');
   assert.ok(held[0]!.sinceMs <= heldSince && held[0]!.likelyHolder.length > 0);
+  // `tdxfer status` prints the /status document (presentSnapshot) with this section.
+  assert.match(statusText(presentSnapshot(rx.snapshot()), null), /\nheld \(waiting for another program to let go\):\n {2}inbox "renders": loop\.mov held open by .*Movie File In TOP.* for \d+ s \(E[A-Z]+\); the new version waits staged\n/);
   await waitUntil(() => osc.some((m) => m.address === '/tdxfer/waiting'), 30_000, () => `OSC /tdxfer/waiting; got ${JSON.stringify(osc)}`);
   const waiting = osc.filter((m) => m.address === '/tdxfer/waiting');
   assert.deepEqual(waiting[0]!.args.slice(0, 3), ['renders', 'loop.mov', target]);
@@ -109,6 +113,7 @@ test('Windows: a new version of a file another program holds open waits staged, 
   assert.deepEqual((await fs.readdir(p.inbox)).sort(), ['loop.mov'], 'replaced in place, no second copy');
   assert.ok(rxLog.records.some((r) => r.msg.includes('released by the program that held it')));
   assert.deepEqual(rx.snapshot().held, [], 'no longer listed once replaced');
+  assert.doesNotMatch(statusText(presentSnapshot(rx.snapshot()), null), /held \(waiting/);
   await waitUntil(() => osc.some((m) => m.address === '/tdxfer/received'), 30_000, () => `OSC /tdxfer/received after the release; got ${JSON.stringify(osc)}`);
   const received = osc.find((m) => m.address === '/tdxfer/received')!;
   assert.deepEqual(received.args.slice(0, 3), ['renders', 'loop.mov', target]);

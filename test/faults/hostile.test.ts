@@ -22,6 +22,7 @@ import {
 import { MIN_IDLE_MS, PENDING_MAX_PER_ADDRESS } from '../../src/transport/slots.js';
 import { RawClient, rawFrame, rawSocket, socketClosed } from '../helpers/rawclient.js';
 import { digestBytes } from '../helpers/hash.js';
+import { wineFlaw } from '../helpers/platform.js';
 
 const KEY = Buffer.from(TEST_KEY, 'base64');
 const HANDSHAKE_MS = 2000;
@@ -61,7 +62,9 @@ function seeded(n: number): Buffer {
   return b;
 }
 
-async function vmRssKb(pid: number): Promise<number> {
+/** The agent's resident memory in kB from /proc (Linux-only: null elsewhere, where the protocol checks still run). */
+async function vmRssKb(pid: number): Promise<number | null> {
+  if (process.platform !== 'linux') return null;
   const s = await fs.readFile(`/proc/${pid}/status`, 'utf8');
   const m = /VmRSS:\s+(\d+) kB/.exec(s);
   if (!m) throw new Error(`no VmRSS in /proc/${pid}/status`);
@@ -212,7 +215,7 @@ test('malformed and truncated frames after a valid handshake: ERROR with the rig
   await assertHealthy();
 });
 
-test('absurd declared sizes: OFFER of 2^50 bytes → ERROR TOO_LARGE, 2^40 over limits.maxFileBytes → NACK TOO_LARGE; nothing allocated', async () => {
+test('absurd declared sizes: OFFER of 2^50 bytes → ERROR TOO_LARGE, 2^40 over limits.maxFileBytes → NACK TOO_LARGE; nothing allocated', async (t) => {
   const pid = agent.child.pid!;
   const rssBefore = await vmRssKb(pid);
   outputMark = agent.output().length;
@@ -249,8 +252,11 @@ test('absurd declared sizes: OFFER of 2^50 bytes → ERROR TOO_LARGE, 2^40 over 
   c.destroy();
 
   const rssAfter = await vmRssKb(pid);
-  console.log(`receiver VmRSS before ${Math.round(rssBefore / 1024)} MB, after ${Math.round(rssAfter / 1024)} MB`);
-  assert.ok(rssAfter - rssBefore < 40 * 1024, `RSS grew by ${Math.round((rssAfter - rssBefore) / 1024)} MB`);
+  if (rssBefore === null || rssAfter === null) t.diagnostic('receiver RSS not measured: needs /proc (Linux-only); the staging sizes below still bound what was written');
+  else {
+    console.log(`receiver VmRSS before ${Math.round(rssBefore / 1024)} MB, after ${Math.round(rssAfter / 1024)} MB`);
+    assert.ok(rssAfter - rssBefore < 40 * 1024, `RSS grew by ${Math.round((rssAfter - rssBefore) / 1024)} MB`);
+  }
   for (const f of await listFiles(staging)) {
     const st = await fs.stat(path.join(staging, f));
     assert.ok(st.size < 2 * 1024 * 1024, `staging file ${f} is ${st.size} bytes`);
@@ -303,7 +309,7 @@ test('hostile names are refused (BAD_NAME) or made safe exactly as src/names.ts 
   await assertHealthy();
 });
 
-test('a symlink planted inside the inbox pointing outside: files offered through it are refused, nothing written outside', async () => {
+test('a symlink planted inside the inbox pointing outside: files offered through it are refused, nothing written outside', { skip: wineFlaw('symlinkNoop') }, async () => {
   await fs.symlink(outside, path.join(inbox, 'evil'));
   await fs.symlink(path.join(outside, 'keep.txt'), path.join(inbox, 'link.txt'));
   outputMark = agent.output().length;

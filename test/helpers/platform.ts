@@ -31,7 +31,7 @@ export function wineFlaw(flaw: keyof typeof WINE_FLAWS): string | false {
 
 export const WINE_FLAWS = {
   caseRename: 'a case-only rename (A.png -> a.png) silently does nothing under wine',
-  symlinkNoop: 'fs.symlink() under wine 8 reports success but creates nothing (measured: lstat then gives ENOENT), so symlink confinement cannot be exercised',
+  symlinkNoop: 'fs.symlink() under wine 8 reports success but creates nothing (measured: lstat then gives ENOENT) and a junction gives ENOTSUP, so symlink confinement cannot be exercised',
   birthtimeIsCtime: 'wine reports birthtimeMs as ctime',
   rootReadOnly: 'wine runs as root here, so read-only flags and permissions do not bite',
   watchedFolderDelete:

@@ -12,6 +12,7 @@ import { Lander, Listing, newLandIndex } from '../../src/inbox/land.js';
 import { DirIndex } from '../../src/inbox/dirindex.js';
 import type { Inbox } from '../../src/inbox/inbox.js';
 import { memoryLogger } from '../../src/log.js';
+import { underWine, wineFlaw } from '../helpers/platform.js';
 import { fixture, listFiles, sha } from './util.js';
 
 function countingOps(): DirOps & { listings: string[] } {
@@ -49,7 +50,9 @@ async function landOne(ib: Inbox, rel: string, body: string, mtimeMs: number): P
   return { rel: landed.rel, skipped: landed.skipped === true };
 }
 
-const PREFILLED = 3000;
+// Under wine each file created costs several ms (the Windows lane's time): a smaller full
+// folder shows the same thing, one listing however many files land.
+const PREFILLED = underWine ? 600 : 3000;
 const frame = (i: number): string => `Frame.${String(i).padStart(5, '0')}.png`;
 
 describe('landing into a full inbox (names looked up, folders not listed per file)', () => {
@@ -98,7 +101,7 @@ describe('landing into a full inbox (names looked up, folders not listed per fil
         const added = outcomes.filter((o) => !o.skipped && (policy === 'rename' || /new\./.test(o.rel))).length;
         assert.equal(files.length, 2 * PREFILLED + added, 'no file lost, no case variant left behind');
         // pre-filled files the landings did not touch are unchanged
-        assert.equal(await fs.readFile(path.join(fx.inboxDir, frame(2999)), 'utf8'), 'old 2999');
+        assert.equal(await fs.readFile(path.join(fx.inboxDir, frame(PREFILLED - 1)), 'utf8'), `old ${PREFILLED - 1}`);
       } finally {
         await fx.cleanup();
       }
@@ -160,7 +163,7 @@ describe('landing into a full inbox (names looked up, folders not listed per fil
     }
   });
 
-  test('files offered while earlier ones land (the sender\'s window): the folder is still listed once, not again per batch', async () => {
+  test('files offered while earlier ones land (the sender\'s window): the folder is still listed once, not again per batch', async (t) => {
     const fx = await fixture('overwrite');
     try {
       await prefill(path.join(fx.inboxDir, 'shot'), PREFILLED, frame);
@@ -186,7 +189,14 @@ describe('landing into a full inbox (names looked up, folders not listed per fil
       // a change by someone else is still seen once our batches have settled
       await fs.writeFile(path.join(fx.inboxDir, 'shot', 'theirs.png'), 'x');
       assert.equal((await landOne(ib, 'shot/THEIRS.PNG', 'mine', 5)).rel, 'shot/THEIRS.PNG');
-      assert.deepEqual((await listFiles(path.join(fx.inboxDir, 'shot'))).filter((n) => /theirs/i.test(n)), ['THEIRS.PNG'], 'the case variant made by someone else was replaced, not kept beside');
+      const theirs = (await listFiles(path.join(fx.inboxDir, 'shot'))).filter((n) => /theirs/i.test(n));
+      assert.equal(theirs.length, 1, `the case variant made by someone else was replaced, not kept beside: ${theirs.join(', ')}`);
+      assert.equal(await fs.readFile(path.join(fx.inboxDir, 'shot', theirs[0]!), 'utf8'), 'mine');
+      // The incoming spelling is given by a case-only rename after the replace (Windows and
+      // macOS do it; wine keeps the old spelling: collision.test.ts covers it off wine).
+      const caseRename = wineFlaw('caseRename');
+      if (caseRename) t.diagnostic(`spelling not checked: ${caseRename}`);
+      else assert.deepEqual(theirs, ['THEIRS.PNG'], 'the incoming spelling replaced the case variant');
     } finally {
       await fx.cleanup();
     }

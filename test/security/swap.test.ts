@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import { listFiles, tempDir, waitUntil } from '../helpers/agents.js';
 import { p, runAgent } from './util.js';
+import { wineFlaw } from '../helpers/platform.js';
 
 describe('inbox or staging swapped for a symlink while running', () => {
   for (const which of ['inbox', 'staging'] as const) {
-    test(`${which} folder replaced by a link to another folder: nothing is written there`, async (t) => {
+    test(`${which} folder replaced by a link to another folder: nothing is written there`, { skip: wineFlaw('symlinkNoop') }, async (t) => {
       const receiver = await runAgent({ name: 'receiver' });
       t.after(() => receiver.stop());
       const elsewhere = await tempDir('tdx-sec-elsewhere-');

@@ -9,10 +9,11 @@ import fs from 'node:fs/promises';
 import { listFiles, tempDir, waitUntil } from '../helpers/agents.js';
 import { httpRequest } from '../helpers/http.js';
 import { p, runAgent } from './util.js';
+import { wineFlaw } from '../helpers/platform.js';
 
 describe('symlinks in an outbox are not followed by default', () => {
   for (const after of ['delete', 'archive'] as const) {
-    test(`folder link and file link to outside, after: ${after}`, async (t) => {
+    test(`folder link and file link to outside, after: ${after}`, { skip: wineFlaw('symlinkNoop') }, async (t) => {
       const receiver = await runAgent({ name: 'receiver' });
       t.after(() => receiver.stop());
       const outside = await tempDir('tdx-sec-outside-');
@@ -58,7 +59,7 @@ describe('symlinks in an outbox are not followed by default', () => {
 
 describe('outboxes[].followSymlinks: true: after-actions act on the link, never on the target', () => {
   for (const after of ['delete', 'archive'] as const) {
-    test(`folder link and file link are sent, after: ${after} leaves the targets untouched`, async (t) => {
+    test(`folder link and file link are sent, after: ${after} leaves the targets untouched`, { skip: wineFlaw('symlinkNoop') }, async (t) => {
       const receiver = await runAgent({ name: 'receiver' });
       t.after(() => receiver.stop());
       const outside = await tempDir('tdx-sec-linked-');
