@@ -7,13 +7,17 @@
  * accepted, `{"op":"end","id":...}` when it is done, failed for good or cancelled.
  * Every record is fsynced before its promise resolves, so a 202 answered after `add()`
  * means the job is on disk. On open the file is read (a torn last line from a crash is
- * skipped), reduced to the open jobs and rewritten atomically (temp file + rename).
+ * skipped), reduced to the open jobs and rewritten atomically (jsonl.ts); while running it
+ * is rewritten the same way once it holds more than twice the lines needed (at least
+ * COMPACT_MIN_LINES), so weeks of POST /send jobs do not grow it without bound.
  */
-import { mkdir, open, readFile, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { TdxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { Mutex, fsyncDir } from '../fsutil.js';
+import { JsonlWriter, readJsonl } from '../jsonl.js';
+
+/** While running, the file is compacted once it holds more than twice the open jobs' lines, and at least this many. */
+export const COMPACT_MIN_LINES = 1000;
 
 export interface StoredJob {
   id: string;
@@ -31,13 +35,7 @@ export interface StoredJob {
 
 type Line = ({ op: 'add' } & StoredJob) | { op: 'end'; id: string; why?: string };
 
-function parseLine(text: string): Line | null {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return null;
-  }
+function parseLine(v: unknown): Line | null {
   if (typeof v !== 'object' || v === null) return null;
   const l = v as Record<string, unknown>;
   if (typeof l.id !== 'string') return null;
@@ -51,8 +49,7 @@ function parseLine(text: string): Line | null {
 
 export class JobStore {
   private readonly jobs = new Map<string, StoredJob>();
-  private fh: FileHandle | null = null;
-  private readonly mutex = new Mutex();
+  private writer: JsonlWriter | null = null;
 
   private constructor(
     readonly file: string,
@@ -61,33 +58,27 @@ export class JobStore {
 
   static async open(file: string, opts: { log?: Logger } = {}): Promise<JobStore> {
     const s = new JobStore(path.resolve(file), opts.log);
-    await mkdir(path.dirname(s.file), { recursive: true });
-    let text = '';
+    let read;
     try {
-      text = await readFile(s.file, 'utf8');
+      read = await readJsonl(s.file, parseLine);
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 'ENOENT') {
-        throw new TdxError('JOURNAL_READ_FAILED', `cannot read the job journal ${s.file}: ${describeError(err)}; fix its permissions, or move it away (queued POST /send jobs in it are then lost)`, { cause: err });
-      }
+      throw new TdxError('JOURNAL_READ_FAILED', `cannot read the job journal ${s.file}: ${describeError(err)}; fix its permissions, or move it away (queued POST /send jobs in it are then lost)`, { cause: err });
     }
-    const lines = text.split('\n');
-    let bad = 0;
-    lines.forEach((raw, i) => {
-      if (raw.trim() === '') return;
-      const line = parseLine(raw);
-      if (!line) {
-        if (i === lines.length - 1) s.log?.debug('job journal: skipped torn last line', { file: s.file });
-        else bad++;
-        return;
-      }
+    for (const line of read.items) {
       if (line.op === 'add') {
         const { op: _op, ...job } = line;
         s.jobs.set(job.id, job);
       } else s.jobs.delete(line.id);
+    }
+    if (read.torn) s.log?.debug('job journal: skipped torn last line', { file: s.file });
+    if (read.bad > 0) s.log?.warn(`job journal ${s.file} had ${read.bad} unreadable line(s); they were dropped`);
+    s.writer = await JsonlWriter.open(s.file, {
+      snapshot: () => [...s.jobs.values()].map((j) => ({ op: 'add', ...j })),
+      compactWhen: (lines) => lines > Math.max(COMPACT_MIN_LINES, 2 * s.jobs.size),
+      onCompactError: (err) => s.log?.warn(`could not compact the job journal ${s.file}: ${describeError(err)}; it keeps growing until the next start`),
+      closedError: () => new TdxError('JOURNAL_CLOSED', `the job journal ${s.file} is closed (the agent is stopping)`),
     });
-    if (bad > 0) s.log?.warn(`job journal ${s.file} had ${bad} unreadable line(s); they were dropped`);
-    await s.compact();
-    s.fh = await open(s.file, 'a');
+    await s.writer.rewrite();
     return s;
   }
 
@@ -113,38 +104,20 @@ export class JobStore {
   }
 
   async close(): Promise<void> {
-    await this.mutex.run(async () => {
-      const fh = this.fh;
-      this.fh = null;
-      await fh?.close();
-    });
+    await this.writer?.close();
+  }
+
+  /** Lines in the file now (for tests of the compaction). */
+  get linesInFile(): number {
+    return this.writer?.linesInFile ?? 0;
   }
 
   private append(line: Line): Promise<void> {
-    const text = JSON.stringify(line) + '\n';
-    return this.mutex.run(async () => {
-      const fh = this.fh;
-      if (!fh) throw new TdxError('JOURNAL_CLOSED', `the job journal ${this.file} is closed (the agent is stopping)`);
-      try {
-        await fh.write(text);
-        await fh.datasync();
-      } catch (err) {
-        throw new TdxError('JOURNAL_WRITE_FAILED', `cannot write the job journal ${this.file}: ${describeError(err)}; free disk space or fix permissions of the data folder`, { cause: err });
-      }
+    const w = this.writer;
+    if (!w) return Promise.reject(new TdxError('JOURNAL_CLOSED', `the job journal ${this.file} is not open`));
+    return w.append([line], { sync: true }).catch((err: unknown) => {
+      if (err instanceof TdxError) throw err;
+      throw new TdxError('JOURNAL_WRITE_FAILED', `cannot write the job journal ${this.file}: ${describeError(err)}; free disk space or fix permissions of the data folder`, { cause: err });
     });
-  }
-
-  private async compact(): Promise<void> {
-    const text = [...this.jobs.values()].map((j) => JSON.stringify({ op: 'add', ...j }) + '\n').join('');
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.write(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, this.file);
-    await fsyncDir(path.dirname(this.file));
   }
 }

@@ -4,9 +4,12 @@
  * the data folder; install.sh passes /srv/tdxfer, the unit's show folder), the outbox
  * delivering to this agent's own inbox until a peer is put in its place, no legacy
  * listener, no hooks, no log file, the key inline. config/example.json stays the full,
- * commented example. Pure: no I/O.
+ * commented example. It names its `version`: a file without one is read as the current
+ * version, which after a future format change would skip its migration. Pure: no I/O.
  */
 import path from 'node:path';
+import { CONFIG_VERSION } from '../config/migrate.js';
+import type { RawConfig } from '../config/schema.js';
 
 /** The inbox name the starter config uses. */
 export const STARTER_INBOX = 'inbox';
@@ -22,7 +25,7 @@ export interface StarterOptions {
   key: string;
 }
 
-export function starterConfig(opts: StarterOptions): Record<string, unknown> {
+export function starterConfig(opts: StarterOptions): RawConfig {
   const folder = opts.folder ?? opts.dataDir;
   return {
     $comment: [
@@ -31,6 +34,7 @@ export function starterConfig(opts: StarterOptions): Record<string, unknown> {
       'the outbox to it ("to": [{ "peer": "playback-1", "inbox": "renders" }]); every machine needs',
       'this same security.key. config/example.json (in the package) shows every setting.',
     ],
+    version: CONFIG_VERSION,
     name: opts.name,
     dataDir: opts.dataDir,
     inboxes: [{ name: STARTER_INBOX, path: path.join(folder, 'inbox') }],

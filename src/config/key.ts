@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Logger } from '../log.js';
 import type { ConfigErrors } from './messages.js';
 import type { KeySpec } from './resolve.js';
-import { fsyncDir, writeTempSynced } from '../fsutil.js';
+import { fsyncDir, renameRetrying, writeTempSynced } from '../fsutil.js';
 
 export const KEY_BYTES = 32;
 export const KEY_HOWTO = 'make one with `tdxfer init` or `openssl rand -base64 32`';
@@ -44,7 +44,7 @@ export function decodeKey(text: string): Buffer | { problem: string } {
  * Writes a new key file with mode 0600, atomically: a temp file in the same folder is
  * fsynced, then hard-linked into place, so readers never see a partial key and two agents
  * starting at once cannot each create a different one (the loser reads the winner's).
- * With `overwrite`, an existing key is replaced (by rename).
+ * With `overwrite`, an existing key is replaced (by rename, retrying Windows' transient locks).
  * Returns the key now in the file.
  */
 export async function writeKeyFile(file: string, opts: { overwrite?: boolean; key?: Buffer } = {}): Promise<{ key: Buffer; created: boolean }> {
@@ -53,7 +53,7 @@ export async function writeKeyFile(file: string, opts: { overwrite?: boolean; ke
   const tmp = await writeTempSynced(file, `${encodeKey(key)}\n`, 0o600);
   try {
     if (opts.overwrite) {
-      await fs.rename(tmp, file);
+      await renameRetrying(tmp, file);
     } else {
       try {
         await fs.link(tmp, file);
@@ -67,7 +67,7 @@ export async function writeKeyFile(file: string, opts: { overwrite?: boolean; ke
         // Filesystems without hard links (FAT/exFAT, some network shares): rename if still absent.
         if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EOPNOTSUPP') throw err;
         if (await exists(file)) throw err;
-        await fs.rename(tmp, file);
+        await renameRetrying(tmp, file);
       }
     }
     await fsyncDir(path.dirname(file));

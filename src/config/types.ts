@@ -2,12 +2,18 @@
  * The resolved configuration the agent runs on: every default applied, every path
  * absolute. The JSON field names are the public contract (README "Config reference");
  * add fields freely, never rename.
+ *
+ * The file's shape is schema.ts (RawConfig is derived from it); the value sets below come
+ * from there too, and the checks at the end of this file make tsc name any field of the
+ * schema that has no resolved counterpart here (and any field here the file cannot set).
  */
 import type { HashAlg } from '../hash.js';
+import type { RawConfig, RawInbox, RawOutbox, RawPeer, RawRoute } from './schema.js';
 
-export type CollisionPolicy = 'overwrite' | 'rename' | 'skip';
-export type AfterAction = 'archive' | 'delete' | 'keep';
-export type PeerProtocol = 'tdxfer' | 'legacy';
+export type CollisionPolicy = NonNullable<RawInbox['onCollision']>;
+export type AfterAction = NonNullable<RawOutbox['after']>;
+export type PeerProtocol = NonNullable<RawPeer['protocol']>;
+export type LogLevel = NonNullable<NonNullable<RawConfig['log']>['level']>;
 
 export interface InboxConfig {
   name: string;
@@ -150,5 +156,45 @@ export interface AgentConfig {
   limits: LimitsConfig;
   transfer: TransferConfig;
   /** `file` rotates by size: at most `maxFiles` files of about `maxSizeBytes` each. */
-  log: { level: 'error' | 'warn' | 'info' | 'debug'; file: string | null; maxSizeBytes: number; maxFiles: number };
+  log: { level: LogLevel; file: string | null; maxSizeBytes: number; maxFiles: number };
 }
+
+// --- compile-time: the file's fields (schema.ts) and the resolved ones agree -------------------
+// A field added to the schema but not here (or the reverse) fails tsc with
+// `Type '"theField"' does not satisfy the constraint 'never'` on the line of its section.
+
+/** Fields of a file object `Raw` with no counterpart in `Resolved` (`$comment` and `except` aside). */
+export type Unresolved<Raw, Resolved, Except extends PropertyKey = never> = Exclude<keyof Raw, keyof Resolved | '$comment' | Except>;
+/** Fields of `Resolved` that the file object `Raw` cannot set (`except` aside). */
+export type Unwritable<Raw, Resolved, Except extends PropertyKey = never> = Exclude<keyof Resolved, keyof Raw | Except>;
+/** Compiles only when T is `never`. */
+export type None<T extends never> = T;
+/** The fields that differ, both directions at once (`never` when the two agree). */
+export type Mismatch<Raw, Resolved, RawOnly extends PropertyKey = never, ResolvedOnly extends PropertyKey = never> =
+  | Unresolved<Raw, Resolved, RawOnly>
+  | Unwritable<Raw, Resolved, ResolvedOnly>;
+type Section<K extends keyof RawConfig> = NonNullable<RawConfig[K]>;
+
+export type ConfigShapeChecks = [
+  // `$schema` is for editors, `version` is consumed by migrate.ts; `configFile` is where it came from.
+  None<Mismatch<RawConfig, AgentConfig, '$schema' | 'version', 'configFile'>>,
+  None<Mismatch<Section<'listen'>, AgentConfig['listen']>>,
+  None<Mismatch<RawInbox, InboxConfig>>,
+  None<Mismatch<NonNullable<RawInbox['onReceive']>, NonNullable<InboxConfig['onReceive']>>>,
+  None<Mismatch<RawOutbox, OutboxConfig>>,
+  None<Mismatch<RawRoute, RouteConfig>>,
+  None<Mismatch<RawPeer, PeerConfig>>,
+  None<Mismatch<Section<'discovery'>, DiscoveryConfig>>,
+  // The key is written inline (`key`) or as a file (`keyFile`); resolved, it is the bytes and where they came from.
+  None<Mismatch<Section<'security'>, SecurityConfig, 'keyFile', 'keySource'>>,
+  None<Mismatch<Section<'legacy'>, LegacyConfig>>,
+  None<Mismatch<Section<'status'>, StatusConfig>>,
+  None<Mismatch<Section<'osc'>, OscConfig>>,
+  None<Mismatch<Section<'limits'>, LimitsConfig>>,
+  None<Mismatch<Section<'transfer'>, TransferConfig>>,
+  None<Mismatch<Section<'log'>, AgentConfig['log']>>,
+];
+
+// The check itself is checked: a field missing on one side must not compile.
+// @ts-expect-error `extra` has no resolved counterpart
+export type ConfigShapeSelfCheck = None<Mismatch<{ kept: 1; extra: 2 }, { kept: 1 }>>;

@@ -120,6 +120,14 @@ export function selectAnswers(query: QueryPacket, own: readonly OwnRecord[]): Se
 }
 
 /**
+ * §10.1 goodbye: every record of ours with TTL 0, except the type enumeration PTR (it is
+ * shared with every other agent, which still has the type).
+ */
+export function goodbyeRecords(own: readonly OwnRecord[]): OwnRecord[] {
+  return own.filter((r) => !sameName(r.name, SERVICES_ENUM)).map((r) => ({ ...r, ttl: 0 }));
+}
+
+/**
  * While we probe (§8.1), a response with a record of our instance name (SRV or TXT, TTL > 0)
  * means someone else already owns it: we have not answered anything yet, so it is not us.
  * Identical data counts too: it is another process with our id (a copied data folder).

@@ -96,6 +96,18 @@ export function resolveInterfaces(
   return out;
 }
 
+/**
+ * IPv4 addresses for our A records: the lane's own (`address`), or, on the default
+ * interface (null), every non-internal IPv4 address of the machine.
+ */
+export function ownAddresses(address: string | null, nets: NetworkInterfaces = os.networkInterfaces()): string[] {
+  if (address !== null) return [address];
+  return Object.values(nets)
+    .flatMap((l) => l ?? [])
+    .filter((a) => (a.family === 'IPv4' || (a.family as unknown) === 4) && !a.internal)
+    .map((a) => a.address);
+}
+
 /** DNS names compare case-insensitively, with or without the root dot. */
 export function sameName(a: string, b: string): boolean {
   return a.toLowerCase().replace(/\.$/, '') === b.toLowerCase().replace(/\.$/, '');

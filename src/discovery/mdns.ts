@@ -21,7 +21,7 @@
  *
  * Silent failure modes handled (measured, /work/shared/netns/README.md):
  * - multicast-dns 'error' events throw without a listener: turned into `warning`s;
- * - `interface` needs `bind: '0.0.0.0'` to receive multicast; one socket per configured NIC;
+ * - `interface` needs `bind: '0.0.0.0'` to receive multicast (mdns-socket.ts); one socket per configured NIC;
  * - a same-name owner answers our probe: we do not come up and warn (no `up` in time);
  * - not hearing our own announcement back (multicast loopback) means nothing leaves the
  *   NIC (no multicast route, firewall);
@@ -30,19 +30,22 @@
  * - IPv4 only: IPv6 link-local addresses without a zone are useless to peers.
  *
  * Layout: naming is mdns-names.ts, reading responses is PeerBook (mdns-packet.ts), query
- * timing is QueryPlan (mdns-schedule.ts), answering is mdns-answer.ts, all pure; this file
- * keeps the sockets and one timer per lane and executes what those decide.
+ * timing is QueryPlan (mdns-schedule.ts), reading queries and cache refreshes is
+ * mdns-query.ts, answering is mdns-answer.ts, all pure; a lane's state and what it means
+ * is mdns-lane.ts; the socket is mdns-socket.ts (the only multicast-dns import). This file
+ * keeps the lanes and their timers and executes what those decide.
  */
 import { EventEmitter } from 'node:events';
-import os from 'node:os';
-import multicastDnsModule from 'multicast-dns';
 import { TdxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Announcement } from './table.js';
-import { SERVICE_DOMAIN, hostNameFor, instanceNameFor, instanceOf, resolveInterfaces, sameName } from './mdns-names.js';
+import { SERVICE_DOMAIN, hostNameFor, instanceNameFor, resolveInterfaces, sameName } from './mdns-names.js';
 import { PeerBook, type MdnsPacket, type ResourceRecord } from './mdns-packet.js';
-import { QUERY_CAP_MS, QueryPlan, RECORD_TTL_S } from './mdns-schedule.js';
-import { AnswerQueue, SERVICES_ENUM, conflicts, ownRecords, selectAnswers, type OwnRecord, type QueryPacket } from './mdns-answer.js';
+import { QUERY_CAP_MS, RECORD_TTL_S } from './mdns-schedule.js';
+import { conflicts, goodbyeRecords, selectAnswers, type OwnRecord } from './mdns-answer.js';
+import { openMdnsSocket, withTimeout, type OutPacket, type QueryMessage, type RemoteInfo } from './mdns-socket.js';
+import { SentQueries, cacheRefreshes, listedInstances } from './mdns-query.js';
+import { newLane, refreshOwn, socketProblem, upProblem, type Lane } from './mdns-lane.js';
 
 export { instanceNameFor, hostNameFor, resolveInterfaces } from './mdns-names.js';
 
@@ -76,84 +79,12 @@ export interface MdnsEvents {
   warning: [string];
 }
 
-// --- the parts of multicast-dns 7.2.5 we rely on ------------------------------------------
-interface RemoteInfo {
-  address: string;
-  port: number;
-}
-interface QueryMessage extends QueryPacket {
-  id?: number;
-}
-interface OutPacket {
-  id?: number;
-  type?: 'query' | 'response';
-  flags?: number;
-  questions?: Array<{ name: string; type: string }>;
-  answers?: ResourceRecord[];
-  additionals?: ResourceRecord[];
-  authorities?: ResourceRecord[];
-}
-interface MulticastDns {
-  on(event: 'response', listener: (packet: MdnsPacket, rinfo: RemoteInfo) => void): unknown;
-  on(event: 'query', listener: (packet: QueryMessage, rinfo: RemoteInfo) => void): unknown;
-  on(event: 'error' | 'warning', listener: (err: Error) => void): unknown;
-  once(event: 'ready', listener: () => void): unknown;
-  once(event: 'error', listener: (err: Error) => void): unknown;
-  removeListener(event: string, listener: (...args: never[]) => void): unknown;
-  query(packet: OutPacket, cb?: (err: Error | null) => void): void;
-  respond(packet: OutPacket, rinfo?: RemoteInfo | ((err: Error | null) => void), cb?: (err: Error | null) => void): void;
-  destroy(cb?: () => void): void;
-}
-type MulticastDnsFactory = (opts: Record<string, unknown>) => MulticastDns;
-const multicastDns = multicastDnsModule as unknown as MulticastDnsFactory;
-
-interface Lane {
-  /** "default", or the NIC name / address as configured, for messages. */
-  label: string;
-  address: string | null;
-  mdns: MulticastDns;
-  plan: QueryPlan;
-  answers: AnswerQueue;
-  own: OwnRecord[];
-  /** Addresses in our A records, to notice a change. */
-  published: string;
-  probing: boolean;
-  conflict: boolean;
-  up: boolean;
-  heardSelf: boolean;
-  timer: NodeJS.Timeout | null;
-}
-
-function withTimeout(ms: number, run: (done: () => void) => void): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    try {
-      run(() => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    } catch {
-      clearTimeout(timer);
-      resolve(false);
-    }
-  });
-}
-
 const PROBE_COUNT = 3;
 const PROBE_INTERVAL_MS = 250;
 /** §8.3: at least two announcements a second apart; a third covers a lost one. */
 const ANNOUNCE_AT_MS = [0, 1000, 3000];
 /** A timer this late means our own process stalled (a loaded machine): expiries wait (see schedule). */
 const STALL_MS = 1000;
-/** Our own queries come back (multicast loopback): recognised by id and content for this long. */
-const OWN_QUERY_MEMORY_MS = 2000;
-
-/** Identity of a query, to recognise our own when it loops back. */
-function queryKey(p: QueryMessage | OutPacket): string {
-  const q = (p.questions ?? []).map((x) => `${x.name.toLowerCase()}/${x.type}`).join(',');
-  const a = (p.answers ?? []).map((x) => `${String(x.data).toLowerCase()}`).sort().join(',');
-  return `${p.id ?? 0}:${q}:${a}`;
-}
 
 export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   readonly instanceName: string;
@@ -165,8 +96,8 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   private readonly warned = new Set<string>();
   /** Goodbyes heard, waiting for the confirming query to stay unanswered. */
   private readonly pendingGoodbyes = new Map<string, NodeJS.Timeout>();
-  /** Queries we sent recently (queryKey -> time), to ignore them when they loop back. */
-  private readonly sentQueries = new Map<string, number>();
+  /** Queries we sent recently, to tell them apart when they loop back. */
+  private readonly sentQueries = new SentQueries();
   private readonly timers = new Set<NodeJS.Timeout>();
   private upTimer: NodeJS.Timeout | null = null;
   private addrTimer: NodeJS.Timeout | null = null;
@@ -231,8 +162,7 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
       lanes.map(async (lane) => {
         if (lane.timer) clearTimeout(lane.timer);
         if (lane.up) {
-          // Not the type enumeration PTR: it is shared with every other agent, which still has the type.
-          const bye = lane.own.filter((r) => !sameName(r.name, SERVICES_ENUM)).map((r) => ({ ...r, ttl: 0 }));
+          const bye = goodbyeRecords(lane.own);
           if (!(await withTimeout(ms, (done) => lane.mdns.respond({ answers: bye }, () => done())))) {
             this.log.warn('mDNS goodbye not sent in time; peers will notice our absence by timeout', { interface: lane.label });
           }
@@ -243,46 +173,17 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   }
 
   private async openLane(label: string, address: string | null): Promise<Lane> {
-    // Send errors repeat with every packet: warn once per distinct message, then debug.
-    const onError = (err: unknown): void => {
-      const msg = describeError(err);
-      const hint = /ENETUNREACH|EHOSTUNREACH/.test(msg)
-        ? ' (multicast has no route here: on Linux `ip route add 224.0.0.0/4 dev <if>`, or check the interface is up)'
-        : '';
-      if (this.warned.has(`err:${label}:${msg}`)) this.log.debug(`mDNS error on ${label}: ${msg}`);
-      else this.warnOnce(`err:${label}:${msg}`, `mDNS error on ${label}: ${msg}${hint}`);
-    };
-    const mdns = multicastDns(address === null ? {} : { interface: address, bind: '0.0.0.0' });
-    const now = Date.now();
-    const lane: Lane = {
-      label,
-      address,
-      mdns,
-      plan: new QueryPlan({ now, self: this.instanceName, capMs: this.opts.requeryMs ?? QUERY_CAP_MS }),
-      answers: new AnswerQueue(Math.random),
-      own: [],
-      published: '',
-      probing: false,
-      conflict: false,
-      up: false,
-      heardSelf: false,
-      timer: null,
-    };
+    const { mdns, bound } = openMdnsSocket(label, address);
+    const lane = newLane({ label, address, mdns }, { now: Date.now(), self: this.instanceName, capMs: this.opts.requeryMs ?? QUERY_CAP_MS, random: Math.random });
     this.refreshOwn(lane);
-    const ready = new Promise<void>((resolve, reject) => {
-      const onBindError = (err: Error): void => reject(err);
-      mdns.once('error', onBindError);
-      mdns.once('ready', () => {
-        mdns.removeListener('error', onBindError);
-        resolve();
-      });
-    });
-    mdns.on('error', onError);
-    mdns.on('warning', (err) => {
-      const msg = describeError(err);
-      if (this.warned.has(`warn:${label}:${msg}`)) this.log.debug(`mDNS warning on ${label}: ${msg}`);
-      else this.warnOnce(`warn:${label}:${msg}`, `mDNS warning on ${label}: ${msg}`);
-    });
+    // Send errors repeat with every packet: warn once per distinct message, then debug.
+    const trouble = (kind: 'error' | 'warning', err: unknown): void => {
+      const p = socketProblem(kind, label, err);
+      if (this.warned.has(p.key)) this.log.debug(p.line);
+      else this.warnOnce(p.key, p.warning);
+    };
+    mdns.on('error', (err) => trouble('error', err));
+    mdns.on('warning', (err) => trouble('warning', err));
     mdns.on('response', (packet, rinfo) => {
       try {
         this.onResponse(lane, packet, rinfo);
@@ -297,43 +198,14 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
         this.log.debug(`ignored a malformed mDNS query from ${rinfo.address}: ${describeError(err)}`);
       }
     });
-    try {
-      await ready;
-    } catch (err) {
-      await withTimeout(1000, (done) => mdns.destroy(done));
-      throw new TdxError(
-        'DISCOVERY_FAILED',
-        `cannot open the mDNS socket (UDP 5353) on ${label}: ${describeError(err)}. Another program may hold the port without SO_REUSEADDR, or permissions forbid it; disable discovery or use static "peers"`,
-        { cause: err },
-      );
-    }
+    await bound;
     return lane;
-  }
-
-  /** IPv4 addresses for our A records: the lane's own, or every non-internal one. */
-  private addressesOf(lane: Lane): string[] {
-    if (lane.address !== null) return [lane.address];
-    return Object.values(os.networkInterfaces())
-      .flatMap((l) => l ?? [])
-      .filter((a) => (a.family === 'IPv4' || (a.family as unknown) === 4) && !a.internal)
-      .map((a) => a.address);
   }
 
   /** Rebuilds our records; true if our addresses changed. */
   private refreshOwn(lane: Lane): boolean {
-    const addresses = this.addressesOf(lane);
-    const key = addresses.join(',');
-    const changed = key !== lane.published;
-    lane.published = key;
-    lane.own = ownRecords({
-      instanceName: this.instanceName,
-      hostName: this.hostName,
-      port: this.opts.port,
-      txt: this.opts.txt,
-      addresses,
-      ttlS: this.opts.recordTtlS ?? RECORD_TTL_S,
-    });
-    return changed;
+    const { instanceName, hostName } = this;
+    return refreshOwn(lane, { instanceName, hostName, port: this.opts.port, txt: this.opts.txt, ttlS: this.opts.recordTtlS ?? RECORD_TTL_S });
   }
 
   private checkAddresses(): void {
@@ -387,9 +259,7 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
 
   private sendQuery(lane: Lane, packet: OutPacket): void {
     const p: OutPacket = { ...packet, id: 1 + Math.floor(Math.random() * 0xfffe) };
-    const now = Date.now();
-    for (const [k, t] of this.sentQueries) if (now - t > OWN_QUERY_MEMORY_MS) this.sentQueries.delete(k);
-    this.sentQueries.set(queryKey(p), now);
+    this.sentQueries.sent(p, Date.now());
     lane.mdns.query(p);
   }
 
@@ -442,18 +312,11 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   private onQuery(lane: Lane, packet: QueryMessage, rinfo: RemoteInfo): void {
     if (this.state !== 'running') return;
     const now = Date.now();
-    const sent = this.sentQueries.get(queryKey(packet));
     // Our own query, looped back: not someone else's question (§7.3, §10.5), but answered like
     // any other (it never lists us): our records age in our peers' caches with theirs.
-    const own = sent !== undefined && now - sent <= OWN_QUERY_MEMORY_MS;
-    if (!own && (packet.questions ?? []).some((q) => q.type === 'PTR' && sameName(q.name, SERVICE_DOMAIN))) {
-      const listed = new Map<string, number>();
-      for (const k of packet.answers ?? []) {
-        const instance = k.type === 'PTR' && typeof k.data === 'string' ? instanceOf(k.data) : null;
-        if (instance !== null) listed.set(instance, k.ttl ?? 0);
-      }
-      lane.plan.heardQuery(listed, now, this.book.instancesAt(rinfo.address));
-    }
+    const own = this.sentQueries.isOwn(packet, now);
+    const listed = own ? null : listedInstances(packet);
+    if (listed !== null) lane.plan.heardQuery(listed, now, this.book.instancesAt(rinfo.address));
     if (lane.up && !lane.conflict && !(own && lane.probing)) {
       const sel = selectAnswers(packet, lane.own);
       if (sel.answers.length > 0) {
@@ -469,18 +332,8 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
 
   private checkUp(): void {
     for (const lane of this.lanes) {
-      if (!lane.up) {
-        this.warn(
-          `mDNS: our announcement "${this.instanceName}" did not come up on ${lane.label} within ${this.opts.upTimeoutMs ?? 2500} ms: ` +
-            `another device already announces that instance name (an agent with the same id ${this.opts.id}: a copied data folder?). ` +
-            `Other agents will not discover this one. Give each machine its own data folder, or a unique name.`,
-        );
-      } else if (!lane.heardSelf) {
-        this.warn(
-          `mDNS: we never heard our own announcement back on ${lane.label}: multicast does not leave this interface ` +
-            `(no multicast route - on Linux: ip route add 224.0.0.0/4 dev <if> - or a firewall blocking UDP 5353). Other agents will not discover this one.`,
-        );
-      }
+      const problem = upProblem(lane, { instanceName: this.instanceName, id: this.opts.id }, this.opts.upTimeoutMs ?? 2500);
+      if (problem !== null) this.warn(problem);
     }
   }
 
@@ -497,12 +350,8 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     }
     lane.answers.heard(records);
     const now = Date.now();
-    for (const r of records) {
-      if ((r.ttl ?? 0) === 0) continue;
-      const instance =
-        r.type === 'PTR' && sameName(r.name, SERVICE_DOMAIN) && typeof r.data === 'string' ? instanceOf(r.data) : r.type === 'SRV' ? instanceOf(r.name) : null;
-      if (instance === null || instance === this.instanceName) continue;
-      if (r.type === 'PTR' || lane.plan.cache.has(instance)) lane.plan.cache.heard(instance, r.ttl ?? 0, now);
+    for (const r of cacheRefreshes(records, this.instanceName)) {
+      if (r.adds || lane.plan.cache.has(r.instance)) lane.plan.cache.heard(r.instance, r.ttlS, now);
     }
     for (const act of this.book.interpret(laneIndex, packet, rinfo.address)) {
       switch (act.kind) {

@@ -5,8 +5,8 @@
  * no wire path can make us write outside the inbox.
  */
 import type { HeldChange, HeldFile } from './held.js';
-import { BASELINE_HASH, createFileHash, type FileHash, type HashAlg } from '../hash.js';
-import { createReadStream, constants as fsConstants } from 'node:fs';
+import { BASELINE_HASH, createFileHash, type HashAlg } from '../hash.js';
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { InboxConfig } from '../config/types.js';
@@ -20,6 +20,8 @@ import { Journal } from './journal.js';
 import { checkConfined, findExisting, Lander, newLandIndex, type LandIndex } from './land.js';
 import type { DirOps } from './dirindex.js';
 import { chooseStaging, FALLBACK_DIRNAME, Staging } from './staging.js';
+import { FreeSpace } from './space.js';
+import { WRITE_RESUME, digestOf, hashPrefix, openFresh, openNoFollow } from './staged-io.js';
 
 export { InboxError } from './errors.js';
 export type { InboxErrorCode } from './errors.js';
@@ -86,58 +88,12 @@ export type BeginResult =
 export const DEFAULT_RESUME_TTL_MS = 24 * 3600 * 1000;
 export const DEFAULT_RESERVE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_RESUME_MIN_BYTES = 1024 * 1024;
-const FREE_SPACE_TTL_MS = 1000;
-const FREE_SPACE_MARGIN = 256 * 1024 * 1024;
 
 async function exists(p: string): Promise<boolean> {
   return fs.stat(p).then(
     () => true,
     () => false,
   );
-}
-
-async function hashPrefix(file: string, length: number, hash: FileHash): Promise<void> {
-  if (length === 0) return;
-  for await (const chunk of createReadStream(file, { start: 0, end: length - 1, highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-  }
-}
-
-/** Opens `file` for writing from byte 0, creating its folder when it is missing (staging deleted by hand). */
-async function openFresh(file: string, dir: string): Promise<fs.FileHandle> {
-  try {
-    return await openNoFollow(file, WRITE_FRESH);
-  } catch (err) {
-    if ((err as { code?: unknown }).code !== 'ENOENT') throw err;
-    await fs.mkdir(dir, { recursive: true });
-    return openNoFollow(file, WRITE_FRESH);
-  }
-}
-
-/** O_NOFOLLOW where the platform has it (not Windows): a staging file replaced by a link is not written through. */
-const NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;
-const WRITE_FRESH = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | NOFOLLOW;
-const WRITE_RESUME = fsConstants.O_RDWR | NOFOLLOW;
-
-async function openNoFollow(file: string, flags: number): Promise<fs.FileHandle> {
-  try {
-    return await fs.open(file, flags, 0o666);
-  } catch (err) {
-    if ((err as { code?: unknown }).code === 'ELOOP') {
-      throw new InboxError('IO', `The staging file ${file} is a symlink (someone replaced it); it is not written through. Remove the link.`, { cause: err });
-    }
-    throw err;
-  }
-}
-
-async function digestOf(file: string, alg: HashAlg): Promise<string | null> {
-  const hash = await createFileHash(alg);
-  try {
-    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  } catch {
-    return null;
-  }
-  return hash.digest();
 }
 
 export class Inbox {
@@ -167,10 +123,8 @@ export class Inbox {
   }
   /** Names in the inbox's folders, shared by landing and the onCollision=skip lookup in begin(). */
   readonly #index: LandIndex;
-  /** Last statfs of the staging volume, and #spaceAdmitted at that moment. */
-  #freeReading: { at: number; bytes: number | null; admitted: number } | null = null;
-  /** Bytes of files admitted by begin() so far (for the free-space estimate). */
-  #spaceAdmitted = 0;
+  /** Free space of the staging volume: one statfs per burst of files (space.ts). */
+  readonly #space = new FreeSpace();
   /** Open writers by (source, rel): at most one each. */
   readonly #active = new Map<string, IncomingFile | null>();
   #closed = false;
@@ -352,7 +306,7 @@ export class Inbox {
     const id = staging.id(source, rel);
     const dataPath = staging.dataPath(id);
     // Asked now, awaited below: the statfs runs while the resume check reads the meta.
-    const freeSoon = this.#freeSpace(staging.dir, (size ?? 0) + this.#reserveBytes);
+    const freeSoon = this.#space.free(staging.dir, (size ?? 0) + this.#reserveBytes);
     let offset = 0;
     let resumeLength: number | null = null;
     if (req.resume && size !== null && mtimeMs !== null) {
@@ -375,7 +329,7 @@ export class Inbox {
       );
     }
 
-    this.#spaceAdmitted += (size ?? 0) - offset;
+    this.#space.admit((size ?? 0) - offset);
     const hash = await createFileHash(req.hash ?? BASELINE_HASH);
     let handle: fs.FileHandle;
     // A resumed partial has its meta; a fresh one gets one only at resumeMinBytes and up.
@@ -426,26 +380,6 @@ export class Inbox {
       { id, source, rel, parts, size, mtimeMs, offset, prefixDigest, hash, handle, hasMeta, from: req.from, via: req.via },
     );
     return { kind: 'write', file };
-  }
-
-  /**
-   * Free bytes on the staging volume. One statfs serves a burst of files: the reading is
-   * reused for up to FREE_SPACE_TTL_MS, minus what was admitted since, and read afresh
-   * when that estimate comes within FREE_SPACE_MARGIN of what is `needed` (or is stale),
-   * so a refusal is always based on a fresh reading. Other
-   * programs filling the disk meanwhile are caught by the write itself (ENOSPC → NO_SPACE).
-   */
-  async #freeSpace(dir: string, needed: number): Promise<number | null> {
-    const now = performance.now();
-    const r = this.#freeReading;
-    if (r && r.bytes !== null && now - r.at < FREE_SPACE_TTL_MS) {
-      const estimate = r.bytes - (this.#spaceAdmitted - r.admitted);
-      if (estimate > needed + FREE_SPACE_MARGIN) return estimate;
-    }
-    const admitted = this.#spaceAdmitted;
-    const bytes = await freeBytes(dir);
-    this.#freeReading = { at: performance.now(), bytes, admitted };
-    return bytes;
   }
 
   /**

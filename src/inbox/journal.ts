@@ -3,7 +3,7 @@
  * resend (the sender crashed after we committed but before it saw the ack) is
  * answered "duplicate" instead of landing twice (or as "name (1).ext").
  *
- * Append-only JSON lines, one record per landed file; the latest record per
+ * Append-only JSON lines (jsonl.ts), one record per landed file; the latest record per
  * (source, rel) wins. Bounded: on open, and whenever twice the limit accumulates,
  * it is rewritten with the last `limit` records. A torn last line (crash during
  * append) is skipped. Losing the journal only loses dedupe, never data.
@@ -21,10 +21,9 @@
  * recoverAnnouncements). Pending records survive compaction (also when their dedupe
  * record was superseded or evicted) and are bounded by `limit` like the rest.
  */
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
-import { errCode, writeFileAtomic } from '../fsutil.js';
+import { JsonlWriter, readJsonl } from '../jsonl.js';
 
 export interface LandedRecord {
   source: string;
@@ -83,8 +82,7 @@ export class Journal {
   #byKey = new Map<string, LandedRecord>();
   /** Landings not announced yet, by landingId, oldest first. */
   #pending = new Map<string, LandedRecord>();
-  #linesInFile = 0;
-  #chain: Promise<unknown> = Promise.resolve();
+  #writer!: JsonlWriter;
   #durable = false;
 
   private constructor(file: string, limit: number, log: Logger) {
@@ -94,38 +92,24 @@ export class Journal {
   }
 
   static async open(stateDir: string, log: Logger, limit = 10_000, opts: { durable?: boolean } = {}): Promise<Journal> {
-    await fs.mkdir(stateDir, { recursive: true });
     const j = new Journal(path.join(stateDir, 'landed.jsonl'), limit, log);
     j.#durable = opts.durable === true;
-    let text = '';
-    try {
-      text = await fs.readFile(j.file, 'utf8');
-    } catch (err) {
-      if (errCode(err) !== 'ENOENT') throw err;
+    const read = await readJsonl(j.file, (v) => (isMark(v) || isRecord(v) ? v : null));
+    for (const rec of read.items) {
+      if (isMark(rec)) j.#pending.delete(landingId(rec.announced));
+      else j.#set(rec);
     }
-    let bad = 0;
-    const lines = text.split('\n').filter((l) => l.trim() !== '');
-    for (const line of lines) {
-      let rec: unknown;
-      try {
-        rec = JSON.parse(line);
-      } catch {
-        bad++;
-        continue;
-      }
-      if (isMark(rec)) {
-        j.#pending.delete(landingId(rec.announced));
-        continue;
-      }
-      if (!isRecord(rec)) {
-        bad++;
-        continue;
-      }
-      j.#set(rec);
-    }
-    j.#linesInFile = lines.length;
+    const bad = read.bad + (read.torn ? 1 : 0);
     if (bad > 0) log.warn('skipped unreadable lines in the dedupe journal (torn write after a crash?)', { file: j.file, lines: bad });
-    if (bad > 0 || lines.length > limit || (text !== '' && !text.endsWith('\n'))) await j.#compact();
+    // No close: marks may still come while the inbox stops, so the file is opened per append.
+    j.#writer = await JsonlWriter.open(j.file, {
+      keepOpen: false,
+      linesInFile: read.lines,
+      snapshot: () => j.#snapshot(),
+      compactWhen: (lines) => lines > 2 * limit,
+      onCompactError: (err) => log.warn('could not compact the dedupe journal', { file: j.file, err }),
+    });
+    if (bad > 0 || read.lines > limit || read.unterminated) await j.#writer.rewrite();
     return j;
   }
 
@@ -165,8 +149,8 @@ export class Journal {
   markAnnounced(rec: Pick<LandedRecord, 'source' | 'rel' | 'at'>): Promise<void> {
     const id = landingId(rec);
     if (!this.#pending.delete(id)) return Promise.resolve();
-    const line = JSON.stringify({ announced: { source: rec.source, rel: rec.rel, at: rec.at } } satisfies AnnouncedMark) + '\n';
-    return this.#append(line, 1, 'could not mark a landing announced in the dedupe journal; it is announced again after a restart', false);
+    const mark: AnnouncedMark = { announced: { source: rec.source, rel: rec.rel, at: rec.at } };
+    return this.#append([mark], 'could not mark a landing announced in the dedupe journal; it is announced again after a restart', false);
   }
 
   /** Record a landed file. Failures are logged, never thrown: the file already landed. */
@@ -177,46 +161,29 @@ export class Journal {
   /** Record several landed files with one append (a landing batch). Never throws. */
   recordMany(recs: readonly LandedRecord[]): Promise<void> {
     for (const rec of recs) this.#set(rec);
-    return this.#append(recs.map((rec) => JSON.stringify(rec) + '\n').join(''), recs.length, 'could not append to the dedupe journal; a resend of these files may land twice', this.#durable);
+    return this.#append(recs, 'could not append to the dedupe journal; a resend of these files may land twice', this.#durable);
   }
 
-  #append(text: string, lines: number, failure: string, sync: boolean): Promise<void> {
-    const run = async (): Promise<void> => {
-      try {
-        const fh = await fs.open(this.file, 'a');
-        try {
-          await fh.appendFile(text);
-          if (sync) await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        this.#linesInFile += lines;
-        if (this.#linesInFile > 2 * this.limit) await this.#compact();
-      } catch (err) {
-        this.#log.warn(failure, { file: this.file, lines, err });
-      }
-    };
-    const p = this.#chain.then(run);
-    this.#chain = p;
-    return p;
+  #append(lines: readonly unknown[], failure: string, sync: boolean): Promise<void> {
+    return this.#writer.append(lines, { sync }).catch((err: unknown) => this.#log.warn(failure, { file: this.file, lines: lines.length, err }));
   }
 
-  async #compact(): Promise<void> {
+  /** The state as lines, for compaction. */
+  #snapshot(): unknown[] {
     const latest = new Set(this.#byKey.values());
     // Pending landings whose dedupe record is no longer the latest (or was evicted) go
     // first, so the latest record per key still wins on the next open.
-    const lines = [...this.#pending.values()].filter((r) => !latest.has(r));
+    const lines: unknown[] = [...this.#pending.values()].filter((r) => !latest.has(r));
     for (const r of this.#byKey.values()) {
       const pending = this.#pending.get(landingId(r)) === r;
       const { pending: _p, ...rest } = r;
       lines.push(pending ? { ...rest, pending: true } : rest);
     }
-    await writeFileAtomic(this.file, lines.map((r) => JSON.stringify(r) + '\n').join(''));
-    this.#linesInFile = lines.length;
+    return lines;
   }
 
   /** Wait for pending appends. */
   async flush(): Promise<void> {
-    await this.#chain;
+    await this.#writer.flush();
   }
 }

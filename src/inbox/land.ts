@@ -2,9 +2,9 @@
  * Moving finished, verified files from staging into the inbox.
  *
  * Invariants:
- * - Confinement on real paths: every folder on the way is resolved with realpath and
- *   must lie inside the inbox's real path BEFORE anything is created in it, so a
- *   symlink (or junction) planted inside the inbox cannot make us write outside.
+ * - Confinement on real paths (land-path.ts): every folder on the way is resolved with
+ *   realpath and must lie inside the inbox's real path BEFORE anything is created in it,
+ *   so a symlink (or junction) planted inside the inbox cannot make us write outside.
  * - One name per file, case-insensitively: TouchDesigner mostly runs on NTFS/APFS,
  *   where `A.png` and `a.png` are the same file. Folders differing only in case are
  *   reused (`Shot1/` for `shot1/`), and an overwrite never leaves two case variants.
@@ -26,13 +26,14 @@ import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { renameCandidate } from '../names.js';
 import { InboxError } from './errors.js';
-import { errCode, fsyncDir, isInside, realpathLong, renameWithRetry, retryTransient } from '../fsutil.js';
+import { errCode, fsyncDir, renameWithRetry, retryTransient } from '../fsutil.js';
 import type { Journal, LandedRecord } from './journal.js';
-import { DirIndex, type DirOps } from './dirindex.js';
 import { HeldTargets, heldTooLong } from './held.js';
-import { Listing, applyPlan, planLanding, type LandPlan } from './land-plan.js';
+import { applyPlan, planLanding, type Listing, type LandPlan } from './land-plan.js';
+import { checkConfined, newLandIndex, resolveParent, type LandIndex, type Parent } from './land-path.js';
 
 export { Listing, applyPlan, planLanding, type LandPlan } from './land-plan.js';
+export { checkConfined, findExisting, newLandIndex, resolveParent, type LandIndex } from './land-path.js';
 
 /** The inbox a lander works in. */
 export interface LandTarget {
@@ -50,16 +51,11 @@ export interface LandTarget {
   heldMaxSeconds?: number;
   /** Registry of held targets (shown in the status); a fresh one if absent. */
   held?: HeldTargets;
+  /** The clock of held targets' bounded wait, ms since the epoch (default Date.now; tests drive it). */
+  now?: () => number;
 }
 
 export const DEFAULT_HELD_MAX_SECONDS = 600;
-
-/** The inbox's name index: folders listed once, names checked on disk (see dirindex.ts). */
-export type LandIndex = DirIndex<Listing>;
-
-export function newLandIndex(ops?: DirOps): LandIndex {
-  return new DirIndex((names) => new Listing(names), ops ? { ops } : {});
-}
 
 export interface LandItem {
   /** Sanitised components of the requested rel. */
@@ -84,105 +80,11 @@ function describeErr(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/**
- * Throws when any of `paths` no longer resolves to `expectedReal` (the folder was replaced by
- * a symlink or junction to somewhere else). A missing folder passes: it is re-created in place.
- */
-export async function checkConfined(inboxName: string, what: string, paths: string[], expectedReal: string): Promise<void> {
-  for (const p of paths) {
-    let real: string;
-    try {
-      real = await realpathLong(p);
-    } catch (err) {
-      if (errCode(err) === 'ENOENT') continue;
-      throw err;
-    }
-    if (real !== expectedReal) {
-      throw new InboxError(
-        'IO',
-        `Inbox "${inboxName}": the ${what} ${p} now resolves to ${real}, not ${expectedReal} (it was replaced by a symlink or junction while the agent runs); nothing is written there. Put the real folder back, or restart the agent to use the new location.`,
-        { retryable: true },
-      );
-    }
-  }
-}
-
-function outside(inboxName: string, rel: string, real: string): InboxError {
-  return new InboxError(
-    'BAD_NAME',
-    `Inbox "${inboxName}": the folder ${JSON.stringify(rel)} resolves to ${real}, outside the inbox (a symlink or junction inside the inbox points elsewhere); remove it or send to another folder`,
-  );
-}
-
-/**
- * Resolve (and, if `create`, create) the parent folders of `parts` inside the inbox.
- * Returns the real path of the parent and the spelling actually used for each folder,
- * or null when a folder is missing and `create` is false.
- */
-export async function resolveParent(
-  req: Pick<LandTarget, 'inboxName' | 'inboxReal'> & Pick<LandItem, 'parts'> & { index: LandIndex },
-  create: boolean,
-): Promise<{ real: string; names: string[]; created: string[] } | null> {
-  let dir = req.inboxReal;
-  const names: string[] = [];
-  const created: string[] = [];
-  for (const part of req.parts.slice(0, -1)) {
-    const listing = await req.index.lookup(dir, [part]);
-    const match = listing.variants(part, names.length === 0)[0];
-    const name = match ?? part;
-    const next = path.join(dir, name);
-    if (match === undefined) {
-      if (!create) return null;
-      try {
-        await fs.mkdir(next);
-        created.push(dir);
-      } catch (err) {
-        if (errCode(err) !== 'EEXIST') throw err;
-      }
-      listing.add(part);
-      await req.index.settled(dir);
-    }
-    names.push(name);
-    const real = await realpathLong(next);
-    if (!isInside(req.inboxReal, real)) throw outside(req.inboxName, names.join('/'), real);
-    const st = await fs.stat(real);
-    if (!st.isDirectory()) {
-      throw new InboxError(
-        'BAD_NAME',
-        `Inbox "${req.inboxName}": ${JSON.stringify(names.join('/'))} is a file, but the incoming file needs a folder of that name; rename one of them`,
-      );
-    }
-    dir = real;
-  }
-  return { real: dir, names, created };
-}
-
-/** The existing entry the file would collide with (case-insensitively), or null. Never creates anything. */
-export async function findExisting(
-  req: Pick<LandTarget, 'inboxName' | 'inboxPath' | 'inboxReal'> & Pick<LandItem, 'parts'> & { index: LandIndex },
-): Promise<{ rel: string; abs: string } | null> {
-  let parent: Awaited<ReturnType<typeof resolveParent>>;
-  try {
-    parent = await resolveParent(req, false);
-  } catch (err) {
-    if (err instanceof InboxError) return null;
-    throw err;
-  }
-  if (!parent) return null;
-  const name = req.parts[req.parts.length - 1]!;
-  const hit = (await req.index.lookup(parent.real, [name])).variants(name, parent.names.length === 0)[0];
-  if (hit === undefined) return null;
-  const rel = [...parent.names, hit].join('/');
-  return { rel, abs: path.join(req.inboxPath, ...parent.names, hit) };
-}
-
 interface Waiting {
   item: LandItem;
   resolve: (o: LandOutcome) => void;
   reject: (e: unknown) => void;
 }
-
-type Parent = NonNullable<Awaited<ReturnType<typeof resolveParent>>>;
 
 interface Planned {
   w: Waiting;
@@ -197,6 +99,7 @@ export class Lander {
   #queue: Waiting[] = [];
   #running = false;
   readonly #index: LandIndex;
+  readonly #now: () => number;
   /** Targets held open by another program (once-per-episode log line, status, bounded wait). */
   readonly held: HeldTargets;
 
@@ -213,7 +116,7 @@ export class Lander {
     const code = errCode(err);
     if (code !== 'EPERM' && code !== 'EBUSY' && code !== 'EACCES') return err;
     const t = this.target;
-    if (this.held.hold({ inbox: t.inboxName, rel: p.rel, path: targetAbs, code: code ?? '' }, Date.now()).isNew) {
+    if (this.held.hold({ inbox: t.inboxName, rel: p.rel, path: targetAbs, code: code ?? '' }, this.#now()).isNew) {
       t.log.warn(
         `Inbox "${t.inboxName}": cannot replace ${targetAbs}: another program holds it open (${code}; on a playback machine usually a Movie File In TOP playing it). The new version is verified and kept staged; it replaces the file as soon as that program lets go.`,
         { rel: p.rel, code },
@@ -225,6 +128,7 @@ export class Lander {
   constructor(private readonly target: LandTarget) {
     this.#index = target.index ?? newLandIndex();
     this.held = target.held ?? new HeldTargets();
+    this.#now = target.now ?? Date.now;
   }
 
   /** Resolves once the file is visible under its final name and durable (or was skipped). */
@@ -387,8 +291,8 @@ export class Lander {
   }
 
   async #landBeside(p: Planned, targetAbs: string, since: number): Promise<void> {
-    await landBesideHeld({ target: this.target, p, targetAbs, since });
-    this.held.release(targetAbs);
+    await landBesideHeld({ target: this.target, p, targetAbs, heldMs: this.#now() - since });
+    this.held.release(targetAbs, this.#now());
     this.#index.forget(p.parent.real);
   }
 
@@ -403,7 +307,7 @@ export class Lander {
     // overwrite: replace the existing entry atomically (the exact spelling if present).
     const targetAbs = path.join(dir, plan.target);
     const since = this.held.list().find((h) => h.path === targetAbs)?.sinceMs;
-    if (since !== undefined && heldTooLong(since, Date.now(), this.target.heldMaxSeconds ?? DEFAULT_HELD_MAX_SECONDS)) {
+    if (since !== undefined && heldTooLong(since, this.#now(), this.target.heldMaxSeconds ?? DEFAULT_HELD_MAX_SECONDS)) {
       await this.#landBeside(p, targetAbs, since);
       return;
     }
@@ -412,7 +316,7 @@ export class Lander {
     } catch (err) {
       throw this.#held(p, targetAbs, err);
     }
-    if (this.held.release(targetAbs)) log.info(`Inbox "${this.target.inboxName}": replaced ${targetAbs}, released by the program that held it`, { rel: p.rel });
+    if (this.held.release(targetAbs, this.#now())) log.info(`Inbox "${this.target.inboxName}": replaced ${targetAbs}, released by the program that held it`, { rel: p.rel });
     if (plan.target !== plan.name) {
       // Case-only rename: works on case-insensitive volumes too; the file keeps the new content throughout.
       await renameWithRetry(targetAbs, path.join(dir, plan.name), log);
@@ -439,9 +343,10 @@ async function landBesideHeld(this: void, a: {
   target: LandTarget;
   p: Planned;
   targetAbs: string;
-  since: number;
+  /** How long the target has been held, ms. */
+  heldMs: number;
 }): Promise<void> {
-  const { target: t, p, targetAbs, since } = a;
+  const { target: t, p, targetAbs, heldMs } = a;
   const dir = p.parent.real;
   const name = p.plan.name;
   let n = 1;
@@ -454,7 +359,7 @@ async function landBesideHeld(this: void, a: {
   p.plan = { kind: 'new', name: cand };
   p.rel = rel;
   t.log.warn(
-    `Inbox "${t.inboxName}": ${targetAbs} was held open by another program for ${Math.round((Date.now() - since) / 1000)} s (heldMaxSeconds); the new version landed beside it as ${path.join(dir, cand)} instead. The held file is unchanged.`,
+    `Inbox "${t.inboxName}": ${targetAbs} was held open by another program for ${Math.round(heldMs / 1000)} s (heldMaxSeconds); the new version landed beside it as ${path.join(dir, cand)} instead. The held file is unchanged.`,
     { rel, replaced: false },
   );
 }

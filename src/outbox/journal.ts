@@ -3,19 +3,24 @@
  * files are not sent again after a restart) and, for files with several destinations,
  * which destinations already confirmed (so a restarted sender resumes where it was).
  *
- * On disk: JSON lines, appended and fsync'ed one record at a time. On open the file is
- * read (a torn last line from a crash is skipped), compacted to the current state and
- * rewritten atomically (temp file + rename), which also removes any torn tail before
- * new appends.
+ * On disk: JSON lines (jsonl.ts), appended and fsync'ed one record at a time. On open the
+ * file is read (a torn last line from a crash is skipped), compacted to the current state
+ * (entries whose file version is gone dropped, at most maxEntries) and rewritten atomically,
+ * which also removes any torn tail before new appends. While running, the file is
+ * rewritten with the current state whenever it holds more than twice the lines needed
+ * (at least COMPACT_MIN_LINES): weeks of sending do not grow it without bound (issue #20).
  *
  * A version is (size, mtimeMs); a record for a different version of the same
  * (outbox, rel) replaces the older one.
  */
-import { mkdir, open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { TdxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { JsonlWriter, readJsonl } from '../jsonl.js';
+
+/** While running, the file is compacted once it holds more than twice its entries' lines, and at least this many. */
+export const COMPACT_MIN_LINES = 1000;
 
 interface Entry {
   o: string;
@@ -57,13 +62,7 @@ function keyOf(o: string, r: string): string {
   return `${o}\0${r}`;
 }
 
-function parseLine(text: string): Line | null {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return null;
-  }
+function parseLine(v: unknown): Line | null {
   if (typeof v !== 'object' || v === null) return null;
   const l = v as Record<string, unknown>;
   if (typeof l.o !== 'string' || typeof l.r !== 'string') return null;
@@ -77,8 +76,7 @@ function parseLine(text: string): Line | null {
 export class SentJournal {
   readonly file: string;
   private readonly entries = new Map<string, Entry>();
-  private fh: FileHandle | null = null;
-  private chain: Promise<void> = Promise.resolve();
+  private writer: JsonlWriter | null = null;
   private readonly log: Logger | undefined;
 
   private constructor(file: string, log: Logger | undefined) {
@@ -89,28 +87,29 @@ export class SentJournal {
   /** Opens (creating folder and file as needed), compacts and returns the journal. */
   static async open(file: string, opts: JournalOpenOptions = {}): Promise<SentJournal> {
     const j = new SentJournal(path.resolve(file), opts.log);
-    await mkdir(path.dirname(j.file), { recursive: true });
-    let text = '';
+    let read;
     try {
-      text = await readFile(j.file, 'utf8');
+      read = await readJsonl(j.file, parseLine);
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 'ENOENT') {
-        throw new TdxError('JOURNAL_READ_FAILED', `Cannot read the sent journal ${j.file}: ${describeError(err)}. Check its permissions, or move it away to start a fresh one (kept files may then be sent again).`, { cause: err });
-      }
+      throw new TdxError('JOURNAL_READ_FAILED', `Cannot read the sent journal ${j.file}: ${describeError(err)}. Check its permissions, or move it away to start a fresh one (kept files may then be sent again).`, { cause: err });
     }
-    const lines = text.split('\n');
-    let bad = 0;
-    lines.forEach((raw, i) => {
-      if (raw.trim() === '') return;
-      const line = parseLine(raw);
-      if (line) j.apply(line);
-      else if (i === lines.length - 1) j.log?.debug('sent journal: skipped torn last line', { file: j.file });
-      else bad++;
+    for (const line of read.items) j.apply(line);
+    if (read.torn) j.log?.debug('sent journal: skipped torn last line', { file: j.file });
+    if (read.bad > 0) j.log?.warn(`Sent journal ${j.file} had ${read.bad} unreadable line(s); they were dropped.`);
+    await j.prune(opts.exists ?? defaultExists, opts.maxEntries ?? 100_000);
+    j.writer = await JsonlWriter.open(j.file, {
+      snapshot: () => j.snapshot(),
+      compactWhen: (lines) => lines > Math.max(COMPACT_MIN_LINES, 2 * j.entries.size),
+      onCompactError: (err) => j.log?.warn(`Could not compact the sent journal ${j.file}: ${describeError(err)}; it keeps growing until the next start.`),
+      closedError: () => new TdxError('JOURNAL_CLOSED', `The sent journal ${j.file} is closed; this is a bug in the caller (write after close).`),
     });
-    if (bad > 0) j.log?.warn(`Sent journal ${j.file} had ${bad} unreadable line(s); they were dropped.`);
-    await j.compact(opts.exists ?? defaultExists, opts.maxEntries ?? 100_000);
-    j.fh = await open(j.file, 'a');
+    await j.writer.rewrite();
     return j;
+  }
+
+  /** Lines in the file now (for tests of the compaction). */
+  get linesInFile(): number {
+    return this.writer?.linesInFile ?? 0;
   }
 
   /** Entries held (after compaction and since). */
@@ -148,7 +147,7 @@ export class SentJournal {
   /** Drops everything about `rel` (after archive/delete). No write when nothing is known about it. */
   forget(outboxPath: string, rel: string): Promise<void> {
     const o = path.resolve(outboxPath);
-    if (!this.entries.has(keyOf(o, rel))) return this.chain;
+    if (!this.entries.has(keyOf(o, rel))) return this.writer?.flush() ?? Promise.resolve();
     const line: Line = { op: 'forget', o, r: rel, at: Date.now() };
     this.apply(line);
     return this.append(line);
@@ -156,10 +155,7 @@ export class SentJournal {
 
   /** Waits for pending writes and closes the file. */
   async close(): Promise<void> {
-    await this.chain.catch(() => undefined); // each failed write was already rejected to its caller
-    const fh = this.fh;
-    this.fh = null;
-    await fh?.close();
+    await this.writer?.close(); // each failed write was already rejected to its caller
   }
 
   private apply(line: Line): void {
@@ -185,23 +181,16 @@ export class SentJournal {
   }
 
   private append(line: Line): Promise<void> {
-    const text = JSON.stringify(line) + '\n';
-    const run = async (): Promise<void> => {
-      const fh = this.fh;
-      if (!fh) throw new TdxError('JOURNAL_CLOSED', `The sent journal ${this.file} is closed; this is a bug in the caller (write after close).`);
-      try {
-        await fh.write(text);
-        await fh.datasync();
-      } catch (err) {
-        throw new TdxError('JOURNAL_WRITE_FAILED', `Cannot write the sent journal ${this.file}: ${describeError(err)}. Free disk space or fix permissions of the data folder.`, { cause: err });
-      }
-    };
-    const p = this.chain.then(run, run);
-    this.chain = p.catch(() => undefined); // `p` carries the error to the caller; the chain only orders
-    return p;
+    const w = this.writer;
+    if (!w) return Promise.reject(new TdxError('JOURNAL_CLOSED', `The sent journal ${this.file} is not open.`));
+    return w.append([line], { sync: true }).catch((err: unknown) => {
+      if (err instanceof TdxError) throw err;
+      throw new TdxError('JOURNAL_WRITE_FAILED', `Cannot write the sent journal ${this.file}: ${describeError(err)}. Free disk space or fix permissions of the data folder.`, { cause: err });
+    });
   }
 
-  private async compact(exists: NonNullable<JournalOpenOptions['exists']>, maxEntries: number): Promise<void> {
+  /** At open: drops entries whose file version is gone, and the oldest beyond maxEntries. */
+  private async prune(exists: NonNullable<JournalOpenOptions['exists']>, maxEntries: number): Promise<void> {
     for (const [k, e] of [...this.entries]) {
       if (!(await exists(path.join(e.o, ...e.r.split('/')), e.s, e.m))) this.entries.delete(k);
     }
@@ -213,12 +202,15 @@ export class SentJournal {
         this.entries.delete(k);
       }
     }
-    const lines = [...this.entries.values()].map((e) => {
+  }
+
+  /** The current state as lines: one `sent` line per entry. */
+  private snapshot(): Line[] {
+    return [...this.entries.values()].map((e) => {
       const l: Line = { op: 'sent', o: e.o, r: e.r, s: e.s, m: e.m, at: e.at };
       if (!e.sent) l.sent = false;
       if (e.dests.size > 0) l.d = [...e.dests];
-      return JSON.stringify(l) + '\n';
+      return l;
     });
-    await writeFileAtomic(this.file, lines.join(''));
   }
 }

@@ -12,13 +12,12 @@
  *
  *   node dist/test/bench/mdns-traffic.js --agents 20 --seconds 60 [--settle 40]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { Netns } from '../helpers/netns.js';
+import { captureMdns, type Netns } from '../helpers/netns.js';
 
 export interface MdnsTrafficResult {
   seconds: number;
@@ -50,15 +49,10 @@ export interface MeasureOptions {
 export async function measureMdnsTraffic(net: Netns, opts: MeasureOptions = {}): Promise<MdnsTrafficResult> {
   const seconds = opts.seconds ?? 60;
   const bridge = opts.bridge ?? 'br0';
-  // -tt: epoch timestamps; -l: line-buffered; -n: no name lookups; -p: not promiscuous (the bridge floods to itself).
-  const child: ChildProcess = spawn('ip', ['netns', 'exec', net.switchNs, 'tcpdump', '-p', '-n', '-l', '-tt', '-i', bridge, 'udp', 'port', '5353'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
   const res: MdnsTrafficResult = { seconds, packets: 0, bytes: 0, perSecond: 0, maxInOneSecond: 0, bySource: {}, queries: 0, responses: 0 };
   const buckets = new Map<number, number>();
   let counting = false;
-  let stderr = '';
-  createInterface({ input: child.stdout! }).on('line', (line) => {
+  const onLine = (line: string): void => {
     if (!counting) return;
     if (process.env.TDX_MDNS_TRACE === '1') console.log(line);
     // 1733520000.123456 IP 10.1.2.3.5353 > 224.0.0.251.5353: 0 PTR (QM)? _tdxfer._tcp.local. (45)
@@ -72,32 +66,18 @@ export async function measureMdnsTraffic(net: Netns, opts: MeasureOptions = {}):
     // tcpdump prints a question as "PTR (QM)? name"; a response has none.
     if (/\(Q[MU]\)\?/.test(m[3]!)) res.queries++;
     else res.responses++;
-  });
-  const listening = await new Promise<boolean>((resolve) => {
-    const t = setTimeout(() => resolve(false), 10_000);
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-      if (stderr.includes('listening on')) {
-        clearTimeout(t);
-        resolve(true);
-      }
-    });
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve(false);
-    });
-  });
-  if (!listening) {
-    if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGKILL');
-    throw new Error(`measureMdnsTraffic: tcpdump did not start on ${bridge} in ${net.switchNs}: ${stderr.trim() || 'no output'} (install tcpdump)`);
+  };
+  // -tt: epoch timestamps (one-second buckets); -p: not promiscuous (the bridge floods to itself).
+  let cap;
+  try {
+    cap = await captureMdns({ ns: net.switchNs, dev: bridge, flags: ['-tt'], onLine });
+  } catch (err) {
+    throw new Error(`measureMdnsTraffic: ${(err as Error).message} (install tcpdump)`, { cause: err });
   }
   counting = true;
   await new Promise((r) => setTimeout(r, seconds * 1000));
   counting = false;
-  const exited = new Promise((r) => child.once('exit', r));
-  if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGINT');
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-  if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
+  await cap.stop();
   res.perSecond = res.packets / seconds;
   res.maxInOneSecond = Math.max(0, ...buckets.values());
   return res;

@@ -19,7 +19,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { createHash, randomBytes } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createNetns, type Netns } from '../helpers/netns.js';
+import { captureMdns, createNetns, type Netns } from '../helpers/netns.js';
 import { cliPath } from './agents.js';
 import { writeRandomFile } from './util.js';
 
@@ -304,26 +304,21 @@ export class Venue {
 
   /** mDNS packets on the segment (captured on the sender's switch port, both directions) and agent RSS/CPU over `seconds`. */
   async rest(seconds: number): Promise<RestStats> {
-    const cap = spawn('ip', ['netns', 'exec', this.net.switchNs, 'tcpdump', '-p', '-n', '-l', '-q', '-i', 'p-0', 'udp', 'port', '5353'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let packets = 0;
     let bytes = 0;
     let counting = false;
-    readline.createInterface({ input: cap.stdout! }).on('line', (l) => {
-      if (!counting) return;
-      packets++;
-      const m = /length (\d+)/.exec(l);
-      if (m) bytes += Number(m[1]);
-    });
-    const listening = new Promise<void>((resolve, reject) => {
-      let err = '';
-      cap.stderr!.setEncoding('utf8').on('data', (d: string) => {
-        err += d;
-        if (err.includes('listening on')) resolve();
-      });
-      cap.once('exit', () => reject(new Error(`tcpdump on the bridge did not start: ${err.trim()}`)));
+    const cap = await captureMdns({
+      ns: this.net.switchNs,
+      dev: 'p-0',
+      flags: ['-q'],
+      onLine: (l) => {
+        if (!counting) return;
+        packets++;
+        const m = /length (\d+)/.exec(l);
+        if (m) bytes += Number(m[1]);
+      },
     });
     try {
-      await listening;
       const pids = this.agents.map((a) => a.pid);
       const before = await Promise.all(pids.map((p) => (p === null ? null : cpuTicks(p))));
       counting = true;
@@ -340,8 +335,7 @@ export class Venue {
         agents: this.agents.map((a, i) => ({ name: a.name, rss: rss[i] ?? 0, cpu: before[i] != null && after[i] != null ? (after[i]! - before[i]!) / CLK_TCK / elapsed : 0 })),
       };
     } finally {
-      if (cap.exitCode === null && cap.pid !== undefined) process.kill(cap.pid, 'SIGINT');
-      await new Promise((r) => (cap.exitCode !== null ? r(null) : cap.once('exit', r)));
+      await cap.stop();
     }
   }
 

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { STARTER_INBOX, starterConfig } from '../../src/cli/starter.js';
 import { loadConfig } from '../../src/config/index.js';
+import { CONFIG_VERSION } from '../../src/config/migrate.js';
 import { KEY, tempDir } from './_helpers.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
@@ -48,6 +49,8 @@ describe('starter config', () => {
     await fs.writeFile(file, JSON.stringify(starterConfig({ name: 'box-1', dataDir, folder, key: KEY })));
     await assertSafeStarter(file, dataDir, folder);
     assert.equal((await loadConfig(file)).security.key.toString('base64'), KEY);
+    // A file without a version would be read as whatever version a later tdxfer knows, skipping its migration.
+    assert.equal(JSON.parse(await fs.readFile(file, 'utf8')).version, CONFIG_VERSION);
   });
 
   test('the built `tdxfer init --config FILE` writes the safe starter (data folder from --data-dir, $TDXFER_DATA_DIR, --folder)', async () => {

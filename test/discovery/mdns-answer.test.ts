@@ -1,7 +1,7 @@
 /** The responder side (mdns-answer.ts): our records, which answer a query, when they go out (RFC 6762), on a fake clock. */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { AnswerQueue, SERVICES_ENUM, conflicts, ownRecords, recordKey, selectAnswers, type OwnRecord } from '../../src/discovery/mdns-answer.js';
+import { AnswerQueue, SERVICES_ENUM, conflicts, goodbyeRecords, ownRecords, recordKey, selectAnswers, type OwnRecord } from '../../src/discovery/mdns-answer.js';
 import { SERVICE_DOMAIN } from '../../src/discovery/mdns-names.js';
 import { PeerBook } from '../../src/discovery/mdns-packet.js';
 
@@ -13,6 +13,16 @@ const ptrQuery = (known: Array<{ data: string; ttl: number }> = []) => ({
   answers: known.map((k) => ({ name: SERVICE_DOMAIN, type: 'PTR', ttl: k.ttl, data: k.data })),
 });
 const types = (rs: OwnRecord[]): string[] => rs.map((r) => r.type);
+
+describe('goodbyeRecords', () => {
+  test('every record with TTL 0 except the type enumeration, which other agents still hold', () => {
+    const bye = goodbyeRecords(own);
+    assert.deepEqual(types(bye), ['PTR', 'SRV', 'TXT', 'A']);
+    assert.ok(bye.every((r) => r.ttl === 0));
+    assert.ok(!bye.some((r) => r.name === SERVICES_ENUM));
+    assert.ok(own.every((r) => r.ttl === 20), 'our records are unchanged');
+  });
+});
 
 describe('ownRecords', () => {
   test('PTR, SRV, TXT, A and the type enumeration, all with our TTL; unique records carry the cache-flush bit', () => {

@@ -3,6 +3,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import type os from 'node:os';
 import { instanceNameFor, hostNameFor, resolveInterfaces, MdnsDiscovery } from '../../src/discovery/mdns.js';
+import { ownAddresses } from '../../src/discovery/mdns-names.js';
 import { TdxError } from '../../src/errors.js';
 import { memoryLogger } from '../../src/log.js';
 
@@ -61,6 +62,14 @@ describe('resolveInterfaces', () => {
   test('an address no NIC has, and a NIC without IPv4, are errors too', () => {
     assert.throws(() => resolveInterfaces(['10.9.9.9'], nets), /no network interface has the address 10\.9\.9\.9/);
     assert.throws(() => resolveInterfaces(['wg0'], nets), /"wg0" has no IPv4 address/);
+  });
+});
+
+describe('ownAddresses', () => {
+  test('a NIC lane publishes its own address; the default lane every non-internal IPv4 (no loopback, no IPv6)', () => {
+    assert.deepEqual(ownAddresses('10.0.0.6', nets), ['10.0.0.6']);
+    assert.deepEqual(ownAddresses(null, nets), ['192.168.1.10', '10.0.0.5', '10.0.0.6']);
+    assert.deepEqual(ownAddresses(null, { lo: nets.lo! }), []);
   });
 });
 

@@ -11,6 +11,7 @@
  * process exit, SIGINT and SIGTERM. Linux + root only: check canUseNetns() first.
  */
 import { spawn, execFileSync, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { createInterface } from 'node:readline';
 
 export interface NetnsHost {
   ns: string;
@@ -206,37 +207,21 @@ export function createNetns(opts: { prefix?: string; hosts: number }): Netns {
       if (dev === undefined) return none('the host has no default route');
       const which = spawnSync('tcpdump', ['--version'], { stdio: 'ignore' });
       if (which.error) return none('tcpdump is not installed (scripts/test-deps.sh)');
-      // Passive capture in the host namespace: -p (no promiscuous mode), -l line-buffered.
-      const child = spawn('tcpdump', ['-p', '-n', '-l', '-i', dev, 'udp', 'port', '5353'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      children.add(child);
-      child.once('exit', () => children.delete(child));
+      // Passive capture in the host namespace: it listens, never sends.
       let lines = 0;
-      let stderr = '';
-      child.stdout!.setEncoding('utf8').on('data', (d: string) => (lines += d.split('\n').filter((l) => l.trim() !== '').length));
-      const listening = await new Promise<boolean>((resolve) => {
-        const t = setTimeout(() => resolve(false), 5000);
-        child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-          stderr += d;
-          if (stderr.includes('listening on')) {
-            clearTimeout(t);
-            resolve(true);
-          }
-        });
-        child.once('exit', () => {
-          clearTimeout(t);
-          resolve(false);
-        });
-      });
-      if (!listening) {
-        if (!exited(child) && child.pid !== undefined) safeKill(child.pid, 'SIGKILL');
-        return none(`tcpdump did not start on ${dev}: ${stderr.trim()}`);
+      let cap: MdnsCapture;
+      try {
+        cap = await captureMdns({ ns: null, dev, startMs: 5000, onLine: (l) => (lines += l.trim() === '' ? 0 : 1) });
+      } catch (err) {
+        return none((err as Error).message);
       }
+      children.add(cap.child);
+      cap.child.once('exit', () => children.delete(cap.child));
       return {
         skipped: null,
         async stop() {
           await new Promise((r) => setTimeout(r, 300)); // let in-flight packets be printed
-          if (!exited(child) && child.pid !== undefined) safeKill(child.pid, 'SIGINT');
-          if (!(await waitExit(child, 3000)) && child.pid !== undefined) safeKill(child.pid, 'SIGKILL');
+          await cap.stop();
           return lines;
         },
       };
@@ -254,6 +239,56 @@ export function createNetns(opts: { prefix?: string; hosts: number }): Netns {
     },
   };
   return netns;
+}
+
+export interface MdnsCapture {
+  readonly child: ChildProcess;
+  /** Stops tcpdump: SIGINT (it prints its last lines), SIGKILL if it has not exited after 3 s. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The one mDNS capture of the tests and benchmarks: a passive tcpdump of UDP 5353 on
+ * `dev`, inside namespace `ns`, or in the host namespace when `ns` is null (only the
+ * host leak check does that: it listens and never sends). Always -p (not promiscuous),
+ * -n (no name lookups), -l (line-buffered); `flags` adds more (-tt epoch timestamps, -q
+ * short lines). Every output line goes to `onLine`. Resolves once tcpdump listens; throws
+ * with its stderr when it exits first or stays silent for `startMs` (default 10 s).
+ */
+export async function captureMdns(o: { ns: string | null; dev: string; flags?: readonly string[]; onLine: (line: string) => void; startMs?: number }): Promise<MdnsCapture> {
+  const tcpdump = ['tcpdump', '-p', '-n', '-l', ...(o.flags ?? []), '-i', o.dev, 'udp', 'port', '5353'];
+  const [cmd, ...args] = o.ns === null ? tcpdump : ['ip', 'netns', 'exec', o.ns, ...tcpdump];
+  const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  createInterface({ input: child.stdout! }).on('line', o.onLine);
+  const stop = async (): Promise<void> => {
+    if (!exited(child) && child.pid !== undefined) safeKill(child.pid, 'SIGINT');
+    if (!(await waitExit(child, 3000)) && child.pid !== undefined) safeKill(child.pid, 'SIGKILL');
+  };
+  let stderr = '';
+  const listening = await new Promise<boolean>((resolve) => {
+    const t = setTimeout(() => resolve(false), o.startMs ?? 10_000);
+    child.once('error', (err) => {
+      stderr += err.message;
+      clearTimeout(t);
+      resolve(false);
+    });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      if (stderr.includes('listening on')) {
+        clearTimeout(t);
+        resolve(true);
+      }
+    });
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve(false);
+    });
+  });
+  if (!listening) {
+    if (!exited(child) && child.pid !== undefined) safeKill(child.pid, 'SIGKILL');
+    throw new Error(`tcpdump did not start on ${o.dev}${o.ns === null ? '' : ` in ${o.ns}`}: ${stderr.trim() || 'no output'}`);
+  }
+  return { child, stop };
 }
 
 function safeKill(pid: number, sig: NodeJS.Signals): void {

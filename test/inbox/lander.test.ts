@@ -9,6 +9,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { applyPlan, planLanding, Lander, Listing, type LandOutcome } from '../../src/inbox/land.js';
 import { Journal } from '../../src/inbox/journal.js';
+import { HeldTargets } from '../../src/inbox/held.js';
 import { memoryLogger } from '../../src/log.js';
 import { fixture, listFiles, sha, send } from './util.js';
 
@@ -59,6 +60,47 @@ async function staged(dir: string, name: string, body: string): Promise<string> 
 }
 
 describe('Lander (real files)', () => {
+  test('a target held past heldMaxSeconds (on the injected clock): the new version lands beside it as "name (1).ext", journalled, the hold released; before the bound it replaces the file', async () => {
+    const fx = await fixture('overwrite');
+    try {
+      const target = path.join(fx.inboxDir, 'clip.mov');
+      await fs.mkdir(fx.inboxDir, { recursive: true });
+      await fs.writeFile(target, 'old version');
+      const inboxReal = await fs.realpath(fx.inboxDir);
+      const journal = await Journal.open(fx.stateDir, memoryLogger());
+      const held = new HeldTargets();
+      const changes: string[] = [];
+      held.onChange = (c) => changes.push(`${c.state}@${c.atMs}`);
+      // As a failed replacement on Windows records it: held since t = 1000 s.
+      held.hold({ inbox: 'main', rel: 'clip.mov', path: path.join(inboxReal, 'clip.mov'), code: 'EBUSY' }, 1_000_000);
+      let now = 1_000_000 + 600_000;
+      const log = memoryLogger();
+      const lander = new Lander({ inboxName: 'main', inboxPath: fx.inboxDir, inboxReal, policy: 'overwrite', log, journal, held, heldMaxSeconds: 600, now: () => now });
+      const from = await staged(fx.stagingDir, 'part-1', 'new version');
+      const record = (landedRel: string) => ({ source: 'src', rel: 'clip.mov', landedRel, size: 11, mtimeMs: 1, sha256: sha(Buffer.from('new version')), at: 0 });
+      const o = await lander.land({ parts: ['clip.mov'], from, record });
+      assert.deepEqual([o.status, o.rel], ['landed', 'clip (1).mov']);
+      assert.equal(await fs.readFile(target, 'utf8'), 'old version', 'the held file is unchanged');
+      assert.equal(await fs.readFile(path.join(fx.inboxDir, 'clip (1).mov'), 'utf8'), 'new version');
+      assert.equal(journal.get('src', 'clip.mov')?.landedRel, 'clip (1).mov', 'a re-offer is recognised as landed');
+      assert.deepEqual(held.list(), []);
+      assert.deepEqual(changes, ['held@1000000', 'released@1600000']);
+      assert.match(log.records.find((r) => r.level === 'warn')?.msg ?? '', /held open by another program for 600 s \(heldMaxSeconds\)/);
+
+      // Held again, one millisecond short of the bound: no landing beside, the file is replaced (POSIX has no locks).
+      held.hold({ inbox: 'main', rel: 'clip.mov', path: path.join(inboxReal, 'clip.mov'), code: 'EBUSY' }, 2_000_000);
+      now = 2_000_000 + 599_999;
+      const o2 = await lander.land({ parts: ['clip.mov'], from: await staged(fx.stagingDir, 'part-2', 'newer version') });
+      assert.deepEqual([o2.status, o2.rel], ['landed', 'clip.mov']);
+      assert.equal(await fs.readFile(target, 'utf8'), 'newer version');
+      assert.deepEqual(held.list(), []);
+      assert.equal(changes.at(-1), `released@${now}`);
+      await journal.flush();
+    } finally {
+      await fx.cleanup();
+    }
+  });
+
   test('200 files landing at once into one folder with onCollision=rename: every one lands under its own name, in fewer batches than files, journalled', async () => {
     const fx = await fixture('rename');
     try {

@@ -4,7 +4,7 @@ import { appendFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tempDirForFile } from '../helpers/tmp.js';
 import path from 'node:path';
 import { memoryLogger } from '../../src/log.js';
-import { SentJournal } from '../../src/outbox/journal.js';
+import { COMPACT_MIN_LINES, SentJournal } from '../../src/outbox/journal.js';
 
 // Removed after the whole file, once every test closed its journals: a test's own after
 // hooks run in the order they were added, and Windows cannot remove a folder holding an
@@ -170,4 +170,27 @@ test('concurrent records are all durable and whole', async (t) => {
   assert.equal(k.size, 50);
   assert.equal(k.has(OB, 'f49', 49, 49), true);
   assert.deepEqual([...k.doneDestinations(OB, 'f48', 48, 48)], ['A']);
+});
+
+test('while running, the file is compacted once it holds more than twice the lines needed (weeks of sending stay bounded, issue #20)', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'j.jsonl');
+  const j = await SentJournal.open(file, keepAll);
+  t.after(() => j.close());
+  await j.record(OB, 'kept.png', 1, 1); // after: keep, stays known
+  let most = 0;
+  // Files that are archived after sending: each leaves a `sent` and a `forget` line.
+  for (let i = 0; i < 2 * COMPACT_MIN_LINES; i++) {
+    await j.record(OB, `f${i}.png`, i, i);
+    await j.forget(OB, `f${i}.png`);
+    most = Math.max(most, j.linesInFile);
+  }
+  assert.ok(most <= COMPACT_MIN_LINES + 1, `the file held ${most} lines at most`);
+  const lines = (await readFile(file, 'utf8')).trim().split('\n').length;
+  assert.ok(lines <= COMPACT_MIN_LINES + 1, `${lines} lines now`);
+  assert.equal(j.has(OB, 'kept.png', 1, 1), true);
+  const k = await SentJournal.open(path.join(dir, 'j.jsonl'), keepAll);
+  t.after(() => k.close());
+  assert.equal(k.size, 1, 'reopened: only the kept file, the archived ones are forgotten');
+  assert.equal(k.has(OB, 'kept.png', 1, 1), true);
 });

@@ -1,0 +1,117 @@
+/**
+ * Where in an inbox a file goes, on real paths: the inbox's name index, confinement
+ * checks, the parent folders of a rel (created on the way, reusing a folder that differs
+ * only in case) and the existing entry a file would collide with.
+ *
+ * Invariant: every folder on the way is resolved with realpath and must lie inside the
+ * inbox's real path BEFORE anything is created in it, so a symlink (or junction) planted
+ * inside the inbox cannot make us write outside.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { InboxError } from './errors.js';
+import { errCode, isInside, realpathLong } from '../fsutil.js';
+import { DirIndex, type DirOps } from './dirindex.js';
+import { Listing } from './land-plan.js';
+
+/** The inbox's name index: folders listed once, names checked on disk (see dirindex.ts). */
+export type LandIndex = DirIndex<Listing>;
+
+export function newLandIndex(ops?: DirOps): LandIndex {
+  return new DirIndex((names) => new Listing(names), ops ? { ops } : {});
+}
+
+/**
+ * Throws when any of `paths` no longer resolves to `expectedReal` (the folder was replaced by
+ * a symlink or junction to somewhere else). A missing folder passes: it is re-created in place.
+ */
+export async function checkConfined(inboxName: string, what: string, paths: string[], expectedReal: string): Promise<void> {
+  for (const p of paths) {
+    let real: string;
+    try {
+      real = await realpathLong(p);
+    } catch (err) {
+      if (errCode(err) === 'ENOENT') continue;
+      throw err;
+    }
+    if (real !== expectedReal) {
+      throw new InboxError(
+        'IO',
+        `Inbox "${inboxName}": the ${what} ${p} now resolves to ${real}, not ${expectedReal} (it was replaced by a symlink or junction while the agent runs); nothing is written there. Put the real folder back, or restart the agent to use the new location.`,
+        { retryable: true },
+      );
+    }
+  }
+}
+
+function outside(inboxName: string, rel: string, real: string): InboxError {
+  return new InboxError(
+    'BAD_NAME',
+    `Inbox "${inboxName}": the folder ${JSON.stringify(rel)} resolves to ${real}, outside the inbox (a symlink or junction inside the inbox points elsewhere); remove it or send to another folder`,
+  );
+}
+
+/**
+ * Resolve (and, if `create`, create) the parent folders of `parts` inside the inbox.
+ * Returns the real path of the parent and the spelling actually used for each folder,
+ * or null when a folder is missing and `create` is false.
+ */
+export async function resolveParent(
+  req: { inboxName: string; inboxReal: string; parts: string[]; index: LandIndex },
+  create: boolean,
+): Promise<{ real: string; names: string[]; created: string[] } | null> {
+  let dir = req.inboxReal;
+  const names: string[] = [];
+  const created: string[] = [];
+  for (const part of req.parts.slice(0, -1)) {
+    const listing = await req.index.lookup(dir, [part]);
+    const match = listing.variants(part, names.length === 0)[0];
+    const name = match ?? part;
+    const next = path.join(dir, name);
+    if (match === undefined) {
+      if (!create) return null;
+      try {
+        await fs.mkdir(next);
+        created.push(dir);
+      } catch (err) {
+        if (errCode(err) !== 'EEXIST') throw err;
+      }
+      listing.add(part);
+      await req.index.settled(dir);
+    }
+    names.push(name);
+    const real = await realpathLong(next);
+    if (!isInside(req.inboxReal, real)) throw outside(req.inboxName, names.join('/'), real);
+    const st = await fs.stat(real);
+    if (!st.isDirectory()) {
+      throw new InboxError(
+        'BAD_NAME',
+        `Inbox "${req.inboxName}": ${JSON.stringify(names.join('/'))} is a file, but the incoming file needs a folder of that name; rename one of them`,
+      );
+    }
+    dir = real;
+  }
+  return { real: dir, names, created };
+}
+
+/** The existing entry the file would collide with (case-insensitively), or null. Never creates anything. */
+export async function findExisting(
+  req: { inboxName: string; inboxPath: string; inboxReal: string; parts: string[]; index: LandIndex },
+): Promise<{ rel: string; abs: string } | null> {
+  let parent: Awaited<ReturnType<typeof resolveParent>>;
+  try {
+    parent = await resolveParent(req, false);
+  } catch (err) {
+    if (err instanceof InboxError) return null;
+    throw err;
+  }
+  if (!parent) return null;
+  const name = req.parts[req.parts.length - 1]!;
+  const hit = (await req.index.lookup(parent.real, [name])).variants(name, parent.names.length === 0)[0];
+  if (hit === undefined) return null;
+  const rel = [...parent.names, hit].join('/');
+  return { rel, abs: path.join(req.inboxPath, ...parent.names, hit) };
+}
+
+/** The parent folders of a rel as resolveParent found (or made) them. */
+export type Parent = NonNullable<Awaited<ReturnType<typeof resolveParent>>>;

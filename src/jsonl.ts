@@ -1,0 +1,192 @@
+/**
+ * The one JSON-lines journal file, shared by the agent's journals (outbox/journal.ts sent
+ * journal, inbox/journal.ts dedupe journal, agent/jobstore.ts explicit jobs). Each keeps
+ * its own records in memory; this module only reads and writes the file:
+ *
+ * - readJsonl(): every line parsed; a torn last line (a crash during an append: no final
+ *   newline, not valid JSON) is told apart from unreadable lines in the middle.
+ * - JsonlWriter: appends run one at a time in call order, each optionally fsynced
+ *   (datasync) before its promise resolves; rewrite() replaces the file atomically and
+ *   durably (writeFileAtomic: temp + fsync + rename + folder fsync) with a snapshot of the
+ *   journal's state taken when the rewrite runs, so it sees every append queued before it.
+ *   Replaying a line twice (appended after the snapshot already held it) changes nothing
+ *   in any of the journals: their records are "latest wins" or sets.
+ * - Compaction while running: with `compactWhen`, an append that leaves more lines in the
+ *   file than the journal needs is followed by a rewrite in the same queue (weeks of
+ *   operation do not grow the file without bound; issue #20). A failed compaction is
+ *   reported to `onCompactError` and leaves the old file, still valid, in place.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { errCode, writeFileAtomic } from './fsutil.js';
+
+export interface JsonlRead<T> {
+  /** The accepted lines, in file order. */
+  items: T[];
+  /** Lines that were not JSON or that `parse` refused, not counting a torn last line. */
+  bad: number;
+  /** The file ended in an unfinished line that did not parse (a crash during an append). */
+  torn: boolean;
+  /** The file ends without a newline (torn or not): an append would continue that line. */
+  unterminated: boolean;
+  /** Non-empty lines in the file. */
+  lines: number;
+}
+
+/**
+ * Reads a JSON-lines file: `parse` gets each line's JSON value and returns the record or
+ * null (refused). A missing file reads as empty; other read errors are thrown as they are.
+ */
+export async function readJsonl<T>(file: string, parse: (value: unknown) => T | null): Promise<JsonlRead<T>> {
+  let text = '';
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if (errCode(err) !== 'ENOENT') throw err;
+  }
+  return parseJsonl(text, parse);
+}
+
+/** PURE: readJsonl on text already read. */
+export function parseJsonl<T>(text: string, parse: (value: unknown) => T | null): JsonlRead<T> {
+  const out: JsonlRead<T> = { items: [], bad: 0, torn: false, unterminated: text !== '' && !text.endsWith('\n'), lines: 0 };
+  const raw = text.split('\n');
+  raw.forEach((line, i) => {
+    if (line.trim() === '') return;
+    out.lines++;
+    let item: T | null = null;
+    try {
+      item = parse(JSON.parse(line));
+    } catch {
+      item = null;
+    }
+    if (item !== null) out.items.push(item);
+    else if (i === raw.length - 1) out.torn = true;
+    else out.bad++;
+  });
+  return out;
+}
+
+export interface JsonlWriterOptions {
+  /**
+   * Keep one append handle open until close() (default). false: open the file for each
+   * append, for a journal that has no close (the inbox's dedupe journal is still marked
+   * while its inbox stops).
+   */
+  keepOpen?: boolean;
+  /** Non-empty lines already in the file (from readJsonl), to count toward `compactWhen`. */
+  linesInFile?: number;
+  /** After an append: true when the file holds enough more lines than `snapshot` to rewrite it. */
+  compactWhen?: (linesInFile: number) => boolean;
+  /** The journal's current state as lines, for rewrite() and compaction. */
+  snapshot?: () => readonly unknown[];
+  /** A compaction after an append failed (the append itself succeeded). */
+  onCompactError?: (err: unknown) => void;
+  /** The error an append after close() rejects with. */
+  closedError?: () => Error;
+}
+
+export class JsonlWriter {
+  readonly file: string;
+  readonly #opts: JsonlWriterOptions;
+  #fh: fs.FileHandle | null = null;
+  #closed = false;
+  #chain: Promise<unknown> = Promise.resolve();
+  #linesInFile: number;
+
+  private constructor(file: string, opts: JsonlWriterOptions) {
+    this.file = file;
+    this.#opts = opts;
+    this.#linesInFile = opts.linesInFile ?? 0;
+  }
+
+  /** Creates the folder and, unless keepOpen is false, opens the file for appending. */
+  static async open(file: string, opts: JsonlWriterOptions = {}): Promise<JsonlWriter> {
+    const w = new JsonlWriter(path.resolve(file), opts);
+    await fs.mkdir(path.dirname(w.file), { recursive: true });
+    if (w.#keepOpen) w.#fh = await fs.open(w.file, 'a');
+    return w;
+  }
+
+  get #keepOpen(): boolean {
+    return this.#opts.keepOpen !== false;
+  }
+
+  /** Lines in the file as far as this writer knows (after its appends and rewrites). */
+  get linesInFile(): number {
+    return this.#linesInFile;
+  }
+
+  /**
+   * Appends `values`, one JSON line each, in one write; with `sync` durable (datasync)
+   * when the promise resolves. Rejects with the I/O error (or `closedError` after close).
+   */
+  append(values: readonly unknown[], opts: { sync: boolean }): Promise<void> {
+    const text = values.map((v) => JSON.stringify(v) + '\n').join('');
+    return this.#queue(async () => {
+      await this.#write(text, opts.sync);
+      this.#linesInFile += values.length;
+      const { compactWhen, onCompactError } = this.#opts;
+      if (compactWhen?.(this.#linesInFile) === true) {
+        await this.#rewrite().catch((err: unknown) => onCompactError?.(err));
+      }
+    });
+  }
+
+  /** Replaces the file with `snapshot()` (atomic and durable), after the appends queued before. */
+  rewrite(): Promise<void> {
+    return this.#queue(() => this.#rewrite());
+  }
+
+  /** Waits for the queued writes (their errors went to their callers). */
+  async flush(): Promise<void> {
+    await this.#chain.catch(() => undefined);
+  }
+
+  /** Waits for the queued writes and closes the file; later appends reject. */
+  close(): Promise<void> {
+    this.#closed = true;
+    return this.#queue(async () => {
+      const fh = this.#fh;
+      this.#fh = null;
+      await fh?.close();
+    }).catch(() => undefined);
+  }
+
+  #queue(run: () => Promise<void>): Promise<void> {
+    const p = this.#chain.then(run, run);
+    this.#chain = p.catch(() => undefined); // `p` carries the error to the caller; the chain only orders
+    return p;
+  }
+
+  async #write(text: string, sync: boolean): Promise<void> {
+    if (this.#closed && this.#fh === null) throw this.#opts.closedError?.() ?? new Error(`${this.file} is closed`);
+    if (this.#fh !== null) {
+      await this.#fh.write(text);
+      if (sync) await this.#fh.datasync();
+      return;
+    }
+    const fh = await fs.open(this.file, 'a');
+    try {
+      await fh.write(text);
+      if (sync) await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async #rewrite(): Promise<void> {
+    const lines = this.#opts.snapshot?.() ?? [];
+    // The append handle is closed around the rename: Windows refuses to replace a file
+    // that is open without delete sharing, and the new file needs a new handle anyway.
+    const reopen = this.#fh !== null;
+    await this.#fh?.close();
+    this.#fh = null;
+    try {
+      await writeFileAtomic(this.file, lines.map((v) => JSON.stringify(v) + '\n').join(''));
+      this.#linesInFile = lines.length;
+    } finally {
+      if (reopen) this.#fh = await fs.open(this.file, 'a');
+    }
+  }
+}

@@ -1,0 +1,114 @@
+/** The shared JSON-lines journal file (src/jsonl.ts): reading torn files, ordered appends, atomic rewrites, compaction. */
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { JsonlWriter, parseJsonl, readJsonl } from '../../src/jsonl.js';
+import { tempDirForFile } from '../helpers/tmp.js';
+
+const num = (v: unknown): number | null => (typeof v === 'object' && v !== null && typeof (v as { n?: unknown }).n === 'number' ? (v as { n: number }).n : null);
+
+describe('parseJsonl / readJsonl', () => {
+  test('accepted lines in order; refused and non-JSON lines in the middle are bad; empty lines ignored', () => {
+    const r = parseJsonl('{"n":1}\n\n{"x":2}\nnot json\n{"n":3}\n', num);
+    assert.deepEqual(r, { items: [1, 3], bad: 2, torn: false, unterminated: false, lines: 4 });
+  });
+
+  test('an unfinished last line (a crash during an append) is torn, not bad; a finished but refused one is bad', () => {
+    assert.deepEqual(parseJsonl('{"n":1}\n{"n":', num), { items: [1], bad: 0, torn: true, unterminated: true, lines: 2 });
+    assert.deepEqual(parseJsonl('{"n":1}\n{"x":1}\n', num), { items: [1], bad: 1, torn: false, unterminated: false, lines: 2 });
+    // A complete record without its newline is read, but an append would continue its line.
+    assert.deepEqual(parseJsonl('{"n":1}', num), { items: [1], bad: 0, torn: false, unterminated: true, lines: 1 });
+    assert.deepEqual(parseJsonl('', num), { items: [], bad: 0, torn: false, unterminated: false, lines: 0 });
+  });
+
+  test('a missing file reads as empty; another read error is thrown', async () => {
+    const dir = await tempDirForFile('tdx-jsonl-');
+    assert.deepEqual((await readJsonl(path.join(dir, 'none.jsonl'), num)).items, []);
+    await assert.rejects(readJsonl(dir, num), (e: Error & { code?: string }) => e.code === 'EISDIR');
+  });
+});
+
+describe('JsonlWriter', () => {
+  for (const keepOpen of [true, false]) {
+    test(`appends land in call order, one line per value, folder created${keepOpen ? '' : ' (file opened per append)'}`, async () => {
+      const dir = await tempDirForFile('tdx-jsonl-');
+      const file = path.join(dir, 'state', 'j.jsonl');
+      const w = await JsonlWriter.open(file, { keepOpen });
+      await Promise.all([w.append([{ n: 1 }, { n: 2 }], { sync: true }), w.append([{ n: 3 }], { sync: false }), w.append([{ n: 4 }], { sync: true })]);
+      assert.equal(w.linesInFile, 4);
+      assert.equal(await readFile(file, 'utf8'), '{"n":1}\n{"n":2}\n{"n":3}\n{"n":4}\n');
+      await w.close();
+      await assert.rejects(w.append([{ n: 5 }], { sync: true }), /closed/);
+    });
+  }
+
+  test('rewrite replaces the file with the snapshot taken when it runs (after the appends queued before it); no temp file is left', async () => {
+    const dir = await tempDirForFile('tdx-jsonl-');
+    const file = path.join(dir, 'j.jsonl');
+    let state: number[] = [];
+    const w = await JsonlWriter.open(file, { snapshot: () => state.map((n) => ({ n })) });
+    state = [1, 2];
+    const a = w.append([{ n: 1 }, { n: 2 }, { n: 1 }], { sync: true });
+    state = [2, 7]; // applied in memory before the rewrite runs
+    const r = w.rewrite();
+    const b = w.append([{ n: 9 }], { sync: true });
+    await Promise.all([a, r, b]);
+    assert.equal(await readFile(file, 'utf8'), '{"n":2}\n{"n":7}\n{"n":9}\n', 'the append after the rewrite goes to the new file');
+    assert.equal(w.linesInFile, 3);
+    assert.deepEqual(await readdir(dir), ['j.jsonl']);
+    await w.close();
+  });
+
+  test('compactWhen: an append past the bound is followed by a rewrite; the file stays bounded however long it runs', async () => {
+    const dir = await tempDirForFile('tdx-jsonl-');
+    const file = path.join(dir, 'j.jsonl');
+    const live = new Set<number>();
+    let rewrites = 0;
+    const w = await JsonlWriter.open(file, {
+      snapshot: () => (rewrites++, [...live].map((n) => ({ n }))),
+      compactWhen: (lines) => lines > Math.max(10, 2 * live.size),
+    });
+    let maxLines = 0;
+    for (let i = 0; i < 200; i++) {
+      live.add(i);
+      await w.append([{ n: i }], { sync: false });
+      live.delete(i - 2); // a few stay, the rest ends
+      maxLines = Math.max(maxLines, (await readFile(file, 'utf8')).split('\n').length - 1);
+    }
+    assert.ok(rewrites >= 10, `${rewrites} compactions`);
+    assert.ok(maxLines <= 11, `the file held ${maxLines} lines at most`);
+    assert.deepEqual((await readJsonl(file, num)).items.sort((x, y) => x - y).slice(-2), [198, 199]);
+    await w.close();
+  });
+
+  test('a failed compaction is reported, the append still resolves and the old file stays valid', async () => {
+    const dir = await tempDirForFile('tdx-jsonl-');
+    const file = path.join(dir, 'j.jsonl');
+    const errors: unknown[] = [];
+    const w = await JsonlWriter.open(file, {
+      keepOpen: false,
+      snapshot: () => {
+        throw new Error('snapshot failed');
+      },
+      compactWhen: (lines) => lines > 1,
+      onCompactError: (err) => errors.push(err),
+    });
+    await w.append([{ n: 1 }], { sync: true });
+    await w.append([{ n: 2 }], { sync: true });
+    assert.equal(errors.length, 1);
+    assert.deepEqual((await readJsonl(file, num)).items, [1, 2]);
+  });
+
+  test('an append error rejects that append only; later appends still run', async () => {
+    const dir = await tempDirForFile('tdx-jsonl-');
+    const file = path.join(dir, 'sub', 'j.jsonl');
+    const w = await JsonlWriter.open(file, { keepOpen: false });
+    // A folder where the file belongs: the per-append open fails (EISDIR).
+    await mkdir(file);
+    await assert.rejects(w.append([{ n: 1 }], { sync: true }), (e: Error & { code?: string }) => e.code === 'EISDIR');
+    await rm(file, { recursive: true });
+    await w.append([{ n: 2 }], { sync: true });
+    assert.deepEqual((await readJsonl(file, num)).items, [2]);
+  });
+});
