@@ -36,6 +36,7 @@ import { JobStore, type StoredJob } from './jobstore.js';
 import { IncomingBoard } from './incoming.js';
 import { Announcer } from './announce.js';
 import { newDestinationQueue } from './senders.js';
+import { SendSources } from '../transfer/sources.js';
 import { ensureOutbox, listenForTransfers, logLimits, openInboxes, startLegacyListener } from './receiving.js';
 import { blankInfo, cancelRefusal, cancelledInfo, explicitRecord, sendDestination, sendTarget, statSource } from './explicit.js';
 import { applyLimit, folderHealth, logSent, outboxList, queueCounts } from './view.js';
@@ -50,6 +51,8 @@ export interface AgentOptions {
    * and the status API listen). Without it they open right after start (next macrotask).
    */
   holdAnnouncements?: boolean;
+  /** The agent-wide sources of outgoing bytes (compose.ts builds it; transfer/sources.ts); a fresh one when absent. */
+  sources?: SendSources;
 }
 
 export class Agent extends EventEmitter<AgentEvents> implements AgentView {
@@ -71,6 +74,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private readonly announcer: Announcer;
   /** Bandwidth limits: every sender and receiving connection goes through it. */
   readonly pacer: Pacer;
+  /** Read buffers, shared reads and eager files of every destination (one budget, transfer/sources.ts). */
+  readonly sources: SendSources;
   /** After-actions of finished files, batched per outbox burst (agent/after.ts). */
   private readonly after: AfterBatcher;
   private server: TransportServer | null = null;
@@ -113,6 +118,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       },
     });
     this.peers = opts.peers ?? new PeerBoard(new PeerTable());
+    this.sources = opts.sources ?? new SendSources({ chunkBytes: config.transfer.chunkBytes, log: opts.log });
     this.peers.on('peer', (p) => this.emit('peer', p));
     const peerRates: Record<string, number> = { ...config.transfer.peerMaxBytesPerSecond };
     for (const p of config.peers) if (p.maxBytesPerSecond) peerRates[p.name] = p.maxBytesPerSecond;
@@ -231,7 +237,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     for (const i of this.inboxes.values()) await i.close().catch(warn(`an inbox`));
     await this.journal?.close().catch(warn('the sent journal'));
     await this.jobStore?.close().catch(warn('the job journal'));
-    this.log.info('agent stopped');
+    this.log.info(`agent stopped (${this.sources.summary()})`);
   }
 
   // ------------------------------------------------------------------ outbox → jobs
@@ -256,6 +262,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const fanout = rec.fanout;
     this.records.set(key, rec);
     for (const d of destinations) this.addJob(rec, d);
+    this.sources.expect(file, destinations.length); // the first to stream it keeps its start for the others
     if (rec.remaining.size === 0 && fanout.length === 0) this.after.finish(w, rec);
     else if (rec.remaining.size === 0) this.log.info(`${file.rel}: waiting for a peer with the right inbox to appear (route "*")`);
   }
@@ -283,6 +290,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       self: { id: this.id, name: this.config.name, software: this.version },
       listen: () => this.listenAddress,
       pacer: this.pacer,
+      sources: this.sources,
       peers: this.peers,
       onJobChange: (job) => this.onJobChange(job),
       onProgress: (job) => this.onJobProgress(job),

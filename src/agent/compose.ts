@@ -24,6 +24,7 @@ import { StatusServer } from '../status/server.js';
 import { startActivitySummary } from '../log-summary.js';
 import { OscNotifier } from '../osc/notifier.js';
 import { hookEnv, runHook } from '../hooks.js';
+import { SendSources } from '../transfer/sources.js';
 
 /**
  * The graceful budget of a whole stop. `tdxfer run`'s hard-exit timer (HARD_EXIT_MS)
@@ -51,7 +52,9 @@ export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Prom
   const { log } = opts;
   const board = new PeerBoard(new PeerTable());
   // Landings (also those a crash left unannounced) are announced once hooks, OSC and the status API listen.
-  const agent = await Agent.start(cfg, { log, peers: board, holdAnnouncements: true });
+  // One budget of read buffers and small files for every destination (issue #19): memory does not grow with the peers.
+  const sources = new SendSources({ chunkBytes: cfg.transfer.chunkBytes, log: log.child({ component: 'sender' }) });
+  const agent = await Agent.start(cfg, { log, peers: board, holdAnnouncements: true, sources });
   let companions: Lifecycle;
   try {
     companions = await startCompanionParts(agent, cfg, log, opts.onStop ? { onStop: opts.onStop } : {});

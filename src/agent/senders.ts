@@ -9,6 +9,7 @@ import type { Pacer } from '../limits/pacer.js';
 import { selectPeers, type Destination } from '../routing.js';
 import { peerReason } from '../discovery/reasons.js';
 import { DestinationQueue, type Job } from '../transfer/destination.js';
+import type { SendSources } from '../transfer/sources.js';
 import type { PeerInfo } from '../types.js';
 import type { PeerBoard } from './peers.js';
 import type { ReportedCode } from '../errors.js';
@@ -20,6 +21,8 @@ export interface SenderContext {
   /** Where this agent listens (routes to itself connect there). */
   listen: () => { host: string; port: number };
   pacer: Pacer;
+  /** Agent-wide read buffers, shared reads and eager-file budget. */
+  sources: SendSources;
   peers: PeerBoard;
   onJobChange: (job: Job) => void;
   onProgress: (job: Job) => void;
@@ -53,6 +56,7 @@ export function newDestinationQueue(d: Destination, ctx: SenderContext): Destina
       chunkBytes: cfg.transfer.chunkBytes,
       pace: ctx.pacer.forPeer(d.peer),
       hashes: cfg.security.hashes,
+      sources: ctx.sources,
     },
     window: cfg.transfer.window,
     connections: cfg.transfer.connections,

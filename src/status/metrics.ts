@@ -20,6 +20,7 @@ export class AgentMetrics {
   private readonly receivedFiles: Counter<'peer'>;
   private readonly failures: Counter<'reason'>;
   private readonly duration: Histogram;
+  private readonly refused: Counter<'code'>;
   private readonly finished = new Set<string>();
   private readonly onJob = (job: JobInfo): void => this.countJob(job);
   private readonly onReceived = (r: ReceivedInfo): void => {
@@ -38,6 +39,7 @@ export class AgentMetrics {
     this.receivedBytes = new Counter({ name: 'tdxfer_received_bytes_total', help: 'Bytes of files landed in inboxes, by sending peer.', labelNames: ['peer'], registers });
     this.receivedFiles = new Counter({ name: 'tdxfer_received_files_total', help: 'Files landed in inboxes, by sending peer.', labelNames: ['peer'], registers });
     this.failures = new Counter({ name: 'tdxfer_failures_total', help: 'Failures by stable reason code (CONNECT_FAILED, HASH_MISMATCH, NO_SPACE, ...).', labelNames: ['reason'], registers });
+    this.refused = new Counter({ name: 'tdxfer_status_refused_total', help: 'State-changing status API requests refused by the cross-site rule (CROSS_SITE_REFUSED): a web page on another site tried to queue, limit or stop.', labelNames: ['code'], registers });
     this.duration = new Histogram({
       name: 'tdxfer_transfer_duration_seconds',
       help: 'Duration of successful outgoing transfers, from start of sending to acknowledgement.',
@@ -137,6 +139,11 @@ export class AgentMetrics {
     this.view.off('job', this.onJob);
     this.view.off('received', this.onReceived);
     this.view.off('failure', this.onFailure);
+  }
+
+  /** A state-changing request refused by the cross-site rule (csrf.ts), by its code. */
+  countRefusal(code: string): void {
+    this.refused.inc({ code });
   }
 
   get contentType(): string {

@@ -217,6 +217,7 @@ export class StatusServer {
   private authorizeMutation(req: http.IncomingMessage): void {
     const refusal = authorizeMutation(req);
     if (refusal) {
+      this.metrics.countRefusal(refusal.code);
       this.refusals.warn('status API cross-site refusals', `status API: refused ${req.method} ${req.url}: ${refusal.message}`);
       throw new HttpError(refusal.status, refusal.message, refusal.code);
     }

@@ -5,11 +5,13 @@
  * in parallel, so small files pipeline instead of paying a round trip each.
  *
  * Files up to the receiver's WELCOME.eagerMaxBytes go eager (PROTOCOL.md 6.4): read
- * whole before taking the lock (reads overlap), then OFFER, DATA and END are written at
+ * whole ahead of taking the lock (reads overlap), then OFFER, DATA and END are written at
  * once without waiting for ACCEPT, so a burst of small files streams back to back.
+ *
+ * File bytes come from the agent's SendSources (sources.ts): a file going to several
+ * destinations at once is read and hashed once for all of them, within one memory budget.
  */
-import fs from 'node:fs';
-import { BASELINE_HASH, createFileHash, hashLabel, hashOf, type FileHash, type HashAlg } from '../hash.js';
+import { BASELINE_HASH, createFileHash, hashLabel, type HashAlg } from '../hash.js';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import { TdxError, describeError } from '../errors.js';
@@ -18,37 +20,15 @@ import { ClientHandshake, type HandshakeAction } from './handshake.js';
 import { connectTransport } from '../transport/connect.js';
 import { Mutex } from '../fsutil.js';
 import { FrameChannel } from './channel.js';
-import { BufferPool, ChunkReader } from './chunks.js';
 import type { PeerPace } from '../limits/pacer.js';
+import { SendSources, type StreamSource } from './sources.js';
+import { SourceChangedError, hashPrefix } from './source-file.js';
+
+export { SourceChangedError };
 
 const MAX_DATA_BYTES = DEFAULT_LIMITS.maxDataBytes;
-/** Bytes of eager files read into memory and not yet written out, per connection (see EagerBudget). */
-const EAGER_BUDGET_BYTES = 8 * 1024 * 1024;
-
-/**
- * Bounds the memory of eager files a connection holds at once: the window lets many
- * files be read ahead, and a peer may announce eagerMaxBytes up to 16 MiB. A file larger
- * than the whole budget still goes, alone.
- */
-class EagerBudget {
-  #used = 0;
-  #waiters: Array<() => void> = [];
-
-  constructor(private readonly limit: number) {}
-
-  async take(n: number): Promise<void> {
-    while (this.#used > 0 && this.#used + n > this.limit) await new Promise<void>((r) => this.#waiters.push(r));
-    this.#used += n;
-  }
-
-  give(n: number): void {
-    this.#used -= n;
-    const w = this.#waiters;
-    this.#waiters = [];
-    for (const f of w) f();
-  }
-}
-
+/** Largest DATA frame of an eager file. */
+const EAGER_PIECE = 256 * 1024;
 export interface Identity {
   id: string;
   name: string;
@@ -70,6 +50,11 @@ export interface OpenOptions {
   pace?: PeerPace | undefined;
   /** File hash algorithms to offer, most preferred first (security.hashes); default HASH_ALGS. */
   hashes?: readonly HashAlg[] | undefined;
+  /**
+   * The agent's read buffers, shared reads and eager-file budget (sources.ts), shared by
+   * every connection; absent: small ones of this connection's own.
+   */
+  sources?: SendSources | undefined;
 }
 
 export interface OutgoingFile {
@@ -98,13 +83,6 @@ export interface SendResult {
   resumedFrom: number;
 }
 
-/** The file changed (re-render) or vanished while being sent: not an error of the link. */
-export class SourceChangedError extends TdxError {
-  constructor(message: string) {
-    super('SOURCE_CHANGED', message);
-  }
-}
-
 interface Pending {
   onAccept?: (f: FrameOf<'accept'>) => void;
   resolve: (f: FrameOf<'ack'>) => void;
@@ -117,9 +95,10 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
   /** One file's OFFER…END at a time on this connection; ACKs are awaited outside it. */
   private readonly streaming = new Mutex();
   private closedErr: TdxError | null = null;
-  /** Read buffers for stream(), reused by every file of this connection. */
-  private readonly pool: BufferPool;
-  private readonly eagerBudget = new EagerBudget(EAGER_BUDGET_BYTES);
+  /** Releases of buffers lent to the socket, not yet written (run at close). */
+  private readonly lent = new Set<() => void>();
+  /** Where file bytes come from: read buffers, shared reads, eager files (agent-wide). */
+  private readonly sources: SendSources;
   /** Inboxes the peer announced in WELCOME. */
   inboxes: string[] = [];
   /** Largest file the peer takes as an eager OFFER (0: it does not). */
@@ -135,8 +114,9 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
     readonly encrypted: boolean,
   ) {
     super();
-    this.pool = new BufferPool(opts.chunkBytes);
+    this.sources = opts.sources ?? SendSources.single(opts.chunkBytes, opts.log);
     channel.on('close', (err) => {
+      for (const done of [...this.lent]) done();
       const e = err ?? new TdxError('CONNECTION_LOST', 'connection closed');
       this.closedErr = e;
       for (const p of this.pending.values()) p.reject(e);
@@ -257,27 +237,41 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
     return { ...this.ackHash(a), status: a.status, path: a.path, bytesSent: r.bytesSent, resumedFrom: r.resumedFrom };
   }
 
+  /**
+   * An eager file (PROTOCOL.md 6.4): prefetched before its turn (reads overlap with the
+   * file on the wire), held whole only while written (sources.ts: read and hashed once
+   * for every destination, within the agent's budget).
+   */
   private async sendEager(file: OutgoingFile): Promise<SendResult> {
     if (this.closedErr) throw this.closedErr;
-    await this.eagerBudget.take(file.size);
-    let ack: Promise<FrameOf<'ack'>>;
-    try {
-      const data = await readWhole(file);
-      const digest = await hashOf(this.hash, data);
-      // Wrapped in an object: a bare promise would be awaited, holding the lock until the ACK.
-      ({ ack } = await this.streaming.run(async () => {
+    const eager = this.sources.eager;
+    this.sources.arrived(file); // not streamed to this destination: the shared read need not wait for it
+    eager.prefetch(file, this.hash);
+    // Wrapped in an object: a bare promise would be awaited, holding the lock until the ACK.
+    const { ack } = await this.streaming.run(async () => {
+      if (this.closedErr) throw this.closedErr;
+      const held = await eager.hold(file);
+      let handed = false; // to the socket, which releases it once it wrote the last byte
+      try {
+        const digest = await held.digest(this.hash);
         if (this.closedErr) throw this.closedErr;
         const id = this.nextId++;
         const answer = this.request(id).ack;
         this.channel.send({ type: 'offer', id, inbox: file.inbox, path: file.path, size: file.size, mtimeMs: file.mtimeMs, resume: false, eager: true });
-        const step = Math.min(this.opts.chunkBytes, MAX_DATA_BYTES);
-        for (let o = 0; o < data.length; o += step) await this.sendChunk(data.subarray(o, Math.min(data.length, o + step)));
+        // Pieces of at most EAGER_PIECE: what a socket holds encrypted at once, times every destination.
+        const step = Math.min(this.opts.chunkBytes, MAX_DATA_BYTES, EAGER_PIECE);
+        const len = held.data.length;
+        for (let o = 0; o < len; o += step) {
+          const end = Math.min(len, o + step);
+          handed = end === len;
+          await this.sendChunk(held.data.subarray(o, end), handed ? held.release : undefined);
+        }
         this.channel.send(this.endFrame(id, digest));
         return { ack: answer };
-      }));
-    } finally {
-      this.eagerBudget.give(file.size);
-    }
+      } finally {
+        if (!handed) held.release();
+      }
+    });
     file.onProgress?.(file.size, file.size);
     const a = await ack;
     return { ...this.ackHash(a), status: a.status, path: a.path, bytesSent: a.status === 'stored' ? file.size : 0, resumedFrom: 0 };
@@ -315,50 +309,71 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
   }
 
   private async offerAndStream(file: OutgoingFile, resume: boolean): Promise<{ ack: Promise<FrameOf<'ack'>>; bytesSent: number; resumedFrom: number }> {
-    const id = this.nextId++;
-    const { accept, ack } = this.request(id);
-    this.channel.send({ type: 'offer', id, inbox: file.inbox, path: file.path, size: file.size, mtimeMs: file.mtimeMs, resume });
-    const acc = await accept;
-    if (!acc) {
-      // ACK (skipped / duplicate) or NACK straight away: nothing to stream.
-      return { ack, bytesSent: 0, resumedFrom: 0 };
-    }
-    const hash = await createFileHash(this.hash);
-    let offset = acc.offset;
-    if (offset > 0) {
-      // The receiver's prefix digest, in this connection's hash: the whole-file hash then
-      // goes on from it, so END still covers every byte of the file.
-      const prefix = this.hash === 'sha256' ? acc.prefixSha256 : (acc.prefixXxh128 ?? null);
-      const ok = offset <= file.size && prefix !== null && (await hashPrefix(file.abs, offset, hash, this.opts.chunkBytes)) === prefix;
-      if (!ok) {
-        this.opts.log.info(`receiver's partial of ${file.path} differs from ours (${hashLabel(this.hash)}): sending it again from the start`, { peer: this.peerName });
-        this.channel.send({ type: 'abort', id, reason: 'prefix mismatch: restarting from 0' });
-        this.pending.delete(id);
-        return this.offerAndStream(file, false);
-      }
-      this.opts.log.info(`resuming ${file.path} at byte ${offset} of ${file.size}`, { peer: this.peerName });
-    }
-    const resumedFrom = offset;
+    // Opened before the OFFER: the file's start stays held in the shared read while the
+    // receiver answers, so destinations offered the same file together read it together.
+    const source = await this.sources.open(file, this.hash);
     try {
-      offset = await this.stream(file, offset, hash);
-    } catch (err) {
-      // Whatever stopped the stream (source changed, read error), the receiver must
-      // learn that this file is over before the next OFFER, or the session breaks.
-      if (!this.channel.closed) {
-        this.channel.send({ type: 'abort', id, reason: err instanceof TdxError ? err.message : describeError(err) });
-        this.pending.delete(id);
+      const id = this.nextId++;
+      const { accept, ack } = this.request(id);
+      this.channel.send({ type: 'offer', id, inbox: file.inbox, path: file.path, size: file.size, mtimeMs: file.mtimeMs, resume });
+      const acc = await accept;
+      if (!acc) {
+        // ACK (skipped / duplicate) or NACK straight away: nothing to stream.
+        return { ack, bytesSent: 0, resumedFrom: 0 };
       }
-      throw err;
+      const offset = acc.offset;
+      if (offset > 0) {
+        // The receiver's prefix digest, in this connection's hash: the whole-file hash then
+        // goes on from it, so END still covers every byte of the file.
+        const hash = await createFileHash(this.hash);
+        const prefix = this.hash === 'sha256' ? acc.prefixSha256 : (acc.prefixXxh128 ?? null);
+        const ok = offset <= file.size && prefix !== null && (await hashPrefix(file.abs, offset, hash, this.opts.chunkBytes, this.sources.stats)) === prefix;
+        if (!ok) {
+          this.opts.log.info(`receiver's partial of ${file.path} differs from ours (${hashLabel(this.hash)}): sending it again from the start`, { peer: this.peerName });
+          this.channel.send({ type: 'abort', id, reason: 'prefix mismatch: restarting from 0' });
+          this.pending.delete(id);
+          await source.close();
+          return this.offerAndStream(file, false);
+        }
+        this.opts.log.info(`resuming ${file.path} at byte ${offset} of ${file.size}`, { peer: this.peerName });
+        await source.seek(offset, hash);
+      }
+      let sent: number;
+      try {
+        sent = await this.stream(file, offset, source);
+      } catch (err) {
+        // Whatever stopped the stream (source changed, read error), the receiver must
+        // learn that this file is over before the next OFFER, or the session breaks.
+        if (!this.channel.closed) {
+          this.channel.send({ type: 'abort', id, reason: err instanceof TdxError ? err.message : describeError(err) });
+          this.pending.delete(id);
+        }
+        throw err;
+      }
+      this.channel.send(this.endFrame(id, source.digest()));
+      return { ack, bytesSent: sent - offset, resumedFrom: offset };
+    } finally {
+      await source.close();
     }
-    this.channel.send(this.endFrame(id, hash.digest()));
-    return { ack, bytesSent: offset - resumedFrom, resumedFrom };
   }
 
   /**
    * One chunk as DATA: whole when no limit applies, else in slices the pacer allows
    * one by one (a limit changed mid-file applies from the next slice).
    */
-  private async sendChunk(chunk: Buffer, onWritten?: () => void): Promise<void> {
+  private async sendChunk(chunk: Buffer, release?: () => void): Promise<void> {
+    // Buffers are shared agent-wide: whatever the socket does with its write callback, a
+    // closed connection gives back what it still held (releases are idempotent).
+    let onWritten: (() => void) | undefined;
+    if (release) {
+      const done = (): void => {
+        this.lent.delete(done);
+        release();
+      };
+      this.lent.add(done);
+      onWritten = done;
+      if (this.channel.closed) done();
+    }
     const pace = this.opts.pace;
     if (!pace || pace.slice() === 0) {
       await this.channel.sendData(chunk, onWritten);
@@ -376,85 +391,22 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
     }
   }
 
-  /** Streams [offset, size) as DATA frames; returns the final offset. */
-  private async stream(file: OutgoingFile, start: number, hash: FileHash): Promise<number> {
+  /**
+   * Streams the source's bytes from `start` as DATA frames; returns the final offset. The
+   * source checks that the file is still the version announced (size, mtime) at its end.
+   */
+  private async stream(file: OutgoingFile, start: number, source: StreamSource): Promise<number> {
     let offset = start;
-    if (file.size > start) {
-      // Pooled buffers, one read ahead (chunks.ts); a buffer goes back to the pool when
-      // the socket has written it.
-      let reader: ChunkReader | null = null;
-      const release = (chunk: Buffer) => () => this.pool.release(chunk);
+    for (let c = await source.next(); c !== null; c = await source.next()) {
       try {
-        reader = await ChunkReader.open(file.abs, this.pool, start, file.size);
-        for (let chunk = await reader.next(); chunk !== null; chunk = await reader.next()) {
-          hash.update(chunk);
-          await this.sendChunk(chunk, release(chunk));
-          offset += chunk.length;
-          file.onProgress?.(offset, file.size);
-        }
+        await this.sendChunk(c.data, c.release);
       } catch (err) {
-        if ((err as { code?: string }).code === 'ENOENT') throw new SourceChangedError(`${file.abs} disappeared while being sent`);
-        throw err instanceof TdxError ? err : new TdxError('READ_FAILED', `cannot read ${file.abs}: ${describeError(err)}`, { cause: err });
-      } finally {
-        await reader?.close().catch(() => undefined); // read-only handle: a close error loses nothing
+        c.release(); // not written: the socket holds no reference to it
+        throw err;
       }
-    }
-    // The version we announced must be the one we sent: a re-render under the same
-    // name (size or mtime changed) is sent again as its own version.
-    let st: fs.Stats;
-    try {
-      st = await fs.promises.stat(file.abs);
-    } catch {
-      throw new SourceChangedError(`${file.abs} disappeared while being sent`);
-    }
-    if (offset !== file.size || st.size !== file.size || st.mtimeMs !== file.mtimeMs) {
-      throw new SourceChangedError(`${file.abs} changed while being sent (size ${file.size} → ${st.size}); the new version will be sent`);
+      offset += c.data.length;
+      file.onProgress?.(offset, file.size);
     }
     return offset;
   }
-}
-
-/**
- * The whole of a small file, checked to be the version announced: size and mtime from
- * the same open handle, and no byte more or less than announced.
- */
-async function readWhole(file: OutgoingFile): Promise<Buffer> {
-  let fh: fs.promises.FileHandle;
-  try {
-    fh = await fs.promises.open(file.abs, 'r');
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT') throw new SourceChangedError(`${file.abs} disappeared before it was sent`);
-    throw new TdxError('READ_FAILED', `cannot read ${file.abs}: ${describeError(err)}`, { cause: err });
-  }
-  try {
-    const buf = Buffer.allocUnsafe(file.size);
-    let n = 0;
-    while (n < file.size) {
-      const { bytesRead } = await fh.read(buf, n, file.size - n, n);
-      if (bytesRead === 0) break; // shorter than announced
-      n += bytesRead;
-    }
-    // Longer than announced shows in the size of the same open file.
-    const st = await fh.stat();
-    if (n !== file.size || st.size !== file.size || st.mtimeMs !== file.mtimeMs) {
-      throw new SourceChangedError(`${file.abs} changed before it was sent (size ${file.size} → ${st.size}); the new version will be sent`);
-    }
-    return buf.subarray(0, n);
-  } catch (err) {
-    if (err instanceof TdxError) throw err;
-    throw new TdxError('READ_FAILED', `cannot read ${file.abs}: ${describeError(err)}`, { cause: err });
-  } finally {
-    await fh.close().catch(() => undefined); // read-only handle: a close error loses nothing
-  }
-}
-
-async function hashPrefix(abs: string, length: number, hash: FileHash, chunk: number): Promise<string> {
-  const rs = fs.createReadStream(abs, { start: 0, end: length - 1, highWaterMark: chunk });
-  let n = 0;
-  for await (const c of rs as AsyncIterable<Buffer>) {
-    hash.update(c);
-    n += c.length;
-  }
-  if (n !== length) throw new SourceChangedError(`${abs} is shorter than the receiver's partial copy`);
-  return hash.peek();
 }

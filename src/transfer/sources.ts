@@ -1,0 +1,181 @@
+/**
+ * Where the bytes of outgoing files come from, agent-wide (issue #19): one object built by
+ * the composition root (agent/compose.ts) and shared by every connection of every
+ * destination, so memory does not grow with the number of peers:
+ *
+ * - read buffers: one pool (`readAheadBytes`) for every streamed file;
+ * - streamed files: one SharedRead per file version being sent (shared-read.ts), which
+ *   every destination sending it at the same time joins; a destination that cannot join
+ *   (it came after the start was dropped) or falls out reads on its own;
+ * - small (eager) files: EagerFiles, read and hashed once within `eagerBytes`.
+ *
+ * `stats` counts the bytes read from outbox files and hashed for sending (logged at stop
+ * as "sending reads: …"; the fan-out bench reads it).
+ */
+import { createFileHash, type FileHash, type HashAlg } from '../hash.js';
+import type { Logger } from '../log.js';
+import { BufferPool } from './chunks.js';
+import { EagerFiles } from './eager-files.js';
+import { SharedRead, type SharedReader } from './shared-read.js';
+import { OwnRead, type ChunkSource, type SendStats, type SourceChunk, type SourceFile } from './source-file.js';
+
+const MiB = 1024 * 1024;
+/** Files with destinations expected, at most (the oldest counts go first). */
+const MAX_EXPECTED = 10_000;
+
+function keyOf(f: SourceFile): string {
+  return `${f.size}:${f.mtimeMs}:${f.abs}`;
+}
+
+export interface SendSourcesOptions {
+  /** Bytes per read (transfer.chunkBytes). */
+  chunkBytes: number;
+  log: Logger;
+  /** Agent-wide bytes of small files held whole (default 8 MiB, what one connection had before). */
+  eagerBytes?: number;
+  /** Agent-wide bytes of read buffers for streamed files (default 32 MiB). */
+  readAheadBytes?: number;
+  /** Bytes one shared read holds ahead of its slowest reader (default 8 MiB). */
+  windowBytes?: number;
+  /** How long the slowest readers may hold a full window before they read on their own (default 500 ms). */
+  graceMs?: number;
+}
+
+/** A destination's source for one streamed file, opened before its OFFER (so the file's start is held for it). */
+export interface StreamSource extends ChunkSource {
+  /**
+   * The receiver resumes at `offset`: go on from there, continuing `hash` (the prefix's,
+   * already checked). Before the first next() only.
+   */
+  seek(offset: number, hash: FileHash): Promise<void>;
+}
+
+export class SendSources {
+  readonly stats: SendStats = { read: 0, hashed: 0 };
+  readonly pool: BufferPool;
+  readonly eager: EagerFiles;
+  readonly #reads = new Map<string, SharedRead>();
+  /** Destinations expected to stream a file not being read yet (expect()). */
+  readonly #expected = new Map<string, number>();
+  readonly #capacity: number;
+  readonly #graceMs: number;
+
+  constructor(private readonly opts: SendSourcesOptions) {
+    const chunk = opts.chunkBytes;
+    const buffers = Math.max(4, Math.floor((opts.readAheadBytes ?? 32 * MiB) / chunk));
+    this.pool = new BufferPool(chunk, buffers);
+    // Half the pool at most for one window: the rest goes to sockets' writes, own reads, other files.
+    this.#capacity = Math.max(2, Math.min(Math.ceil((opts.windowBytes ?? 8 * MiB) / chunk), Math.floor(buffers / 2)));
+    this.#graceMs = opts.graceMs ?? 500;
+    this.eager = new EagerFiles(opts.eagerBytes ?? 8 * MiB, this.stats);
+  }
+
+  /** Small sources for one connection of its own (`tdxfer send`, tests opening a PeerConnection alone). */
+  static single(chunkBytes: number, log: Logger): SendSources {
+    return new SendSources({ chunkBytes, log, eagerBytes: 8 * MiB, readAheadBytes: 6 * chunkBytes, windowBytes: 3 * chunkBytes });
+  }
+
+  /** Shared reads running now. */
+  get reading(): number {
+    return this.#reads.size;
+  }
+
+  /**
+   * `file` is about to go to `destinations` destinations (agent.ts, a fan-out): the first
+   * one to stream it keeps its start for the others until they come, or until they held
+   * it for the grace period. Only a count until then (a backlog of files costs a map entry each).
+   */
+  expect(file: SourceFile, destinations: number): void {
+    if (destinations < 2) return;
+    const key = keyOf(file);
+    this.#expected.set(key, (this.#expected.get(key) ?? 0) + destinations);
+    // Counts of files never streamed (jobs cancelled, the version superseded) must not pile up.
+    if (this.#expected.size > MAX_EXPECTED) this.#expected.delete(this.#expected.keys().next().value!);
+  }
+
+  /** One destination of an expect()ed file will not stream it (it goes eager). */
+  arrived(file: SourceFile): void {
+    const key = keyOf(file);
+    const read = this.#reads.get(key);
+    if (read) return read.arrived();
+    const n = (this.#expected.get(key) ?? 0) - 1;
+    if (n > 0) this.#expected.set(key, n);
+    else this.#expected.delete(key);
+  }
+
+  /**
+   * A source of `file` from byte 0 with its whole-file hash in `alg`: a reader of the
+   * shared read running for this version, or of a new one.
+   */
+  async open(file: SourceFile, alg: HashAlg): Promise<StreamSource> {
+    const key = keyOf(file);
+    const running = this.#reads.get(key);
+    if (running && !running.closed) {
+      const r = await running.attach(0, alg, null);
+      running.arrived();
+      if (r) return r;
+    }
+    // None, or its start is gone: a new one (later destinations join this one), holding
+    // byte 0 for the other destinations expected.
+    const read = this.#newRead(file);
+    read.expect((this.#expected.get(key) ?? 1) - 1);
+    this.#expected.delete(key);
+    const r: SharedReader | null = await read.attach(0, alg, null);
+    // Others joined it while this one made its hash and already went past byte 0: read alone.
+    return r ?? new OwnStream(file, this.pool, alg, this.stats);
+  }
+
+  #newRead(file: SourceFile): SharedRead {
+    const key = keyOf(file);
+    const read: SharedRead = new SharedRead(file, {
+      pool: this.pool,
+      capacity: this.#capacity,
+      // Two chunks ahead of the fastest destination (one read in flight, one ready): what it
+      // takes was read just before, still in the CPU's cache when hashed and encrypted.
+      readAhead: 2,
+      graceMs: this.#graceMs,
+      stats: this.stats,
+      log: this.opts.log,
+      onClosed: () => {
+        if (this.#reads.get(key) === read) this.#reads.delete(key);
+      },
+    });
+    this.#reads.set(key, read);
+    return read;
+  }
+
+  /** "sending reads: …" for the stop line. */
+  summary(): string {
+    return `sending reads: ${this.stats.read} bytes read, ${this.stats.hashed} bytes hashed`;
+  }
+}
+
+/** A destination's own read as a StreamSource (made at its first seek or next). */
+class OwnStream implements StreamSource {
+  #read: OwnRead | null = null;
+
+  constructor(
+    private readonly file: SourceFile,
+    private readonly pool: BufferPool,
+    private readonly alg: HashAlg,
+    private readonly stats: SendStats,
+  ) {}
+
+  async seek(offset: number, hash: FileHash): Promise<void> {
+    this.#read = new OwnRead(this.file, this.pool, offset, hash, this.stats);
+  }
+
+  async next(): Promise<SourceChunk | null> {
+    this.#read ??= new OwnRead(this.file, this.pool, 0, await createFileHash(this.alg), this.stats);
+    return this.#read.next();
+  }
+
+  digest(): string {
+    if (!this.#read) throw new Error('digest before the end');
+    return this.#read.digest();
+  }
+
+  async close(): Promise<void> {
+    await this.#read?.close();
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * The agent-wide sources of outgoing bytes (src/transfer/sources.ts, shared-read.ts,
+ * eager-files.ts) on real files, without sockets: several destinations reading one file
+ * read it from disk once and hash it once per algorithm; a destination that stops
+ * consuming is dropped after the grace and still gets the right bytes and the right
+ * whole-file digest on its own (re-reading its prefix for the hash); a resumed one
+ * hashes from the prefix it brings; small files are read and hashed once for everyone
+ * and their buffers come back to be reused.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { SendSources, type StreamSource } from '../../src/transfer/sources.js';
+import { createFileHash, hashOf, type HashAlg } from '../../src/hash.js';
+import { memoryLogger } from '../../src/log.js';
+import { tempDirFor } from '../helpers/tmp.js';
+
+const CHUNK = 4096;
+
+async function makeFile(dir: string, name: string, size: number): Promise<{ abs: string; size: number; mtimeMs: number; bytes: Buffer }> {
+  const abs = path.join(dir, name);
+  const bytes = randomBytes(size);
+  await fs.writeFile(abs, bytes);
+  const st = await fs.stat(abs);
+  return { abs, size, mtimeMs: st.mtimeMs, bytes };
+}
+
+/** Reads a source to its end, releasing each chunk at once; returns its bytes and digest. */
+async function drain(src: StreamSource): Promise<{ bytes: Buffer; digest: string }> {
+  const parts: Buffer[] = [];
+  for (let c = await src.next(); c !== null; c = await src.next()) {
+    parts.push(Buffer.from(c.data)); // a copy: the buffer goes back to the pool
+    c.release();
+  }
+  const digest = src.digest();
+  await src.close();
+  return { bytes: Buffer.concat(parts), digest };
+}
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+test('three destinations, two algorithms: one read of the file, one hash per algorithm, every byte to each', async (t) => {
+  const dir = await tempDirFor(t);
+  const f = await makeFile(dir, 'big.bin', 50 * CHUNK + 17);
+  const s = new SendSources({ chunkBytes: CHUNK, log: memoryLogger(), windowBytes: 4 * CHUNK, graceMs: 60_000 });
+  s.expect(f, 3);
+  const a = await s.open(f, 'xxh3-128');
+  // The others come after the first one started reading: the start is held for them.
+  const ra = drain(a);
+  const b = await s.open(f, 'sha256');
+  const c = await s.open(f, 'xxh3-128');
+  const [da, db, dc] = await Promise.all([ra, drain(b), drain(c)]);
+  for (const d of [da, db, dc]) assert.ok(d.bytes.equals(f.bytes));
+  assert.equal(db.digest, sha256(f.bytes));
+  assert.equal(da.digest, await hashOf('xxh3-128', f.bytes));
+  assert.equal(dc.digest, da.digest);
+  assert.equal(s.stats.read, f.size, 'read from disk once');
+  assert.equal(s.stats.hashed, 2 * f.size, 'hashed once per algorithm');
+  assert.equal(s.reading, 0);
+});
+
+test('a destination that stops consuming is dropped after the grace; alone it still gets every byte and the right digest', async (t) => {
+  const dir = await tempDirFor(t);
+  const f = await makeFile(dir, 'big.bin', 40 * CHUNK + 5);
+  const s = new SendSources({ chunkBytes: CHUNK, log: memoryLogger(), windowBytes: 4 * CHUNK, readAheadBytes: 16 * CHUNK, graceMs: 50 });
+  const fast = await s.open(f, 'sha256');
+  const slow = await s.open(f, 'sha256');
+  // slow takes two chunks and holds them (its socket stopped writing), then nothing.
+  const held = [await slow.next(), await slow.next()];
+  const heldBytes = held.map((h) => Buffer.from(h!.data)); // copied now: released buffers are reused
+  const df = await drain(fast); // ends only because slow is dropped
+  assert.ok(df.bytes.equals(f.bytes));
+  assert.equal(df.digest, sha256(f.bytes));
+  for (const h of held) h!.release();
+  const rest = await drain(slow);
+  assert.ok(Buffer.concat([...heldBytes, rest.bytes]).equals(f.bytes));
+  assert.equal(rest.digest, sha256(f.bytes), 'its own hash: the prefix re-read, then its own read');
+  assert.ok(s.stats.read > f.size && s.stats.read <= 2 * f.size, `read ${s.stats.read} for ${f.size}`);
+  // Every buffer is back: a fresh read of the whole file can take all of the pool.
+  const again = await drain(await s.open(f, 'sha256'));
+  assert.equal(again.digest, sha256(f.bytes));
+});
+
+test('a file within the window: an expected destination coming after the first finished still shares its read', async (t) => {
+  const dir = await tempDirFor(t);
+  const f = await makeFile(dir, 'mid.bin', 3 * CHUNK + 1);
+  const s = new SendSources({ chunkBytes: CHUNK, log: memoryLogger(), windowBytes: 8 * CHUNK, graceMs: 60_000 });
+  s.expect(f, 2);
+  const first = await drain(await s.open(f, 'xxh3-128'));
+  assert.equal(s.reading, 1, 'kept for the destination expected');
+  const second = await drain(await s.open(f, 'xxh3-128'));
+  assert.equal(second.digest, first.digest);
+  assert.equal(first.digest, await hashOf('xxh3-128', f.bytes));
+  assert.ok(second.bytes.equals(f.bytes));
+  assert.equal(s.stats.read, f.size, 'read once');
+  assert.equal(s.stats.hashed, f.size, 'hashed once');
+  assert.equal(s.reading, 0);
+});
+
+test('destinations expected but never coming hold the first one only for the grace', async (t) => {
+  const dir = await tempDirFor(t);
+  const f = await makeFile(dir, 'big.bin', 30 * CHUNK);
+  const s = new SendSources({ chunkBytes: CHUNK, log: memoryLogger(), windowBytes: 4 * CHUNK, graceMs: 50 });
+  s.expect(f, 3); // two of them never stream it (their peers are gone)
+  const only = await drain(await s.open(f, 'sha256'));
+  assert.equal(only.digest, sha256(f.bytes));
+  assert.equal(s.stats.read, f.size);
+  assert.equal(s.reading, 0, 'the read closed with its last reader');
+});
+
+test('a resumed destination joins at its offset and hashes from the prefix it brings', async (t) => {
+  const dir = await tempDirFor(t);
+  const f = await makeFile(dir, 'big.bin', 30 * CHUNK + 100);
+  const s = new SendSources({ chunkBytes: CHUNK, log: memoryLogger(), windowBytes: 4 * CHUNK, graceMs: 60_000 });
+  s.expect(f, 2);
+  const whole = await s.open(f, 'xxh3-128');
+  const resumed = await s.open(f, 'xxh3-128');
+  const offset = 3 * CHUNK + 11;
+  const prefix = await createFileHash('xxh3-128');
+  prefix.update(f.bytes.subarray(0, offset));
+  await resumed.seek(offset, prefix);
+  const [dw, dr] = await Promise.all([drain(whole), drain(resumed)]);
+  assert.ok(dr.bytes.equals(f.bytes.subarray(offset)));
+  assert.equal(dr.digest, await hashOf('xxh3-128', f.bytes));
+  assert.equal(dw.digest, dr.digest);
+  assert.equal(s.stats.read, f.size, 'still one read');
+});
+
+test('a source that changed while being read fails every reader with SOURCE_CHANGED', async (t) => {
+  const dir = await tempDirFor(t);
+  const f = await makeFile(dir, 'big.bin', 20 * CHUNK);
+  const s = new SendSources({ chunkBytes: CHUNK, log: memoryLogger(), windowBytes: 4 * CHUNK, graceMs: 60_000 });
+  const a = await s.open(f, 'sha256');
+  const first = await a.next();
+  await fs.truncate(f.abs, 5 * CHUNK); // a re-render under the same name, shorter
+  first!.release();
+  await assert.rejects(drain(a), (e: { code?: string }) => e.code === 'SOURCE_CHANGED');
+});
+
+test('small files: read and hashed once for every holder, digests per algorithm, buffers reused after release', async (t) => {
+  const dir = await tempDirFor(t);
+  const s = new SendSources({ chunkBytes: CHUNK, log: memoryLogger(), eagerBytes: 64 * 1024 });
+  const files = await Promise.all([0, 1, 2, 3].map((i) => makeFile(dir, `s${i}.bin`, 10_000 + i)));
+  const algs: HashAlg[] = ['sha256', 'xxh3-128', 'sha256'];
+  for (const f of files) {
+    for (const alg of algs) s.eager.prefetch(f, alg);
+    const holds = await Promise.all(algs.map(() => s.eager.hold(f)));
+    for (const [i, h] of holds.entries()) {
+      assert.ok(h.data.equals(f.bytes));
+      assert.equal(await h.digest(algs[i]!), await hashOf(algs[i]!, f.bytes));
+    }
+    for (const h of holds) h.release();
+  }
+  const total = files.reduce((n, f) => n + f.size, 0);
+  assert.equal(s.stats.read, total, 'each small file read once');
+  assert.equal(s.stats.hashed, 2 * total, 'once per algorithm');
+  assert.ok(s.eager.used <= 64 * 1024, 'within the budget (16 KiB buffers, four of them)');
+  // A fifth and sixth file need room: unheld files go, their buffers serve the new ones.
+  const more = await Promise.all([4, 5, 6, 7].map((i) => makeFile(dir, `s${i}.bin`, 12_000)));
+  const held = await s.eager.hold(more[0]!);
+  for (const f of more.slice(1)) {
+    const h = await s.eager.hold(f);
+    assert.ok(h.data.equals(f.bytes));
+    h.release();
+  }
+  assert.ok(held.data.equals(more[0]!.bytes), 'a held file is never overwritten by a reused buffer');
+  held.release();
+  assert.ok(s.eager.used <= 64 * 1024);
+});
