@@ -14,6 +14,8 @@ export interface FolderWatchOptions {
   usePolling: boolean;
   /** true = do not report and do not enter this path. `stats` is given when chokidar has it. */
   ignored(p: string, stats?: Stats): boolean;
+  /** Native watch only (dirwatch.ts): how often every folder is re-read at least (default SWEEP_MS; tests shorten it). */
+  sweepMs?: number;
 }
 
 export interface FolderWatchEvents {
@@ -23,6 +25,11 @@ export interface FolderWatchEvents {
   unlinkDir(abs: string): void;
   addDir(abs: string): void;
   error(err: unknown): void;
+  /**
+   * Native watch only: a backstop re-read found `count` entries in `dir` that no event had
+   * reported (events lost, or the folder's watch died), and the folder is watched anew.
+   */
+  missed?(dir: string, count: number): void;
 }
 
 export interface FolderWatch {

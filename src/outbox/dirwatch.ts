@@ -17,6 +17,17 @@
  *   and at most every `rescanDelay()` while it keeps changing, so re-reading costs a
  *   bounded share of the time however big the folder is.
  * - Files reported by a scan come without stats (the poll loop stats them anyway).
+ * - A folder removed and re-created under the same name (an after-action removes an emptied
+ *   folder and a writer makes it again at once) is watched anew: the record of a folder
+ *   keeps its identity (dev, ino, birth time, see sameFolder), and a parent's event for a
+ *   known folder, a folder's own "I went away" event and every re-read compare it. Before
+ *   this, the two parent events of a quick rmdir + mkdir were handled as one, the folder
+ *   looked unchanged, and its files were not seen until the agent restarted (minutes in the
+ *   soak of issue #20).
+ * - Backstop: every folder is re-read (names only, plus one stat of the folder) at least
+ *   every SWEEP_MS, rate-limited like rescans (sweepDelay), so a dead watch or lost events
+ *   cannot leave files unseen for longer. A sweep that finds entries no event reported
+ *   watches that folder anew and says so (`missed`).
  * - No event after close() resolves; nothing throws into the owner (errors → `error`).
  */
 import { EventEmitter } from 'node:events';
@@ -26,7 +37,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { forEachLimit } from '../concurrency.js';
 import type { FolderWatch, FolderWatchEvents, FolderWatchOptions } from './chokidar.js';
-import { diffNames, rescanDelay } from './watch-rules.js';
+import { SWEEP_MS, diffNames, rescanDelay, sameFolder, sweepDelay, type FolderId } from './watch-rules.js';
 
 /** Delay that gathers a burst of events into one batch of stats. */
 const BATCH_MS = 10;
@@ -36,6 +47,10 @@ const STAT_CONCURRENCY = 64;
 
 interface Folder {
   fsw: FSWatcher | null;
+  /** Which folder this record watches (stat'ed before its watch started); null when that stat failed. */
+  id: FolderId | null;
+  /** Its watch named the folder itself: it may have been removed (inotify's IN_DELETE_SELF), see check(). */
+  selfEvent: boolean;
   /** Names of entries reported (files, links and folders). */
   names: Set<string>;
   /** Rescan timer, when it was last done and how long it took. */
@@ -50,8 +65,10 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
   const realFolders = new Set<string>();
   const pending = new Set<string>();
   let batchTimer: NodeJS.Timeout | null = null;
+  let sweepTimer: NodeJS.Timeout | null = null;
   let closed = false;
   const top = path.resolve(root);
+  const everyMs = opts.sweepMs ?? SWEEP_MS;
 
   emitter.on('error', (err: unknown) => {
     if (!closed) on.error(err);
@@ -61,18 +78,28 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
   };
   const entryStat = (p: string): Promise<Stats> => (opts.followSymlinks ? stat(p) : lstat(p));
 
+  const idOf = (st: Stats): FolderId => ({ dev: st.dev, ino: st.ino, birthtimeMs: st.birthtimeMs });
+
   function startWatch(dir: string, f: Folder): void {
+    const base = path.basename(dir);
     try {
       const fsw = watch(dir, { persistent: true }, (_type, name) => {
-        if (closed) return;
+        if (closed || f.fsw !== fsw) return;
         if (name === null || name === undefined || name === '') scheduleScan(dir, 0);
         else {
-          queue(path.join(dir, name.toString()));
+          const n = name.toString();
+          // inotify names the folder itself when it is removed or moved (IN_DELETE_SELF,
+          // IN_MOVE_SELF): the watch is dead then. Check the folder as its parent's event would.
+          if (n === base && dir !== top) {
+            f.selfEvent = true;
+            queue(dir);
+          }
+          queue(path.join(dir, n));
           scheduleScan(dir, QUIET_MS);
         }
       });
       fsw.on('error', (err) => {
-        if (closed) return;
+        if (closed || f.fsw !== fsw) return;
         // The folder itself went away (Windows reports EPERM): check it like an event would.
         fsw.close();
         f.fsw = null;
@@ -95,12 +122,36 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
       if (real === null || realFolders.has(real)) return;
       realFolders.add(real);
     }
-    const f: Folder = { fsw: null, names: new Set(), timer: null, lastScanAt: 0, lastScanMs: 0 };
+    const f: Folder = { fsw: null, id: null, selfEvent: false, names: new Set(), timer: null, lastScanAt: 0, lastScanMs: 0 };
     folders.set(dir, f);
     if (announce) on.addDir(dir);
+    // Identity first, then the watch: a folder replaced in between is told apart by the next check.
+    const st = await stat(dir).catch(() => null);
+    if (closed || folders.get(dir) !== f) return;
+    f.id = st?.isDirectory() ? idOf(st) : null;
     startWatch(dir, f);
     await scan(dir, f);
   }
+
+  /** `dir` is another folder than the one its record watches: forget the old one (and below), watch the new one. */
+  async function replaceFolder(dir: string): Promise<void> {
+    const parent = folders.get(path.dirname(dir));
+    removeFolder(dir); // files below are reported as suspects: the poll loop checks them
+    if (closed || !parent || folders.get(path.dirname(dir)) !== parent) return;
+    parent.names.add(path.basename(dir));
+    await addFolder(dir, true);
+  }
+
+  /** The folder is the same, but its watch died (an error): watch it again and re-read it. */
+  async function rewatch(dir: string, f: Folder): Promise<void> {
+    f.fsw?.close();
+    f.fsw = null;
+    startWatch(dir, f);
+    await scan(dir, f);
+  }
+
+  /** Whether the folder at `dir` (stat'ed as `st`) is the one `f` watches. */
+  const isSame = (f: Folder, st: Stats): boolean => f.id !== null && st.isDirectory() && sameFolder(f.id, idOf(st));
 
   function removeFolder(dir: string): void {
     const prefix = dir + path.sep;
@@ -115,9 +166,18 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
     on.unlinkDir(dir);
   }
 
-  /** Reads a folder's names; new ones are checked, vanished ones reported. */
-  async function scan(dir: string, f: Folder): Promise<void> {
+  /**
+   * Reads a folder's names; new ones are checked, vanished ones reported. `sweep`: the
+   * backstop re-read, which also checks the folder's identity and watch first.
+   */
+  async function scan(dir: string, f: Folder, sweep = false): Promise<void> {
     const t0 = performance.now();
+    if (sweep && dir !== top) {
+      // The root's identity is the supervisor's (ROOT_CHECK_MS).
+      const st = await stat(dir).catch(() => null);
+      if (closed || folders.get(dir) !== f) return;
+      if (st && !isSame(f, st)) return replaceFolder(dir);
+    }
     let entries;
     try {
       entries = await readdir(dir, { withFileTypes: true });
@@ -132,6 +192,14 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
     if (closed || folders.get(dir) !== f) return;
     const names = entries.map((e) => e.name);
     const { added, removed } = diffNames(f.names, names);
+    if (sweep && (added.length > 0 || f.fsw === null)) {
+      // Entries no event reported: events were lost or the watch is dead. A new watch first
+      // (nothing created from now on is missed), then this listing is handled as usual.
+      if (added.length > 0) on.missed?.(dir, added.length);
+      f.fsw?.close();
+      f.fsw = null;
+      startWatch(dir, f);
+    }
     for (const name of removed) gone(dir, f, name);
     const subdirs: string[] = [];
     for (const i of added) {
@@ -145,6 +213,7 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
         f.names.add(name);
         if (!opts.ignored(p)) on.file(p, undefined);
       } else if (e.isSymbolicLink()) queue(p); // followed: stat tells file or folder
+      else f.names.add(name); // a socket, FIFO or device: never sent, but known (a sweep must not count it as missed)
     }
     f.lastScanAt = performance.now();
     f.lastScanMs = f.lastScanAt - t0;
@@ -204,7 +273,19 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
     }
     if (closed || folders.get(dir) !== parent) return;
     if (st.isDirectory()) {
-      if (folders.has(p)) return;
+      const known = folders.get(p);
+      if (known) {
+        // Removed and made again between two looks (its two events handled as one), or its watch died.
+        // Its own watch naming it, with no entry of that name inside, means it was removed: on
+        // volumes without birth times a re-created folder can have the old one's dev + ino.
+        const selfGone = known.selfEvent && (await lstat(path.join(p, name)).then(() => false, () => true));
+        known.selfEvent = false;
+        if (closed || folders.get(p) !== known) return;
+        if (selfGone || !isSame(known, st)) await replaceFolder(p);
+        // A watch that errors again at once is retried at most once a second here (and by the sweep).
+        else if (known.fsw === null && performance.now() - known.lastScanAt >= 1000) await rewatch(p, known);
+        return;
+      }
       parent.names.add(name);
       if (!opts.ignored(p, st)) await addFolder(p, true);
       return;
@@ -214,12 +295,37 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
     if (!opts.ignored(p, st)) on.file(p, st);
   }
 
+  /** The backstop: every folder re-read (see the file header), one at a time, then the next sweep planned. */
+  async function sweep(): Promise<void> {
+    const t0 = performance.now();
+    for (const [dir, f] of [...folders]) {
+      if (closed) return;
+      // Being re-read already, or read a moment ago because of events: its watch works.
+      if (folders.get(dir) !== f || f.timer || performance.now() - f.lastScanAt < everyMs / 2) continue;
+      await scan(dir, f, true);
+    }
+    planSweep(performance.now() - t0);
+  }
+
+  function planSweep(lastMs: number): void {
+    if (closed) return;
+    sweepTimer = setTimeout(() => {
+      sweepTimer = null;
+      sweep().catch((err: unknown) => {
+        fail(err);
+        planSweep(lastMs);
+      });
+    }, sweepDelay(lastMs, everyMs));
+    sweepTimer.unref?.();
+  }
+
   const ready = (async () => {
     try {
       await addFolder(top, false);
     } catch (err) {
       fail(err);
     }
+    planSweep(0);
   })();
 
   return {
@@ -229,6 +335,8 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
       closed = true;
       if (batchTimer) clearTimeout(batchTimer);
       batchTimer = null;
+      if (sweepTimer) clearTimeout(sweepTimer);
+      sweepTimer = null;
       pending.clear();
       for (const f of folders.values()) {
         f.fsw?.close();

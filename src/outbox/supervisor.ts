@@ -136,6 +136,10 @@ export class WatchSupervisor {
           if (!scanning) this.rescanLater(fw, p);
         },
         error: (err) => this.onError(fw, err),
+        missed: (dir, count) => {
+          this.log.info(`Found ${count} entr${count === 1 ? 'y' : 'ies'} in ${dir} that no watch event had reported; watching that folder anew`, { dir, count });
+          this.on.kick();
+        },
       },
     );
     this.fw = fw;

@@ -150,3 +150,15 @@ export function diffNames(known: ReadonlySet<string>, listed: readonly string[])
 export function rescanDelay(lastScanMs: number): number {
   return Math.max(1000, 50 * (Number.isFinite(lastScanMs) && lastScanMs > 0 ? lastScanMs : 0));
 }
+
+/** Every folder of a native watch is re-read at least this often (ms), whatever its events say (dirwatch.ts sweep). */
+export const SWEEP_MS = 30_000;
+
+/**
+ * When the next backstop sweep of all watched folders starts (ms after the last one ended):
+ * SWEEP_MS, or 50× what the last sweep took when that is longer, so a sweep (names only, one
+ * stat per folder) costs at most 2 % of the time however many files and folders are watched.
+ */
+export function sweepDelay(lastSweepMs: number, everyMs: number = SWEEP_MS): number {
+  return Math.max(everyMs, rescanDelay(lastSweepMs));
+}

@@ -38,6 +38,8 @@ const PROBE_FILES = opt('probe-files', 150);
 /** Files written straight into the receiver's inbox folder before the agents start (for part 2 without the bulk run). */
 const PREFILL = opt('prefill', 0);
 const DROP = 10_000;
+/** Files waiting with none landing for longer than this is reported as a stall (restarts take a few seconds). */
+const STALL_MS = 30_000;
 /** `--cli PATH`: another build's dist/src/cli/main.js (e.g. to compare with an older version). */
 const CLI = args.includes('--cli') ? path.resolve(args[args.indexOf('--cli') + 1]!) : cliPath();
 const KEY = randomBytes(32).toString('base64');
@@ -313,14 +315,24 @@ async function main(): Promise<void> {
         await sleep(200);
       }
     })();
+    // Stall detection: the longest stretch with files waiting (dropped, not landed) and none landing.
+    let progressAt = performance.now();
+    const stall = { ms: 0, from: 0, waiting: 0 };
+    let slowest = { name: '', ms: 0 };
     const watcher = (async () => {
       while (on || dropped.size > 0) {
         for (const [name, t] of [...dropped]) {
           if (await fs.stat(path.join(steadyIn, name)).catch(() => null)) {
-            latencies.push(performance.now() - t);
+            const ms = performance.now() - t;
+            latencies.push(ms);
+            if (ms > slowest.ms) slowest = { name, ms };
             dropped.delete(name);
+            progressAt = performance.now();
           }
         }
+        const now = performance.now();
+        if (dropped.size === 0) progressAt = now;
+        else if (now - progressAt > stall.ms) Object.assign(stall, { ms: now - progressAt, from: progressAt, waiting: dropped.size });
         if (!on && performance.now() > endAt + 120_000) break;
         await sleep(50);
       }
@@ -383,7 +395,12 @@ async function main(): Promise<void> {
         `   ${role} slope per hour: RSS ${f(sl(ss.map((s) => s.rss / 1e6)))} MB, heap ${f(sl(ss.map((s) => (s.heap ?? NaN) / 1e6)))} MB, fds ${f(sl(ss.map((s) => s.fds)))}, threads ${f(sl(ss.map((s) => s.threads)))}; peak RSS ${mb(Math.max(...ss.map((s) => s.rss)))} MB (README promise < 150 MB: ${Math.max(...ss.map((s) => s.rss)) < 150e6 ? 'met' : 'MISSED'})`,
       );
     }
-    say(`   drop → land latency over ${latencies.length} files (${seq} dropped, ${dropped.size} not landed): p50 ${f(pct(latencies, 50), 0)} ms, p90 ${f(pct(latencies, 90), 0)} ms, p99 ${f(pct(latencies, 99), 0)} ms, max ${f(Math.max(...latencies), 0)} ms`);
+    say(`   drop → land latency over ${latencies.length} files (${seq} dropped, ${dropped.size} not landed): p50 ${f(pct(latencies, 50), 0)} ms, p90 ${f(pct(latencies, 90), 0)} ms, p99 ${f(pct(latencies, 99), 0)} ms, max ${f(Math.max(...latencies), 0)} ms (${slowest.name})`);
+    // In words: a transfer that sits still is what an operator notices (the soak of issue #20 had 13 minutes of it).
+    const atMin = (t: number) => ((t - t0) / 60_000).toFixed(1);
+    const stallWords = `longest time with files waiting and none landing: ${(stall.ms / 1000).toFixed(1)} s` + (stall.ms > 0 ? ` (from minute ${atMin(stall.from)} to ${atMin(stall.from + stall.ms)} of the steady part, ${stall.waiting} files waiting at its end)` : '');
+    say(stall.ms > STALL_MS ? `   STALL: ${stallWords}; transfers stood still (target: never more than ${STALL_MS / 1000} s, restarts included). The agents' logs around it tell why (--keep keeps them).` : `   no stall: ${stallWords} (target <= ${STALL_MS / 1000} s: met)`);
+    if (dropped.size > 0) say(`   NOT LANDED: ${dropped.size} files, e.g. ${[...dropped.keys()].slice(0, 5).join(', ')}`);
     const filesSteady = latencies.length || 1;
     say(`   log growth (file + console): sender ${fmtBytes(log1[0]! - log0[0]!)} (${((log1[0]! - log0[0]!) / filesSteady).toFixed(0)} B/file), receiver ${fmtBytes(log1[1]! - log0[1]!)} (${((log1[1]! - log0[1]!) / filesSteady).toFixed(0)} B/file)`);
     say(`   data-folder growth: sender ${fmtBytes(data1[0]! - data0[0]!)}, receiver ${fmtBytes(data1[1]! - data0[1]!)}; SSE events seen: ${sse.map((s) => s.events()).join(' / ')}`);

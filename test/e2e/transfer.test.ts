@@ -205,6 +205,40 @@ test('after-actions: archive moves to sent/, delete removes, keep leaves the fil
   assert.deepEqual(await listFiles(p.inbox), ['sub/archive.png', 'sub/delete.png', 'sub/keep.png', 'sub/later.png']);
 });
 
+// Issue #20's soak: the archive after-action removed the emptied outbox/steady, the writer made it
+// again within milliseconds, and on Linux nothing dropped into it afterwards was seen until the
+// sender restarted (13 minutes of standstill). Each round: the folder is removed by the agent,
+// made again at once (as the soak's writer does), and the next file dropped right away or later.
+test('the archive after-action removes an emptied folder and a writer makes it again at once: every file dropped into it arrives', async () => {
+  const p = await pair({ settleMs: 100 });
+  const b = await start(p.bCfg);
+  await p.receiverListening(b.listenAddress.port);
+  const steady = path.join(p.outbox, 'steady');
+  await fs.mkdir(steady, { recursive: true });
+  await start(p.aCfg);
+  const src = path.join(p.root, 'src');
+  await fs.mkdir(src, { recursive: true });
+  const exists = (f: string) => fs.stat(f).then(() => true, () => false);
+  const drop = async (name: string) => {
+    await writeRandomFile(path.join(src, name), 2048);
+    await fs.rename(path.join(src, name), path.join(steady, name));
+  };
+  const waits = [0, 20, 400, 1000];
+  for (let i = 0; i < 8; i++) {
+    const name = `s.${i}.png`;
+    await drop(name);
+    await waitUntil(() => exists(path.join(p.inbox, 'steady', name)), undefined, () => `${name} landed (round ${i})`);
+    // The agent archives it and removes the emptied folder; the writer makes it again at once.
+    await waitUntil(async () => !(await exists(steady)), undefined, () => `outbox/steady removed after ${name} was archived`);
+    await fs.mkdir(steady);
+    await new Promise((r) => setTimeout(r, waits[i % waits.length]));
+  }
+  const last = 's.last.png';
+  await drop(last);
+  await waitUntil(() => exists(path.join(p.inbox, 'steady', last)), undefined, () => `${last} landed`);
+  assert.deepEqual((await listFiles(path.join(p.inbox, 'steady'))).length, 9);
+});
+
 test('a malformed frame from a raw socket gets an ERROR frame; the agent keeps serving honest peers', async () => {
   const p = await pair({ senderExtra: { security: { key: undefined } } });
   // Plain mode on both ends makes the raw frames reach the decoder directly.

@@ -2,7 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { OutboxPaths, classifyOpenError, classifyWatchError, diffNames, isGoneError, rescanDelay, sameFolder } from '../../src/outbox/watch-rules.js';
+import { OutboxPaths, classifyOpenError, classifyWatchError, diffNames, isGoneError, rescanDelay, sameFolder, SWEEP_MS, sweepDelay } from '../../src/outbox/watch-rules.js';
 
 describe('OutboxPaths (POSIX paths)', () => {
   const p = new OutboxPaths('/srv/out', ['/srv/out/.tdxfer', '/var/lib/tdxfer'], path.posix, false);
@@ -118,5 +118,14 @@ describe('native watch rescans (dirwatch.ts)', () => {
     assert.equal(rescanDelay(100), 5000);
     assert.equal(rescanDelay(NaN), 1000);
     assert.equal(rescanDelay(-3), 1000);
+  });
+
+  test('sweepDelay: every SWEEP_MS (30 s), longer only when a sweep took more than 2 % of that', () => {
+    assert.equal(SWEEP_MS, 30_000);
+    assert.equal(sweepDelay(0), 30_000);
+    assert.equal(sweepDelay(100), 30_000);
+    assert.equal(sweepDelay(2000), 100_000);
+    assert.equal(sweepDelay(NaN), 30_000);
+    assert.equal(sweepDelay(0, 500), 1000, 'a shorter interval (tests) is still rate-limited like rescans');
   });
 });
