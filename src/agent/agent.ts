@@ -2,8 +2,9 @@
  * The agent: wiring and lifecycle of the transfer parts (inboxes and listeners,
  * outbox watchers, destination queues, journals) and the AgentView the status API,
  * OSC and the CLI read. The composition root around it is agent/compose.ts; its
- * responsibilities live in dispatch.ts (outbox files → jobs), explicit.ts (POST /send),
- * after.ts (after-actions), view.ts (status view), peers.ts, receiving.ts, senders.ts.
+ * responsibilities live in outbox-dispatch.ts + dispatch.ts (outbox files → records and
+ * jobs, admission window), explicit.ts (POST /send jobs), after.ts (after-actions),
+ * view.ts (status view), peers.ts, receiving.ts, senders.ts.
  *
  * Delivery invariant: a file leaves its outbox (after-action) only once every
  * destination acknowledged it durable and verified; until then it stays, and since
@@ -12,36 +13,35 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { AgentConfig, OutboxConfig } from '../config/types.js';
+import type { AgentConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { TdxError, describeError, type ReportedCode } from '../errors.js';
+import { describeError, type ReportedCode } from '../errors.js';
 import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, LimitRequest, PeerInfo, ReceivedInfo, SendRequest } from '../types.js';
 import { Pacer, type LimitsSnapshot } from '../limits/pacer.js';
 import { Inbox } from '../inbox/inbox.js';
-import { OutboxWatcher, SentJournal, type ReadyFile } from '../outbox/index.js';
+import { OutboxWatcher, SentJournal } from '../outbox/index.js';
 import { AfterBatcher } from './after.js';
 import { PeerTable } from '../discovery/table.js';
-import { resolveRoutes, type Destination } from '../routing.js';
+import type { Destination } from '../routing.js';
 import { PeerBoard, type DiscoveryState } from './peers.js';
 import type { Announcement } from '../discovery/table.js';
 import { TransportServer } from '../transport/server.js';
 import { ReceiverSession } from '../transfer/receiver.js';
 import { DestinationQueue, type Job, type JobOutcome } from '../transfer/destination.js';
 import { LegacyListener } from '../legacy/server.js';
-import { targetFor } from '../config/protocols.js';
 import { loadAgentId, softwareVersion } from './identity.js';
 import { Ring } from './ring.js';
 import { ProgressThrottle } from '../progress.js';
-import { JobStore, type StoredJob } from './jobstore.js';
 import { IncomingBoard } from './incoming.js';
 import { Announcer } from './announce.js';
 import { newDestinationQueue } from './senders.js';
 import { SendSources } from '../transfer/sources.js';
 import { ensureOutbox, listenForTransfers, logLimits, openInboxes, startLegacyListener } from './receiving.js';
-import { blankInfo, cancelRefusal, cancelledInfo, explicitRecord, sendDestination, sendTarget, statSource } from './explicit.js';
+import { ExplicitJobs } from './explicit.js';
 import { applyLimit, folderHealth, logSent, outboxList, queueCounts } from './view.js';
-import { fanoutAdditions, newJob, outboxBusy, planFile, recordKey, waitingDestination, type FileRecord } from './dispatch.js';
-import { ADMIT_WINDOW, AdmissionQueue, waitingByDestination, type WaitingCount } from './admission.js';
+import { newJob, type FileRecord } from './dispatch.js';
+import { ADMIT_WINDOW } from './admission.js';
+import { OutboxDispatch } from './outbox-dispatch.js';
 
 export interface AgentOptions {
   log: Logger;
@@ -64,11 +64,10 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   readonly peers: PeerBoard;
   readonly inboxes = new Map<string, Inbox>();
   private readonly destinations = new Map<string, DestinationQueue>();
-  private readonly records = new Map<string, FileRecord>();
-  /** Outbox files not yet admitted (bounded window, agent/admission.ts), and the records still sending. */
-  private readonly admission = new AdmissionQueue();
-  private readonly inFlight = new Set<FileRecord>();
-  private readonly admitWindow: number;
+  /** Outbox files → records and jobs through the admission window (agent/outbox-dispatch.ts). */
+  private readonly dispatch: OutboxDispatch;
+  /** POST /send jobs: job journal, ids, send/restore/cancel (agent/explicit.ts). */
+  private readonly explicit: ExplicitJobs;
   private readonly jobs = new Map<string, Job>();
   private readonly recent = new Ring<JobInfo>(100);
   private readonly received = new Ring<ReceivedInfo>(100);
@@ -88,8 +87,6 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private server: TransportServer | null = null;
   private legacy: LegacyListener | null = null;
   private journal: SentJournal | null = null;
-  private jobStore: JobStore | null = null;
-  private jobSeq = 0;
   private stopping = false;
   /** False once stopReceiving() began: new connections are refused. */
   private receiving = true;
@@ -112,7 +109,6 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     super();
     this.setMaxListeners(100);
     this.log = opts.log;
-    this.admitWindow = Math.max(1, opts.admitWindow ?? ADMIT_WINDOW);
     this.announcer = new Announcer((info) => {
       this.received.push(info);
       this.emit('received', info);
@@ -120,13 +116,35 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.after = new AfterBatcher({
       log: this.log,
       journal: () => this.journal!,
-      busy: (w) => this.admission.count(w.outbox) > 0 || outboxBusy(this.inFlight, w.outbox),
-      settled: (rec) => {
-        if (this.records.get(rec.key) === rec) this.records.delete(rec.key);
-      },
+      busy: (w) => this.dispatch.busy(w.outbox),
+      settled: (rec) => this.dispatch.settled(rec),
     });
     this.peers = opts.peers ?? new PeerBoard(new PeerTable());
     this.sources = opts.sources ?? new SendSources({ chunkBytes: config.transfer.chunkBytes, log: opts.log });
+    this.dispatch = new OutboxDispatch({
+      log: this.log,
+      ctx: { selfName: config.name, discovery: config.discovery.enabled },
+      window: Math.max(1, opts.admitWindow ?? ADMIT_WINDOW),
+      peers: () => this.table.list(),
+      journal: () => this.journal!,
+      watchers: this.watchers,
+      sources: this.sources,
+      after: () => this.after,
+      stopping: () => this.stopping,
+      addJob: (rec, d) => this.addJob(rec, d),
+    });
+    this.explicit = new ExplicitJobs({
+      log: this.log,
+      ctx: { selfName: config.name, discovery: config.discovery.enabled },
+      peers: () => this.table.list(),
+      stopping: () => this.stopping,
+      jobs: this.jobs,
+      recent: this.recent,
+      progress: this.progress,
+      emitJob: (info) => this.emit('job', info),
+      noteFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
+      addJob: (rec, d, target, id, clientId) => this.addJob(rec, d, target, id, clientId),
+    });
     this.peers.on('peer', (p) => this.emit('peer', p));
     const peerRates: Record<string, number> = { ...config.transfer.peerMaxBytesPerSecond };
     for (const p of config.peers) if (p.maxBytesPerSecond) peerRates[p.name] = p.maxBytesPerSecond;
@@ -200,14 +218,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.legacy = await startLegacyListener(cfg, this.inboxes, { log, onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced), incoming: this.incoming });
 
     this.journal = await SentJournal.open(path.join(cfg.dataDir, 'state', 'sent.jsonl'), { log: log.child({ component: 'journal' }) });
-    this.jobStore = await JobStore.open(path.join(cfg.dataDir, 'state', 'jobs.jsonl'), { log: log.child({ component: 'jobs' }) });
-    await this.restoreJobs(this.jobStore.list());
+    await this.explicit.open(path.join(cfg.dataDir, 'state', 'jobs.jsonl'));
     const ownFolders = [path.join(cfg.dataDir, 'state'), ...[...this.inboxes.values()].flatMap((i) => [i.path, i.stagingDir])];
     for (const ob of cfg.outboxes) {
       await ensureOutbox(ob.path, log);
       const w = new OutboxWatcher(ob, { log, ignore: ownFolders.filter((f) => f !== ob.path) });
-      w.on('ready', (f) => this.onReady(f));
-      w.on('gone', ({ rel }) => this.onGone(ob, rel));
+      w.on('ready', (f) => this.dispatch.onReady(f));
+      w.on('gone', ({ rel }) => this.dispatch.onGone(ob, rel));
       this.watchers.push(w);
       await w.start();
       log.info(`watching outbox ${ob.path}`, { to: ob.to.map((r) => `${r.peer}/${r.inbox ?? ''}`).join(', '), after: ob.after, settleMs: ob.settleMs });
@@ -244,65 +261,18 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.pacer.stop();
     for (const i of this.inboxes.values()) await i.close().catch(warn(`an inbox`));
     await this.journal?.close().catch(warn('the sent journal'));
-    await this.jobStore?.close().catch(warn('the job journal'));
+    await this.explicit.close().catch(warn('the job journal'));
     this.log.info(`agent stopped (${this.sources.summary()})`);
   }
 
   // ------------------------------------------------------------------ outbox → jobs
 
-  private onReady(file: ReadyFile): void {
-    if (this.stopping) return;
-    const key = recordKey(file.outbox.path, file.rel);
-    const old = this.records.get(key);
-    if (old) {
-      if (old.file.size === file.size && old.file.mtimeMs === file.mtimeMs) return;
-      old.superseded = true;
-      for (const j of old.jobs.values()) if (j.info.state !== 'sending') j.controller.abort();
-      this.records.delete(key);
-      this.leave(old);
-    }
-    // Oldest first, at most `admitWindow` records in flight (agent/admission.ts).
-    this.admission.offer(file);
-    this.admitWaiting();
-  }
-
-  /** A record stopped sending (done, failed, superseded, gone): admit waiting files in its place. */
-  private leave(rec: FileRecord): void {
-    if (this.inFlight.delete(rec)) this.admitWaiting();
-  }
-
-  private admitWaiting(): void {
-    while (this.inFlight.size < this.admitWindow && !this.stopping) {
-      const f = this.admission.take();
-      if (!f) break;
-      const w = this.watchers.find((x) => x.outbox === f.outbox);
-      if (w) this.admit(w, { ...f, abs: w.absOf(f.rel) });
-    }
-  }
-
-  private admit(w: OutboxWatcher, file: ReadyFile): void {
-    const key = recordKey(file.outbox.path, file.rel);
-    const journal = this.journal!;
-    if (file.outbox.after === 'keep' && journal.has(file.outbox.path, file.rel, file.size, file.mtimeMs)) {
-      this.log.debug(`already sent (after=keep): ${file.rel}`);
-      return;
-    }
-    const done = journal.doneDestinations(file.outbox.path, file.rel, file.size, file.mtimeMs);
-    const { record: rec, destinations } = planFile(file, this.table.list(), { selfName: this.config.name, discovery: this.config.discovery.enabled }, done);
-    const fanout = rec.fanout;
-    this.records.set(key, rec);
-    for (const d of destinations) this.addJob(rec, d);
-    this.sources.expect(file, destinations.length); // the first to stream it keeps its start for the others
-    if (rec.remaining.size === 0 && fanout.length === 0) this.after.finish(w, rec);
-    else if (rec.remaining.size === 0) this.log.info(`${file.rel}: waiting for a peer with the right inbox to appear (route "*")`);
-  }
-
   private addJob(rec: FileRecord, d: Destination, target?: string, id?: string, clientId?: string): Job {
     const q = this.destination(d);
-    const job = newJob(rec, d, id ?? this.newJobId(), Date.now(), target, clientId);
+    const job = newJob(rec, d, id ?? this.explicit.newJobId(), Date.now(), target, clientId);
     rec.remaining.add(d.key);
     rec.jobs.set(d.key, job);
-    if (!rec.explicit) this.inFlight.add(rec);
+    this.dispatch.track(rec);
     this.jobs.set(job.info.id, job);
     this.emit('job', { ...job.info });
     void q.add(job).then(
@@ -335,40 +305,16 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.jobs.delete(job.info.id);
     this.progress.forget(job.info.id);
     if (rec.explicit && (outcome.kind === 'done' || outcome.kind === 'failed')) {
-      this.jobStore?.end(job.info.id, outcome.kind).catch((err: unknown) => this.log.warn(`job journal: ${describeError(err)}; job ${job.info.id} may be sent again after a restart`));
+      this.explicit.ended(job.info.id, outcome.kind);
     }
     if (outcome.kind === 'done' || outcome.kind === 'failed') this.recent.push({ ...job.info });
     if (outcome.kind === 'done') {
       logSent(this.log, rec, d, job, outcome.result);
-      rec.remaining.delete(d.key);
-      if (rec.multi && !rec.superseded) {
-        void this.journal?.recordDestination(rec.file.outbox.path, rec.file.rel, rec.file.size, rec.file.mtimeMs, d.key).catch((err) => this.log.warn(`journal: ${describeError(err)}`));
-      }
-      if (rec.remaining.size === 0) this.leave(rec);
-      if (rec.remaining.size === 0 && !rec.superseded && this.records.get(rec.key) === rec) {
-        const w = this.watchers.find((x) => x.outbox === rec.file.outbox);
-        if (w) this.after.finish(w, rec);
-        else this.records.delete(rec.key); // POST /send jobs have no outbox
-      }
+      this.dispatch.done(rec, d);
     } else if (outcome.kind === 'failed') {
-      rec.failed = true;
-      this.leave(rec);
+      this.dispatch.failed(rec);
       this.noteFailure(outcome.error.code, outcome.error.message, d.peer);
     }
-  }
-
-  private onGone(ob: OutboxConfig, rel: string): void {
-    const key = recordKey(ob.path, rel);
-    if (this.admission.remove(ob, rel)) {
-      this.log.info(`${rel} was removed from the outbox before it was sent; it is no longer queued`);
-      return;
-    }
-    const rec = this.records.get(key);
-    if (!rec || rec.remaining.size === 0) return; // unknown, or being archived/deleted by us
-    for (const j of rec.jobs.values()) if (j.info.state !== 'sending') j.controller.abort();
-    this.records.delete(key);
-    this.leave(rec);
-    this.log.info(`${rel} was removed from the outbox before it was sent everywhere; its pending jobs are cancelled`);
   }
 
   // ------------------------------------------------------------------ peers
@@ -387,10 +333,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     for (const q of this.destinations.values()) {
       if (q.dest.peer === p.name) q.wake();
     }
-    // Fan-out routes: give waiting files to a peer that just appeared with the inbox.
-    for (const rec of this.records.values()) {
-      for (const d of fanoutAdditions(rec, p, this.config.name)) this.addJob(rec, d);
-    }
+    this.dispatch.peerUp(p);
   }
 
   // ------------------------------------------------------------------ model
@@ -415,22 +358,16 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     return {
       agent: { id: this.id, name: this.config.name, version: this.version, listen: `${this.listenAddress.host}:${this.listenAddress.port}`, startedAt: this.startedAt, discovery: this.discoveryState },
       peers: this.peers.list(),
-      queues: queueCounts(this.destinations.values(), this.waitingByDestination()),
+      queues: queueCounts(this.destinations.values(), this.dispatch.waitingByDestination()),
       active: [...this.jobs.values()].map((j) => ({ ...j.info })),
       recent: this.recent.list(),
       received: this.received.list(),
       failures: this.failures.list(),
       incoming: this.incoming.list(),
-      outboxes: outboxList(this.config.outboxes, this.records.values(), this.watchers, (ob) => this.admission.count(ob)),
+      outboxes: outboxList(this.config.outboxes, this.dispatch.list, this.watchers, (ob) => this.dispatch.waiting(ob)),
       limits: this.pacer.snapshot(),
       held: [...this.inboxes.values()].flatMap((i) => i.heldFiles()),
     };
-  }
-
-  /** Outbox files not yet admitted, per destination key (status: counted as queued). */
-  private waitingByDestination(): Map<string, WaitingCount> {
-    if (this.admission.size === 0) return new Map();
-    return waitingByDestination(this.admission.counts(), this.table.list(), { selfName: this.config.name, discovery: this.config.discovery.enabled });
   }
 
   /** POST /limits, `tdxfer limit`: applies from the next slice of every running transfer. */
@@ -463,74 +400,16 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
    * The job is journalled (fsync) before this resolves, so it survives a restart or a
    * crash with its id, until it is done, refused for good or cancelled.
    */
-  async send(req: SendRequest): Promise<JobInfo> {
-    if (this.stopping) throw new TdxError('SHUTTING_DOWN', 'the agent is stopping');
-    const abs = path.resolve(req.file);
-    const st = await statSource(abs);
-    const inbox = req.inbox ?? null;
-    const d = sendDestination(req, this.table.list(), { selfName: this.config.name, discovery: this.config.discovery.enabled });
-    const target = sendTarget(req, abs);
-    const stored: StoredJob = {
-      id: this.newJobId(), file: abs, peer: req.peer, inbox, target, queuedAt: Date.now(),
-      ...(req.clientId !== undefined ? { clientId: req.clientId } : {}),
-    };
-    await this.jobStore!.add(stored);
-    const job = this.addExplicit(stored, st, d);
-    this.log.info(`queued ${abs} for ${d.peer}/${inbox ?? ''} as ${target} (job ${stored.id})`);
-    return { ...job.info };
-  }
-
-  /** Jobs of the job journal, after a restart or crash: queued again with their ids. */
-  private async restoreJobs(stored: StoredJob[]): Promise<void> {
-    for (const sj of stored) {
-      let st: { size: number; mtimeMs: number };
-      try {
-        st = await statSource(sj.file);
-      } catch (err) {
-        await this.jobStore!.end(sj.id, 'source gone');
-        const msg = `${describeError(err)}; the queued job ${sj.id} for ${sj.peer}/${sj.inbox ?? ''} is dropped`;
-        this.log.warn(msg);
-        this.recent.push({ ...blankInfo(sj, 0), state: 'failed', error: describeError(err), finishedAt: Date.now() });
-        this.noteFailure('SOURCE_GONE', msg, sj.peer);
-        continue;
-      }
-      const { destinations } = resolveRoutes([{ peer: sj.peer, inbox: sj.inbox ?? undefined }], this.table.list(), { selfName: this.config.name });
-      // A peer not known yet (discovery still listening) gets a waiting destination, as outbox files do.
-      const d = destinations[0] ?? waitingDestination(sj.peer, sj.inbox, false);
-      this.addExplicit(sj, st, d);
-    }
-    if (stored.length > 0) this.log.info(`resumed ${stored.length} job(s) queued with POST /send before the restart`, { ids: stored.map((j) => j.id).join(', ') });
-  }
-
-  private addExplicit(sj: StoredJob, st: { size: number; mtimeMs: number }, d: Destination): Job {
-    const job = this.addJob(explicitRecord(sj, st), d, targetFor(sj.target, d.flatten), sj.id, sj.clientId);
-    job.info.queuedAt = sj.queuedAt;
-    return job;
-  }
-
-  private newJobId(): string {
-    let id: string;
-    do id = `j${(++this.jobSeq).toString(36)}-${Date.now().toString(36)}`;
-    while (this.jobs.has(id) || this.jobStore?.has(id));
-    return id;
+  send(req: SendRequest): Promise<JobInfo> {
+    return this.explicit.send(req);
   }
 
   openJobs(): JobInfo[] {
     return [...this.jobs.values()].map((j) => ({ ...j.info }));
   }
 
-  async cancel(id: string): Promise<JobInfo> {
-    const job = this.jobs.get(id);
-    const refused = cancelRefusal(id, job, job ? undefined : this.recent.list().find((x) => x.id === id));
-    if (refused || !job) throw refused;
-    await this.jobStore!.end(id, 'cancelled');
-    const info = cancelledInfo(job, Date.now());
-    job.controller.abort();
-    this.jobs.delete(id);
-    this.progress.forget(id);
-    this.recent.push(info);
-    this.emit('job', { ...info });
-    this.log.info(`job ${id} (${job.info.source} → ${job.info.peer}/${job.info.inbox ?? ''}) cancelled`);
-    return info;
+  /** Cancels an open POST /send job (journalled first); outbox jobs are not cancellable. */
+  cancel(id: string): Promise<JobInfo> {
+    return this.explicit.cancel(id);
   }
 }

@@ -1,21 +1,25 @@
 /**
  * Explicit jobs: files queued with POST /send (the TOX's QueueJob), journalled in the
  * JobStore until done, refused for good or cancelled. The checks a request passes
- * before it is journalled, and the records and job views built from a stored job;
- * the agent (agent.ts) journals and queues them.
+ * before it is journalled, the records and job views built from a stored job, and
+ * ExplicitJobs: the job journal, job ids, send/restore/cancel. The agent (agent.ts)
+ * owns it and queues the jobs.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { OutboxConfig } from '../config/types.js';
-import { TdxError } from '../errors.js';
-import { needsInbox } from '../config/protocols.js';
+import { TdxError, describeError, type ReportedCode } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ProgressThrottle } from '../progress.js';
+import { needsInbox, targetFor } from '../config/protocols.js';
 import { resolveRoutes, selectPeers, type Destination } from '../routing.js';
 import { sanitizeRelPath, toWirePath } from '../names.js';
 import type { ReadyFile } from '../outbox/index.js';
 import type { Job } from '../transfer/destination.js';
 import type { JobInfo, PeerInfo, SendRequest } from '../types.js';
-import type { StoredJob } from './jobstore.js';
-import type { DispatchContext, FileRecord } from './dispatch.js';
+import { JobStore, type StoredJob } from './jobstore.js';
+import { waitingDestination, type DispatchContext, type FileRecord } from './dispatch.js';
+import type { Ring } from './ring.js';
 
 /** Size and mtime of a file to queue, or a TdxError saying why it cannot be sent. */
 export async function statSource(abs: string): Promise<{ size: number; mtimeMs: number }> {
@@ -93,4 +97,111 @@ export function cancelledInfo(job: Job, now: number): JobInfo {
     error: wasSending ? 'cancelled by the operator (while sending: the transfer in flight may still complete, it is not retried)' : 'cancelled by the operator',
     finishedAt: now,
   };
+}
+
+export interface ExplicitJobsDeps {
+  log: Logger;
+  ctx: DispatchContext;
+  peers: () => readonly PeerInfo[];
+  stopping: () => boolean;
+  /** The agent's open jobs (outbox and POST /send), by id. */
+  jobs: Map<string, Job>;
+  recent: Ring<JobInfo>;
+  progress: ProgressThrottle;
+  emitJob: (info: JobInfo) => void;
+  noteFailure: (reason: ReportedCode, message: string, peer: string | null) => void;
+  /** Queue a job (the agent's addJob). */
+  addJob: (rec: FileRecord, d: Destination, target: string, id: string, clientId?: string) => Job;
+}
+
+/** POST /send jobs: journalled (jobstore.ts) before they are queued, restored after a restart, cancellable. */
+export class ExplicitJobs {
+  private store: JobStore | null = null;
+  private seq = 0;
+
+  constructor(private readonly deps: ExplicitJobsDeps) {}
+
+  /** Opens the job journal and queues its jobs again (after a restart or crash) with their ids. */
+  async open(file: string): Promise<void> {
+    this.store = await JobStore.open(file, { log: this.deps.log.child({ component: 'jobs' }) });
+    await this.restore(this.store.list());
+  }
+
+  async close(): Promise<void> {
+    await this.store?.close();
+  }
+
+  /** See Agent.send. */
+  async send(req: SendRequest): Promise<JobInfo> {
+    if (this.deps.stopping()) throw new TdxError('SHUTTING_DOWN', 'the agent is stopping');
+    const abs = path.resolve(req.file);
+    const st = await statSource(abs);
+    const inbox = req.inbox ?? null;
+    const d = sendDestination(req, this.deps.peers(), this.deps.ctx);
+    const target = sendTarget(req, abs);
+    const stored: StoredJob = {
+      id: this.newJobId(), file: abs, peer: req.peer, inbox, target, queuedAt: Date.now(),
+      ...(req.clientId !== undefined ? { clientId: req.clientId } : {}),
+    };
+    await this.store!.add(stored);
+    const job = this.add(stored, st, d);
+    this.deps.log.info(`queued ${abs} for ${d.peer}/${inbox ?? ''} as ${target} (job ${stored.id})`);
+    return { ...job.info };
+  }
+
+  private async restore(stored: StoredJob[]): Promise<void> {
+    for (const sj of stored) {
+      let st: { size: number; mtimeMs: number };
+      try {
+        st = await statSource(sj.file);
+      } catch (err) {
+        await this.store!.end(sj.id, 'source gone');
+        const msg = `${describeError(err)}; the queued job ${sj.id} for ${sj.peer}/${sj.inbox ?? ''} is dropped`;
+        this.deps.log.warn(msg);
+        this.deps.recent.push({ ...blankInfo(sj, 0), state: 'failed', error: describeError(err), finishedAt: Date.now() });
+        this.deps.noteFailure('SOURCE_GONE', msg, sj.peer);
+        continue;
+      }
+      const { destinations } = resolveRoutes([{ peer: sj.peer, inbox: sj.inbox ?? undefined }], this.deps.peers(), { selfName: this.deps.ctx.selfName });
+      // A peer not known yet (discovery still listening) gets a waiting destination, as outbox files do.
+      const d = destinations[0] ?? waitingDestination(sj.peer, sj.inbox, false);
+      this.add(sj, st, d);
+    }
+    if (stored.length > 0) this.deps.log.info(`resumed ${stored.length} job(s) queued with POST /send before the restart`, { ids: stored.map((j) => j.id).join(', ') });
+  }
+
+  private add(sj: StoredJob, st: { size: number; mtimeMs: number }, d: Destination): Job {
+    const job = this.deps.addJob(explicitRecord(sj, st), d, targetFor(sj.target, d.flatten), sj.id, sj.clientId);
+    job.info.queuedAt = sj.queuedAt;
+    return job;
+  }
+
+  /** A fresh job id, unused by open jobs and the job journal. */
+  newJobId(): string {
+    let id: string;
+    do id = `j${(++this.seq).toString(36)}-${Date.now().toString(36)}`;
+    while (this.deps.jobs.has(id) || this.store?.has(id));
+    return id;
+  }
+
+  /** A POST /send job finished (done or failed for good): it leaves the job journal. */
+  ended(id: string, kind: 'done' | 'failed'): void {
+    this.store?.end(id, kind).catch((err: unknown) => this.deps.log.warn(`job journal: ${describeError(err)}; job ${id} may be sent again after a restart`));
+  }
+
+  /** See Agent.cancel. */
+  async cancel(id: string): Promise<JobInfo> {
+    const job = this.deps.jobs.get(id);
+    const refused = cancelRefusal(id, job, job ? undefined : this.deps.recent.list().find((x) => x.id === id));
+    if (refused || !job) throw refused;
+    await this.store!.end(id, 'cancelled');
+    const info = cancelledInfo(job, Date.now());
+    job.controller.abort();
+    this.deps.jobs.delete(id);
+    this.deps.progress.forget(id);
+    this.deps.recent.push(info);
+    this.deps.emitJob({ ...info });
+    this.deps.log.info(`job ${id} (${job.info.source} → ${job.info.peer}/${job.info.inbox ?? ''}) cancelled`);
+    return info;
+  }
 }
