@@ -21,6 +21,7 @@ import {
 } from '../helpers/agents.js';
 import { MIN_IDLE_MS, PENDING_MAX_PER_ADDRESS } from '../../src/transport/slots.js';
 import { RawClient, rawFrame, rawSocket, socketClosed } from '../helpers/rawclient.js';
+import { encodeFrame, makeNonce, makeProof } from '../../src/protocol/index.js';
 import { digestBytes } from '../helpers/hash.js';
 import { wineFlaw } from '../helpers/platform.js';
 
@@ -338,17 +339,21 @@ test('slow-loris: silent, dribbling (TLS or plain bytes) and frozen peers are dr
   // Each drop is timed from before its connect (so the agent's timer cannot have started earlier):
   // setting up the four connections takes seconds on a loaded machine.
   // 1. Connects and says nothing.
+  // Their own source address: no other connection shares the per-address unauthenticated
+  // budget with them (PENDING_MAX_PER_ADDRESS), and the log lines name it.
+  const from = { localAddress: '127.0.0.5' };
   const t1 = Date.now();
-  const silent = await rawSocket(port);
+  const silent = await rawSocket(port, from);
   const silentClosed = socketClosed(silent, 60_000, t1);
   // 2. Dribbles a TLS ClientHello one byte per second (first byte 0x16).
   const t2 = Date.now();
-  const tlsDribble = await rawSocket(port);
+  const tlsDribble = await rawSocket(port, from);
   const tlsDribbleClosed = socketClosed(tlsDribble, 60_000, t2);
-  // 3. Completes TLS, then dribbles HELLO one byte per second.
-  const helloDribble = await RawClient.connect({ port, tlsKey: KEY });
+  // 3. Completes TLS, then dribbles HELLO one byte per second (the agent's PINGs, due every second
+  //    before READY too, are answered only after the frame's last byte: RawClient.write).
+  const helloDribble = await RawClient.connect({ port, tlsKey: KEY, ...from });
   // 4. Completes the handshake, then freezes (not even PONG).
-  const frozen = await RawClient.connect({ port, tlsKey: KEY });
+  const frozen = await RawClient.connect({ port, tlsKey: KEY, ...from });
   await frozen.handshake(KEY);
   frozen.answerPings = false;
 
@@ -380,8 +385,43 @@ test('slow-loris: silent, dribbling (TLS or plain bytes) and frozen peers are dr
   }
   await logged(/nothing received within 2000 ms/, 'silent connection');
   await logged(/handshake not finished within 2000 ms/, 'HELLO dribble');
-  await logged(/closed connection from 127\.0\.0\.1: TLS handshake not finished within 2000 ms/, 'TLS dribble');
+  await logged(/closed connection from 127\.0\.0\.5: TLS handshake not finished within 2000 ms/, 'TLS dribble');
   await logged(/connection dead: nothing received/, 'frozen peer');
+  await assertHealthy();
+});
+
+test('a HELLO written one byte per TLS record, with the agent\'s PING arriving mid-frame: the handshake completes (1-byte reads decode; the PONG waits for the frame\'s end)', async () => {
+  // Both ways RawClient opens TLS-PSK: connectTransport (127.0.0.1) and net + tls.connect (127.0.0.6).
+  for (const from of [{}, { localAddress: '127.0.0.6' }]) {
+    // The agent PINGs every idleTimeoutMs/3 = 1 s, before READY too; its first PING may come at
+    // 2 s, with the handshake timeout: such an attempt (ERROR TIMEOUT) does not count.
+    let attempts = 0;
+    for (let done = false; !done; ) {
+      assert.ok(++attempts <= 5, 'in 5 attempts, no PING from the agent well before its handshake timeout');
+      const c = await RawClient.connect({ port, tlsKey: KEY, ...from });
+      const clientNonce = makeNonce();
+      const hello = encodeFrame({ type: 'hello', protocol: 1, agentId: 'dribbler', name: 'dribbler', software: 'x', nonce: clientNonce });
+      for (let i = 0; i < hello.length; i++) {
+        // Half the header written: wait for a PING (answered only once the frame is whole).
+        if (i === 5) await waitUntil(() => c.frames.some((f) => f.type === 'ping') || c.closed, 10_000, () => 'a PING from the agent');
+        c.write(hello.subarray(i, i + 1));
+        await new Promise((r) => setImmediate(r));
+      }
+      const first = await c.next();
+      if (first?.type === 'error' && first.code === 'TIMEOUT') {
+        await c.waitClosed();
+        continue;
+      }
+      assert.equal(first?.type, 'welcome', `WELCOME after the dribbled HELLO, got ${JSON.stringify(first)}`);
+      const welcome = first as Extract<typeof first, { type: 'welcome' }>;
+      c.send({ type: 'auth', proof: makeProof({ key: KEY, role: 'client', clientNonce, serverNonce: welcome.nonce, agentId: 'dribbler' }) });
+      await c.expect('ready');
+      assert.equal(c.decodeError, null);
+      c.destroy();
+      await c.waitClosed();
+      done = true;
+    }
+  }
   await assertHealthy();
 });
 

@@ -53,6 +53,16 @@ export class RawClient {
   hash: HashAlg = 'sha256';
   private readonly decoder = new FrameDecoder();
   private waiters: Array<() => void> = [];
+  /**
+   * Where the bytes of write() stand in the frame a test writes by hand (e.g. one byte per
+   * second): header bytes so far, payload bytes still due, or not a frame at all. An
+   * automatic PONG written in the middle would split that frame on the wire (the agent PINGs
+   * before READY too: PROTOCOL.md section 7), so it waits for the frame's last byte.
+   */
+  private outHeader: number[] = [];
+  private outLeft = 0;
+  private outGarbage = false;
+  private heldPongs: number[] = [];
 
   /**
    * `openedAt`: when connect() began (before TCP and TLS), so that `waitClosed()` never measures
@@ -66,7 +76,10 @@ export class RawClient {
       try {
         for (const f of this.decoder.push(chunk)) {
           // Answer keepalives like an honest peer, so only what the test does counts.
-          if (f.type === 'ping' && this.answerPings) this.send({ type: 'pong', t: f.t });
+          if (f.type === 'ping' && this.answerPings) {
+            if (this.midFrame) this.heldPongs.push(f.t);
+            else this.send({ type: 'pong', t: f.t });
+          }
           this.frames.push(f);
         }
       } catch (err) {
@@ -140,8 +153,40 @@ export class RawClient {
     this.socket.write(data);
   }
 
+  /** Raw bytes, e.g. part of a frame; PONGs wait until the frame they begin or continue is complete. */
   write(bytes: Buffer | string): void {
-    if (!this.socket.destroyed) this.socket.write(bytes);
+    if (this.socket.destroyed) return;
+    const b = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes;
+    this.socket.write(b);
+    this.trackOutgoing(b);
+    if (!this.midFrame && this.heldPongs.length > 0) {
+      const held = this.heldPongs;
+      this.heldPongs = [];
+      for (const t of held) this.send({ type: 'pong', t });
+    }
+  }
+
+  /** True while the raw bytes written so far end inside a frame (or are no frames at all). */
+  private get midFrame(): boolean {
+    return this.outGarbage || this.outHeader.length > 0 || this.outLeft > 0;
+  }
+
+  private trackOutgoing(b: Buffer): void {
+    let o = 0;
+    while (o < b.length && !this.outGarbage) {
+      if (this.outLeft > 0) {
+        const n = Math.min(this.outLeft, b.length - o);
+        this.outLeft -= n;
+        o += n;
+        continue;
+      }
+      this.outHeader.push(b[o++]!);
+      if (this.outHeader.length < 8) continue;
+      const h = Buffer.from(this.outHeader);
+      this.outHeader = [];
+      if (h[0] !== 0x54 || h[1] !== 0x58) this.outGarbage = true;
+      else this.outLeft = h.readUInt32BE(4);
+    }
   }
 
   /** The next frame (PING/PONG skipped) matching `pred`, or null if the connection closed first. */
