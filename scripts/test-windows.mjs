@@ -54,7 +54,6 @@ export const LINUX_ONLY = {
 export const KNOWN_GAPS = {
   // Seen 2026-12-07 (helper "wine"), once each, in a plain run beside a CI run (load 20-40):
   'limits/accuracy.test.js': 'two bandwidth-accuracy cases (many small files; a lowered limit on a file in flight) missed their windows under wine at load 40 (229 s for the file); not yet run on a quiet machine',
-  'faults/hostile.test.js': 'its slow-loris case saw the TLS HELLO dribbler dropped after ~1.1 s, before the 2 s handshake timeout (1 of 3 runs under wine, and once on Linux at load 16: not wine-specific; perhaps a random eviction from the 4-per-address handshake budget); every other case passes under wine',
   'security/memory.test.js': 'plain TCP PING flood: the client\'s socket ended but the agent never logged "does not read what it asks for" (TLS passed); not yet understood (~290 s for the file)',
 };
 
