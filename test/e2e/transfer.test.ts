@@ -14,7 +14,7 @@ import {
   hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger,
 } from '../helpers/agents.js';
 import { reservedPort } from '../helpers/ports.js';
-import { EXIT_AFTER_KILL } from '../helpers/platform.js';
+import { EXIT_AFTER_KILL, wineFlaw } from '../helpers/platform.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -209,7 +209,7 @@ test('after-actions: archive moves to sent/, delete removes, keep leaves the fil
 // again within milliseconds, and on Linux nothing dropped into it afterwards was seen until the
 // sender restarted (13 minutes of standstill). Each round: the folder is removed by the agent,
 // made again at once (as the soak's writer does), and the next file dropped right away or later.
-test('the archive after-action removes an emptied folder and a writer makes it again at once: every file dropped into it arrives', async () => {
+test('the archive after-action removes an emptied folder and a writer makes it again at once: every file dropped into it arrives', { skip: wineFlaw('watchedFolderDelete') }, async () => {
   const p = await pair({ settleMs: 100 });
   const b = await start(p.bCfg);
   await p.receiverListening(b.listenAddress.port);
