@@ -36,7 +36,8 @@ export interface Pair {
   stop: () => Promise<void>;
 }
 
-const KEY = randomBytes(32).toString('base64');
+/** One installation key for every agent a bench program starts. */
+export const KEY = randomBytes(32).toString('base64');
 
 export function cliPath(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
@@ -47,7 +48,8 @@ export async function listeningPort(p: Proc, timeoutMs?: number): Promise<number
   return Number((await p.waitFor(/listening for transfers on \S+:(\d+)/, timeoutMs))[1]);
 }
 
-async function writeConfig(dir: string, cfg: Record<string, unknown>): Promise<string> {
+/** Writes `<dir>/config.json` (making the folder) and returns its path. */
+export async function writeConfig(dir: string, cfg: Record<string, unknown>): Promise<string> {
   await fs.mkdir(dir, { recursive: true });
   const file = path.join(dir, 'config.json');
   await fs.writeFile(file, JSON.stringify(cfg, null, 2));

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { cliPath, listeningPort } from './agents.js';
+import { KEY, cliPath, listeningPort, writeConfig } from './agents.js';
 import { fmtBytes, parseSize, pollUntil, procCpuSplitMs, sampleMemory, sleep, spawnProc, table, type Proc } from './util.js';
 
 export const BACKLOG_TARGETS = { filesPerSec: 1000, rssBytes: 150 * 1024 * 1024, rssBytesLarge: 250 * 1024 * 1024 };
@@ -57,15 +57,6 @@ export interface BacklogResult {
   filesPerSec: number;
   rss: { sender: number; receiver: number };
   cpu: { sender: { user: number; sys: number }; receiver: { user: number; sys: number } };
-}
-
-const KEY = randomBytes(32).toString('base64');
-
-async function writeConfig(dir: string, cfg: Record<string, unknown>): Promise<string> {
-  await fs.mkdir(dir, { recursive: true });
-  const file = path.join(dir, 'config.json');
-  await fs.writeFile(file, JSON.stringify(cfg, null, 2));
-  return file;
 }
 
 async function writeBacklog(outbox: string, n: number, size: number): Promise<void> {

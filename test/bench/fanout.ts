@@ -20,8 +20,8 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
-import { cliPath, listeningPort } from './agents.js';
+import { createHash } from 'node:crypto';
+import { KEY, cliPath, listeningPort, writeConfig } from './agents.js';
 import { countFiles, fmtBytes, parseSize, pollUntil, procMemory, sampleMemory, sleep, spawnProc, table, writeRandomFile, type Proc } from './util.js';
 
 export interface FanoutLoad {
@@ -62,15 +62,6 @@ export interface FanoutResult {
   /** Every file at every receiver, with the right content. */
   exact: boolean;
   problems: string[];
-}
-
-const KEY = randomBytes(32).toString('base64');
-
-async function writeConfig(dir: string, cfg: Record<string, unknown>): Promise<string> {
-  await fs.mkdir(dir, { recursive: true });
-  const file = path.join(dir, 'config.json');
-  await fs.writeFile(file, JSON.stringify(cfg, null, 2));
-  return file;
 }
 
 async function rchar(pid: number): Promise<number | null> {

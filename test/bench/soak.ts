@@ -23,7 +23,7 @@ import path from 'node:path';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { cliPath } from './agents.js';
+import { KEY, cliPath, writeConfig } from './agents.js';
 import { reservedPort } from '../helpers/ports.js';
 import { fmtBytes, pollUntil, procCpuMs, procMemory, sleep, spawnProc, table, type Proc } from './util.js';
 
@@ -42,8 +42,6 @@ const DROP = 10_000;
 const STALL_MS = 30_000;
 /** `--cli PATH`: another build's dist/src/cli/main.js (e.g. to compare with an older version). */
 const CLI = args.includes('--cli') ? path.resolve(args[args.indexOf('--cli') + 1]!) : cliPath();
-const KEY = randomBytes(32).toString('base64');
-
 interface Agent {
   role: 'sender' | 'receiver';
   cfg: string;
@@ -57,13 +55,6 @@ interface Agent {
 }
 
 const stamp = (line: string | undefined): number => (line ? Date.parse(line.slice(0, 23).replace(' ', 'T')) : NaN);
-
-async function writeConfig(dir: string, cfg: Record<string, unknown>): Promise<string> {
-  await fs.mkdir(dir, { recursive: true });
-  const file = path.join(dir, 'config.json');
-  await fs.writeFile(file, JSON.stringify(cfg, null, 2));
-  return file;
-}
 
 async function start(a: Omit<Agent, 'proc' | 'startedMs' | 'selfMs' | 'statusPort'>): Promise<Agent> {
   const t0 = performance.now();
