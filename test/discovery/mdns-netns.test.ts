@@ -126,6 +126,24 @@ class AgentProc {
   }
 }
 
+interface ZcService { name: string; port: number; addresses: string[]; txt: Record<string, string> }
+
+/** python3-zeroconf browsing for `seconds` from namespace `idx`: the services it found, one JSON line each. */
+async function zeroconfBrowse(net: Netns, idx: number, seconds: string): Promise<{ found: ZcService[]; stdout: string; stderr: string }> {
+  const zc = net.exec(idx, '/usr/bin/python3', [zcBrowse, seconds], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  zc.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  zc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => zc.once('exit', resolve));
+  assert.equal(code, 0, stderr);
+  const found = stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as ZcService);
+  return { found, stdout, stderr };
+}
+
 const can = canUseNetns();
 const zeroconf = spawnSync('/usr/bin/python3', ['-c', 'import zeroconf'], { stdio: 'ignore' });
 
@@ -182,17 +200,7 @@ describe('mDNS discovery between agents in network namespaces', { skip: can.ok ?
   });
 
   test('python3-zeroconf (another mDNS stack) finds our services with port and TXT', { skip: zeroconf.status === 0 ? false : 'python3-zeroconf not installed (scripts/test-deps.sh)' }, async () => {
-    const zc = net.exec(3, '/usr/bin/python3', [zcBrowse, '2.5'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    zc.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    zc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const code = await new Promise<number | null>((resolve) => zc.once('exit', resolve));
-    assert.equal(code, 0, stderr);
-    const found = stdout
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l) => JSON.parse(l) as { name: string; port: number; addresses: string[]; txt: Record<string, string> });
+    const { found, stdout, stderr } = await zeroconfBrowse(net, 3, '2.5');
     for (const [agent, idx] of [[A, 0], [B, 1], [C, 2]] as const) {
       const s = found.find((f) => f.txt.id === agent.id);
       assert.ok(s, `zeroconf did not find ${agent.name}; got ${stdout} ${stderr}`);
@@ -381,17 +389,7 @@ describe('quiet discovery: five agents on one bridge', { skip: can.ok ? false : 
   });
 
   test('python3-zeroconf (another mDNS stack) sees every agent', { skip: zeroconf.status === 0 ? false : 'python3-zeroconf not installed (scripts/test-deps.sh)' }, async () => {
-    const zc = net.exec(5, '/usr/bin/python3', [zcBrowse, '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    zc.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    zc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const code = await new Promise<number | null>((resolve) => zc.once('exit', resolve));
-    assert.equal(code, 0, stderr);
-    const found = stdout
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l) => JSON.parse(l) as { name: string; port: number; addresses: string[]; txt: Record<string, string> });
+    const { found, stdout, stderr } = await zeroconfBrowse(net, 5, '3');
     defs.forEach((d, i) => {
       const s = found.find((f) => f.txt.id === d.id);
       assert.ok(s, `zeroconf did not find ${d.name}; got ${stdout} ${stderr}`);
