@@ -30,10 +30,10 @@ import { errCode, fsyncDir, renameWithRetry, retryTransient } from '../fsutil.js
 import type { Journal, LandedRecord } from './journal.js';
 import { HeldTargets, heldTooLong } from './held.js';
 import { applyPlan, planLanding, type Listing, type LandPlan } from './land-plan.js';
-import { checkConfined, newLandIndex, resolveParent, type LandIndex, type Parent } from './land-path.js';
+import { ConfinedFolder, newLandIndex, resolveParent, type LandIndex, type Parent } from './land-path.js';
 
 export { Listing, applyPlan, planLanding, type LandPlan } from './land-plan.js';
-export { checkConfined, findExisting, newLandIndex, resolveParent, type LandIndex } from './land-path.js';
+export { ConfinedFolder, checkConfined, findExisting, newLandIndex, resolveParent, type LandIndex } from './land-path.js';
 
 /** The inbox a lander works in. */
 export interface LandTarget {
@@ -100,6 +100,7 @@ export class Lander {
   #running = false;
   readonly #index: LandIndex;
   readonly #now: () => number;
+  readonly #confined: ConfinedFolder;
   /** Targets held open by another program (once-per-episode log line, status, bounded wait). */
   readonly held: HeldTargets;
 
@@ -129,6 +130,7 @@ export class Lander {
     this.#index = target.index ?? newLandIndex();
     this.held = target.held ?? new HeldTargets();
     this.#now = target.now ?? Date.now;
+    this.#confined = new ConfinedFolder(target.inboxName, 'inbox folder', [target.inboxPath, target.inboxReal], target.inboxReal);
   }
 
   /** Resolves once the file is visible under its final name and durable (or was skipped). */
@@ -160,7 +162,7 @@ export class Lander {
     try {
       // The inbox swapped for a symlink (or junction) while we run must not make us write
       // outside it (issue #10 item 7): its real path is checked again before every batch.
-      await checkConfined(t.inboxName, 'inbox folder', [t.inboxPath, t.inboxReal], t.inboxReal);
+      await this.#confined.check();
     } catch (err) {
       t.log.error(describeErr(err));
       for (const w of batch) w.reject(err);
