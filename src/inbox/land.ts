@@ -170,8 +170,9 @@ export class Lander {
     }
     const parents = new Map<string, Promise<Parent>>();
     // First every name is looked up (checked on disk), then all are planned: a lookup
-    // never sees a name planned earlier in the batch but not renamed yet.
-    const looked: Array<{ w: Waiting; parent: Parent; entries: Listing; name: string }> = [];
+    // never sees a name planned earlier in the batch but not renamed yet. The names of one
+    // folder are looked up together (one stat of the folder for the batch, not one per file).
+    const groups = new Map<string, { parent: Parent; files: Array<{ w: Waiting; name: string }> }>();
     for (const w of batch) {
       try {
         const parts = w.item.parts;
@@ -182,10 +183,23 @@ export class Lander {
           parents.set(key, p);
         }
         const parent = await p;
-        const name = parts[parts.length - 1]!;
-        looked.push({ w, parent, name, entries: await index.lookup(parent.real, [name]) });
+        let g = groups.get(key);
+        if (!g) {
+          g = { parent, files: [] };
+          groups.set(key, g);
+        }
+        g.files.push({ w, name: parts[parts.length - 1]! });
       } catch (err) {
         w.reject(err);
+      }
+    }
+    const looked: Array<{ w: Waiting; parent: Parent; entries: Listing; name: string }> = [];
+    for (const { parent, files } of groups.values()) {
+      try {
+        const entries = await index.lookup(parent.real, files.map((f) => f.name));
+        for (const { w, name } of files) looked.push({ w, parent, name, entries });
+      } catch (err) {
+        for (const { w } of files) w.reject(err);
       }
     }
     const planned: Planned[] = [];
