@@ -45,6 +45,8 @@ export interface DestinationDeps {
   onLinkProblem?: (code: string, message: string) => void;
   /** The inbox names the peer's WELCOME announced (lets the agent refuse misspelled inboxes up front). */
   onPeerInboxes?: (inboxes: string[]) => void;
+  /** The clock of jobs' startedAt / finishedAt, ms since the epoch (default Date.now; the agent passes its clock). */
+  now?: () => number;
 }
 
 const PERMANENT = new Set(['BAD_NAME', 'TOO_LARGE']);
@@ -155,8 +157,9 @@ export class DestinationQueue {
   private setState(job: Job, state: JobInfo['state'], error: string | null = job.info.error): void {
     job.info.state = state;
     job.info.error = error;
-    if (state === 'sending' && job.info.startedAt === null) job.info.startedAt = Date.now();
-    if (state === 'done' || state === 'failed') job.info.finishedAt = Date.now();
+    const now = this.deps.now ?? Date.now;
+    if (state === 'sending' && job.info.startedAt === null) job.info.startedAt = now();
+    if (state === 'done' || state === 'failed') job.info.finishedAt = now();
     this.deps.onJobChange(job);
   }
 
