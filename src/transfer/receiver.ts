@@ -429,7 +429,7 @@ export class ReceiverSession {
         from: this.peer, via: 'tdxfer', durationMs, at: Date.now(),
       }, landed.markAnnounced);
     } catch (err) {
-      if (this.stopping && (err as { code?: unknown }).code === 'CLOSED') {
+      if (this.stopping && codeOf(err, 'IO_ERROR') === 'CLOSED') {
         this.log.info(`stopping: ${c.file.rel} from ${this.peer} stays staged, the sender sends it again`, { inbox: c.inbox.name });
         this.nack(c.id, err);
         return;
