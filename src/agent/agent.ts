@@ -212,6 +212,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced),
         onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
         incoming: this.incoming,
+        now: () => this.clock.now(),
       });
       this.sessions.add(s);
       conn.socket.once('close', () => this.sessions.delete(s));
@@ -223,7 +224,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.table.setStatic(cfg.peers);
     this.table.on('change', (p) => this.onPeerChange(p));
 
-    this.legacy = await startLegacyListener(cfg, this.inboxes, { log, onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced), incoming: this.incoming });
+    this.legacy = await startLegacyListener(cfg, this.inboxes, { log, onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced), incoming: this.incoming, now: () => this.clock.now() });
 
     this.journal = await SentJournal.open(path.join(cfg.dataDir, 'state', 'sent.jsonl'), { log: log.child({ component: 'journal' }) });
     await this.explicit.open(path.join(cfg.dataDir, 'state', 'jobs.jsonl'));
