@@ -214,3 +214,25 @@ test('a silent peer (unplugged, no goodbye) expires from the table within its re
   assert.equal(p.stateOfB(), 'up', 'back once B is heard again');
   await p.stop();
 });
+
+test('the table\'s own backstop on the wired tick: a peer announced once and then silent (no mDNS expiry either) is gone at the first tick goneAfterMs after it was last heard; hearing it again revives it', async () => {
+  const clock = new FakeClock();
+  const seg = new Segment(clock);
+  const a = agent(seg, ID_A); // never started: no socket, no schedule; its events are emitted by hand
+  const table = new PeerTable({ now: () => clock.now(), goneAfterMs: 25_000 });
+  const wiring = wireDiscovery(a.d, table, { clock, tickMs: 1000 });
+  const states: Array<{ at: number; state: string }> = [];
+  table.on('change', (p) => states.push({ at: clock.now(), state: p.state }));
+  const t0 = clock.now();
+  a.d.emit('announce', { instance: 'stage', id: ID_B, name: 'stage', addresses: ['10.0.0.2'], port: 7000, inboxes: ['in'], version: '1', protocols: [1], fingerprint: null });
+  await clock.advance(24_999);
+  assert.equal(table.list().find((p) => p.id === ID_B)?.state, 'up', 'not before goneAfterMs');
+  await clock.advance(1);
+  assert.equal(table.list().find((p) => p.id === ID_B)?.state, 'gone');
+  assert.deepEqual(states.map((s) => [s.at - t0, s.state]), [[0, 'up'], [25_000, 'gone']]);
+  await clock.advance(3_000);
+  a.d.emit('seen', 'stage');
+  assert.equal(table.list().find((p) => p.id === ID_B)?.state, 'up', 'heard again: up at once');
+  wiring.stop();
+  assert.equal(clock.pending, 0, 'the tick stops with the wiring');
+});
