@@ -84,6 +84,7 @@ export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Prom
 }
 
 export interface CompanionOptions {
+  /** POST /stop on the status API: stop this process gracefully (`tdxfer stop`). */
   onStop?: (reason: string) => void;
   /** Drives discovery's schedules and the peer table's liveness tick (default systemClock). */
   clock?: Clock;
