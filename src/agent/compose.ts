@@ -125,7 +125,7 @@ function companionParts(agent: ComposedView, shared: SharedParts, cfg: AgentConf
     parts.push({
       name: 'status API',
       start: async () => {
-        const status = new StatusServer(agent, { host: cfg.status.host, port: cfg.status.port, token: cfg.status.token, log: log.child({ component: 'status' }), version, ...(opts.onStop ? { onStop: opts.onStop } : {}) });
+        const status = new StatusServer(agent, { host: cfg.status.host, port: cfg.status.port, token: cfg.status.token, log: log.child({ component: 'status' }), version, sse: { clock: shared.clock }, ...(opts.onStop ? { onStop: opts.onStop } : {}) });
         const a = await status.start();
         log.info(`status API and dashboard on http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/${cfg.status.token ? ' (token required)' : ''}`);
         return () => status.stop();
