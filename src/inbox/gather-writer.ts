@@ -17,7 +17,7 @@
  *   write() returns nothing when its bytes were taken without waiting, else a promise that
  *   settles once they were (a buffer came free), so the caller's backpressure holds;
  * - after a write error every later call rejects with it (`failed` says so at once);
- * - flush() starts the write of a partly filled buffer; idle() resolves once no write runs;
+ * - drain() resolves once every byte given is in the file; settled() once no write runs;
  *   bytes never wait more than FLUSH_AFTER_MS in a buffer that is not full.
  */
 import { write as fsWrite } from 'node:fs';
@@ -124,20 +124,31 @@ export class GatherWriter {
     this.#timer.unref();
   }
 
-  /** Starts writing the bytes gathered so far (at the end, or before an abort keeps them). */
+  /** Starts writing the bytes gathered so far. */
   flush(): void {
     if (this.#error || this.#fillLen === 0) return;
     this.#startWrite();
   }
 
-  /** Resolves once no write is running (rejects with the write error, if one failed). */
-  async idle(): Promise<void> {
-    if (this.#slow) await this.#slow.catch(() => undefined); // its error is the writer's error, checked below
+  /**
+   * Every byte given to write() is in the file (a write() still waiting for a buffer
+   * included), or this rejects with the write error. At the end of a file, or before an
+   * abort keeps the partial for resume.
+   */
+  async drain(): Promise<void> {
+    while (this.#slow) await this.#slow.catch(() => undefined); // its error is the writer's error, checked below
+    this.flush();
     while (this.#inflight > 0) await new Promise<void>((resolve) => this.#waiters.push(resolve));
     if (this.#error) throw this.#error;
   }
 
-  /** Gives the buffers back for other files; call once idle() resolved or after a failure. */
+  /** Waits for the writes already started (after a failure: before the descriptor is closed). */
+  async settled(): Promise<void> {
+    while (this.#slow) await this.#slow.catch(() => undefined); // failing anyway
+    while (this.#inflight > 0) await new Promise<void>((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Gives the buffers back for other files; call once drain() or settled() resolved. */
   release(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;

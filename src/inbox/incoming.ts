@@ -172,8 +172,9 @@ export class IncomingFileImpl implements IncomingFile {
   async #closeHandle(): Promise<void> {
     const writer = this.#writerOrNull;
     if (writer) {
-      if (!this.#failure) writer.flush(); // what was accepted reaches the file: a resume continues right after it
-      await writer.idle().catch(() => undefined); // aborting: the staged bytes are kept for resume whatever the write says
+      // What was accepted reaches the file (a resume continues right after it), unless it failed.
+      if (this.#failure) await writer.settled();
+      else await writer.drain().catch(() => undefined); // aborting: the staged bytes are kept for resume whatever the write says
       writer.release();
     }
     await this.#init.handle.close().catch(() => undefined); // same
@@ -264,8 +265,7 @@ export class IncomingFileImpl implements IncomingFile {
     try {
       const writer = this.#writerOrNull;
       if (writer) {
-        writer.flush();
-        await writer.idle();
+        await writer.drain();
         writer.release();
       }
       await this.#init.handle.sync();
