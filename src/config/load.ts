@@ -1,16 +1,24 @@
 /**
- * Loading: the file is read and parsed (parseJsonText), brought up to the current
- * version (migrate.ts) and validated against the JSON schema (schema.ts) by its compiled
- * form, validate.gen.ts, generated at build time by scripts/gen-config-validator.ts; then
- * defaults are applied (resolve.ts), cross-field rules checked (checks.ts) and the key
- * obtained (key.ts). Reading never writes or creates anything.
+ * Loading: conf reads the file (read-only use: no `defaults`, no migrations, no watch, no
+ * schema, so it never writes and compiles nothing), our `deserialize` parses it with
+ * messages that name line and column and brings it up to the current version (migrate.ts);
+ * then the schema (schema.ts) is checked by its compiled form, validate.gen.ts, generated at
+ * build time by scripts/gen-config-validator.ts; then defaults are applied (resolve.ts),
+ * cross-field rules checked (checks.ts) and the key obtained (key.ts).
  *
- * Why not conf/ajv at run time (issue #12): conf compiled the schema with ajv on every
- * start, ~0.17 s of CPU, plus ~0.06 s loading both, paid by each one-shot `tdxfer send`;
- * conf did nothing else for this read-only use (no defaults, migrations or watch).
+ * Why the schema is not handed to conf (issue #12): conf compiles it with ajv on every start,
+ * ~0.17 s of CPU paid by each one-shot `tdxfer send`; the compiled validator gives the same
+ * verdicts and the verbose ajv errors our messages are made from (test/config/validate-gen).
+ *
+ * conf facts relied on (conf 15.1, dist/source/index.js):
+ * - without `schema`, `rootSchema` and `ajvOptions` it builds no validator;
+ * - the constructor writes the file only when `defaults` (or migrations) add something,
+ *   and `_watch()` writes an empty store when the file is missing: we pass neither;
+ * - a missing file makes `store` mkdir the folder and return {}: we stat first.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import Conf from 'conf';
 import { migrateConfig } from './migrate.js';
 import type { ErrorObject } from 'ajv/dist/2020.js';
 import { ConfigError } from '../errors.js';
@@ -90,17 +98,30 @@ export async function readConfigFile(file: string): Promise<RawConfig> {
   }
   if (!st.isFile()) throw make.fileError('this is not a regular file: pass the path of a JSON config file.');
 
-  let text: string;
+  const ext = path.extname(file);
+  let conf: Conf<Record<string, unknown>>;
+  let parsed: unknown; // what the file holds, before conf makes a store object of it (an array would become {0: …})
   try {
-    text = await fs.readFile(file, 'utf8');
+    conf = new Conf<Record<string, unknown>>({
+      cwd: path.dirname(file),
+      configName: ext === '' ? path.basename(file) : path.basename(file, ext),
+      fileExtension: ext === '' ? '' : ext.slice(1),
+      clearInvalidConfig: false,
+      watch: false,
+      accessPropertiesByDotNotation: false,
+      deserialize: (text: string) => (parsed = migrateConfig(parseJsonText(text, make), make)) as Record<string, unknown>,
+    });
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     throw make.fileError(`cannot read the file (${code ?? (err instanceof Error ? err.message : String(err))}).`, err);
   }
-  const data = migrateConfig(parseJsonText(text, make), make);
-  const errors = schemaErrors(data);
-  if (errors.length > 0) throw translateSchemaErrors(errors, data, make);
-  return data as RawConfig;
+  if (path.resolve(conf.path) !== path.resolve(file)) {
+    throw new Error(`conf resolved ${conf.path} instead of ${file}`);
+  }
+  const errors = schemaErrors(parsed);
+  if (errors.length > 0) throw translateSchemaErrors(errors, parsed, make);
+  return structuredClone(conf.store) as RawConfig;
 }
 
 /**
