@@ -120,7 +120,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       settled: (rec) => this.dispatch.settled(rec),
     });
     this.peers = opts.peers ?? new PeerBoard(new PeerTable());
-    this.sources = opts.sources ?? new SendSources({ chunkBytes: config.transfer.chunkBytes, log: opts.log });
+    this.sources = opts.sources ?? SendSources.fromConfig(config.transfer, opts.log);
     this.dispatch = new OutboxDispatch({
       log: this.log,
       ctx: { selfName: config.name, discovery: config.discovery.enabled },

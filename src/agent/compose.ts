@@ -53,7 +53,7 @@ export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Prom
   const board = new PeerBoard(new PeerTable());
   // Landings (also those a crash left unannounced) are announced once hooks, OSC and the status API listen.
   // One budget of read buffers and small files for every destination (issue #19): memory does not grow with the peers.
-  const sources = new SendSources({ chunkBytes: cfg.transfer.chunkBytes, log: log.child({ component: 'sender' }) });
+  const sources = SendSources.fromConfig(cfg.transfer, log.child({ component: 'sender' }));
   const agent = await Agent.start(cfg, { log, peers: board, holdAnnouncements: true, sources });
   let companions: Lifecycle;
   try {
