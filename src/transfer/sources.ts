@@ -21,6 +21,8 @@ import { SharedRead, type SharedReader } from './shared-read.js';
 import { OwnRead, type ChunkSource, type SendStats, type SourceChunk, type SourceFile } from './source-file.js';
 
 const MiB = 1024 * 1024;
+/** Read buffers all back and unused this long are let go (memory between bursts). */
+const POOL_IDLE_MS = 2000;
 /** Files with destinations expected, at most (the oldest counts go first). */
 const MAX_EXPECTED = 10_000;
 
@@ -68,7 +70,7 @@ export class SendSources {
   constructor(private readonly opts: SendSourcesOptions) {
     const chunk = opts.chunkBytes;
     const buffers = Math.max(4, Math.floor((opts.readAheadBytes ?? 32 * MiB) / chunk));
-    this.pool = new BufferPool(chunk, buffers);
+    this.pool = new BufferPool(chunk, buffers, POOL_IDLE_MS);
     // Half the pool at most for one window: the rest goes to sockets' writes, own reads, other files.
     this.#capacity = Math.max(2, Math.min(Math.ceil((opts.windowBytes ?? 16 * MiB) / chunk), Math.floor(buffers / 2)));
     this.#graceMs = opts.graceMs ?? 500;

@@ -27,7 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { KEY, cliPath, listeningPort, writeConfig } from './agents.js';
-import { countFiles, fmtBytes, parseSize, pollUntil, procMemory, sampleMemory, sleep, spawnProc, table, writeRandomFile, type Proc } from './util.js';
+import { countFiles, fmtBytes, parseSize, pollUntil, procCpuMs, procMemory, sampleMemory, sleep, spawnProc, table, writeRandomFile, type Proc } from './util.js';
 
 export interface FanoutLoad {
   count: number;
@@ -64,6 +64,8 @@ export interface FanoutResult {
   seconds: number;
   /** Sender's peak RSS, bytes. */
   senderPeakRss: number;
+  /** Sender's CPU time (user + system) during the load, seconds. */
+  senderCpuSeconds: number;
   /** Bytes the sender read (rchar) during the load, over the load's bytes. */
   readsPerByte: number;
   /** Bytes the sender hashed over the load's bytes, when its stop line says (else null). */
@@ -147,12 +149,14 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult[]> {
         let seconds = NaN;
         let peak = NaN;
         let readBytes = NaN;
+        let cpu = NaN;
         let hashed: number | null = null;
         const hashedBefore = shared ? null : 0;
         try {
           // Peak RSS of this load only (a shared sender ran earlier loads): VmHWM from now.
           if (shared) await fs.writeFile(`/proc/${sender.pid}/clear_refs`, '5').catch(() => undefined);
           const rc0 = (await rchar(sender.pid)) ?? NaN;
+          const cpu0 = (await procCpuMs(sender.pid)) ?? NaN;
           const mem = sampleMemory([sender.pid], 50);
           const t0 = performance.now();
           await fs.rename(src, path.join(sdir, 'outbox', `L${li}`));
@@ -171,6 +175,7 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult[]> {
           });
           seconds = (t1 - t0) / 1000;
           readBytes = ((await rchar(sender.pid)) ?? NaN) - rc0;
+          cpu = (((await procCpuMs(sender.pid)) ?? NaN) - cpu0) / 1000;
           peak = (await mem.stop())[0] ?? NaN;
           const m = await procMemory(sender.pid);
           if (m) peak = Math.max(peak ?? 0, m.hwm);
@@ -194,6 +199,7 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult[]> {
           bytes,
           seconds,
           senderPeakRss: peak,
+          senderCpuSeconds: cpu,
           readsPerByte: readBytes / bytes,
           hashesPerByte: hashed === null ? null : hashed / bytes,
           exact: problems.length === 0,
@@ -215,8 +221,8 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult[]> {
 
 export function fanoutTable(results: FanoutResult[]): string {
   return table(
-    ['load', 'receivers', 'time s', 'sender peak RSS', 'reads/byte', 'hashes/byte', 'exact'],
-    results.map((r) => [r.load, String(r.receivers), r.seconds.toFixed(2), fmtBytes(r.senderPeakRss), r.readsPerByte.toFixed(2), r.hashesPerByte?.toFixed(2) ?? 'n/a', r.exact ? 'yes' : 'NO']),
+    ['load', 'receivers', 'time s', 'sender peak RSS', 'sender CPU s', 'reads/byte', 'hashes/byte', 'exact'],
+    results.map((r) => [r.load, String(r.receivers), r.seconds.toFixed(2), fmtBytes(r.senderPeakRss), r.senderCpuSeconds.toFixed(2), r.readsPerByte.toFixed(2), r.hashesPerByte?.toFixed(2) ?? 'n/a', r.exact ? 'yes' : 'NO']),
   );
 }
 
@@ -247,6 +253,7 @@ async function main(): Promise<void> {
     encrypt: !args.includes('--plain'),
     keep: args.includes('--keep'),
     oneSender: args.includes('--one-sender'),
+    say: (l: string) => void process.stderr.write(`${new Date().toISOString()} ${l}\n`),
     ...(senderEnv ? { senderEnv } : {}),
     ...(senderExtra ? { senderExtra } : {}),
     ...(receiverExtra ? { receiverExtra } : {}),

@@ -5,11 +5,15 @@
  * TDXFER_MEMPROBE_MS (default 100) to the file TDXFER_MEMPROBE names: RSS, V8 heap
  * (total, used), external and ArrayBuffer bytes (process.memoryUsage()), and from
  * /proc/self/smaps_rollup the anonymous and file-backed resident bytes. Native (malloc)
- * memory is roughly rss − heapTotal − arrayBuffers − code. Not part of the agent.
+ * memory is roughly rss − heapTotal − arrayBuffers − code. TDXFER_MEMPROBE_V8: V8 flags to
+ * set at start (space-separated), to try one. Not part of the agent.
  */
 import fs from 'node:fs';
+import v8 from 'node:v8';
 
 const out = process.env.TDXFER_MEMPROBE;
+// V8 flags to try (space-separated), set at start like AGENT_V8_FLAGS in src/cli/run.ts.
+for (const f of (process.env.TDXFER_MEMPROBE_V8 ?? '').split(' ').filter(Boolean)) v8.setFlagsFromString(f);
 if (out) {
   const every = Number(process.env.TDXFER_MEMPROBE_MS ?? 100);
   const t0 = Date.now();
@@ -25,7 +29,7 @@ if (out) {
     } catch {
       /* not Linux */
     }
-    const line = { t: Date.now() - t0, rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, anon, file };
+    const line = { t: Date.now(), up: Date.now() - t0, rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, anon, file };
     fs.appendFileSync(out, `${JSON.stringify(line)}\n`);
   }, every);
   timer.unref();
