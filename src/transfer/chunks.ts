@@ -18,7 +18,7 @@ import fs from 'node:fs/promises';
  */
 export class BufferPool {
   readonly #free: Buffer[] = [];
-  readonly #mine = new WeakSet<ArrayBufferLike>();
+  #mine = new WeakSet<ArrayBufferLike>();
   #allocated = 0;
   #waiters: Array<(b: Buffer) => void> = [];
   #idle: NodeJS.Timeout | null = null;
@@ -70,6 +70,7 @@ export class BufferPool {
         if (this.#free.length !== this.#allocated) return; // in use again: it comes back here later
         this.#allocated = 0;
         this.#free.length = 0;
+        this.#mine = new WeakSet(); // a stray second release of one of them is ignored
       }, this.idleMs);
       this.#idle.unref();
     }

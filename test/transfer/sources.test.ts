@@ -16,6 +16,8 @@ import { SendSources, type StreamSource } from '../../src/transfer/sources.js';
 import { createFileHash, hashOf, type HashAlg } from '../../src/hash.js';
 import { memoryLogger } from '../../src/log.js';
 import { tempDirFor } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
+import { BufferPool } from '../../src/transfer/chunks.js';
 
 const CHUNK = 4096;
 
@@ -231,4 +233,26 @@ test('small files: read and hashed once for every holder, digests per algorithm,
   assert.ok(held.data.equals(more[0]!.bytes), 'a held file is never overwritten by a reused buffer');
   held.release();
   assert.ok(s.eager.used <= 64 * 1024);
+});
+
+test('read buffers all back and idle are let go; one lent out keeps the others', async () => {
+  const pool = new BufferPool(CHUNK, 4, 20);
+  const a = await pool.acquire();
+  const b = await pool.acquire();
+  pool.release(a);
+  assert.equal(pool.allocated, 2);
+  const c = await pool.acquire(); // a, reused
+  assert.equal(pool.allocated, 2, 'a free buffer is reused before a new one is made');
+  pool.release(c);
+  await new Promise((r) => setTimeout(r, 60)); // b is still lent: nothing goes
+  assert.equal(pool.allocated, 2);
+  pool.release(b.subarray(0, 10));
+  await waitUntil(() => pool.allocated === 0, undefined, () => `allocated ${pool.allocated}`);
+  const d = await pool.acquire();
+  assert.equal(d.length, CHUNK);
+  assert.equal(pool.allocated, 1, 'the next burst allocates again');
+  pool.release(b); // a buffer let go is not taken back (a stray second release)
+  const e = await pool.acquire();
+  assert.notEqual(e.buffer, b.buffer);
+  assert.equal(pool.allocated, 2);
 });
