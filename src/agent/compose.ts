@@ -25,6 +25,7 @@ import { startActivitySummary } from '../log-summary.js';
 import { OscNotifier } from '../osc/notifier.js';
 import { hookEnv, runHook } from '../hooks.js';
 import { SendSources } from '../transfer/sources.js';
+import { fanoutHeap, fansOut } from './heap.js';
 import { systemClock, type Clock } from '../clock.js';
 
 /**
@@ -58,6 +59,7 @@ export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Prom
   // Landings (also those a crash left unannounced) are announced once hooks, OSC and the status API listen.
   // One budget of read buffers and small files for every destination (issue #19): memory does not grow with the peers.
   const sources = SendSources.fromConfig(cfg.transfer, log.child({ component: 'sender' }));
+  if (fansOut(cfg)) fanoutHeap(true);
   const agent = await Agent.start(cfg, { log, peers: board, holdAnnouncements: true, sources, clock });
   let companions: Lifecycle;
   try {

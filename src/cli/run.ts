@@ -4,34 +4,20 @@
  * time: graceful budget GRACE_MS (12 s), hard exit HARD_EXIT_MS (15 s), both clearly
  * inside systemd's TimeoutStopSec=20.
  */
-import v8 from 'node:v8';
 import { createLogger, type Logger } from '../log.js';
 import { ConfigError, describeError, isEnvironmentProblem } from '../errors.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { GRACE_MS, HARD_EXIT_MS, composeAgent, type ComposedAgent } from '../agent/compose.js';
 import { hookProblems, realLookup } from '../hook-check.js';
+import { applyAgentV8Flags } from '../agent/heap.js';
 
 export interface RunArgs {
   config?: string | undefined;
 }
 
-/**
- * The agent's JavaScript heap stays near what it holds live (issue #19, sender memory):
- * - the young generation keeps its first size (1 MiB semi-spaces) instead of growing to
- *   16 MiB ones under a burst of allocations, which V8 never gives back (~30 MiB);
- * - the old generation may grow to 1.5 × its live size before a full collection, not up
- *   to 4 × (V8's default for small heaps): a fan-out of 200 small files to 19 destinations
- *   made ~25 MiB of short-lived state promoted, collected only at the larger limit.
- * Together the sender's peak RSS for 200 × 4 KiB then 50 × 1 MiB to 19 receivers (one
- * process, loads in turn) went from 165–183 MiB to 118–127 MiB; its CPU time for them
- * did not measurably change (test/bench/fanout.ts --one-sender). These two are read by V8
- * at every collection, so they work when set here; the heap's size limits would need
- * flags at process start (NODE_OPTIONS), which the ways of starting the agent do not share.
- */
-export const AGENT_V8_FLAGS = ['--semi-space-growth-factor=1', '--heap-growing-percent=50'];
 
 export async function runAgent(args: RunArgs): Promise<number> {
-  for (const f of AGENT_V8_FLAGS) v8.setFlagsFromString(f);
+  applyAgentV8Flags(); // agent/heap.ts
   const file = resolveConfigPath(args.config, process.env);
   const bootLog = createLogger({ level: 'info' });
   let cfg;
