@@ -214,8 +214,9 @@ export interface AgentView extends EventEmitter<AgentEvents> {
   /** Change a bandwidth limit now; rejects with a TdxError on bad input. */
   setLimit?(req: LimitRequest): LimitsSnapshot;
   /**
-   * Called by a `received` listener during the event: the landing counts as announced (its
-   * journal mark is cleared) only once `until` settles. OSC uses it to wait for its datagrams.
+   * Called by a `received` listener during the event: the agent's stop waits for `until`
+   * (OSC: its datagrams sent) before closing the parts. The landing itself is marked
+   * announced in the journal before the event, write-ahead (agent/announce.ts).
    */
   holdAnnouncement?(info: ReceivedInfo, until: Promise<unknown>): void;
 }

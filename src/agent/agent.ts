@@ -169,7 +169,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.announcer.open();
   }
 
-  /** A `received` listener delays the landing's "announced" mark until `until` settles (OSC: its datagrams sent). */
+  /** A `received` listener's work for the landing (OSC: its datagrams sent): stopping waits for it (agent/announce.ts). */
   holdAnnouncement(info: ReceivedInfo, until: Promise<unknown>): void {
     this.announcer.hold(info, until);
   }
@@ -201,7 +201,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         ...(cfg.security.hashes ? { hashes: cfg.security.hashes } : {}),
         inbound: this.pacer.inbound,
         log: log.child({ component: 'receiver' }),
-        onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced),
+        onReceived: (info, markAnnounced, say) => this.announcer.announce(info, markAnnounced, say),
         onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
         incoming: this.incoming,
       });
@@ -215,7 +215,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.table.setStatic(cfg.peers);
     this.table.on('change', (p) => this.onPeerChange(p));
 
-    this.legacy = await startLegacyListener(cfg, this.inboxes, { log, onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced), incoming: this.incoming });
+    this.legacy = await startLegacyListener(cfg, this.inboxes, { log, onReceived: (info, markAnnounced, say) => this.announcer.announce(info, markAnnounced, say), incoming: this.incoming });
 
     this.journal = await SentJournal.open(path.join(cfg.dataDir, 'state', 'sent.jsonl'), { log: log.child({ component: 'journal' }) });
     await this.explicit.open(path.join(cfg.dataDir, 'state', 'jobs.jsonl'));

@@ -2,17 +2,27 @@
  * Announcing landed files exactly once, crash or not (issue #19 item 4).
  *
  * A landing is announced by the agent's `received` event, which every consumer listens to:
- * the log line, the onReceive hook (a run started), OSC `/tdxfer/received` (the datagram
- * handed to the kernel), the status API's recent list and SSE stream. The inbox journal
- * keeps each landing "not yet announced" until the event went to every listener and every
- * listener's hold (AgentView.holdAnnouncement: OSC waits for its datagrams to be sent)
- * settled; then the mark is cleared. A restart announces the landings still marked
- * (Inbox.recoverAnnouncements), flagged `recovered`.
+ * the onReceive hook (its process spawned, synchronously), OSC `/tdxfer/received` (the
+ * datagram's sendto, issued before the next I/O turn: notifier.ts), the status API's recent
+ * list and SSE stream; then the `received` log line (the console line is written
+ * synchronously; a JSON log file's write is asynchronous and can be lost by a kill -9, like
+ * any last log lines).
  *
- * Announcements wait behind a gate until the parts that announce them (hooks, OSC, status)
- * have started (compose.ts opens it): a file landing in the moment between the transfer
- * listener opening and the hooks starting, and the recovered ones, are not announced to
- * nobody.
+ * Write-ahead: in the same synchronous step, right before the event, the landing's
+ * "announced" mark goes into the inbox journal (Journal.markAnnounced, a synchronous
+ * append). Nothing between the mark and the hook's spawn or the OSC send yields to the
+ * event loop, so a kill -9 either comes before the mark (a restart announces the landing,
+ * flagged `recovered`: Inbox.recoverAnnouncements) or after it (never announced again).
+ * The window left is the microseconds between the journal write and the spawn/sendto in
+ * that one step: a kill exactly there loses that one announcement rather than repeating it.
+ *
+ * Listeners may still hold an announcement (AgentView.holdAnnouncement: OSC until its
+ * datagrams were sent): settled() waits for those, so a stop closes nothing under them.
+ *
+ * Announcements wait behind a gate until the parts that announce them (hooks, OSC with its
+ * sockets bound, status) have started (compose.ts opens it): a file landing in the moment
+ * between the transfer listener opening and the hooks starting, and the recovered ones,
+ * are not announced to nobody.
  */
 import type { Logger } from '../log.js';
 import type { ReceivedInfo } from '../types.js';
@@ -30,10 +40,13 @@ export class Announcer {
     private readonly log: Logger,
   ) {}
 
-  /** A landing to announce (now, or when the gate opens). `markAnnounced` runs once it went out. */
-  announce(info: ReceivedInfo, markAnnounced?: () => Promise<void>): void {
+  /**
+   * A landing to announce (now, or when the gate opens). `markAnnounced` (write-ahead, must
+   * write synchronously) runs right before the event; `say` logs the landing's line after it.
+   */
+  announce(info: ReceivedInfo, markAnnounced?: () => Promise<void>, say?: () => void): void {
     const go = (): void => {
-      const p = this.#run(info, markAnnounced).finally(() => this.#running.delete(p));
+      const p = this.#run(info, markAnnounced, say).finally(() => this.#running.delete(p));
       this.#running.add(p);
     };
     if (this.#queue) this.#queue.push(go);
@@ -50,7 +63,7 @@ export class Announcer {
     }
   }
 
-  /** Delays the "announced" mark of `info` until `until` settles (called by a listener, during the event). */
+  /** settled() waits for `until` too (called by a listener during the event: OSC until its datagrams were sent). */
   hold(info: ReceivedInfo, until: Promise<unknown>): void {
     this.#holds.get(info)?.push(until);
   }
@@ -62,16 +75,15 @@ export class Announcer {
     for (const go of q ?? []) go();
   }
 
-  /** Waits for announcements under way (their marks written). */
+  /** Waits for announcements under way (and what their listeners hold). */
   async settled(): Promise<void> {
     while (this.#running.size > 0) await Promise.all([...this.#running]);
   }
 
-  async #run(info: ReceivedInfo, markAnnounced?: () => Promise<void>): Promise<void> {
-    if (info.recovered) {
-      this.log.info(`received ${info.file} (recovered: it landed before the agent stopped, announced now)`, { inbox: info.inbox, from: info.from, size: info.size });
-    }
-    const holds: Promise<unknown>[] = [];
+  /** Synchronous up to its first await: the mark, the event and the log line in one step. */
+  async #run(info: ReceivedInfo, markAnnounced?: () => Promise<void>, say?: () => void): Promise<void> {
+    const marked = markAnnounced?.() ?? Promise.resolve();
+    const holds: Promise<unknown>[] = [marked];
     this.#holds.set(info, holds);
     try {
       this.emit(info);
@@ -80,7 +92,12 @@ export class Announcer {
     } finally {
       this.#holds.delete(info);
     }
-    if (holds.length > 0) await Promise.allSettled(holds);
-    await markAnnounced?.();
+    try {
+      if (info.recovered) this.log.info(`received ${info.file} (recovered: it landed before the agent stopped, announced now)`, { inbox: info.inbox, from: info.from, size: info.size });
+      else say?.();
+    } catch (err) {
+      this.log.error('could not log a landing', { file: info.file, error: err instanceof Error ? err.message : String(err) });
+    }
+    await Promise.allSettled(holds);
   }
 }

@@ -3,13 +3,13 @@
  * in order, and tears them down in reverse (agent/lifecycle.ts). The CLI (`tdxfer run`)
  * only loads the config and calls `composeAgent()`.
  *
- *   peer board → agent (inboxes, listeners, outboxes, senders) → onReceive hooks → OSC
+ *   peer board → agent (inboxes, listeners, outboxes, senders) → OSC → onReceive hooks
  *   → status API → discovery
  *
  * Each part gets its collaborators (logger, view, peer board) instead of building them,
  * so each can be started alone in a test. Stopping: the agent's receivers stop taking
  * new files first (files being landed are still announced by OSC and the status API),
- * then discovery, status, OSC and hooks go, then the agent itself.
+ * then discovery, status, hooks and OSC go, then the agent itself.
  */
 import type { AgentConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -79,7 +79,7 @@ export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Prom
   };
 }
 
-/** The parts around an agent (hooks, OSC, status API, discovery), started in that order. */
+/** The parts around an agent (OSC, hooks, status API, discovery), started in that order. */
 export async function startCompanionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: { onStop?: (reason: string) => void } = {}): Promise<Lifecycle> {
   const lc = new Lifecycle(log);
   await lc.startAll(companionParts(agent, cfg, log, opts));
@@ -87,20 +87,24 @@ export async function startCompanionParts(agent: Agent, cfg: AgentConfig, log: L
 }
 
 function companionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: { onStop?: (reason: string) => void }): Part[] {
-  const parts: Part[] = [{ name: 'onReceive hooks', start: () => startHooks(agent, cfg, log.child({ component: 'hook' })) }];
-  // At log.level warn/error: a once-a-minute activity line per direction (src/log-summary.ts).
-  parts.push({ name: 'activity summary', start: () => startActivitySummary(agent, log, cfg.log.level) });
+  const parts: Part[] = [];
+  // OSC listens first: its /tdxfer/received datagram leaves synchronously within the event,
+  // before the hook's spawn, which waits for the exec (milliseconds; agent/announce.ts).
   if (cfg.osc.targets.length > 0) {
     parts.push({
       name: 'OSC',
-      start: () => {
+      start: async () => {
         const osc = new OscNotifier(agent, cfg.osc, { log: log.child({ component: 'osc' }), agentName: cfg.name });
         osc.start();
+        await osc.ready(); // bound sockets, names resolved: /tdxfer/received leaves in the announcement's step
         log.info(`OSC triggers to ${cfg.osc.targets.map((t) => `${t.host}:${t.port}`).join(', ')}`);
         return () => osc.stop();
       },
     });
   }
+  parts.push({ name: 'onReceive hooks', start: () => startHooks(agent, cfg, log.child({ component: 'hook' })) });
+  // At log.level warn/error: a once-a-minute activity line per direction (src/log-summary.ts).
+  parts.push({ name: 'activity summary', start: () => startActivitySummary(agent, log, cfg.log.level) });
   if (cfg.status.enabled) {
     parts.push({
       name: 'status API',
