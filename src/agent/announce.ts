@@ -1,20 +1,22 @@
 /**
  * Announcing landed files exactly once, crash or not (issue #19 item 4).
  *
- * A landing is announced by the agent's `received` event, which every consumer listens to:
- * the onReceive hook (its process spawned, synchronously), OSC `/tdxfer/received` (the
- * datagram's sendto, issued before the next I/O turn: notifier.ts), the status API's recent
- * list and SSE stream; then the `received` log line (the console line is written
- * synchronously; a JSON log file's write is asynchronous and can be lost by a kill -9, like
- * any last log lines).
+ * A landing is announced by the agent's `received` event, then the `received` log line.
+ * The event's listeners, in order: OSC `/tdxfer/received` (its datagram sent synchronously
+ * inside the event: notifier.ts), the onReceive hook (its process forked synchronously;
+ * spawn() returns once the process exec'd, milliseconds later), the status API's recent
+ * list and SSE stream (in memory). The console log line is written synchronously, a JSON
+ * log file's line asynchronously (lost by a kill -9 like any last log lines).
  *
  * Write-ahead: in the same synchronous step, right before the event, the landing's
  * "announced" mark goes into the inbox journal (Journal.markAnnounced, a synchronous
- * append). Nothing between the mark and the hook's spawn or the OSC send yields to the
- * event loop, so a kill -9 either comes before the mark (a restart announces the landing,
- * flagged `recovered`: Inbox.recoverAnnouncements) or after it (never announced again).
- * The window left is the microseconds between the journal write and the spawn/sendto in
- * that one step: a kill exactly there loses that one announcement rather than repeating it.
+ * append). Nothing in the step yields to the event loop, so a kill -9 either comes before
+ * the mark (a restart announces the landing, flagged `recovered`: Inbox.
+ * recoverAnnouncements) or after it (never announced again). What a kill inside the step
+ * can do is lose the parts not done yet, never repeat one: the OSC datagram tens of
+ * microseconds after the mark, the hook's fork within about a hundred, the log line after
+ * the hook's exec (milliseconds on a loaded machine; it comes last so that whoever reacts
+ * to it finds every other announcement out).
  *
  * Listeners may still hold an announcement (AgentView.holdAnnouncement: OSC until its
  * datagrams were sent): settled() waits for those, so a stop closes nothing under them.
@@ -42,7 +44,7 @@ export class Announcer {
 
   /**
    * A landing to announce (now, or when the gate opens). `markAnnounced` (write-ahead, must
-   * write synchronously) runs right before the event; `say` logs the landing's line after it.
+   * write synchronously) runs first, then the event, then `say` logs the landing's line.
    */
   announce(info: ReceivedInfo, markAnnounced?: () => Promise<void>, say?: () => void): void {
     const go = (): void => {
@@ -80,7 +82,11 @@ export class Announcer {
     while (this.#running.size > 0) await Promise.all([...this.#running]);
   }
 
-  /** Synchronous up to its first await: the mark, the event and the log line in one step. */
+  /**
+   * Synchronous up to its first await: the mark, the event and the log line in one step.
+   * The log line comes last, so that every other announcement went out before anyone can
+   * see it (an operator, or a test, reacting to it).
+   */
   async #run(info: ReceivedInfo, markAnnounced?: () => Promise<void>, say?: () => void): Promise<void> {
     const marked = markAnnounced?.() ?? Promise.resolve();
     const holds: Promise<unknown>[] = [marked];
