@@ -219,6 +219,12 @@ export interface AgentView extends EventEmitter<AgentEvents> {
    * announced in the journal before the event, write-ahead (agent/announce.ts).
    */
   holdAnnouncement?(info: ReceivedInfo, until: Promise<unknown>): void;
+  /**
+   * Work for each landing to start before its journal mark (`prepare`, which may return a
+   * function) and let go right after it (that function), in the announcement's synchronous
+   * step: the onReceive hook forks its gated process, then releases it. Returns the removal.
+   */
+  prepareAnnouncement?(prepare: (info: ReceivedInfo) => (() => void) | undefined): () => void;
 }
 
 /** A held target's change: `held` on each landing attempt it blocks, `released` once its new version landed. */

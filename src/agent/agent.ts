@@ -33,7 +33,7 @@ import { loadAgentId, softwareVersion } from './identity.js';
 import { Ring } from './ring.js';
 import { ProgressThrottle } from '../progress.js';
 import { IncomingBoard } from './incoming.js';
-import { Announcer } from './announce.js';
+import { Announcer, type PrepareAnnouncement } from './announce.js';
 import { newDestinationQueue } from './senders.js';
 import { SendSources } from '../transfer/sources.js';
 import { ensureOutbox, listenForTransfers, logLimits, openInboxes, startLegacyListener } from './receiving.js';
@@ -167,6 +167,11 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   /** Starts announcing landings (those waiting first: see AgentOptions.holdAnnouncements). */
   openAnnouncements(): void {
     this.announcer.open();
+  }
+
+  /** Work to start before a landing's journal mark and let go right after it (the gated onReceive hook; agent/announce.ts). */
+  prepareAnnouncement(prepare: PrepareAnnouncement): () => void {
+    return this.announcer.prepare(prepare);
   }
 
   /** A `received` listener's work for the landing (OSC: its datagrams sent): stopping waits for it (agent/announce.ts). */

@@ -1,22 +1,25 @@
 /**
  * Announcing landed files exactly once, crash or not (issue #19 item 4).
  *
- * A landing is announced by the agent's `received` event, then the `received` log line.
- * The event's listeners, in order: OSC `/tdxfer/received` (its datagram sent synchronously
- * inside the event: notifier.ts), the onReceive hook (its process forked synchronously;
- * spawn() returns once the process exec'd, milliseconds later), the status API's recent
- * list and SSE stream (in memory). The console log line is written synchronously, a JSON
- * log file's line asynchronously (lost by a kill -9 like any last log lines).
+ * A landing is announced by the onReceive hook, the agent's `received` event and the
+ * `received` log line. The hook's process is forked before the mark, gated (hooks.ts
+ * startGatedHook: it waits for one line on a pipe, and exits without running the command
+ * if the agent dies first), and released right after the mark. The event's listeners, in
+ * order: OSC `/tdxfer/received` (its datagram sent synchronously inside the event:
+ * notifier.ts), the status API's recent list and SSE stream (in memory), and on Windows
+ * (no /bin/sh for the gate) the hook, spawned in the event. The console log line is
+ * written synchronously, a JSON log file's line asynchronously (lost by a kill -9 like
+ * any last log lines).
  *
- * Write-ahead: in the same synchronous step, right before the event, the landing's
- * "announced" mark goes into the inbox journal (Journal.markAnnounced, a synchronous
- * append). Nothing in the step yields to the event loop, so a kill -9 either comes before
- * the mark (a restart announces the landing, flagged `recovered`: Inbox.
- * recoverAnnouncements) or after it (never announced again). What a kill inside the step
- * can do is lose the parts not done yet, never repeat one: the OSC datagram tens of
- * microseconds after the mark, the hook's fork within about a hundred, the log line after
- * the hook's exec (milliseconds on a loaded machine; it comes last so that whoever reacts
- * to it finds every other announcement out).
+ * Write-ahead: in one synchronous step the landing's "announced" mark goes into the inbox
+ * journal (Journal.markAnnounced, a synchronous append), then the hook's gate is released,
+ * the event emitted and the line logged. Nothing in the step yields to the event loop, so a
+ * kill -9 either comes before the mark (a restart announces the landing, flagged
+ * `recovered`: Inbox.recoverAnnouncements) or after it (never announced again). What a kill
+ * inside the step can do is lose the parts not done yet, never repeat one: the step from
+ * the mark to the gate's pipe write and the OSC datagram's sendmsg takes a few to tens of
+ * microseconds (on Windows the hook's spawn, about a hundred more); the log line comes last,
+ * so that whoever reacts to it finds every other announcement out.
  *
  * Listeners may still hold an announcement (AgentView.holdAnnouncement: OSC until its
  * datagrams were sent): settled() waits for those, so a stop closes nothing under them.
@@ -31,11 +34,14 @@ import type { ReceivedInfo } from '../types.js';
 import type { RecoveredLanding } from '../inbox/inbox.js';
 
 type Emit = (info: ReceivedInfo) => void;
+/** Starts a listener's work before the mark; the function it returns lets it go right after. */
+export type PrepareAnnouncement = (info: ReceivedInfo) => (() => void) | undefined;
 
 export class Announcer {
   #queue: Array<() => void> | null = [];
   readonly #running = new Set<Promise<void>>();
   readonly #holds = new Map<ReceivedInfo, Promise<unknown>[]>();
+  readonly #preparers = new Set<PrepareAnnouncement>();
 
   constructor(
     private readonly emit: Emit,
@@ -65,6 +71,12 @@ export class Announcer {
     }
   }
 
+  /** Adds a preparer (the gated onReceive hook, hooks.ts); returns its removal. */
+  prepare(fn: PrepareAnnouncement): () => void {
+    this.#preparers.add(fn);
+    return () => void this.#preparers.delete(fn);
+  }
+
   /** settled() waits for `until` too (called by a listener during the event: OSC until its datagrams were sent). */
   hold(info: ReceivedInfo, until: Promise<unknown>): void {
     this.#holds.get(info)?.push(until);
@@ -88,7 +100,23 @@ export class Announcer {
    * see it (an operator, or a test, reacting to it).
    */
   async #run(info: ReceivedInfo, markAnnounced?: () => Promise<void>, say?: () => void): Promise<void> {
+    const release: Array<() => void> = [];
+    for (const prepare of this.#preparers) {
+      try {
+        const go = prepare(info);
+        if (go) release.push(go);
+      } catch (err) {
+        this.log.error('could not prepare an announcement (the file landed)', { file: info.file, error: err instanceof Error ? err.message : String(err) });
+      }
+    }
     const marked = markAnnounced?.() ?? Promise.resolve();
+    for (const go of release) {
+      try {
+        go();
+      } catch (err) {
+        this.log.error('could not release a prepared announcement (the file landed)', { file: info.file, error: err instanceof Error ? err.message : String(err) });
+      }
+    }
     const holds: Promise<unknown>[] = [marked];
     this.#holds.set(info, holds);
     try {

@@ -23,7 +23,7 @@ import { startDiscovery } from './discovery-link.js';
 import { StatusServer } from '../status/server.js';
 import { startActivitySummary } from '../log-summary.js';
 import { OscNotifier } from '../osc/notifier.js';
-import { hookEnv, runHook } from '../hooks.js';
+import { hookEnv, runHook, startGatedHook } from '../hooks.js';
 import { SendSources } from '../transfer/sources.js';
 
 /**
@@ -89,7 +89,7 @@ export async function startCompanionParts(agent: Agent, cfg: AgentConfig, log: L
 function companionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: { onStop?: (reason: string) => void }): Part[] {
   const parts: Part[] = [];
   // OSC listens first: its /tdxfer/received datagram leaves synchronously within the event,
-  // before the hook's spawn, which waits for the exec (milliseconds; agent/announce.ts).
+  // before a hook spawned in the event (Windows), which waits for the exec (agent/announce.ts).
   if (cfg.osc.targets.length > 0) {
     parts.push({
       name: 'OSC',
@@ -126,21 +126,40 @@ function companionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: { onS
   return parts;
 }
 
-/** onReceive: a command per inbox, run without a shell after each file lands. */
+/**
+ * onReceive: a command per inbox, run without a shell after each file lands. On POSIX its
+ * process is forked gated before the landing's journal mark and released right after it
+ * (hooks.ts startGatedHook, agent/announce.ts); on Windows it is spawned in the event.
+ */
 export function startHooks(view: AgentView, cfg: AgentConfig, log: Logger): Stop {
   const running = new Set<Promise<unknown>>();
   // Stopping stops running hooks too: waiting out their timeouts (30 s by default) would
   // outlast `tdxfer run`'s hard-exit timer and leave their process groups behind.
   const stopping = new AbortController();
-  const onReceived = (r: ReceivedInfo) => {
-    const hook = cfg.inboxes.find((i) => i.name === r.inbox)?.onReceive;
-    if (!hook) return;
-    const p = runHook(hook.command, hookEnv(r), { timeoutMs: hook.timeoutMs, log, signal: stopping.signal }).finally(() => running.delete(p));
+  const hookFor = (r: ReceivedInfo) => cfg.inboxes.find((i) => i.name === r.inbox)?.onReceive;
+  const track = (result: Promise<unknown>): void => {
+    const p = result.finally(() => running.delete(p));
     running.add(p);
   };
-  view.on('received', onReceived);
+  let off: () => void;
+  if (process.platform !== 'win32' && view.prepareAnnouncement) {
+    off = view.prepareAnnouncement((r) => {
+      const hook = hookFor(r);
+      if (!hook) return undefined;
+      const h = startGatedHook(hook.command, hookEnv(r), { timeoutMs: hook.timeoutMs, log, signal: stopping.signal });
+      track(h.result);
+      return h.release;
+    });
+  } else {
+    const onReceived = (r: ReceivedInfo) => {
+      const hook = hookFor(r);
+      if (hook) track(runHook(hook.command, hookEnv(r), { timeoutMs: hook.timeoutMs, log, signal: stopping.signal }));
+    };
+    view.on('received', onReceived);
+    off = () => view.off('received', onReceived);
+  }
   return async () => {
-    view.off('received', onReceived);
+    off();
     stopping.abort();
     await Promise.all(running);
   };
