@@ -7,7 +7,7 @@
  *   newline, not valid JSON) is told apart from unreadable lines in the middle.
  * - JsonlWriter: appends run one at a time in call order, each optionally fsynced
  *   (datasync) before its promise resolves; rewrite() replaces the file atomically and
- *   durably (writeFileAtomic: temp + fsync + rename + folder fsync) with a snapshot of the
+ *   durably (as writeFileAtomic: temp + fsync + rename + folder fsync) with a snapshot of the
  *   journal's state taken when the rewrite runs, so it sees every append queued before it.
  *   Replaying a line twice (appended after the snapshot already held it) changes nothing
  *   in any of the journals: their records are "latest wins" or sets.
