@@ -222,7 +222,8 @@ export interface AgentView extends EventEmitter<AgentEvents> {
   /**
    * Work for each landing to start before its journal mark (`prepare`, which may return a
    * function) and let go right after it (that function), in the announcement's synchronous
-   * step: the onReceive hook forks its gated process, then releases it. Returns the removal.
+   * step, in the order added: OSC encodes /tdxfer/received, then sends it; the onReceive
+   * hook forks its gated process, then releases it. Returns the removal.
    */
   prepareAnnouncement?(prepare: (info: ReceivedInfo) => (() => void) | undefined): () => void;
 }

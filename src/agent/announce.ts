@@ -1,26 +1,28 @@
 /**
  * Announcing landed files exactly once, crash or not (issue #19 item 4).
  *
- * A landing is announced by the onReceive hook, the agent's `received` event and the
- * `received` log line. The hook's process is forked before the mark, gated (hooks.ts
- * startGatedHook: it waits for one line on a pipe, and exits without running the command
- * if the agent dies first), and released right after the mark. The event's listeners, in
- * order: OSC `/tdxfer/received` (its datagram sent synchronously inside the event:
- * notifier.ts), the status API's recent list and SSE stream (in memory), and on Windows
- * (no /bin/sh for the gate) the hook, spawned in the event. The console log line is
- * written synchronously, a JSON log file's line asynchronously (lost by a kill -9 like
- * any last log lines).
+ * A landing is announced by OSC `/tdxfer/received`, the onReceive hook, the agent's
+ * `received` event (the status API's recent list and SSE stream, in memory) and the
+ * `received` log line. Before the mark, OSC encodes its message and the hook's process is
+ * forked, gated (hooks.ts startGatedHook: it waits for one line on a pipe, and exits
+ * without running the command if the agent dies first). The console log line is written
+ * synchronously, a JSON log file's line asynchronously (lost by a kill -9 like any last
+ * log lines).
  *
  * Write-ahead: in one synchronous step the landing's "announced" mark goes into the inbox
- * journal (Journal.markAnnounced, a synchronous append), then the hook's gate is released,
- * the event emitted and the line logged. Nothing in the step yields to the event loop, so a
- * kill -9 either comes before the mark (a restart announces the landing, flagged
- * `recovered`: Inbox.recoverAnnouncements) or after it (never announced again). What a kill
- * inside the step can do is lose the parts not done yet, never repeat one: the step from
- * the mark to the gate's pipe write and the OSC datagram's sendmsg takes a few to tens of
- * microseconds (on Windows the hook's spawn, about a hundred more); the log line comes last,
- * so that whoever reacts to it finds every other announcement out.
- *
+ * journal (Journal.markAnnounced, a synchronous append), then the OSC datagram's sendmsg
+ * (notifier.ts: bound sockets, synchronous lookup), the hook's release (one pipe write),
+ * the event, the log line. Nothing in the step yields to the event loop, so a kill -9
+ * either comes before the mark (a restart announces the landing, flagged `recovered`:
+ * Inbox.recoverAnnouncements) or after it (never announced again). What a kill inside the
+ * step can do is lose the parts not done yet, never repeat one: from the mark to the
+ * sendmsg and the pipe write is a few microseconds. The order is for observers: the
+ * datagram before the release, because the released hook may act at once (even kill its
+ * agent) and its wake-up can take the CPU from the agent; the log line last, so whoever
+ * reacts to it finds the rest out. On Windows (no /bin/sh for the gate) the hook is
+ * spawned in the event: a tenth of a millisecond of spawn preparation after the mark.
+ * Without an agent's prepareAnnouncement (unit tests' views) OSC sends in the event.
+
  * Listeners may still hold an announcement (AgentView.holdAnnouncement: OSC until its
  * datagrams were sent): settled() waits for those, so a stop closes nothing under them.
  *
@@ -100,26 +102,28 @@ export class Announcer {
    * see it (an operator, or a test, reacting to it).
    */
   async #run(info: ReceivedInfo, markAnnounced?: () => Promise<void>, say?: () => void): Promise<void> {
-    const release: Array<() => void> = [];
-    for (const prepare of this.#preparers) {
-      try {
-        const go = prepare(info);
-        if (go) release.push(go);
-      } catch (err) {
-        this.log.error('could not prepare an announcement (the file landed)', { file: info.file, error: err instanceof Error ? err.message : String(err) });
-      }
-    }
-    const marked = markAnnounced?.() ?? Promise.resolve();
-    for (const go of release) {
-      try {
-        go();
-      } catch (err) {
-        this.log.error('could not release a prepared announcement (the file landed)', { file: info.file, error: err instanceof Error ? err.message : String(err) });
-      }
-    }
-    const holds: Promise<unknown>[] = [marked];
+    const holds: Promise<unknown>[] = [];
     this.#holds.set(info, holds);
     try {
+      // Before the mark: OSC encodes its message, the hook forks its gated process.
+      const release: Array<() => void> = [];
+      for (const prepare of this.#preparers) {
+        try {
+          const go = prepare(info);
+          if (go) release.push(go);
+        } catch (err) {
+          this.log.error('could not prepare an announcement (the file landed)', { file: info.file, error: err instanceof Error ? err.message : String(err) });
+        }
+      }
+      holds.push(markAnnounced?.() ?? Promise.resolve());
+      // Right after it, in the order prepared: the OSC datagram's sendmsg, the hook's release.
+      for (const go of release) {
+        try {
+          go();
+        } catch (err) {
+          this.log.error('could not release a prepared announcement (the file landed)', { file: info.file, error: err instanceof Error ? err.message : String(err) });
+        }
+      }
       this.emit(info);
     } catch (err) {
       this.log.error('a listener of the received event failed (the file landed)', { file: info.file, error: err instanceof Error ? err.message : String(err) });

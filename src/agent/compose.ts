@@ -99,8 +99,8 @@ export async function startCompanionParts(agent: Agent, cfg: AgentConfig, log: L
 
 function companionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: CompanionOptions): Part[] {
   const parts: Part[] = [];
-  // OSC listens first: its /tdxfer/received datagram leaves synchronously within the event,
-  // before a hook spawned in the event (Windows), which waits for the exec (agent/announce.ts).
+  // OSC first: its /tdxfer/received datagram leaves right after the landing's journal mark,
+  // before the hook is released (agent/announce.ts: preparers run in this order).
   if (cfg.osc.targets.length > 0) {
     parts.push({
       name: 'OSC',

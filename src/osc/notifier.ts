@@ -19,7 +19,8 @@
  * per change of state (failing → recovered), not per datagram.
  *
  * `/tdxfer/received` is written ahead in the inbox journal (agent/announce.ts): its
- * datagram must leave in the same synchronous step, or a kill -9 in between loses it. So the
+ * datagram is encoded before the mark and must leave in the same synchronous step right
+ * after it, or a kill -9 in between loses it. So the
  * sockets are bound in ready() (an unbound socket's first send waits for its bind), and
  * their `lookup` answers synchronously: an IP literal as it is (dgram's default, dns.lookup,
  * answers even those in a process.nextTick), a host name with the address its last lookup
@@ -85,11 +86,21 @@ export class OscNotifier {
   private readonly resolved = new Map<string, string>();
   private readonly resolving = new Set<string>();
 
-  /** Sent in the event's step (see the header); stopping the agent waits for its callbacks. */
-  private readonly onReceived = (r: ReceivedInfo): void => {
-    const sent = this.send('/tdxfer/received', [r.inbox, r.file, r.path, sizeArg(r.size), r.from]);
-    this.view.holdAnnouncement?.(r, sent);
+  /**
+   * With an agent: encoded before the landing's journal mark, sent right after it, before
+   * the hook is released (agent/announce.ts); else sent in the `received` event. Stopping
+   * the agent waits for the send callbacks.
+   */
+  private readonly prepareReceived = (r: ReceivedInfo): (() => void) | undefined => {
+    const packet = this.encode('/tdxfer/received', [r.inbox, r.file, r.path, sizeArg(r.size), r.from]);
+    if (!packet) return undefined;
+    return () => {
+      const sent = this.sendPacket(packet);
+      this.view.holdAnnouncement?.(r, sent);
+    };
   };
+  private readonly onReceived = (r: ReceivedInfo): void => this.prepareReceived(r)?.();
+  private unprepare: (() => void) | null = null;
   private readonly onJob = (j: JobInfo): void => this.job(j);
   private readonly onProgress = (j: JobInfo): void => this.progress(j);
   private readonly onIncoming = (i: IncomingInfo): void => this.receiving(i);
@@ -160,7 +171,8 @@ export class OscNotifier {
   start(): void {
     if (this.running || this.targets.length === 0) return;
     this.running = true;
-    this.view.on('received', this.onReceived);
+    if (this.view.prepareAnnouncement) this.unprepare = this.view.prepareAnnouncement(this.prepareReceived);
+    else this.view.on('received', this.onReceived);
     this.view.on('job', this.onJob);
     this.view.on('held', this.onHeld);
     if (this.cfg.progress) {
@@ -178,6 +190,8 @@ export class OscNotifier {
   stop(): void {
     if (!this.running) return;
     this.running = false;
+    this.unprepare?.();
+    this.unprepare = null;
     this.view.off('received', this.onReceived);
     this.view.off('job', this.onJob);
     this.view.off('progress', this.onProgress);
@@ -247,14 +261,22 @@ export class OscNotifier {
 
   /** Sends to every target; resolves (never rejects) once each send has called back. */
   private send(address: string, args: OscArg[]): Promise<void> {
-    if (!this.running) return Promise.resolve();
-    let packet: Buffer;
+    const packet = this.encode(address, args);
+    return packet ? this.sendPacket(packet) : Promise.resolve();
+  }
+
+  private encode(address: string, args: OscArg[]): Buffer | null {
+    if (!this.running) return null;
     try {
-      packet = encode(new Message(address, ...args));
+      return encode(new Message(address, ...args));
     } catch (err) {
       this.log.error('OSC: cannot encode message', { address, error: describeError(err) });
-      return Promise.resolve();
+      return null;
     }
+  }
+
+  private sendPacket(packet: Buffer): Promise<void> {
+    if (!this.running) return Promise.resolve();
     const sent: Promise<void>[] = [];
     for (const t of this.targets) {
       sent.push(
