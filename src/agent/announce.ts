@@ -16,13 +16,15 @@
  * either comes before the mark (a restart announces the landing, flagged `recovered`:
  * Inbox.recoverAnnouncements) or after it (never announced again). What a kill inside the
  * step can do is lose the parts not done yet, never repeat one: from the mark to the
- * sendmsg and the pipe write is a few microseconds. The order is for observers: the
- * datagram before the release, because the released hook may act at once (even kill its
- * agent) and its wake-up can take the CPU from the agent; the log line last, so whoever
- * reacts to it finds the rest out. On Windows (no /bin/sh for the gate) the hook is
- * spawned in the event: a tenth of a millisecond of spawn preparation after the mark.
- * Without an agent's prepareAnnouncement (unit tests' views) OSC sends in the event.
-
+ * sendmsg and the pipe write is a few microseconds of CPU (longer in wall time when the
+ * scheduler takes the CPU away inside the step, on a loaded machine). The order is for
+ * observers: the datagram before the release, because the released hook may act at once
+ * (even kill its agent) and its wake-up can take the CPU from the agent; the log line
+ * last, so whoever reacts to it finds the rest out. On Windows (no /bin/sh for the gate)
+ * the hook is spawned in the event: a tenth of a millisecond of spawn preparation after
+ * the mark. Without an agent's prepareAnnouncement (unit tests' views) OSC sends in the
+ * event.
+ *
  * Listeners may still hold an announcement (AgentView.holdAnnouncement: OSC until its
  * datagrams were sent): settled() waits for those, so a stop closes nothing under them.
  *
