@@ -11,7 +11,7 @@
  *   any of them asked for it) once it ends: the dedupe journal marks every landing
  *   announced, and one open + write + close per mark was ~3 of the receiver's ~10 file
  *   calls per small file (issue #12). rewrite() replaces the file atomically and
- *   durably (writeFileAtomic: temp + fsync + rename + folder fsync) with a snapshot of the
+ *   durably (as writeFileAtomic: temp + fsync + rename + folder fsync) with a snapshot of the
  *   journal's state taken when the rewrite runs, so it sees every append queued before it.
  *   Replaying a line twice (appended after the snapshot already held it) changes nothing
  *   in any of the journals: their records are "latest wins" or sets.
@@ -19,10 +19,18 @@
  *   file than the journal needs is followed by a rewrite in the same queue (weeks of
  *   operation do not grow the file without bound; issue #20). A failed compaction is
  *   reported to `onCompactError` and leaves the old file, still valid, in place.
+ * - appendSync(): a line in the file before the call returns, in the caller's tick (the
+ *   inbox journal's write-ahead "announced" mark, issue #19 item 4). It goes around the
+ *   queue: it can land between queued appends (each journal's lines are order-free sets
+ *   or "latest wins", see above) and during a rewrite, which therefore puts the lines
+ *   appended since its snapshot into the new file in the same synchronous step as the
+ *   rename: either the old file got the line before that step (and the new file gets it
+ *   in the step) or the new file got it, never only a file about to be replaced.
  */
 import fs from 'node:fs/promises';
+import { appendFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
-import { errCode, writeFileAtomic } from './fsutil.js';
+import { errCode, fsyncDir, retryTransient, unlinkQuiet, writeTempSynced } from './fsutil.js';
 
 export interface JsonlRead<T> {
   /** The accepted lines, in file order. */
@@ -108,6 +116,10 @@ export class JsonlWriter {
   #group: AppendGroup | null = null;
   #writes = 0;
   #linesInFile: number;
+  /** While a rewrite runs: what appendSync() wrote since its snapshot (null otherwise). */
+  #late: { text: string; lines: number } | null = null;
+  /** A compaction queued by appendSync() and not run yet. */
+  #compactQueued = false;
 
   private constructor(file: string, opts: JsonlWriterOptions) {
     this.file = file;
@@ -166,6 +178,30 @@ export class JsonlWriter {
     return group.done;
   }
 
+  /**
+   * Appends `values` now, synchronously (open, write, close by path), bypassing the queue:
+   * the lines are in the file (the page cache: they survive the process being killed, not
+   * a power cut, no fsync) when this returns. Throws the I/O error. May queue a compaction.
+   */
+  appendSync(values: readonly unknown[]): void {
+    if (this.#closed) throw this.#opts.closedError?.() ?? new Error(`${this.file} is closed`);
+    const text = values.map((v) => JSON.stringify(v) + '\n').join('');
+    appendFileSync(this.file, text);
+    this.#linesInFile += values.length;
+    if (this.#late) {
+      this.#late.text += text;
+      this.#late.lines += values.length;
+    }
+    const { compactWhen, onCompactError } = this.#opts;
+    if (!this.#compactQueued && compactWhen?.(this.#linesInFile) === true) {
+      this.#compactQueued = true;
+      this.#queue(async () => {
+        this.#compactQueued = false;
+        if (compactWhen(this.#linesInFile)) await this.#rewrite();
+      }).catch((err: unknown) => onCompactError?.(err));
+    }
+  }
+
   /** Replaces the file with `snapshot()` (atomic and durable), after the appends queued before. */
   rewrite(): Promise<void> {
     this.#group = null; // appends from now on are written after the rewrite
@@ -214,15 +250,32 @@ export class JsonlWriter {
 
   async #rewrite(): Promise<void> {
     const lines = this.#opts.snapshot?.() ?? [];
+    const late = (this.#late = { text: '', lines: 0 });
     // The append handle is closed around the rename: Windows refuses to replace a file
     // that is open without delete sharing, and the new file needs a new handle anyway.
     const reopen = this.#fh !== null;
     await this.#fh?.close();
     this.#fh = null;
     try {
-      await writeFileAtomic(this.file, lines.map((v) => JSON.stringify(v) + '\n').join(''));
-      this.#linesInFile = lines.length;
+      const tmp = await writeTempSynced(this.file, lines.map((v) => JSON.stringify(v) + '\n').join(''));
+      let copied = 0;
+      try {
+        // One synchronous step (see appendSync): the late lines, then the rename.
+        await retryTransient(() => {
+          appendFileSync(tmp, late.text.slice(copied));
+          copied = late.text.length;
+          renameSync(tmp, this.file);
+          return Promise.resolve();
+        });
+      } catch (err) {
+        await unlinkQuiet(tmp);
+        throw err;
+      }
+      this.#linesInFile = lines.length + late.lines;
+      this.#late = null;
+      await fsyncDir(path.dirname(this.file));
     } finally {
+      this.#late = null;
       if (reopen) this.#fh = await fs.open(this.file, 'a');
     }
   }

@@ -214,10 +214,18 @@ export interface AgentView extends EventEmitter<AgentEvents> {
   /** Change a bandwidth limit now; rejects with a TdxError on bad input. */
   setLimit?(req: LimitRequest): LimitsSnapshot;
   /**
-   * Called by a `received` listener during the event: the landing counts as announced (its
-   * journal mark is cleared) only once `until` settles. OSC uses it to wait for its datagrams.
+   * Called by a `received` listener during the event: the agent's stop waits for `until`
+   * (OSC: its datagrams sent) before closing the parts. The landing itself is marked
+   * announced in the journal before the event, write-ahead (agent/announce.ts).
    */
   holdAnnouncement?(info: ReceivedInfo, until: Promise<unknown>): void;
+  /**
+   * Work for each landing to start before its journal mark (`prepare`, which may return a
+   * function) and let go right after it (that function), in the announcement's synchronous
+   * step, in the order added: OSC encodes /tdxfer/received, then sends it; the onReceive
+   * hook forks its gated process, then releases it. Returns the removal.
+   */
+  prepareAnnouncement?(prepare: (info: ReceivedInfo) => (() => void) | undefined): () => void;
 }
 
 /** A held target's change: `held` on each landing attempt it blocks, `released` once its new version landed. */

@@ -31,7 +31,7 @@ import { loadAgentId, softwareVersion } from './identity.js';
 import { Ring } from './ring.js';
 import { ProgressThrottle } from '../progress.js';
 import { IncomingBoard } from './incoming.js';
-import { Announcer } from './announce.js';
+import { Announcer, type PrepareAnnouncement } from './announce.js';
 import { newDestinationQueue } from './senders.js';
 import type { SendSources } from '../transfer/sources.js';
 import { ensureOutbox, listenForTransfers, logLimits, openInboxes, startLegacyListener } from './receiving.js';
@@ -185,7 +185,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.announcer.open();
   }
 
-  /** A `received` listener delays the landing's "announced" mark until `until` settles (OSC: its datagrams sent). */
+  /** Work to start before a landing's journal mark and let go right after it (the gated onReceive hook; agent/announce.ts). */
+  prepareAnnouncement(prepare: PrepareAnnouncement): () => void {
+    return this.announcer.prepare(prepare);
+  }
+
+  /** A `received` listener's work for the landing (OSC: its datagrams sent): stopping waits for it (agent/announce.ts). */
   holdAnnouncement(info: ReceivedInfo, until: Promise<unknown>): void {
     this.announcer.hold(info, until);
   }
@@ -217,7 +222,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         ...(cfg.security.hashes ? { hashes: cfg.security.hashes } : {}),
         inbound: this.pacer.inbound,
         log: log.child({ component: 'receiver' }),
-        onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced),
+        onReceived: (info, markAnnounced, say) => this.announcer.announce(info, markAnnounced, say),
         onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
         incoming: this.incoming,
         now: () => this.clock.now(),
@@ -232,7 +237,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.peers.table.setStatic(cfg.peers);
     this.peers.table.on('change', (p) => this.onPeerChange(p));
 
-    this.legacy = await startLegacyListener(cfg, this.inboxes, { log, onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced), incoming: this.incoming, now: () => this.clock.now() });
+    this.legacy = await startLegacyListener(cfg, this.inboxes, { log, onReceived: (info, markAnnounced, say) => this.announcer.announce(info, markAnnounced, say), incoming: this.incoming, now: () => this.clock.now() });
 
     this.journal = await SentJournal.open(path.join(cfg.dataDir, 'state', 'sent.jsonl'), { log: log.child({ component: 'journal' }) });
     await this.explicit.open(path.join(cfg.dataDir, 'state', 'jobs.jsonl'));

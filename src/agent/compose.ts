@@ -4,13 +4,13 @@
  * only loads the config and calls `composeAgent()`.
  *
  *   shared parts (clock, peer board, send sources, pacer: agent/shared.ts) → agent (inboxes,
- *   listeners, outboxes, senders) → onReceive hooks → OSC → status API → discovery
+ *   listeners, outboxes, senders) → OSC → onReceive hooks → status API → discovery
  *
  * Each part gets its collaborators (logger, clock, view, peer board) from here instead of
  * building them or reaching into the agent for them, so each can be started alone in a
  * test; the agent itself is seen only as its AgentView plus its id and bound address. Stopping: the agent's receivers stop taking
  * new files first (files being landed are still announced by OSC and the status API),
- * then discovery, status, OSC and hooks go, then the agent itself.
+ * then discovery, status, hooks and OSC go, then the agent itself.
  */
 import type { AgentConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -23,7 +23,7 @@ import { startDiscovery } from './discovery-link.js';
 import { StatusServer } from '../status/server.js';
 import { startActivitySummary } from '../log-summary.js';
 import { OscNotifier } from '../osc/notifier.js';
-import { hookEnv, runHook } from '../hooks.js';
+import { hookEnv, runHook, startGatedHook } from '../hooks.js';
 import { softwareVersion } from './identity.js';
 import type { Clock } from '../clock.js';
 
@@ -96,7 +96,7 @@ export interface CompanionOptions {
 export type ComposedView = AgentView & { readonly id: string; readonly listenAddress: { host: string; port: number } };
 
 /**
- * The parts around an agent (hooks, OSC, status API, discovery), started in that order.
+ * The parts around an agent (OSC, hooks, status API, discovery), started in that order.
  * `shared` must be what the agent was started with (discovery feeds its peer board; the clock drives discovery's schedules).
  */
 export async function startCompanionParts(agent: ComposedView, shared: SharedParts, cfg: AgentConfig, log: Logger, opts: CompanionOptions = {}): Promise<Lifecycle> {
@@ -107,20 +107,24 @@ export async function startCompanionParts(agent: ComposedView, shared: SharedPar
 
 function companionParts(agent: ComposedView, shared: SharedParts, cfg: AgentConfig, log: Logger, opts: CompanionOptions): Part[] {
   const version = softwareVersion();
-  const parts: Part[] = [{ name: 'onReceive hooks', start: () => startHooks(agent, cfg, log.child({ component: 'hook' })) }];
-  // At log.level warn/error: a once-a-minute activity line per direction (src/log-summary.ts).
-  parts.push({ name: 'activity summary', start: () => startActivitySummary(agent, log, cfg.log.level) });
+  const parts: Part[] = [];
+  // OSC first: its /tdxfer/received datagram leaves right after the landing's journal mark,
+  // before the hook is released (agent/announce.ts: preparers run in this order).
   if (cfg.osc.targets.length > 0) {
     parts.push({
       name: 'OSC',
-      start: () => {
+      start: async () => {
         const osc = new OscNotifier(agent, cfg.osc, { log: log.child({ component: 'osc' }), agentName: cfg.name });
         osc.start();
+        await osc.ready(); // bound sockets, names resolved: /tdxfer/received leaves in the announcement's step
         log.info(`OSC triggers to ${cfg.osc.targets.map((t) => `${t.host}:${t.port}`).join(', ')}`);
         return () => osc.stop();
       },
     });
   }
+  parts.push({ name: 'onReceive hooks', start: () => startHooks(agent, cfg, log.child({ component: 'hook' })) });
+  // At log.level warn/error: a once-a-minute activity line per direction (src/log-summary.ts).
+  parts.push({ name: 'activity summary', start: () => startActivitySummary(agent, log, cfg.log.level) });
   if (cfg.status.enabled) {
     parts.push({
       name: 'status API',
@@ -142,21 +146,40 @@ function companionParts(agent: ComposedView, shared: SharedParts, cfg: AgentConf
   return parts;
 }
 
-/** onReceive: a command per inbox, run without a shell after each file lands. */
+/**
+ * onReceive: a command per inbox, run without a shell after each file lands. On POSIX its
+ * process is forked gated before the landing's journal mark and released right after it
+ * (hooks.ts startGatedHook, agent/announce.ts); on Windows it is spawned in the event.
+ */
 export function startHooks(view: AgentView, cfg: AgentConfig, log: Logger): Stop {
   const running = new Set<Promise<unknown>>();
   // Stopping stops running hooks too: waiting out their timeouts (30 s by default) would
   // outlast `tdxfer run`'s hard-exit timer and leave their process groups behind.
   const stopping = new AbortController();
-  const onReceived = (r: ReceivedInfo) => {
-    const hook = cfg.inboxes.find((i) => i.name === r.inbox)?.onReceive;
-    if (!hook) return;
-    const p = runHook(hook.command, hookEnv(r), { timeoutMs: hook.timeoutMs, log, signal: stopping.signal }).finally(() => running.delete(p));
+  const hookFor = (r: ReceivedInfo) => cfg.inboxes.find((i) => i.name === r.inbox)?.onReceive;
+  const track = (result: Promise<unknown>): void => {
+    const p = result.finally(() => running.delete(p));
     running.add(p);
   };
-  view.on('received', onReceived);
+  let off: () => void;
+  if (process.platform !== 'win32' && view.prepareAnnouncement) {
+    off = view.prepareAnnouncement((r) => {
+      const hook = hookFor(r);
+      if (!hook) return undefined;
+      const h = startGatedHook(hook.command, hookEnv(r), { timeoutMs: hook.timeoutMs, log, signal: stopping.signal });
+      track(h.result);
+      return h.release;
+    });
+  } else {
+    const onReceived = (r: ReceivedInfo) => {
+      const hook = hookFor(r);
+      if (hook) track(runHook(hook.command, hookEnv(r), { timeoutMs: hook.timeoutMs, log, signal: stopping.signal }));
+    };
+    view.on('received', onReceived);
+    off = () => view.off('received', onReceived);
+  }
   return async () => {
-    view.off('received', onReceived);
+    off();
     stopping.abort();
     await Promise.all(running);
   };

@@ -74,7 +74,7 @@ export function logLimits(l: LimitsSnapshot, log: Logger): void {
 export async function startLegacyListener(
   cfg: AgentConfig,
   inboxes: ReadonlyMap<string, Inbox>,
-  deps: { log: Logger; onReceived: (info: ReceivedInfo, markAnnounced?: () => Promise<void>) => void; incoming: IncomingBoard; now: () => number },
+  deps: { log: Logger; onReceived: (info: ReceivedInfo, markAnnounced?: () => Promise<void>, say?: () => void) => void; incoming: IncomingBoard; now: () => number },
 ): Promise<LegacyListener | null> {
   if (!cfg.legacy.listen) return null;
   const inbox = inboxes.get(cfg.legacy.inbox ?? '');

@@ -77,7 +77,7 @@ export interface RecoveredLanding {
   via: 'tdxfer' | 'legacy';
   /** When it landed (ms since the epoch). */
   at: number;
-  /** Clears its pending mark; never rejects. */
+  /** Writes its announced mark synchronously, before it returns (call it right before announcing); never rejects. */
   markAnnounced: () => Promise<void>;
 }
 
@@ -388,7 +388,7 @@ export class Inbox {
   /**
    * Landings a crash left unannounced (journal records still pending, see journal.ts): each
    * whose file is in the inbox with the recorded bytes is returned, to be announced once
-   * (the caller calls `markAnnounced` when it is); the others never landed (the crash came
+   * (the caller calls `markAnnounced` right before it announces it); the others never landed (the crash came
    * before the rename, the sender sends them again) and are cleared here.
    */
   async recoverAnnouncements(): Promise<RecoveredLanding[]> {

@@ -32,9 +32,10 @@ export interface Landed {
    */
   skipped?: boolean;
   /**
-   * Call once every announcement of this landing went out: clears its "landed, not yet
-   * announced" mark in the inbox journal (a restart announces what is still marked).
-   * Never rejects. A no-op for a skipped file.
+   * Call right before the announcement of this landing goes out, in the same tick (write-
+   * ahead, agent/announce.ts): writes the mark that clears its "landed, not yet announced"
+   * record in the inbox journal synchronously, before it returns (a restart announces what
+   * is still unmarked). Never rejects. A no-op for a skipped file.
    */
   markAnnounced: () => Promise<void>;
 }
@@ -328,9 +329,8 @@ export class IncomingFileImpl implements IncomingFile {
     if (this.#init.hasMeta) await staging.removeMeta(id);
     this.#release();
     const journal = this.#ctx.journal;
-    const markAnnounced = async (): Promise<void> => {
-      if (journal) for (const r of records.splice(0)) await journal.markAnnounced(r);
-    };
+    // Synchronous: every record's mark is written before this returns (Journal.markAnnounced).
+    const markAnnounced = (): Promise<void> => (journal ? Promise.all(records.splice(0).map((r) => journal.markAnnounced(r))).then(() => undefined) : Promise.resolve());
     return { ...base, rel: outcome.rel, abs: outcome.abs, renamedFrom: outcome.renamedFrom, markAnnounced };
   }
 

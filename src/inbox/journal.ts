@@ -15,11 +15,19 @@
  * with the same bytes, or is skipped), so they do without the extra fsync per batch.
  *
  * Announcements (issue #19 item 4): a record is written `pending` ("landed, not yet
- * announced"); once every announcement of the landing went out (agent.ts), a small mark
- * line `{"announced": {source, rel, at}}` clears it. A restart finds the records still
- * pending and announces those whose file is there with the recorded bytes (Inbox.
+ * announced"); the mark line `{"announced": {source, rel, at}}` clears it. The mark is
+ * write-ahead: markAnnounced() appends it synchronously (JsonlWriter.appendSync) and the
+ * Announcer calls it in the same tick right before the announcement goes out (agent/
+ * announce.ts), so a kill -9 cannot come between an announcement and its mark with any I/O
+ * turn in between: a restart announces (flagged recovered) only the landings whose mark
+ * was never written, i.e. whose announcement never started. Not fsynced: the page cache
+ * survives a killed process; after a power cut a mark of the last seconds may be lost and
+ * that landing announced once more (recovered). A restart finds the records still pending
+ * and announces those whose file is there with the recorded bytes (Inbox.
  * recoverAnnouncements). Pending records survive compaction (also when their dedupe
- * record was superseded or evicted) and are bounded by `limit` like the rest.
+ * record was superseded or evicted) and are bounded by `limit` like the rest. The mark
+ * line is the one agents before the write-ahead mark appended after the announcement
+ * (asynchronously): journals of either kind read the same.
  */
 import path from 'node:path';
 import type { Logger } from '../log.js';
@@ -143,14 +151,22 @@ export class Journal {
 
   /**
    * Marks a landing announced (or, at recovery, found not landed): its pending record is
-   * cleared, for good once the mark line is appended. Never throws: a lost mark only means
-   * the landing is announced once more after a restart (marked recovered).
+   * cleared, and the mark line is in the journal file when this returns (synchronous
+   * append, see the header). Never throws: if the synchronous append fails (disk full) it
+   * is retried asynchronously (the returned promise), and a mark lost for good only means
+   * the landing is announced once more after a restart (flagged recovered).
    */
   markAnnounced(rec: Pick<LandedRecord, 'source' | 'rel' | 'at'>): Promise<void> {
     const id = landingId(rec);
     if (!this.#pending.delete(id)) return Promise.resolve();
     const mark: AnnouncedMark = { announced: { source: rec.source, rel: rec.rel, at: rec.at } };
-    return this.#append([mark], 'could not mark a landing announced in the dedupe journal; it is announced again after a restart', false);
+    try {
+      this.#writer.appendSync([mark]);
+      return Promise.resolve();
+    } catch (err) {
+      this.#log.warn('could not write the announced mark of a landing to the dedupe journal now; trying again', { file: this.file, err });
+      return this.#append([mark], 'could not mark a landing announced in the dedupe journal; it is announced again after a restart', false);
+    }
   }
 
   /** Record a landed file. Failures are logged, never thrown: the file already landed. */

@@ -36,8 +36,8 @@ export interface LegacyListenerOptions {
   idleTimeoutMs?: number;
   /** Simultaneous legacy connections; more are closed at once. Default 16. */
   maxConnections?: number;
-  /** A file landed; `markAnnounced` as in ReceiverDeps.onReceived. */
-  onReceived?: (info: ReceivedInfo, markAnnounced?: () => Promise<void>) => void;
+  /** A file landed; `markAnnounced` and `say` (the log line) as in ReceiverDeps.onReceived. */
+  onReceived?: (info: ReceivedInfo, markAnnounced?: () => Promise<void>, say?: () => void) => void;
   /** Shows files while they arrive (status, events, dashboard). */
   incoming?: IncomingTracker;
   /** Wall clock of received files' times (durationMs, at), ms since the epoch; default Date.now (the agent passes its clock). */
@@ -201,7 +201,8 @@ export class LegacyListener {
       if (landed.skipped) {
         this.log.info('legacy file discarded: the name exists in the inbox (onCollision=skip)', { source: ip, file: landed.rel });
       } else {
-        this.log.info('legacy file received', { source: ip, file: landed.rel, bytes: landed.size, ms: durationMs, renamedFrom: landed.renamedFrom });
+        const say = (): void => this.log.info('legacy file received', { source: ip, file: landed.rel, bytes: landed.size, ms: durationMs, renamedFrom: landed.renamedFrom });
+        if (!this.opts.onReceived) say();
         try {
           this.opts.onReceived?.({
             inbox: this.opts.inbox.name,
@@ -215,7 +216,7 @@ export class LegacyListener {
             via: 'legacy',
             durationMs,
             at: now(),
-          }, landed.markAnnounced);
+          }, landed.markAnnounced, say);
         } catch (err) {
           this.log.error('onReceived callback failed (the file landed)', { file: landed.rel, error: describeError(err) });
         }

@@ -17,8 +17,20 @@
  *
  * Invariants: sending never throws into the agent; each target's failures are logged once
  * per change of state (failing → recovered), not per datagram.
+ *
+ * `/tdxfer/received` is written ahead in the inbox journal (agent/announce.ts): its
+ * datagram is encoded before the mark and must leave in the same synchronous step right
+ * after it, or a kill -9 in between loses it. So the
+ * sockets are bound in ready() (an unbound socket's first send waits for its bind), and
+ * their `lookup` answers synchronously: an IP literal as it is (dgram's default, dns.lookup,
+ * answers even those in a process.nextTick), a host name with the address its last lookup
+ * gave (resolved in ready() and again after each use, so a changed address is picked up by
+ * the next message). Then dgram issues the sendmsg inside send() itself. A name never
+ * resolved yet is looked up at the send (getaddrinfo in the thread pool, errors reported as
+ * before).
  */
 import dgram from 'node:dgram';
+import dns from 'node:dns';
 import net from 'node:net';
 import { Message, encode } from 'node-osc';
 import type { AgentView, HeldChange, IncomingInfo, JobInfo, ReceivedInfo } from '../types.js';
@@ -56,6 +68,8 @@ interface Target {
   failing: boolean;
 }
 
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void;
+
 export class OscNotifier {
   private readonly targets: Target[];
   private readonly log: Logger;
@@ -68,12 +82,25 @@ export class OscNotifier {
   private running = false;
   /** Sends not called back yet: resolved on stop (a closed socket may never call back). */
   private readonly unsent = new Set<() => void>();
+  /** Host names' addresses from their last lookup (see the header). */
+  private readonly resolved = new Map<string, string>();
+  private readonly resolving = new Set<string>();
 
-  /** The landing counts as announced once the datagrams are handed to the kernel (agent/announce.ts). */
-  private readonly onReceived = (r: ReceivedInfo): void => {
-    const sent = this.send('/tdxfer/received', [r.inbox, r.file, r.path, sizeArg(r.size), r.from]);
-    this.view.holdAnnouncement?.(r, sent);
+  /**
+   * With an agent: encoded before the landing's journal mark, sent right after it, before
+   * the hook is released (agent/announce.ts); else sent in the `received` event. Stopping
+   * the agent waits for the send callbacks.
+   */
+  private readonly prepareReceived = (r: ReceivedInfo): (() => void) | undefined => {
+    const packet = this.encode('/tdxfer/received', [r.inbox, r.file, r.path, sizeArg(r.size), r.from]);
+    if (!packet) return undefined;
+    return () => {
+      const sent = this.sendPacket(packet);
+      this.view.holdAnnouncement?.(r, sent);
+    };
   };
+  private readonly onReceived = (r: ReceivedInfo): void => this.prepareReceived(r)?.();
+  private unprepare: (() => void) | null = null;
   private readonly onJob = (j: JobInfo): void => this.job(j);
   private readonly onProgress = (j: JobInfo): void => this.progress(j);
   private readonly onIncoming = (i: IncomingInfo): void => this.receiving(i);
@@ -90,10 +117,62 @@ export class OscNotifier {
     this.targets = cfg.targets.map((t) => ({ host: t.host, port: t.port, key: `${t.host}:${t.port}`, failing: false }));
   }
 
+  /**
+   * Binds the sockets and resolves the targets given by name (see the header); call after
+   * start(), before landings are announced (compose.ts). Never rejects.
+   */
+  async ready(): Promise<void> {
+    if (!this.running) return;
+    const binds = [...new Set(this.targets.map((t) => this.socketFor(t.host)))].map(
+      (sock) =>
+        new Promise<void>((resolve) => {
+          try {
+            sock.once('listening', () => resolve());
+            sock.once('error', () => resolve());
+            sock.once('close', () => resolve());
+            sock.bind(0);
+          } catch {
+            resolve(); // already bound (or closed by stop): sends bind it or report it
+          }
+        }),
+    );
+    await Promise.all([...binds, ...this.targets.map((t) => this.refresh(t.host))]);
+  }
+
+  /** dgram's lookup for our sockets: synchronous for IP literals and names resolved before. */
+  private readonly lookup = (host: string, family: unknown, cb: LookupCallback): void => {
+    const ip = net.isIP(host);
+    if (ip !== 0) return cb(null, host, ip);
+    const known = this.resolved.get(host);
+    if (known !== undefined) {
+      cb(null, known, 4);
+      void this.refresh(host); // the next message goes to a fresh answer
+      return;
+    }
+    dns.lookup(host, { family: family === 6 ? 6 : 4 }, (err, address, fam) => {
+      if (!err) this.resolved.set(host, address);
+      cb(err, address, fam);
+    });
+  };
+
+  /** Looks a host name up again for the next send; never rejects. */
+  private refresh(host: string): Promise<void> {
+    if (net.isIP(host) !== 0 || this.resolving.has(host)) return Promise.resolve();
+    this.resolving.add(host);
+    return dns.promises
+      .lookup(host, { family: 4 })
+      .then(
+        (r) => void this.resolved.set(host, r.address),
+        () => void this.resolved.delete(host),
+      )
+      .finally(() => this.resolving.delete(host));
+  }
+
   start(): void {
     if (this.running || this.targets.length === 0) return;
     this.running = true;
-    this.view.on('received', this.onReceived);
+    if (this.view.prepareAnnouncement) this.unprepare = this.view.prepareAnnouncement(this.prepareReceived);
+    else this.view.on('received', this.onReceived);
     this.view.on('job', this.onJob);
     this.view.on('held', this.onHeld);
     if (this.cfg.progress) {
@@ -111,6 +190,8 @@ export class OscNotifier {
   stop(): void {
     if (!this.running) return;
     this.running = false;
+    this.unprepare?.();
+    this.unprepare = null;
     this.view.off('received', this.onReceived);
     this.view.off('job', this.onJob);
     this.view.off('progress', this.onProgress);
@@ -180,14 +261,22 @@ export class OscNotifier {
 
   /** Sends to every target; resolves (never rejects) once each send has called back. */
   private send(address: string, args: OscArg[]): Promise<void> {
-    if (!this.running) return Promise.resolve();
-    let packet: Buffer;
+    const packet = this.encode(address, args);
+    return packet ? this.sendPacket(packet) : Promise.resolve();
+  }
+
+  private encode(address: string, args: OscArg[]): Buffer | null {
+    if (!this.running) return null;
     try {
-      packet = encode(new Message(address, ...args));
+      return encode(new Message(address, ...args));
     } catch (err) {
       this.log.error('OSC: cannot encode message', { address, error: describeError(err) });
-      return Promise.resolve();
+      return null;
     }
+  }
+
+  private sendPacket(packet: Buffer): Promise<void> {
+    if (!this.running) return Promise.resolve();
     const sent: Promise<void>[] = [];
     for (const t of this.targets) {
       sent.push(
@@ -216,7 +305,7 @@ export class OscNotifier {
     const v6 = net.isIPv6(host);
     const existing = v6 ? this.sock6 : this.sock4;
     if (existing) return existing;
-    const s = dgram.createSocket(v6 ? 'udp6' : 'udp4');
+    const s = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', lookup: this.lookup });
     // Asynchronous socket errors (e.g. ICMP unreachable surfaced on some platforms) must not crash the agent.
     s.on('error', (err) => this.log.debug('OSC socket error', { error: describeError(err) }));
     s.unref();

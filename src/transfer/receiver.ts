@@ -34,10 +34,12 @@ export interface ReceiverDeps {
   limits: { idleTimeoutMs: number; handshakeTimeoutMs: number; maxFileBytes: number };
   log: Logger;
   /**
-   * A file landed. `markAnnounced` (call it once every announcement went out) clears the
-   * landing's "not yet announced" mark in the inbox journal; a restart announces what is left.
+   * A file landed. `markAnnounced` (call it right before announcing, in the same tick: it
+   * writes synchronously) clears the landing's "not yet announced" record in the inbox
+   * journal; a restart announces what is left. `say` logs the landing's `received` line
+   * (call it once, when it is announced).
    */
-  onReceived: (info: ReceivedInfo, markAnnounced?: () => Promise<void>) => void;
+  onReceived: (info: ReceivedInfo, markAnnounced?: () => Promise<void>, say?: () => void) => void;
   onFailure?: (reason: ReportedCode, message: string, peer: string | null) => void;
   /** Shows streamed files while they arrive (status, events, dashboard). */
   incoming?: IncomingTracker;
@@ -433,13 +435,16 @@ export class ReceiverSession {
       this.answer({ type: 'ack', id: c.id, status: 'stored', path: landed.rel, sha256: landed.sha256, ...(landed.hash === 'xxh3-128' ? { xxh128: landed.digest } : {}) });
       c.view?.end('done', null, landed.rel);
       const mbps = durationMs > 0 ? (landed.size / 1e6 / (durationMs / 1000)).toFixed(1) : '∞';
-      this.log.info(`received ${landed.rel}${landed.renamedFrom ? ` (renamed from ${landed.renamedFrom})` : ''}`, {
-        inbox: c.inbox.name, from: this.peer, size: landed.size, ms: durationMs, MBps: mbps,
-      });
+      const peer = this.peer;
+      // The log line is one of the announcements: logged once, right after the event (agent/announce.ts).
+      const say = (): void =>
+        this.log.info(`received ${landed.rel}${landed.renamedFrom ? ` (renamed from ${landed.renamedFrom})` : ''}`, {
+          inbox: c.inbox.name, from: peer, size: landed.size, ms: durationMs, MBps: mbps,
+        });
       this.deps.onReceived({
         inbox: c.inbox.name, file: landed.rel, path: landed.abs, size: landed.size, sha256: landed.sha256, hash: landed.digest, hashAlg: landed.hash,
-        from: this.peer, via: 'tdxfer', durationMs, at: this.now(),
-      }, landed.markAnnounced);
+        from: peer, via: 'tdxfer', durationMs, at: this.now(),
+      }, landed.markAnnounced, say);
     } catch (err) {
       if (this.stopping && codeOf(err, 'IO_ERROR') === 'CLOSED') {
         this.log.info(`stopping: ${c.file.rel} from ${this.peer} stays staged, the sender sends it again`, { inbox: c.inbox.name });

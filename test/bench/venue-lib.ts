@@ -61,8 +61,8 @@ export interface ChurnResult {
   recoveredHookRuns: number;
   /** Files at a receiver with no hook run or no OSC message ("name@agent: what"). */
   unannounced: string[];
-  /** Files at a receiver whose hook ran more than once without the repeat being flagged recovered. */
-  repeatedNotRecovered: string[];
+  /** Files at a receiver announced more than once (hook runs or OSC messages), recovered or not: none with exactly once. */
+  repeated: string[];
 }
 
 export interface RestStats {
@@ -446,24 +446,23 @@ export class Venue {
     const hookNotOnce: string[] = [];
     const oscNotOnce: string[] = [];
     const unannounced: string[] = [];
-    const repeatedNotRecovered: string[] = [];
+    const repeated: string[] = [];
     let recoveredHookRuns = 0;
     for (const r of this.receivers) {
       const lines = await readLines(r.hookLog);
       recoveredHookRuns += lines.filter((l) => l.endsWith(' 1')).length;
       const runs = tally(lines.map((l) => l.split(' ')[0]!));
-      const plain = tally(lines.filter((l) => l.endsWith(' 0')).map((l) => l.split(' ')[0]!));
       const osc = tally(this.osc.filter((m) => m.from === r.ip && m.address === '/tdxfer/received').map((m) => String(m.args[1])));
       for (const rel of rels) {
         if (runs.get(rel) !== 1) hookNotOnce.push(`${rel}@${r.name}: ${runs.get(rel) ?? 0}`);
         if (osc.get(rel) !== 1) oscNotOnce.push(`${rel}@${r.name}: ${osc.get(rel) ?? 0}`);
         if (!runs.has(rel)) unannounced.push(`${rel}@${r.name}: no hook run`);
         if (!osc.has(rel)) unannounced.push(`${rel}@${r.name}: no OSC message`);
-        if ((plain.get(rel) ?? 0) > 1) repeatedNotRecovered.push(`${rel}@${r.name}: ${plain.get(rel)} hook runs`);
+        if ((runs.get(rel) ?? 0) > 1 || (osc.get(rel) ?? 0) > 1) repeated.push(`${rel}@${r.name}: ${runs.get(rel)} hook runs, ${osc.get(rel)} OSC`);
       }
     }
     if (eventsMissing) problems.push('some announcements never came (see the hook and OSC counts)');
-    return { files: files.length, killed: victims.map((v) => v.name), ms, problems, hookNotOnce, oscNotOnce, recoveredHookRuns, unannounced, repeatedNotRecovered };
+    return { files: files.length, killed: victims.map((v) => v.name), ms, problems, hookNotOnce, oscNotOnce, recoveredHookRuns, unannounced, repeated };
   }
 
   dump(): string {

@@ -1,6 +1,7 @@
 /** The shared JSON-lines journal file (src/jsonl.ts): reading torn files, ordered appends, atomic rewrites, compaction. */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { JsonlWriter, parseJsonl, readJsonl } from '../../src/jsonl.js';
@@ -99,6 +100,55 @@ describe('JsonlWriter', () => {
     assert.ok(maxLines <= 11, `the file held ${maxLines} lines at most`);
     assert.deepEqual((await readJsonl(file, num)).items.sort((x, y) => x - y).slice(-2), [198, 199]);
     await w.close();
+  });
+
+  test('appendSync: the line is in the file when it returns; lines appended synchronously while a rewrite runs are in the file after it', async () => {
+    const dir = await tempDirForFile('tdx-jsonl-');
+    const file = path.join(dir, 'j.jsonl');
+    const live = new Set<number>();
+    let snapshotTaken = false;
+    const w = await JsonlWriter.open(file, { keepOpen: false, snapshot: () => ((snapshotTaken = true), [...live].map((n) => ({ n }))) });
+    let next = 0;
+    const add = (): void => {
+      live.add(next);
+      w.appendSync([{ n: next++ }]);
+    };
+    add();
+    assert.equal(readFileSync(file, 'utf8'), '{"n":0}\n', 'written before appendSync returned');
+    // During each rewrite: a synchronous append on every turn of the event loop, some
+    // between its snapshot and its rename (those would be lost without the late copy).
+    let duringRewrite = 0;
+    for (let round = 0; round < 20; round++) {
+      snapshotTaken = false;
+      let done = false;
+      const r = w.rewrite().finally(() => (done = true));
+      while (!done) {
+        add();
+        if (snapshotTaken) duringRewrite++;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await r;
+      const inFile = new Set((await readJsonl(file, num)).items);
+      assert.deepEqual([...live].filter((n) => !inFile.has(n)), [], `round ${round}: every line appended is in the file`);
+      assert.equal(w.linesInFile, (await readFile(file, 'utf8')).split('\n').length - 1, 'linesInFile counts them');
+    }
+    assert.ok(duringRewrite >= 20, `${duringRewrite} appends came after a snapshot, before its rewrite ended`);
+    assert.deepEqual(await readdir(dir), ['j.jsonl'], 'no temp file left');
+  });
+
+  test('appendSync queues a compaction past the bound', async () => {
+    const dir = await tempDirForFile('tdx-jsonl-');
+    const file = path.join(dir, 'j.jsonl');
+    const live = new Set<number>();
+    const w = await JsonlWriter.open(file, { keepOpen: false, snapshot: () => [...live].map((n) => ({ n })), compactWhen: (lines) => lines > 10 });
+    for (let i = 0; i < 50; i++) {
+      live.clear();
+      live.add(i);
+      w.appendSync([{ n: i }]);
+    }
+    await w.flush();
+    assert.ok(w.linesInFile <= 10, `${w.linesInFile} lines after the compaction`);
+    assert.ok((await readJsonl(file, num)).items.includes(49));
   });
 
   test('a failed compaction is reported, the append still resolves and the old file stays valid', async () => {

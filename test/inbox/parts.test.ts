@@ -1,6 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -147,6 +148,37 @@ describe('dedupe journal', () => {
     }
   });
 
+  test('markAnnounced is write-ahead: its mark is in the file when it returns; a journal with marks appended after the announcement (before the write-ahead mark) reads the same', async () => {
+    const t = await tmp();
+    try {
+      const log = memoryLogger();
+      const j = await Journal.open(t.dir, log);
+      await j.recordMany([rec(1, { pending: true }), rec(2, { pending: true })]);
+      void j.markAnnounced(rec(1));
+      const lines = readFileSync(j.file, 'utf8').trimEnd().split('\n');
+      assert.deepEqual(JSON.parse(lines.at(-1)!), { announced: { source: 's', rel: 'f1', at: 1 } }, 'the mark is in the file before markAnnounced returned');
+      assert.deepEqual((await Journal.open(t.dir, log)).pending().map((r) => r.rel), ['f2']);
+      // A journal written by an agent that marked after the announcement (asynchronously): the same lines.
+      const old = path.join(t.dir, 'old');
+      await fs.mkdir(old);
+      await fs.writeFile(
+        path.join(old, 'landed.jsonl'),
+        [
+          '{"source":"render","rel":"a.mov","landedRel":"a.mov","size":3,"mtimeMs":null,"xxh128":"00","at":10,"pending":true,"from":"render","via":"tdxfer"}',
+          '{"source":"render","rel":"b.mov","landedRel":"b.mov","size":4,"mtimeMs":null,"xxh128":"01","at":11,"pending":true,"from":"render","via":"tdxfer"}',
+          '{"announced":{"source":"render","rel":"a.mov","at":10}}',
+          '',
+        ].join('\n'),
+      );
+      const jo = await Journal.open(old, log);
+      assert.deepEqual(jo.pending().map((r) => r.rel), ['b.mov']);
+      assert.equal(jo.get('render', 'a.mov')?.size, 3);
+      assert.ok(!log.records.some((r) => r.level === 'warn'), 'nothing skipped as unreadable');
+    } finally {
+      await t.done();
+    }
+  });
+
   test('pending records survive compaction (also a superseded or evicted one) and stay bounded', async () => {
     const t = await tmp();
     try {
@@ -159,6 +191,7 @@ describe('dedupe journal', () => {
         await j.record(rec(i, { pending: true }));
         if (i !== 7) await j.markAnnounced(rec(i));
       }
+      await j.flush(); // a compaction a mark queued
       assert.ok((await fs.readFile(j.file, 'utf8')).trimEnd().split('\n').length <= 20, 'compacted while running');
       const j2 = await Journal.open(t.dir, log, 10);
       assert.deepEqual(j2.pending().map((r) => `${r.rel}@${r.at}`), ['f0@0', 'f0@500', 'f7@7']);

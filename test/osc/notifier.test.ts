@@ -1,6 +1,11 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decode } from 'node-osc';
 import { memoryLogger } from '../../src/log.js';
@@ -192,5 +197,35 @@ describe('OscNotifier', () => {
     osc.start();
     assert.equal(view.listenerCount('received') + view.listenerCount('job') + view.listenerCount('progress'), 0);
     osc.stop();
+  });
+  test('after ready(), /tdxfer/received leaves inside the event: a process killed right after emitting it (same tick) still sent it, to an IP and to a host name', async (t) => {
+    const r = await oscReceiver();
+    t.after(() => r.close());
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tdx-osc-kill-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const script = path.join(dir, 'emit-and-die.mjs');
+    const notifier = new URL('../../src/osc/notifier.js', import.meta.url).href;
+    await writeFile(
+      script,
+      `import { EventEmitter } from 'node:events';
+import { OscNotifier } from ${JSON.stringify(notifier)};
+const view = new EventEmitter();
+const log = { debug() {}, info() {}, warn() {}, error() {}, child() { return log; } };
+const osc = new OscNotifier(view, { targets: [{ host: '127.0.0.1', port: ${r.port} }, { host: 'localhost', port: ${r.port} }], heartbeatSeconds: 0, progress: false }, { log, agentName: 'x' });
+osc.start();
+await osc.ready();
+setTimeout(() => {
+  view.emit('received', { inbox: 'in', file: 'a.mov', path: '/in/a.mov', size: 1, from: 'render', via: 'tdxfer', durationMs: 0, at: 0 });
+  process.kill(process.pid, 'SIGKILL');
+}, 10);
+`,
+    );
+    const child = spawn(process.execPath, [script], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const [, signal] = (await once(child, 'exit')) as [number | null, string | null];
+    assert.ok(signal === 'SIGKILL' || process.platform === 'win32', `the child was killed (${signal}): ${stderr}`);
+    await waitUntil(() => r.messages.length >= 2, 10_000, () => `both datagrams arrived (got ${r.messages.length}); child said: ${stderr}`);
+    assert.deepEqual(r.messages.map((m) => [m.address, m.args[1]]), [['/tdxfer/received', 'a.mov'], ['/tdxfer/received', 'a.mov']]);
   });
 });

@@ -1,9 +1,11 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { hookEnv, runHook } from '../../src/hooks.js';
+import { hookEnv, runHook, startGatedHook } from '../../src/hooks.js';
 import { memoryLogger } from '../../src/log.js';
 import { waitUntil } from '../helpers/wait.js';
 import { linuxOnly } from '../helpers/platform.js';
@@ -133,5 +135,77 @@ describe('runHook (onReceive)', () => {
     assert.match(String(log.records.find((x) => x.level === 'error')?.fields.hint), /not executable/);
     assert.deepEqual(await runHook([], env, { timeoutMs: 1000, log }), { code: null, timedOut: false });
     assert.ok(log.records.some((x) => x.msg.includes('empty command')));
+  });
+});
+
+describe('startGatedHook (onReceive, forked before the journal mark, released after it)', () => {
+  const posix = linuxOnly('/bin/sh (the gate)');
+
+  test('released: the command runs with its argv untouched, the TDXFER_* variables and stdin from /dev/null; its exit code is the result', { skip: posix }, async (t) => {
+    const dir = await tmp(t);
+    const out = path.join(dir, 'out');
+    const log = memoryLogger();
+    const script = 'printf "%s|%s|%s\\n" "$1" "$TDXFER_REL" "$(cat)" > "$2"; exit 3';
+    const h = startGatedHook(['/bin/sh', '-c', script, 'hook', '$(echo not expanded) ; *', out], env, { timeoutMs: 5000, log });
+    h.release();
+    h.release(); // once
+    assert.deepEqual(await h.result, { code: 3, timedOut: false });
+    assert.equal(await readFile(out, 'utf8'), `$(echo not expanded) ; *|takes/it's "odd" $HOME.mov|\n`);
+  });
+
+  test('the agent dies before release: the command never runs; released right before dying: it runs', { skip: posix }, async (t) => {
+    const dir = await tmp(t);
+    const hooks = new URL('../../src/hooks.js', import.meta.url).href;
+    const run = async (release: boolean): Promise<string> => {
+      const out = path.join(dir, `out-${release}`);
+      const script = path.join(dir, `die-${release}.mjs`);
+      await writeFile(
+        script,
+        `import { startGatedHook } from ${JSON.stringify(hooks)};
+const log = { debug() {}, info() {}, warn() {}, error() {}, child() { return log; } };
+const h = startGatedHook(['/bin/sh', '-c', 'echo ran > "$1"', 'hook', ${JSON.stringify(out)}], {}, { timeoutMs: 5000, log });
+${release ? 'h.release();' : ''}
+process.kill(process.pid, 'SIGKILL');
+`,
+      );
+      const child = spawn(process.execPath, [script], { stdio: 'ignore' });
+      await once(child, 'exit');
+      return out;
+    };
+    const ran = await run(true);
+    await waitUntil(async () => (await readFile(ran, 'utf8').catch(() => '')) === 'ran\n');
+    // The gate saw the end of its pipe: it exits without running the command (nothing
+    // later could prove it never will, so: the gate process is gone and the file absent).
+    const notRan = await run(false);
+    const gates = (): string => {
+      try {
+        return execFileSync('pgrep', ['-f', notRan], { encoding: 'utf8' });
+      } catch (err) {
+        if ((err as { status?: number }).status === 1) return ''; // no such process
+        throw err;
+      }
+    };
+    await waitUntil(() => gates() === '', undefined, () => `the gate for ${notRan} exited`);
+    assert.equal(await readFile(notRan, 'utf8').catch(() => null), null, 'an unreleased hook never ran');
+  });
+
+  test('a missing or non-executable command is reported like a spawn error (ENOENT, EACCES with hints)', { skip: posix }, async (t) => {
+    const dir = await tmp(t);
+    const log = memoryLogger();
+    const missing = startGatedHook([path.join(dir, 'no-such-hook')], env, { timeoutMs: 5000, log });
+    missing.release();
+    assert.deepEqual(await missing.result, { code: null, timedOut: false });
+    const script = path.join(dir, 'hook.sh');
+    await writeFile(script, '#!/bin/sh\nexit 0\n');
+    await chmod(script, 0o644);
+    const noexec = startGatedHook([script], env, { timeoutMs: 5000, log });
+    noexec.release();
+    assert.deepEqual(await noexec.result, { code: null, timedOut: false });
+    const errors = log.records.filter((x) => x.level === 'error');
+    assert.equal(errors.length, 2, JSON.stringify(log.records));
+    assert.match(String(errors[0]!.fields.error), /ENOENT/);
+    assert.match(String(errors[0]!.fields.hint), /was not found/);
+    assert.match(String(errors[1]!.fields.error), /EACCES/);
+    assert.match(String(errors[1]!.fields.hint), /not executable/);
   });
 });
