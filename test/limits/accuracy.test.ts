@@ -22,7 +22,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { httpFetch } from '../../src/cli/http-fetch.js';
-import { underWine } from '../helpers/platform.js';
+import { deadline, underWine } from '../helpers/platform.js';
 import { spawnCli, tempDir, waitUntil, writeAgentConfig, writeRandomFile, type Spawned } from '../helpers/agents.js';
 import { MeterProxy } from './meter.js';
 
@@ -119,7 +119,7 @@ async function postLimit(url: string, body: unknown): Promise<Response> {
   return httpFetch(`${url}/limits`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
 }
 
-describe('bandwidth limits on loopback (real agents, bytes counted by a proxy)', { timeout: 240_000 }, () => {
+describe('bandwidth limits on loopback (real agents, bytes counted by a proxy)', { timeout: deadline(240_000) }, () => {
   test('one big file: transfer.maxBytesPerSecond holds over 5 s windows, no burst', async (t) => {
     const limit = 3 * MB;
     const s = await setup(1, { transfer: { maxBytesPerSecond: limit, retryInitialMs: 100, retryMaxMs: 1000 } });
