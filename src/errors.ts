@@ -152,13 +152,13 @@ export class ConfigError extends TdxError {
  * Codes of a configuration or environment problem a restart cannot fix (a folder on a read-only mount, one
  * the agent's user may not write): `tdxfer run` exits 2 for them (systemd: RestartPreventExitStatus=2).
  */
-export const ENVIRONMENT_CODES: ReadonlySet<string> = new Set(['CONFIG_INVALID', 'FOLDER_UNUSABLE', 'OUTBOX_UNUSABLE']);
+export const ENVIRONMENT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['CONFIG_INVALID', 'FOLDER_UNUSABLE', 'OUTBOX_UNUSABLE']);
 
 /** Whether `err` or one of its causes carries one of ENVIRONMENT_CODES. */
 export function isEnvironmentProblem(err: unknown): boolean {
   for (let e = err, depth = 0; e !== undefined && e !== null && depth < 10; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && ENVIRONMENT_CODES.has(code)) return true;
+    if (isErrorCode(code) && ENVIRONMENT_CODES.has(code)) return true;
   }
   return false;
 }

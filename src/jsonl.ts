@@ -150,6 +150,8 @@ export class JsonlWriter {
       const fh = this.#fh;
       this.#fh = null;
       await fh?.close();
+      // A close error loses nothing an append promised: synced appends were durable when they
+      // resolved, unsynced ones never promised it; a stop must not fail on it.
     }).catch(() => undefined);
   }
 

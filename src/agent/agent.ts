@@ -42,6 +42,7 @@ import { applyLimit, folderHealth, logSent, outboxList, queueCounts } from './vi
 import { newJob, type FileRecord } from './dispatch.js';
 import { ADMIT_WINDOW } from './admission.js';
 import { OutboxDispatch } from './outbox-dispatch.js';
+import { systemClock, type Clock } from '../clock.js';
 
 export interface AgentOptions {
   log: Logger;
@@ -56,6 +57,8 @@ export interface AgentOptions {
   admitWindow?: number;
   /** The agent-wide sources of outgoing bytes (compose.ts builds it; transfer/sources.ts); a fresh one when absent. */
   sources?: SendSources;
+  /** Timestamps of the status model, jobs and progress (compose.ts passes its clock); default systemClock. */
+  clock?: Clock;
 }
 
 export class Agent extends EventEmitter<AgentEvents> implements AgentView {
@@ -75,7 +78,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private readonly sessions = new Set<ReceiverSession>();
   private readonly watchers: OutboxWatcher[] = [];
   private readonly progress = new ProgressThrottle(100);
-  private readonly incoming = new IncomingBoard((info) => this.emit('incoming', info));
+  private readonly incoming: IncomingBoard;
+  private readonly clock: Clock;
   /** Announces landings once, crash or not (agent/announce.ts). */
   private readonly announcer: Announcer;
   /** Bandwidth limits: every sender and receiving connection goes through it. */
@@ -90,7 +94,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private stopping = false;
   /** False once stopReceiving() began: new connections are refused. */
   private receiving = true;
-  private readonly startedAt = Date.now();
+  private readonly startedAt: number;
   private readonly log: Logger;
   id = '';
   listenAddress = { host: '', port: 0 };
@@ -109,6 +113,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     super();
     this.setMaxListeners(100);
     this.log = opts.log;
+    this.clock = opts.clock ?? systemClock;
+    this.startedAt = this.clock.now();
+    this.incoming = new IncomingBoard((info) => this.emit('incoming', info), 100, () => this.clock.now());
     this.announcer = new Announcer((info) => {
       this.received.push(info);
       this.emit('received', info);
@@ -119,7 +126,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       busy: (w) => this.dispatch.busy(w.outbox),
       settled: (rec) => this.dispatch.settled(rec),
     });
-    this.peers = opts.peers ?? new PeerBoard(new PeerTable());
+    this.peers = opts.peers ?? new PeerBoard(new PeerTable({ now: () => this.clock.now() }), this.clock);
     this.sources = opts.sources ?? new SendSources({ chunkBytes: config.transfer.chunkBytes, log: opts.log });
     this.dispatch = new OutboxDispatch({
       log: this.log,
@@ -144,6 +151,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       emitJob: (info) => this.emit('job', info),
       noteFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
       addJob: (rec, d, target, id, clientId) => this.addJob(rec, d, target, id, clientId),
+      now: () => this.clock.now(),
     });
     this.peers.on('peer', (p) => this.emit('peer', p));
     const peerRates: Record<string, number> = { ...config.transfer.peerMaxBytesPerSecond };
@@ -204,6 +212,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
         onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced),
         onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
         incoming: this.incoming,
+        now: () => this.clock.now(),
       });
       this.sessions.add(s);
       conn.socket.once('close', () => this.sessions.delete(s));
@@ -215,7 +224,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.table.setStatic(cfg.peers);
     this.table.on('change', (p) => this.onPeerChange(p));
 
-    this.legacy = await startLegacyListener(cfg, this.inboxes, { log, onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced), incoming: this.incoming });
+    this.legacy = await startLegacyListener(cfg, this.inboxes, { log, onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced), incoming: this.incoming, now: () => this.clock.now() });
 
     this.journal = await SentJournal.open(path.join(cfg.dataDir, 'state', 'sent.jsonl'), { log: log.child({ component: 'journal' }) });
     await this.explicit.open(path.join(cfg.dataDir, 'state', 'jobs.jsonl'));
@@ -269,7 +278,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
 
   private addJob(rec: FileRecord, d: Destination, target?: string, id?: string, clientId?: string): Job {
     const q = this.destination(d);
-    const job = newJob(rec, d, id ?? this.explicit.newJobId(), Date.now(), target, clientId);
+    const job = newJob(rec, d, id ?? this.explicit.newJobId(), this.clock.now(), target, clientId);
     rec.remaining.add(d.key);
     rec.jobs.set(d.key, job);
     this.dispatch.track(rec);
@@ -296,6 +305,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       onJobChange: (job) => this.onJobChange(job),
       onProgress: (job) => this.onJobProgress(job),
       onFailure: (reason, message, peer) => this.noteFailure(reason, message, peer),
+      clock: this.clock,
     });
     this.destinations.set(d.key, q);
     return q;
@@ -309,7 +319,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     }
     if (outcome.kind === 'done' || outcome.kind === 'failed') this.recent.push({ ...job.info });
     if (outcome.kind === 'done') {
-      logSent(this.log, rec, d, job, outcome.result);
+      logSent(this.log, rec, d, job, outcome.result, this.clock.now());
       this.dispatch.done(rec, d);
     } else if (outcome.kind === 'failed') {
       this.dispatch.failed(rec);
@@ -343,13 +353,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   }
 
   private onJobProgress(job: Job): void {
-    const now = Date.now();
+    const now = this.clock.now();
     job.info.rate = this.progress.rate(job.info.id, job.info.bytesDone, now);
     if (this.progress.due(job.info.id, now) || job.info.bytesDone === job.info.bytesTotal) this.emit('progress', { ...job.info });
   }
 
   private noteFailure(reason: ReportedCode, message: string, peer: string | null): void {
-    const f = { reason, message, peer, at: Date.now() };
+    const f = { reason, message, peer, at: this.clock.now() };
     this.failures.push(f);
     this.emit('failure', f);
   }
@@ -380,7 +390,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     if (this.discoveryState === 'error') problems.push('discovery failed to start (see the log)');
     return {
       ok: problems.length === 0 && !this.stopping,
-      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      uptimeSeconds: Math.round((this.clock.now() - this.startedAt) / 1000),
       version: this.version,
       listen: `${this.listenAddress.host}:${this.listenAddress.port}`,
       discovery: this.discoveryState,

@@ -25,6 +25,7 @@ import { startActivitySummary } from '../log-summary.js';
 import { OscNotifier } from '../osc/notifier.js';
 import { hookEnv, runHook } from '../hooks.js';
 import { SendSources } from '../transfer/sources.js';
+import { systemClock, type Clock } from '../clock.js';
 
 /**
  * The graceful budget of a whole stop. `tdxfer run`'s hard-exit timer (HARD_EXIT_MS)
@@ -39,6 +40,8 @@ export interface ComposeOptions {
   log: Logger;
   /** POST /stop on the status API: stop this process gracefully (`tdxfer stop`). */
   onStop?: (reason: string) => void;
+  /** The one clock of every timer-driven part (peer table, discovery, the agent's timestamps); default systemClock. */
+  clock?: Clock;
 }
 
 export interface ComposedAgent {
@@ -50,14 +53,15 @@ export interface ComposedAgent {
 /** Starts the agent and everything around it; on a failure stops what started and rethrows. */
 export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Promise<ComposedAgent> {
   const { log } = opts;
-  const board = new PeerBoard(new PeerTable());
+  const clock = opts.clock ?? systemClock;
+  const board = new PeerBoard(new PeerTable({ now: () => clock.now() }), clock);
   // Landings (also those a crash left unannounced) are announced once hooks, OSC and the status API listen.
   // One budget of read buffers and small files for every destination (issue #19): memory does not grow with the peers.
   const sources = new SendSources({ chunkBytes: cfg.transfer.chunkBytes, log: log.child({ component: 'sender' }) });
-  const agent = await Agent.start(cfg, { log, peers: board, holdAnnouncements: true, sources });
+  const agent = await Agent.start(cfg, { log, peers: board, holdAnnouncements: true, sources, clock });
   let companions: Lifecycle;
   try {
-    companions = await startCompanionParts(agent, cfg, log, opts.onStop ? { onStop: opts.onStop } : {});
+    companions = await startCompanionParts(agent, cfg, log, { clock, ...(opts.onStop ? { onStop: opts.onStop } : {}) });
   } catch (err) {
     await agent.stop();
     throw err;
@@ -69,8 +73,8 @@ export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Prom
     stop: (graceMs = GRACE_MS) =>
       (stopped ??= (async () => {
         // One budget for the whole stop: what the receivers use is not left for the senders.
-        const deadline = Date.now() + graceMs;
-        const left = (): number => Math.max(1000, deadline - Date.now());
+        const deadline = clock.now() + graceMs;
+        const left = (): number => Math.max(1000, deadline - clock.now());
         // Files being landed finish with their ACK while OSC and the status API can still announce them.
         await agent.stopReceiving(Math.min(5000, graceMs / 2)).catch((err: unknown) => log.warn(`stopping receivers: ${describeError(err)}`));
         await companions.stop(left());
@@ -79,14 +83,21 @@ export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Prom
   };
 }
 
+export interface CompanionOptions {
+  /** POST /stop on the status API: stop this process gracefully (`tdxfer stop`). */
+  onStop?: (reason: string) => void;
+  /** Drives discovery's schedules and the peer table's liveness tick (default systemClock). */
+  clock?: Clock;
+}
+
 /** The parts around an agent (hooks, OSC, status API, discovery), started in that order. */
-export async function startCompanionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: { onStop?: (reason: string) => void } = {}): Promise<Lifecycle> {
+export async function startCompanionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: CompanionOptions = {}): Promise<Lifecycle> {
   const lc = new Lifecycle(log);
   await lc.startAll(companionParts(agent, cfg, log, opts));
   return lc;
 }
 
-function companionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: { onStop?: (reason: string) => void }): Part[] {
+function companionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: CompanionOptions): Part[] {
   const parts: Part[] = [{ name: 'onReceive hooks', start: () => startHooks(agent, cfg, log.child({ component: 'hook' })) }];
   // At log.level warn/error: a once-a-minute activity line per direction (src/log-summary.ts).
   parts.push({ name: 'activity summary', start: () => startActivitySummary(agent, log, cfg.log.level) });
@@ -116,7 +127,7 @@ function companionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: { onS
     parts.push({
       name: 'discovery',
       start: () =>
-        startDiscovery(agent.peers, { id: agent.id, version: agent.version, port: agent.listenAddress.port, inboxes: [...agent.inboxes.keys()] }, cfg, log.child({ component: 'discovery' })),
+        startDiscovery(agent.peers, { id: agent.id, version: agent.version, port: agent.listenAddress.port, inboxes: [...agent.inboxes.keys()] }, cfg, log.child({ component: 'discovery' }), opts.clock),
     });
   }
   return parts;

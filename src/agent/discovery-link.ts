@@ -6,6 +6,7 @@
  */
 import type { AgentConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
+import { every, systemClock, type Clock } from '../clock.js';
 import { MdnsDiscovery, encodeTxt } from '../discovery/index.js';
 import { keyFingerprint } from '../protocol/index.js';
 import type { Announcement } from '../discovery/table.js';
@@ -19,12 +20,15 @@ export interface DiscoverySelf {
   inboxes: string[];
 }
 
-/** Announces this agent and feeds what it hears into `board`; resolves to its stop. */
-export async function startDiscovery(board: PeerBoard, self: DiscoverySelf, cfg: AgentConfig, log: Logger): Promise<() => Promise<void>> {
+/**
+ * Announces this agent and feeds what it hears into `board`; resolves to its stop. `clock`
+ * drives the mDNS schedules and the table's liveness tick (the composition root's clock).
+ */
+export async function startDiscovery(board: PeerBoard, self: DiscoverySelf, cfg: AgentConfig, log: Logger, clock: Clock = systemClock): Promise<() => Promise<void>> {
   const table = board.table;
   const fingerprint = keyFingerprint(cfg.security.key);
   const txt = encodeTxt({ id: self.id, name: cfg.name, version: self.version, protocols: [1], fingerprint, inboxes: self.inboxes });
-  const mdns = new MdnsDiscovery({ id: self.id, name: cfg.name, port: self.port, txt, interfaces: cfg.discovery.interfaces, log });
+  const mdns = new MdnsDiscovery({ id: self.id, name: cfg.name, port: self.port, txt, interfaces: cfg.discovery.interfaces, log, clock });
   const foreign = new Set<string>();
   /** Instances currently announcing another key: their re-query answers must not keep a table entry alive. */
   const foreignInstances = new Set<string>();
@@ -78,19 +82,18 @@ export async function startDiscovery(board: PeerBoard, self: DiscoverySelf, cfg:
   mdns.on('goodbye', onGoodbye);
   mdns.on('expired', onGoodbye); // it stopped answering (killed, unplugged): its records expired
   // MdnsDiscovery logs its warnings itself: no 'warning' listener here, or each would be logged twice.
-  const tick = setInterval(() => table.tick(), 1000);
-  tick.unref();
+  const stopTick = every(clock, 1000, () => table.tick());
   try {
     await mdns.start();
     board.discoveryState = 'on';
     log.info(`announcing "${mdns.instanceName}" (_tdxfer._tcp, port ${self.port})${cfg.discovery.interfaces.length ? ` on ${cfg.discovery.interfaces.join(', ')}` : ''}`);
   } catch (err) {
     board.discoveryState = 'error';
-    clearInterval(tick);
+    stopTick();
     throw err;
   }
   return async () => {
-    clearInterval(tick);
+    stopTick();
     await mdns.stop(); // goodbye first, so peers drop us at once
     board.discoveryState = 'off';
   };

@@ -112,6 +112,8 @@ export interface ExplicitJobsDeps {
   noteFailure: (reason: ReportedCode, message: string, peer: string | null) => void;
   /** Queue a job (the agent's addJob). */
   addJob: (rec: FileRecord, d: Destination, target: string, id: string, clientId?: string) => Job;
+  /** The agent's clock (ms since the epoch): queued/finished times and job ids. */
+  now: () => number;
 }
 
 /** POST /send jobs: journalled (jobstore.ts) before they are queued, restored after a restart, cancellable. */
@@ -140,7 +142,7 @@ export class ExplicitJobs {
     const d = sendDestination(req, this.deps.peers(), this.deps.ctx);
     const target = sendTarget(req, abs);
     const stored: StoredJob = {
-      id: this.newJobId(), file: abs, peer: req.peer, inbox, target, queuedAt: Date.now(),
+      id: this.newJobId(), file: abs, peer: req.peer, inbox, target, queuedAt: this.deps.now(),
       ...(req.clientId !== undefined ? { clientId: req.clientId } : {}),
     };
     await this.store!.add(stored);
@@ -158,7 +160,7 @@ export class ExplicitJobs {
         await this.store!.end(sj.id, 'source gone');
         const msg = `${describeError(err)}; the queued job ${sj.id} for ${sj.peer}/${sj.inbox ?? ''} is dropped`;
         this.deps.log.warn(msg);
-        this.deps.recent.push({ ...blankInfo(sj, 0), state: 'failed', error: describeError(err), finishedAt: Date.now() });
+        this.deps.recent.push({ ...blankInfo(sj, 0), state: 'failed', error: describeError(err), finishedAt: this.deps.now() });
         this.deps.noteFailure('SOURCE_GONE', msg, sj.peer);
         continue;
       }
@@ -179,7 +181,7 @@ export class ExplicitJobs {
   /** A fresh job id, unused by open jobs and the job journal. */
   newJobId(): string {
     let id: string;
-    do id = `j${(++this.seq).toString(36)}-${Date.now().toString(36)}`;
+    do id = `j${(++this.seq).toString(36)}-${this.deps.now().toString(36)}`;
     while (this.deps.jobs.has(id) || this.store?.has(id));
     return id;
   }
@@ -195,7 +197,7 @@ export class ExplicitJobs {
     const refused = cancelRefusal(id, job, job ? undefined : this.deps.recent.list().find((x) => x.id === id));
     if (refused || !job) throw refused;
     await this.store!.end(id, 'cancelled');
-    const info = cancelledInfo(job, Date.now());
+    const info = cancelledInfo(job, this.deps.now());
     job.controller.abort();
     this.deps.jobs.delete(id);
     this.deps.progress.forget(id);

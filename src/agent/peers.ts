@@ -9,6 +9,7 @@ import type { PeerInfo } from '../types.js';
 import type { Announcement, PeerTable } from '../discovery/table.js';
 import { peerKeyOf, selectPeers } from '../routing.js';
 import { PEER_REASON } from '../discovery/reasons.js';
+import { systemClock, type Clock } from '../clock.js';
 
 export type DiscoveryState = 'off' | 'on' | 'error';
 
@@ -20,7 +21,11 @@ export class PeerBoard extends EventEmitter<{ peer: [PeerInfo] }> {
   /** Set by the discovery part (agent/discovery-link.ts). */
   discoveryState: DiscoveryState = 'off';
 
-  constructor(readonly table: PeerTable) {
+  /** `clock`: when foreign agents were last heard (the table has its own `now`; compose.ts gives both the same clock). */
+  constructor(
+    readonly table: PeerTable,
+    private readonly clock: Clock = systemClock,
+  ) {
     super();
     this.setMaxListeners(100);
     table.on('change', (p) => this.emit('peer', this.withReason(p)));
@@ -47,7 +52,7 @@ export class PeerBoard extends EventEmitter<{ peer: [PeerInfo] }> {
   noteForeign(a: Announcement): void {
     const info: PeerInfo = {
       id: a.id, name: a.name, source: 'discovered', protocol: 'tdxfer', addresses: [...a.addresses], port: a.port, inboxes: [...a.inboxes],
-      version: a.version, state: 'unreachable', lastSeen: Date.now(), reason: PEER_REASON.otherKey,
+      version: a.version, state: 'unreachable', lastSeen: this.clock.now(), reason: PEER_REASON.otherKey,
     };
     const prev = this.foreign.get(a.instance);
     this.foreign.set(a.instance, info);

@@ -74,7 +74,7 @@ export function logLimits(l: LimitsSnapshot, log: Logger): void {
 export async function startLegacyListener(
   cfg: AgentConfig,
   inboxes: ReadonlyMap<string, Inbox>,
-  deps: { log: Logger; onReceived: (info: ReceivedInfo, markAnnounced?: () => Promise<void>) => void; incoming: IncomingBoard },
+  deps: { log: Logger; onReceived: (info: ReceivedInfo, markAnnounced?: () => Promise<void>) => void; incoming: IncomingBoard; now: () => number },
 ): Promise<LegacyListener | null> {
   if (!cfg.legacy.listen) return null;
   const inbox = inboxes.get(cfg.legacy.inbox ?? '');
@@ -90,6 +90,7 @@ export async function startLegacyListener(
     maxConnections: cfg.limits.maxConnections,
     onReceived: deps.onReceived,
     incoming: deps.incoming,
+    now: deps.now,
   });
   const a = await legacy.start();
   deps.log.warn(`legacy TOX listener on ${a.host}:${a.port} → inbox "${inbox.name}": UNAUTHENTICATED and unencrypted by nature${cfg.legacy.allow.length ? `; allowed sources: ${cfg.legacy.allow.join(', ')}` : '; any source address may send (set legacy.allow)'}`);

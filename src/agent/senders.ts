@@ -13,6 +13,7 @@ import type { SendSources } from '../transfer/sources.js';
 import type { PeerInfo } from '../types.js';
 import type { PeerBoard } from './peers.js';
 import type { ReportedCode } from '../errors.js';
+import type { Clock } from '../clock.js';
 
 export interface SenderContext {
   cfg: AgentConfig;
@@ -27,6 +28,8 @@ export interface SenderContext {
   onJobChange: (job: Job) => void;
   onProgress: (job: Job) => void;
   onFailure: (reason: ReportedCode, message: string, peer: string | null) => void;
+  /** The agent's clock: jobs' startedAt / finishedAt. */
+  clock: Clock;
 }
 
 /** The peer a destination sends to now; this agent itself is reached on loopback. */
@@ -63,6 +66,7 @@ export function newDestinationQueue(d: Destination, ctx: SenderContext): Destina
     retryInitialMs: cfg.transfer.retryInitialMs,
     retryMaxMs: cfg.transfer.retryMaxMs,
     onJobChange: ctx.onJobChange,
+    now: () => ctx.clock.now(),
     onProgress: ctx.onProgress,
     onPeerInboxes: (inboxes) => table.learnInboxes(d.peerKey, inboxes),
     onLinkProblem: (code, message) => peers.noteReason(d.peerKey, peerReason(code, message)),

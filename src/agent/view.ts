@@ -109,9 +109,9 @@ export function applyLimit(pacer: Pacer, req: LimitRequest, log: Logger): Limits
   return pacer.snapshot();
 }
 
-/** The log line of a file one destination confirmed. */
-export function logSent(log: Logger, rec: FileRecord, d: Destination, job: Job, r: SendResult): void {
-  const secs = Math.max(0.001, (Date.now() - (job.info.startedAt ?? Date.now())) / 1000);
+/** The log line of a file one destination confirmed (`now`: the agent's clock, ms since the epoch). */
+export function logSent(log: Logger, rec: FileRecord, d: Destination, job: Job, r: SendResult, now: number): void {
+  const secs = Math.max(0.001, (now - (job.info.startedAt ?? now)) / 1000);
   // The receiver may have landed it under another name (a collision rename, or a name Windows cannot hold: CON.png → _CON.png).
   const renamed = r.path && r.path !== job.target ? ` as ${r.path}` : '';
   log.info(`sent ${rec.file.rel} to ${d.peer}/${d.inbox ?? ''}${renamed}${r.status !== 'stored' ? ` (${r.status} by receiver)` : ''}`, {

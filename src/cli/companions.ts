@@ -6,15 +6,12 @@
 import type { AgentConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { Agent } from '../agent/agent.js';
-import { startCompanionParts } from '../agent/compose.js';
+import { startCompanionParts, type CompanionOptions } from '../agent/compose.js';
+
+export type { CompanionOptions } from '../agent/compose.js';
 
 export interface Companions {
   stop(): Promise<void>;
-}
-
-export interface CompanionOptions {
-  /** POST /stop on the status API: stop this process gracefully (`tdxfer stop`). */
-  onStop?: (reason: string) => void;
 }
 
 export async function startCompanions(agent: Agent, cfg: AgentConfig, log: Logger, opts: CompanionOptions = {}): Promise<Companions> {

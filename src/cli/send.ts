@@ -117,9 +117,9 @@ export async function sendCommand(args: SendArgs): Promise<number> {
       confirmed++;
       if (!args.quiet) {
         process.stdout.write(
-          sender.protocol === 'legacy'
-            ? `sent ${f.abs} → ${peerName} (legacy) as ${f.target}\n`
-            : `${r.status === 'stored' ? 'sent' : r.status} ${f.abs} → ${peerName}/${inbox}/${r.path}${r.resumedFrom ? ` (resumed at ${r.resumedFrom})` : ''}\n`,
+          needsInbox(sender.protocol)
+            ? `${r.status === 'stored' ? 'sent' : r.status} ${f.abs} → ${peerName}/${inbox}/${r.path}${r.resumedFrom ? ` (resumed at ${r.resumedFrom})` : ''}\n`
+            : `sent ${f.abs} → ${peerName} (legacy) as ${f.target}\n`,
         );
       }
     } catch (e) {

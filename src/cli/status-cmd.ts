@@ -12,6 +12,7 @@ import type { IncomingView, JobView, SnapshotView } from '../status/present.js';
 import { readSse } from './sse-stream.js';
 import { limitsText } from './limit-cmd.js';
 import { CliFailure, EXIT, getJson, httpFailure, request, resolveEndpoint, withCliFailures, type Endpoint, type EndpointOptions } from './status-client.js';
+import { protocolMark } from '../config/protocols.js';
 
 export interface CliIo {
   out: Writable & { isTTY?: boolean; columns?: number };
@@ -70,7 +71,7 @@ export function table(rows: string[][]): string {
 
 function peerAddress(p: PeerInfo): string {
   const a = p.addresses.length > 0 ? p.addresses.join(',') : '?';
-  return `${a}:${p.port}${p.protocol === 'legacy' ? ' (TOX)' : ''}`;
+  return `${a}:${p.port}${protocolMark(p.protocol)}`;
 }
 
 export function peersTable(peers: PeerInfo[], now = Date.now()): string {
@@ -133,7 +134,7 @@ export function statusText(s: SnapshotView, h: HealthReport | null, now = Date.n
 export function incomingLine(i: IncomingView): string {
   const total = i.bytesTotal === null ? '?' : formatBytes(i.bytesTotal);
   return (
-    `↓ ${i.inbox}/${i.file} ← ${i.from}${i.via === 'legacy' ? ' (TOX)' : ''}  ${i.state}  ${i.percent.toFixed(1)} %  ${formatBytes(i.bytesDone)}/${total}` +
+    `↓ ${i.inbox}/${i.file} ← ${i.from}${protocolMark(i.via)}  ${i.state}  ${i.percent.toFixed(1)} %  ${formatBytes(i.bytesDone)}/${total}` +
     `${i.rate > 0 ? `  ${formatBytes(i.rate)}/s` : ''}  ETA ${formatDuration(i.etaSeconds)}${i.resumedFrom > 0 ? `  (resumed from ${formatBytes(i.resumedFrom)})` : ''}${i.error ? `  (${i.error})` : ''}`
   );
 }
@@ -144,7 +145,7 @@ function jobLine(j: JobView): string {
 }
 
 function receivedLine(r: ReceivedInfo): string {
-  return `↓ ${r.inbox}/${r.file}  ${formatBytes(r.size)} from ${r.from}${r.via === 'legacy' ? ' (TOX)' : ''}`;
+  return `↓ ${r.inbox}/${r.file}  ${formatBytes(r.size)} from ${r.from}${protocolMark(r.via)}`;
 }
 
 function failureLine(f: FailureInfo): string {

@@ -16,6 +16,11 @@ export function needsInbox(protocol: PeerProtocol): boolean {
   return protocol !== 'legacy';
 }
 
+/** How a peer's protocol (or a received file's `via`) is marked in the CLI's lines: " (TOX)" for the legacy one. */
+export function protocolMark(protocol: PeerProtocol | 'tdxfer'): string {
+  return protocol === 'legacy' ? ' (TOX)' : '';
+}
+
 /** The wire path for an outbox-relative path ('/'-separated): its base name when flattened. */
 export function targetFor(rel: string, flatten: boolean): string {
   if (!flatten) return rel;

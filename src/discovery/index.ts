@@ -4,6 +4,7 @@
  */
 import type { MdnsDiscovery } from './mdns.js';
 import type { PeerTable } from './table.js';
+import { every, systemClock, type Clock } from '../clock.js';
 
 export { PeerTable, type Announcement, type PeerTableOptions } from './table.js';
 export { encodeTxt, decodeTxt, type TxtInfo, type DecodedTxt } from './txt.js';
@@ -14,7 +15,7 @@ export { MdnsDiscovery, instanceNameFor, hostNameFor, resolveInterfaces, type Md
  * second: a silent peer is 'gone' when its mDNS records expire, at the latest goneAfterMs + tickMs). Returns the unwiring;
  * call it before (or after) `discovery.stop()`.
  */
-export function wireDiscovery(discovery: MdnsDiscovery, table: PeerTable, opts: { tickMs?: number } = {}): { stop(): void } {
+export function wireDiscovery(discovery: MdnsDiscovery, table: PeerTable, opts: { tickMs?: number; clock?: Clock } = {}): { stop(): void } {
   const onAnnounce = table.announce.bind(table);
   const onSeen = table.seen.bind(table);
   const onGoodbye = table.goodbye.bind(table);
@@ -22,11 +23,10 @@ export function wireDiscovery(discovery: MdnsDiscovery, table: PeerTable, opts: 
   discovery.on('seen', onSeen);
   discovery.on('goodbye', onGoodbye);
   discovery.on('expired', onGoodbye);
-  const timer = setInterval(() => table.tick(), opts.tickMs ?? 1000);
-  timer.unref();
+  const stopTick = every(opts.clock ?? systemClock, opts.tickMs ?? 1000, () => table.tick());
   return {
     stop(): void {
-      clearInterval(timer);
+      stopTick();
       discovery.off('announce', onAnnounce);
       discovery.off('seen', onSeen);
       discovery.off('goodbye', onGoodbye);

@@ -11,6 +11,7 @@ import { AnswerQueue, ownRecords, type OwnInfo, type OwnRecord } from './mdns-an
 import { ownAddresses } from './mdns-names.js';
 import { QueryPlan, type Random } from './mdns-schedule.js';
 import type { MulticastDns } from './mdns-socket.js';
+import type { Cancel } from '../clock.js';
 
 export interface Lane {
   /** "default", or the NIC name / address as configured, for messages. */
@@ -26,7 +27,8 @@ export interface Lane {
   conflict: boolean;
   up: boolean;
   heardSelf: boolean;
-  timer: NodeJS.Timeout | null;
+  /** Cancels the lane's one schedule timer (Clock.after). */
+  timer: Cancel | null;
 }
 
 /** A lane that has not probed, announced or published anything yet (call refreshOwn next). */
@@ -36,7 +38,7 @@ export function newLane(
 ): Lane {
   return {
     ...where,
-    plan: new QueryPlan({ now: o.now, self: o.self, capMs: o.capMs }),
+    plan: new QueryPlan({ now: o.now, self: o.self, capMs: o.capMs, random: o.random }),
     answers: new AnswerQueue(o.random),
     own: [],
     published: '',

@@ -38,6 +38,7 @@
 import { EventEmitter } from 'node:events';
 import { TdxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { every, systemClock, type Cancel, type Clock } from '../clock.js';
 import type { Announcement } from './table.js';
 import { SERVICE_DOMAIN, hostNameFor, instanceNameFor, resolveInterfaces, sameName } from './mdns-names.js';
 import { PeerBook, type MdnsPacket, type ResourceRecord } from './mdns-packet.js';
@@ -68,6 +69,12 @@ export interface MdnsDiscoveryOptions {
   goodbyeConfirmMs?: number;
   /** Time allowed for the goodbye and socket close in stop(), ms (default 1000). */
   stopTimeoutMs?: number;
+  /** Time and timers of every schedule here (default systemClock; the composition root passes its own). */
+  clock?: Clock;
+  /** Jitter of delays and query ids (default Math.random). */
+  random?: () => number;
+  /** Opens a lane's socket (default mdns-socket.ts openMdnsSocket; unit tests give a fake one). */
+  openSocket?: typeof openMdnsSocket;
 }
 
 export interface MdnsEvents {
@@ -95,12 +102,14 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   private readonly book: PeerBook;
   private readonly warned = new Set<string>();
   /** Goodbyes heard, waiting for the confirming query to stay unanswered. */
-  private readonly pendingGoodbyes = new Map<string, NodeJS.Timeout>();
+  private readonly pendingGoodbyes = new Map<string, Cancel>();
   /** Queries we sent recently, to tell them apart when they loop back. */
   private readonly sentQueries = new SentQueries();
-  private readonly timers = new Set<NodeJS.Timeout>();
-  private upTimer: NodeJS.Timeout | null = null;
-  private addrTimer: NodeJS.Timeout | null = null;
+  private readonly timers = new Set<Cancel>();
+  private upTimer: Cancel | null = null;
+  private addrTimer: Cancel | null = null;
+  private readonly clock: Clock;
+  private readonly random: () => number;
   private state: 'idle' | 'running' | 'stopped' = 'idle';
   /** After our own event loop stalled, nobody expires until this time: the answers may be waiting unread. */
   private noExpiryUntil = 0;
@@ -108,6 +117,8 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   constructor(opts: MdnsDiscoveryOptions) {
     super();
     this.opts = opts;
+    this.clock = opts.clock ?? systemClock;
+    this.random = opts.random ?? Math.random;
     this.log = opts.log.child({ component: 'discovery' });
     this.instanceName = instanceNameFor(opts.name, opts.id);
     this.hostName = hostNameFor(opts.name, opts.id);
@@ -132,11 +143,9 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
       else this.announce(lane);
       this.schedule(lane);
     }
-    this.upTimer = setTimeout(() => this.checkUp(), this.opts.upTimeoutMs ?? 2500);
-    this.upTimer.unref();
+    this.upTimer = this.clock.after(this.opts.upTimeoutMs ?? 2500, () => this.checkUp());
     // Our addresses are in our A records: a change (DHCP, another network) is announced, and querying restarts.
-    this.addrTimer = setInterval(() => this.checkAddresses(), 3000);
-    this.addrTimer.unref();
+    this.addrTimer = every(this.clock, 3000, () => this.checkAddresses());
     this.log.info('mDNS discovery started', {
       instance: this.instanceName,
       host: this.hostName,
@@ -149,18 +158,18 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   async stop(): Promise<void> {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
-    if (this.upTimer) clearTimeout(this.upTimer);
-    if (this.addrTimer) clearInterval(this.addrTimer);
-    for (const t of this.timers) clearTimeout(t);
+    this.upTimer?.();
+    this.addrTimer?.();
+    for (const cancel of this.timers) cancel();
     this.timers.clear();
-    for (const t of this.pendingGoodbyes.values()) clearTimeout(t);
+    for (const cancel of this.pendingGoodbyes.values()) cancel();
     this.pendingGoodbyes.clear();
     const ms = this.opts.stopTimeoutMs ?? 1000;
     const lanes = this.lanes;
     this.lanes = [];
     await Promise.all(
       lanes.map(async (lane) => {
-        if (lane.timer) clearTimeout(lane.timer);
+        lane.timer?.();
         if (lane.up) {
           const bye = goodbyeRecords(lane.own);
           if (!(await withTimeout(ms, (done) => lane.mdns.respond({ answers: bye }, () => done())))) {
@@ -173,8 +182,8 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   }
 
   private async openLane(label: string, address: string | null): Promise<Lane> {
-    const { mdns, bound } = openMdnsSocket(label, address);
-    const lane = newLane({ label, address, mdns }, { now: Date.now(), self: this.instanceName, capMs: this.opts.requeryMs ?? QUERY_CAP_MS, random: Math.random });
+    const { mdns, bound } = (this.opts.openSocket ?? openMdnsSocket)(label, address);
+    const lane = newLane({ label, address, mdns }, { now: this.clock.now(), self: this.instanceName, capMs: this.opts.requeryMs ?? QUERY_CAP_MS, random: this.random });
     this.refreshOwn(lane);
     // Send errors repeat with every packet: warn once per distinct message, then debug.
     const trouble = (kind: 'error' | 'warning', err: unknown): void => {
@@ -213,19 +222,18 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     for (const lane of this.lanes) {
       if (!this.refreshOwn(lane) || !lane.up) continue;
       this.log.info('our addresses changed: announcing them and querying again', { interface: lane.label, addresses: lane.published });
-      lane.plan.reset(Date.now());
+      lane.plan.reset(this.clock.now());
       this.announce(lane);
       this.schedule(lane);
     }
   }
 
   private later(ms: number, fn: () => void): void {
-    const t = setTimeout(() => {
-      this.timers.delete(t);
+    const cancel = this.clock.after(ms, () => {
+      this.timers.delete(cancel);
       if (this.state === 'running') fn();
-    }, ms);
-    t.unref();
-    this.timers.add(t);
+    });
+    this.timers.add(cancel);
   }
 
   /** §8.1: ask for our name 3 times, 250 ms apart; an answer from someone else is a conflict. */
@@ -252,14 +260,14 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     for (const at of ANNOUNCE_AT_MS) {
       this.later(at, () => {
         lane.mdns.respond({ answers: lane.own });
-        lane.answers.sent(lane.own, Date.now());
+        lane.answers.sent(lane.own, this.clock.now());
       });
     }
   }
 
   private sendQuery(lane: Lane, packet: OutPacket): void {
-    const p: OutPacket = { ...packet, id: 1 + Math.floor(Math.random() * 0xfffe) };
-    this.sentQueries.sent(p, Date.now());
+    const p: OutPacket = { ...packet, id: 1 + Math.floor(this.random() * 0xfffe) };
+    this.sentQueries.sent(p, this.clock.now());
     lane.mdns.query(p);
   }
 
@@ -272,9 +280,9 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   /** Runs what is due on a lane (expiries, a query, waiting answers) and sets its one timer. */
   private schedule(lane: Lane): void {
     if (this.state !== 'running') return;
-    if (lane.timer) clearTimeout(lane.timer);
+    lane.timer?.();
     lane.timer = null;
-    const now = Date.now();
+    const now = this.clock.now();
     for (const instance of now < this.noExpiryUntil ? [] : lane.plan.cache.expire(now)) {
       if (this.lanes.some((l) => l.plan.cache.has(instance))) continue;
       if (this.book.forget(instance)) {
@@ -298,20 +306,19 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
     // setImmediate: packets that arrived meanwhile are read first (timers run before I/O), so a
     // late timer does not expire a peer whose answer sits unread in the socket.
     const wake = (): void => {
-      const late = Date.now() - wakeAt;
+      const late = this.clock.now() - wakeAt;
       if (late > STALL_MS) {
-        this.noExpiryUntil = Date.now() + 2 * STALL_MS;
+        this.noExpiryUntil = this.clock.now() + 2 * STALL_MS;
         this.log.debug('our event loop stalled: no mDNS expiry for a moment', { lateMs: Math.round(late) });
       }
       setImmediate(() => this.schedule(lane));
     };
-    lane.timer = setTimeout(wake, Math.max(0, Math.ceil(Math.min(wakeAt, now < this.noExpiryUntil ? this.noExpiryUntil : Infinity) - Date.now())));
-    lane.timer.unref();
+    lane.timer = this.clock.after(Math.max(0, Math.ceil(Math.min(wakeAt, now < this.noExpiryUntil ? this.noExpiryUntil : Infinity) - this.clock.now())), wake);
   }
 
   private onQuery(lane: Lane, packet: QueryMessage, rinfo: RemoteInfo): void {
     if (this.state !== 'running') return;
-    const now = Date.now();
+    const now = this.clock.now();
     // Our own query, looped back: not someone else's question (§7.3, §10.5), but answered like
     // any other (it never lists us): our records age in our peers' caches with theirs.
     const own = this.sentQueries.isOwn(packet, now);
@@ -349,7 +356,7 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
       return;
     }
     lane.answers.heard(records);
-    const now = Date.now();
+    const now = this.clock.now();
     for (const r of cacheRefreshes(records, this.instanceName)) {
       if (r.adds || lane.plan.cache.has(r.instance)) lane.plan.cache.heard(r.instance, r.ttlS, now);
     }
@@ -381,13 +388,12 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
   /** A goodbye: forget the record and ask; reported unless its owner answers (§10.1). */
   private onGoodbye(instance: string): void {
     if (!this.book.has(instance) || this.pendingGoodbyes.has(instance)) return;
-    const timer = setTimeout(() => {
+    const cancel = this.clock.after(this.opts.goodbyeConfirmMs ?? 400, () => {
       this.pendingGoodbyes.delete(instance);
       if (this.state === 'running' && this.book.forget(instance)) this.emit('goodbye', instance);
-    }, this.opts.goodbyeConfirmMs ?? 400);
-    timer.unref();
-    this.pendingGoodbyes.set(instance, timer);
-    const now = Date.now();
+    });
+    this.pendingGoodbyes.set(instance, cancel);
+    const now = this.clock.now();
     for (const lane of this.lanes) {
       lane.plan.cache.forget(instance);
       if (lane.up) this.sendServiceQuery(lane, now);
@@ -396,9 +402,9 @@ export class MdnsDiscovery extends EventEmitter<MdnsEvents> {
 
   /** Any answer for an instance cancels a pending goodbye: someone still owns the name. */
   private alive(instance: string): void {
-    const timer = this.pendingGoodbyes.get(instance);
-    if (timer === undefined) return;
-    clearTimeout(timer);
+    const cancel = this.pendingGoodbyes.get(instance);
+    if (cancel === undefined) return;
+    cancel();
     this.pendingGoodbyes.delete(instance);
     this.log.debug('mDNS goodbye contradicted by a later answer (name conflict elsewhere?)', { instance });
   }

@@ -7,6 +7,8 @@
  * causes (TLS_FAILED: another key, or encryption on one side only).
  */
 
+import { isErrorCode, type ReportedCode } from '../errors.js';
+
 export const PEER_REASON = {
   otherKey: 'other installation key',
   encryptDiffers: 'encryption setting differs',
@@ -17,9 +19,10 @@ export const PEER_REASON = {
   closedEarly: 'closed during the handshake (see its log)',
 } as const;
 
-export function peerReason(code: string | null | undefined, message: string | null | undefined): string | null {
+export function peerReason(code: ReportedCode | null | undefined, message: string | null | undefined): string | null {
   const msg = message ?? '';
-  switch (code) {
+  // Only our own codes are looked up (tsc checks each case against ERROR_CODES); others fall to the message.
+  switch (isErrorCode(code) ? code : null) {
     case 'AUTH_FAILED':
       return PEER_REASON.otherKey;
     // The ERROR frame a receiver at its connection limit sends during the handshake

@@ -12,6 +12,7 @@
 import { EventEmitter } from 'node:events';
 import type { PeerInfo } from '../types.js';
 import type { PeerConfig } from '../config/types.js';
+import type { Clock } from '../clock.js';
 import { peerKeyOf, selectPeers } from '../routing.js';
 
 export interface Announcement {
@@ -29,7 +30,8 @@ export interface Announcement {
 }
 
 export interface PeerTableOptions {
-  now?: () => number;
+  /** Wall time, ms since the epoch (src/clock.ts; default Date.now; compose.ts passes its clock's). */
+  now?: Clock['now'];
   /** A discovered peer not heard from for this long is 'gone' (default 25000: a backstop; mDNS record expiry, RECORD_TTL_S, usually comes first). */
   goneAfterMs?: number;
 }

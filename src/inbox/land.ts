@@ -24,6 +24,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
+import type { Clock } from '../clock.js';
 import { renameCandidate } from '../names.js';
 import { InboxError } from './errors.js';
 import { errCode, fsyncDir, renameWithRetry, retryTransient } from '../fsutil.js';
@@ -51,8 +52,8 @@ export interface LandTarget {
   heldMaxSeconds?: number;
   /** Registry of held targets (shown in the status); a fresh one if absent. */
   held?: HeldTargets;
-  /** The clock of held targets' bounded wait, ms since the epoch (default Date.now; tests drive it). */
-  now?: () => number;
+  /** The clock of held targets' bounded wait, ms since the epoch (src/clock.ts; default Date.now; tests drive it). */
+  now?: Clock['now'];
 }
 
 export const DEFAULT_HELD_MAX_SECONDS = 600;

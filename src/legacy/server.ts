@@ -40,6 +40,8 @@ export interface LegacyListenerOptions {
   onReceived?: (info: ReceivedInfo, markAnnounced?: () => Promise<void>) => void;
   /** Shows files while they arrive (status, events, dashboard). */
   incoming?: IncomingTracker;
+  /** Wall clock of received files' times (durationMs, at), ms since the epoch; default Date.now (the agent passes its clock). */
+  now?: () => number;
 }
 
 /**
@@ -143,7 +145,8 @@ export class LegacyListener {
   }
 
   private async handle(socket: net.Socket, ip: string): Promise<void> {
-    const started = Date.now();
+    const now = this.opts.now ?? Date.now;
+    const started = now();
     const idle = this.idleTimeoutMs;
     socket.setTimeout(idle, () => {
       socket.destroy(new TdxError('TIMEOUT', `no data from ${ip} for ${idle} ms (legacy idle timeout)`));
@@ -194,7 +197,7 @@ export class LegacyListener {
       view?.end('done', null, landed.rel);
       socket.setTimeout(idle);
       socket.end(legacyAnswer(true));
-      const durationMs = Date.now() - started;
+      const durationMs = now() - started;
       if (landed.skipped) {
         this.log.info('legacy file discarded: the name exists in the inbox (onCollision=skip)', { source: ip, file: landed.rel });
       } else {
@@ -211,7 +214,7 @@ export class LegacyListener {
             from: ip,
             via: 'legacy',
             durationMs,
-            at: Date.now(),
+            at: now(),
           }, landed.markAnnounced);
         } catch (err) {
           this.log.error('onReceived callback failed (the file landed)', { file: landed.rel, error: describeError(err) });

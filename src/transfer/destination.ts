@@ -7,7 +7,7 @@
  * Reachability is logged once per state change, not once per attempt.
  */
 import type { Logger } from '../log.js';
-import { TdxError, describeError } from '../errors.js';
+import { TdxError, codeOf, describeError, type ErrorCode, type ReportedCode } from '../errors.js';
 import type { JobInfo } from '../types.js';
 import type { Destination } from '../routing.js';
 import type { PeerInfo } from '../types.js';
@@ -40,14 +40,17 @@ export interface DestinationDeps {
   retryMaxMs: number;
   onJobChange: (job: Job) => void;
   onProgress: (job: Job) => void;
-  onReachability: (up: boolean, why: string | null, code?: string) => void;
+  onReachability: (up: boolean, why: string | null, code?: ReportedCode) => void;
   /** Every failed connection attempt (code and message), also while already unreachable: the peer row shows why. */
-  onLinkProblem?: (code: string, message: string) => void;
+  onLinkProblem?: (code: ReportedCode, message: string) => void;
   /** The inbox names the peer's WELCOME announced (lets the agent refuse misspelled inboxes up front). */
   onPeerInboxes?: (inboxes: string[]) => void;
+  /** The clock of jobs' startedAt / finishedAt, ms since the epoch (default Date.now; the agent passes its clock). */
+  now?: () => number;
 }
 
-const PERMANENT = new Set(['BAD_NAME', 'TOO_LARGE']);
+/** File refusals that no retry can change. */
+const PERMANENT: ReadonlySet<ReportedCode> = new Set<ErrorCode>(['BAD_NAME', 'TOO_LARGE']);
 
 interface Queued {
   job: Job;
@@ -155,8 +158,9 @@ export class DestinationQueue {
   private setState(job: Job, state: JobInfo['state'], error: string | null = job.info.error): void {
     job.info.state = state;
     job.info.error = error;
-    if (state === 'sending' && job.info.startedAt === null) job.info.startedAt = Date.now();
-    if (state === 'done' || state === 'failed') job.info.finishedAt = Date.now();
+    const now = this.deps.now ?? Date.now;
+    if (state === 'sending' && job.info.startedAt === null) job.info.startedAt = now();
+    if (state === 'done' || state === 'failed') job.info.finishedAt = now();
     this.deps.onJobChange(job);
   }
 
@@ -206,7 +210,7 @@ export class DestinationQueue {
         this.setState(job, 'done');
         return { kind: 'done', result };
       } catch (err) {
-        if (err instanceof SourceChangedError || (err as { code?: unknown }).code === 'SOURCE_CHANGED') {
+        if (err instanceof SourceChangedError || codeOf(err, 'SEND_FAILED') === 'SOURCE_CHANGED') {
           this.log.info(`${job.info.file}: ${describeError(err)}`);
           return { kind: 'superseded' };
         }

@@ -47,6 +47,8 @@ export interface ReceiverDeps {
   inbound?: (bytes: number) => number;
   /** File hash algorithms accepted, most preferred first (security.hashes); default HASH_ALGS. */
   hashes?: readonly HashAlg[];
+  /** Wall clock of received files' times (startedAt, durationMs, at), ms since the epoch; default Date.now (the agent passes its clock). */
+  now?: () => number;
 }
 
 interface Streaming {
@@ -84,6 +86,7 @@ export class ReceiverSession {
   /** Which OFFER / DATA / END / ABORT is legal now (files.ts); `current` / `gathering` hold the I/O side. */
   private readonly files: ReceivingFiles;
   private readonly log: Logger;
+  private readonly now: () => number;
   private readonly handshakeTimer: NodeJS.Timeout;
 
   constructor(
@@ -91,6 +94,7 @@ export class ReceiverSession {
     private readonly deps: ReceiverDeps,
   ) {
     this.log = deps.log.child({ from: conn.remoteAddress });
+    this.now = deps.now ?? Date.now;
     this.channel = new FrameChannel(conn.socket, {
       // The decoder keeps its default size ceiling; the configured limit is the inbox's
       // to enforce, so an oversized offer gets a NACK TOO_LARGE instead of a dropped link.
@@ -258,7 +262,7 @@ export class ReceiverSession {
 
   private async onOffer(f: FrameOf<'offer'>): Promise<void> {
     if (this.files.offer(f).kind === 'gather') {
-      this.gathering = { eager: true, id: f.id, offer: f, chunks: [], received: 0, startedAt: Date.now() };
+      this.gathering = { eager: true, id: f.id, offer: f, chunks: [], received: 0, startedAt: this.now() };
       return;
     }
     while (this.commits.size >= MAX_PENDING_COMMITS) await Promise.race(this.commits);
@@ -267,7 +271,7 @@ export class ReceiverSession {
     const { file, inbox } = admitted;
     this.files.accepted(f.id, file.offset);
     const view = this.deps.incoming?.start({ inbox: inbox.name, file: file.rel, from: this.peer, via: 'tdxfer', bytesTotal: f.size, resumedFrom: file.offset });
-    this.current = { id: f.id, file, inbox, expected: f.size, received: file.offset, startedAt: Date.now(), ...(view ? { view } : {}) };
+    this.current = { id: f.id, file, inbox, expected: f.size, received: file.offset, startedAt: this.now(), ...(view ? { view } : {}) };
     if (file.offset > 0) this.log.info(`resuming ${file.rel} from ${this.peer} at byte ${file.offset} of ${f.size}`, { inbox: inbox.name });
     this.channel.send({
       type: 'accept', id: f.id, offset: file.offset, prefixSha256: file.prefixSha256,
@@ -410,7 +414,7 @@ export class ReceiverSession {
     try {
       // Lands only while its ACK can still be sent (see drain()).
       const landed = await c.file.commit(digest, { mayLand: () => this.landing && !this.channel.closed });
-      const durationMs = Date.now() - c.startedAt;
+      const durationMs = this.now() - c.startedAt;
       if (landed.skipped) {
         // onCollision=skip and the target appeared while this file was on its way.
         this.answer({ type: 'ack', id: c.id, status: 'skipped', path: landed.rel, sha256: null });
@@ -426,10 +430,10 @@ export class ReceiverSession {
       });
       this.deps.onReceived({
         inbox: c.inbox.name, file: landed.rel, path: landed.abs, size: landed.size, sha256: landed.sha256, hash: landed.digest, hashAlg: landed.hash,
-        from: this.peer, via: 'tdxfer', durationMs, at: Date.now(),
+        from: this.peer, via: 'tdxfer', durationMs, at: this.now(),
       }, landed.markAnnounced);
     } catch (err) {
-      if (this.stopping && (err as { code?: unknown }).code === 'CLOSED') {
+      if (this.stopping && codeOf(err, 'IO_ERROR') === 'CLOSED') {
         this.log.info(`stopping: ${c.file.rel} from ${this.peer} stays staged, the sender sends it again`, { inbox: c.inbox.name });
         this.nack(c.id, err);
         return;

@@ -17,7 +17,7 @@ import type { Agent } from '../../src/agent/agent.js';
 import { memoryLogger } from '../../src/log.js';
 import { base64MimeLength, encodeLegacyHeader, parseLegacyAnswer, type LegacyAnswer } from '../../src/protocol/legacy.js';
 import {
-  cliCommand, hashTree, listFiles, sha256File, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig,
+  hashTree, listFiles, runCli, sha256File, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig,
 } from '../helpers/agents.js';
 import { reservedPort } from '../helpers/ports.js';
 import { quietWindow } from '../helpers/wait.js';
@@ -242,23 +242,6 @@ function vmRssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no VmRSS in /proc/${pid}/status`);
   return Number(m[1]);
-}
-
-function runCli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const { cmd, args: pre } = cliCommand();
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-  });
 }
 
 /** Sizes for `n` small files, seeded, including the edge cases 0 and 1 byte and a base64 line boundary (57). */
@@ -652,17 +635,17 @@ test('tdxfer config check: legacy block errors name the field; a legacy peer rou
   const check = (f: string) => runCli(['config', 'check', '--config', f]);
   const [rBad, rNoInbox, rBadHost, rGood] = await Promise.all([check(bad), check(noInbox), check(badAllowHost), check(good)]);
 
-  assert.equal(rBad.code, 2, rBad.out + rBad.err);
-  assert.match(rBad.err, /`legacy\.allow\[0\]` is "10\.0\.0\.0\/33", not an IP address or CIDR/);
-  assert.doesNotMatch(rBad.err, /legacy\.allow\[1\]/);
-  assert.match(rBad.err, /`legacy\.inbox` is "render", which is not an inbox of this agent; did you mean "renders"\?/);
+  assert.equal(rBad.code, 2, rBad.out);
+  assert.match(rBad.stderr, /`legacy\.allow\[0\]` is "10\.0\.0\.0\/33", not an IP address or CIDR/);
+  assert.doesNotMatch(rBad.stderr, /legacy\.allow\[1\]/);
+  assert.match(rBad.stderr, /`legacy\.inbox` is "render", which is not an inbox of this agent; did you mean "renders"\?/);
 
-  assert.equal(rNoInbox.code, 2, rNoInbox.out + rNoInbox.err);
-  assert.match(rNoInbox.err, /`legacy\.inbox` is missing: `legacy\.listen` is set/);
+  assert.equal(rNoInbox.code, 2, rNoInbox.out);
+  assert.match(rNoInbox.stderr, /`legacy\.inbox` is missing: `legacy\.listen` is set/);
 
-  assert.equal(rBadHost.code, 2, rBadHost.out + rBadHost.err);
-  assert.match(rBadHost.err, /`legacy\.allow\[0\]` is "tox-pc\.local"/);
+  assert.equal(rBadHost.code, 2, rBadHost.out);
+  assert.match(rBadHost.stderr, /`legacy\.allow\[0\]` is "tox-pc\.local"/);
 
-  assert.equal(rGood.code, 0, rGood.out + rGood.err);
-  assert.match(rGood.out, /TOX receiver on 127\.0\.0\.1:7000 into inbox renders \(from 10\.0\.0\.0\/24\)/);
+  assert.equal(rGood.code, 0, rGood.out);
+  assert.match(rGood.stdout, /TOX receiver on 127\.0\.0\.1:7000 into inbox renders \(from 10\.0\.0\.0\/24\)/);
 });

@@ -12,6 +12,7 @@ import { followEvents, getJson, runCli, startRunning, writePair } from './status
 import type { SnapshotView } from '../../src/status/present.js';
 import type { PeerInfo } from '../../src/types.js';
 import { PEER_REASON, peerReason } from '../../src/discovery/reasons.js';
+import { reportedCode } from '../../src/errors.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -88,6 +89,6 @@ test('peerReason: codes and messages to the few words of a peer row', () => {
   assert.equal(peerReason('CONNECT_FAILED', 'cannot connect to 127.0.0.1:9: connect ECONNREFUSED 127.0.0.1:9'), PEER_REASON.refused);
   assert.equal(peerReason('CONNECT_TIMEOUT', 'cannot connect'), PEER_REASON.noAnswer);
   assert.equal(peerReason('CONNECTION_LOST', '127.0.0.1:9 closed the connection during the handshake'), PEER_REASON.closedEarly);
-  assert.equal(peerReason('X', 'y'.repeat(200))!.length, 80);
+  assert.equal(peerReason(reportedCode('X'), 'y'.repeat(200))!.length, 80); // a code this agent does not know: the message speaks
   assert.equal(peerReason(null, null), null);
 });

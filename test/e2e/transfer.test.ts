@@ -11,7 +11,7 @@ import type { Agent } from '../../src/agent/agent.js';
 import { memoryLogger } from '../../src/log.js';
 import { FrameDecoder, encodeFrame } from '../../src/protocol/index.js';
 import {
-  hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger,
+  hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentPair, writeRandomFile, verboseLogger, type AgentPair, type AgentPairOptions,
 } from '../helpers/agents.js';
 import { reservedPort } from '../helpers/ports.js';
 import { EXIT_AFTER_KILL, wineFlaw } from '../helpers/platform.js';
@@ -21,34 +21,11 @@ after(async () => {
   for (const c of cleanup.reverse()) await c().catch(() => undefined);
 });
 
-/**
- * Both agents listen on port 0. The sender's config names the receiver's port only once
- * `receiverListening(port)` is called with the port the receiver got (until then it holds
- * port 0, which the sender's config check refuses), unless `receiverPort` fixes it up front
- * for a test whose sender must start before its receiver.
- */
-async function pair(opts: { after?: string; settleMs?: number; senderExtra?: Record<string, unknown>; receiverExtra?: Record<string, unknown>; outboxes?: unknown[]; receiverPort?: number } = {}) {
+/** A sender/receiver pair of configs in a fresh temp folder (helpers/agents.ts writeAgentPair). */
+async function pair(opts: AgentPairOptions = {}): Promise<AgentPair> {
   const root = await tempDir('tdx-e2e-');
   cleanup.push(() => fs.rm(root, { recursive: true, force: true }));
-  const pb = opts.receiverPort ?? 0;
-  const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(root, 'b'), port: pb, extra: opts.receiverExtra ?? {} });
-  const aCfg = await writeAgentConfig({
-    name: 'render',
-    dir: path.join(root, 'a'),
-    port: 0,
-    extra: {
-      outboxes: opts.outboxes ?? [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: opts.after ?? 'archive', settleMs: opts.settleMs ?? 200 }],
-      peers: [{ name: 'playback', host: '127.0.0.1', port: pb }],
-      ...opts.senderExtra,
-    },
-  });
-  /** Names the receiver's port in the sender's config (keeping a test's own edits to it). */
-  const receiverListening = async (port: number): Promise<void> => {
-    const a = JSON.parse(await fs.readFile(aCfg, 'utf8')) as { peers: Array<{ name: string; port: number }> };
-    for (const peer of a.peers) if (peer.name === 'playback') peer.port = port;
-    await fs.writeFile(aCfg, JSON.stringify(a, null, 2));
-  };
-  return { root, aCfg, bCfg, receiverListening, outbox: path.join(root, 'a', 'outbox'), inbox: path.join(root, 'b', 'inbox') };
+  return writeAgentPair(root, opts);
 }
 
 async function start(cfg: string): Promise<Agent> {

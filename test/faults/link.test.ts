@@ -12,10 +12,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createCipheriv, createHash } from 'node:crypto';
-import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { canUseNetns, createNetns, type Netns } from '../helpers/netns.js';
-import { cliCommand, hashTree, listFiles, tempDir, waitUntil } from '../helpers/agents.js';
+import { hashTree, listFiles, spawnCli, tempDir, waitUntil, writeAgentPair, type Spawned } from '../helpers/agents.js';
 
 const IDLE_MS = 4000;
 /** FrameChannel's default: a PING after idle/3 (≤ 5 s) without sending. */
@@ -38,39 +37,9 @@ function bytesFor(name: string, size: number): Buffer {
   return Buffer.concat([c.update(Buffer.alloc(size)), c.final()]);
 }
 
-interface NsAgent {
-  child: ChildProcess;
-  output: () => string;
-  waitFor: (re: RegExp, timeoutMs?: number) => Promise<void>;
-}
-
-function spawnIn(netns: Netns, i: number, configFile: string): NsAgent {
-  const { cmd, args } = cliCommand();
-  const child = netns.exec(i, cmd, [...args, 'run', '--config', configFile], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  return {
-    child,
-    output: () => out,
-    waitFor: (re, timeoutMs = 20_000) => waitUntil(() => re.test(out), timeoutMs, () => `${re} in agent output (namespace host ${i}):\n${out.slice(-3000)}`),
-  };
-}
-
-async function writeConfig(dir: string, cfg: Record<string, unknown>): Promise<string> {
-  await fs.mkdir(dir, { recursive: true });
-  const file = path.join(dir, 'config.json');
-  await fs.writeFile(file, JSON.stringify({
-    dataDir: 'data',
-    discovery: { enabled: false },
-    status: { enabled: false },
-    security: { key: KEY },
-    limits: { idleTimeoutMs: IDLE_MS, handshakeTimeoutMs: 3000 },
-    transfer: { retryInitialMs: 250, retryMaxMs: 2000 },
-    log: { level: 'info', file: null },
-    ...cfg,
-  }, null, 2));
-  return file;
+/** `tdxfer run` inside namespace host `i` (helpers/agents.ts Spawned). */
+function spawnIn(netns: Netns, i: number, configFile: string): Spawned {
+  return spawnCli(['run', '--config', configFile], {}, null, (cmd, args, o) => netns.exec(i, cmd, args, { ...o, cwd: repoRoot }));
 }
 
 const nsCheck = canUseNetns();
@@ -85,17 +54,24 @@ test('cable pulled mid-transfer: the sender detects the dead link in bounded tim
   const tc = netns.run(0, 'tc', ['qdisc', 'add', 'dev', 'tdx0', 'root', 'tbf', 'rate', RATE, 'burst', '256kb', 'latency', '50ms']);
   assert.equal(tc.code, 0, `tc (iproute2) could not limit the rate in the namespace: ${tc.stderr}`);
 
-  const rDir = path.join(root, 'receiver');
-  const sDir = path.join(root, 'sender');
-  const rCfg = await writeConfig(rDir, { name: 'playback', listen: { host: rcv.ip, port: 7770 }, inboxes: [{ name: 'renders', path: 'inbox' }] });
-  const sCfg = await writeConfig(sDir, {
-    name: 'render',
-    listen: { host: snd.ip, port: 7770 },
-    outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: 'delete', settleMs: 200 }],
-    peers: [{ name: 'playback', host: rcv.ip, port: 7770 }],
+  // Inside the namespaces the addresses are private: a fixed port is safe there.
+  const common = {
+    security: { key: KEY },
+    limits: { idleTimeoutMs: IDLE_MS, handshakeTimeoutMs: 3000 },
+    transfer: { retryInitialMs: 250, retryMaxMs: 2000 },
+  };
+  const p = await writeAgentPair(root, {
+    receiverPort: 7770,
+    receiverHost: rcv.ip,
+    after: 'delete',
+    settleMs: 200,
+    receiverExtra: { ...common, listen: { host: rcv.ip, port: 7770 } },
+    senderExtra: { ...common, listen: { host: snd.ip, port: 7770 } },
   });
-  const receiver = spawnIn(netns, 1, rCfg);
-  const sender = spawnIn(netns, 0, sCfg);
+  const rDir = path.dirname(p.bCfg);
+  const sDir = path.dirname(p.aCfg);
+  const receiver = spawnIn(netns, 1, p.bCfg);
+  const sender = spawnIn(netns, 0, p.aCfg);
   await receiver.waitFor(/listening for transfers on/);
   await sender.waitFor(/watching outbox/);
 

@@ -15,7 +15,7 @@ import type { Agent } from '../../src/agent/agent.js';
 import { memoryLogger } from '../../src/log.js';
 import { explainTlsError } from '../../src/transport/psk.js';
 import {
-  TEST_KEY, hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig,
+  TEST_KEY, hashTree, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeAgentPair,
 } from '../helpers/agents.js';
 import { RawClient } from '../helpers/rawclient.js';
 import { FaultProxy } from '../helpers/proxy.js';
@@ -63,24 +63,19 @@ interface PairOpts {
 
 async function pair(o: PairOpts) {
   const r = await root();
-  // The receiver first, on port 0: the sender's config names the port it got.
-  const bCfg = await writeAgentConfig({
-    name: 'playback', dir: path.join(r, 'b'), port: 0,
-    extra: { security: { key: o.receiverKey ?? TEST_KEY, encrypt: o.receiverEncrypt ?? true } },
+  // The receiver first, on port 0: the sender's config names the port it got (or `via`'s).
+  const p = await writeAgentPair(r, {
+    after: 'delete',
+    settleMs: 100,
+    receiverExtra: { security: { key: o.receiverKey ?? TEST_KEY, encrypt: o.receiverEncrypt ?? true } },
+    senderExtra: { security: { key: o.senderKey ?? TEST_KEY, encrypt: o.senderEncrypt ?? true } },
+    ...(o.via ? { via: o.via } : {}),
   });
-  const b = await start(bCfg);
+  const b = await start(p.bCfg);
   const pb = b.agent.listenAddress.port;
-  const target = o.via ? await o.via(pb) : pb;
-  const aCfg = await writeAgentConfig({
-    name: 'render', dir: path.join(r, 'a'), port: 0,
-    extra: {
-      security: { key: o.senderKey ?? TEST_KEY, encrypt: o.senderEncrypt ?? true },
-      outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: 'delete', settleMs: 100 }],
-      peers: [{ name: 'playback', host: '127.0.0.1', port: target }],
-    },
-  });
-  const a = await start(aCfg);
-  return { root: r, a, b, pb, outbox: path.join(r, 'a', 'outbox'), inbox: path.join(r, 'b', 'inbox') };
+  await p.receiverListening(pb);
+  const a = await start(p.aCfg);
+  return { root: r, a, b, pb, outbox: p.outbox, inbox: p.inbox };
 }
 
 /** The refused file stays in the outbox and nothing (not even a temp file) reaches the inbox. */

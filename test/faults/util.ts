@@ -9,7 +9,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FaultProxy, type ConnPlan } from '../helpers/proxy.js';
-import { hashTree, listFiles, tempDir, writeAgentConfig, TEST_KEY } from '../helpers/agents.js';
+import { hashTree, listFiles, tempDir, writeAgentPair, TEST_KEY, type AgentPair } from '../helpers/agents.js';
 
 export type Cleanup = Array<() => Promise<unknown>>;
 
@@ -32,21 +32,10 @@ export interface PairOptions {
   receiverExtra?: Record<string, unknown>;
 }
 
-export interface Pair {
-  root: string;
-  /** The sender's config: written by `receiverListening` (it names the receiver's port). */
-  aCfg: string;
-  /** The receiver's config: listens on port 0 until `receiverListening` pins the port it got. */
-  bCfg: string;
-  /**
-   * Call once the receiver listens, with its port (`agent.listenAddress.port`,
-   * `Spawned.transferPort()`): writes the sender's config naming it (or points the proxy
-   * at it) and pins it in the receiver's config, so a restarted receiver listens there again.
-   */
-  receiverListening: (port: number) => Promise<void>;
-  outbox: string;
+/** helpers/agents.ts writeAgentPair's pair (aCfg, bCfg, receiverListening, outbox, inbox) with the fault tests' extras. */
+export interface Pair extends AgentPair {
+  /** The outbox's sent/ (after: archive). */
   sent: string;
-  inbox: string;
   /** Default staging folder of the inbox (sibling `.<name>.tdxfer-staging`). */
   staging: string;
   src: string;
@@ -65,35 +54,23 @@ export async function makePair(cleanup: Cleanup, o: PairOptions = {}): Promise<P
   }
   const security = { key: TEST_KEY, encrypt: o.encrypt ?? true };
   const inbox = o.inboxPath ?? path.join(root, 'b', 'inbox');
-  const bCfg = await writeAgentConfig({
-    name: 'playback',
-    dir: path.join(root, 'b'),
-    port: 0,
-    extra: { security, inboxes: [{ name: 'renders', path: inbox, onCollision: o.onCollision ?? 'rename', ...o.inboxExtra }], ...o.receiverExtra },
+  const px = proxy;
+  const p = await writeAgentPair(root, {
+    after: o.after ?? 'archive',
+    settleMs: o.settleMs ?? 200,
+    receiverExtra: { security, inboxes: [{ name: 'renders', path: inbox, onCollision: o.onCollision ?? 'rename', ...o.inboxExtra }], ...o.receiverExtra },
+    senderExtra: { security, ...o.senderExtra },
+    ...(px
+      ? {
+          via: (pb: number) => {
+            px.setTargetPort(pb);
+            return px.port;
+          },
+        }
+      : {}),
   });
-  const aDir = path.join(root, 'a');
-  const aCfg = path.join(aDir, 'config.json');
-  const receiverListening = async (pb: number): Promise<void> => {
-    const b = JSON.parse(await fs.readFile(bCfg, 'utf8')) as { listen: { port: number } };
-    b.listen.port = pb;
-    await fs.writeFile(bCfg, JSON.stringify(b, null, 2));
-    proxy?.setTargetPort(pb);
-    await writeAgentConfig({
-      name: 'render',
-      dir: aDir,
-      port: 0,
-      extra: {
-        security,
-        outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: o.after ?? 'archive', settleMs: o.settleMs ?? 200 }],
-        peers: [{ name: 'playback', host: '127.0.0.1', port: proxy ? proxy.port : pb }],
-        ...o.senderExtra,
-      },
-    });
-  };
-  const outbox = path.join(aDir, 'outbox');
-  await fs.mkdir(outbox, { recursive: true });
   return {
-    root, aCfg, bCfg, receiverListening, outbox, sent: path.join(outbox, 'sent'), inbox,
+    ...p, inbox, sent: path.join(p.outbox, 'sent'),
     staging: path.join(path.dirname(inbox), `.${path.basename(inbox)}.tdxfer-staging`),
     src: path.join(root, 'src'), proxy,
   };

@@ -12,7 +12,7 @@ import fs from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { waitUntil, MIN_DEADLINE_MS } from './wait.js';
 import { deadline } from './platform.js';
@@ -53,6 +53,79 @@ export async function writeAgentConfig(spec: AgentSpec): Promise<string> {
   return file;
 }
 
+export interface AgentPairOptions {
+  /** The sender's outbox entries; default one `outbox` → playback/renders with `after` and `settleMs`. */
+  outboxes?: unknown[];
+  /** After-action of the default outbox (default 'archive'). */
+  after?: string;
+  /** settleMs of the default outbox (default 200). */
+  settleMs?: number;
+  /** Extra/overriding config fields of the sender ("render", `<root>/a`) and the receiver ("playback", `<root>/b`). */
+  senderExtra?: Record<string, unknown>;
+  receiverExtra?: Record<string, unknown>;
+  /**
+   * The receiver's port, fixed up front, for a test whose sender starts before its receiver
+   * (a reservedPort(), or a fixed port inside a private network namespace). Default 0: the
+   * receiver listens on any port and `receiverListening` names it in the sender's config.
+   */
+  receiverPort?: number;
+  /** The host the sender connects to (default 127.0.0.1; a namespace address in netns tests). */
+  receiverHost?: string;
+  /** Something between them (a proxy): the port the sender connects to instead of the receiver's. */
+  via?: (receiverPort: number) => number | Promise<number>;
+}
+
+export interface AgentPair {
+  root: string;
+  /** The sender's config ("render": outbox → playback/renders). Names the receiver's port once known. */
+  aCfg: string;
+  /** The receiver's config ("playback", inbox "renders" at `<root>/b/inbox` unless receiverExtra says otherwise). */
+  bCfg: string;
+  /**
+   * Call once the receiver listens, with its port (`agent.listenAddress.port`,
+   * `Spawned.transferPort()`): names it (or `via`'s port) in the sender's config, keeping any
+   * edit a test made to it, and pins it in the receiver's config so a restart listens there again.
+   */
+  receiverListening: (port: number) => Promise<void>;
+  /** `<root>/a/outbox` (created). */
+  outbox: string;
+  /** `<root>/b/inbox`. */
+  inbox: string;
+}
+
+/**
+ * The one sender/receiver pair of configs ("render" → "playback"/renders) in `root`. Until
+ * `receiverListening` (or with `receiverPort`) the sender's peer port is 0, which its config
+ * check refuses: a sender started too early fails at once instead of sending nowhere.
+ */
+export async function writeAgentPair(root: string, o: AgentPairOptions = {}): Promise<AgentPair> {
+  const pb = o.receiverPort ?? 0;
+  const host = o.receiverHost ?? '127.0.0.1';
+  const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(root, 'b'), port: pb, extra: o.receiverExtra ?? {} });
+  const aCfg = await writeAgentConfig({
+    name: 'render',
+    dir: path.join(root, 'a'),
+    port: 0,
+    extra: {
+      outboxes: o.outboxes ?? [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], after: o.after ?? 'archive', settleMs: o.settleMs ?? 200 }],
+      peers: [{ name: 'playback', host, port: pb === 0 ? 0 : o.via ? await o.via(pb) : pb }],
+      ...o.senderExtra,
+    },
+  });
+  const receiverListening = async (port: number): Promise<void> => {
+    const b = JSON.parse(await fs.readFile(bCfg, 'utf8')) as { listen: { port: number } };
+    b.listen.port = port;
+    await fs.writeFile(bCfg, JSON.stringify(b, null, 2));
+    const target = o.via ? await o.via(port) : port;
+    const a = JSON.parse(await fs.readFile(aCfg, 'utf8')) as { peers: Array<{ name: string; port: number }> };
+    for (const peer of a.peers) if (peer.name === 'playback') peer.port = target;
+    await fs.writeFile(aCfg, JSON.stringify(a, null, 2));
+  };
+  const outbox = path.join(root, 'a', 'outbox');
+  await fs.mkdir(outbox, { recursive: true });
+  return { root, aCfg, bCfg, receiverListening, outbox, inbox: path.join(root, 'b', 'inbox') };
+}
+
 export async function startAgent(configFile: string, log: Logger = memoryLogger(), opts: { admitWindow?: number } = {}): Promise<Agent> {
   const cfg = await loadConfig(configFile, { createKey: true, log });
   return Agent.start(cfg, { log, ...opts });
@@ -72,7 +145,11 @@ export function cliCommand(): { cmd: string; args: string[] } {
 
 export interface Spawned {
   child: ChildProcess;
+  /** stdout and stderr as they came, interleaved. */
   output: () => string;
+  /** Each stream on its own (where a test checks which one a message goes to). */
+  stdout: () => string;
+  stderr: () => string;
   waitFor: (re: RegExp, timeoutMs?: number) => Promise<void>;
   /** The transfer port, read from the agent's `listening for transfers on HOST:PORT` line (waits for it). */
   transferPort: (timeoutMs?: number) => Promise<number>;
@@ -84,13 +161,24 @@ export interface Spawned {
 /** How long `Spawned.stop` waits for the exit: a hang detector (the agent bounds its own stop at 15 s). */
 const STOP_DEADLINE_MS = MIN_DEADLINE_MS;
 
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid: number; gid: number } | null = null): Spawned {
+/** Starts a process: child_process.spawn, or one inside a network namespace (helpers/netns.ts `(cmd, args, o) => netns.exec(i, cmd, args, o)`). */
+export type Launch = (cmd: string, args: string[], opts: SpawnOptions) => ChildProcess;
+
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid: number; gid: number } | null = null, launch: Launch = spawn): Spawned {
   const { cmd, args: pre } = cliCommand();
   // `as`: run the agent as another (unprivileged) user, e.g. to test what it may not read.
-  const child = spawn(cmd, [...pre, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(as ?? {}) });
+  const child = launch(cmd, [...pre, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(as ?? {}) });
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    stdout += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    out += d.toString();
+    stderr += d.toString();
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const waitFor = (re: RegExp, timeoutMs = 15_000): Promise<void> =>
     waitUntil(() => re.test(out), timeoutMs, () => `waiting for ${re} in agent output:\n${out.slice(-3000)}`);
@@ -103,6 +191,8 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid:
   return {
     child,
     output: () => out,
+    stdout: () => stdout,
+    stderr: () => stderr,
     waitFor,
     transferPort: (timeoutMs) => portFrom(/listening for transfers on \S+:(\d+)/, timeoutMs),
     statusPort: (timeoutMs) => portFrom(/status API and dashboard on http:\/\/\S+:(\d+)\//, timeoutMs),
@@ -206,9 +296,9 @@ export async function writeRandomFile(file: string, size: number): Promise<void>
   }
 }
 
-/** Runs the real CLI to completion: exit code and combined output. */
+/** Runs the real CLI to completion: exit code, combined output (`out`) and each stream on its own. */
 // A hang detector, not a speed check: a CLI command's start alone took over 30 s at load average 80.
-export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
+export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<{ code: number | null; out: string; stdout: string; stderr: string }> {
   const s = spawnCli(args, env);
   let killed = false;
   const code = await new Promise<number | null>((resolve) => {
@@ -223,5 +313,5 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeou
       resolve(c);
     });
   });
-  return { code, out: killed ? `${s.output()}\n[tdxfer ${args.join(' ')}: no exit within ${deadline(timeoutMs)} ms, killed]` : s.output() };
+  return { code, out: killed ? `${s.output()}\n[tdxfer ${args.join(' ')}: no exit within ${deadline(timeoutMs)} ms, killed]` : s.output(), stdout: s.stdout(), stderr: s.stderr() };
 }
