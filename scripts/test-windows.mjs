@@ -59,22 +59,28 @@ export const KNOWN_GAPS = {};
 
 /**
  * Files that pass under wine but cost more lane time than the CI lane's ~8 minutes leave
- * room for: `--ci` leaves them out and prints them, a plain run runs them.
+ * room for: `--ci` leaves them out and prints them, a plain run runs them. Seconds: one
+ * run each under wine at load 20-30 (7 December 2026, after issue #14's cost cuts; at load
+ * 7-10 before them: cli 112-213, jobs 73-104, slots 45-87).
  */
-export const SLOW_UNDER_WINE = {};
+export const SLOW_UNDER_WINE = {
+  'e2e/cli.test.js': 'about 17 CLI processes (zero-config run twice, send, nine error cases, --help of eight commands): 260 s under wine at load 20-30, each node.exe start costs 1-3 s unloaded',
+  'e2e/jobs.test.js': 'POST /send jobs across three kill -9 restarts: 229 s under wine at load 20-30',
+  'security/slots.test.js': 'slot floods (150 connections reopened without pause): 106 s under wine at load 20-30',
+};
 
 /**
  * The longest files under wine, started first (in this order) so that they do not finish
  * last, alone on one of the lane's two workers. Seconds: measured under wine (December 2026).
  */
 export const HEAVY_FIRST = [
-  'limits/accuracy.test.js',
-  'faults/crash.test.js',
+  'limits/accuracy.test.js', // 263 s at load 20-30
   'e2e/cli.test.js',
-  'faults/resume.test.js',
   'e2e/jobs.test.js',
+  'faults/resume.test.js', // 106 s at load 20-30
   'security/slots.test.js',
-  'security/memory.test.js',
+  'faults/crash.test.js', // 96 s at load 20-30
+  'security/memory.test.js', // 66 s at load 20-30
 ];
 
 /** Eligible files not yet seen passing under wine: run by a plain run only. */
