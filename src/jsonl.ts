@@ -6,7 +6,11 @@
  * - readJsonl(): every line parsed; a torn last line (a crash during an append: no final
  *   newline, not valid JSON) is told apart from unreadable lines in the middle.
  * - JsonlWriter: appends run one at a time in call order, each optionally fsynced
- *   (datasync) before its promise resolves; rewrite() replaces the file atomically and
+ *   (datasync) before its promise resolves. Appends called while an earlier write is
+ *   under way are written together, in call order, with one write (and one datasync if
+ *   any of them asked for it) once it ends: the dedupe journal marks every landing
+ *   announced, and one open + write + close per mark was ~3 of the receiver's ~10 file
+ *   calls per small file (issue #12). rewrite() replaces the file atomically and
  *   durably (writeFileAtomic: temp + fsync + rename + folder fsync) with a snapshot of the
  *   journal's state taken when the rewrite runs, so it sees every append queued before it.
  *   Replaying a line twice (appended after the snapshot already held it) changes nothing
@@ -86,12 +90,23 @@ export interface JsonlWriterOptions {
   closedError?: () => Error;
 }
 
+/** Appends written together: their text in call order, lines, whether any asked for a datasync. */
+interface AppendGroup {
+  texts: string[];
+  lines: number;
+  sync: boolean;
+  done: Promise<void>;
+}
+
 export class JsonlWriter {
   readonly file: string;
   readonly #opts: JsonlWriterOptions;
   #fh: fs.FileHandle | null = null;
   #closed = false;
   #chain: Promise<unknown> = Promise.resolve();
+  /** The appends queued but not started yet (see append()). */
+  #group: AppendGroup | null = null;
+  #writes = 0;
   #linesInFile: number;
 
   private constructor(file: string, opts: JsonlWriterOptions) {
@@ -112,6 +127,11 @@ export class JsonlWriter {
     return this.#opts.keepOpen !== false;
   }
 
+  /** Writes made for appends so far (appends written together count once). */
+  get writes(): number {
+    return this.#writes;
+  }
+
   /** Lines in the file as far as this writer knows (after its appends and rewrites). */
   get linesInFile(): number {
     return this.#linesInFile;
@@ -123,18 +143,32 @@ export class JsonlWriter {
    */
   append(values: readonly unknown[], opts: { sync: boolean }): Promise<void> {
     const text = values.map((v) => JSON.stringify(v) + '\n').join('');
-    return this.#queue(async () => {
-      await this.#write(text, opts.sync);
-      this.#linesInFile += values.length;
+    const waiting = this.#group;
+    if (waiting !== null) {
+      // Not started yet: this append joins it (after the ones already in it).
+      waiting.texts.push(text);
+      waiting.lines += values.length;
+      waiting.sync ||= opts.sync;
+      return waiting.done;
+    }
+    const group: AppendGroup = { texts: [text], lines: values.length, sync: opts.sync, done: Promise.resolve() };
+    this.#group = group;
+    group.done = this.#queue(async () => {
+      if (this.#group === group) this.#group = null; // later appends form the next group
+      this.#writes++;
+      await this.#write(group.texts.join(''), group.sync);
+      this.#linesInFile += group.lines;
       const { compactWhen, onCompactError } = this.#opts;
       if (compactWhen?.(this.#linesInFile) === true) {
         await this.#rewrite().catch((err: unknown) => onCompactError?.(err));
       }
     });
+    return group.done;
   }
 
   /** Replaces the file with `snapshot()` (atomic and durable), after the appends queued before. */
   rewrite(): Promise<void> {
+    this.#group = null; // appends from now on are written after the rewrite
     return this.#queue(() => this.#rewrite());
   }
 
@@ -146,6 +180,7 @@ export class JsonlWriter {
   /** Waits for the queued writes and closes the file; later appends reject. */
   close(): Promise<void> {
     this.#closed = true;
+    this.#group = null;
     return this.#queue(async () => {
       const fh = this.#fh;
       this.#fh = null;

@@ -81,6 +81,7 @@ export class AfterBatcher {
       const r = await applyAfter(rec.file, this.deps.journal(), log.child({ component: 'outbox' }), { batch });
       if (r.action === 'changed') log.info(`${rec.file.rel} changed after it was sent: the new version will be sent`);
       else if (r.action === 'archived') log.debug(`archived ${rec.file.rel}`, { to: r.to });
+      if (r.action === 'archived' || r.action === 'deleted') w.afterActionDone(rec.file.rel);
     } catch (err) {
       log.error(`after-action "${rec.file.outbox.after}" failed for ${rec.file.abs}: ${describeError(err)}; the file stays in the outbox and may be sent again`);
     } finally {

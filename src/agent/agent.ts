@@ -17,14 +17,12 @@ import type { AgentConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { describeError, type ReportedCode } from '../errors.js';
 import type { AgentEvents, AgentSnapshot, AgentView, FailureInfo, HealthReport, JobInfo, LimitRequest, PeerInfo, ReceivedInfo, SendRequest } from '../types.js';
-import { Pacer, type LimitsSnapshot } from '../limits/pacer.js';
+import type { Pacer, LimitsSnapshot } from '../limits/pacer.js';
 import { Inbox } from '../inbox/inbox.js';
 import { OutboxWatcher, SentJournal } from '../outbox/index.js';
 import { AfterBatcher } from './after.js';
-import { PeerTable } from '../discovery/table.js';
 import type { Destination } from '../routing.js';
-import { PeerBoard, type DiscoveryState } from './peers.js';
-import type { Announcement } from '../discovery/table.js';
+import type { PeerBoard } from './peers.js';
 import { TransportServer } from '../transport/server.js';
 import { ReceiverSession } from '../transfer/receiver.js';
 import { DestinationQueue, type Job, type JobOutcome } from '../transfer/destination.js';
@@ -35,7 +33,7 @@ import { ProgressThrottle } from '../progress.js';
 import { IncomingBoard } from './incoming.js';
 import { Announcer } from './announce.js';
 import { newDestinationQueue } from './senders.js';
-import { SendSources } from '../transfer/sources.js';
+import type { SendSources } from '../transfer/sources.js';
 import { ensureOutbox, listenForTransfers, logLimits, openInboxes, startLegacyListener } from './receiving.js';
 import { ExplicitJobs } from './explicit.js';
 import { applyLimit, folderHealth, logSent, outboxList, queueCounts } from './view.js';
@@ -43,11 +41,14 @@ import { newJob, type FileRecord } from './dispatch.js';
 import { ADMIT_WINDOW } from './admission.js';
 import { OutboxDispatch } from './outbox-dispatch.js';
 import { systemClock, type Clock } from '../clock.js';
+import { newPacer, newPeerBoard, newSendSources } from './shared.js';
 
 export interface AgentOptions {
   log: Logger;
-  /** The peer board to share with discovery (agent/compose.ts builds it); a fresh one when absent. */
+  /** The peer board to share with discovery (agent/compose.ts builds it, agent/shared.ts); a fresh one when absent. */
   peers?: PeerBoard;
+  /** The bandwidth pacer (compose.ts builds it from the config, agent/shared.ts); a fresh one when absent. */
+  pacer?: Pacer;
   /**
    * Hold `received` announcements until `openAnnouncements()` (compose.ts: once hooks, OSC
    * and the status API listen). Without it they open right after start (next macrotask).
@@ -61,11 +62,17 @@ export interface AgentOptions {
   clock?: Clock;
 }
 
+/**
+ * Everything but the AgentView methods is private: the parts around the agent (discovery,
+ * status API, OSC, hooks) get the shared collaborators from the composition root
+ * (agent/compose.ts, agent/shared.ts), and what is the agent's own (its id, its bound
+ * listen address) through read-only accessors.
+ */
 export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   readonly version = softwareVersion();
   /** The peers: routing table, link reasons, other installations (agent/peers.ts). */
-  readonly peers: PeerBoard;
-  readonly inboxes = new Map<string, Inbox>();
+  private readonly peers: PeerBoard;
+  private readonly inboxes = new Map<string, Inbox>();
   private readonly destinations = new Map<string, DestinationQueue>();
   /** Outbox files → records and jobs through the admission window (agent/outbox-dispatch.ts). */
   private readonly dispatch: OutboxDispatch;
@@ -83,9 +90,9 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   /** Announces landings once, crash or not (agent/announce.ts). */
   private readonly announcer: Announcer;
   /** Bandwidth limits: every sender and receiving connection goes through it. */
-  readonly pacer: Pacer;
+  private readonly pacer: Pacer;
   /** Read buffers, shared reads and eager files of every destination (one budget, transfer/sources.ts). */
-  readonly sources: SendSources;
+  private readonly sources: SendSources;
   /** After-actions of finished files, batched per outbox burst (agent/after.ts). */
   private readonly after: AfterBatcher;
   private server: TransportServer | null = null;
@@ -96,18 +103,21 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
   private receiving = true;
   private readonly startedAt: number;
   private readonly log: Logger;
-  id = '';
-  listenAddress = { host: '', port: 0 };
-  get table(): PeerTable {
-    return this.peers.table;
+  private agentId = '';
+  private listening = { host: '', port: 0 };
+
+  /** This agent's id (dataDir/agent-id), known once started. */
+  get id(): string {
+    return this.agentId;
   }
 
-  get discoveryState(): DiscoveryState {
-    return this.peers.discoveryState;
+  /** Where the transfer listener is bound (listen.port 0: the port the system gave), known once started. */
+  get listenAddress(): { host: string; port: number } {
+    return { ...this.listening };
   }
 
   private constructor(
-    readonly config: AgentConfig,
+    private readonly config: AgentConfig,
     opts: AgentOptions,
   ) {
     super();
@@ -126,13 +136,14 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       busy: (w) => this.dispatch.busy(w.outbox),
       settled: (rec) => this.dispatch.settled(rec),
     });
-    this.peers = opts.peers ?? new PeerBoard(new PeerTable({ now: () => this.clock.now() }), this.clock);
-    this.sources = opts.sources ?? new SendSources({ chunkBytes: config.transfer.chunkBytes, log: opts.log });
+    this.peers = opts.peers ?? newPeerBoard(this.clock);
+    this.sources = opts.sources ?? newSendSources(config, opts.log);
+    this.pacer = opts.pacer ?? newPacer(config);
     this.dispatch = new OutboxDispatch({
       log: this.log,
       ctx: { selfName: config.name, discovery: config.discovery.enabled },
       window: Math.max(1, opts.admitWindow ?? ADMIT_WINDOW),
-      peers: () => this.table.list(),
+      peers: () => this.peers.table.list(),
       journal: () => this.journal!,
       watchers: this.watchers,
       sources: this.sources,
@@ -143,7 +154,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.explicit = new ExplicitJobs({
       log: this.log,
       ctx: { selfName: config.name, discovery: config.discovery.enabled },
-      peers: () => this.table.list(),
+      peers: () => this.peers.table.list(),
       stopping: () => this.stopping,
       jobs: this.jobs,
       recent: this.recent,
@@ -154,9 +165,6 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       now: () => this.clock.now(),
     });
     this.peers.on('peer', (p) => this.emit('peer', p));
-    const peerRates: Record<string, number> = { ...config.transfer.peerMaxBytesPerSecond };
-    for (const p of config.peers) if (p.maxBytesPerSecond) peerRates[p.name] = p.maxBytesPerSecond;
-    this.pacer = new Pacer({ outgoing: config.transfer.maxBytesPerSecond, incoming: config.limits.maxIncomingBytesPerSecond, peers: peerRates });
   }
 
   static async start(config: AgentConfig, opts: AgentOptions): Promise<Agent> {
@@ -186,7 +194,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const cfg = this.config;
     const log = this.log;
     await fs.mkdir(cfg.dataDir, { recursive: true });
-    this.id = await loadAgentId(cfg.dataDir);
+    this.agentId = await loadAgentId(cfg.dataDir);
     if (!cfg.security.encrypt) {
       log.warn('ENCRYPTION IS OFF (security.encrypt=false): file contents cross the network in clear text; peers still authenticate with the installation key');
     }
@@ -218,11 +226,11 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       conn.socket.once('close', () => this.sessions.delete(s));
     });
     this.server = listening.server;
-    this.listenAddress = listening.address;
+    this.listening = listening.address;
     logLimits(this.pacer.snapshot(), log);
-    this.table.setSelf({ id: this.id, name: cfg.name, port: this.listenAddress.port, inboxes: [...this.inboxes.keys()], version: this.version });
-    this.table.setStatic(cfg.peers);
-    this.table.on('change', (p) => this.onPeerChange(p));
+    this.peers.table.setSelf({ id: this.id, name: cfg.name, port: this.listening.port, inboxes: [...this.inboxes.keys()], version: this.version });
+    this.peers.table.setStatic(cfg.peers);
+    this.peers.table.on('change', (p) => this.onPeerChange(p));
 
     this.legacy = await startLegacyListener(cfg, this.inboxes, { log, onReceived: (info, markAnnounced) => this.announcer.announce(info, markAnnounced), incoming: this.incoming, now: () => this.clock.now() });
 
@@ -298,7 +306,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       cfg: this.config,
       log: this.log,
       self: { id: this.id, name: this.config.name, software: this.version },
-      listen: () => this.listenAddress,
+      listen: () => this.listening,
       pacer: this.pacer,
       sources: this.sources,
       peers: this.peers,
@@ -329,15 +337,6 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
 
   // ------------------------------------------------------------------ peers
 
-  /** Discovery heard an agent of another installation (see PeerBoard.noteForeign). */
-  noteForeignPeer(a: Announcement): void {
-    this.peers.noteForeign(a);
-  }
-
-  forgetForeignPeer(instance: string): void {
-    this.peers.forgetForeign(instance);
-  }
-
   private onPeerChange(p: PeerInfo): void {
     if (p.state !== 'up') return;
     for (const q of this.destinations.values()) {
@@ -366,7 +365,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
 
   snapshot(): AgentSnapshot {
     return {
-      agent: { id: this.id, name: this.config.name, version: this.version, listen: `${this.listenAddress.host}:${this.listenAddress.port}`, startedAt: this.startedAt, discovery: this.discoveryState },
+      agent: { id: this.id, name: this.config.name, version: this.version, listen: `${this.listening.host}:${this.listening.port}`, startedAt: this.startedAt, discovery: this.peers.discoveryState },
       peers: this.peers.list(),
       queues: queueCounts(this.destinations.values(), this.dispatch.waitingByDestination()),
       active: [...this.jobs.values()].map((j) => ({ ...j.info })),
@@ -387,13 +386,13 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
 
   async health(): Promise<HealthReport> {
     const { folders, problems } = await folderHealth(this.inboxes.values(), this.config.outboxes, this.watchers);
-    if (this.discoveryState === 'error') problems.push('discovery failed to start (see the log)');
+    if (this.peers.discoveryState === 'error') problems.push('discovery failed to start (see the log)');
     return {
       ok: problems.length === 0 && !this.stopping,
       uptimeSeconds: Math.round((this.clock.now() - this.startedAt) / 1000),
       version: this.version,
-      listen: `${this.listenAddress.host}:${this.listenAddress.port}`,
-      discovery: this.discoveryState,
+      listen: `${this.listening.host}:${this.listening.port}`,
+      discovery: this.peers.discoveryState,
       folders,
       problems,
     };

@@ -3,11 +3,12 @@
  * in order, and tears them down in reverse (agent/lifecycle.ts). The CLI (`tdxfer run`)
  * only loads the config and calls `composeAgent()`.
  *
- *   peer board → agent (inboxes, listeners, outboxes, senders) → onReceive hooks → OSC
- *   → status API → discovery
+ *   shared parts (clock, peer board, send sources, pacer: agent/shared.ts) → agent (inboxes,
+ *   listeners, outboxes, senders) → onReceive hooks → OSC → status API → discovery
  *
- * Each part gets its collaborators (logger, view, peer board) instead of building them,
- * so each can be started alone in a test. Stopping: the agent's receivers stop taking
+ * Each part gets its collaborators (logger, clock, view, peer board) from here instead of
+ * building them or reaching into the agent for them, so each can be started alone in a
+ * test; the agent itself is seen only as its AgentView plus its id and bound address. Stopping: the agent's receivers stop taking
  * new files first (files being landed are still announced by OSC and the status API),
  * then discovery, status, OSC and hooks go, then the agent itself.
  */
@@ -16,16 +17,15 @@ import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
 import { Agent } from './agent.js';
 import type { AgentView, ReceivedInfo } from '../types.js';
-import { PeerBoard } from './peers.js';
-import { PeerTable } from '../discovery/table.js';
+import { newSharedParts, type SharedParts } from './shared.js';
 import { Lifecycle, type Part, type Stop } from './lifecycle.js';
 import { startDiscovery } from './discovery-link.js';
 import { StatusServer } from '../status/server.js';
 import { startActivitySummary } from '../log-summary.js';
 import { OscNotifier } from '../osc/notifier.js';
 import { hookEnv, runHook } from '../hooks.js';
-import { SendSources } from '../transfer/sources.js';
-import { systemClock, type Clock } from '../clock.js';
+import { softwareVersion } from './identity.js';
+import type { Clock } from '../clock.js';
 
 /**
  * The graceful budget of a whole stop. `tdxfer run`'s hard-exit timer (HARD_EXIT_MS)
@@ -46,6 +46,8 @@ export interface ComposeOptions {
 
 export interface ComposedAgent {
   agent: Agent;
+  /** The collaborators built here and shared by the parts (the same instances the agent and discovery use). */
+  shared: SharedParts;
   /** Stops everything in reverse within about `graceMs`. Idempotent. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -53,15 +55,13 @@ export interface ComposedAgent {
 /** Starts the agent and everything around it; on a failure stops what started and rethrows. */
 export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Promise<ComposedAgent> {
   const { log } = opts;
-  const clock = opts.clock ?? systemClock;
-  const board = new PeerBoard(new PeerTable({ now: () => clock.now() }), clock);
+  const shared = newSharedParts(cfg, log, opts.clock);
+  const { clock } = shared;
   // Landings (also those a crash left unannounced) are announced once hooks, OSC and the status API listen.
-  // One budget of read buffers and small files for every destination (issue #19): memory does not grow with the peers.
-  const sources = new SendSources({ chunkBytes: cfg.transfer.chunkBytes, log: log.child({ component: 'sender' }) });
-  const agent = await Agent.start(cfg, { log, peers: board, holdAnnouncements: true, sources, clock });
+  const agent = await Agent.start(cfg, { log, holdAnnouncements: true, clock, peers: shared.peers, sources: shared.sources, pacer: shared.pacer });
   let companions: Lifecycle;
   try {
-    companions = await startCompanionParts(agent, cfg, log, { clock, ...(opts.onStop ? { onStop: opts.onStop } : {}) });
+    companions = await startCompanionParts(agent, shared, cfg, log, opts.onStop ? { onStop: opts.onStop } : {});
   } catch (err) {
     await agent.stop();
     throw err;
@@ -70,6 +70,7 @@ export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Prom
   let stopped: Promise<void> | null = null;
   return {
     agent,
+    shared,
     stop: (graceMs = GRACE_MS) =>
       (stopped ??= (async () => {
         // One budget for the whole stop: what the receivers use is not left for the senders.
@@ -86,18 +87,26 @@ export async function composeAgent(cfg: AgentConfig, opts: ComposeOptions): Prom
 export interface CompanionOptions {
   /** POST /stop on the status API: stop this process gracefully (`tdxfer stop`). */
   onStop?: (reason: string) => void;
-  /** Drives discovery's schedules and the peer table's liveness tick (default systemClock). */
-  clock?: Clock;
 }
 
-/** The parts around an agent (hooks, OSC, status API, discovery), started in that order. */
-export async function startCompanionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: CompanionOptions = {}): Promise<Lifecycle> {
+/**
+ * What the parts around the agent see of it: its AgentView, and for discovery its id and
+ * bound transfer address (known once it started).
+ */
+export type ComposedView = AgentView & { readonly id: string; readonly listenAddress: { host: string; port: number } };
+
+/**
+ * The parts around an agent (hooks, OSC, status API, discovery), started in that order.
+ * `shared` must be what the agent was started with (discovery feeds its peer board; the clock drives discovery's schedules).
+ */
+export async function startCompanionParts(agent: ComposedView, shared: SharedParts, cfg: AgentConfig, log: Logger, opts: CompanionOptions = {}): Promise<Lifecycle> {
   const lc = new Lifecycle(log);
-  await lc.startAll(companionParts(agent, cfg, log, opts));
+  await lc.startAll(companionParts(agent, shared, cfg, log, opts));
   return lc;
 }
 
-function companionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: CompanionOptions): Part[] {
+function companionParts(agent: ComposedView, shared: SharedParts, cfg: AgentConfig, log: Logger, opts: CompanionOptions): Part[] {
+  const version = softwareVersion();
   const parts: Part[] = [{ name: 'onReceive hooks', start: () => startHooks(agent, cfg, log.child({ component: 'hook' })) }];
   // At log.level warn/error: a once-a-minute activity line per direction (src/log-summary.ts).
   parts.push({ name: 'activity summary', start: () => startActivitySummary(agent, log, cfg.log.level) });
@@ -116,7 +125,7 @@ function companionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: Compa
     parts.push({
       name: 'status API',
       start: async () => {
-        const status = new StatusServer(agent, { host: cfg.status.host, port: cfg.status.port, token: cfg.status.token, log: log.child({ component: 'status' }), version: agent.version, ...(opts.onStop ? { onStop: opts.onStop } : {}) });
+        const status = new StatusServer(agent, { host: cfg.status.host, port: cfg.status.port, token: cfg.status.token, log: log.child({ component: 'status' }), version, sse: { clock: shared.clock }, ...(opts.onStop ? { onStop: opts.onStop } : {}) });
         const a = await status.start();
         log.info(`status API and dashboard on http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/${cfg.status.token ? ' (token required)' : ''}`);
         return () => status.stop();
@@ -127,7 +136,7 @@ function companionParts(agent: Agent, cfg: AgentConfig, log: Logger, opts: Compa
     parts.push({
       name: 'discovery',
       start: () =>
-        startDiscovery(agent.peers, { id: agent.id, version: agent.version, port: agent.listenAddress.port, inboxes: [...agent.inboxes.keys()] }, cfg, log.child({ component: 'discovery' }), opts.clock),
+        startDiscovery(shared.peers, { id: agent.id, version, port: agent.listenAddress.port, inboxes: cfg.inboxes.map((i) => i.name) }, cfg, log.child({ component: 'discovery' }), shared.clock),
     });
   }
   return parts;

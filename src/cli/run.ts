@@ -9,12 +9,14 @@ import { ConfigError, describeError, isEnvironmentProblem } from '../errors.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { GRACE_MS, HARD_EXIT_MS, composeAgent, type ComposedAgent } from '../agent/compose.js';
 import { hookProblems, realLookup } from '../hook-check.js';
+import { tuneAgentHeap } from '../heap-tuning.js';
 
 export interface RunArgs {
   config?: string | undefined;
 }
 
 export async function runAgent(args: RunArgs): Promise<number> {
+  tuneAgentHeap(); // a small footprint for a long-running agent (heap-tuning.ts)
   const file = resolveConfigPath(args.config, process.env);
   const bootLog = createLogger({ level: 'info' });
   let cfg;

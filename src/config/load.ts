@@ -1,29 +1,38 @@
 /**
- * Loading: conf reads and validates the file (read-only use: no `defaults`, no
- * migrations, no watch, so it never writes), then defaults are applied (resolve.ts),
+ * Loading: conf reads the file (read-only use: no `defaults`, no migrations, no watch, no
+ * schema, so it never writes and compiles nothing), our `deserialize` parses it with
+ * messages that name line and column and brings it up to the current version (migrate.ts);
+ * then the schema (schema.ts) is checked by its compiled form, validate.gen.ts, generated at
+ * build time by scripts/gen-config-validator.ts; then defaults are applied (resolve.ts),
  * cross-field rules checked (checks.ts) and the key obtained (key.ts).
  *
+ * Why the schema is not handed to conf (issue #12): conf compiles it with ajv on every start,
+ * ~0.17 s of CPU paid by each one-shot `tdxfer send`; the compiled validator gives the same
+ * verdicts and the verbose ajv errors our messages are made from (test/config/validate-gen).
+ *
  * conf facts relied on (conf 15.1, dist/source/index.js):
+ * - without `schema`, `rootSchema` and `ajvOptions` it builds no validator;
  * - the constructor writes the file only when `defaults` (or migrations) add something,
  *   and `_watch()` writes an empty store when the file is missing: we pass neither;
- * - a missing file makes `store` mkdir the folder and return {}: we stat first;
- * - schema failures throw a plain Error 'Config schema violation: …' without the ajv
- *   error objects: we re-run the same schema with our own ajv (verbose) for messages.
+ * - a missing file makes `store` mkdir the folder and return {}: we stat first.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import Conf from 'conf';
 import { migrateConfig } from './migrate.js';
-import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { ErrorObject } from 'ajv/dist/2020.js';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { AgentConfig } from './types.js';
-import { configSchema, rootSchema, topLevelProperties, type RawConfig } from './schema.js';
+import type { RawConfig } from './schema.js';
 import { ConfigErrors, translateSchemaErrors } from './messages.js';
 import { resolveConfig, type KeySpec, type UnkeyedConfig } from './resolve.js';
 import { crossFieldChecks } from './checks.js';
 import { obtainKey } from './key.js';
+import { validate as generatedValidate } from './validate.gen.js';
+
+/** The compiled schema (ajv standalone code, options in ajv-options.ts: allErrors, verbose). */
+const validateSchema = generatedValidate as unknown as ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };
 
 export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
@@ -42,12 +51,8 @@ export function resolveConfigPath(cliValue?: string, env: NodeJS.ProcessEnv = pr
   return v !== undefined && v.trim() !== '' ? path.resolve(v) : null;
 }
 
-const AJV_OPTIONS = { allErrors: true, useDefaults: false, allowUnionTypes: true, strict: true } as const;
-
-let detailValidator: ReturnType<Ajv2020['compile']> | undefined;
 function schemaErrors(data: unknown): ErrorObject[] {
-  detailValidator ??= new Ajv2020({ ...AJV_OPTIONS, verbose: true }).compile(configSchema);
-  return detailValidator(data) ? [] : [...(detailValidator.errors ?? [])];
+  return validateSchema(data) ? [] : [...(validateSchema.errors ?? [])];
 }
 
 /** JSON.parse with errors that name line and column, show the line, and hint at the usual mistakes. */
@@ -95,34 +100,27 @@ export async function readConfigFile(file: string): Promise<RawConfig> {
 
   const ext = path.extname(file);
   let conf: Conf<Record<string, unknown>>;
+  let parsed: unknown; // what the file holds, before conf makes a store object of it (an array would become {0: …})
   try {
     conf = new Conf<Record<string, unknown>>({
       cwd: path.dirname(file),
       configName: ext === '' ? path.basename(file) : path.basename(file, ext),
       fileExtension: ext === '' ? '' : ext.slice(1),
-      schema: topLevelProperties as never,
-      rootSchema: rootSchema as never,
-      ajvOptions: AJV_OPTIONS,
       clearInvalidConfig: false,
       watch: false,
       accessPropertiesByDotNotation: false,
-      deserialize: (text: string) => migrateConfig(parseJsonText(text, make), make) as Record<string, unknown>,
+      deserialize: (text: string) => (parsed = migrateConfig(parseJsonText(text, make), make)) as Record<string, unknown>,
     });
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    const message = err instanceof Error ? err.message : String(err);
-    if (message.startsWith('Config schema violation')) {
-      const data = migrateConfig(parseJsonText(await fs.readFile(file, 'utf8'), make), make);
-      const errors = schemaErrors(data);
-      if (errors.length > 0) throw translateSchemaErrors(errors, data, make);
-      throw make.fileError(message, err);
-    }
     const code = (err as NodeJS.ErrnoException).code;
-    throw make.fileError(`cannot read the file (${code ?? message}).`, err);
+    throw make.fileError(`cannot read the file (${code ?? (err instanceof Error ? err.message : String(err))}).`, err);
   }
   if (path.resolve(conf.path) !== path.resolve(file)) {
     throw new Error(`conf resolved ${conf.path} instead of ${file}`);
   }
+  const errors = schemaErrors(parsed);
+  if (errors.length > 0) throw translateSchemaErrors(errors, parsed, make);
   return structuredClone(conf.store) as RawConfig;
 }
 

@@ -17,7 +17,7 @@ import { InboxError } from './errors.js';
 import { folderProblem, formatBytes, freeBytes, mkdirp, realpathLong } from '../fsutil.js';
 import { IncomingFileImpl, type IncomingFile } from './incoming.js';
 import { Journal } from './journal.js';
-import { checkConfined, findExisting, Lander, newLandIndex, type LandIndex } from './land.js';
+import { ConfinedFolder, findExisting, Lander, newLandIndex, type LandIndex } from './land.js';
 import type { DirOps } from './dirindex.js';
 import { chooseStaging, FALLBACK_DIRNAME, Staging } from './staging.js';
 import { FreeSpace } from './space.js';
@@ -105,7 +105,8 @@ export class Inbox {
   readonly #real: string;
   readonly #staging: Staging;
   /** The staging folder's real path at open: checked again before each file is started. */
-  readonly #stagingReal: string;
+  /** The staging folder and the inbox, checked before each file (land-path.ts ConfinedFolder). */
+  readonly #confined: ConfinedFolder[];
   readonly #journal: Journal;
   readonly #maxFileBytes: number;
   readonly #reserveBytes: number;
@@ -149,7 +150,10 @@ export class Inbox {
     this.#log = a.log;
     this.#real = a.real;
     this.#staging = a.staging;
-    this.#stagingReal = a.stagingReal;
+    this.#confined = [
+      new ConfinedFolder(this.name, 'staging folder', [a.staging.dir], a.stagingReal),
+      new ConfinedFolder(this.name, 'inbox folder', [this.path, a.real], a.real),
+    ];
     this.#journal = a.journal;
     this.#maxFileBytes = a.maxFileBytes;
     this.#reserveBytes = a.reserveBytes;
@@ -297,8 +301,7 @@ export class Inbox {
     const staging = this.#staging;
     // Staging or inbox swapped for a link while we run: refuse before writing a byte (issue #10 item 7).
     try {
-      await checkConfined(this.name, 'staging folder', [staging.dir], this.#stagingReal);
-      await checkConfined(this.name, 'inbox folder', [this.path, this.#real], this.#real);
+      for (const c of this.#confined) await c.check();
     } catch (err) {
       this.#log.error(err instanceof Error ? err.message : String(err));
       throw err;

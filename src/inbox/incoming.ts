@@ -4,7 +4,7 @@
  */
 import { hashLabel, type FileHash, type HashAlg } from '../hash.js';
 import type fs from 'node:fs/promises';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { GatherWriter } from './gather-writer.js';
 import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
@@ -48,7 +48,14 @@ export interface IncomingFile {
   readonly prefixDigest: string | null;
   /** `prefixDigest` when `hash` is SHA-256, else null. */
   readonly prefixSha256: string | null;
+  /** The next bytes; resolves once they were taken (backpressure), rejects on failure. */
   write(chunk: Buffer): Promise<void>;
+  /**
+   * write() without a promise per chunk (the receiver's hot path, issue #12): returns
+   * nothing when the bytes were taken at once (copied into the file's write buffer), else
+   * a promise to wait for. Calls follow one another (wait for a returned promise first).
+   */
+  append(chunk: Buffer): void | Promise<void>;
   /** All the bytes at once (nothing written before): an eager file held in memory. */
   writeWhole(chunks: readonly Buffer[]): Promise<void>;
   readonly received: number;
@@ -96,30 +103,7 @@ export interface IncomingInit {
   via?: 'tdxfer' | 'legacy' | undefined;
 }
 
-/**
- * Write-behind: write() returns at once while fewer than HIGH_WATER_MARK bytes wait for
- * the disk, else waits until at most LOW_WATER_MARK do. One write runs at a time (in the
- * thread pool) and takes everything queued behind it, so resuming at the low mark (not
- * at 'drain', when the queue is empty) keeps that thread busy: with a plain 1 MiB
- * high-water mark every 1 MiB ended in a full drain and the disk thread idled until the
- * channel refilled it. Kept small: the network's chunks stay alive until written.
- */
-const HIGH_WATER_MARK = 2 << 20;
-const LOW_WATER_MARK = 1 << 20;
-
 type State = 'open' | 'committing' | 'done';
-
-/**
- * Flush and end the write stream. Not `stream.finished()`: with autoClose=false (we
- * fsync and close the handle ourselves) the stream never emits 'close', which
- * `finished()` waits for.
- */
-function endStream(stream: WriteStream): Promise<void> {
-  if (stream.destroyed) return Promise.reject(stream.errored ?? new Error('the file stream was destroyed'));
-  return new Promise((resolve, reject) => {
-    stream.end((err?: Error | null) => (err ? reject(err) : resolve()));
-  });
-}
 
 export class IncomingFileImpl implements IncomingFile {
   readonly rel: string;
@@ -131,15 +115,7 @@ export class IncomingFileImpl implements IncomingFile {
   #ctx: IncomingContext;
   #init: IncomingInit;
   /** Created on the first streamed write; a file written whole (writeWhole) never needs one. */
-  #streamOrNull: WriteStream | null = null;
-  /** Bytes given to #stream whose write has not called back yet. */
-  #unwritten = 0;
-  #onWritten: (() => void) | null = null;
-  readonly #written = (): void => {
-    this.#unwritten -= this.#chunkLengths.shift() ?? 0;
-    if (this.#onWritten && this.#unwritten <= LOW_WATER_MARK) this.#onWritten();
-  };
-  readonly #chunkLengths: number[] = [];
+  #writerOrNull: GatherWriter | null = null;
   #state: State = 'open';
   #failure: InboxError | null = null;
   #released = false;
@@ -155,21 +131,16 @@ export class IncomingFileImpl implements IncomingFile {
     this.#received = init.offset;
   }
 
-  get #stream(): WriteStream {
-    if (this.#streamOrNull) return this.#streamOrNull;
-    const init = this.#init;
-    // A stream on the numeric fd, not `handle.createWriteStream()`: a FileHandle stream
-    // holds a reference that makes `handle.close()` wait until the stream closes, and we
-    // need the handle open after the stream ends to fsync it.
-    const stream = createWriteStream(this.#ctx.staging.dataPath(init.id), {
-      fd: init.handle.fd,
-      start: this.#received,
-      highWaterMark: HIGH_WATER_MARK,
-      autoClose: false,
-    });
-    stream.on('error', (err) => void this.#fail(this.#mapIoError(err, 'writing'), true));
-    this.#streamOrNull = stream;
-    return stream;
+  get #writer(): GatherWriter {
+    if (this.#writerOrNull) return this.#writerOrNull;
+    const hash = this.#init.hash;
+    this.#writerOrNull = new GatherWriter(
+      this.#init.handle.fd,
+      this.#received,
+      (bytes) => hash.update(bytes),
+      (err) => void this.#fail(this.#mapIoError(err, 'writing'), true),
+    );
+    return this.#writerOrNull;
   }
 
   get received(): number {
@@ -199,8 +170,13 @@ export class IncomingFileImpl implements IncomingFile {
    * could let that write hit another file that reuses the fd number.
    */
   async #closeHandle(): Promise<void> {
-    const stream = this.#streamOrNull;
-    if (stream && !stream.destroyed && !stream.writableFinished) await endStream(stream).catch(() => undefined); // aborting: the staged bytes are kept for resume whatever the close says
+    const writer = this.#writerOrNull;
+    if (writer) {
+      // What was accepted reaches the file (a resume continues right after it), unless it failed.
+      if (this.#failure) await writer.settled();
+      else await writer.drain().catch(() => undefined); // aborting: the staged bytes are kept for resume whatever the write says
+      writer.release();
+    }
     await this.#init.handle.close().catch(() => undefined); // same
   }
 
@@ -219,10 +195,14 @@ export class IncomingFileImpl implements IncomingFile {
     return this.#failure ?? new InboxError('CLOSED', `The transfer of ${this.#where} is already finished or aborted; begin it again`);
   }
 
+  /** True when `n` more bytes stay within the announced size and the size limit. */
+  #fits(n: number): boolean {
+    return this.#received + n <= (this.#init.size ?? this.#ctx.maxFileBytes);
+  }
+
   /** Fails the file (TOO_LARGE, partial deleted) when `n` more bytes would pass its announced size or the size limit. */
   async #checkRoom(n: number): Promise<void> {
-    const limit = this.#init.size ?? this.#ctx.maxFileBytes;
-    if (this.#received + n <= limit) return;
+    if (this.#fits(n)) return;
     const err = new InboxError(
       'TOO_LARGE',
       this.#init.size !== null
@@ -234,29 +214,18 @@ export class IncomingFileImpl implements IncomingFile {
   }
 
   async write(chunk: Buffer): Promise<void> {
-    if (this.#state !== 'open' || this.#failure) throw this.#unusable();
-    await this.#checkRoom(chunk.length);
-    const stream = this.#stream; // created here on the first write, starting at #received
-    this.#init.hash.update(chunk);
+    await this.append(chunk);
+  }
+
+  append(chunk: Buffer): void | Promise<void> {
+    if (this.#state !== 'open' || this.#failure) return Promise.reject(this.#unusable());
+    if (!this.#fits(chunk.length)) return this.#checkRoom(chunk.length);
+    const writer = this.#writer; // created on the first write, starting at #received
     this.#received += chunk.length;
-    this.#unwritten += chunk.length;
-    this.#chunkLengths.push(chunk.length);
-    if (stream.write(chunk, this.#written) || this.#unwritten <= LOW_WATER_MARK) return;
-    await new Promise<void>((resolve, reject) => {
-      const done = (): void => {
-        this.#onWritten = null;
-        this.#stream.off('close', done);
-        this.#stream.off('error', done);
-        if (this.#failure) reject(this.#failure);
-        else resolve();
-      };
-      this.#onWritten = done;
-      this.#stream.on('close', done);
-      // With autoClose=false the stream is not destroyed on error (autoDestroy follows
-      // autoClose), so neither 'drain' nor 'close' ever comes after ENOSPC: wait for
-      // 'error' too. The constructor's listener runs first and has set #failure.
-      this.#stream.on('error', done);
-      if (this.#failure) done();
+    const taken = writer.write(chunk);
+    if (taken === undefined) return;
+    return taken.catch((err: unknown) => {
+      throw this.#failure ?? this.#mapIoError(err, 'writing');
     });
   }
 
@@ -266,7 +235,7 @@ export class IncomingFileImpl implements IncomingFile {
    */
   async writeWhole(chunks: readonly Buffer[]): Promise<void> {
     if (this.#state !== 'open' || this.#failure) throw this.#unusable();
-    if (this.#streamOrNull || this.#received !== this.offset) throw new Error('writeWhole() after write()');
+    if (this.#writerOrNull || this.#received !== this.offset) throw new Error('writeWhole() after write()');
     await this.#checkRoom(chunks.reduce((n, c) => n + c.length, 0));
     for (const c of chunks) this.#init.hash.update(c);
     try {
@@ -294,7 +263,11 @@ export class IncomingFileImpl implements IncomingFile {
     const { id, size, source } = this.#init;
     const staging = this.#ctx.staging;
     try {
-      if (this.#streamOrNull) await endStream(this.#streamOrNull);
+      const writer = this.#writerOrNull;
+      if (writer) {
+        await writer.drain();
+        writer.release();
+      }
       await this.#init.handle.sync();
       await this.#init.handle.close();
     } catch (err) {

@@ -44,6 +44,46 @@ export async function checkConfined(inboxName: string, what: string, paths: stri
   }
 }
 
+/**
+ * A folder that must keep resolving to `expectedReal` (the inbox, its staging folder),
+ * checked before every file: the first check resolves each path with realpath
+ * (checkConfined) and remembers the folder's identity (device and inode); later checks
+ * stat each path (one call, following links) and resolve real paths again only when the
+ * identity differs. A path whose stat shows the remembered folder leads to that very
+ * folder, wherever a link on the way points; a folder swapped for a link to another one,
+ * or removed and made again, shows another identity and gets the full check (and its
+ * refusal). realpath costs an lstat per path component: three of them per incoming file
+ * were the receiver's largest single cost in the 20,000-file backlog (issue #12).
+ */
+export class ConfinedFolder {
+  #id: { dev: bigint; ino: bigint } | null = null;
+
+  constructor(
+    private readonly inboxName: string,
+    private readonly what: string,
+    paths: string[],
+    private readonly expectedReal: string,
+  ) {
+    this.paths = [...new Set(paths)];
+  }
+
+  private readonly paths: string[];
+
+  async check(): Promise<void> {
+    const id = this.#id;
+    if (id !== null) {
+      const same = await Promise.all(this.paths.map((p) => fs.stat(p, { bigint: true }).then((st) => st.isDirectory() && st.dev === id.dev && st.ino === id.ino, () => false)));
+      if (same.every(Boolean)) return;
+      this.#id = null;
+    }
+    // Identity taken before and after the full check: a swap in between is not remembered.
+    const before = await fs.stat(this.expectedReal, { bigint: true }).catch(() => null);
+    await checkConfined(this.inboxName, this.what, this.paths, this.expectedReal);
+    const after = await fs.stat(this.expectedReal, { bigint: true }).catch(() => null);
+    if (before && after && before.isDirectory() && before.dev === after.dev && before.ino === after.ino) this.#id = { dev: after.dev, ino: after.ino };
+  }
+}
+
 function outside(inboxName: string, rel: string, real: string): InboxError {
   return new InboxError(
     'BAD_NAME',

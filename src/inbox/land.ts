@@ -31,10 +31,10 @@ import { errCode, fsyncDir, renameWithRetry, retryTransient } from '../fsutil.js
 import type { Journal, LandedRecord } from './journal.js';
 import { HeldTargets, heldTooLong } from './held.js';
 import { applyPlan, planLanding, type Listing, type LandPlan } from './land-plan.js';
-import { checkConfined, newLandIndex, resolveParent, type LandIndex, type Parent } from './land-path.js';
+import { ConfinedFolder, newLandIndex, resolveParent, type LandIndex, type Parent } from './land-path.js';
 
 export { Listing, applyPlan, planLanding, type LandPlan } from './land-plan.js';
-export { checkConfined, findExisting, newLandIndex, resolveParent, type LandIndex } from './land-path.js';
+export { ConfinedFolder, checkConfined, findExisting, newLandIndex, resolveParent, type LandIndex } from './land-path.js';
 
 /** The inbox a lander works in. */
 export interface LandTarget {
@@ -101,6 +101,7 @@ export class Lander {
   #running = false;
   readonly #index: LandIndex;
   readonly #now: () => number;
+  readonly #confined: ConfinedFolder;
   /** Targets held open by another program (once-per-episode log line, status, bounded wait). */
   readonly held: HeldTargets;
 
@@ -130,6 +131,7 @@ export class Lander {
     this.#index = target.index ?? newLandIndex();
     this.held = target.held ?? new HeldTargets();
     this.#now = target.now ?? Date.now;
+    this.#confined = new ConfinedFolder(target.inboxName, 'inbox folder', [target.inboxPath, target.inboxReal], target.inboxReal);
   }
 
   /** Resolves once the file is visible under its final name and durable (or was skipped). */
@@ -161,7 +163,7 @@ export class Lander {
     try {
       // The inbox swapped for a symlink (or junction) while we run must not make us write
       // outside it (issue #10 item 7): its real path is checked again before every batch.
-      await checkConfined(t.inboxName, 'inbox folder', [t.inboxPath, t.inboxReal], t.inboxReal);
+      await this.#confined.check();
     } catch (err) {
       t.log.error(describeErr(err));
       for (const w of batch) w.reject(err);
@@ -169,8 +171,9 @@ export class Lander {
     }
     const parents = new Map<string, Promise<Parent>>();
     // First every name is looked up (checked on disk), then all are planned: a lookup
-    // never sees a name planned earlier in the batch but not renamed yet.
-    const looked: Array<{ w: Waiting; parent: Parent; entries: Listing; name: string }> = [];
+    // never sees a name planned earlier in the batch but not renamed yet. The names of one
+    // folder are looked up together (one stat of the folder for the batch, not one per file).
+    const groups = new Map<string, { parent: Parent; files: Array<{ w: Waiting; name: string }> }>();
     for (const w of batch) {
       try {
         const parts = w.item.parts;
@@ -181,10 +184,23 @@ export class Lander {
           parents.set(key, p);
         }
         const parent = await p;
-        const name = parts[parts.length - 1]!;
-        looked.push({ w, parent, name, entries: await index.lookup(parent.real, [name]) });
+        let g = groups.get(key);
+        if (!g) {
+          g = { parent, files: [] };
+          groups.set(key, g);
+        }
+        g.files.push({ w, name: parts[parts.length - 1]! });
       } catch (err) {
         w.reject(err);
+      }
+    }
+    const looked: Array<{ w: Waiting; parent: Parent; entries: Listing; name: string }> = [];
+    for (const { parent, files } of groups.values()) {
+      try {
+        const entries = await index.lookup(parent.real, files.map((f) => f.name));
+        for (const { w, name } of files) looked.push({ w, parent, name, entries });
+      } catch (err) {
+        for (const { w } of files) w.reject(err);
       }
     }
     const planned: Planned[] = [];

@@ -170,6 +170,19 @@ export class SettleTracker {
   }
 
   /**
+   * The agent moved or deleted the released version of `rel` itself (after-action): the
+   * entry is dropped unless something newer was seen meanwhile (pending or touched, kept).
+   * Its own unlink event then needs no stat to be told apart. True when dropped.
+   */
+  forgetReleased(rel: string): boolean {
+    const e = this.entries.get(rel);
+    if (!e || !e.released || e.pending !== null || e.touched) return false;
+    this.entries.delete(rel);
+    this.active.delete(rel);
+    return true;
+  }
+
+  /**
    * `rel` no longer exists (unlink, or stat said ENOENT/not a file). Returns true when
    * the agent should hear about it: it was pending, touched, or emitted and not released.
    */

@@ -155,6 +155,18 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     this.tracker.release(rel);
   }
 
+  /**
+   * The after-action moved or deleted the released version of `rel` (see release): it is
+   * forgotten now, unless a newer version was seen meanwhile, so the unlink event of that
+   * move costs no stat (issue #12: one file call less per sent file).
+   */
+  afterActionDone(rel: string): void {
+    if (this.tracker.forgetReleased(rel)) {
+      this.access.forget(rel);
+      this.busyUntil.delete(rel);
+    }
+  }
+
   // ---- events from the supervised chokidar watch --------------------------------
 
   private onFile(p: string, st: Stats | undefined): string | null {

@@ -25,7 +25,7 @@ import { AgentMetrics } from './metrics.js';
 import { dashboardHtml, dashboardScript } from './page.js';
 import { presentJob, presentSnapshot } from './present.js';
 import { parseLimitRequest } from './limits.js';
-import { SseHub } from './sse.js';
+import { SseHub, type SseOptions } from './sse.js';
 
 export interface StatusServerOptions {
   host: string;
@@ -35,8 +35,8 @@ export interface StatusServerOptions {
   version: string;
   /** Largest accepted request body, bytes (default 64 KiB). */
   maxBodyBytes?: number;
-  /** SSE tuning, for tests. */
-  sse?: { heartbeatMs?: number; progressIntervalMs?: number; maxBufferBytes?: number };
+  /** The event stream's timings (tests tune them) and its progress throttle's clock (the composition root's). */
+  sse?: Omit<SseOptions, 'log'>;
   /** Include prom-client's default process metrics (default true). */
   defaultMetrics?: boolean;
   /**

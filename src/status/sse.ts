@@ -3,8 +3,9 @@
  *
  * Invariants:
  * - Progress is coalesced per job: at most one `progress` event per job per
- *   `progressIntervalMs`, always carrying the latest numbers; a `job` event for that job
- *   supersedes (drops) its pending progress so no stale progress follows a state change.
+ *   `progressIntervalMs`, always carrying the latest numbers (ProgressThrottle's trailing
+ *   edge, src/progress.ts); a `job` event for that job supersedes (drops) its pending
+ *   progress so no stale progress follows a state change.
  * - Memory per client is bounded: a client whose unsent backlog (`writableLength`)
  *   exceeds `maxBufferBytes` is disconnected (EventSource reconnects on its own).
  * - Clients that go away are removed on `close`.
@@ -13,12 +14,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AgentEvents, AgentView, JobInfo } from '../types.js';
 import type { Logger } from '../log.js';
 import { presentIncoming, presentJob } from './present.js';
+import { ProgressThrottle } from '../progress.js';
+import { systemClock, type Clock } from '../clock.js';
 
 export interface SseOptions {
   log: Logger;
   heartbeatMs?: number;
   progressIntervalMs?: number;
   maxBufferBytes?: number;
+  /** The progress throttle's clock (default systemClock). */
+  clock?: Clock;
 }
 
 /** Held targets reach clients through /status (`held`), not as an SSE event. */
@@ -26,11 +31,9 @@ type EventName = Exclude<keyof AgentEvents, 'held'>;
 
 export class SseHub {
   private readonly clients = new Set<ServerResponse>();
-  private readonly lastProgressAt = new Map<string, number>();
-  private readonly pendingProgress = new Map<string, { job: JobInfo; timer: NodeJS.Timeout }>();
+  private readonly progress: ProgressThrottle<JobInfo>;
   private heartbeat: NodeJS.Timeout | null = null;
   private readonly heartbeatMs: number;
-  private readonly progressIntervalMs: number;
   private readonly maxBufferBytes: number;
   private readonly log: Logger;
   private readonly listeners: { [K in EventName]: (...args: AgentEvents[K]) => void };
@@ -41,15 +44,18 @@ export class SseHub {
   ) {
     this.log = opts.log;
     this.heartbeatMs = opts.heartbeatMs ?? 15_000;
-    this.progressIntervalMs = opts.progressIntervalMs ?? 100;
+    this.progress = new ProgressThrottle<JobInfo>(opts.progressIntervalMs ?? 100, {
+      clock: opts.clock ?? systemClock,
+      deliver: (_id, job) => this.broadcast('progress', presentJob(job)),
+    });
     this.maxBufferBytes = opts.maxBufferBytes ?? 256 * 1024;
     this.listeners = {
       job: (job) => {
-        this.dropPending(job.id);
-        if (job.state === 'done' || job.state === 'failed') this.lastProgressAt.delete(job.id);
+        if (job.state === 'done' || job.state === 'failed') this.progress.forget(job.id);
+        else this.progress.drop(job.id);
         this.broadcast('job', presentJob(job));
       },
-      progress: (job) => this.onProgress(job),
+      progress: (job) => this.progress.offer(job.id, job),
       peer: (peer) => this.broadcast('peer', peer),
       received: (r) => this.broadcast('received', r),
       failure: (f) => this.broadcast('failure', f),
@@ -78,7 +84,7 @@ export class SseHub {
     this.view.off('incoming', this.listeners.incoming);
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
-    for (const id of [...this.pendingProgress.keys()]) this.dropPending(id);
+    this.progress.clear();
     for (const res of this.clients) res.end();
     this.clients.clear();
   }
@@ -101,37 +107,6 @@ export class SseHub {
     req.on('close', remove);
     res.on('close', remove);
     res.on('error', remove);
-  }
-
-  private onProgress(job: JobInfo): void {
-    const now = Date.now();
-    const last = this.lastProgressAt.get(job.id) ?? 0;
-    const pending = this.pendingProgress.get(job.id);
-    if (pending) {
-      pending.job = job;
-      return;
-    }
-    const wait = last + this.progressIntervalMs - now;
-    if (wait <= 0) {
-      this.lastProgressAt.set(job.id, now);
-      this.broadcast('progress', presentJob(job));
-      return;
-    }
-    const timer = setTimeout(() => {
-      const p = this.pendingProgress.get(job.id);
-      this.pendingProgress.delete(job.id);
-      if (!p) return;
-      this.lastProgressAt.set(job.id, Date.now());
-      this.broadcast('progress', presentJob(p.job));
-    }, wait);
-    timer.unref();
-    this.pendingProgress.set(job.id, { job, timer });
-  }
-
-  private dropPending(id: string): void {
-    const p = this.pendingProgress.get(id);
-    if (p) clearTimeout(p.timer);
-    this.pendingProgress.delete(id);
   }
 
   private broadcast(event: EventName, data: unknown): void {

@@ -283,7 +283,9 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
           this.lastReceived = Date.now(); // the silence while paused was ours
           if (!this.pacing) this.socket.resume();
         }
-        await this.handler(f);
+        // A handler that finished at once returns nothing: no promise per DATA chunk.
+        const pending = this.handler(f);
+        if (pending) await pending;
       }
     } catch (err) {
       this.fail(err);

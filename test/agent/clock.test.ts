@@ -29,7 +29,16 @@ test('status model, jobs and received files carry the injected clock\'s times (u
   const clock = new FakeClock(1_600_000_000_000);
   const t0 = clock.now();
   const agent = await Agent.start(await loadConfig(file, { log }), { log, clock });
-  t.after(() => agent.stop(2000));
+  // Stopped in the test body, before tempDirFor's removal (t.after hooks run in the order they were
+  // added): on Windows a folder whose journal is still open cannot be removed (ENOTEMPTY).
+  try {
+    await checkTimes(agent, clock, dir, log, t0);
+  } finally {
+    await agent.stop(2000);
+  }
+});
+
+async function checkTimes(agent: Agent, clock: FakeClock, dir: string, log: ReturnType<typeof memoryLogger>, t0: number): Promise<void> {
   assert.equal(agent.snapshot().agent.startedAt, t0);
   await clock.advance(90_000);
   assert.equal((await agent.health()).uptimeSeconds, 90);
@@ -43,4 +52,4 @@ test('status model, jobs and received files carry the injected clock\'s times (u
   const [job] = agent.snapshot().recent;
   assert.equal(job!.state, 'done');
   assert.deepEqual([job!.queuedAt, job!.startedAt, job!.finishedAt], [at, at, at]);
-});
+}

@@ -44,6 +44,24 @@ describe('JsonlWriter', () => {
     });
   }
 
+  for (const keepOpen of [true, false]) {
+    test(`appends made before an earlier one is written are written together, in call order${keepOpen ? '' : ' (file opened per append)'}`, async () => {
+      const dir = await tempDirForFile('tdx-jsonl-');
+      const file = path.join(dir, 'j.jsonl');
+      const w = await JsonlWriter.open(file, { keepOpen });
+      const first = w.append([{ n: 0 }], { sync: false });
+      // All called before the first one's write starts: one write for the 100, one datasync for all.
+      const rest = Array.from({ length: 99 }, (_, i) => w.append([{ n: i + 1 }], { sync: i === 50 }));
+      await Promise.all([first, ...rest]);
+      assert.equal(w.writes, 1);
+      assert.deepEqual((await readJsonl(file, num)).items, Array.from({ length: 100 }, (_, i) => i));
+      assert.equal(w.linesInFile, 100);
+      await w.append([{ n: 100 }], { sync: true });
+      assert.equal(w.writes, 2, 'an append after the others ended is a write of its own');
+      await w.close();
+    });
+  }
+
   test('rewrite replaces the file with the snapshot taken when it runs (after the appends queued before it); no temp file is left', async () => {
     const dir = await tempDirForFile('tdx-jsonl-');
     const file = path.join(dir, 'j.jsonl');
@@ -101,7 +119,7 @@ describe('JsonlWriter', () => {
     assert.deepEqual((await readJsonl(file, num)).items, [1, 2]);
   });
 
-  test('an append error rejects that append only; later appends still run', async () => {
+  test('an append error rejects that append (and those written with it) only; later appends still run', async () => {
     const dir = await tempDirForFile('tdx-jsonl-');
     const file = path.join(dir, 'sub', 'j.jsonl');
     const w = await JsonlWriter.open(file, { keepOpen: false });

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { Agent } from '../../src/agent/agent.js';
 import { loadConfig } from '../../src/config/load.js';
 import { SendSources } from '../../src/transfer/sources.js';
+import { newSendSources } from '../../src/agent/shared.js';
 import { TEST_KEY, hashTree, listFiles, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger } from '../helpers/agents.js';
 import { FaultProxy } from '../helpers/proxy.js';
 
@@ -21,12 +22,14 @@ after(async () => {
   for (const c of cleanup.reverse()) await c().catch(() => undefined);
 });
 
-async function start(cfgFile: string, sources?: (chunkBytes: number) => SendSources): Promise<Agent> {
+/** The agent, and the sources of outgoing bytes it was handed (the test's own when `sources` is given). */
+async function start(cfgFile: string, sources?: (chunkBytes: number) => SendSources): Promise<{ agent: Agent; sources: SendSources }> {
   const log = verboseLogger();
   const cfg = await loadConfig(cfgFile, { createKey: true, log });
-  const a = await Agent.start(cfg, { log, ...(sources ? { sources: sources(cfg.transfer.chunkBytes) } : {}) });
-  cleanup.push(() => a.stop(2000));
-  return a;
+  const own = sources ? sources(cfg.transfer.chunkBytes) : newSendSources(cfg, log);
+  const agent = await Agent.start(cfg, { log, sources: own });
+  cleanup.push(() => agent.stop(2000));
+  return { agent, sources: own };
 }
 
 /** Writes the load outside the outbox: big streamed files, medium ones, small eager ones, an empty one. */
@@ -56,7 +59,7 @@ async function fanout(opts: { stallLast?: boolean; sources?: (chunkBytes: number
     // play2 speaks SHA-256 only (a peer from before XXH3-128): a second algorithm for the same files.
     const extra = { limits, ...(i === 1 ? { security: { key: TEST_KEY, hashes: ['sha256'] } } : {}) };
     const cfg = await writeAgentConfig({ name, dir: path.join(root, name), port: 0, extra });
-    const agent = await start(cfg);
+    const { agent } = await start(cfg);
     receivers.push({ name, agent, inbox: path.join(root, name, 'inbox'), port: agent.listenAddress.port });
   }
   let proxy: FaultProxy | null = null;

@@ -13,11 +13,13 @@ import net from 'node:net';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import readline from 'node:readline';
-import type { Agent } from '../../src/agent/agent.js';
+import { Agent } from '../../src/agent/agent.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { AgentConfig } from '../../src/config/types.js';
 import { memoryLogger } from '../../src/log.js';
 import { base64MimeLength, encodeLegacyHeader, parseLegacyAnswer, type LegacyAnswer } from '../../src/protocol/legacy.js';
 import {
-  hashTree, listFiles, runCli, sha256File, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig,
+  hashTree, listFiles, runCli, sha256File, spawnCli, tempDir, waitUntil, writeAgentConfig,
 } from '../helpers/agents.js';
 import { reservedPort } from '../helpers/ports.js';
 import { quietWindow } from '../helpers/wait.js';
@@ -79,11 +81,12 @@ async function root(prefix: string): Promise<string> {
 
 type MemLog = ReturnType<typeof memoryLogger>;
 
-async function start(cfg: string): Promise<{ agent: Agent; log: MemLog }> {
+async function start(cfg: string): Promise<{ agent: Agent; log: MemLog; config: AgentConfig }> {
   const log = memoryLogger();
-  const agent = await startAgent(cfg, log);
+  const config = await loadConfig(cfg, { createKey: true, log });
+  const agent = await Agent.start(config, { log });
   cleanup.push(() => agent.stop(2000));
-  return { agent, log };
+  return { agent, log, config };
 }
 
 /** The port the agent's legacy TOX listener got (legacy.listen.port 0), from its log. */
@@ -495,10 +498,13 @@ test('legacy port: truncated and malformed requests get success false or a close
       limits: { idleTimeoutMs: 1500, handshakeTimeoutMs: 1500 },
     },
   });
-  const { agent, log } = await start(cfg);
+  const { log } = await start(cfg);
   const legacyPort = legacyPortOf(log);
   const inbox = path.join(agentDir, 'inbox');
-  const staging = agent.inboxes.get('renders')!.stagingDir;
+  // Where the inbox put its partial files: its `inbox "renders" ready` line says.
+  const ready = log.records.find((r) => r.msg === 'inbox "renders" ready');
+  assert.ok(typeof ready?.fields.staging === 'string', logText(log));
+  const staging = ready.fields.staging;
   const nothingKept = async (what: string): Promise<void> => {
     assert.deepEqual(await listFiles(inbox), [], `${what}: inbox stays empty`);
     // The agent may still be deleting its staging file when the client sees the close.
@@ -587,8 +593,9 @@ test('legacy.allow refuses other sources with a log line; without a legacy block
   const raw = JSON.parse(await fs.readFile(cfg, 'utf8')) as Record<string, unknown>;
   delete raw.legacy;
   await fs.writeFile(cfg, JSON.stringify(raw, null, 2));
-  ({ agent, log } = await start(cfg));
-  assert.equal(agent.config.legacy.listen, null);
+  const restarted = await start(cfg);
+  ({ agent, log } = restarted);
+  assert.equal(restarted.config.legacy.listen, null);
   const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
     const s = net.connect({ host: '127.0.0.1', port: legacyPort });
     s.once('connect', () => {

@@ -60,8 +60,9 @@ test('encryption off here, on there: "encryption setting differs"', async () => 
 });
 
 test('an agent discovery hears with another key is listed with the reason and never routed to; it goes away when it announces our key', async () => {
-  // Discovery stays off (no mDNS on the host network): the announcement is handed over as
-  // the discovery companion does (src/cli/companions.ts) for a foreign key fingerprint.
+  // Discovery stays off (no mDNS on the host network): the announcement is handed to the
+  // peer board the composition root shares with the agent, as the discovery part does
+  // (src/agent/discovery-link.ts) for a foreign key fingerprint.
   const p = await writePair();
   cleanup.push(() => p.cleanup());
   const sender = await startRunning(p.senderCfg);
@@ -69,14 +70,15 @@ test('an agent discovery hears with another key is listed with the reason and ne
   const sse = await followEvents(`${sender.base}/events`);
   cleanup.push(async () => sse.close());
   const ann = { instance: 'stage-left._tdxfer._tcp.local', id: 'f'.repeat(32), name: 'stage-left', addresses: ['127.0.0.1'], port: 9, inboxes: ['renders'], version: '0.2.0', protocols: [1], fingerprint: '0123456789abcdef' };
-  sender.agent.noteForeignPeer(ann);
+  const board = sender.shared.peers;
+  board.noteForeign(ann);
   const row = (await getJson<SnapshotView>(`${sender.base}/status`)).peers.find((x) => x.name === 'stage-left');
   assert.equal(row?.reason, PEER_REASON.otherKey);
   assert.equal(row?.state, 'unreachable');
   await waitUntil(() => sse.events.some((e) => e.event === 'peer' && e.data.name === 'stage-left' && e.data.reason === PEER_REASON.otherKey), 10_000);
   // Never a routing candidate: it is not in the peer table that routes resolve against.
-  assert.equal(sender.agent.table.list().some((x) => x.name === 'stage-left'), false);
-  sender.agent.forgetForeignPeer(ann.instance);
+  assert.equal(board.table.list().some((x) => x.name === 'stage-left'), false);
+  board.forgetForeign(ann.instance);
   assert.equal((await getJson<SnapshotView>(`${sender.base}/status`)).peers.some((x) => x.name === 'stage-left'), false);
 });
 

@@ -1,7 +1,8 @@
 /**
  * Shared setup for the end-to-end tests of issue #6 (status API, dashboard, OSC, hooks,
- * CLI): two real agents on loopback started the way `tdxfer run` starts them (Agent plus
- * its companions: status server, OSC triggers, onReceive hooks), a throttling TCP relay
+ * CLI): two real agents on loopback started the way `tdxfer run` starts them (the
+ * composition root, agent/compose.ts: Agent plus status server, OSC triggers, onReceive
+ * hooks, discovery if enabled), a throttling TCP relay
  * so a transfer lasts long enough to be watched, and small HTTP/SSE/OSC clients.
  */
 import fs from 'node:fs/promises';
@@ -13,16 +14,22 @@ import http from 'node:http';
 import { httpRequest } from '../helpers/http.js';
 import { decode } from 'node-osc';
 import type { Agent } from '../../src/agent/agent.js';
-import { startCompanions, type Companions } from '../../src/cli/companions.js';
+import { composeAgent } from '../../src/agent/compose.js';
+import type { SharedParts } from '../../src/agent/shared.js';
+import type { AgentConfig } from '../../src/config/types.js';
+import { loadConfig } from '../../src/config/load.js';
 import { memoryLogger } from '../../src/log.js';
-import { pinPorts, runAgent, startAgent, tempDir, writeAgentConfig, type Spawned } from '../helpers/agents.js';
+import { pinPorts, runAgent, tempDir, writeAgentConfig, type Spawned } from '../helpers/agents.js';
 import { reservedPort } from '../helpers/ports.js';
 
 export type MemLog = ReturnType<typeof memoryLogger>;
 
 export interface Running {
   agent: Agent;
-  companions: Companions;
+  /** The collaborators the composition root built and handed to the agent and discovery (the peer board, ...). */
+  shared: SharedParts;
+  /** The resolved config it runs with. */
+  cfg: AgentConfig;
   log: MemLog;
   /** http://127.0.0.1:<status port> */
   base: string;
@@ -52,35 +59,21 @@ export async function prepareStart(configFile: string): Promise<void> {
   await beforeStart.get(path.resolve(configFile))?.();
 }
 
-/** Agent + companions, in the order `tdxfer run` uses; stop() tears down in reverse. Pins its ports into its config. */
+/** Agent + the parts around it, composed as `tdxfer run` does (agent/compose.ts); stop() tears down in reverse. Pins its ports into its config. */
 export async function startRunning(configFile: string): Promise<Running> {
   await prepareStart(configFile);
   const log = memoryLogger();
-  const agent = await startAgent(configFile, log);
-  let companions: Companions;
-  try {
-    companions = await startCompanions(agent, agent.config, log);
-  } catch (err) {
-    await agent.stop(1000);
-    throw err;
+  const cfg = await loadConfig(configFile, { createKey: true, log });
+  const composed = await composeAgent(cfg, { log });
+  const { agent } = composed;
+  const statusPort = cfg.status.enabled ? statusPortFromLog(log) : null;
+  if (cfg.status.enabled && statusPort === null) {
+    await composed.stop(1000);
+    throw new Error(`no status API line in the log of ${configFile}`);
   }
-  const statusPort = agent.config.status.enabled ? statusPortFromLog(log) : null;
-  if (agent.config.status.enabled && statusPort === null) throw new Error(`no status API line in the log of ${configFile}`);
   await pinPorts(configFile, { listen: agent.listenAddress.port, status: statusPort });
-  const base = `http://127.0.0.1:${statusPort ?? agent.config.status.port}`;
-  let stopped = false;
-  return {
-    agent,
-    companions,
-    log,
-    base,
-    stop: async () => {
-      if (stopped) return;
-      stopped = true;
-      await companions.stop();
-      await agent.stop(2000);
-    },
-  };
+  const base = `http://127.0.0.1:${statusPort ?? cfg.status.port}`;
+  return { agent, shared: composed.shared, cfg, log, base, stop: () => composed.stop(2000) };
 }
 
 /** `tdxfer run` of a config (written by writePair or not) as a child process, its ports pinned (helpers/agents.ts runAgent). */

@@ -155,7 +155,7 @@ describe('LegacyListener with the Python TOX sender', () => {
       peak = Math.max(peak, process.memoryUsage().rss);
     }, 25);
     const t0 = Date.now();
-    const run = await runPeer('tox_sender.py', ['--timeout', '10', '--host', '127.0.0.1', '--port', String(port), ...names.map((n) => path.join(src, n))]);
+    const run = await runPeer('tox_sender.py', ['--timeout', '120', '--host', '127.0.0.1', '--port', String(port), ...names.map((n) => path.join(src, n))]);
     clearInterval(sampler);
     const elapsed = Date.now() - t0;
 
@@ -191,7 +191,7 @@ describe('LegacyListener answers the Python TOX sender false', () => {
     const port = await listen();
     const good = path.join(tmp, 'good.txt');
     await fs.promises.writeFile(good, 'good');
-    const run = await runPeer('tox_sender.py', ['--timeout', '10', '--port', String(port), `${good}=../../bad.txt`, good]);
+    const run = await runPeer('tox_sender.py', ['--timeout', '120', '--port', String(port), `${good}=../../bad.txt`, good]);
     assert.equal(run.code, 1, run.stderr);
     assert.equal(run.lines.length, 2);
     assert.match(run.lines[0]!, /^FAIL \.\.\/\.\.\/bad\.txt answer \{"success": false, "error": ".*bad\.txt.*"\}$/);

@@ -140,6 +140,32 @@ test('remove tells whether the agent should hear "gone"', () => {
   assert.equal(t.has('released'), false);
 });
 
+test('forgetReleased drops only a released version with nothing newer seen (the after-action moved it)', () => {
+  const t = new SettleTracker(10);
+  const emit = (rel: string) => {
+    t.observe(rel, v(1, 1), 0);
+    t.observe(rel, v(1, 1), 10);
+    assert.equal(t.markEmitted(rel, v(1, 1)), true);
+  };
+  assert.equal(t.forgetReleased('unknown'), false);
+  emit('sending');
+  assert.equal(t.forgetReleased('sending'), false, 'not released: the agent still needs to hear "gone"');
+  assert.equal(t.has('sending'), true);
+  emit('moved');
+  t.release('moved');
+  assert.equal(t.forgetReleased('moved'), true);
+  assert.equal(t.has('moved'), false);
+  assert.equal(t.pendingCount, 0);
+  emit('rewritten');
+  t.release('rewritten');
+  t.touch('rewritten'); // a new file under the name, seen before the after-action ended
+  assert.equal(t.forgetReleased('rewritten'), false);
+  t.observe('rewritten', v(2, 2), 20);
+  assert.equal(t.forgetReleased('rewritten'), false, 'a newer version pending: kept');
+  t.observe('rewritten', v(2, 2), 30);
+  assert.deepEqual(t.due(), [{ rel: 'rewritten', version: v(2, 2) }]);
+});
+
 test('rejects a bad settleMs or pollMs', () => {
   assert.throws(() => new SettleTracker(-1), RangeError);
   assert.throws(() => new SettleTracker(Number.NaN), RangeError);

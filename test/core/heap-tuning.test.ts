@@ -1,0 +1,36 @@
+/** The agent's V8 heap flags (src/heap-tuning.ts): set unless the operator chose otherwise. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { AGENT_HEAP_FLAGS, tuneAgentHeap } from '../../src/heap-tuning.js';
+
+test('every flag is set when the command line and NODE_OPTIONS say nothing about the heap', () => {
+  assert.deepEqual(tuneAgentHeap(['--enable-source-maps'], ''), AGENT_HEAP_FLAGS.map((f) => f.flag));
+});
+
+test('a setting of the operator wins (command line or NODE_OPTIONS, dashes or underscores)', () => {
+  assert.deepEqual(tuneAgentHeap(['--max-semi-space-size=16'], ''), ['--heap-growing-percent=25']);
+  assert.deepEqual(tuneAgentHeap([], '--heap_growing_percent=100'), ['--semi-space-growth-factor=1']);
+  assert.deepEqual(tuneAgentHeap(['--semi-space-growth-factor=2'], '--heap-growing-percent=50'), []);
+});
+
+test('the young generation stays at its initial size once the flags are set (a real V8)', () => {
+  // A child process: allocation with survivors, new space capacity read back.
+  const script = `
+    import v8 from 'node:v8';
+    import { tuneAgentHeap } from ${JSON.stringify(new URL('../../src/heap-tuning.js', import.meta.url).href)};
+    if (process.argv[1] === 'tuned') tuneAgentHeap([], '');
+    const keep = [];
+    let peak = 0;
+    for (let r = 0; r < 200; r++) {
+      for (let i = 0; i < 5000; i++) keep.push({ s: 'x' + i, n: [i] });
+      if (keep.length > 100000) keep.splice(0, 5000);
+      peak = Math.max(peak, v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size);
+    }
+    console.log(peak);`;
+  const peak = (mode: string) => Number(spawnSync(process.execPath, ['--input-type=module', '-e', script, mode], { encoding: 'utf8' }).stdout.trim());
+  const tuned = peak('tuned');
+  const plain = peak('plain');
+  assert.ok(tuned > 0 && plain > 0, `${tuned} ${plain}`);
+  assert.ok(tuned * 4 <= plain, `new space ${tuned} bytes tuned vs ${plain} by default`);
+});
