@@ -11,14 +11,12 @@ import path from 'node:path';
 import { Agent } from '../../src/agent/agent.js';
 import { loadConfig } from '../../src/config/load.js';
 import { memoryLogger } from '../../src/log.js';
-import { tempDirForFile } from '../helpers/tmp.js';
+import { tempDirFor } from '../helpers/tmp.js';
 import { waitUntil, writeAgentConfig } from '../helpers/agents.js';
 import { FakeClock } from '../helpers/clock.js';
 
 test('status model, jobs and received files carry the injected clock\'s times (uptime, startedAt, queued/started/finished, received at, duration)', async (t) => {
-  // Removed when the file ends, after the agent's stop below (a t.after removal registered
-  // first would run first: under wine its open journals made that ENOTEMPTY).
-  const dir = await tempDirForFile('tdx-clock-');
+  const dir = await tempDirFor(t, 'tdx-clock-');
   const file = await writeAgentConfig({
     name: 'solo',
     dir,
