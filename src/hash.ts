@@ -44,11 +44,22 @@ export interface FileHash {
   peek(): string;
   /** Lowercase hex digest of all bytes; the hash is spent. */
   digest(): string;
+  /** The state so far, to go on from later with restoreFileHash() (any number of times); updating may go on. */
+  save(): HashState;
+}
+
+/** A hash's state at some point (FileHash.save()): opaque, small. */
+export interface HashState {
+  readonly alg: HashAlg;
+  readonly state: Hash | Uint8Array;
 }
 
 class Sha256Hash implements FileHash {
   readonly alg = 'sha256' as const;
-  readonly #h: Hash = createHash('sha256');
+  readonly #h: Hash;
+  constructor(h: Hash = createHash('sha256')) {
+    this.#h = h;
+  }
   update(data: Uint8Array): void {
     this.#h.update(data);
   }
@@ -57,6 +68,9 @@ class Sha256Hash implements FileHash {
   }
   digest(): string {
     return this.#h.digest('hex');
+  }
+  save(): HashState {
+    return { alg: this.alg, state: this.#h.copy() };
   }
 }
 
@@ -98,6 +112,9 @@ class Xxh128Hash implements FileHash {
     h.load(state);
     return d;
   }
+  save(): HashState {
+    return { alg: this.alg, state: this.#live().save() };
+  }
   digest(): string {
     const h = this.#live();
     const d = h.digest('hex');
@@ -105,6 +122,14 @@ class Xxh128Hash implements FileHash {
     if (pool.length < POOL_MAX) pool.push(h);
     return d;
   }
+}
+
+/** A hash that goes on from a saved state (FileHash.save()); the state stays usable. */
+export async function restoreFileHash(s: HashState): Promise<FileHash> {
+  if (s.alg === 'sha256') return new Sha256Hash((s.state as Hash).copy());
+  const h = await xxhInstance();
+  h.load(s.state as Uint8Array);
+  return new Xxh128Hash(h);
 }
 
 /** A fresh hash of `alg`. Async: XXH3-128 may need its WebAssembly instance first. */

@@ -12,15 +12,21 @@
  * - `--semi-space-growth-factor=1`: the young generation keeps its initial size (1 MB
  *   semi-spaces) instead of doubling up to 16 MB (read at every growth step).
  * `--max-semi-space-size` cannot be changed once V8 runs; the growth factor can.
+ *
+ * The first is set only in agents that send (the config has an outbox). A receiver of big
+ * files allocates a buffer per TLS record or socket read; with the old generation held at
+ * 1.25× live, V8 collected so often that a receiver's CPU per GiB rose from ~1.1 s to
+ * 1.4–1.8 s (issue #19: single-destination sends must not get worse). Receivers stay under
+ * their memory targets without it; senders (backlogs, fan-out) are where it is needed.
  * A flag given on the command line or in NODE_OPTIONS (the same setting, or for the young
  * generation `--max-semi-space-size`/`--min-semi-space-size`) wins: nothing is set then.
  */
 import v8 from 'node:v8';
 
 /** Each flag, and the command-line settings that mean the operator chose otherwise. */
-export const AGENT_HEAP_FLAGS: ReadonlyArray<{ flag: string; unless: readonly string[] }> = [
-  { flag: '--heap-growing-percent=25', unless: ['heap-growing-percent'] },
-  { flag: '--semi-space-growth-factor=1', unless: ['semi-space-growth-factor', 'max-semi-space-size', 'min-semi-space-size'] },
+export const AGENT_HEAP_FLAGS: ReadonlyArray<{ flag: string; unless: readonly string[]; sendersOnly: boolean }> = [
+  { flag: '--heap-growing-percent=25', unless: ['heap-growing-percent'], sendersOnly: true },
+  { flag: '--semi-space-growth-factor=1', unless: ['semi-space-growth-factor', 'max-semi-space-size', 'min-semi-space-size'], sendersOnly: false },
 ];
 
 /** Names of the V8/Node options in `args` (`--max_semi_space_size=4` → `max-semi-space-size`). */
@@ -33,11 +39,12 @@ function optionNames(args: readonly string[]): Set<string> {
   return out;
 }
 
-/** Sets the flags the operator did not set; returns the ones set. */
-export function tuneAgentHeap(execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ''): string[] {
+/** Sets the flags the operator did not set (the old-generation one only when `sends`); returns the ones set. */
+export function tuneAgentHeap(sends: boolean, execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ''): string[] {
   const given = optionNames([...execArgv, ...nodeOptions.split(/\s+/)]);
   const set: string[] = [];
-  for (const { flag, unless } of AGENT_HEAP_FLAGS) {
+  for (const { flag, unless, sendersOnly } of AGENT_HEAP_FLAGS) {
+    if (sendersOnly && !sends) continue;
     if (unless.some((n) => given.has(n))) continue;
     v8.setFlagsFromString(flag);
     set.push(flag);

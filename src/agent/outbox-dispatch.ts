@@ -149,7 +149,10 @@ export class OutboxDispatch {
   /** Fan-out routes: give waiting files to a peer that just appeared with the inbox. */
   peerUp(p: PeerInfo): void {
     for (const rec of this.records.values()) {
-      for (const d of fanoutAdditions(rec, p, this.deps.ctx.selfName)) this.deps.addJob(rec, d);
+      const added = fanoutAdditions(rec, p, this.deps.ctx.selfName);
+      for (const d of added) this.deps.addJob(rec, d);
+      // A read of the file already running keeps its start for them if it still has it.
+      if (added.length > 0) this.deps.sources.expect(rec.file, added.length);
     }
   }
 

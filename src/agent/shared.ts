@@ -27,7 +27,7 @@ export function newPeerBoard(clock: Clock): PeerBoard {
 
 /** One budget of read buffers and small files for every destination (issue #19): memory does not grow with the peers. */
 export function newSendSources(cfg: AgentConfig, log: Logger): SendSources {
-  return new SendSources({ chunkBytes: cfg.transfer.chunkBytes, log });
+  return SendSources.fromConfig(cfg.transfer, log);
 }
 
 /** Bandwidth limits of the config: every sender and receiving connection goes through the one pacer. */

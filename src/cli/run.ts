@@ -16,7 +16,6 @@ export interface RunArgs {
 }
 
 export async function runAgent(args: RunArgs): Promise<number> {
-  tuneAgentHeap(); // a small footprint for a long-running agent (heap-tuning.ts)
   const file = resolveConfigPath(args.config, process.env);
   const bootLog = createLogger({ level: 'info' });
   let cfg;
@@ -26,6 +25,7 @@ export async function runAgent(args: RunArgs): Promise<number> {
     process.stderr.write(`${err instanceof ConfigError ? err.message : `error: ${describeError(err)}`}\n`);
     return 2;
   }
+  tuneAgentHeap(cfg.outboxes.length > 0); // a small footprint for a long-running agent (heap-tuning.ts)
   const log: Logger = createLogger({ level: cfg.log.level, file: cfg.log.file ?? undefined, maxSizeBytes: cfg.log.maxSizeBytes, maxFiles: cfg.log.maxFiles });
   if (cfg.security.keySource.startsWith('generated:')) {
     // Shown once, on the console only: never through the logger (files, journal).

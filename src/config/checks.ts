@@ -171,6 +171,13 @@ export function crossFieldChecks(raw: RawConfig, cfg: UnkeyedConfig, make: Confi
     fail('status.token', `is missing: \`status.host\` is ${JSON.stringify(cfg.status.host)}, reachable from other machines, so the status API needs a token (e.g. \`openssl rand -hex 16\`), or set "host": "127.0.0.1".`);
   }
 
+  const t = cfg.transfer;
+  if (t.readBufferBytes < 4 * t.chunkBytes) {
+    fail('transfer.readBufferBytes', `is ${t.readBufferBytes}, less than 4 × \`transfer.chunkBytes\` (${4 * t.chunkBytes}): a file being sent needs a chunk being read, one being written and one ahead of each.`);
+  } else if (raw.transfer?.fanoutLagBytes !== undefined && (t.fanoutLagBytes < 2 * t.chunkBytes || t.fanoutLagBytes > t.readBufferBytes / 2)) {
+    // Left out, it is 16 MiB or half of readBufferBytes, whichever is less (transfer/sources.ts).
+    fail('transfer.fanoutLagBytes', `is ${t.fanoutLagBytes}: it must be from 2 × \`transfer.chunkBytes\` (${2 * t.chunkBytes}) to half of \`transfer.readBufferBytes\` (${Math.floor(t.readBufferBytes / 2)}); the other half of the read buffers serves the sockets and other files.`);
+  }
   if (cfg.transfer.retryMaxMs < cfg.transfer.retryInitialMs) {
     fail('transfer.retryMaxMs', `is ${cfg.transfer.retryMaxMs}, less than \`transfer.retryInitialMs\` (${cfg.transfer.retryInitialMs}): the backoff cap must be at least the first delay.`);
   }

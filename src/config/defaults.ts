@@ -47,7 +47,7 @@ export const DEFAULTS = {
     eagerMaxBytes: 1 * MiB,
     maxIncomingBytesPerSecond: 0,
   } satisfies LimitsConfig,
-  transfer: { window: 32, connections: 1, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1 * MiB, maxBytesPerSecond: 0 } satisfies Omit<TransferConfig, 'peerMaxBytesPerSecond'>,
+  transfer: { window: 32, connections: 1, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1 * MiB, maxBytesPerSecond: 0, readBufferBytes: 32 * MiB, eagerBufferBytes: 8 * MiB, fanoutLagBytes: 16 * MiB } satisfies Omit<TransferConfig, 'peerMaxBytesPerSecond'>,
   log: { level: 'info' as const, file: null as string | null, maxSizeBytes: 10 * MiB, maxFiles: 10 },
 } as const;
 

@@ -197,6 +197,10 @@ export const topLevelProperties = {
     retryMaxMs: int(1, 86_400_000),
     chunkBytes: int(4096, 1024 * 1024), // a DATA frame carries at most 1 MiB (PROTOCOL.md)
     maxBytesPerSecond: rate,
+    // Agent-wide sending memory (issue #19): the same for 1 destination or 50.
+    readBufferBytes: int(16 * 1024, 1024 * 1024 * 1024, 'a whole number of bytes from 16384 to 1073741824 (1 GiB)'),
+    eagerBufferBytes: int(0, 1024 * 1024 * 1024, 'a whole number of bytes from 0 to 1073741824 (1 GiB)'),
+    fanoutLagBytes: int(8 * 1024, 512 * 1024 * 1024, 'a whole number of bytes from 8192 to 536870912 (512 MiB)'),
     peerMaxBytesPerSecond: node<Record<string, number>>({
       type: 'object',
       propertyNames: { pattern: NAME_PATTERN },

@@ -135,6 +135,15 @@ export interface TransferConfig {
   chunkBytes: number;
   /** Total outgoing rate of this agent across all peers and connections, bytes/s (0 = unlimited). */
   maxBytesPerSecond: number;
+  /** Read buffers of streamed files, agent-wide, for every destination together (transfer/sources.ts). */
+  readBufferBytes: number;
+  /** Small (eager) files held whole for sending, agent-wide, for every destination together. */
+  eagerBufferBytes: number;
+  /**
+   * How far a destination may fall behind the fastest one sending the same file before it
+   * leaves the shared read and reads on its own (at most half of readBufferBytes).
+   */
+  fanoutLagBytes: number;
   /** Outgoing caps by peer name (for discovered peers; static ones may use peers[].maxBytesPerSecond). */
   peerMaxBytesPerSecond: Record<string, number>;
 }

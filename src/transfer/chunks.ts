@@ -12,18 +12,27 @@ import fs from 'node:fs/promises';
 /**
  * Up to `max` buffers of `size` bytes, allocated on first use. A buffer is lent by
  * acquire() and comes back with release(), given any view of it (e.g. the subarray that
- * went to the socket).
+ * went to the socket). With `idleMs`, buffers all back and unused for that long are let
+ * go (the agent's memory between bursts is not its peak: a venue agent sends one load
+ * after another, issue #19); the next burst allocates them again.
  */
 export class BufferPool {
   readonly #free: Buffer[] = [];
-  readonly #mine = new WeakSet<ArrayBufferLike>();
+  #mine = new WeakSet<ArrayBufferLike>();
   #allocated = 0;
   #waiters: Array<(b: Buffer) => void> = [];
+  #idle: NodeJS.Timeout | null = null;
 
   constructor(
     readonly size: number,
     readonly max = 3,
+    readonly idleMs = 0,
   ) {}
+
+  /** Buffers allocated now (lent or free). */
+  get allocated(): number {
+    return this.#allocated;
+  }
 
   /** A free buffer now, or a promise of the next one released. */
   acquire(): Buffer | Promise<Buffer> {
@@ -46,7 +55,25 @@ export class BufferPool {
     const b = view.byteOffset === 0 && view.length === this.size ? view : Buffer.from(view.buffer, 0, this.size);
     const w = this.#waiters.shift();
     if (w) w(b);
-    else this.#free.push(b);
+    else {
+      this.#free.push(b);
+      if (this.#free.length === this.#allocated) this.#armIdle();
+    }
+  }
+
+  #armIdle(): void {
+    if (this.idleMs <= 0) return;
+    if (this.#idle) this.#idle.refresh();
+    else {
+      this.#idle = setTimeout(() => {
+        this.#idle = null;
+        if (this.#free.length !== this.#allocated) return; // in use again: it comes back here later
+        this.#allocated = 0;
+        this.#free.length = 0;
+        this.#mine = new WeakSet(); // a stray second release of one of them is ignored
+      }, this.idleMs);
+      this.#idle.unref();
+    }
   }
 }
 

@@ -19,11 +19,15 @@
  *   once: the first reader of that algorithm to take chunk hashPos hashes it. Only readers
  *   attached at byte 0 while chunk 0 was still held share it; the others hash themselves.
  *
- * When the window is full, the producer waits, and a reader waits at the head (it wants
- * a chunk not read yet), the window is *stalled* by its laggards (the readers holding
- * the base). The adapter gives them a grace period, then detach()es them: they leave
- * the shared read and go on with their own read from their cursor (take() says
- * 'detached' once), and the others go on.
+ * Laggards are judged by distance first: a reader may fall up to `capacity` chunks
+ * behind the fastest one (the window holds them; the agent's read buffers bound it),
+ * whatever the time, so a machine too loaded to keep every destination in step does not
+ * multiply the reads. When the window is full (that distance reached) or the adapter has
+ * no buffer for the next chunk (`room` false: memory is short), the producer waits, and
+ * a reader waits at the head (it wants a chunk not read yet), the window is *stalled* by
+ * its laggards (the readers holding the base). Only then does time count: the adapter
+ * gives them a grace period, then detach()es them: they leave the shared read and go on
+ * with their own read from their cursor (take() says 'detached' once), and the others go on.
  */
 
 /** A chunk handed to a reader: give it back with done(token) once its bytes are written. */
@@ -206,9 +210,12 @@ export class ReadWindow<B extends Uint8Array> {
     this.#error ??= { error };
   }
 
-  /** Full, and some attached reader waits for a chunk not read yet: the laggards hold everyone. */
-  stalled(): boolean {
-    if (this.#ring.length < this.capacity || this.head >= this.count || this.#error) return false;
+  /**
+   * Full (or, `room` false, no buffer for the next chunk while it holds some), and some
+   * attached reader waits for a chunk not read yet: the laggards hold everyone.
+   */
+  stalled(room = true): boolean {
+    if (this.#ring.length === 0 || (room && this.#ring.length < this.capacity) || this.head >= this.count || this.#error) return false;
     const headStart = this.head * this.chunkBytes;
     for (const r of this.#readers.values()) if (r.cursor >= headStart) return true;
     return false;

@@ -5,12 +5,15 @@
  * only executes the window's answers: reads, wake-ups, the stall timer, buffers back to
  * the agent's pool.
  *
- * A reader the window drops (it held everyone for `graceMs`) or one that could not
- * attach goes on with its own read (source-file.ts OwnRead), re-reading its prefix for
- * its hash when it was sharing the hash: it catches up alone and holds no memory of the others.
+ * A reader the window drops (it was `capacity` chunks behind and held everyone for
+ * `graceMs`, or memory was short) or one that could not attach goes on with its own read
+ * (source-file.ts OwnRead): it catches up alone and holds no memory of the others. A
+ * dropped reader that shared the window's hash goes on from the hash's state saved at its
+ * cursor (one state per chunk still held), so dropping it costs only the bytes it has left,
+ * not a re-read of its prefix.
  */
 import fs from 'node:fs/promises';
-import { createFileHash, type FileHash, type HashAlg } from '../hash.js';
+import { createFileHash, restoreFileHash, type FileHash, type HashAlg, type HashState } from '../hash.js';
 import type { Logger } from '../log.js';
 import type { BufferPool } from './chunks.js';
 import { ReadWindow, type ChunkToken } from './read-window.js';
@@ -38,6 +41,12 @@ export class SharedRead {
   #stallTimer: NodeJS.Timeout | null = null;
   #lingerTimer: NodeJS.Timeout | null = null;
   #started = false;
+  /** The producer waits for a read buffer (the agent's pool is lent out): no room to grow. */
+  #starved = false;
+  /** Per algorithm, the shared hash's state at the start of chunk i (i from window.base on). */
+  readonly #states = new Map<HashAlg, Map<number, HashState>>();
+  /** States handed to readers the window dropped (by reader id), until they fall back. */
+  readonly #handoff = new Map<number, Map<HashAlg, HashState>>();
   /**
    * Destinations expected to read this file (SendSources.expect), each a reader held at
    * byte 0 until it comes (arrived()), holds the others past the grace, or is the only
@@ -107,6 +116,21 @@ export class SharedRead {
     return this.#hashes.get(alg)!;
   }
 
+  /** The shared hash of `alg` just took chunk `index`: its state at the start of the next one is kept while that is held. */
+  hashed(alg: HashAlg, index: number): void {
+    if (index + 1 >= this.window.count) return; // the end: a dropped reader there has nothing left
+    let m = this.#states.get(alg);
+    if (!m) this.#states.set(alg, (m = new Map()));
+    m.set(index + 1, this.#hashes.get(alg)!.save());
+  }
+
+  /** The shared hash's state of `alg` at the cursor where the window dropped reader `id` (once), or null. */
+  takeHandoff(id: number, alg: HashAlg): HashState | null {
+    const h = this.#handoff.get(id);
+    this.#handoff.delete(id);
+    return h?.get(alg) ?? null;
+  }
+
   /** Waits for the next change (a chunk read, one taken, a reader gone). */
   changed(): Promise<void> {
     return new Promise((r) => this.#waiters.push(r));
@@ -115,6 +139,7 @@ export class SharedRead {
   /** After every window operation: buffers back to the pool, waiters woken, stall watched, empty read closed. */
   settle(): void {
     for (const b of this.window.freed()) this.deps.pool.release(b);
+    for (const m of this.#states.values()) for (const i of m.keys()) if (i < this.window.base) m.delete(i);
     const w = this.#waiters;
     this.#waiters = [];
     for (const f of w) f();
@@ -130,6 +155,7 @@ export class SharedRead {
     }
     if (this.window.readers === 0 && !this.window.closed) {
       this.window.close();
+      this.#states.clear();
       for (const b of this.window.freed()) this.deps.pool.release(b);
       this.#clearStall();
       if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
@@ -137,7 +163,7 @@ export class SharedRead {
       this.deps.onClosed();
       return;
     }
-    if (this.window.stalled()) this.#stallTimer ??= setTimeout(() => this.#onStall(), this.deps.graceMs);
+    if (this.window.stalled(!this.#starved)) this.#stallTimer ??= setTimeout(() => this.#onStall(), this.deps.graceMs);
     else this.#clearStall();
   }
 
@@ -148,15 +174,27 @@ export class SharedRead {
 
   #onStall(): void {
     this.#stallTimer = null;
-    if (!this.window.stalled()) return;
+    if (!this.window.stalled(!this.#starved)) return;
     const ids = this.window.laggards();
-    this.deps.log.debug(`shared read of ${this.file.abs}: ${ids.length} destination(s) fell ${this.deps.capacity} chunks behind; they read on their own`);
+    const why = this.#starved ? 'held the others while read buffers were short' : `fell ${this.deps.capacity} chunks behind`;
+    this.deps.log.debug(`shared read of ${this.file.abs}: ${ids.length} destination(s) ${why}; they read on their own`);
     for (const id of ids) {
       const e = this.#expected.indexOf(id);
       if (e >= 0) {
         this.#expected.splice(e, 1);
         this.window.leave(id);
-      } else this.window.detach(id);
+        continue;
+      }
+      // Its cursor is at a chunk's start (readers from 0 take whole chunks): the hash's state there.
+      const cursor = this.window.cursorOf(id) ?? -1;
+      const at = cursor / this.window.chunkBytes;
+      const states = new Map<HashAlg, HashState>();
+      for (const [alg, m] of this.#states) {
+        const s = m.get(at);
+        if (s) states.set(alg, s);
+      }
+      if (states.size > 0) this.#handoff.set(id, states);
+      this.window.detach(id);
     }
     this.settle();
   }
@@ -177,7 +215,18 @@ export class SharedRead {
           await this.changed();
           continue;
         }
-        const buf = await this.deps.pool.acquire();
+        const got = this.deps.pool.acquire();
+        let buf: Buffer;
+        if (got instanceof Promise) {
+          // Every read buffer is lent out: the window cannot grow, laggards count as stalling it.
+          this.#starved = true;
+          this.settle();
+          try {
+            buf = await got;
+          } finally {
+            this.#starved = false;
+          }
+        } else buf = got;
         if (!w.canPush()) {
           this.deps.pool.release(buf); // closed, or the readers skipped ahead meanwhile
           continue;
@@ -254,6 +303,7 @@ export class SharedReader implements ChunkSource {
             h.update(t.view);
             this.deps.stats.hashed += t.view.length;
           }
+          if (t.hashAlg !== null) this.read.hashed(this.alg, t.token.index);
           this.read.settle();
           const token: ChunkToken = t.token;
           let released = false;
@@ -284,12 +334,19 @@ export class SharedReader implements ChunkSource {
     }
   }
 
-  /** Dropped by the window at `cursor`: its own read from there, its own hash (re-reading the prefix when it shared one). */
+  /**
+   * Dropped by the window at `cursor`: its own read from there, its own hash (when it shared
+   * one: from the shared hash's state at the cursor, else by re-reading the prefix).
+   */
   async #fallBack(cursor: number): Promise<void> {
     let hash = this.hash;
     if (!hash) {
-      hash = await createFileHash(this.alg);
-      await hashPrefix(this.read.file.abs, cursor, hash, this.deps.pool.size, this.deps.stats);
+      const state = this.read.takeHandoff(this.id, this.alg);
+      if (state) hash = await restoreFileHash(state);
+      else {
+        hash = await createFileHash(this.alg);
+        await hashPrefix(this.read.file.abs, cursor, hash, this.deps.pool.size, this.deps.stats);
+      }
       this.hash = hash;
     }
     this.#own = new OwnRead(this.read.file, this.deps.pool, cursor, hash, this.deps.stats);
@@ -302,6 +359,7 @@ export class SharedReader implements ChunkSource {
 
   async close(): Promise<void> {
     this.#leave();
+    this.read.takeHandoff(this.id, this.alg); // dropped and never read again: its state goes
     await this.#own?.close();
   }
 

@@ -13,6 +13,7 @@
  * as "sending reads: …"; the fan-out bench reads it).
  */
 import { createFileHash, type FileHash, type HashAlg } from '../hash.js';
+import type { TransferConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { BufferPool } from './chunks.js';
 import { EagerFiles } from './eager-files.js';
@@ -20,6 +21,8 @@ import { SharedRead, type SharedReader } from './shared-read.js';
 import { OwnRead, type ChunkSource, type SendStats, type SourceChunk, type SourceFile } from './source-file.js';
 
 const MiB = 1024 * 1024;
+/** Read buffers all back and unused this long are let go (memory between bursts). */
+const POOL_IDLE_MS = 2000;
 /** Files with destinations expected, at most (the oldest counts go first). */
 const MAX_EXPECTED = 10_000;
 
@@ -35,9 +38,13 @@ export interface SendSourcesOptions {
   eagerBytes?: number;
   /** Agent-wide bytes of read buffers for streamed files (default 32 MiB). */
   readAheadBytes?: number;
-  /** Bytes one shared read holds ahead of its slowest reader (default 8 MiB). */
+  /**
+   * How far (bytes) a destination may fall behind the fastest one sending the same file
+   * before it reads on its own (default 16 MiB, at most half of readAheadBytes): what one
+   * shared read holds at most.
+   */
   windowBytes?: number;
-  /** How long the slowest readers may hold a full window before they read on their own (default 500 ms). */
+  /** How long the slowest readers may hold a full window (or one short of buffers) before they read on their own (default 500 ms). */
   graceMs?: number;
 }
 
@@ -63,11 +70,16 @@ export class SendSources {
   constructor(private readonly opts: SendSourcesOptions) {
     const chunk = opts.chunkBytes;
     const buffers = Math.max(4, Math.floor((opts.readAheadBytes ?? 32 * MiB) / chunk));
-    this.pool = new BufferPool(chunk, buffers);
+    this.pool = new BufferPool(chunk, buffers, POOL_IDLE_MS);
     // Half the pool at most for one window: the rest goes to sockets' writes, own reads, other files.
-    this.#capacity = Math.max(2, Math.min(Math.ceil((opts.windowBytes ?? 8 * MiB) / chunk), Math.floor(buffers / 2)));
+    this.#capacity = Math.max(2, Math.min(Math.ceil((opts.windowBytes ?? 16 * MiB) / chunk), Math.floor(buffers / 2)));
     this.#graceMs = opts.graceMs ?? 500;
     this.eager = new EagerFiles(opts.eagerBytes ?? 8 * MiB, this.stats);
+  }
+
+  /** The agent's sources as the config's `transfer` section sizes them. */
+  static fromConfig(t: Pick<TransferConfig, 'chunkBytes' | 'readBufferBytes' | 'eagerBufferBytes' | 'fanoutLagBytes'>, log: Logger): SendSources {
+    return new SendSources({ chunkBytes: t.chunkBytes, log, readAheadBytes: t.readBufferBytes, eagerBytes: t.eagerBufferBytes, windowBytes: t.fanoutLagBytes });
   }
 
   /** Small sources for one connection of its own (`tdxfer send`, tests opening a PeerConnection alone). */
@@ -81,14 +93,21 @@ export class SendSources {
   }
 
   /**
-   * `file` is about to go to `destinations` destinations (agent.ts, a fan-out): the first
-   * one to stream it keeps its start for the others until they come, or until they held
-   * it for the grace period. Only a count until then (a backlog of files costs a map entry each).
+   * `file` is about to go to `destinations` more destinations (agent.ts, a fan-out; or
+   * destinations that a `peer: "*"` route added later, once their peer appeared): the
+   * first one to stream it keeps its start for the others until they come, or until they
+   * held it for the grace period. Only a count until then (a backlog of files costs a map
+   * entry each). Once its read runs, destinations added later are held for in that read
+   * if its start is still there; else each reads on its own when it comes.
    */
   expect(file: SourceFile, destinations: number): void {
-    if (destinations < 2) return;
+    if (destinations < 1) return;
     const key = keyOf(file);
-    this.#expected.set(key, (this.#expected.get(key) ?? 0) + destinations);
+    const running = this.#reads.get(key);
+    if (running && !running.closed) return running.expect(destinations);
+    const n = (this.#expected.get(key) ?? 0) + destinations;
+    if (n < 2) return; // one destination alone: nobody to wait for
+    this.#expected.set(key, n);
     // Counts of files never streamed (jobs cancelled, the version superseded) must not pile up.
     if (this.#expected.size > MAX_EXPECTED) this.#expected.delete(this.#expected.keys().next().value!);
   }

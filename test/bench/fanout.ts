@@ -12,8 +12,13 @@
  * Reads per byte ≈ 1 means each file was read once for all destinations; ≈ N means
  * once per destination.
  *
+ * With --one-sender, one sender process runs every load in turn (as a venue's agent
+ * does): its peak RSS (VmHWM) is reset before each load (/proc/<pid>/clear_refs), so a
+ * load's figure includes whatever the earlier ones left behind.
+ *
  *   node dist/test/bench/fanout.js [--receivers 19] [--loads 1x200M,200x4K,50x1M]
- *        [--plain] [--keep] [--sender-config '{"transfer":{…}}'] [--receiver-config '{…}']
+ *        [--one-sender] [--plain] [--keep] [--sender-config '{"transfer":{…}}'] [--receiver-config '{…}']
+ *        [--sender-env '{"NAME":"value"}']
  *
  * `runFanout()` is the same as a function (for the venue run).
  */
@@ -22,7 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { KEY, cliPath, listeningPort, writeConfig } from './agents.js';
-import { countFiles, fmtBytes, parseSize, pollUntil, procMemory, sampleMemory, sleep, spawnProc, table, writeRandomFile, type Proc } from './util.js';
+import { countFiles, fmtBytes, parseSize, pollUntil, procCpuMs, procMemory, sampleMemory, sleep, spawnProc, table, writeRandomFile, type Proc } from './util.js';
 
 export interface FanoutLoad {
   count: number;
@@ -42,6 +47,10 @@ export interface FanoutOptions {
   /** Config fields merged (top level, shallow) over the sender's / receivers' configs. */
   senderExtra?: Record<string, unknown>;
   receiverExtra?: Record<string, unknown>;
+  /** One sender process for every load, in turn (default: a fresh one per load). */
+  oneSender?: boolean;
+  /** Environment variables added for the sender process (e.g. MALLOC_ARENA_MAX, NODE_OPTIONS). */
+  senderEnv?: Record<string, string>;
   /** Progress lines (default: stderr). */
   say?: (line: string) => void;
 }
@@ -55,6 +64,8 @@ export interface FanoutResult {
   seconds: number;
   /** Sender's peak RSS, bytes. */
   senderPeakRss: number;
+  /** Sender's CPU time (user + system) during the load, seconds. */
+  senderCpuSeconds: number;
   /** Bytes the sender read (rchar) during the load, over the load's bytes. */
   readsPerByte: number;
   /** Bytes the sender hashed over the load's bytes, when its stop line says (else null). */
@@ -103,19 +114,8 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult[]> {
     // Port 0: the senders' configs name the port each receiver printed.
     for (const r of receivers) r.port = await listeningPort(r.proc, 120_000);
 
-    for (const [li, load] of opts.loads.entries()) {
-      const label = loadName(load);
-      const sdir = path.join(root, `sender-${li}`);
-      const src = path.join(sdir, 'src', `L${li}`);
-      await fs.mkdir(src, { recursive: true });
+    const startSender = async (sdir: string): Promise<Proc> => {
       await fs.mkdir(path.join(sdir, 'outbox'), { recursive: true });
-      say(`${label}: writing ${load.count} files of ${fmtBytes(load.size)}`);
-      const want = new Map<string, string>();
-      for (let i = 0; i < load.count; i++) {
-        const f = path.join(src, `f${String(i).padStart(4, '0')}.bin`);
-        await writeRandomFile(f, load.size);
-        want.set(`L${li}/${path.basename(f)}`, await sha256(f));
-      }
       const cfgFile = await writeConfig(sdir, {
         name: 'render',
         listen: { host: '127.0.0.1', port: 0 },
@@ -125,64 +125,92 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult[]> {
         ...common,
         ...opts.senderExtra,
       });
-      const sender = spawnProc(process.execPath, [cli, 'run', '--config', cfgFile]);
-      const problems: string[] = [];
-      let seconds = NaN;
-      let peak = NaN;
-      let readBytes = NaN;
-      let hashed: number | null = null;
-      try {
-        await sender.waitFor(/watching outbox/, 60_000);
-        await sleep(500); // let the connections settle before the load
-        const rc0 = (await rchar(sender.pid)) ?? NaN;
-        const mem = sampleMemory([sender.pid], 50);
-        const t0 = performance.now();
-        await fs.rename(src, path.join(sdir, 'outbox', `L${li}`));
-        const timeoutMs = opts.timeoutMs ?? 600_000;
-        const t1 = await pollUntil(
-          async () => {
-            for (const r of receivers) if ((await countFiles(path.join(r.dir, 'inbox', `L${li}`))) < load.count) return false;
-            return true;
-          },
-          timeoutMs,
-          `${label} at all ${receivers.length} receivers`,
-          50,
-        ).catch((err: unknown) => {
-          problems.push(String(err));
-          return NaN;
-        });
-        seconds = (t1 - t0) / 1000;
-        readBytes = ((await rchar(sender.pid)) ?? NaN) - rc0;
-        peak = (await mem.stop())[0] ?? NaN;
-        const m = await procMemory(sender.pid);
-        if (m) peak = Math.max(peak ?? 0, m.hwm);
-      } finally {
-        await sender.stop();
-      }
-      const hm = /sending reads: .*?(\d+) bytes hashed/.exec(sender.output());
-      if (hm) hashed = Number(hm[1]);
-      for (const r of receivers) {
-        for (const [rel, hash] of want) {
-          const got = await sha256(path.join(r.dir, 'inbox', rel)).catch(() => 'missing');
-          if (got !== hash) problems.push(`${r.name}: ${rel} ${got === 'missing' ? 'missing' : 'differs'}`);
+      const p = spawnProc(process.execPath, [cli, 'run', '--config', cfgFile], opts.senderEnv ?? {});
+      await p.waitFor(/watching outbox/, 60_000);
+      await sleep(500); // let the connections settle before the load
+      return p;
+    };
+    const shared = opts.oneSender ? await startSender(path.join(root, 'sender')) : null;
+    try {
+      for (const [li, load] of opts.loads.entries()) {
+        const label = loadName(load);
+        const sdir = shared ? path.join(root, 'sender') : path.join(root, `sender-${li}`);
+        const src = path.join(sdir, 'src', `L${li}`);
+        await fs.mkdir(src, { recursive: true });
+        say(`${label}: writing ${load.count} files of ${fmtBytes(load.size)}`);
+        const want = new Map<string, string>();
+        for (let i = 0; i < load.count; i++) {
+          const f = path.join(src, `f${String(i).padStart(4, '0')}.bin`);
+          await writeRandomFile(f, load.size);
+          want.set(`L${li}/${path.basename(f)}`, await sha256(f));
         }
+        const sender = shared ?? (await startSender(sdir));
+        const problems: string[] = [];
+        let seconds = NaN;
+        let peak = NaN;
+        let readBytes = NaN;
+        let cpu = NaN;
+        let hashed: number | null = null;
+        const hashedBefore = shared ? null : 0;
+        try {
+          // Peak RSS of this load only (a shared sender ran earlier loads): VmHWM from now.
+          if (shared) await fs.writeFile(`/proc/${sender.pid}/clear_refs`, '5').catch(() => undefined);
+          const rc0 = (await rchar(sender.pid)) ?? NaN;
+          const cpu0 = (await procCpuMs(sender.pid)) ?? NaN;
+          const mem = sampleMemory([sender.pid], 50);
+          const t0 = performance.now();
+          await fs.rename(src, path.join(sdir, 'outbox', `L${li}`));
+          const timeoutMs = opts.timeoutMs ?? 600_000;
+          const t1 = await pollUntil(
+            async () => {
+              for (const r of receivers) if ((await countFiles(path.join(r.dir, 'inbox', `L${li}`))) < load.count) return false;
+              return true;
+            },
+            timeoutMs,
+            `${label} at all ${receivers.length} receivers`,
+            50,
+          ).catch((err: unknown) => {
+            problems.push(String(err));
+            return NaN;
+          });
+          seconds = (t1 - t0) / 1000;
+          readBytes = ((await rchar(sender.pid)) ?? NaN) - rc0;
+          cpu = (((await procCpuMs(sender.pid)) ?? NaN) - cpu0) / 1000;
+          peak = (await mem.stop())[0] ?? NaN;
+          const m = await procMemory(sender.pid);
+          if (m) peak = Math.max(peak ?? 0, m.hwm);
+          say(`${label}: sender RSS after the load ${fmtBytes(m?.rss ?? NaN)}`);
+        } finally {
+          if (!shared) await sender.stop();
+        }
+        const hm = /sending reads: .*?(\d+) bytes hashed/.exec(sender.output());
+        if (hm && hashedBefore !== null) hashed = Number(hm[1]) - hashedBefore;
+        for (const r of receivers) {
+          for (const [rel, hash] of want) {
+            const got = await sha256(path.join(r.dir, 'inbox', rel)).catch(() => 'missing');
+            if (got !== hash) problems.push(`${r.name}: ${rel} ${got === 'missing' ? 'missing' : 'differs'}`);
+          }
+        }
+        const bytes = load.count * load.size;
+        const res: FanoutResult = {
+          load: label,
+          files: load.count,
+          receivers: receivers.length,
+          bytes,
+          seconds,
+          senderPeakRss: peak,
+          senderCpuSeconds: cpu,
+          readsPerByte: readBytes / bytes,
+          hashesPerByte: hashed === null ? null : hashed / bytes,
+          exact: problems.length === 0,
+          problems: problems.slice(0, 10),
+        };
+        results.push(res);
+        say(`${label}: ${seconds.toFixed(2)} s, sender peak RSS ${fmtBytes(peak)}, reads/byte ${res.readsPerByte.toFixed(2)}, hashes/byte ${res.hashesPerByte?.toFixed(2) ?? 'n/a'}, ${res.exact ? 'all exact' : `${problems.length} problem(s)`}`);
+        if (!shared) await fs.rm(path.join(sdir, 'outbox'), { recursive: true, force: true });
       }
-      const bytes = load.count * load.size;
-      const res: FanoutResult = {
-        load: label,
-        files: load.count,
-        receivers: receivers.length,
-        bytes,
-        seconds,
-        senderPeakRss: peak,
-        readsPerByte: readBytes / bytes,
-        hashesPerByte: hashed === null ? null : hashed / bytes,
-        exact: problems.length === 0,
-        problems: problems.slice(0, 10),
-      };
-      results.push(res);
-      say(`${label}: ${seconds.toFixed(2)} s, sender peak RSS ${fmtBytes(peak)}, reads/byte ${res.readsPerByte.toFixed(2)}, hashes/byte ${res.hashesPerByte?.toFixed(2) ?? 'n/a'}, ${res.exact ? 'all exact' : `${problems.length} problem(s)`}`);
-      await fs.rm(path.join(sdir, 'outbox'), { recursive: true, force: true });
+    } finally {
+      await shared?.stop();
     }
   } finally {
     await Promise.all(receivers.map((r) => r.proc.stop()));
@@ -193,8 +221,8 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult[]> {
 
 export function fanoutTable(results: FanoutResult[]): string {
   return table(
-    ['load', 'receivers', 'time s', 'sender peak RSS', 'reads/byte', 'hashes/byte', 'exact'],
-    results.map((r) => [r.load, String(r.receivers), r.seconds.toFixed(2), fmtBytes(r.senderPeakRss), r.readsPerByte.toFixed(2), r.hashesPerByte?.toFixed(2) ?? 'n/a', r.exact ? 'yes' : 'NO']),
+    ['load', 'receivers', 'time s', 'sender peak RSS', 'sender CPU s', 'reads/byte', 'hashes/byte', 'exact'],
+    results.map((r) => [r.load, String(r.receivers), r.seconds.toFixed(2), fmtBytes(r.senderPeakRss), r.senderCpuSeconds.toFixed(2), r.readsPerByte.toFixed(2), r.hashesPerByte?.toFixed(2) ?? 'n/a', r.exact ? 'yes' : 'NO']),
   );
 }
 
@@ -218,11 +246,15 @@ async function main(): Promise<void> {
   };
   const senderExtra = json('--sender-config');
   const receiverExtra = json('--receiver-config');
+  const senderEnv = json('--sender-env') as Record<string, string> | undefined;
   const results = await runFanout({
     receivers: Number(val('--receivers') ?? 19),
     loads: parseLoads(val('--loads') ?? '1x200M,200x4K,50x1M'),
     encrypt: !args.includes('--plain'),
     keep: args.includes('--keep'),
+    oneSender: args.includes('--one-sender'),
+    say: (l: string) => void process.stderr.write(`${new Date().toISOString()} ${l}\n`),
+    ...(senderEnv ? { senderEnv } : {}),
     ...(senderExtra ? { senderExtra } : {}),
     ...(receiverExtra ? { receiverExtra } : {}),
   });

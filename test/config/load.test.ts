@@ -147,7 +147,7 @@ describe('resolving', () => {
     assert.deepEqual(loaded.status, { enabled: true, host: '127.0.0.1', port: 7771, token: null });
     assert.deepEqual(loaded.osc, { targets: [], heartbeatSeconds: 5, progress: false });
     assert.deepEqual(loaded.limits, { maxFileBytes: 2 ** 40, maxConnections: 64, maxConnectionsPerPeer: 8, idleTimeoutMs: 30_000, handshakeTimeoutMs: 10_000, reserveBytes: 64 * 2 ** 20, eagerMaxBytes: 2 ** 20, maxIncomingBytesPerSecond: 0 });
-    assert.deepEqual(loaded.transfer, { window: 32, connections: 1, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1024 ** 2, maxBytesPerSecond: 0, peerMaxBytesPerSecond: {} });
+    assert.deepEqual(loaded.transfer, { window: 32, connections: 1, retryInitialMs: 500, retryMaxMs: 30_000, chunkBytes: 1024 ** 2, maxBytesPerSecond: 0, readBufferBytes: 32 * 1024 ** 2, eagerBufferBytes: 8 * 1024 ** 2, fanoutLagBytes: 16 * 1024 ** 2, peerMaxBytesPerSecond: {} });
     assert.deepEqual(loaded.log, { level: 'info', file: null, maxSizeBytes: 10 * 1024 * 1024, maxFiles: 10 });
   });
 

@@ -74,6 +74,26 @@ describe('schema errors name the field, the value and what is allowed', () => {
     assert.equal((await (await load(cfg)).p).limits.eagerMaxBytes, 0);
   });
 
+  test('the sending memory (transfer.readBufferBytes, .eagerBufferBytes, .fanoutLagBytes): ranges, and the lag within half of the read buffers', async () => {
+    const cfg = baseConfig() as Record<string, unknown>;
+    cfg.transfer = { readBufferBytes: 8 * 1024 };
+    await rejectsConfig((await load(cfg)).p, 'transfer.readBufferBytes', ['from 16384 to 1073741824', 'got 8192 (number)']);
+    cfg.transfer = { eagerBufferBytes: -1 };
+    await rejectsConfig((await load(cfg)).p, 'transfer.eagerBufferBytes', ['from 0 to 1073741824']);
+    cfg.transfer = { readBufferBytes: 2 * 1024 * 1024 }; // chunkBytes 1 MiB: 4 chunks at least
+    await rejectsConfig((await load(cfg)).p, 'transfer.readBufferBytes', ['less than 4 × `transfer.chunkBytes` (4194304)']);
+    cfg.transfer = { readBufferBytes: 8 * 1024 * 1024, fanoutLagBytes: 5 * 1024 * 1024 };
+    await rejectsConfig((await load(cfg)).p, 'transfer.fanoutLagBytes', ['half of `transfer.readBufferBytes` (4194304)']);
+    cfg.transfer = { fanoutLagBytes: 1024 * 1024 };
+    await rejectsConfig((await load(cfg)).p, 'transfer.fanoutLagBytes', ['from 2 × `transfer.chunkBytes` (2097152)']);
+    // Left out, the lag follows smaller read buffers (half of them): no error for a field not written.
+    cfg.transfer = { readBufferBytes: 8 * 1024 * 1024, eagerBufferBytes: 0 };
+    const ok = await (await load(cfg)).p;
+    assert.deepEqual([ok.transfer.readBufferBytes, ok.transfer.eagerBufferBytes, ok.transfer.fanoutLagBytes], [8 * 1024 * 1024, 0, 16 * 1024 * 1024]);
+    cfg.transfer = { chunkBytes: 65536, readBufferBytes: 1024 * 1024, fanoutLagBytes: 512 * 1024 };
+    assert.equal((await (await load(cfg)).p).transfer.fanoutLagBytes, 512 * 1024);
+  });
+
   test('required field missing', async () => {
     const cfg = baseConfig();
     delete cfg.inboxes[0].path;

@@ -4,14 +4,18 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { AGENT_HEAP_FLAGS, tuneAgentHeap } from '../../src/heap-tuning.js';
 
-test('every flag is set when the command line and NODE_OPTIONS say nothing about the heap', () => {
-  assert.deepEqual(tuneAgentHeap(['--enable-source-maps'], ''), AGENT_HEAP_FLAGS.map((f) => f.flag));
+test('every flag is set in an agent that sends when the command line and NODE_OPTIONS say nothing about the heap', () => {
+  assert.deepEqual(tuneAgentHeap(true, ['--enable-source-maps'], ''), AGENT_HEAP_FLAGS.map((f) => f.flag));
+});
+
+test('an agent that only receives keeps V8\'s old-generation growth (big-file receivers collect less often)', () => {
+  assert.deepEqual(tuneAgentHeap(false, [], ''), ['--semi-space-growth-factor=1']);
 });
 
 test('a setting of the operator wins (command line or NODE_OPTIONS, dashes or underscores)', () => {
-  assert.deepEqual(tuneAgentHeap(['--max-semi-space-size=16'], ''), ['--heap-growing-percent=25']);
-  assert.deepEqual(tuneAgentHeap([], '--heap_growing_percent=100'), ['--semi-space-growth-factor=1']);
-  assert.deepEqual(tuneAgentHeap(['--semi-space-growth-factor=2'], '--heap-growing-percent=50'), []);
+  assert.deepEqual(tuneAgentHeap(true, ['--max-semi-space-size=16'], ''), ['--heap-growing-percent=25']);
+  assert.deepEqual(tuneAgentHeap(true, [], '--heap_growing_percent=100'), ['--semi-space-growth-factor=1']);
+  assert.deepEqual(tuneAgentHeap(true, ['--semi-space-growth-factor=2'], '--heap-growing-percent=50'), []);
 });
 
 test('the young generation stays at its initial size once the flags are set (a real V8)', () => {
@@ -19,7 +23,7 @@ test('the young generation stays at its initial size once the flags are set (a r
   const script = `
     import v8 from 'node:v8';
     import { tuneAgentHeap } from ${JSON.stringify(new URL('../../src/heap-tuning.js', import.meta.url).href)};
-    if (process.argv[1] === 'tuned') tuneAgentHeap([], '');
+    if (process.argv[1] === 'tuned') tuneAgentHeap(false, [], '');
     const keep = [];
     let peak = 0;
     for (let r = 0; r < 200; r++) {

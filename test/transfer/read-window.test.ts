@@ -233,6 +233,43 @@ describe('ReadWindow', () => {
     assert.deepEqual(bytes, [...src.subarray(12)]);
   });
 
+  test('laggards are judged by distance: below capacity nobody stalls the others, however long; short of buffers, the base holders do', () => {
+    const src = fileBytes(64);
+    const w = new ReadWindow<Uint8Array>(64, C, 6, 1);
+    const fast = w.attach(0, 'xxh3-128')!;
+    const slow = w.attach(0, 'xxh3-128')!;
+    fill(w, src);
+    w.done(chunk(w.take(slow.id)).token); // slow at 4, then it pauses
+    // fast goes 4 chunks ahead of slow: within the distance, so the window is never stalled
+    // (no grace runs out, whatever the time), and the producer keeps up with fast.
+    for (let i = 0; i < 4; i++) {
+      fill(w, src);
+      w.done(chunk(w.take(fast.id)).token);
+      assert.equal(w.stalled(), false, `fast at ${w.cursorOf(fast.id)}, slow at 4: within the distance`);
+    }
+    fill(w, src);
+    assert.equal(w.take(fast.id).kind, 'chunk');
+    // The producer has no buffer for the next chunk (memory is short): fast waits at the
+    // head, so slow, holding the base, stalls the window although the distance is not reached.
+    assert.equal(w.take(fast.id).kind, 'wait');
+    assert.equal(w.stalled(true), false, 'room for another chunk: not stalled');
+    assert.equal(w.stalled(false), true, 'no room: stalled by the base holder');
+    assert.deepEqual(w.laggards(), [slow.id]);
+    // slow moves again: the base goes with it; at the distance (capacity) it stalls even with room.
+    w.done(chunk(w.take(slow.id)).token);
+    assert.equal(w.freed().length, 2, 'chunks 0 and 1 left the window: their buffers are room again');
+    assert.equal(w.stalled(true), false);
+    for (let t = (fill(w, src), w.take(fast.id)); t.kind === 'chunk'; t = (fill(w, src), w.take(fast.id))) w.done(t.token);
+    assert.equal(w.cursorOf(fast.id), 32, 'fast got 6 chunks ahead of slow (at 8), no further');
+    assert.equal(w.head - w.base, 6, 'the window holds the whole distance');
+    assert.equal(w.stalled(true), true, 'at the distance: stalled whatever the room');
+    // An empty window is never stalled by anyone (the buffers are short elsewhere).
+    const e = new ReadWindow<Uint8Array>(64, C, 6, 1);
+    const r = e.attach(0)!;
+    assert.equal(e.take(r.id).kind, 'wait');
+    assert.equal(e.stalled(false), false);
+  });
+
   test('buffers come back only when out of the window and every take is done', () => {
     const src = fileBytes(12);
     const w = new ReadWindow<Uint8Array>(12, C, 3);

@@ -16,6 +16,8 @@ import { SendSources, type StreamSource } from '../../src/transfer/sources.js';
 import { createFileHash, hashOf, type HashAlg } from '../../src/hash.js';
 import { memoryLogger } from '../../src/log.js';
 import { tempDirFor } from '../helpers/tmp.js';
+import { waitUntil } from '../helpers/wait.js';
+import { BufferPool } from '../../src/transfer/chunks.js';
 
 const CHUNK = 4096;
 
@@ -99,6 +101,69 @@ test('a file within the window: an expected destination coming after the first f
   assert.equal(s.reading, 0);
 });
 
+test('a dropped destination goes on from the shared hash at its cursor: no re-read of its prefix', async (t) => {
+  const dir = await tempDirFor(t);
+  const f = await makeFile(dir, 'big.bin', 60 * CHUNK + 9);
+  for (const alg of ['sha256', 'xxh3-128'] as const) {
+    const s = new SendSources({ chunkBytes: CHUNK, log: memoryLogger(), windowBytes: 4 * CHUNK, readAheadBytes: 16 * CHUNK, graceMs: 50 });
+    const fast = await s.open(f, alg);
+    const slow = await s.open(f, alg);
+    // Both go 20 chunks together, then slow holds its last chunk (its socket stopped writing).
+    const got: Buffer[] = [];
+    for (let i = 0; i < 20; i++) {
+      for (const src of [fast, slow]) {
+        const c = (await src.next())!;
+        if (src === slow) got.push(Buffer.from(c.data));
+        if (src === fast || i < 19) c.release();
+        else (slow as unknown as { last: () => void }).last = c.release;
+      }
+    }
+    const df = await drain(fast); // ends only because slow is dropped (at 20 chunks)
+    assert.equal(df.digest, await hashOf(alg, f.bytes));
+    (slow as unknown as { last: () => void }).last();
+    const rest = await drain(slow);
+    assert.ok(Buffer.concat([...got, rest.bytes]).equals(f.bytes));
+    assert.equal(rest.digest, await hashOf(alg, f.bytes), `${alg}: its own hash from the saved state`);
+    assert.equal(s.stats.read, 2 * f.size - 20 * CHUNK, `${alg}: read once, then only the part slow had left`);
+    assert.equal(s.stats.hashed, 2 * f.size - 20 * CHUNK, `${alg}: hashed the same`);
+  }
+});
+
+test('a destination added while the read runs (a peer appeared): held for if the start is still there, else it reads on its own', async (t) => {
+  const dir = await tempDirFor(t);
+  const f = await makeFile(dir, 'mid.bin', 5 * CHUNK + 3);
+  const s = new SendSources({ chunkBytes: CHUNK, log: memoryLogger(), windowBytes: 8 * CHUNK, graceMs: 60_000 });
+  s.expect(f, 2);
+  const a = await s.open(f, 'xxh3-128');
+  const first = (await a.next())!; // a is past byte 0; the expected second destination holds it
+  first.release();
+  s.expect(f, 1); // a peer appeared: one more destination, while byte 0 is still held
+  const b = await drain(await s.open(f, 'xxh3-128'));
+  const da = await drain(a);
+  assert.equal(s.reading, 1, 'kept for the late destination');
+  const late = await drain(await s.open(f, 'xxh3-128'));
+  for (const d of [b, late]) {
+    assert.ok(d.bytes.equals(f.bytes));
+    assert.equal(d.digest, da.digest);
+  }
+  assert.equal(da.digest, await hashOf('xxh3-128', f.bytes));
+  assert.equal(s.stats.read, f.size, 'one read for all three');
+  assert.equal(s.stats.hashed, f.size, 'one hash for all three');
+  assert.equal(s.reading, 0);
+  // Once every reader is past the start, a later destination is not held for: it reads on its own.
+  const c = await s.open(f, 'sha256');
+  for (let i = 0; i < 2; i++) (await c.next())!.release();
+  s.expect(f, 1);
+  assert.equal(s.reading, 1);
+  const d = await drain(await s.open(f, 'sha256'));
+  const dc = await drain(c);
+  assert.equal(d.digest, sha256(f.bytes));
+  assert.ok(d.bytes.equals(f.bytes));
+  assert.equal(dc.digest, d.digest);
+  assert.equal(s.stats.read, 3 * f.size, 'the late one read on its own');
+  assert.equal(s.reading, 0, 'nothing held for it');
+});
+
 test('destinations expected but never coming hold the first one only for the grace', async (t) => {
   const dir = await tempDirFor(t);
   const f = await makeFile(dir, 'big.bin', 30 * CHUNK);
@@ -168,4 +233,26 @@ test('small files: read and hashed once for every holder, digests per algorithm,
   assert.ok(held.data.equals(more[0]!.bytes), 'a held file is never overwritten by a reused buffer');
   held.release();
   assert.ok(s.eager.used <= 64 * 1024);
+});
+
+test('read buffers all back and idle are let go; one lent out keeps the others', async () => {
+  const pool = new BufferPool(CHUNK, 4, 20);
+  const a = await pool.acquire();
+  const b = await pool.acquire();
+  pool.release(a);
+  assert.equal(pool.allocated, 2);
+  const c = await pool.acquire(); // a, reused
+  assert.equal(pool.allocated, 2, 'a free buffer is reused before a new one is made');
+  pool.release(c);
+  await new Promise((r) => setTimeout(r, 60)); // b is still lent: nothing goes
+  assert.equal(pool.allocated, 2);
+  pool.release(b.subarray(0, 10));
+  await waitUntil(() => pool.allocated === 0, undefined, () => `allocated ${pool.allocated}`);
+  const d = await pool.acquire();
+  assert.equal(d.length, CHUNK);
+  assert.equal(pool.allocated, 1, 'the next burst allocates again');
+  pool.release(b); // a buffer let go is not taken back (a stray second release)
+  const e = await pool.acquire();
+  assert.notEqual(e.buffer, b.buffer);
+  assert.equal(pool.allocated, 2);
 });
