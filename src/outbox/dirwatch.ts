@@ -24,8 +24,8 @@
  *   this, the two parent events of a quick rmdir + mkdir were handled as one, the folder
  *   looked unchanged, and its files were not seen until the agent restarted (minutes in the
  *   soak of issue #20).
- * - Backstop: every folder is re-read (names only, plus one stat of the folder) at least
- *   every SWEEP_MS, rate-limited like rescans (sweepDelay), so a dead watch or lost events
+ * - Backstop (backstop.ts, shared with chokidar.ts): every folder is re-read (names only,
+ *   plus one stat of the folder) at least every SWEEP_MS, rate-limited like rescans, so a dead watch or lost events
  *   cannot leave files unseen for longer. A sweep that finds entries no event reported
  *   watches that folder anew and says so (`missed`).
  * - No event after close() resolves; nothing throws into the owner (errors → `error`).
@@ -37,7 +37,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { forEachLimit } from '../concurrency.js';
 import type { FolderWatch, FolderWatchEvents, FolderWatchOptions } from './chokidar.js';
-import { SWEEP_MS, diffNames, rescanDelay, sameFolder, sweepDelay, type FolderId } from './watch-rules.js';
+import { startBackstop, type Backstop } from './backstop.js';
+import { diffNames, rescanDelay, sameFolder, type FolderId } from './watch-rules.js';
 
 /** Delay that gathers a burst of events into one batch of stats. */
 const BATCH_MS = 10;
@@ -65,10 +66,9 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
   const realFolders = new Set<string>();
   const pending = new Set<string>();
   let batchTimer: NodeJS.Timeout | null = null;
-  let sweepTimer: NodeJS.Timeout | null = null;
+  let backstop: Backstop | null = null;
   let closed = false;
   const top = path.resolve(root);
-  const everyMs = opts.sweepMs ?? SWEEP_MS;
 
   emitter.on('error', (err: unknown) => {
     if (!closed) on.error(err);
@@ -295,37 +295,14 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
     if (!opts.ignored(p, st)) on.file(p, st);
   }
 
-  /** The backstop: every folder re-read (see the file header), one at a time, then the next sweep planned. */
-  async function sweep(): Promise<void> {
-    const t0 = performance.now();
-    for (const [dir, f] of [...folders]) {
-      if (closed) return;
-      // Being re-read already, or read a moment ago because of events: its watch works.
-      if (folders.get(dir) !== f || f.timer || performance.now() - f.lastScanAt < everyMs / 2) continue;
-      await scan(dir, f, true);
-    }
-    planSweep(performance.now() - t0);
-  }
-
-  function planSweep(lastMs: number): void {
-    if (closed) return;
-    sweepTimer = setTimeout(() => {
-      sweepTimer = null;
-      sweep().catch((err: unknown) => {
-        fail(err);
-        planSweep(lastMs);
-      });
-    }, sweepDelay(lastMs, everyMs));
-    sweepTimer.unref?.();
-  }
-
   const ready = (async () => {
     try {
       await addFolder(top, false);
     } catch (err) {
       fail(err);
     }
-    planSweep(0);
+    // The backstop (see the file header): every folder re-read at least every `sweepMs`.
+    if (!closed) backstop = startBackstop({ everyMs: opts.sweepMs, folders, reread: (dir, f) => scan(dir, f, true), fail });
   })();
 
   return {
@@ -335,8 +312,7 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
       closed = true;
       if (batchTimer) clearTimeout(batchTimer);
       batchTimer = null;
-      if (sweepTimer) clearTimeout(sweepTimer);
-      sweepTimer = null;
+      backstop?.close();
       pending.clear();
       for (const f of folders.values()) {
         f.fsw?.close();

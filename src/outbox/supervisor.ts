@@ -115,6 +115,7 @@ export class WatchSupervisor {
     // OS events on Linux: our own per-folder watch (dirwatch.ts, issue #12: chokidar re-reads the
     // whole folder per change). Windows and macOS keep chokidar until dirwatch is verified there
     // (the Windows lane runs chokidar); polling (shares, watch limits) is chokidar everywhere.
+    // Both re-read every folder at least every 30 s as a backstop (backstop.ts).
     const native = !this.usePolling && process.platform === 'linux';
     const fw: FolderWatch = (native ? watchNative : watchFolder)(
       this.root,
@@ -137,7 +138,8 @@ export class WatchSupervisor {
         },
         error: (err) => this.onError(fw, err),
         missed: (dir, count) => {
-          this.log.info(`Found ${count} entr${count === 1 ? 'y' : 'ies'} in ${dir} that no watch event had reported; watching that folder anew`, { dir, count });
+          // The native watch watches that folder anew; chokidar's backstop reports what it found (chokidar.ts).
+          this.log.info(`Found ${count} entr${count === 1 ? 'y' : 'ies'} in ${dir} that no watch event had reported; ${native ? 'watching that folder anew' : 'picked up now'}`, { dir, count });
           this.on.kick();
         },
       },

@@ -39,6 +39,9 @@ export interface ChannelOptions {
 
 type ControlFrame = Exclude<Frame, { type: 'data' }>;
 
+/** Buffers in one gathered socket write at most (see gatheredOne). */
+const MAX_GATHER = 256;
+
 export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
   private readonly decoder: FrameDecoder;
   private handler: ((f: Frame) => void | Promise<void>) | null = null;
@@ -57,6 +60,8 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
   private lastActive = Date.now();
   private drainWaiters: Array<() => void> = [];
   private corked = false;
+  /** Writes gathered since the socket was last corked (see corkUntilNextTick). */
+  private gathered = 0;
   /** Reading held by the incoming bandwidth limit (see holdReading). */
   private pacing: NodeJS.Timeout | null = null;
 
@@ -94,6 +99,7 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
     if (frame.type !== 'ping' && frame.type !== 'pong') this.lastActive = this.lastSent;
     this.corkUntilNextTick();
     this.socket.write(encodeFrame(frame));
+    this.gatheredOne();
     this.checkOutput();
   }
 
@@ -121,11 +127,26 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
   private corkUntilNextTick(): void {
     if (this.corked) return;
     this.corked = true;
+    this.gathered = 0;
     this.socket.cork();
     process.nextTick(() => {
       this.corked = false;
       if (!this.socket.destroyed) this.socket.uncork();
     });
+  }
+
+  /**
+   * At most MAX_GATHER buffers leave in one gathered write: the corked writes go out and
+   * gathering goes on. A peer's flood of PINGs made one tick's PONGs a write of thousands
+   * of buffers, which under wine fails with EMSGSIZE (wine hands a WSASend's buffers to
+   * one sendmsg(), which takes at most IOV_MAX = 1024), so the connection died of a write
+   * error instead of the output bound (issue #14).
+   */
+  private gatheredOne(): void {
+    if (!this.corked || ++this.gathered < MAX_GATHER || this.socket.destroyed) return;
+    this.gathered = 0;
+    this.socket.uncork();
+    this.socket.cork();
   }
 
   /**
@@ -138,7 +159,10 @@ export class FrameChannel extends EventEmitter<{ close: [TdxError | null] }> {
     this.lastSent = Date.now();
     this.lastActive = this.lastSent;
     this.socket.write(encodeDataHeader(chunk.length));
-    if (!this.socket.write(chunk, onWritten)) {
+    this.gatheredOne();
+    const more = this.socket.write(chunk, onWritten);
+    this.gatheredOne();
+    if (!more) {
       await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
       if (this.closed) throw this.closedWith ?? new TdxError('CONNECTION_LOST', 'connection closed');
     }

@@ -86,27 +86,31 @@ test('`tdxfer send` exit codes: unknown peer and missing inbox are usage errors 
   });
   const f = path.join(r, 'x.png');
   await fs.writeFile(f, 'x');
-  const unknown = await runCli(['send', f, '--to', 'nobody/renders', '--config', aCfg]);
-  assert.equal(unknown.code, 2);
-  assert.match(unknown.out, /unknown peer "nobody".*add it to "peers"/s);
-  const noInbox = await runCli(['send', f, '--to', 'playback', '--config', aCfg]);
-  assert.equal(noInbox.code, 2);
-  assert.match(noInbox.out, /name the inbox too/);
-  const unreachable = await runCli(['send', f, '--to', 'ghost/renders', '--config', aCfg]);
-  assert.equal(unreachable.code, 1);
-  assert.match(unreachable.out, /cannot reach ghost/);
-  const wrongInbox = await runCli(['send', f, '--to', 'playback/nope', '--config', aCfg]);
-  assert.equal(wrongInbox.code, 1);
-  assert.match(wrongInbox.out, /no inbox named "nope"/);
   const otherKey = await writeAgentConfig({
     name: 'render', dir: path.join(r, 'k'), port: 0,
     extra: { peers: [{ name: 'playback', host: '127.0.0.1', port }], security: { key: randomBytes(32).toString('base64') } },
   });
-  const wrongKey = await runCli(['send', f, '--to', 'playback/renders', '--config', otherKey]);
+  // Six separate CLI processes, started together: each is its own `tdxfer send` (a node.exe
+  // start costs 1-3 s under wine), none depends on another.
+  const [unknown, noInbox, unreachable, wrongInbox, wrongKey, missing] = await Promise.all([
+    runCli(['send', f, '--to', 'nobody/renders', '--config', aCfg]),
+    runCli(['send', f, '--to', 'playback', '--config', aCfg]),
+    runCli(['send', f, '--to', 'ghost/renders', '--config', aCfg]),
+    runCli(['send', f, '--to', 'playback/nope', '--config', aCfg]),
+    runCli(['send', f, '--to', 'playback/renders', '--config', otherKey]),
+    runCli(['send', path.join(r, 'missing.png'), '--to', 'playback/renders', '--config', aCfg]),
+  ]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.out, /unknown peer "nobody".*add it to "peers"/s);
+  assert.equal(noInbox.code, 2);
+  assert.match(noInbox.out, /name the inbox too/);
+  assert.equal(unreachable.code, 1);
+  assert.match(unreachable.out, /cannot reach ghost/);
+  assert.equal(wrongInbox.code, 1);
+  assert.match(wrongInbox.out, /no inbox named "nope"/);
   assert.equal(wrongKey.code, 1, wrongKey.out);
   assert.match(wrongKey.out, /does not hold the same installation key/);
   assert.doesNotMatch(wrongKey.out, /SSL routines|alert/i);
-  const missing = await runCli(['send', path.join(r, 'missing.png'), '--to', 'playback/renders', '--config', aCfg]);
   assert.equal(missing.code, 2);
   assert.match(missing.out, /cannot send .*missing\.png/);
 });
@@ -147,9 +151,12 @@ test('a busy transfer port is a clear start-up error', async () => {
 });
 
 test('--help works on every command', async () => {
-  for (const cmd of [[], ['run'], ['send'], ['config', 'check'], ['init'], ['status'], ['peers'], ['doctor']]) {
-    const res = await runCli([...cmd, '--help']);
+  const cmds = [[], ['run'], ['send'], ['config', 'check'], ['init'], ['status'], ['peers'], ['doctor']];
+  // One process per command, as a user runs them; started together (each node.exe start costs 1-3 s under wine).
+  const results = await Promise.all(cmds.map((cmd) => runCli([...cmd, '--help'])));
+  cmds.forEach((cmd, i) => {
+    const res = results[i]!;
     assert.equal(res.code, 0, `${cmd.join(' ')} --help: ${res.out}`);
     assert.match(res.out, /Usage: tdxfer/);
-  }
+  });
 });

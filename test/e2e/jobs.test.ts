@@ -31,7 +31,9 @@ async function exists(p: string): Promise<boolean> {
 }
 
 test('POST /send jobs survive kill -9 of the sender with their ids, are listed and cancelled, and are delivered once the peer is up', async () => {
-  const p = await writePair();
+  // A short retry backoff: the peer comes up late on purpose, and the default backoff (up to
+  // 30 s) would only make the wait for it longer, not the test stricter.
+  const p = await writePair({ senderExtra: { transfer: { retryInitialMs: 100, retryMaxMs: 1000 } } });
   cleanup.push(() => p.cleanup());
   const srcA = path.join(p.root, 'takes', 'take-A.mov');
   const srcB = path.join(p.root, 'takes', 'take-B.mov');

@@ -12,12 +12,16 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { hashTree, listFiles, spawnCli, waitUntil, writeRandomFile, type Spawned } from '../helpers/agents.js';
 import { assertDelivered, dropIntoOutbox, makePair, runCleanup, seededRandom, sleep, watchInbox, type Cleanup } from './util.js';
-import { EXIT_AFTER_KILL } from '../helpers/platform.js';
+import { EXIT_AFTER_KILL, underWine } from '../helpers/platform.js';
 
 const cleanup: Cleanup = [];
 after(() => runCleanup(cleanup));
 
-const ROUNDS = 4;
+/**
+ * Under wine two rounds, one kill of each side (every restart is a node.exe start of 1-3 s
+ * there, and each round adds a batch); on Linux four, each side chosen at random.
+ */
+const ROUNDS = underWine ? 2 : 4;
 const SMALL_PER_BATCH = 60;
 const LARGE = 3;
 
@@ -48,12 +52,17 @@ test(`kill -9 of sender or receiver at random moments, ${ROUNDS} rounds: every f
 
   const violations: string[] = [];
   const seen = watchInbox(p.inbox, sizes);
-  // Invariant on the sending side: a file in sent/ was confirmed, so it must be in the inbox whole.
+  // Invariant on the sending side: a file in sent/ was confirmed, so it must be in the inbox
+  // whole. Checked when it first shows in sent/ (later, watchInbox and the final hashes
+  // hold it): re-stat'ing hundreds of archived files every 20 ms is costly under wine, where
+  // each stat is several times slower.
   let checking = true;
+  const archived = new Set<string>();
   const sentCheck = (async () => {
     while (checking) {
-      for (const rel of await listFiles(p.sent)) {
-        const r = rel;
+      for (const r of await listFiles(p.sent)) {
+        if (archived.has(r)) continue;
+        archived.add(r);
         const st = await fs.stat(path.join(p.inbox, r)).catch(() => null);
         if (!st || st.size !== sizes.get(r)) violations.push(`${r} in sent/ but not (whole) in the inbox`);
       }
@@ -72,9 +81,12 @@ test(`kill -9 of sender or receiver at random moments, ${ROUNDS} rounds: every f
   start('sender');
   await dropIntoOutbox(batches[0]!, p.outbox);
   const kills: string[] = [];
+  let first: 'sender' | 'receiver' | undefined;
   for (let round = 1; round <= ROUNDS; round++) {
     await dropIntoOutbox(batches[round]!, p.outbox);
-    const who = rnd.next() < 0.5 ? 'sender' : 'receiver';
+    const coin = rnd.next() < 0.5 ? 'sender' : 'receiver';
+    const who = underWine && round === 2 ? (first === 'sender' ? 'receiver' : 'sender') : coin;
+    first ??= who;
     const delay = rnd.int(300, 2500);
     await sleep(delay);
     const landed = (await listFiles(p.inbox)).length;
