@@ -58,17 +58,12 @@ export const LINUX_ONLY = {
 export const KNOWN_GAPS = {};
 
 /**
- * Files that pass under wine but cost more lane time than the CI lane's ~8 minutes leave
- * room for: `--ci` leaves them out and prints them, a plain run runs them. Seconds: one
- * run under wine at load 5-13 (7 December 2026, after issue #14's cost cuts; at load 7-10
- * before them: cli 112-213, jobs 73-104, slots 45-87). Adding all three would bring the CI
- * lane to about 8 minutes at CI load (estimate, README "Windows").
+ * Files that pass under wine but cost more lane time than the CI lane has room for: `--ci`
+ * leaves them out and prints them, a plain run runs them. Empty since 7 December 2026: after
+ * issue #14's cost cuts the last three (e2e/cli 91 s, e2e/jobs 94 s, security/slots 75 s
+ * under wine at load 5-13) run in the CI lane too, heaviest first (HEAVY_FIRST).
  */
-export const SLOW_UNDER_WINE = {
-  'e2e/cli.test.js': 'about 20 CLI processes (zero-config run twice, send, six error cases, --help of eight commands, start-up errors): 91 s under wine at load 5-13 (each node.exe start costs 1-3 s unloaded)',
-  'e2e/jobs.test.js': 'POST /send jobs across three kill -9 restarts: 94 s under wine at load 5-13',
-  'security/slots.test.js': 'slot floods (150 connections reopened without pause): 75 s under wine at load 5-13',
-};
+export const SLOW_UNDER_WINE = {};
 
 /**
  * The longest files under wine, started first (in this order) so that they do not finish
