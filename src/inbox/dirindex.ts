@@ -23,6 +23,10 @@
  *   change we did not make (one stat per lookup tells). A folder only tdxfer writes to is
  *   listed once; one another program keeps changing is listed at most once per
  *   `refreshMinMs` (default 0: at each lookup after such a change, as the rules need).
+ *   Limit: a variant another program creates within the same folder-timestamp tick as one
+ *   of our landings (ext4 takes timestamps from a coarse clock, a few ms) leaves the mtime
+ *   where our landing put it and is seen only at the next change we did not make; until
+ *   then an `overwrite` landing may leave that other spelling beside it (nothing is lost).
  * - At most `maxFolders` folders are kept (least recently used first out).
  *
  * Everything here is I/O through `DirOps`, so tests count listings on a real disk.
