@@ -8,36 +8,10 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { watchFolder, type FolderWatch } from '../../src/outbox/chokidar.js';
+import { watchFolder } from '../../src/outbox/chokidar.js';
 import { tempDirFor } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
-
-type T = { after: (fn: () => Promise<void>) => void };
-
-/** A started chokidar watch on `root` recording what it reports (rels, '/'-separated). */
-async function watching(t: T, root: string, sweepMs: number) {
-  const files = new Set<string>();
-  const missed: Array<{ dir: string; count: number }> = [];
-  const errors: unknown[] = [];
-  const rel = (p: string) => path.relative(root, p).split(path.sep).join('/');
-  const fw: FolderWatch = watchFolder(
-    root,
-    // `.tmp` files are ignored, as the outbox ignores its writers' temporary names.
-    { followSymlinks: false, usePolling: false, ignored: (p) => p.endsWith('.tmp'), sweepMs },
-    {
-      file: (p) => files.add(rel(p)),
-      unlink: (p) => files.delete(rel(p)),
-      unlinkDir: () => undefined,
-      addDir: () => undefined,
-      error: (err) => errors.push(err),
-      missed: (dir, count) => missed.push({ dir: rel(dir), count }),
-    },
-  );
-  t.after(() => fw.close());
-  await fw.ready;
-  const seen = (r: string, what: string) => waitUntil(() => files.has(r), undefined, () => `${what}: ${r} reported; seen ${JSON.stringify([...files])} missed=${JSON.stringify(missed)} errors=${String(errors)}`);
-  return { fw, files, missed, errors, seen };
-}
+import { watching } from './watch-recorder.js';
 
 /** Drops a file as a writer does: written under an ignored name, renamed in (one event). */
 async function drop(root: string, rel: string): Promise<void> {
@@ -52,7 +26,7 @@ describe('chokidar folder watch: the backstop sweep', () => {
     const root = path.join(base, 'out');
     await mkdir(path.join(root, 'quiet'), { recursive: true });
     await writeFile(path.join(root, 'quiet', 'old.mov'), 'old');
-    const w = await watching(t, root, 500);
+    const w = await watching(t, watchFolder, root, { sweepMs: 500, ignored: (p) => p.endsWith('.tmp') });
     await w.seen('quiet/old.mov', 'the initial scan');
     // Lose chokidar's next 'add' event (every listener, as an OS dropping the event would):
     // a probe proves chokidar did emit it, and nothing of ours heard it.

@@ -8,39 +8,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, rename, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { watchNative } from '../../src/outbox/dirwatch.js';
-import type { FolderWatch } from '../../src/outbox/chokidar.js';
 import { tempDirFor } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
+import { watching } from './watch-recorder.js';
 
 const skip = process.platform === 'linux' ? false : 'the native watch runs on Linux only (supervisor.ts)';
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const nextTick = () => new Promise<void>((r) => setImmediate(r));
-
-type T = { after: (fn: () => Promise<void>) => void };
-
-/** A started native watch on `root` recording what it reports (rels, '/'-separated). */
-async function watching(t: T, root: string, sweepMs: number) {
-  const files = new Set<string>();
-  const missed: Array<{ dir: string; count: number }> = [];
-  const errors: unknown[] = [];
-  const rel = (p: string) => path.relative(root, p).split(path.sep).join('/');
-  const fw: FolderWatch = watchNative(
-    root,
-    { followSymlinks: false, usePolling: false, ignored: () => false, sweepMs },
-    {
-      file: (p) => files.add(rel(p)),
-      unlink: (p) => files.delete(rel(p)),
-      unlinkDir: () => undefined,
-      addDir: () => undefined,
-      error: (err) => errors.push(err),
-      missed: (dir, count) => missed.push({ dir: rel(dir), count }),
-    },
-  );
-  t.after(() => fw.close());
-  await fw.ready;
-  const seen = (r: string, what: string) => waitUntil(() => files.has(r), undefined, () => `${what}: ${r} reported; seen ${files.size}: ${JSON.stringify([...files].slice(-20))} errors=${String(errors)}`);
-  return { files, missed, errors, seen };
-}
 
 /** Drops a file as a writer does: written elsewhere, renamed in. */
 async function drop(root: string, rel: string): Promise<void> {
@@ -59,7 +33,7 @@ describe('native folder watch', { skip }, () => {
     const root = path.join(base, 'out');
     const folders = ['steady', 'nest/shot'];
     for (const f of folders) await mkdir(path.join(root, f), { recursive: true });
-    const w = await watching(t, root, 3_600_000);
+    const w = await watching(t, watchNative, root, { sweepMs: 3_600_000 });
     // Ways the folder comes back: at once, after a tick, a few ms later, after the parent's batch.
     const gaps: Array<() => Promise<void>> = [async () => undefined, nextTick, () => sleep(3), () => sleep(15)];
     // When the next file arrives: at once, or after the folder's own re-read (QUIET_MS) is over.
@@ -97,7 +71,7 @@ describe('native folder watch', { skip }, () => {
     const base = await tempDirFor(t, 'tdx-dirwatch-');
     const root = path.join(base, 'out');
     await mkdir(path.join(root, 'take'), { recursive: true });
-    const w = await watching(t, root, 3_600_000);
+    const w = await watching(t, watchNative, root, { sweepMs: 3_600_000 });
     for (let i = 0; i < 6; i++) {
       // Another folder made outside and renamed over the (empty) watched one.
       const made = path.join(base, `take${i}`);
@@ -124,7 +98,7 @@ describe('native folder watch', { skip }, () => {
     } catch {
       // the default
     }
-    const w = await watching(t, root, 500);
+    const w = await watching(t, watchNative, root, { sweepMs: 500 });
     // Synchronous writes: nothing reads the event queue meanwhile. Two events per file (create,
     // modify) fill it; the event of the file written last, in another folder, is dropped, and
     // that folder has no other event that would make it re-read.
