@@ -31,6 +31,8 @@ export interface AfterDeps {
 export class AfterBatcher {
   private readonly waiting = new Map<OutboxWatcher, { recs: FileRecord[]; timer: NodeJS.Timeout | null }>();
   private readonly running = new Set<Promise<void>>();
+  /** The outbox's logger for applyAfter, made once (a child logger per file cost CPU per file). */
+  private outboxLog: Logger | null = null;
 
   constructor(private readonly deps: AfterDeps) {}
 
@@ -77,14 +79,21 @@ export class AfterBatcher {
     // Released first: the archive move or delete then reads as a plain 'gone' for an
     // unknown file, and a rewrite during the move is emitted as a new version.
     w.release(rec.file.rel);
+    const moving = rec.file.outbox.after !== 'keep';
+    if (moving) w.moving(rec.file.rel);
+    let moved = false;
     try {
-      const r = await applyAfter(rec.file, this.deps.journal(), log.child({ component: 'outbox' }), { batch });
+      const r = await applyAfter(rec.file, this.deps.journal(), (this.outboxLog ??= log.child({ component: 'outbox' })), { batch });
       if (r.action === 'changed') log.info(`${rec.file.rel} changed after it was sent: the new version will be sent`);
       else if (r.action === 'archived') log.debug(`archived ${rec.file.rel}`, { to: r.to });
-      if (r.action === 'archived' || r.action === 'deleted') w.afterActionDone(rec.file.rel);
+      if (r.action === 'archived' || r.action === 'deleted') {
+        moved = true;
+        w.afterActionDone(rec.file.rel);
+      }
     } catch (err) {
       log.error(`after-action "${rec.file.outbox.after}" failed for ${rec.file.abs}: ${describeError(err)}; the file stays in the outbox and may be sent again`);
     } finally {
+      if (moving && !moved) w.movingEnded(rec.file.rel);
       this.deps.settled(rec);
     }
   }

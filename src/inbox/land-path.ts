@@ -57,6 +57,8 @@ export async function checkConfined(inboxName: string, what: string, paths: stri
  */
 export class ConfinedFolder {
   #id: { dev: bigint; ino: bigint } | null = null;
+  /** The check not started yet, shared by every caller that arrives before it starts. */
+  #next: Promise<void> | null = null;
 
   constructor(
     private readonly inboxName: string,
@@ -69,7 +71,21 @@ export class ConfinedFolder {
 
   private readonly paths: string[];
 
-  async check(): Promise<void> {
+  /**
+   * Resolves once a check that started after this call passed (rejects as it failed).
+   * Callers of one turn of the event loop (the eager files of one network read, issue #12)
+   * share one check: it starts on the next turn (setImmediate), after all of them arrived,
+   * so it is as fresh for each of them as one of its own would be.
+   */
+  check(): Promise<void> {
+    this.#next ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      this.#next = null;
+      return this.#checkNow();
+    });
+    return this.#next;
+  }
+
+  async #checkNow(): Promise<void> {
     const id = this.#id;
     if (id !== null) {
       const same = await Promise.all(this.paths.map((p) => fs.stat(p, { bigint: true }).then((st) => st.isDirectory() && st.dev === id.dev && st.ino === id.ino, () => false)));

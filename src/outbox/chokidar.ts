@@ -28,6 +28,12 @@ export interface FolderWatchOptions {
   ignored(p: string, stats?: Stats): boolean;
   /** How often every folder is re-read at least (backstop.ts; default SWEEP_MS; tests shorten it). */
   sweepMs?: number;
+  /**
+   * True when the agent itself just moved or deleted the file at `p` (an after-action): an
+   * event naming it is taken as its removal without a stat (dirwatch.ts; issue #12). A file
+   * made again under that name is found by the folder's re-read that every event schedules.
+   */
+  movedAway?(p: string): boolean;
 }
 
 export interface FolderWatchEvents {

@@ -257,6 +257,12 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
     const name = path.basename(p);
     const parent = folders.get(dir);
     if (!parent) return; // its folder is not watched (ignored, or gone)
+    if (!folders.has(p) && opts.movedAway?.(p) === true) {
+      // The after-action moved it away: gone without a stat. Made again meanwhile (this event
+      // may be about that), it is found by the re-read the event scheduled (it is not in names now).
+      if (parent.names.has(name)) gone(dir, parent, name);
+      return;
+    }
     let st: Stats;
     try {
       st = await entryStat(p);

@@ -39,6 +39,8 @@ export interface SupervisedEvents {
   scanned(seen: ReadonlySet<string>): void;
   /** Something needs the poll loop soon. */
   kick(): void;
+  /** The agent itself just moved or deleted this file (FolderWatchOptions.movedAway). */
+  movedAway?(abs: string): boolean;
 }
 
 export interface WatchSupervisorOptions {
@@ -120,7 +122,7 @@ export class WatchSupervisor {
     const fw: FolderWatch = (native ? watchNative : watchFolder)(
       this.root,
       // Never follow links out of the outbox unless the operator asked for it (issue #10).
-      { followSymlinks: this.opts.followSymlinks, usePolling: this.usePolling, ignored: (p, s) => this.on.ignored(p, s) },
+      { followSymlinks: this.opts.followSymlinks, usePolling: this.usePolling, ignored: (p, s) => this.on.ignored(p, s), movedAway: (p) => this.on.movedAway?.(p) === true },
       {
         file: (p, s) => {
           const rel = this.on.file(p, s);

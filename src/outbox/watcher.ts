@@ -91,6 +91,10 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   private readonly busyUntil = new Map<string, number>();
   /** rels chokidar reported unlinked: checked on the next poll. */
   private readonly suspects = new Set<string>();
+  /** Files the after-action just moved or deleted (abs → when), see movedAway(); oldest first. */
+  private readonly moved = new Map<string, number>();
+  /** rels whose after-action runs (moving()) → whether an unlink was reported meanwhile (held back until it ends). */
+  private readonly movingRels = new Map<string, boolean>();
 
   constructor(outbox: OutboxConfig, opts: OutboxWatcherOptions) {
     super();
@@ -114,6 +118,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
           for (const rel of [...this.tracker.known()]) if (!seen.has(rel)) this.forget(rel);
         },
         kick: () => this.schedule(KICK_MS),
+        movedAway: (abs) => this.movedAway(abs),
       },
     );
   }
@@ -161,10 +166,51 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
    * move costs no stat (issue #12: one file call less per sent file).
    */
   afterActionDone(rel: string): void {
+    this.movingRels.delete(rel);
     if (this.tracker.forgetReleased(rel)) {
       this.access.forget(rel);
       this.busyUntil.delete(rel);
     }
+  }
+
+  /**
+   * The after-action is about to move or delete the released `rel`: the watch's event about
+   * that takes it as gone without a stat (issue #12: one file call and one error less per
+   * sent file). Nothing is lost when the move does not happen: the event still reaches the
+   * poll loop, which stats what it tracks, and the folder's re-read finds the name again.
+   */
+  moving(rel: string): void {
+    this.movingRels.set(rel, false);
+    const now = performance.now();
+    const abs = this.absOf(rel);
+    this.moved.delete(abs); // to the end: the map's order is the order of expiry
+    this.moved.set(abs, now);
+    // Marks no event consumed (the move failed, events were lost) expire, oldest first.
+    for (const [a, at] of this.moved) {
+      if (at >= now - MOVED_MS) break;
+      this.moved.delete(a);
+    }
+  }
+
+  /**
+   * The after-action that moving() announced ended without moving or deleting `rel` (kept,
+   * changed, missing, failed): an unlink reported meanwhile is checked now, as it would have been.
+   */
+  movingEnded(rel: string): void {
+    const unlinked = this.movingRels.get(rel);
+    this.movingRels.delete(rel);
+    if (unlinked === true && this.tracker.has(rel)) {
+      this.suspects.add(rel);
+      this.schedule(KICK_MS);
+    }
+  }
+
+  /** The watch's question (FolderWatchOptions.movedAway): did the after-action just move `abs` away? Answered once. */
+  private movedAway(abs: string): boolean {
+    const at = this.moved.get(abs);
+    if (at === undefined) return false;
+    this.moved.delete(abs);
+    return at >= performance.now() - MOVED_MS;
   }
 
   // ---- events from the supervised chokidar watch --------------------------------
@@ -191,6 +237,11 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     const rel = this.paths.relOf(p);
     if (rel !== null) this.access.unlinked(rel);
     if (rel === null || !this.tracker.has(rel)) return;
+    if (this.movingRels.has(rel)) {
+      // Most likely the after-action's own move: afterActionDone() forgets the file, movingEnded() checks it.
+      this.movingRels.set(rel, true);
+      return;
+    }
     this.suspects.add(rel);
     this.schedule(KICK_MS);
   }
@@ -397,6 +448,9 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     }
   }
 }
+
+/** How long an after-action's move counts as just done for the watch's event about it (movedAway). */
+const MOVED_MS = 2000;
 
 /** At most this many excluded files are remembered per outbox (the count saturates there). */
 const MAX_EXCLUDED = 1000;

@@ -5,6 +5,7 @@
  * fan-out bench).
  */
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import { TdxError, describeError } from '../errors.js';
 import type { FileHash } from '../hash.js';
 import { ChunkReader, type BufferPool } from './chunks.js';
@@ -75,9 +76,11 @@ export async function checkUnchanged(file: SourceFile, sent: number): Promise<vo
  * than announced.
  */
 export async function readWhole(file: SourceFile, stats: SendStats, into: Buffer = Buffer.allocUnsafe(file.size)): Promise<Buffer> {
-  let fh: fs.promises.FileHandle;
+  // A plain descriptor, not a FileHandle: four calls per small file, and a FileHandle's
+  // promise machinery cost ~25 % more CPU per file than the callback calls (issue #12).
+  let fd: number;
   try {
-    fh = await fs.promises.open(file.abs, 'r');
+    fd = await openFd(file.abs, 'r');
   } catch (err) {
     throw readError(file.abs, err, 'before it was sent');
   }
@@ -85,13 +88,13 @@ export async function readWhole(file: SourceFile, stats: SendStats, into: Buffer
     const buf = into;
     let n = 0;
     while (n < file.size) {
-      const { bytesRead } = await fh.read(buf, n, file.size - n, n);
+      const bytesRead = await readFd(fd, buf, n, file.size - n, n);
       if (bytesRead === 0) break; // shorter than announced
       n += bytesRead;
     }
     stats.read += n;
     // Longer than announced shows in the size of the same open file.
-    const st = await fh.stat();
+    const st = await fstatFd(fd);
     if (n !== file.size || st.size !== file.size || st.mtimeMs !== file.mtimeMs) {
       throw new SourceChangedError(`${file.abs} changed before it was sent (size ${file.size} → ${st.size}); the new version will be sent`);
     }
@@ -99,8 +102,15 @@ export async function readWhole(file: SourceFile, stats: SendStats, into: Buffer
   } catch (err) {
     throw readError(file.abs, err);
   } finally {
-    await fh.close().catch(() => undefined); // read-only handle: a close error loses nothing
+    await closeFd(fd).catch(() => undefined); // read-only descriptor: a close error loses nothing
   }
+}
+
+const openFd = promisify(fs.open);
+const fstatFd = promisify(fs.fstat);
+const closeFd = promisify(fs.close);
+function readFd(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 /** Hashes [0, length) of the file into `hash` and returns the digest so far (the hash goes on). */
