@@ -72,8 +72,9 @@ export async function retryTransient<T>(
 }
 
 /** rename() with retryTransient; each retry is logged at debug, giving up at error. */
-export function renameWithRetry(from: string, to: string, log: Logger, opts: RetryOptions = {}): Promise<void> {
-  return retryTransient(() => fs.rename(from, to), {
+export function renameWithRetry(from: string, to: string, log: Logger, opts: RetryOptions & { rename?: (from: string, to: string) => Promise<void> } = {}): Promise<void> {
+  const rename = opts.rename ?? fs.rename;
+  return retryTransient(() => rename(from, to), {
     ...opts,
     onRetry: (code, attempt, delayMs) => log.debug('rename failed, retrying (target probably held open by another program)', { from, to, code, attempt, delayMs }),
     onGiveUp: (code, tries) => log.error('giving up renaming: the target stays locked', { from, to, code, tries }),

@@ -13,6 +13,7 @@ import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
 import { applyAfter, finishAfterBatch, newAfterBatch, type AfterBatch, type OutboxWatcher, type SentJournal } from '../outbox/index.js';
 import type { FileRecord } from './dispatch.js';
+import type { QuickFs } from '../quickfs.js';
 
 /** Longest an after-action waits for the rest of its outbox's burst. */
 export const AFTER_BATCH_MS = 5000;
@@ -26,6 +27,8 @@ export interface AfterDeps {
   busy: (w: OutboxWatcher) => boolean;
   /** The after-action of `rec` ran (or failed): forget its record. */
   settled: (rec: FileRecord) => void;
+  /** Quick (synchronous) file calls below local outboxes (quickfs.ts). */
+  quick?: () => QuickFs;
 }
 
 export class AfterBatcher {
@@ -83,7 +86,7 @@ export class AfterBatcher {
     if (moving) w.moving(rec.file.rel);
     let moved = false;
     try {
-      const r = await applyAfter(rec.file, this.deps.journal(), (this.outboxLog ??= log.child({ component: 'outbox' })), { batch });
+      const r = await applyAfter(rec.file, this.deps.journal(), (this.outboxLog ??= log.child({ component: 'outbox' })), { batch, ...(this.deps.quick ? { quick: this.deps.quick() } : {}) });
       if (r.action === 'changed') log.info(`${rec.file.rel} changed after it was sent: the new version will be sent`);
       else if (r.action === 'archived') log.debug(`archived ${rec.file.rel}`, { to: r.to });
       if (r.action === 'archived' || r.action === 'deleted') {

@@ -135,6 +135,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       journal: () => this.journal!,
       busy: (w) => this.dispatch.busy(w.outbox),
       settled: (rec) => this.dispatch.settled(rec),
+      quick: () => this.sources.quick,
     });
     this.peers = opts.peers ?? newPeerBoard(this.clock);
     this.sources = opts.sources ?? newSendSources(config, opts.log);
@@ -244,7 +245,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     const ownFolders = [path.join(cfg.dataDir, 'state'), ...[...this.inboxes.values()].flatMap((i) => [i.path, i.stagingDir])];
     for (const ob of cfg.outboxes) {
       await ensureOutbox(ob.path, log);
-      const w = new OutboxWatcher(ob, { log, ignore: ownFolders.filter((f) => f !== ob.path) });
+      const w = new OutboxWatcher(ob, { log, ignore: ownFolders.filter((f) => f !== ob.path), quick: this.sources.quick });
       w.on('ready', (f) => this.dispatch.onReady(f));
       w.on('gone', ({ rel }) => this.dispatch.onGone(ob, rel));
       this.watchers.push(w);

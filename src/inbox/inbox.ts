@@ -21,7 +21,8 @@ import { ConfinedFolder, findExisting, Lander, newLandIndex, type LandIndex } fr
 import type { DirOps } from './dirindex.js';
 import { chooseStaging, FALLBACK_DIRNAME, Staging } from './staging.js';
 import { FreeSpace } from './space.js';
-import { WRITE_RESUME, digestOf, hashPrefix, openFresh, openNoFollow } from './staged-io.js';
+import { WRITE_RESUME, digestOf, hashPrefix, openFresh, openNoFollow, type StagedHandle } from './staged-io.js';
+import { QuickFs } from '../quickfs.js';
 
 export { InboxError } from './errors.js';
 export type { InboxErrorCode } from './errors.js';
@@ -88,6 +89,8 @@ export type BeginResult =
 export const DEFAULT_RESUME_TTL_MS = 24 * 3600 * 1000;
 export const DEFAULT_RESERVE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_RESUME_MIN_BYTES = 1024 * 1024;
+/** Files up to this size are staged with QuickFs calls (small files, issue #12); larger ones through a FileHandle. */
+const QUICK_MAX_BYTES = 1024 * 1024;
 
 async function exists(p: string): Promise<boolean> {
   return fs.stat(p).then(
@@ -112,6 +115,8 @@ export class Inbox {
   readonly #reserveBytes: number;
   readonly #resumeMinBytes: number;
   readonly #lander: Lander;
+  /** Small files' staging and landing calls, synchronous while the volumes are local and fast (quickfs.ts). */
+  readonly #quick: QuickFs;
 
   /** Files of this inbox another program holds open while their new version waits staged. */
   heldFiles(): HeldFile[] {
@@ -142,6 +147,7 @@ export class Inbox {
     reserveBytes: number;
     resumeMinBytes: number;
     dirOps: DirOps | undefined;
+    quick: QuickFs;
   }) {
     this.name = a.cfg.name;
     this.path = a.path;
@@ -158,8 +164,9 @@ export class Inbox {
     this.#maxFileBytes = a.maxFileBytes;
     this.#reserveBytes = a.reserveBytes;
     this.#resumeMinBytes = a.resumeMinBytes;
-    this.#index = newLandIndex(a.dirOps);
-    this.#lander = new Lander({ inboxName: this.name, inboxPath: this.path, inboxReal: a.real, policy: a.cfg.onCollision, log: a.log, journal: a.journal, index: this.#index, heldMaxSeconds: a.cfg.heldMaxSeconds });
+    this.#quick = a.quick;
+    this.#index = newLandIndex(a.dirOps, a.quick);
+    this.#lander = new Lander({ inboxName: this.name, inboxPath: this.path, inboxReal: a.real, policy: a.cfg.onCollision, log: a.log, journal: a.journal, index: this.#index, heldMaxSeconds: a.cfg.heldMaxSeconds, quick: a.quick });
   }
 
   static async open(cfg: InboxConfig, opts: InboxOptions): Promise<Inbox> {
@@ -213,6 +220,8 @@ export class Inbox {
       const journal = await Journal.open(opts.stateDir, log, undefined, { durable: cfg.onCollision === 'rename' });
       const real = await realpathLong(inboxPath);
       const stagingReal = await realpathLong(choice.dir);
+      const quick = new QuickFs({ log });
+      for (const dir of new Set([inboxPath, real, choice.dir])) await quick.addRoot(dir);
       log.debug('inbox open', { path: inboxPath, staging: choice.dir, onCollision: cfg.onCollision });
       return new Inbox({
         cfg,
@@ -226,6 +235,7 @@ export class Inbox {
         reserveBytes: opts.reserveBytes ?? DEFAULT_RESERVE_BYTES,
         resumeMinBytes: opts.resumeMinBytes ?? DEFAULT_RESUME_MIN_BYTES,
         dirOps: opts.dirOps,
+        quick,
       });
     } catch (err) {
       if (err instanceof InboxError || (err instanceof TdxError && err.code === 'FOLDER_UNUSABLE')) throw err;
@@ -334,7 +344,7 @@ export class Inbox {
 
     this.#space.admit((size ?? 0) - offset);
     const hash = await createFileHash(req.hash ?? BASELINE_HASH);
-    let handle: fs.FileHandle;
+    let handle: StagedHandle;
     // A resumed partial has its meta; a fresh one gets one only at resumeMinBytes and up.
     let hasMeta = resumeLength !== null;
     if (resumeLength !== null) {
@@ -352,7 +362,7 @@ export class Inbox {
       // meta: a crash in between leaves an empty partial, never old bytes under the new
       // description. Fewer steps than remove + mkdir + write: this runs once per file
       // while the sender waits for ACCEPT, so it bounds small-file throughput.
-      handle = await openFresh(dataPath, staging.dir);
+      handle = await openFresh(dataPath, staging.dir, size !== null && size <= QUICK_MAX_BYTES ? this.#quick : undefined);
       try {
         if (size !== null && mtimeMs !== null && size >= this.#resumeMinBytes) {
           await staging.writeMeta(id, { v: 1, source, rel, size, mtimeMs, createdAt: Date.now() });

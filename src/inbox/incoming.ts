@@ -3,7 +3,7 @@
  * the way), and `commit` verifies and lands it. See the contract in inbox.ts.
  */
 import { hashLabel, type FileHash, type HashAlg } from '../hash.js';
-import type fs from 'node:fs/promises';
+import type { StagedHandle } from './staged-io.js';
 import { GatherWriter } from './gather-writer.js';
 import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -96,7 +96,7 @@ export interface IncomingInit {
   prefixDigest: string | null;
   /** Running hash already fed with bytes [0, offset). */
   hash: FileHash;
-  handle: fs.FileHandle;
+  handle: StagedHandle;
   /** A resume record (meta) exists in staging for this partial. */
   hasMeta: boolean;
   /** Who sends it and how, as its announcement names them (recorded for a recovery after a crash). */

@@ -11,14 +11,17 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { InboxError } from './errors.js';
 import { errCode, isInside, realpathLong } from '../fsutil.js';
-import { DirIndex, type DirOps } from './dirindex.js';
+import { DirIndex, nodeDirOps, type DirOps } from './dirindex.js';
+import type { QuickFs } from '../quickfs.js';
 import { Listing } from './land-plan.js';
 
 /** The inbox's name index: folders listed once, names checked on disk (see dirindex.ts). */
 export type LandIndex = DirIndex<Listing>;
 
-export function newLandIndex(ops?: DirOps): LandIndex {
-  return new DirIndex((names) => new Listing(names), ops ? { ops } : {});
+export function newLandIndex(ops?: DirOps, quick?: QuickFs): LandIndex {
+  // The per-name lstats of landing as QuickFs calls (quickfs.ts, issue #12); listings as they are.
+  const o = ops ?? (quick ? { ...nodeDirOps, lstat: (p: string) => quick.lstat(p), stat: (p: string) => quick.stat(p) } : undefined);
+  return new DirIndex((names) => new Listing(names), o ? { ops: o } : {});
 }
 
 /**

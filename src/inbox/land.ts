@@ -27,6 +27,7 @@ import type { Logger } from '../log.js';
 import type { Clock } from '../clock.js';
 import { renameCandidate } from '../names.js';
 import { InboxError } from './errors.js';
+import type { QuickFs } from '../quickfs.js';
 import { errCode, fsyncDir, renameWithRetry, retryTransient } from '../fsutil.js';
 import type { Journal, LandedRecord } from './journal.js';
 import { HeldTargets, heldTooLong } from './held.js';
@@ -54,6 +55,8 @@ export interface LandTarget {
   held?: HeldTargets;
   /** The clock of held targets' bounded wait, ms since the epoch (src/clock.ts; default Date.now; tests drive it). */
   now?: Clock['now'];
+  /** Renames out of staging as QuickFs calls (quickfs.ts): synchronous while the volume is local and fast. */
+  quick?: QuickFs;
 }
 
 export const DEFAULT_HELD_MAX_SECONDS = 600;
@@ -102,6 +105,7 @@ export class Lander {
   readonly #index: LandIndex;
   readonly #now: () => number;
   readonly #confined: ConfinedFolder;
+  readonly #renameOpts: { rename?: (from: string, to: string) => Promise<void> };
   /** Targets held open by another program (once-per-episode log line, status, bounded wait). */
   readonly held: HeldTargets;
 
@@ -132,6 +136,8 @@ export class Lander {
     this.held = target.held ?? new HeldTargets();
     this.#now = target.now ?? Date.now;
     this.#confined = new ConfinedFolder(target.inboxName, 'inbox folder', [target.inboxPath, target.inboxReal], target.inboxReal);
+    const quick = target.quick;
+    this.#renameOpts = quick ? { rename: (from, to) => quick.rename(from, to) } : {};
   }
 
   /** Resolves once the file is visible under its final name and durable (or was skipped). */
@@ -318,7 +324,7 @@ export class Lander {
     const dir = p.parent.real;
     const plan = p.plan;
     if (plan.kind === 'new') {
-      await renameWithRetry(p.w.item.from, path.join(dir, plan.name), log);
+      await renameWithRetry(p.w.item.from, path.join(dir, plan.name), log, this.#renameOpts);
       return;
     }
     // overwrite: replace the existing entry atomically (the exact spelling if present).
@@ -329,7 +335,7 @@ export class Lander {
       return;
     }
     try {
-      await renameWithRetry(p.w.item.from, targetAbs, log);
+      await renameWithRetry(p.w.item.from, targetAbs, log, this.#renameOpts);
     } catch (err) {
       throw this.#held(p, targetAbs, err);
     }

@@ -5,13 +5,14 @@
  * read (listed in /status and /health until readable), symlinks that are not followed.
  * What an open error means is decided by watch-rules.ts (classifyOpenError).
  */
-import { constants as fsc } from 'node:fs';
+import { closeSync, constants as fsc, openSync } from 'node:fs';
 import { open, readlink } from 'node:fs/promises';
 import os from 'node:os';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { FileVersion } from './settle.js';
 import { classifyOpenError, errCode } from './watch-rules.js';
+import type { QuickFs } from '../quickfs.js';
 
 export type OpenCheck = 'ok' | 'busy' | 'gone';
 
@@ -33,6 +34,8 @@ export class FileAccess {
     private readonly root: string,
     private readonly log: Logger,
     private readonly followSymlinks: boolean,
+    /** Quick (synchronous) open checks while the outbox's volume is local and fast (quickfs.ts). */
+    private readonly quick?: QuickFs,
   ) {}
 
   /**
@@ -45,8 +48,9 @@ export class FileAccess {
   async canOpen(rel: string, abs: string, v: FileVersion): Promise<OpenCheck> {
     try {
       // No-follow (unless followSymlinks): a file swapped for a link after it settled is not read either.
-      const fh = await open(abs, (this.exclusive ? EXCLUSIVE_READ : fsc.O_RDONLY) | (this.followSymlinks ? 0 : (fsc.O_NOFOLLOW ?? 0)));
-      await fh.close();
+      const flags = (this.exclusive ? EXCLUSIVE_READ : fsc.O_RDONLY) | (this.followSymlinks ? 0 : (fsc.O_NOFOLLOW ?? 0));
+      if (this.quick) await this.quick.call(abs, () => closeSync(openSync(abs, flags)), async () => (await open(abs, flags)).close());
+      else await (await open(abs, flags)).close();
       return 'ok';
     } catch (err) {
       const code = errCode(err);

@@ -21,6 +21,7 @@ import type { Logger } from '../log.js';
 import type { SentJournal } from './journal.js';
 import type { ReadyFile } from './watcher.js';
 import { errCode, retryTransient } from '../fsutil.js';
+import type { QuickFs } from '../quickfs.js';
 
 export type AfterResult =
   | { action: 'archived'; to: string }
@@ -40,6 +41,8 @@ export interface AfterOptions {
    * every file (a dropped folder of 2000 files would try to remove its folder 2000 times).
    */
   batch?: AfterBatch;
+  /** Quick (synchronous) stats and renames while the outbox's volume is local and fast (quickfs.ts). */
+  quick?: QuickFs;
 }
 
 export interface AfterBatch {
@@ -63,9 +66,9 @@ export function archivePath(outboxPath: string, rel: string): string {
   return path.join(path.resolve(outboxPath), ARCHIVE_DIR, ...rel.split('/'));
 }
 
-async function currentVersion(abs: string): Promise<{ size: number; mtimeMs: number } | null> {
+async function currentVersion(abs: string, quick?: QuickFs): Promise<{ size: number; mtimeMs: number } | null> {
   try {
-    const st = await stat(abs);
+    const st = quick ? await quick.stat(abs) : await stat(abs);
     return st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs } : null;
   } catch (err) {
     if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return null;
@@ -74,20 +77,20 @@ async function currentVersion(abs: string): Promise<{ size: number; mtimeMs: num
 }
 
 /** Moves a file; returns 'copied' when it had to copy across volumes (EXDEV), where the mtime is kept only approximately. */
-async function move(from: string, to: string, delays: { tries: number }, made?: Set<string>): Promise<'renamed' | 'copied'> {
+async function move(from: string, to: string, delays: { tries: number }, made?: Set<string>, quick?: QuickFs): Promise<'renamed' | 'copied'> {
   const dir = path.dirname(to);
   if (!made?.has(dir)) {
     await mkdir(dir, { recursive: true });
     made?.add(dir);
   }
   try {
-    await retryTransient(() => rename(from, to), delays);
+    await retryTransient(() => (quick ? quick.rename(from, to) : rename(from, to)), delays);
     return 'renamed';
   } catch (err) {
     // The folder made earlier in the batch was removed meanwhile (by hand): make it again.
     if (errCode(err) === 'ENOENT' && made?.has(dir)) {
       made.delete(dir);
-      return move(from, to, delays, made);
+      return move(from, to, delays, made, quick);
     }
     if (errCode(err) !== 'EXDEV') throw err;
     const tmp = `${to}.tdxfer-${process.pid}.tmp`;
@@ -159,7 +162,7 @@ export async function applyAfter(file: ReadyFile, journal: SentJournal, log: Log
     }
   }
 
-  const now = await currentVersion(abs);
+  const now = await currentVersion(abs, opts.quick);
   if (!now) {
     await journal.forget(outbox.path, rel);
     return { action: 'missing' };
@@ -185,14 +188,14 @@ export async function applyAfter(file: ReadyFile, journal: SentJournal, log: Log
   const to = archivePath(root, rel);
   let how: 'renamed' | 'copied';
   try {
-    how = await move(abs, to, delays, opts.batch?.made);
+    how = await move(abs, to, delays, opts.batch?.made, opts.quick);
   } catch (err) {
     if (errCode(err) === 'ENOENT') return { action: 'missing' };
     throw new TdxError('AFTER_ARCHIVE_FAILED', `Could not archive sent file ${abs} to ${to}: ${describeError(err)}. Close programs holding either file, remove a folder of that name in sent/, or fix permissions.`, { cause: err });
   }
   // The file may have been rewritten between the check and the move; then it is a new
   // version that must not hide in sent/: put it back when its old place is still free.
-  const moved = await currentVersion(to);
+  const moved = await currentVersion(to, opts.quick);
   if (moved && (moved.size !== file.size || (how === 'renamed' && moved.mtimeMs !== file.mtimeMs))) {
     if ((await currentVersion(abs)) === null) {
       await move(to, abs, delays).catch((err: unknown) => log.warn(`A changed file was archived as ${to} and could not be moved back: ${describeError(err)}. Move it back into the outbox to send it.`));

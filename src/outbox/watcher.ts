@@ -33,6 +33,7 @@ import { SettleTracker } from './settle.js';
 import { ROOT_CHECK_MS, WatchSupervisor } from './supervisor.js';
 import { OutboxPaths, isGoneError } from './watch-rules.js';
 import { forEachLimit } from '../concurrency.js';
+import type { QuickFs } from '../quickfs.js';
 
 export { sameFolder } from './watch-rules.js';
 export { UV_FS_O_EXLOCK } from './access.js';
@@ -59,6 +60,8 @@ export interface OutboxWatcherOptions {
   pollMs?: number;
   /** Make chokidar poll instead of using OS events (network shares). */
   usePolling?: boolean;
+  /** Quick (synchronous) stats and open checks while the outbox's volume is local and fast (quickfs.ts). */
+  quick?: QuickFs;
 }
 
 /** Delay that batches a burst of chokidar events into one poll. */
@@ -77,6 +80,8 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   private readonly supervisor: WatchSupervisor;
   private readonly tracker: SettleTracker;
   private readonly accepts: (rel: string) => boolean;
+  private readonly quick: QuickFs | undefined;
+  private readonly usePolling: boolean;
 
   private stopped = true;
   private timer: NodeJS.Timeout | null = null;
@@ -105,7 +110,9 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     this.pollMs = Math.max(10, opts.pollMs ?? Math.min(250, outbox.settleMs));
     this.tracker = new SettleTracker(outbox.settleMs, this.pollMs);
     this.accepts = makeOutboxFilter(outbox);
-    this.access = new FileAccess(this.root, this.log, outbox.followSymlinks === true);
+    this.quick = opts.quick;
+    this.usePolling = opts.usePolling ?? false;
+    this.access = new FileAccess(this.root, this.log, outbox.followSymlinks === true, opts.quick);
     this.supervisor = new WatchSupervisor(
       { root: this.root, log: this.log, followSymlinks: outbox.followSymlinks === true, usePolling: opts.usePolling ?? false },
       {
@@ -136,6 +143,8 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   async start(): Promise<void> {
     if (!this.stopped) return;
     this.stopped = false;
+    // A watch that polls is for network shares: their calls stay on the thread pool.
+    await this.quick?.addRoot(this.root, { never: this.usePolling });
     this.schedule(0);
     await this.supervisor.start();
   }
@@ -143,6 +152,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   /** Closes chokidar and all timers; no event after it resolves. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.quick?.removeRoot(this.root);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.timerAt = Infinity;
@@ -370,7 +380,9 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     await forEachLimit([...toStat], STAT_CONCURRENCY, async (rel) => {
       try {
         const abs = this.absOf(rel);
-        const st = this.outbox.followSymlinks === true ? await stat(abs) : await lstat(abs);
+        const st = this.quick
+          ? await (this.outbox.followSymlinks === true ? this.quick.stat(abs) : this.quick.lstat(abs))
+          : this.outbox.followSymlinks === true ? await stat(abs) : await lstat(abs);
         if (this.stopped) return;
         if (st.isSymbolicLink()) {
           await this.access.skipLink(rel, abs);

@@ -13,6 +13,7 @@
  */
 import { createFileHash, type HashAlg } from '../hash.js';
 import { readWhole, type SendStats, type SourceFile } from './source-file.js';
+import type { QuickFs } from '../quickfs.js';
 
 /** A file sent and not used since for this long leaves the cache. */
 const IDLE_MS = 3000;
@@ -56,6 +57,8 @@ export class EagerFiles {
     /** Bytes of small files held at once, agent-wide. A file larger than the whole budget still goes, alone. */
     readonly budget: number,
     private readonly stats: SendStats,
+    /** Quick (synchronous) reads of files below a local outbox (quickfs.ts). */
+    private readonly quick?: QuickFs,
   ) {}
 
   /** Bytes held now. */
@@ -140,7 +143,7 @@ export class EagerFiles {
 
   #add(key: string, file: SourceFile): Entry {
     const buf = this.#buffer(classOf(file.size));
-    const e: Entry = { key, size: buf.length, buf, hashing: 0, data: readWhole(file, this.stats, buf), digests: new Map(), refs: 0, used: false, settled: false, lastUse: Date.now() };
+    const e: Entry = { key, size: buf.length, buf, hashing: 0, data: readWhole(file, this.stats, buf, this.quick), digests: new Map(), refs: 0, used: false, settled: false, lastUse: Date.now() };
     this.#entries.set(key, e);
     this.#used += e.size;
     e.data.then(

@@ -18,6 +18,7 @@ import type { Logger } from '../log.js';
 import { BufferPool } from './chunks.js';
 import { EagerFiles } from './eager-files.js';
 import { SharedRead, type SharedReader } from './shared-read.js';
+import { QuickFs } from '../quickfs.js';
 import { OwnRead, type ChunkSource, type SendStats, type SourceChunk, type SourceFile } from './source-file.js';
 
 const MiB = 1024 * 1024;
@@ -61,6 +62,8 @@ export class SendSources {
   readonly stats: SendStats = { read: 0, hashed: 0 };
   readonly pool: BufferPool;
   readonly eager: EagerFiles;
+  /** The quick (synchronous) file calls below the outboxes (quickfs.ts; each watcher registers its outbox). */
+  readonly quick: QuickFs;
   readonly #reads = new Map<string, SharedRead>();
   /** Destinations expected to stream a file not being read yet (expect()). */
   readonly #expected = new Map<string, number>();
@@ -74,7 +77,8 @@ export class SendSources {
     // Half the pool at most for one window: the rest goes to sockets' writes, own reads, other files.
     this.#capacity = Math.max(2, Math.min(Math.ceil((opts.windowBytes ?? 16 * MiB) / chunk), Math.floor(buffers / 2)));
     this.#graceMs = opts.graceMs ?? 500;
-    this.eager = new EagerFiles(opts.eagerBytes ?? 8 * MiB, this.stats);
+    this.quick = new QuickFs({ log: opts.log });
+    this.eager = new EagerFiles(opts.eagerBytes ?? 8 * MiB, this.stats, this.quick);
   }
 
   /** The agent's sources as the config's `transfer` section sizes them. */
