@@ -53,20 +53,19 @@
         (i8x16.shuffle 0 1 2 3 8 9 10 11 0 1 2 3 8 9 10 11 (local.get $k) (local.get $k))
         (i8x16.shuffle 4 5 6 7 12 13 14 15 4 5 6 7 12 13 14 15 (local.get $k) (local.get $k)))))
 
-  ;; Scramble of one pair with its 16 bytes of the secret's last 64.
-  (func $scramblePair (param $a v128) (param $s v128) (result v128)
-    (i64x2.mul
-      (v128.xor (v128.xor (local.get $a) (i64x2.shr_u (local.get $a) (i32.const 47))) (local.get $s))
-      (i64x2.splat (i64.const 0x9E3779B1))))
-
   ;; Consume the n bytes just written at INPUT (after the r unconsumed bytes at the end of
   ;; HIST), leaving 1..64 bytes unconsumed, and keep the last 64 bytes in HIST. The caller
   ;; guarantees that HIST plus the new bytes hold at least 64 real bytes of input.
-  ;; The hot loop is $accPair written out with the accumulators in locals.
+  ;;
+  ;; The hot loop is $accPair for two pairs at once, arranged for V8's x64 code (shuffles
+  ;; are the bound there; measured with test/bench/xxh3.ts): one lo/hi split of the 32-bit
+  ;; halves of both pairs' keys feeds extmul_low for the first pair and extmul_high for the
+  ;; second, and the scramble is written out (a call there made V8 spill the accumulators
+  ;; on every stripe).
   (func (export "update") (param $n i32)
     (local $p i32) (local $end i32) (local $s i32) (local $sec i32)
     (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
-    (local $d v128) (local $k v128)
+    (local $d v128) (local $e v128) (local $k v128) (local $f v128) (local $lo v128) (local $hi v128)
     (local.set $end (i32.add (i32.const 576) (local.get $n)))
     (local.set $p (i32.sub (i32.const 576) (i32.load (i32.const 260))))
     (local.set $s (i32.load (i32.const 256)))
@@ -78,53 +77,46 @@
       (loop $stripe
         (br_if $done (i32.le_u (i32.sub (local.get $end) (local.get $p)) (i32.const 64)))
         (local.set $sec (i32.add (i32.const 64) (i32.shl (local.get $s) (i32.const 3))))
-
+        ;; pairs 0 and 1: stripe bytes 0..32
         (local.set $d (v128.load offset=0 (local.get $p)))
+        (local.set $e (v128.load offset=16 (local.get $p)))
         (local.set $k (v128.xor (local.get $d) (v128.load offset=0 (local.get $sec))))
-        (local.set $a0 (i64x2.add
-          (i64x2.add (local.get $a0)
-            (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $d) (local.get $d)))
-          (i64x2.extmul_low_i32x4_u
-            (i8x16.shuffle 0 1 2 3 8 9 10 11 0 1 2 3 8 9 10 11 (local.get $k) (local.get $k))
-            (i8x16.shuffle 4 5 6 7 12 13 14 15 4 5 6 7 12 13 14 15 (local.get $k) (local.get $k)))))
-
-        (local.set $d (v128.load offset=16 (local.get $p)))
-        (local.set $k (v128.xor (local.get $d) (v128.load offset=16 (local.get $sec))))
-        (local.set $a1 (i64x2.add
-          (i64x2.add (local.get $a1)
-            (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $d) (local.get $d)))
-          (i64x2.extmul_low_i32x4_u
-            (i8x16.shuffle 0 1 2 3 8 9 10 11 0 1 2 3 8 9 10 11 (local.get $k) (local.get $k))
-            (i8x16.shuffle 4 5 6 7 12 13 14 15 4 5 6 7 12 13 14 15 (local.get $k) (local.get $k)))))
-
+        (local.set $f (v128.xor (local.get $e) (v128.load offset=16 (local.get $sec))))
+        (local.set $lo (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $k) (local.get $f)))
+        (local.set $hi (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $k) (local.get $f)))
+        (local.set $a0 (i64x2.add (i64x2.add (local.get $a0) (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $d) (local.get $d)))
+          (i64x2.extmul_low_i32x4_u (local.get $lo) (local.get $hi))))
+        (local.set $a1 (i64x2.add (i64x2.add (local.get $a1) (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $e) (local.get $e)))
+          (i64x2.extmul_high_i32x4_u (local.get $lo) (local.get $hi))))
+        ;; pairs 2 and 3: stripe bytes 32..64
         (local.set $d (v128.load offset=32 (local.get $p)))
+        (local.set $e (v128.load offset=48 (local.get $p)))
         (local.set $k (v128.xor (local.get $d) (v128.load offset=32 (local.get $sec))))
-        (local.set $a2 (i64x2.add
-          (i64x2.add (local.get $a2)
-            (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $d) (local.get $d)))
-          (i64x2.extmul_low_i32x4_u
-            (i8x16.shuffle 0 1 2 3 8 9 10 11 0 1 2 3 8 9 10 11 (local.get $k) (local.get $k))
-            (i8x16.shuffle 4 5 6 7 12 13 14 15 4 5 6 7 12 13 14 15 (local.get $k) (local.get $k)))))
-
-        (local.set $d (v128.load offset=48 (local.get $p)))
-        (local.set $k (v128.xor (local.get $d) (v128.load offset=48 (local.get $sec))))
-        (local.set $a3 (i64x2.add
-          (i64x2.add (local.get $a3)
-            (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $d) (local.get $d)))
-          (i64x2.extmul_low_i32x4_u
-            (i8x16.shuffle 0 1 2 3 8 9 10 11 0 1 2 3 8 9 10 11 (local.get $k) (local.get $k))
-            (i8x16.shuffle 4 5 6 7 12 13 14 15 4 5 6 7 12 13 14 15 (local.get $k) (local.get $k)))))
-
+        (local.set $f (v128.xor (local.get $e) (v128.load offset=48 (local.get $sec))))
+        (local.set $lo (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $k) (local.get $f)))
+        (local.set $hi (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $k) (local.get $f)))
+        (local.set $a2 (i64x2.add (i64x2.add (local.get $a2) (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $d) (local.get $d)))
+          (i64x2.extmul_low_i32x4_u (local.get $lo) (local.get $hi))))
+        (local.set $a3 (i64x2.add (i64x2.add (local.get $a3) (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $e) (local.get $e)))
+          (i64x2.extmul_high_i32x4_u (local.get $lo) (local.get $hi))))
         (local.set $p (i32.add (local.get $p) (i32.const 64)))
         (local.set $s (i32.add (local.get $s) (i32.const 1)))
         (if (i32.eq (local.get $s) (i32.const 16))
           (then
             ;; a whole block: scramble with the secret's last 64 bytes (memory 192..256)
             (local.set $s (i32.const 0))
-            (local.set $a0 (call $scramblePair (local.get $a0) (v128.load offset=192 (i32.const 0))))
-            (local.set $a1 (call $scramblePair (local.get $a1) (v128.load offset=208 (i32.const 0))))
-            (local.set $a2 (call $scramblePair (local.get $a2) (v128.load offset=224 (i32.const 0))))
-            (local.set $a3 (call $scramblePair (local.get $a3) (v128.load offset=240 (i32.const 0))))))
+            (local.set $a0 (i64x2.mul
+              (v128.xor (v128.xor (local.get $a0) (i64x2.shr_u (local.get $a0) (i32.const 47))) (v128.load offset=192 (i32.const 0)))
+              (i64x2.splat (i64.const 0x9E3779B1))))
+            (local.set $a1 (i64x2.mul
+              (v128.xor (v128.xor (local.get $a1) (i64x2.shr_u (local.get $a1) (i32.const 47))) (v128.load offset=208 (i32.const 0)))
+              (i64x2.splat (i64.const 0x9E3779B1))))
+            (local.set $a2 (i64x2.mul
+              (v128.xor (v128.xor (local.get $a2) (i64x2.shr_u (local.get $a2) (i32.const 47))) (v128.load offset=224 (i32.const 0)))
+              (i64x2.splat (i64.const 0x9E3779B1))))
+            (local.set $a3 (i64x2.mul
+              (v128.xor (v128.xor (local.get $a3) (i64x2.shr_u (local.get $a3) (i32.const 47))) (v128.load offset=240 (i32.const 0)))
+              (i64x2.splat (i64.const 0x9E3779B1))))))
         (br $stripe)))
     (v128.store offset=0 (i32.const 0) (local.get $a0))
     (v128.store offset=16 (i32.const 0) (local.get $a1))
