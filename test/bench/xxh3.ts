@@ -50,5 +50,7 @@ for (let r = 0; r < reps; r++) {
 }
 process.stdout.write(`XXH3-128, ${gib} GiB in 1 MiB chunks, median of ${reps} (taking turns), Node ${process.version}\n`);
 for (const [k, rs] of results) {
-  process.stdout.write(`${k.padEnd(45)} ${median(rs.map((x) => x.gbs)).toFixed(1).padStart(5)} GB/s  ${median(rs.map((x) => x.cpu)).toFixed(3)} s CPU per GiB\n`);
+  const cpu = median(rs.map((x) => x.cpu));
+  const perCpu = 1.073741824 / cpu;
+  process.stdout.write(`${k.padEnd(45)} ${perCpu.toFixed(1).padStart(5)} GB per CPU-second  ${cpu.toFixed(3)} s CPU per GiB  (wall ${median(rs.map((x) => x.gbs)).toFixed(1)} GB/s)\n`);
 }
