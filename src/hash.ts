@@ -1,8 +1,9 @@
 /**
  * The end-to-end file hashes (PROTOCOL.md 4.4): SHA-256, the v1 baseline every peer
  * speaks, and XXH3-128 (XXH128, as `xxhsum -H2` and rsync use it), ~10× cheaper in CPU
- * here (~0.06–0.09 s per GiB against ~0.7 s), negotiated in the handshake. Both run incrementally; `peek()` gives the digest
- * of the bytes so far (a resumed file's prefix) and the hash goes on.
+ * here (~0.06–0.09 s per GiB against ~0.7 s), negotiated in the handshake. Both run
+ * incrementally; `peek()` gives the digest of the bytes so far (a resumed file's prefix)
+ * and the hash goes on.
  *
  * XXH3-128 runs in WebAssembly, no native addon: inputs over 240 bytes in our own SIMD
  * module (src/xxh3/: half of hash-wasm's CPU per GiB in a micro-bench, a third inside
