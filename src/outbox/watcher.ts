@@ -34,6 +34,7 @@ import { ROOT_CHECK_MS, WatchSupervisor } from './supervisor.js';
 import { OutboxPaths, isGoneError } from './watch-rules.js';
 import { forEachLimit } from '../concurrency.js';
 import type { QuickFs } from '../quickfs.js';
+import { MovingFiles } from './moving.js';
 
 export { sameFolder } from './watch-rules.js';
 export { UV_FS_O_EXLOCK } from './access.js';
@@ -96,10 +97,8 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
   private readonly busyUntil = new Map<string, number>();
   /** rels chokidar reported unlinked: checked on the next poll. */
   private readonly suspects = new Set<string>();
-  /** Files the after-action just moved or deleted (abs → when), see movedAway(); oldest first. */
-  private readonly moved = new Map<string, number>();
-  /** rels whose after-action runs (moving()) → whether an unlink was reported meanwhile (held back until it ends). */
-  private readonly movingRels = new Map<string, boolean>();
+  /** Files the after-actions are moving now (moving.ts). */
+  private readonly movingFiles = new MovingFiles();
 
   constructor(outbox: OutboxConfig, opts: OutboxWatcherOptions) {
     super();
@@ -125,7 +124,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
           for (const rel of [...this.tracker.known()]) if (!seen.has(rel)) this.forget(rel);
         },
         kick: () => this.schedule(KICK_MS),
-        movedAway: (abs) => this.movedAway(abs),
+        movedAway: (abs) => this.movingFiles.movedAway(abs),
       },
     );
   }
@@ -176,7 +175,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
    * move costs no stat (issue #12: one file call less per sent file).
    */
   afterActionDone(rel: string): void {
-    this.movingRels.delete(rel);
+    this.movingFiles.end(rel);
     if (this.tracker.forgetReleased(rel)) {
       this.access.forget(rel);
       this.busyUntil.delete(rel);
@@ -190,16 +189,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
    * poll loop, which stats what it tracks, and the folder's re-read finds the name again.
    */
   moving(rel: string): void {
-    this.movingRels.set(rel, false);
-    const now = performance.now();
-    const abs = this.absOf(rel);
-    this.moved.delete(abs); // to the end: the map's order is the order of expiry
-    this.moved.set(abs, now);
-    // Marks no event consumed (the move failed, events were lost) expire, oldest first.
-    for (const [a, at] of this.moved) {
-      if (at >= now - MOVED_MS) break;
-      this.moved.delete(a);
-    }
+    this.movingFiles.start(rel, this.absOf(rel));
   }
 
   /**
@@ -207,20 +197,10 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
    * changed, missing, failed): an unlink reported meanwhile is checked now, as it would have been.
    */
   movingEnded(rel: string): void {
-    const unlinked = this.movingRels.get(rel);
-    this.movingRels.delete(rel);
-    if (unlinked === true && this.tracker.has(rel)) {
+    if (this.movingFiles.end(rel) && this.tracker.has(rel)) {
       this.suspects.add(rel);
       this.schedule(KICK_MS);
     }
-  }
-
-  /** The watch's question (FolderWatchOptions.movedAway): did the after-action just move `abs` away? Answered once. */
-  private movedAway(abs: string): boolean {
-    const at = this.moved.get(abs);
-    if (at === undefined) return false;
-    this.moved.delete(abs);
-    return at >= performance.now() - MOVED_MS;
   }
 
   // ---- events from the supervised chokidar watch --------------------------------
@@ -247,11 +227,8 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     const rel = this.paths.relOf(p);
     if (rel !== null) this.access.unlinked(rel);
     if (rel === null || !this.tracker.has(rel)) return;
-    if (this.movingRels.has(rel)) {
-      // Most likely the after-action's own move: afterActionDone() forgets the file, movingEnded() checks it.
-      this.movingRels.set(rel, true);
-      return;
-    }
+    // Most likely the after-action's own move: afterActionDone() forgets the file, movingEnded() checks it.
+    if (this.movingFiles.holdUnlink(rel)) return;
     this.suspects.add(rel);
     this.schedule(KICK_MS);
   }
@@ -460,9 +437,6 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     }
   }
 }
-
-/** How long an after-action's move counts as just done for the watch's event about it (movedAway). */
-const MOVED_MS = 2000;
 
 /** At most this many excluded files are remembered per outbox (the count saturates there). */
 const MAX_EXCLUDED = 1000;
