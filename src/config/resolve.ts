@@ -67,6 +67,7 @@ export function resolveConfig(raw: RawConfig, opts: ResolveOptions): { config: U
       heldMaxSeconds: i.heldMaxSeconds ?? DEFAULTS.inbox.heldMaxSeconds,
       staging: i.staging !== undefined ? abs(i.staging) : defaultStaging(inboxPath),
     };
+    if (i.networkDrive === true) inbox.networkDrive = true;
     if (i.onReceive) {
       inbox.onReceive = { command: [...i.onReceive.command], timeoutMs: i.onReceive.timeoutMs ?? DEFAULTS.inbox.onReceiveTimeoutMs };
     }
@@ -87,6 +88,7 @@ export function resolveConfig(raw: RawConfig, opts: ResolveOptions): { config: U
     after: o.after ?? DEFAULTS.outbox.after,
     settleMs: o.settleMs ?? DEFAULTS.outbox.settleMs,
     ...(o.followSymlinks === true ? { followSymlinks: true } : {}),
+    ...(o.networkDrive === true ? { networkDrive: true } : {}),
   }));
 
   if (opts.configFile === null) {

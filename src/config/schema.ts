@@ -104,6 +104,7 @@ const inbox = obj(
       },
       ['command'],
     ),
+    networkDrive: bool(),
   },
   ['name', 'path'],
 );
@@ -117,6 +118,7 @@ const outbox = obj(
     after: oneOf(['archive', 'delete', 'keep']),
     settleMs: int(0, 600_000),
     followSymlinks: bool(),
+    networkDrive: bool(),
   },
   ['path', 'to'],
 );

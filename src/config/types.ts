@@ -25,6 +25,12 @@ export interface InboxConfig {
   staging: string;
   /** Optional command run (no shell) after each file lands: argv array. */
   onReceive?: { command: string[]; timeoutMs: number } | undefined;
+  /**
+   * The inbox or its staging folder is on a network drive the agent cannot recognise by
+   * itself (a mapped drive letter on Windows): every file call goes through Node's thread
+   * pool, never synchronously (quickfs.ts), so a share that hangs cannot stall the agent.
+   */
+  networkDrive?: boolean;
 }
 
 export interface RouteConfig {
@@ -49,6 +55,8 @@ export interface OutboxConfig {
    * after-actions still act on the link, never on its target.
    */
   followSymlinks?: boolean;
+  /** The outbox is on a network drive the agent cannot recognise by itself: see InboxConfig.networkDrive. */
+  networkDrive?: boolean;
 }
 
 export interface PeerConfig {

@@ -45,6 +45,8 @@ export interface InboxOptions {
   resumeMinBytes?: number;
   /** File-system calls of the inbox's name index (tests count folder listings with it). */
   dirOps?: DirOps;
+  /** The QuickFs for the small files' calls; default one of its own (tests pass one to read its counts). */
+  quick?: QuickFs;
 }
 
 export interface BeginRequest {
@@ -220,8 +222,8 @@ export class Inbox {
       const journal = await Journal.open(opts.stateDir, log, undefined, { durable: cfg.onCollision === 'rename' });
       const real = await realpathLong(inboxPath);
       const stagingReal = await realpathLong(choice.dir);
-      const quick = new QuickFs({ log });
-      for (const dir of new Set([inboxPath, real, choice.dir])) await quick.addRoot(dir);
+      const quick = opts.quick ?? new QuickFs({ log });
+      for (const dir of new Set([inboxPath, real, choice.dir])) await quick.addRoot(dir, { never: cfg.networkDrive === true });
       log.debug('inbox open', { path: inboxPath, staging: choice.dir, onCollision: cfg.onCollision });
       return new Inbox({
         cfg,

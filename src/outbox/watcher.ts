@@ -143,7 +143,7 @@ export class OutboxWatcher extends EventEmitter<OutboxWatcherEvents> {
     if (!this.stopped) return;
     this.stopped = false;
     // A watch that polls is for network shares: their calls stay on the thread pool.
-    await this.quick?.addRoot(this.root, { never: this.usePolling });
+    await this.quick?.addRoot(this.root, { never: this.usePolling || this.outbox.networkDrive === true });
     this.schedule(0);
     await this.supervisor.start();
   }

@@ -151,6 +151,19 @@ describe('resolving', () => {
     assert.deepEqual(loaded.log, { level: 'info', file: null, maxSizeBytes: 10 * 1024 * 1024, maxFiles: 10 });
   });
 
+  test('networkDrive on an inbox and an outbox is passed on (no synchronous file calls there)', async () => {
+    const dir = await tempDir();
+    const cfg = baseConfig();
+    cfg.inboxes[0].networkDrive = true;
+    cfg.outboxes[0].networkDrive = true;
+    const loaded = await loadConfig(await writeConfig(dir, cfg), { env: { TDXFER_DATA_DIR: path.join(dir, 'data') } });
+    assert.equal(loaded.inboxes[0]!.networkDrive, true);
+    assert.equal(loaded.outboxes[0]!.networkDrive, true);
+    const bad = baseConfig();
+    bad.outboxes[0].networkDrive = 'yes';
+    await assert.rejects(loadConfig(await writeConfig(dir, bad), {}), /outboxes\[0\]\.networkDrive/);
+  });
+
   test('with a config file, no inboxes/outboxes means none; name defaults to the host name', async () => {
     const dir = await tempDir();
     const loaded = await loadConfig(await writeConfig(dir, { security: { key: KEY } }), { hostname: 'Render PC #1' });

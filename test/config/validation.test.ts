@@ -137,7 +137,7 @@ describe('unknown fields', () => {
     cfg.outboxes[0].settleMS = 500;
     await rejectsConfig((await load(cfg)).p, 'outboxes[0].settleMS', [
       '`outboxes[0].settleMS` is not a known field; did you mean `settleMs`?',
-      'Fields allowed in `outboxes[0]`: path, to, include, exclude, after, settleMs, followSymlinks.',
+      'Fields allowed in `outboxes[0]`: path, to, include, exclude, after, settleMs, followSymlinks, networkDrive.',
     ]);
   });
 
