@@ -139,7 +139,8 @@ export class IncomingFileImpl implements IncomingFile {
       this.#init.handle.fd,
       this.#received,
       (bytes) => hash.update(bytes),
-      (err) => void this.#fail(this.#mapIoError(err, 'writing'), true),
+      // A failed datasync may have lost written bytes (the kernel reports it once): the partial is useless.
+      (err, doing) => void this.#fail(this.#mapIoError(err, doing === 'syncing' ? 'flushing' : 'writing'), true),
     );
     return this.#writerOrNull;
   }
@@ -265,12 +266,16 @@ export class IncomingFileImpl implements IncomingFile {
     const staging = this.#ctx.staging;
     try {
       const writer = this.#writerOrNull;
+      const t0 = performance.now();
       if (writer) {
         await writer.drain();
         writer.release();
       }
+      const t1 = performance.now();
       await this.#init.handle.sync();
       await this.#init.handle.close();
+      // The tail after the last byte arrived (issue #12): what the periodic datasyncs left to do.
+      if (writer && writer.syncs > 0) this.#ctx.log.debug('file flushed', { rel: this.rel, periodicSyncs: writer.syncs, drainMs: Math.round(t1 - t0), fsyncMs: Math.round(performance.now() - t1) });
     } catch (err) {
       const e = this.#failure ?? this.#mapIoError(err, 'flushing');
       await this.#fail(e, false);
