@@ -19,6 +19,7 @@ import { IncomingFileImpl, type IncomingFile } from './incoming.js';
 import { Journal } from './journal.js';
 import { ConfinedFolder, findExisting, Lander, newLandIndex, type LandIndex } from './land.js';
 import type { DirOps } from './dirindex.js';
+import type { GatherOptions } from './gather-writer.js';
 import { chooseStaging, FALLBACK_DIRNAME, Staging } from './staging.js';
 import { FreeSpace } from './space.js';
 import { WRITE_RESUME, digestOf, hashPrefix, openFresh, openNoFollow } from './staged-io.js';
@@ -44,6 +45,8 @@ export interface InboxOptions {
   resumeMinBytes?: number;
   /** File-system calls of the inbox's name index (tests count folder listings with it). */
   dirOps?: DirOps;
+  /** The streamed writes' periodic datasync (gather-writer.ts; tests inject a failure or a smaller step). */
+  gather?: GatherOptions;
 }
 
 export interface BeginRequest {
@@ -111,6 +114,7 @@ export class Inbox {
   readonly #maxFileBytes: number;
   readonly #reserveBytes: number;
   readonly #resumeMinBytes: number;
+  readonly #gather: GatherOptions | undefined;
   readonly #lander: Lander;
 
   /** Files of this inbox another program holds open while their new version waits staged. */
@@ -142,6 +146,7 @@ export class Inbox {
     reserveBytes: number;
     resumeMinBytes: number;
     dirOps: DirOps | undefined;
+    gather: GatherOptions | undefined;
   }) {
     this.name = a.cfg.name;
     this.path = a.path;
@@ -158,6 +163,7 @@ export class Inbox {
     this.#maxFileBytes = a.maxFileBytes;
     this.#reserveBytes = a.reserveBytes;
     this.#resumeMinBytes = a.resumeMinBytes;
+    this.#gather = a.gather;
     this.#index = newLandIndex(a.dirOps);
     this.#lander = new Lander({ inboxName: this.name, inboxPath: this.path, inboxReal: a.real, policy: a.cfg.onCollision, log: a.log, journal: a.journal, index: this.#index, heldMaxSeconds: a.cfg.heldMaxSeconds });
   }
@@ -226,6 +232,7 @@ export class Inbox {
         reserveBytes: opts.reserveBytes ?? DEFAULT_RESERVE_BYTES,
         resumeMinBytes: opts.resumeMinBytes ?? DEFAULT_RESUME_MIN_BYTES,
         dirOps: opts.dirOps,
+        gather: opts.gather,
       });
     } catch (err) {
       if (err instanceof InboxError || (err instanceof TdxError && err.code === 'FOLDER_UNUSABLE')) throw err;
@@ -376,6 +383,7 @@ export class Inbox {
         lander: this.#lander,
         journal: this.#journal,
         maxFileBytes: this.#maxFileBytes,
+        ...(this.#gather ? { gather: this.#gather } : {}),
         release: () => {
           if (this.#active.get(key) === file) this.#active.delete(key);
         },

@@ -4,7 +4,7 @@
  */
 import { hashLabel, type FileHash, type HashAlg } from '../hash.js';
 import type fs from 'node:fs/promises';
-import { GatherWriter } from './gather-writer.js';
+import { GatherWriter, type GatherOptions } from './gather-writer.js';
 import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
@@ -81,6 +81,8 @@ export interface IncomingContext {
   /** The journal the lander writes records to (for the announced mark). */
   journal?: Journal;
   maxFileBytes: number;
+  /** The streamed writes' periodic datasync (default: every SYNC_EVERY_BYTES, fs.fdatasync). */
+  gather?: GatherOptions;
   /** Called exactly once when the file is finished (committed, failed or aborted). */
   release: () => void;
 }
@@ -141,6 +143,7 @@ export class IncomingFileImpl implements IncomingFile {
       (bytes) => hash.update(bytes),
       // A failed datasync may have lost written bytes (the kernel reports it once): the partial is useless.
       (err, doing) => void this.#fail(this.#mapIoError(err, doing === 'syncing' ? 'flushing' : 'writing'), true),
+      this.#ctx.gather,
     );
     return this.#writerOrNull;
   }
