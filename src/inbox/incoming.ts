@@ -5,6 +5,7 @@
 import { hashLabel, type FileHash, type HashAlg } from '../hash.js';
 import type fs from 'node:fs/promises';
 import { GatherWriter, type GatherOptions } from './gather-writer.js';
+import { BIG_RECEIVE_BYTES, duringBigReceive } from '../heap-tuning.js';
 import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
@@ -122,6 +123,8 @@ export class IncomingFileImpl implements IncomingFile {
   #state: State = 'open';
   #failure: InboxError | null = null;
   #released = false;
+  /** Ends the heap's big-receive setting (heap-tuning.ts), for a big streamed file. */
+  #endBigReceive: (() => void) | null = null;
 
   constructor(ctx: IncomingContext, init: IncomingInit) {
     this.#ctx = ctx;
@@ -137,6 +140,7 @@ export class IncomingFileImpl implements IncomingFile {
   get #writer(): GatherWriter {
     if (this.#writerOrNull) return this.#writerOrNull;
     const hash = this.#init.hash;
+    if ((this.#init.size ?? 0) - this.#received >= BIG_RECEIVE_BYTES) this.#endBigReceive = duringBigReceive();
     this.#writerOrNull = new GatherWriter(
       this.#init.handle.fd,
       this.#received,
@@ -167,6 +171,7 @@ export class IncomingFileImpl implements IncomingFile {
   #release(): void {
     if (this.#released) return;
     this.#released = true;
+    this.#endBigReceive?.();
     this.#ctx.release();
   }
 
