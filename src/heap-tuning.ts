@@ -40,6 +40,18 @@ const BIG_RECEIVE_ROOM = 48 * 1024 * 1024;
 /** What --heap-growing-percent is outside big receives (V8's default 0: its own dynamic factor); null: the operator's. */
 let normalGrowing: number | null = 0;
 let bigReceives = 0;
+/** The --heap-growing-percent this module set last (null: none yet). */
+let growingSet: number | null = null;
+
+function setGrowing(percent: number): void {
+  v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+  growingSet = percent;
+}
+
+/** Big receives in progress and the --heap-growing-percent this module set last (tests). */
+export function bigReceiveState(): { active: number; growingPercent: number | null } {
+  return { active: bigReceives, growingPercent: growingSet };
+}
 
 /** Each flag, and the command-line settings that mean the operator chose otherwise. */
 export const AGENT_HEAP_FLAGS: ReadonlyArray<{ flag: string; unless: readonly string[]; sendersOnly: boolean }> = [
@@ -68,7 +80,8 @@ export function tuneAgentHeap(sends: boolean, execArgv: readonly string[] = proc
     set.push(flag);
   }
   if (given.has('heap-growing-percent')) normalGrowing = null;
-  else if (set.includes('--heap-growing-percent=25')) normalGrowing = 25;
+  else normalGrowing = set.includes('--heap-growing-percent=25') ? 25 : 0;
+  if (normalGrowing === 25) growingSet = 25;
   return set;
 }
 
@@ -82,12 +95,12 @@ export function duringBigReceive(): () => void {
   if (bigReceives++ === 0) {
     const live = Math.max(1, v8.getHeapStatistics().used_heap_size);
     const percent = Math.min(300, Math.max(50, Math.ceil((BIG_RECEIVE_ROOM / live) * 100)));
-    v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+    setGrowing(percent);
   }
   let done = false;
   return () => {
     if (done) return;
     done = true;
-    if (--bigReceives === 0 && normalGrowing !== null) v8.setFlagsFromString(`--heap-growing-percent=${normalGrowing}`);
+    if (--bigReceives === 0 && normalGrowing !== null) setGrowing(normalGrowing);
   };
 }

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { InboxError } from '../../src/inbox/inbox.js';
 import { GatherWriter, SYNC_EVERY_BYTES, type GatherOptions } from '../../src/inbox/gather-writer.js';
+import { BIG_RECEIVE_BYTES, bigReceiveState } from '../../src/heap-tuning.js';
 import { waitUntil } from '../helpers/wait.js';
 import { fixture, sha, bytes, listFiles, send } from './util.js';
 
@@ -124,6 +125,38 @@ describe('Inbox: periodic datasync of a big streamed file', () => {
       assert.ok(c.calls > before, 'datasyncs while writing the rest');
       const landed = await second.commit(sha(data));
       assert.deepEqual(await fs.readFile(landed.abs), data);
+    } finally {
+      await fx.cleanup();
+    }
+  });
+});
+
+describe('Inbox: the heap\'s big-receive setting (heap-tuning.ts) is held exactly while a big file streams in', () => {
+  test('held from the first write to the landing, and to an abort; never for a small file', async () => {
+    const fx = await fixture();
+    try {
+      const ib = await fx.open();
+      assert.equal(bigReceiveState().active, 0);
+      const small = bytes(2 * MB);
+      const s = await send(ib, 'small.bin', small);
+      assert.equal(bigReceiveState().active, 0, 'a small file does not hold it');
+      await s.commit(sha(small));
+
+      const data = bytes(BIG_RECEIVE_BYTES + MB);
+      const cut = await send(ib, 'cut.bin', data, { upTo: MB });
+      assert.equal(bigReceiveState().active, 1);
+      await cut.abort(true);
+      assert.equal(bigReceiveState().active, 0, 'released by the abort');
+
+      const f = await send(ib, 'big.bin', data, { chunk: MB });
+      assert.equal(bigReceiveState().active, 1);
+      const landed = await f.commit(sha(data));
+      assert.equal(bigReceiveState().active, 0, 'released once landed');
+      assert.equal((await fs.stat(landed.abs)).size, data.length);
+
+      const bad = await send(ib, 'bad.bin', data, { chunk: MB });
+      await assert.rejects(bad.commit('0'.repeat(64)), (err: unknown) => err instanceof InboxError && err.code === 'HASH_MISMATCH');
+      assert.equal(bigReceiveState().active, 0, 'released when the file fails');
     } finally {
       await fx.cleanup();
     }
