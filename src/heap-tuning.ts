@@ -88,13 +88,13 @@ export function tuneAgentHeap(sends: boolean, execArgv: readonly string[] = proc
 /**
  * Call when a big file starts streaming in; call the returned function (once) when it is
  * finished. While any is in progress the old generation may grow BIG_RECEIVE_ROOM (at
- * most 4×, at least 1.5× the live heap) before the next full collection (see the file comment).
+ * most 5×, at least 1.5× the live heap) before the next full collection (see the file comment).
  */
 export function duringBigReceive(): () => void {
   if (normalGrowing === null) return () => undefined;
   if (bigReceives++ === 0) {
     const live = Math.max(1, v8.getHeapStatistics().used_heap_size);
-    const percent = Math.min(300, Math.max(50, Math.ceil((BIG_RECEIVE_ROOM / live) * 100)));
+    const percent = Math.min(400, Math.max(50, Math.ceil((BIG_RECEIVE_ROOM / live) * 100)));
     setGrowing(percent);
   }
   let done = false;
