@@ -20,8 +20,38 @@
  * their memory targets without it; senders (backlogs, fan-out) are where it is needed.
  * A flag given on the command line or in NODE_OPTIONS (the same setting, or for the young
  * generation `--max-semi-space-size`/`--min-semi-space-size`) wins: nothing is set then.
+ *
+ * While a big file streams in (duringBigReceive), the old generation gets a fixed room
+ * above the live heap instead (issue #12). Every socket read (64 KiB) or TLS record
+ * (16 KiB) arrives in a new ArrayBuffer; V8 counts their bytes as external memory since the
+ * last full collection until the young-generation sweeper frees them, and checks that
+ * count against the old generation's limit after every scavenge (one per ~32 MB of such
+ * buffers). With a 12 MB live heap the limit was ~28 MB, so nearly every scavenge started
+ * a full (incremental) collection: 20–33 mark-compacts per GiB received, measured with
+ * --trace-gc; with ~48 MB of room, 1–3. Back to the agent's own setting once no big file
+ * is being received. Not applied when the operator set --heap-growing-percent.
  */
 import v8 from 'node:v8';
+
+/** Files at least this big hold duringBigReceive() while they stream in. */
+export const BIG_RECEIVE_BYTES = 64 * 1024 * 1024;
+/** Room above the live heap for the external bytes of the buffers in flight between scavenges. */
+const BIG_RECEIVE_ROOM = 48 * 1024 * 1024;
+/** What --heap-growing-percent is outside big receives (V8's default 0: its own dynamic factor); null: the operator's. */
+let normalGrowing: number | null = 0;
+let bigReceives = 0;
+/** The --heap-growing-percent this module set last (null: none yet). */
+let growingSet: number | null = null;
+
+function setGrowing(percent: number): void {
+  v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+  growingSet = percent;
+}
+
+/** Big receives in progress and the --heap-growing-percent this module set last (tests). */
+export function bigReceiveState(): { active: number; growingPercent: number | null } {
+  return { active: bigReceives, growingPercent: growingSet };
+}
 
 /** Each flag, and the command-line settings that mean the operator chose otherwise. */
 export const AGENT_HEAP_FLAGS: ReadonlyArray<{ flag: string; unless: readonly string[]; sendersOnly: boolean }> = [
@@ -49,5 +79,28 @@ export function tuneAgentHeap(sends: boolean, execArgv: readonly string[] = proc
     v8.setFlagsFromString(flag);
     set.push(flag);
   }
+  if (given.has('heap-growing-percent')) normalGrowing = null;
+  else normalGrowing = set.includes('--heap-growing-percent=25') ? 25 : 0;
+  if (normalGrowing === 25) growingSet = 25;
   return set;
+}
+
+/**
+ * Call when a big file starts streaming in; call the returned function (once) when it is
+ * finished. While any is in progress the old generation may grow BIG_RECEIVE_ROOM (at
+ * most 5×, at least 1.5× the live heap) before the next full collection (see the file comment).
+ */
+export function duringBigReceive(): () => void {
+  if (normalGrowing === null) return () => undefined;
+  if (bigReceives++ === 0) {
+    const live = Math.max(1, v8.getHeapStatistics().used_heap_size);
+    const percent = Math.min(400, Math.max(50, Math.ceil((BIG_RECEIVE_ROOM / live) * 100)));
+    setGrowing(percent);
+  }
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    if (--bigReceives === 0 && normalGrowing !== null) setGrowing(normalGrowing);
+  };
 }

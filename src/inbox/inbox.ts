@@ -19,6 +19,7 @@ import { IncomingFileImpl, type IncomingFile } from './incoming.js';
 import { Journal } from './journal.js';
 import { ConfinedFolder, findExisting, Lander, newLandIndex, type LandIndex } from './land.js';
 import type { DirOps } from './dirindex.js';
+import type { GatherOptions } from './gather-writer.js';
 import { chooseStaging, FALLBACK_DIRNAME, Staging } from './staging.js';
 import { FreeSpace } from './space.js';
 import { WRITE_RESUME, digestOf, hashPrefix, openFresh, openNoFollow, type StagedHandle } from './staged-io.js';
@@ -47,6 +48,8 @@ export interface InboxOptions {
   dirOps?: DirOps;
   /** The QuickFs for the small files' calls; default one of its own (tests pass one to read its counts). */
   quick?: QuickFs;
+  /** The streamed writes' periodic datasync (gather-writer.ts; tests inject a failure or a smaller step). */
+  gather?: GatherOptions;
 }
 
 export interface BeginRequest {
@@ -116,6 +119,7 @@ export class Inbox {
   readonly #maxFileBytes: number;
   readonly #reserveBytes: number;
   readonly #resumeMinBytes: number;
+  readonly #gather: GatherOptions | undefined;
   readonly #lander: Lander;
   /** Small files' staging and landing calls, synchronous while the volumes are local and fast (quickfs.ts). */
   readonly #quick: QuickFs;
@@ -150,6 +154,7 @@ export class Inbox {
     resumeMinBytes: number;
     dirOps: DirOps | undefined;
     quick: QuickFs;
+    gather: GatherOptions | undefined;
   }) {
     this.name = a.cfg.name;
     this.path = a.path;
@@ -166,6 +171,7 @@ export class Inbox {
     this.#maxFileBytes = a.maxFileBytes;
     this.#reserveBytes = a.reserveBytes;
     this.#resumeMinBytes = a.resumeMinBytes;
+    this.#gather = a.gather;
     this.#quick = a.quick;
     this.#index = newLandIndex(a.dirOps, a.quick);
     this.#lander = new Lander({ inboxName: this.name, inboxPath: this.path, inboxReal: a.real, policy: a.cfg.onCollision, log: a.log, journal: a.journal, index: this.#index, heldMaxSeconds: a.cfg.heldMaxSeconds, quick: a.quick });
@@ -238,6 +244,7 @@ export class Inbox {
         resumeMinBytes: opts.resumeMinBytes ?? DEFAULT_RESUME_MIN_BYTES,
         dirOps: opts.dirOps,
         quick,
+        gather: opts.gather,
       });
     } catch (err) {
       if (err instanceof InboxError || (err instanceof TdxError && err.code === 'FOLDER_UNUSABLE')) throw err;
@@ -388,6 +395,7 @@ export class Inbox {
         lander: this.#lander,
         journal: this.#journal,
         maxFileBytes: this.#maxFileBytes,
+        ...(this.#gather ? { gather: this.#gather } : {}),
         release: () => {
           if (this.#active.get(key) === file) this.#active.delete(key);
         },

@@ -4,7 +4,8 @@
  */
 import { hashLabel, type FileHash, type HashAlg } from '../hash.js';
 import type { StagedHandle } from './staged-io.js';
-import { GatherWriter } from './gather-writer.js';
+import { GatherWriter, type GatherOptions } from './gather-writer.js';
+import { BIG_RECEIVE_BYTES, duringBigReceive } from '../heap-tuning.js';
 import type { CollisionPolicy } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
@@ -81,6 +82,8 @@ export interface IncomingContext {
   /** The journal the lander writes records to (for the announced mark). */
   journal?: Journal;
   maxFileBytes: number;
+  /** The streamed writes' periodic datasync (default: every SYNC_EVERY_BYTES, fs.fdatasync). */
+  gather?: GatherOptions;
   /** Called exactly once when the file is finished (committed, failed or aborted). */
   release: () => void;
 }
@@ -120,6 +123,8 @@ export class IncomingFileImpl implements IncomingFile {
   #state: State = 'open';
   #failure: InboxError | null = null;
   #released = false;
+  /** Ends the heap's big-receive setting (heap-tuning.ts), for a big streamed file. */
+  #endBigReceive: (() => void) | null = null;
 
   constructor(ctx: IncomingContext, init: IncomingInit) {
     this.#ctx = ctx;
@@ -135,11 +140,14 @@ export class IncomingFileImpl implements IncomingFile {
   get #writer(): GatherWriter {
     if (this.#writerOrNull) return this.#writerOrNull;
     const hash = this.#init.hash;
+    if ((this.#init.size ?? 0) - this.#received >= BIG_RECEIVE_BYTES) this.#endBigReceive = duringBigReceive();
     this.#writerOrNull = new GatherWriter(
       this.#init.handle.fd,
       this.#received,
       (bytes) => hash.update(bytes),
-      (err) => void this.#fail(this.#mapIoError(err, 'writing'), true),
+      // A failed datasync may have lost written bytes (the kernel reports it once): the partial is useless.
+      (err, doing) => void this.#fail(this.#mapIoError(err, doing === 'syncing' ? 'flushing' : 'writing'), true),
+      this.#ctx.gather,
     );
     return this.#writerOrNull;
   }
@@ -163,6 +171,7 @@ export class IncomingFileImpl implements IncomingFile {
   #release(): void {
     if (this.#released) return;
     this.#released = true;
+    this.#endBigReceive?.();
     this.#ctx.release();
   }
 
@@ -265,12 +274,16 @@ export class IncomingFileImpl implements IncomingFile {
     const staging = this.#ctx.staging;
     try {
       const writer = this.#writerOrNull;
+      const t0 = performance.now();
       if (writer) {
         await writer.drain();
         writer.release();
       }
+      const t1 = performance.now();
       await this.#init.handle.sync();
       await this.#init.handle.close();
+      // The tail after the last byte arrived (issue #12): what the periodic datasyncs left to do.
+      if (writer && writer.syncs > 0) this.#ctx.log.debug('file flushed', { rel: this.rel, periodicSyncs: writer.syncs, drainMs: Math.round(t1 - t0), fsyncMs: Math.round(performance.now() - t1) });
     } catch (err) {
       const e = this.#failure ?? this.#mapIoError(err, 'flushing');
       await this.#fail(e, false);

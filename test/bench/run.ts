@@ -22,7 +22,8 @@
  * Options (flags, or env TDX_BENCH_<NAME>): --size 1G, --reps 3, --files 2000,
  * --file-size 4K, --settle 200, --tls-only (no encrypt:false rows; --plain is accepted and
  * is the default), --only ceiling,send,big,small,latency, --rsync auto|off, --profile DIR,
- * --dir <parent folder>, --keep, --cpu-prof <dir> (every agent of every run),
+ * --dir <parent folder>, --keep, --cpu-prof <dir> (every agent of every run), --node-flags
+ * '<flags>' (node flags for every agent, e.g. --node-flags=--trace-gc with --logs),
  * --window N / --chunk 1M / --after keep (sender settings, for experiments),
  * --logs <dir> [--log-level debug] (keep each agent's output), --backlog N (files already
  * in the outbox at agent start, test/bench/backlog.ts; default 20000, 0 leaves it out).
@@ -62,6 +63,7 @@ function options() {
       dir: { type: 'string', default: env('dir') ?? os.tmpdir() },
       keep: { type: 'boolean', default: env('keep') === '1' },
       'cpu-prof': { type: 'string', default: env('cpu-prof') ?? '' },
+      'node-flags': { type: 'string', default: env('node-flags') ?? '' },
       window: { type: 'string', default: env('window') ?? '' },
       chunk: { type: 'string', default: env('chunk') ?? '' },
       after: { type: 'string', default: env('after') ?? '' },
@@ -74,7 +76,7 @@ function options() {
   if (values.help) {
     process.stdout.write(`usage: npm run bench -- [--size 1G] [--reps 3] [--files 2000] [--file-size 4K] [--settle 200] [--tls-only]
                        [--only ${LOADS.join(',')}] [--rsync auto|off] [--profile DIR]
-                       [--dir /tmp] [--keep] [--cpu-prof DIR] [--window N] [--chunk 1M] [--after archive|delete|keep]
+                       [--dir /tmp] [--keep] [--cpu-prof DIR] [--node-flags=--trace-gc] [--window N] [--chunk 1M] [--after archive|delete|keep]
                        [--logs DIR] [--log-level debug] [--backlog 20000 (0: none)]
 (each also as env TDX_BENCH_<NAME>, e.g. TDX_BENCH_SIZE=256M)\n`);
     process.exit(0);
@@ -103,6 +105,7 @@ function options() {
     dir: values.dir,
     keep: values.keep,
     cpuProf: values['cpu-prof'],
+    nodeFlags: values['node-flags'].split(/\s+/).filter(Boolean),
     transfer: Object.keys(transfer).length > 0 ? transfer : undefined,
     after: values.after,
     logs: values.logs,
@@ -124,7 +127,7 @@ async function fresh(base: string, prefix: string): Promise<string> {
 const modeName = (encrypt: boolean) => (encrypt ? 'tls' : 'plain');
 
 function pairOptions(o: Opts, encrypt: boolean, label: string, extra: Partial<PairOptions> = {}): PairOptions {
-  const nodeFlags = o.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(o.cpuProf, label)] : [];
+  const nodeFlags = [...o.nodeFlags, ...(o.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(o.cpuProf, label)] : [])];
   return {
     settleMs: o.settleMs,
     encrypt,

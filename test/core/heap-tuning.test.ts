@@ -38,3 +38,38 @@ test('the young generation stays at its initial size once the flags are set (a r
   assert.ok(tuned > 0 && plain > 0, `${tuned} ${plain}`);
   assert.ok(tuned * 4 <= plain, `new space ${tuned} bytes tuned vs ${plain} by default`);
 });
+
+test('a big receive raises the old generation\'s growth while it runs and restores the agent\'s own setting after the last one', () => {
+  // In a child: the flags are process-wide.
+  const script = `
+    import { tuneAgentHeap, duringBigReceive, bigReceiveState } from ${JSON.stringify(new URL('../../src/heap-tuning.js', import.meta.url).href)};
+    const out = [];
+    const [sends, nodeOptions] = JSON.parse(process.argv[1]);
+    tuneAgentHeap(sends, [], nodeOptions);
+    const before = bigReceiveState().growingPercent;
+    const a = duringBigReceive();
+    out.push(bigReceiveState());
+    const b = duringBigReceive();
+    a(); a(); // a second call of the same end is a no-op
+    out.push(bigReceiveState());
+    b();
+    out.push(bigReceiveState());
+    console.log(JSON.stringify({ before, out }));`;
+  const run = (sends: boolean, nodeOptions: string) => {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, JSON.stringify([sends, nodeOptions])], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout.trim()) as { before: number | null; out: Array<{ active: number; growingPercent: number | null }> };
+  };
+  for (const [sends, normal] of [[false, 0], [true, 25]] as const) {
+    const { before, out } = run(sends, '');
+    assert.equal(before, sends ? 25 : null);
+    const raised = out[0]!.growingPercent!;
+    assert.ok(raised >= 50 && raised <= 400, `raised to ${raised}`);
+    assert.deepEqual(out[0], { active: 1, growingPercent: raised });
+    assert.deepEqual(out[1], { active: 1, growingPercent: raised }, 'still one big receive: unchanged');
+    assert.deepEqual(out[2], { active: 0, growingPercent: normal }, 'the agent\'s own setting is back');
+  }
+  // The operator's setting is left alone.
+  const { out } = run(false, '--heap-growing-percent=10');
+  assert.deepEqual(out.map((s) => s.growingPercent), [null, null, null]);
+});

@@ -1,5 +1,6 @@
 /** A plain HTTP request for tests of the status API (real sockets, no client library). */
 import http from 'node:http';
+import { deadline } from './platform.js';
 
 export interface HttpReply {
   status: number;
@@ -13,7 +14,10 @@ export function httpRequest(
   o: { method?: string; headers?: Record<string, string | number>; body?: string | Buffer } = {},
 ): Promise<HttpReply> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: o.method ?? 'GET', headers: o.headers }, (res) => {
+    // A connection of its own per request (agent: false), as the CLI, curl and the TD module
+    // make them: a kept-alive socket from the pool could belong to an agent the test just
+    // killed and restarted on the same port (under wine its end is not always seen in time).
+    const req = http.request(url, { method: o.method ?? 'GET', headers: o.headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -22,7 +26,9 @@ export function httpRequest(
       });
       res.on('error', reject);
     });
-    req.setTimeout(10_000, () => req.destroy(new Error(`no answer from ${url} within 10 s`)));
+    // A hang detector: 10 s on Linux, scaled under wine (slow process start and I/O).
+    const ms = deadline(10_000);
+    req.setTimeout(ms, () => req.destroy(new Error(`${o.method ?? 'GET'} ${url}: no answer within ${Math.round(ms / 1000)} s`)));
     req.on('error', reject);
     req.end(o.body);
   });
