@@ -13,11 +13,20 @@
  *   semi-spaces) instead of doubling up to 16 MB (read at every growth step).
  * `--max-semi-space-size` cannot be changed once V8 runs; the growth factor can.
  *
- * The first is set only in agents that send (the config has an outbox). A receiver of big
+ * Both are set only in agents that send (the config has an outbox). A receiver of big
  * files allocates a buffer per TLS record or socket read; with the old generation held at
  * 1.25× live, V8 collected so often that a receiver's CPU per GiB rose from ~1.1 s to
  * 1.4–1.8 s (issue #19: single-destination sends must not get worse). Receivers stay under
  * their memory targets without it; senders (backlogs, fan-out) are where it is needed.
+ * Small semi-spaces raised a receiver's peak instead (20,000-file backlog, 2026-12-07:
+ * 139–143 MB against 118–120 MB with V8's growth: more of its per-file objects and socket
+ * buffers outlive a 1 MB young generation and pile up in the old one, which it lets grow).
+ *
+ * The young generation's flag must come first (tuneYoungGeneration(), before `tdxfer run`
+ * loads the agent's modules): loading them grows the semi-spaces 1 → 8 MB, and set after
+ * that (with the config read) it held nothing: the new space was 16 MB committed in both
+ * agents of the backlog bench, on main and before the small-file work alike. It is set
+ * provisionally then and given back to V8's default growth in an agent that only receives.
  * A flag given on the command line or in NODE_OPTIONS (the same setting, or for the young
  * generation `--max-semi-space-size`/`--min-semi-space-size`) wins: nothing is set then.
  *
@@ -56,7 +65,7 @@ export function bigReceiveState(): { active: number; growingPercent: number | nu
 /** Each flag, and the command-line settings that mean the operator chose otherwise. */
 export const AGENT_HEAP_FLAGS: ReadonlyArray<{ flag: string; unless: readonly string[]; sendersOnly: boolean }> = [
   { flag: '--heap-growing-percent=25', unless: ['heap-growing-percent'], sendersOnly: true },
-  { flag: '--semi-space-growth-factor=1', unless: ['semi-space-growth-factor', 'max-semi-space-size', 'min-semi-space-size'], sendersOnly: false },
+  { flag: '--semi-space-growth-factor=1', unless: ['semi-space-growth-factor', 'max-semi-space-size', 'min-semi-space-size'], sendersOnly: true },
 ];
 
 /** Names of the V8/Node options in `args` (`--max_semi_space_size=4` → `max-semi-space-size`). */
@@ -69,6 +78,25 @@ function optionNames(args: readonly string[]): Set<string> {
   return out;
 }
 
+/** V8's own semi-space growth factor (its default), given back to an agent that only receives. */
+const V8_SEMI_SPACE_GROWTH = '--semi-space-growth-factor=2';
+/** tuneYoungGeneration() set the young generation's flag (tuneAgentHeap undoes it for receivers). */
+let youngSetEarly = false;
+
+/**
+ * The young generation's flag, set before `tdxfer run` loads the agent's modules (cli/main.ts),
+ * provisionally: the config is not read yet, and tuneAgentHeap() gives an agent that only
+ * receives V8's growth back. Returns the flags set (none where the operator set one).
+ */
+export function tuneYoungGeneration(execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ''): string[] {
+  const given = optionNames([...execArgv, ...nodeOptions.split(/\s+/)]);
+  const young = AGENT_HEAP_FLAGS.find((f) => f.flag.startsWith('--semi-space-growth-factor='))!;
+  if (young.unless.some((n) => given.has(n))) return [];
+  v8.setFlagsFromString(young.flag);
+  youngSetEarly = true;
+  return [young.flag];
+}
+
 /** Sets the flags the operator did not set (the old-generation one only when `sends`); returns the ones set. */
 export function tuneAgentHeap(sends: boolean, execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ''): string[] {
   const given = optionNames([...execArgv, ...nodeOptions.split(/\s+/)]);
@@ -79,6 +107,8 @@ export function tuneAgentHeap(sends: boolean, execArgv: readonly string[] = proc
     v8.setFlagsFromString(flag);
     set.push(flag);
   }
+  if (!sends && youngSetEarly) v8.setFlagsFromString(V8_SEMI_SPACE_GROWTH);
+  youngSetEarly = false;
   if (given.has('heap-growing-percent')) normalGrowing = null;
   else normalGrowing = set.includes('--heap-growing-percent=25') ? 25 : 0;
   if (normalGrowing === 25) growingSet = 25;
