@@ -19,14 +19,15 @@
  * 1.4–1.8 s (issue #19: single-destination sends must not get worse). Receivers stay under
  * their memory targets without it; senders (backlogs, fan-out) are where it is needed.
  * Small semi-spaces raised a receiver's peak instead (20,000-file backlog, 2026-12-07:
- * 139–143 MB against 118–120 MB with V8's growth: more of its per-file objects and socket
- * buffers outlive a 1 MB young generation and pile up in the old one, which it lets grow).
+ * 132–143 MB against 116–126 MB: more of its per-file objects and socket buffers outlive a
+ * 1 MB young generation and pile up in the old one, which it lets grow).
  *
  * The young generation's flag must come first (tuneYoungGeneration(), before `tdxfer run`
  * loads the agent's modules): loading them grows the semi-spaces 1 → 8 MB, and set after
  * that (with the config read) it held nothing: the new space was 16 MB committed in both
  * agents of the backlog bench, on main and before the small-file work alike. It is set
- * provisionally then and given back to V8's default growth in an agent that only receives.
+ * provisionally then; an agent that only receives lets it grow to 8 MB semi-spaces again
+ * (RECEIVER_NEW_SPACE_BYTES), where it was before, and holds it there.
  * A flag given on the command line or in NODE_OPTIONS (the same setting, or for the young
  * generation `--max-semi-space-size`/`--min-semi-space-size`) wins: nothing is set then.
  *
@@ -41,6 +42,7 @@
  * is being received. Not applied when the operator set --heap-growing-percent.
  */
 import v8 from 'node:v8';
+import { PerformanceObserver } from 'node:perf_hooks';
 
 /** Files at least this big hold duringBigReceive() while they stream in. */
 export const BIG_RECEIVE_BYTES = 64 * 1024 * 1024;
@@ -78,8 +80,15 @@ function optionNames(args: readonly string[]): Set<string> {
   return out;
 }
 
-/** V8's own semi-space growth factor (its default), given back to an agent that only receives. */
+/** V8's own semi-space growth factor (its default). */
 const V8_SEMI_SPACE_GROWTH = '--semi-space-growth-factor=2';
+/**
+ * An agent that only receives: its young generation may grow to this (8 MB semi-spaces, what
+ * module loading had left it at before), then is held. Measured on the 20,000-file backlog,
+ * 2026-12-07: held at 1 MB semi-spaces its peak was 132–143 MB, with V8's growth to 16 MB
+ * semi-spaces 120–157 MB, at 8 MB 116–126 MB.
+ */
+export const RECEIVER_NEW_SPACE_BYTES = 16 * 1024 * 1024;
 /** tuneYoungGeneration() set the young generation's flag (tuneAgentHeap undoes it for receivers). */
 let youngSetEarly = false;
 
@@ -97,7 +106,23 @@ export function tuneYoungGeneration(execArgv: readonly string[] = process.execAr
   return [young.flag];
 }
 
-/** Sets the flags the operator did not set (the old-generation one only when `sends`); returns the ones set. */
+function newSpaceBytes(): number {
+  return v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
+}
+
+/** Lets V8 grow the young generation again until its new space has `bytes`, then holds it (checked after each GC). */
+function growYoungUpTo(bytes: number): void {
+  if (newSpaceBytes() >= bytes) return;
+  v8.setFlagsFromString(V8_SEMI_SPACE_GROWTH);
+  const obs = new PerformanceObserver(() => {
+    if (newSpaceBytes() < bytes) return;
+    v8.setFlagsFromString(AGENT_HEAP_FLAGS.find((f) => f.flag.startsWith('--semi-space-growth-factor='))!.flag);
+    obs.disconnect();
+  });
+  obs.observe({ entryTypes: ['gc'] });
+}
+
+/** Sets the flags the operator did not set (both only when `sends`; a receiver's young generation grows to RECEIVER_NEW_SPACE_BYTES); returns the ones set. */
 export function tuneAgentHeap(sends: boolean, execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ''): string[] {
   const given = optionNames([...execArgv, ...nodeOptions.split(/\s+/)]);
   const set: string[] = [];
@@ -107,7 +132,7 @@ export function tuneAgentHeap(sends: boolean, execArgv: readonly string[] = proc
     v8.setFlagsFromString(flag);
     set.push(flag);
   }
-  if (!sends && youngSetEarly) v8.setFlagsFromString(V8_SEMI_SPACE_GROWTH);
+  if (!sends && youngSetEarly) growYoungUpTo(RECEIVER_NEW_SPACE_BYTES);
   youngSetEarly = false;
   if (given.has('heap-growing-percent')) normalGrowing = null;
   else normalGrowing = set.includes('--heap-growing-percent=25') ? 25 : 0;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { AGENT_HEAP_FLAGS, tuneAgentHeap, tuneYoungGeneration } from '../../src/heap-tuning.js';
+import { AGENT_HEAP_FLAGS, RECEIVER_NEW_SPACE_BYTES, tuneAgentHeap, tuneYoungGeneration } from '../../src/heap-tuning.js';
 import { runAgent, writeAgentConfig } from '../helpers/agents.js';
 import { tempDirFor } from '../helpers/tmp.js';
 
@@ -57,21 +57,29 @@ test('the young generation stays at its initial size once the flags are set (a r
   // A child process: allocation with survivors, new space capacity read back.
   const script = `
     import v8 from 'node:v8';
-    import { tuneAgentHeap } from ${JSON.stringify(new URL('../../src/heap-tuning.js', import.meta.url).href)};
+    import { tuneAgentHeap, tuneYoungGeneration } from ${JSON.stringify(new URL('../../src/heap-tuning.js', import.meta.url).href)};
     if (process.argv[1] === 'tuned') tuneAgentHeap(true, [], '');
+    if (process.argv[1] === 'receiver') {
+      tuneYoungGeneration([], ''); // as \`tdxfer run\` does first, then the config says: receive only
+      tuneAgentHeap(false, [], '');
+    }
     const keep = [];
     let peak = 0;
     for (let r = 0; r < 200; r++) {
       for (let i = 0; i < 5000; i++) keep.push({ s: 'x' + i, n: [i] });
       if (keep.length > 100000) keep.splice(0, 5000);
       peak = Math.max(peak, v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size);
+      await new Promise((r) => setImmediate(r)); // a turn of the loop, as an agent has (GC observers run)
     }
     console.log(peak);`;
   const peak = (mode: string) => Number(spawnSync(process.execPath, ['--input-type=module', '-e', script, mode], { encoding: 'utf8' }).stdout.trim());
   const tuned = peak('tuned');
   const plain = peak('plain');
+  const receiver = peak('receiver');
   assert.ok(tuned > 0 && plain > 0, `${tuned} ${plain}`);
   assert.ok(tuned * 4 <= plain, `new space ${tuned} bytes tuned vs ${plain} by default`);
+  assert.ok(receiver >= tuned * 4, `an agent that only receives grows it again: ${receiver} bytes (held: ${tuned})`);
+  assert.ok(receiver <= RECEIVER_NEW_SPACE_BYTES && plain > RECEIVER_NEW_SPACE_BYTES, `up to ${RECEIVER_NEW_SPACE_BYTES} bytes, then held: ${receiver} (V8 alone: ${plain})`);
 });
 
 test('a big receive raises the old generation\'s growth while it runs and restores the agent\'s own setting after the last one', () => {
