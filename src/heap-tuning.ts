@@ -13,21 +13,20 @@
  *   semi-spaces) instead of doubling up to 16 MB (read at every growth step).
  * `--max-semi-space-size` cannot be changed once V8 runs; the growth factor can.
  *
- * Both are set only in agents that send (the config has an outbox). A receiver of big
+ * The first is set only in agents that send (the config has an outbox). A receiver of big
  * files allocates a buffer per TLS record or socket read; with the old generation held at
  * 1.25× live, V8 collected so often that a receiver's CPU per GiB rose from ~1.1 s to
  * 1.4–1.8 s (issue #19: single-destination sends must not get worse). Receivers stay under
  * their memory targets without it; senders (backlogs, fan-out) are where it is needed.
- * Small semi-spaces raised a receiver's peak instead (20,000-file backlog, 2026-12-07:
- * 132–143 MB against 116–126 MB: more of its per-file objects and socket buffers outlive a
- * 1 MB young generation and pile up in the old one, which it lets grow).
  *
- * The young generation's flag must come first (tuneYoungGeneration(), before `tdxfer run`
- * loads the agent's modules): loading them grows the semi-spaces 1 → 8 MB, and set after
- * that (with the config read) it held nothing: the new space was 16 MB committed in both
- * agents of the backlog bench, on main and before the small-file work alike. It is set
- * provisionally then; an agent that only receives lets it grow to 8 MB semi-spaces again
- * (RECEIVER_NEW_SPACE_BYTES), where it was before, and holds it there.
+ * In an agent that sends, the young generation's flag comes first (tuneYoungGeneration(),
+ * before `tdxfer run` loads the agent's modules): loading them grows the semi-spaces 1 → 8 MB,
+ * and set after that (with the config read) the flag only froze them at 8–16 MB: the new space
+ * was 16 MB committed in both agents of the backlog bench, on main and before the small-file
+ * work alike (2026-12-07). A receiver keeps that late setting: held at 1 MB from the start,
+ * its peak in the same bench rose from 116–126 to 132–143 MB (more of its per-file objects and
+ * socket buffers outlive a 1 MB young generation and pile up in its old generation, which it
+ * lets grow), and with V8's growth up to 16 MB semi-spaces single runs reached 149–157 MB.
  * A flag given on the command line or in NODE_OPTIONS (the same setting, or for the young
  * generation `--max-semi-space-size`/`--min-semi-space-size`) wins: nothing is set then.
  *
@@ -41,8 +40,9 @@
  * --trace-gc; with ~48 MB of room, 1–3. Back to the agent's own setting once no big file
  * is being received. Not applied when the operator set --heap-growing-percent.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import v8 from 'node:v8';
-import { PerformanceObserver } from 'node:perf_hooks';
 
 /** Files at least this big hold duringBigReceive() while they stream in. */
 export const BIG_RECEIVE_BYTES = 64 * 1024 * 1024;
@@ -67,7 +67,7 @@ export function bigReceiveState(): { active: number; growingPercent: number | nu
 /** Each flag, and the command-line settings that mean the operator chose otherwise. */
 export const AGENT_HEAP_FLAGS: ReadonlyArray<{ flag: string; unless: readonly string[]; sendersOnly: boolean }> = [
   { flag: '--heap-growing-percent=25', unless: ['heap-growing-percent'], sendersOnly: true },
-  { flag: '--semi-space-growth-factor=1', unless: ['semi-space-growth-factor', 'max-semi-space-size', 'min-semi-space-size'], sendersOnly: true },
+  { flag: '--semi-space-growth-factor=1', unless: ['semi-space-growth-factor', 'max-semi-space-size', 'min-semi-space-size'], sendersOnly: false },
 ];
 
 /** Names of the V8/Node options in `args` (`--max_semi_space_size=4` → `max-semi-space-size`). */
@@ -80,49 +80,36 @@ function optionNames(args: readonly string[]): Set<string> {
   return out;
 }
 
-/** V8's own semi-space growth factor (its default). */
-const V8_SEMI_SPACE_GROWTH = '--semi-space-growth-factor=2';
 /**
- * An agent that only receives: its young generation may grow to this (8 MB semi-spaces, what
- * module loading had left it at before), then is held. Measured on the 20,000-file backlog,
- * 2026-12-07: held at 1 MB semi-spaces its peak was 132–143 MB, with V8's growth to 16 MB
- * semi-spaces 120–157 MB, at 8 MB 116–126 MB.
- */
-export const RECEIVER_NEW_SPACE_BYTES = 16 * 1024 * 1024;
-/** tuneYoungGeneration() set the young generation's flag (tuneAgentHeap undoes it for receivers). */
-let youngSetEarly = false;
-
-/**
- * The young generation's flag, set before `tdxfer run` loads the agent's modules (cli/main.ts),
- * provisionally: the config is not read yet, and tuneAgentHeap() gives an agent that only
- * receives V8's growth back. Returns the flags set (none where the operator set one).
+ * The young generation's flag, set before `tdxfer run` loads the agent's modules (cli/main.ts)
+ * in an agent that sends (configHasOutbox). Returns the flags set (none where the operator set one).
  */
 export function tuneYoungGeneration(execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ''): string[] {
   const given = optionNames([...execArgv, ...nodeOptions.split(/\s+/)]);
   const young = AGENT_HEAP_FLAGS.find((f) => f.flag.startsWith('--semi-space-growth-factor='))!;
   if (young.unless.some((n) => given.has(n))) return [];
   v8.setFlagsFromString(young.flag);
-  youngSetEarly = true;
   return [young.flag];
 }
 
-function newSpaceBytes(): number {
-  return v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
+/**
+ * Whether the config `tdxfer run` will read (`--config`, else $TDXFER_CONFIG; none: the built-in
+ * defaults, no outbox) has an outbox, judged before the agent's modules load: the file's JSON,
+ * unvalidated. null when it cannot tell (unreadable, not JSON): the agent's own check decides then.
+ */
+export function configHasOutbox(cliValue: string | undefined, env: NodeJS.ProcessEnv = process.env): boolean | null {
+  const v = cliValue !== undefined && cliValue !== '' ? cliValue : env.TDXFER_CONFIG;
+  if (v === undefined || v.trim() === '') return false;
+  try {
+    const text = readFileSync(path.resolve(v), 'utf8');
+    const data = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text) as { outboxes?: unknown } | null;
+    return Array.isArray(data?.outboxes) && data.outboxes.length > 0;
+  } catch {
+    return null;
+  }
 }
 
-/** Lets V8 grow the young generation again until its new space has `bytes`, then holds it (checked after each GC). */
-function growYoungUpTo(bytes: number): void {
-  if (newSpaceBytes() >= bytes) return;
-  v8.setFlagsFromString(V8_SEMI_SPACE_GROWTH);
-  const obs = new PerformanceObserver(() => {
-    if (newSpaceBytes() < bytes) return;
-    v8.setFlagsFromString(AGENT_HEAP_FLAGS.find((f) => f.flag.startsWith('--semi-space-growth-factor='))!.flag);
-    obs.disconnect();
-  });
-  obs.observe({ entryTypes: ['gc'] });
-}
-
-/** Sets the flags the operator did not set (both only when `sends`; a receiver's young generation grows to RECEIVER_NEW_SPACE_BYTES); returns the ones set. */
+/** Sets the flags the operator did not set (the old-generation one only when `sends`); returns the ones set. */
 export function tuneAgentHeap(sends: boolean, execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ''): string[] {
   const given = optionNames([...execArgv, ...nodeOptions.split(/\s+/)]);
   const set: string[] = [];
@@ -132,8 +119,6 @@ export function tuneAgentHeap(sends: boolean, execArgv: readonly string[] = proc
     v8.setFlagsFromString(flag);
     set.push(flag);
   }
-  if (!sends && youngSetEarly) growYoungUpTo(RECEIVER_NEW_SPACE_BYTES);
-  youngSetEarly = false;
   if (given.has('heap-growing-percent')) normalGrowing = null;
   else normalGrowing = set.includes('--heap-growing-percent=25') ? 25 : 0;
   if (normalGrowing === 25) growingSet = 25;

@@ -10,7 +10,7 @@
  */
 import { Command } from 'commander';
 import { versionLine } from '../build-info.js';
-import { tuneYoungGeneration } from '../heap-tuning.js';
+import { configHasOutbox, tuneYoungGeneration } from '../heap-tuning.js';
 
 const program = new Command();
 program
@@ -24,7 +24,7 @@ program
   .description('run the agent (watch outboxes, send, receive into inboxes) until SIGINT/SIGTERM, Ctrl-Break (Windows) or `tdxfer stop`')
   .option('-c, --config <file>', 'config file (default: $TDXFER_CONFIG, else built-in defaults)')
   .action(async (o: { config?: string }) => {
-    tuneYoungGeneration(); // before the agent's modules load, or they grow it (heap-tuning.ts)
+    if (configHasOutbox(o.config) === true) tuneYoungGeneration(); // before the agent's modules load, or they grow it (heap-tuning.ts)
     const { runAgent } = await import('./run.js');
     process.exitCode = await runAgent({ config: o.config });
   });
