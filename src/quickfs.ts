@@ -1,6 +1,6 @@
 /**
- * QuickFs: the per-file metadata calls of small files (stat, lstat, rename, the open, read,
- * fstat and close of a small file) made synchronously on the main thread while they are
+ * QuickFs: the per-file metadata calls of small files (stat, lstat, realpath, rename, the
+ * open, read, fstat and close of a small file) made synchronously on the main thread while they are
  * fast, through libuv's thread pool otherwise (issue #12).
  *
  * Why: a call through the thread pool costs 10–25 µs of CPU (a worker woken with a futex,
@@ -117,7 +117,8 @@ export class QuickFs {
   /** The root whose calls `abs` follows, when they may be synchronous now. */
   #quickRoot(abs: string): Root | null {
     for (const r of this.#roots) {
-      if (abs.length > r.dir.length && abs.startsWith(r.dir) && abs[r.dir.length] === path.sep) {
+      // The root itself too: its lookup walks the same components as a path below it.
+      if (abs.startsWith(r.dir) && (abs.length === r.dir.length || abs[r.dir.length] === path.sep)) {
         return r.local && performance.now() >= r.asyncUntil ? r : null;
       }
     }
@@ -157,6 +158,16 @@ export class QuickFs {
 
   stat(abs: string): Promise<fs.Stats> {
     return this.call(abs, () => fs.statSync(abs), () => fs.promises.stat(abs));
+  }
+
+  /** stat with 64-bit dev/ino (folder identity checks: Windows file ids do not fit a double). */
+  statBig(abs: string): Promise<fs.BigIntStats> {
+    return this.call(abs, () => fs.statSync(abs, { bigint: true }), () => fs.promises.stat(abs, { bigint: true }));
+  }
+
+  /** The native realpath (the same call as fs.promises.realpath). */
+  realpath(abs: string): Promise<string> {
+    return this.call(abs, () => fs.realpathSync.native(abs), () => fs.promises.realpath(abs));
   }
 
   lstat(abs: string): Promise<fs.Stats> {

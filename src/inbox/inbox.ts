@@ -164,8 +164,8 @@ export class Inbox {
     this.#real = a.real;
     this.#staging = a.staging;
     this.#confined = [
-      new ConfinedFolder(this.name, 'staging folder', [a.staging.dir], a.stagingReal),
-      new ConfinedFolder(this.name, 'inbox folder', [this.path, a.real], a.real),
+      new ConfinedFolder(this.name, 'staging folder', [a.staging.dir], a.stagingReal, a.quick),
+      new ConfinedFolder(this.name, 'inbox folder', [this.path, a.real], a.real, a.quick),
     ];
     this.#journal = a.journal;
     this.#maxFileBytes = a.maxFileBytes;
@@ -292,7 +292,7 @@ export class Inbox {
 
   async #begin(req: BeginRequest, rel: string, parts: string[], key: string): Promise<BeginResult> {
     const { source, size, mtimeMs } = req;
-    const inboxRef = { inboxName: this.name, inboxPath: this.path, inboxReal: this.#real, parts, index: this.#index };
+    const inboxRef = { inboxName: this.name, inboxPath: this.path, inboxReal: this.#real, parts, index: this.#index, quick: this.#quick };
 
     if (size !== null && mtimeMs !== null) {
       const rec = this.#journal.get(source, rel);

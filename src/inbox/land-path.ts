@@ -8,6 +8,7 @@
  * inside the inbox cannot make us write outside.
  */
 import fs from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { InboxError } from './errors.js';
 import { errCode, isInside, realpathLong } from '../fsutil.js';
@@ -28,11 +29,11 @@ export function newLandIndex(ops?: DirOps, quick?: QuickFs): LandIndex {
  * Throws when any of `paths` no longer resolves to `expectedReal` (the folder was replaced by
  * a symlink or junction to somewhere else). A missing folder passes: it is re-created in place.
  */
-export async function checkConfined(inboxName: string, what: string, paths: string[], expectedReal: string): Promise<void> {
+export async function checkConfined(inboxName: string, what: string, paths: string[], expectedReal: string, quick?: QuickFs): Promise<void> {
   for (const p of paths) {
     let real: string;
     try {
-      real = await realpathLong(p);
+      real = await realpathLong(p, quick);
     } catch (err) {
       if (errCode(err) === 'ENOENT') continue;
       throw err;
@@ -68,8 +69,14 @@ export class ConfinedFolder {
     private readonly what: string,
     paths: string[],
     private readonly expectedReal: string,
+    /** The inbox's QuickFs: these stats and realpaths synchronous while the folder is local and fast (issue #12). */
+    private readonly quick?: QuickFs,
   ) {
     this.paths = [...new Set(paths)];
+  }
+
+  #statBig(p: string): Promise<BigIntStats> {
+    return this.quick ? this.quick.statBig(p) : fs.stat(p, { bigint: true });
   }
 
   private readonly paths: string[];
@@ -91,14 +98,14 @@ export class ConfinedFolder {
   async #checkNow(): Promise<void> {
     const id = this.#id;
     if (id !== null) {
-      const same = await Promise.all(this.paths.map((p) => fs.stat(p, { bigint: true }).then((st) => st.isDirectory() && st.dev === id.dev && st.ino === id.ino, () => false)));
+      const same = await Promise.all(this.paths.map((p) => this.#statBig(p).then((st) => st.isDirectory() && st.dev === id.dev && st.ino === id.ino, () => false)));
       if (same.every(Boolean)) return;
       this.#id = null;
     }
     // Identity taken before and after the full check: a swap in between is not remembered.
-    const before = await fs.stat(this.expectedReal, { bigint: true }).catch(() => null);
-    await checkConfined(this.inboxName, this.what, this.paths, this.expectedReal);
-    const after = await fs.stat(this.expectedReal, { bigint: true }).catch(() => null);
+    const before = await this.#statBig(this.expectedReal).catch(() => null);
+    await checkConfined(this.inboxName, this.what, this.paths, this.expectedReal, this.quick);
+    const after = await this.#statBig(this.expectedReal).catch(() => null);
     if (before && after && before.isDirectory() && before.dev === after.dev && before.ino === after.ino) this.#id = { dev: after.dev, ino: after.ino };
   }
 }
@@ -116,7 +123,7 @@ function outside(inboxName: string, rel: string, real: string): InboxError {
  * or null when a folder is missing and `create` is false.
  */
 export async function resolveParent(
-  req: { inboxName: string; inboxReal: string; parts: string[]; index: LandIndex },
+  req: { inboxName: string; inboxReal: string; parts: string[]; index: LandIndex; quick?: QuickFs | undefined },
   create: boolean,
 ): Promise<{ real: string; names: string[]; created: string[] } | null> {
   let dir = req.inboxReal;
@@ -139,9 +146,9 @@ export async function resolveParent(
       await req.index.settled(dir);
     }
     names.push(name);
-    const real = await realpathLong(next);
+    const real = await realpathLong(next, req.quick);
     if (!isInside(req.inboxReal, real)) throw outside(req.inboxName, names.join('/'), real);
-    const st = await fs.stat(real);
+    const st = await (req.quick ? req.quick.stat(real) : fs.stat(real));
     if (!st.isDirectory()) {
       throw new InboxError(
         'BAD_NAME',
@@ -155,7 +162,7 @@ export async function resolveParent(
 
 /** The existing entry the file would collide with (case-insensitively), or null. Never creates anything. */
 export async function findExisting(
-  req: { inboxName: string; inboxPath: string; inboxReal: string; parts: string[]; index: LandIndex },
+  req: { inboxName: string; inboxPath: string; inboxReal: string; parts: string[]; index: LandIndex; quick?: QuickFs | undefined },
 ): Promise<{ rel: string; abs: string } | null> {
   let parent: Awaited<ReturnType<typeof resolveParent>>;
   try {

@@ -135,7 +135,7 @@ export class Lander {
     this.#index = target.index ?? newLandIndex();
     this.held = target.held ?? new HeldTargets();
     this.#now = target.now ?? Date.now;
-    this.#confined = new ConfinedFolder(target.inboxName, 'inbox folder', [target.inboxPath, target.inboxReal], target.inboxReal);
+    this.#confined = new ConfinedFolder(target.inboxName, 'inbox folder', [target.inboxPath, target.inboxReal], target.inboxReal, target.quick);
     const quick = target.quick;
     this.#renameOpts = quick ? { rename: (from, to) => quick.rename(from, to) } : {};
   }
@@ -186,7 +186,7 @@ export class Lander {
         const key = parts.slice(0, -1).join('/');
         let p = parents.get(key);
         if (!p) {
-          p = resolveParent({ inboxName: t.inboxName, inboxReal: t.inboxReal, parts, index }, true).then((r) => r!);
+          p = resolveParent({ inboxName: t.inboxName, inboxReal: t.inboxReal, parts, index, quick: t.quick }, true).then((r) => r!);
           parents.set(key, p);
         }
         const parent = await p;

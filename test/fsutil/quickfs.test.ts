@@ -51,10 +51,19 @@ test('below a local root: synchronous, same results and errors as fs.promises, r
   await q.rename(f, path.join(d, 'b.bin'));
   assert.equal((await fs.stat(path.join(d, 'b.bin'))).size, 10);
   assert.equal(q.counts.sync, 4);
-  // The root itself and paths outside it go through the thread pool.
+  // The root itself is quick too (its lookup walks the same components); paths outside it,
+  // and names that only begin like it, go through the thread pool.
   await q.stat(d);
+  assert.equal(q.counts.sync, 5);
   await q.stat(os.tmpdir());
+  await q.stat(`${d}-sibling`).catch(() => undefined);
   assert.equal(q.counts.async, 2);
+  // statBig and realpath: the same answers as fs.promises.
+  const big = await q.statBig(path.join(d, 'b.bin'));
+  assert.equal(big.ino, (await fs.stat(path.join(d, 'b.bin'), { bigint: true })).ino);
+  assert.equal(await q.realpath(d), await fs.realpath(d));
+  await assert.rejects(q.realpath(path.join(d, 'missing')), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+  assert.equal(q.counts.sync, 8);
 });
 
 test('network volumes, roots marked never, unregistered paths and removed roots use the thread pool; the longest root decides', async () => {
