@@ -18,6 +18,15 @@
  * 1.25× live, V8 collected so often that a receiver's CPU per GiB rose from ~1.1 s to
  * 1.4–1.8 s (issue #19: single-destination sends must not get worse). Receivers stay under
  * their memory targets without it; senders (backlogs, fan-out) are where it is needed.
+ *
+ * In an agent that sends, the young generation's flag comes first (tuneYoungGeneration(),
+ * before `tdxfer run` loads the agent's modules): loading them grows the semi-spaces 1 → 8 MB,
+ * and set after that (with the config read) the flag only froze them at 8–16 MB: the new space
+ * was 16 MB committed in both agents of the backlog bench, on main and before the small-file
+ * work alike (2026-12-07). A receiver keeps that late setting: held at 1 MB from the start,
+ * its peak in the same bench rose from 116–126 to 132–143 MB (more of its per-file objects and
+ * socket buffers outlive a 1 MB young generation and pile up in its old generation, which it
+ * lets grow), and with V8's growth up to 16 MB semi-spaces single runs reached 149–157 MB.
  * A flag given on the command line or in NODE_OPTIONS (the same setting, or for the young
  * generation `--max-semi-space-size`/`--min-semi-space-size`) wins: nothing is set then.
  *
@@ -31,6 +40,8 @@
  * --trace-gc; with ~48 MB of room, 1–3. Back to the agent's own setting once no big file
  * is being received. Not applied when the operator set --heap-growing-percent.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import v8 from 'node:v8';
 
 /** Files at least this big hold duringBigReceive() while they stream in. */
@@ -67,6 +78,35 @@ function optionNames(args: readonly string[]): Set<string> {
     if (m) out.add(m[1]!.replace(/_/g, '-'));
   }
   return out;
+}
+
+/**
+ * The young generation's flag, set before `tdxfer run` loads the agent's modules (cli/main.ts)
+ * in an agent that sends (configHasOutbox). Returns the flags set (none where the operator set one).
+ */
+export function tuneYoungGeneration(execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ''): string[] {
+  const given = optionNames([...execArgv, ...nodeOptions.split(/\s+/)]);
+  const young = AGENT_HEAP_FLAGS.find((f) => f.flag.startsWith('--semi-space-growth-factor='))!;
+  if (young.unless.some((n) => given.has(n))) return [];
+  v8.setFlagsFromString(young.flag);
+  return [young.flag];
+}
+
+/**
+ * Whether the config `tdxfer run` will read (`--config`, else $TDXFER_CONFIG; none: the built-in
+ * defaults, no outbox) has an outbox, judged before the agent's modules load: the file's JSON,
+ * unvalidated. null when it cannot tell (unreadable, not JSON): the agent's own check decides then.
+ */
+export function configHasOutbox(cliValue: string | undefined, env: NodeJS.ProcessEnv = process.env): boolean | null {
+  const v = cliValue !== undefined && cliValue !== '' ? cliValue : env.TDXFER_CONFIG;
+  if (v === undefined || v.trim() === '') return false;
+  try {
+    const text = readFileSync(path.resolve(v), 'utf8');
+    const data = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text) as { outboxes?: unknown } | null;
+    return Array.isArray(data?.outboxes) && data.outboxes.length > 0;
+  } catch {
+    return null;
+  }
 }
 
 /** Sets the flags the operator did not set (the old-generation one only when `sends`); returns the ones set. */

@@ -10,6 +10,7 @@
  */
 import { Command } from 'commander';
 import { versionLine } from '../build-info.js';
+import { configHasOutbox, tuneYoungGeneration } from '../heap-tuning.js';
 
 const program = new Command();
 program
@@ -23,6 +24,7 @@ program
   .description('run the agent (watch outboxes, send, receive into inboxes) until SIGINT/SIGTERM, Ctrl-Break (Windows) or `tdxfer stop`')
   .option('-c, --config <file>', 'config file (default: $TDXFER_CONFIG, else built-in defaults)')
   .action(async (o: { config?: string }) => {
+    if (configHasOutbox(o.config) === true) tuneYoungGeneration(); // before the agent's modules load, or they grow it (heap-tuning.ts)
     const { runAgent } = await import('./run.js');
     process.exitCode = await runAgent({ config: o.config });
   });

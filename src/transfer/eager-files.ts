@@ -8,7 +8,8 @@
  * while it writes it. So a dead or slow destination holds at most the file it is writing;
  * a file no destination holds stays cached (others are likely to send it next) until
  * its room is needed (least recently used first, files already sent before files only
- * prefetched) or it was unused for IDLE_MS (UNSENT_MS if never sent). A destination that comes after the file
+ * prefetched) or it was unused for IDLE_MS (UNSENT_MS if never sent), unless the last
+ * destination expected has sent it (#dropIfDone). A destination that comes after the file
  * left reads it again: it catches up on its own.
  */
 import { createFileHash, type HashAlg } from '../hash.js';
@@ -35,6 +36,11 @@ interface Entry {
   used: boolean;
   settled: boolean;
   lastUse: number;
+  /** prefetch() calls that found or made it, and hold() calls: destinations announced, and those that came. */
+  wanted: number;
+  holds: number;
+  /** The last destination expected held it: dropped once every one announced has held and released it. */
+  last: boolean;
 }
 
 /** A file held for sending: its bytes and digests; release() once the socket wrote them (its buffer is reused). */
@@ -74,11 +80,17 @@ export class EagerFiles {
     else if (this.#used + file.size <= this.budget) e = this.#add(key, file);
     else return;
     const entry = e;
+    entry.wanted++;
     if (!entry.digests.has(alg)) entry.data.then((d) => this.#digest(entry, d, alg)).catch(() => undefined); // a failed read is reported by hold()
   }
 
-  /** The file's bytes, held until release(): read now unless cached; waits for room in the budget. */
-  async hold(file: SourceFile): Promise<EagerHold> {
+  /**
+   * The file's bytes, held until release(): read now unless cached; waits for room in the
+   * budget. `last`: no other destination is expected for this version (SendSources.arrived()):
+   * once every destination that prefetched it has held and released it, it leaves the cache
+   * at once instead of after IDLE_MS.
+   */
+  async hold(file: SourceFile, last = false): Promise<EagerHold> {
     const key = keyOf(file);
     let e = this.#entries.get(key);
     while (!e) {
@@ -89,6 +101,8 @@ export class EagerFiles {
       }
     }
     e.refs++;
+    e.holds++;
+    if (last) e.last = true;
     e.used = true;
     e.lastUse = Date.now();
     this.#entries.delete(key); // to the end: the map's order is the eviction order
@@ -100,6 +114,7 @@ export class EagerFiles {
       released = true;
       entry.refs--;
       entry.lastUse = Date.now();
+      this.#dropIfDone(entry);
       this.#wake();
     };
     let data: Buffer;
@@ -129,6 +144,7 @@ export class EagerFiles {
         })
         .finally(() => {
           entry.hashing--;
+          this.#dropIfDone(entry);
           this.#wake();
         });
       entry.digests.set(alg, d);
@@ -143,7 +159,7 @@ export class EagerFiles {
 
   #add(key: string, file: SourceFile): Entry {
     const buf = this.#buffer(classOf(file.size));
-    const e: Entry = { key, size: buf.length, buf, hashing: 0, data: readWhole(file, this.stats, buf, this.quick), digests: new Map(), refs: 0, used: false, settled: false, lastUse: Date.now() };
+    const e: Entry = { key, size: buf.length, buf, hashing: 0, data: readWhole(file, this.stats, buf, this.quick), digests: new Map(), refs: 0, used: false, settled: false, lastUse: Date.now(), wanted: 0, holds: 0, last: false };
     this.#entries.set(key, e);
     this.#used += e.size;
     e.data.then(
@@ -159,6 +175,17 @@ export class EagerFiles {
     );
     this.#sweep ??= setInterval(() => this.#sweepIdle(), IDLE_MS).unref();
     return e;
+  }
+
+  /**
+   * A file sent to its last destination leaves the cache as soon as no one holds or hashes
+   * it (issue #12: with one destination, sent files used to stay IDLE_MS and fill the whole
+   * budget in a backlog: 2,048 files of 1 KiB in 4 KiB buffers, 8 MiB of a sender's peak
+   * RSS plus their entries in the heap; the budget is for files on their way, and for the
+   * other destinations of a fan-out, which keep it until they have held it).
+   */
+  #dropIfDone(e: Entry): void {
+    if (e.last && e.refs === 0 && e.hashing === 0 && e.settled && e.holds >= e.wanted) this.#remove(e);
   }
 
   #remove(e: Entry): void {

@@ -245,12 +245,14 @@ export class PeerConnection extends EventEmitter<{ close: [TdxError | null] }> {
   private async sendEager(file: OutgoingFile): Promise<SendResult> {
     if (this.closedErr) throw this.closedErr;
     const eager = this.sources.eager;
-    this.sources.arrived(file); // not streamed to this destination: the shared read need not wait for it
+    // Not streamed to this destination: the shared read need not wait for it. The last
+    // destination expected lets the eager cache drop the file once it sent it.
+    const last = this.sources.arrived(file);
     eager.prefetch(file, this.hash);
     // Wrapped in an object: a bare promise would be awaited, holding the lock until the ACK.
     const { ack } = await this.streaming.run(async () => {
       if (this.closedErr) throw this.closedErr;
-      const held = await eager.hold(file);
+      const held = await eager.hold(file, last);
       let handed = false; // to the socket, which releases it once it wrote the last byte
       try {
         const digest = await held.digest(this.hash);

@@ -116,14 +116,22 @@ export class SendSources {
     if (this.#expected.size > MAX_EXPECTED) this.#expected.delete(this.#expected.keys().next().value!);
   }
 
-  /** One destination of an expect()ed file will not stream it (it goes eager). */
-  arrived(file: SourceFile): void {
+  /**
+   * One destination of an expect()ed file will not stream it (it goes eager). Returns true
+   * when no other destination is expected for this version any more (the eager cache need
+   * not keep it once this one sent it: eager-files.ts hold()).
+   */
+  arrived(file: SourceFile): boolean {
     const key = keyOf(file);
     const read = this.#reads.get(key);
-    if (read) return read.arrived();
+    if (read) {
+      read.arrived();
+      return false;
+    }
     const n = (this.#expected.get(key) ?? 0) - 1;
     if (n > 0) this.#expected.set(key, n);
     else this.#expected.delete(key);
+    return n <= 0;
   }
 
   /**

@@ -235,6 +235,49 @@ test('small files: read and hashed once for every holder, digests per algorithm,
   assert.ok(s.eager.used <= 64 * 1024);
 });
 
+test('small files: the last destination expected drops a file once it sent it; earlier ones and fan-out keep it for the others', async (t) => {
+  const dir = await tempDirFor(t);
+  const s = new SendSources({ chunkBytes: CHUNK, log: memoryLogger(), eagerBytes: 64 * 1024 });
+  const [one, two, kept] = await Promise.all(['one', 'two', 'kept'].map((n) => makeFile(dir, `${n}.bin`, 10_000)));
+
+  // One destination (nothing expect()ed): it is the last; the file leaves the cache on release.
+  assert.equal(s.arrived(one!), true, 'no other destination expected');
+  s.eager.prefetch(one!, 'xxh3-128');
+  const h1 = await s.eager.hold(one!, true);
+  assert.ok(h1.data.equals(one!.bytes));
+  assert.equal(await h1.digest('xxh3-128'), await hashOf('xxh3-128', one!.bytes));
+  assert.ok(s.eager.used > 0, 'held: in the cache');
+  h1.release();
+  assert.equal(s.eager.used, 0, 'sent to its last destination: gone from the cache at once');
+  const again = await s.eager.hold(one!, s.arrived(one!));
+  assert.ok(again.data.equals(one!.bytes), 'a later holder (a retry) reads it again, whole');
+  again.release();
+  assert.equal(s.eager.used, 0, 'and drops it again');
+  assert.equal(s.stats.read, 2 * one!.size, 'read again after it was dropped');
+
+  // Fan-out to two: the one arriving last holds first; the file stays until the other held it.
+  s.expect(two!, 2);
+  assert.equal(s.arrived(two!), false, 'the other destination is still expected');
+  s.eager.prefetch(two!, 'sha256');
+  assert.equal(s.arrived(two!), true);
+  s.eager.prefetch(two!, 'xxh3-128');
+  const b = await s.eager.hold(two!, true);
+  b.release();
+  assert.ok(s.eager.used > 0, 'kept: a destination that prefetched it has not held it yet');
+  const a = await s.eager.hold(two!, false);
+  assert.ok(a.data.equals(two!.bytes));
+  assert.equal(await a.digest('sha256'), await hashOf('sha256', two!.bytes));
+  a.release();
+  assert.equal(s.stats.read, 3 * one!.size, 'the fan-out read the file once');
+  assert.equal(s.eager.used, 0, 'every destination announced held it: gone');
+
+  // Not the last (or unknown): cached as before, for destinations yet to come.
+  s.eager.prefetch(kept!, 'sha256');
+  const k = await s.eager.hold(kept!);
+  k.release();
+  assert.ok(s.eager.used > 0, 'kept in the cache');
+});
+
 test('read buffers all back and idle are let go; one lent out keeps the others', async () => {
   const pool = new BufferPool(CHUNK, 4, 20);
   const a = await pool.acquire();
