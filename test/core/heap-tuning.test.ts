@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { AGENT_HEAP_FLAGS, configHasOutbox, tuneAgentHeap, tuneYoungGeneration } from '../../src/heap-tuning.js';
 import { runAgent, writeAgentConfig } from '../helpers/agents.js';
 import { tempDirFor } from '../helpers/tmp.js';
@@ -57,7 +58,8 @@ test('`tdxfer run` of an agent that sends: the young generation is small from th
     setInterval(look, 20).unref();`,
   );
   const cfg = await writeAgentConfig({ name: 'young', dir, port: 0, extra: { outboxes: [{ path: 'outbox', to: [{ peer: 'young', inbox: 'renders' }] }] } });
-  const agent = await runAgent(cfg, { env: { NODE_OPTIONS: `--import ${JSON.stringify(probe)}` } });
+  // A file URL: on Windows `--import C:\\…` is refused (ERR_UNSUPPORTED_ESM_URL_SCHEME).
+  const agent = await runAgent(cfg, { env: { NODE_OPTIONS: `--import ${JSON.stringify(pathToFileURL(probe).href)}` } });
   try {
     await agent.waitFor(/NEW_SPACE \d+\n[\s\S]*NEW_SPACE \d+\n[\s\S]*NEW_SPACE \d+\n/);
     const peaks = [...agent.stderr().matchAll(/NEW_SPACE (\d+)/g)].map((m) => Number(m[1]));

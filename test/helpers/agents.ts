@@ -180,8 +180,19 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid:
     stderr += d.toString();
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close': the process ended and its output streams are drained, so nothing more can come.
+  let closed = false;
+  child.once('close', () => (closed = true));
   const waitFor = (re: RegExp, timeoutMs = 15_000): Promise<void> =>
-    waitUntil(() => re.test(out), timeoutMs, () => `waiting for ${re} in agent output:\n${out.slice(-3000)}`);
+    waitUntil(
+      () => {
+        if (re.test(out)) return true;
+        if (closed) throw new Error(`the process ended (exit code ${child.exitCode}, signal ${child.signalCode}) without printing ${re}; it said:\n${out.slice(-3000)}`);
+        return false;
+      },
+      timeoutMs,
+      () => `waiting for ${re} in agent output:\n${out.slice(-3000)}`,
+    );
   // The last such line: a restarted child is a new Spawned, but one agent may log it only once anyway.
   const portFrom = async (re: RegExp, timeoutMs?: number): Promise<number> => {
     await waitFor(re, timeoutMs);
