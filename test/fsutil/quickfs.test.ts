@@ -11,6 +11,7 @@ import path from 'node:path';
 import { QuickFs } from '../../src/quickfs.js';
 import { openFresh } from '../../src/inbox/staged-io.js';
 import { waitUntil } from '../helpers/wait.js';
+import { localQuickFs } from '../helpers/quickfs.js';
 
 const dirs: string[] = [];
 after(async () => {
@@ -35,7 +36,7 @@ test('below a local root: synchronous, same results and errors as fs.promises, r
   const d = await tmp();
   const f = path.join(d, 'a.bin');
   await fs.writeFile(f, Buffer.alloc(10, 1));
-  const q = new QuickFs({ fsType: async () => 0xef53 });
+  const q = localQuickFs();
   await q.addRoot(d);
   const st = await q.stat(f);
   assert.equal(st.size, 10);
@@ -82,7 +83,7 @@ test('network volumes, roots marked never, unregistered paths and removed roots 
   await unknown.stat(path.join(d, 'y'));
   assert.deepEqual([unknown.counts.sync, unknown.counts.async], [0, 1]);
 
-  const q = new QuickFs({ fsType: async () => 0xef53 });
+  const q = localQuickFs();
   await q.addRoot(d, { never: true });
   await q.addRoot(inner);
   await q.stat(path.join(inner, 'x'));
@@ -96,7 +97,7 @@ test('network volumes, roots marked never, unregistered paths and removed roots 
 test('a slow folder goes to the thread pool (a lone slow call does not), and comes back after the cool-down', async () => {
   const d = await tmp();
   const f = path.join(d, 'a');
-  const q = new QuickFs({ fsType: async () => 0xef53, coolMs: 200 });
+  const q = localQuickFs({ coolMs: 200 });
   await q.addRoot(d);
   let viaPool = 0;
   const call = (ms: number) =>
@@ -128,7 +129,7 @@ test('a slow folder goes to the thread pool (a lone slow call does not), and com
 
 test('a staged small file opened with QuickFs: writes, fsync and close like a FileHandle; a second close does nothing, a late write is EBADF', async () => {
   const d = await tmp();
-  const q = new QuickFs({ fsType: async () => 0xef53 });
+  const q = localQuickFs();
   await q.addRoot(d);
   const file = path.join(d, 'staging', 'x.part');
   // The staging folder is gone (deleted by hand): made again, as with a FileHandle.

@@ -4,13 +4,12 @@
  * `networkDrive` (a mapped drive letter the agent cannot recognise as a share).
  */
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { OutboxConfig } from '../../src/config/types.js';
 import { memoryLogger } from '../../src/log.js';
 import { OutboxWatcher } from '../../src/outbox/watcher.js';
-import { QuickFs } from '../../src/quickfs.js';
+import { assertQuickCalls, localQuickFs } from '../helpers/quickfs.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -18,8 +17,7 @@ for (const networkDrive of [false, true]) {
   test(`a small file is found ready ${networkDrive ? 'with every call through the thread pool (networkDrive)' : 'with synchronous calls (a local outbox)'}`, async () => {
     const root = await tempDir('tdxfer-outbox-quick-');
     const outbox: OutboxConfig = { path: root, to: [], include: [], exclude: [], after: 'keep', settleMs: 100, ...(networkDrive ? { networkDrive: true } : {}) };
-    // A local volume, whatever the test machine's temp folder is (tmpfs, overlay, ...).
-    const quick = new QuickFs({ fsType: async () => 0xef53 });
+    const quick = localQuickFs();
     const w = new OutboxWatcher(outbox, { log: memoryLogger(), quick });
     const ready: string[] = [];
     w.on('ready', (f) => ready.push(f.rel));
@@ -28,12 +26,7 @@ for (const networkDrive of [false, true]) {
       await mkdir(path.join(root, 'seq'), { recursive: true });
       await writeFile(path.join(root, 'seq', 'frame.0001.png'), 'x'.repeat(4096));
       await waitUntil(() => ready.includes('seq/frame.0001.png'), undefined, () => `ready: ${JSON.stringify(ready)}, calls ${JSON.stringify(quick.counts)}`);
-      if (networkDrive) {
-        assert.equal(quick.counts.sync, 0, JSON.stringify(quick.counts));
-        assert.ok(quick.counts.async > 0, JSON.stringify(quick.counts));
-      } else {
-        assert.ok(quick.counts.sync > 0, JSON.stringify(quick.counts));
-      }
+      assertQuickCalls(quick, networkDrive);
     } finally {
       await w.stop();
       await rm(root, { recursive: true, force: true, maxRetries: 5 });
