@@ -85,11 +85,20 @@ function optionNames(args: readonly string[]): Set<string> {
  * in an agent that sends (configHasOutbox). Returns the flags set (none where the operator set one).
  */
 export function tuneYoungGeneration(execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ''): string[] {
-  const given = optionNames([...execArgv, ...nodeOptions.split(/\s+/)]);
   const young = AGENT_HEAP_FLAGS.find((f) => f.flag.startsWith('--semi-space-growth-factor='))!;
-  if (young.unless.some((n) => given.has(n))) return [];
-  v8.setFlagsFromString(young.flag);
-  return [young.flag];
+  return setUnlessGiven(young, operatorOptions(execArgv, nodeOptions)) ? [young.flag] : [];
+}
+
+/** The V8/Node options the operator gave (command line, NODE_OPTIONS). */
+function operatorOptions(execArgv: readonly string[], nodeOptions: string): Set<string> {
+  return optionNames([...execArgv, ...nodeOptions.split(/\s+/)]);
+}
+
+/** Sets `f.flag` unless the operator gave one of the options it yields to; true when set. */
+function setUnlessGiven(f: { flag: string; unless: readonly string[] }, given: ReadonlySet<string>): boolean {
+  if (f.unless.some((n) => given.has(n))) return false;
+  v8.setFlagsFromString(f.flag);
+  return true;
 }
 
 /**
@@ -111,13 +120,11 @@ export function configHasOutbox(cliValue: string | undefined, env: NodeJS.Proces
 
 /** Sets the flags the operator did not set (the old-generation one only when `sends`); returns the ones set. */
 export function tuneAgentHeap(sends: boolean, execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ''): string[] {
-  const given = optionNames([...execArgv, ...nodeOptions.split(/\s+/)]);
+  const given = operatorOptions(execArgv, nodeOptions);
   const set: string[] = [];
-  for (const { flag, unless, sendersOnly } of AGENT_HEAP_FLAGS) {
-    if (sendersOnly && !sends) continue;
-    if (unless.some((n) => given.has(n))) continue;
-    v8.setFlagsFromString(flag);
-    set.push(flag);
+  for (const f of AGENT_HEAP_FLAGS) {
+    if (f.sendersOnly && !sends) continue;
+    if (setUnlessGiven(f, given)) set.push(f.flag);
   }
   if (given.has('heap-growing-percent')) normalGrowing = null;
   else normalGrowing = set.includes('--heap-growing-percent=25') ? 25 : 0;
