@@ -8,7 +8,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from './log.js';
-import type { QuickFs } from './quickfs.js';
+import { THREAD_POOL_FS, type QuickFs } from './quickfs.js';
 
 export function errCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
@@ -100,9 +100,9 @@ const realpathJs = promisify(jsRealpath);
  * wine 8 (measured; the Windows lane), so those fall back to Node's JavaScript realpath,
  * which resolves links one lstat/readlink at a time.
  */
-export async function realpathLong(p: string, quick?: QuickFs): Promise<string> {
+export async function realpathLong(p: string, quick: QuickFs = THREAD_POOL_FS): Promise<string> {
   try {
-    return await (quick ? quick.realpath(p) : fs.realpath(p));
+    return await quick.realpath(p);
   } catch (err) {
     const code = errCode(err);
     if (process.platform !== 'win32' || (code !== 'UNKNOWN' && code !== 'ENAMETOOLONG')) throw err;

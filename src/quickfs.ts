@@ -179,6 +179,12 @@ export class QuickFs {
   }
 }
 
+/**
+ * A QuickFs with no roots: every call goes through the thread pool, as the same fs.promises
+ * call would. The default where a caller was given no QuickFs; never add roots to it.
+ */
+export const THREAD_POOL_FS = new QuickFs();
+
 function bitCount(n: number): number {
   let c = 0;
   for (let v = n; v !== 0; v &= v - 1) c++;

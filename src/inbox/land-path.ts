@@ -8,12 +8,11 @@
  * inside the inbox cannot make us write outside.
  */
 import fs from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { InboxError } from './errors.js';
 import { errCode, isInside, realpathLong } from '../fsutil.js';
 import { DirIndex, nodeDirOps, type DirOps } from './dirindex.js';
-import type { QuickFs } from '../quickfs.js';
+import { THREAD_POOL_FS, type QuickFs } from '../quickfs.js';
 import { Listing } from './land-plan.js';
 
 /** The inbox's name index: folders listed once, names checked on disk (see dirindex.ts). */
@@ -70,13 +69,9 @@ export class ConfinedFolder {
     paths: string[],
     private readonly expectedReal: string,
     /** The inbox's QuickFs: these stats and realpaths synchronous while the folder is local and fast (issue #12). */
-    private readonly quick?: QuickFs,
+    private readonly quick: QuickFs = THREAD_POOL_FS,
   ) {
     this.paths = [...new Set(paths)];
-  }
-
-  #statBig(p: string): Promise<BigIntStats> {
-    return this.quick ? this.quick.statBig(p) : fs.stat(p, { bigint: true });
   }
 
   private readonly paths: string[];
@@ -98,14 +93,14 @@ export class ConfinedFolder {
   async #checkNow(): Promise<void> {
     const id = this.#id;
     if (id !== null) {
-      const same = await Promise.all(this.paths.map((p) => this.#statBig(p).then((st) => st.isDirectory() && st.dev === id.dev && st.ino === id.ino, () => false)));
+      const same = await Promise.all(this.paths.map((p) => this.quick.statBig(p).then((st) => st.isDirectory() && st.dev === id.dev && st.ino === id.ino, () => false)));
       if (same.every(Boolean)) return;
       this.#id = null;
     }
     // Identity taken before and after the full check: a swap in between is not remembered.
-    const before = await this.#statBig(this.expectedReal).catch(() => null);
+    const before = await this.quick.statBig(this.expectedReal).catch(() => null);
     await checkConfined(this.inboxName, this.what, this.paths, this.expectedReal, this.quick);
-    const after = await this.#statBig(this.expectedReal).catch(() => null);
+    const after = await this.quick.statBig(this.expectedReal).catch(() => null);
     if (before && after && before.isDirectory() && before.dev === after.dev && before.ino === after.ino) this.#id = { dev: after.dev, ino: after.ino };
   }
 }
@@ -148,7 +143,7 @@ export async function resolveParent(
     names.push(name);
     const real = await realpathLong(next, req.quick);
     if (!isInside(req.inboxReal, real)) throw outside(req.inboxName, names.join('/'), real);
-    const st = await (req.quick ? req.quick.stat(real) : fs.stat(real));
+    const st = await (req.quick ?? THREAD_POOL_FS).stat(real);
     if (!st.isDirectory()) {
       throw new InboxError(
         'BAD_NAME',

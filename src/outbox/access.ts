@@ -12,7 +12,7 @@ import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { FileVersion } from './settle.js';
 import { classifyOpenError, errCode } from './watch-rules.js';
-import type { QuickFs } from '../quickfs.js';
+import { THREAD_POOL_FS, type QuickFs } from '../quickfs.js';
 
 export type OpenCheck = 'ok' | 'busy' | 'gone';
 
@@ -35,7 +35,7 @@ export class FileAccess {
     private readonly log: Logger,
     private readonly followSymlinks: boolean,
     /** Quick (synchronous) open checks while the outbox's volume is local and fast (quickfs.ts). */
-    private readonly quick?: QuickFs,
+    private readonly quick: QuickFs = THREAD_POOL_FS,
   ) {}
 
   /**
@@ -49,8 +49,7 @@ export class FileAccess {
     try {
       // No-follow (unless followSymlinks): a file swapped for a link after it settled is not read either.
       const flags = (this.exclusive ? EXCLUSIVE_READ : fsc.O_RDONLY) | (this.followSymlinks ? 0 : (fsc.O_NOFOLLOW ?? 0));
-      if (this.quick) await this.quick.call(abs, () => closeSync(openSync(abs, flags)), async () => (await open(abs, flags)).close());
-      else await (await open(abs, flags)).close();
+      await this.quick.call(abs, () => closeSync(openSync(abs, flags)), async () => (await open(abs, flags)).close());
       return 'ok';
     } catch (err) {
       const code = errCode(err);

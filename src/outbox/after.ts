@@ -21,7 +21,7 @@ import type { Logger } from '../log.js';
 import type { SentJournal } from './journal.js';
 import type { ReadyFile } from './watcher.js';
 import { errCode, retryTransient } from '../fsutil.js';
-import type { QuickFs } from '../quickfs.js';
+import { THREAD_POOL_FS, type QuickFs } from '../quickfs.js';
 
 export type AfterResult =
   | { action: 'archived'; to: string }
@@ -66,9 +66,9 @@ export function archivePath(outboxPath: string, rel: string): string {
   return path.join(path.resolve(outboxPath), ARCHIVE_DIR, ...rel.split('/'));
 }
 
-async function currentVersion(abs: string, quick?: QuickFs): Promise<{ size: number; mtimeMs: number } | null> {
+async function currentVersion(abs: string, quick: QuickFs = THREAD_POOL_FS): Promise<{ size: number; mtimeMs: number } | null> {
   try {
-    const st = quick ? await quick.stat(abs) : await stat(abs);
+    const st = await quick.stat(abs);
     return st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs } : null;
   } catch (err) {
     if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') return null;
@@ -77,14 +77,14 @@ async function currentVersion(abs: string, quick?: QuickFs): Promise<{ size: num
 }
 
 /** Moves a file; returns 'copied' when it had to copy across volumes (EXDEV), where the mtime is kept only approximately. */
-async function move(from: string, to: string, delays: { tries: number }, made?: Set<string>, quick?: QuickFs): Promise<'renamed' | 'copied'> {
+async function move(from: string, to: string, delays: { tries: number }, made?: Set<string>, quick: QuickFs = THREAD_POOL_FS): Promise<'renamed' | 'copied'> {
   const dir = path.dirname(to);
   if (!made?.has(dir)) {
     await mkdir(dir, { recursive: true });
     made?.add(dir);
   }
   try {
-    await retryTransient(() => (quick ? quick.rename(from, to) : rename(from, to)), delays);
+    await retryTransient(() => quick.rename(from, to), delays);
     return 'renamed';
   } catch (err) {
     // The folder made earlier in the batch was removed meanwhile (by hand): make it again.
