@@ -29,8 +29,9 @@
  * - keepOpen false (a journal with no close): the file is not held open for the writer's
  *   life, but a descriptor opened by the first append is reused by the appends that follow
  *   it (appendSync's too) and closed once none came for IDLE_CLOSE_MS, by flush(), close(),
- *   and in the synchronous step of a rewrite before its rename (a descriptor must never
- *   outlive the file it was opened on). A landing cost the receiver an open and a close
+ *   in the synchronous step of a rewrite before its rename (a descriptor must never
+ *   outlive the file it was opened on), and after a failed write (the next append opens
+ *   the file again). While it is open, Windows cannot remove the folder it is in. A landing cost the receiver an open and a close
  *   for its dedupe record and another pair for its announced mark: 4 of its ~40 file calls
  *   per small file, two of them through the thread pool (issue #12).
  */
@@ -202,7 +203,17 @@ export class JsonlWriter {
     if (this.#closed) throw this.#opts.closedError?.() ?? new Error(`${this.file} is closed`);
     const text = values.map((v) => JSON.stringify(v) + '\n').join('');
     if (this.#keepOpen) appendFileSync(this.file, text);
-    else writeAllSync(this.#idleDescriptor(), text);
+    else {
+      const fd = this.#idleDescriptor();
+      try {
+        writeAllSync(fd, text);
+      } catch (err) {
+        // Not closed here: a queued write may be using it in the thread pool right now.
+        if (this.#idleFd === fd) this.#idleFd = null;
+        void this.#queue(() => Promise.resolve(closeQuiet(fd)));
+        throw err;
+      }
+    }
     this.#linesInFile += values.length;
     if (this.#late) {
       this.#late.text += text;
@@ -227,7 +238,7 @@ export class JsonlWriter {
   /** Waits for the queued writes (their errors went to their callers); keepOpen false: closes the descriptor. */
   async flush(): Promise<void> {
     await this.#chain.catch(() => undefined);
-    this.#closeIdle();
+    await this.#queue(() => Promise.resolve(this.#closeIdle())); // in the queue: never under a write
   }
 
   /** Waits for the queued writes and closes the file; later appends reject. */
@@ -258,8 +269,13 @@ export class JsonlWriter {
       return;
     }
     const fd = this.#idleDescriptor();
-    await writeAll(fd, text);
-    if (sync) await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+    try {
+      await writeAll(fd, text);
+      if (sync) await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+    } catch (err) {
+      this.#closeIdle(); // the next append opens the file again, as it was opened per append before
+      throw err;
+    }
   }
 
   /**
@@ -287,18 +303,17 @@ export class JsonlWriter {
     this.#idleTimer.unref();
   }
 
-  /** Closes the idle descriptor (synchronously: callers rely on it being gone when this returns). */
+  /**
+   * Closes the idle descriptor, synchronously (a rewrite relies on it being gone when this
+   * returns). Called only from a task of the queue, so no write of the queue is using it.
+   */
   #closeIdle(): void {
     if (this.#idleTimer !== null) clearTimeout(this.#idleTimer);
     this.#idleTimer = null;
     const fd = this.#idleFd;
     this.#idleFd = null;
-    if (fd === null) return;
-    try {
-      closeSync(fd);
-    } catch {
-      // Nothing an append promised depends on it (see close()).
-    }
+    this.#usedSinceTimer = false;
+    if (fd !== null) closeQuiet(fd);
   }
 
   async #rewrite(): Promise<void> {
@@ -332,6 +347,15 @@ export class JsonlWriter {
       this.#late = null;
       if (reopen) this.#fh = await fs.open(this.file, 'a');
     }
+  }
+}
+
+/** Nothing an append promised depends on a close (see JsonlWriter.close()). */
+function closeQuiet(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already reported by the write that failed, if any
   }
 }
 
