@@ -26,9 +26,17 @@
  *   appended since its snapshot into the new file in the same synchronous step as the
  *   rename: either the old file got the line before that step (and the new file gets it
  *   in the step) or the new file got it, never only a file about to be replaced.
+ * - keepOpen false (a journal with no close): the file is not held open for the writer's
+ *   life, but a descriptor opened by the first append is reused by the appends that follow
+ *   it (appendSync's too) and closed once none came for IDLE_CLOSE_MS, by flush(), close(),
+ *   in the synchronous step of a rewrite before its rename (a descriptor must never
+ *   outlive the file it was opened on), and after a failed write (the next append opens
+ *   the file again). While it is open, Windows cannot remove the folder it is in. A landing cost the receiver an open and a close
+ *   for its dedupe record and another pair for its announced mark: 4 of its ~40 file calls
+ *   per small file, two of them through the thread pool (issue #12).
  */
 import fs from 'node:fs/promises';
-import { appendFileSync, renameSync } from 'node:fs';
+import { appendFileSync, closeSync, fdatasync, openSync, renameSync, write, writeSync } from 'node:fs';
 import path from 'node:path';
 import { errCode, fsyncDir, retryTransient, unlinkQuiet, writeTempSynced } from './fsutil.js';
 
@@ -79,11 +87,14 @@ export function parseJsonl<T>(text: string, parse: (value: unknown) => T | null)
   return out;
 }
 
+/** keepOpen false: the reused descriptor is closed once no append came for this long. */
+export const IDLE_CLOSE_MS = 2000;
+
 export interface JsonlWriterOptions {
   /**
-   * Keep one append handle open until close() (default). false: open the file for each
-   * append, for a journal that has no close (the inbox's dedupe journal is still marked
-   * while its inbox stops).
+   * Keep one append handle open until close() (default). false: for a journal that has no
+   * close (the inbox's dedupe journal is still marked while its inbox stops), the file is
+   * open only while appends keep coming (see the file comment, IDLE_CLOSE_MS).
    */
   keepOpen?: boolean;
   /** Non-empty lines already in the file (from readJsonl), to count toward `compactWhen`. */
@@ -120,6 +131,11 @@ export class JsonlWriter {
   #late: { text: string; lines: number } | null = null;
   /** A compaction queued by appendSync() and not run yet. */
   #compactQueued = false;
+  /** keepOpen false: the descriptor the last appends used, until idle (see the file comment). */
+  #idleFd: number | null = null;
+  #idleTimer: NodeJS.Timeout | null = null;
+  /** Appends since the idle timer was set: it closes the descriptor only after a quiet period. */
+  #usedSinceTimer = false;
 
   private constructor(file: string, opts: JsonlWriterOptions) {
     this.file = file;
@@ -186,7 +202,18 @@ export class JsonlWriter {
   appendSync(values: readonly unknown[]): void {
     if (this.#closed) throw this.#opts.closedError?.() ?? new Error(`${this.file} is closed`);
     const text = values.map((v) => JSON.stringify(v) + '\n').join('');
-    appendFileSync(this.file, text);
+    if (this.#keepOpen) appendFileSync(this.file, text);
+    else {
+      const fd = this.#idleDescriptor();
+      try {
+        writeAllSync(fd, text);
+      } catch (err) {
+        // Not closed here: a queued write may be using it in the thread pool right now.
+        if (this.#idleFd === fd) this.#idleFd = null;
+        void this.#queue(() => Promise.resolve(closeQuiet(fd)));
+        throw err;
+      }
+    }
     this.#linesInFile += values.length;
     if (this.#late) {
       this.#late.text += text;
@@ -208,9 +235,10 @@ export class JsonlWriter {
     return this.#queue(() => this.#rewrite());
   }
 
-  /** Waits for the queued writes (their errors went to their callers). */
+  /** Waits for the queued writes (their errors went to their callers); keepOpen false: closes the descriptor. */
   async flush(): Promise<void> {
     await this.#chain.catch(() => undefined);
+    await this.#queue(() => Promise.resolve(this.#closeIdle())); // in the queue: never under a write
   }
 
   /** Waits for the queued writes and closes the file; later appends reject. */
@@ -218,6 +246,7 @@ export class JsonlWriter {
     this.#closed = true;
     this.#group = null;
     return this.#queue(async () => {
+      this.#closeIdle();
       const fh = this.#fh;
       this.#fh = null;
       await fh?.close();
@@ -239,13 +268,52 @@ export class JsonlWriter {
       if (sync) await this.#fh.datasync();
       return;
     }
-    const fh = await fs.open(this.file, 'a');
+    const fd = this.#idleDescriptor();
     try {
-      await fh.write(text);
-      if (sync) await fh.datasync();
-    } finally {
-      await fh.close();
+      await writeAll(fd, text);
+      if (sync) await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+    } catch (err) {
+      this.#closeIdle(); // the next append opens the file again, as it was opened per append before
+      throw err;
     }
+  }
+
+  /**
+   * keepOpen false: the descriptor to append with, opened now if there is none; the idle
+   * timer closes it after a quiet IDLE_CLOSE_MS, in the queue (never under a queued write).
+   */
+  #idleDescriptor(): number {
+    this.#idleFd ??= openSync(this.file, 'a');
+    this.#usedSinceTimer = true;
+    if (this.#idleTimer === null) this.#armIdleTimer();
+    return this.#idleFd;
+  }
+
+  #armIdleTimer(): void {
+    this.#usedSinceTimer = false;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = null;
+      if (this.#idleFd === null) return;
+      if (this.#usedSinceTimer) return this.#armIdleTimer();
+      void this.#queue(() => {
+        if (this.#idleTimer === null && !this.#usedSinceTimer) this.#closeIdle();
+        return Promise.resolve();
+      });
+    }, IDLE_CLOSE_MS);
+    this.#idleTimer.unref();
+  }
+
+  /**
+   * Closes the idle descriptor, synchronously (a rewrite relies on it being gone when this
+   * returns). Called only from a task of the queue, so no write of the queue is using it.
+   */
+  #closeIdle(): void {
+    if (this.#idleTimer !== null) clearTimeout(this.#idleTimer);
+    this.#idleTimer = null;
+    const fd = this.#idleFd;
+    this.#idleFd = null;
+    this.#usedSinceTimer = false;
+    if (fd !== null) closeQuiet(fd);
   }
 
   async #rewrite(): Promise<void> {
@@ -262,6 +330,7 @@ export class JsonlWriter {
       try {
         // One synchronous step (see appendSync): the late lines, then the rename.
         await retryTransient(() => {
+          this.#closeIdle(); // appendSync may have opened one on the file about to be replaced
           appendFileSync(tmp, late.text.slice(copied));
           copied = late.text.length;
           renameSync(tmp, this.file);
@@ -278,5 +347,30 @@ export class JsonlWriter {
       this.#late = null;
       if (reopen) this.#fh = await fs.open(this.file, 'a');
     }
+  }
+}
+
+/** Nothing an append promised depends on a close (see JsonlWriter.close()). */
+function closeQuiet(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already reported by the write that failed, if any
+  }
+}
+
+/** Writes all of `text` at the end of the file open for appending at `fd`. */
+function writeAllSync(fd: number, text: string): void {
+  const buf = Buffer.from(text);
+  let off = 0;
+  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+}
+
+/** writeAllSync through the thread pool. */
+async function writeAll(fd: number, text: string): Promise<void> {
+  const buf = Buffer.from(text);
+  let off = 0;
+  while (off < buf.length) {
+    off += await new Promise<number>((resolve, reject) => write(fd, buf, off, buf.length - off, null, (err, n) => (err ? reject(err) : resolve(n))));
   }
 }

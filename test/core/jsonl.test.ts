@@ -1,12 +1,28 @@
 /** The shared JSON-lines journal file (src/jsonl.ts): reading torn files, ordered appends, atomic rewrites, compaction. */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { JsonlWriter, parseJsonl, readJsonl } from '../../src/jsonl.js';
+import { IDLE_CLOSE_MS, JsonlWriter, parseJsonl, readJsonl } from '../../src/jsonl.js';
 import { tempDirForFile } from '../helpers/tmp.js';
-import { underWine } from '../helpers/platform.js';
+import { deadline, underWine } from '../helpers/platform.js';
+import { waitUntil } from '../helpers/wait.js';
+
+/** This process's descriptors open on `file` (Linux: /proc/self/fd); null where there is no /proc. */
+function descriptorsOn(file: string): number | null {
+  if (process.platform !== 'linux' || !existsSync('/proc/self/fd')) return null;
+  const real = realpathSync(file);
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === real) n++;
+    } catch {
+      // closed since the listing (the listing's own descriptor)
+    }
+  }
+  return n;
+}
 
 const num = (v: unknown): number | null => (typeof v === 'object' && v !== null && typeof (v as { n?: unknown }).n === 'number' ? (v as { n: number }).n : null);
 
@@ -134,6 +150,36 @@ describe('JsonlWriter', () => {
     }
     assert.ok(duringRewrite >= 20, `${duringRewrite} appends came after a snapshot, before its rewrite ended`);
     assert.deepEqual(await readdir(dir), ['j.jsonl'], 'no temp file left');
+    await w.flush(); // closes the descriptor the appends shared (Windows: the folder can be removed)
+  });
+
+  test('keepOpen false: appends that follow each other share one descriptor; flush(), a rewrite and a quiet period close it', async () => {
+    const dir = await tempDirForFile('tdx-jsonl-');
+    const file = path.join(dir, 'j.jsonl');
+    const w = await JsonlWriter.open(file, { keepOpen: false, snapshot: () => [{ n: 0 }] });
+    const open = (): number | null => descriptorsOn(file);
+    w.appendSync([{ n: 1 }]);
+    await w.append([{ n: 2 }], { sync: true });
+    w.appendSync([{ n: 3 }]);
+    await Promise.all([w.append([{ n: 4 }], { sync: false }), w.append([{ n: 5 }], { sync: true })]);
+    if (open() !== null) assert.equal(open(), 1, 'one descriptor for all of them');
+    assert.deepEqual((await readJsonl(file, num)).items, [1, 2, 3, 4, 5]);
+    await w.flush();
+    if (open() !== null) assert.equal(open(), 0, 'flush() closed it');
+    // A rewrite replaces the file: the descriptor of the old one must not take later lines.
+    w.appendSync([{ n: 6 }]);
+    await w.rewrite();
+    w.appendSync([{ n: 7 }]);
+    await w.append([{ n: 8 }], { sync: true });
+    assert.deepEqual((await readJsonl(file, num)).items, [0, 7, 8]);
+    if (open() !== null) {
+      assert.equal(open(), 1);
+      await waitUntil(() => open() === 0, deadline(IDLE_CLOSE_MS + 30_000), () => `the descriptor closed once idle (${open()} open)`);
+    } else {
+      await w.flush();
+    }
+    // Nothing holds the folder (Windows: an open file would keep it from being removed).
+    await rm(dir, { recursive: true });
   });
 
   test('appendSync queues a compaction past the bound', async () => {
@@ -166,7 +212,7 @@ describe('JsonlWriter', () => {
     await w.append([{ n: 1 }], { sync: true });
     await w.append([{ n: 2 }], { sync: true });
     assert.equal(errors.length, 1);
-    assert.deepEqual((await readJsonl(file, num)).items, [1, 2]);
+    assert.deepEqual((await readJsonl(file, num)).items, [1, 2]);    await w.flush();
   });
 
   test('an append error rejects that append (and those written with it) only; later appends still run', async () => {
@@ -179,6 +225,6 @@ describe('JsonlWriter', () => {
     await assert.rejects(w.append([{ n: 1 }], { sync: true }), (e: Error & { code?: string }) => e.code === 'EISDIR' || (underWine && e.code === 'EBADF'));
     await rm(file, { recursive: true });
     await w.append([{ n: 2 }], { sync: true });
-    assert.deepEqual((await readJsonl(file, num)).items, [2]);
+    assert.deepEqual((await readJsonl(file, num)).items, [2]);    await w.flush();
   });
 });

@@ -37,6 +37,11 @@ test('a small venue (4 agents, discovery, fan-out to "*"): full mesh, every load
   }
 
   const c = await venue.churn(loads(0.2).churn, 300_000);
+  if (c.problems.length > 0 || c.unannounced.length > 0) {
+    // What is missing where, and what the agents said last: the assertions below only name the kind.
+    const detail = { unannounced: c.unannounced, repeated: c.repeated, hookNotOnce: c.hookNotOnce, oscNotOnce: c.oscNotOnce, recoveredHookRuns: c.recoveredHookRuns };
+    process.stdout.write(`# churn detail: ${JSON.stringify(detail)}\n${venue.dump().replace(/^/gm, '# ')}\n`);
+  }
   assert.deepEqual(c.problems, [], 'churn: every file once at every receiver, right bytes');
   assert.deepEqual(c.unannounced, [], 'churn: every landing announced (hook run and OSC message)');
   assert.deepEqual(c.repeated, [], 'churn: no landing announced twice (also not as a recovered one after the restart)');

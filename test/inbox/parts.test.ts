@@ -68,6 +68,17 @@ describe('staging choice', () => {
 });
 
 describe('dedupe journal', () => {
+  // A journal keeps its file open while appends keep coming (jsonl.ts); flush() closes it, as
+  // an inbox's close() does. Windows cannot remove a folder with a file open in it.
+  const opened: Journal[] = [];
+  const openJournal = async (...args: Parameters<typeof Journal.open>): Promise<Journal> => {
+    const j = await Journal.open(...args);
+    opened.push(j);
+    return j;
+  };
+  const flushJournals = async (): Promise<void> => {
+    for (const j of opened.splice(0)) await j.flush();
+  };
   const rec = (i: number, over: Partial<LandedRecord> = {}): LandedRecord => ({
     source: 's',
     rel: `f${i}`,
@@ -83,12 +94,13 @@ describe('dedupe journal', () => {
     const t = await tmp();
     try {
       const log = memoryLogger();
-      const j = await Journal.open(t.dir, log, undefined, { durable });
+      const j = await openJournal(t.dir, log, undefined, { durable });
       await j.record(rec(1));
       await j.record(rec(2));
       await j.record(rec(1, { size: 99 }));
       await fs.appendFile(j.file, '{"source":"s","rel":"f3","landed');
-      const j2 = await Journal.open(t.dir, log);
+      await flushJournals(); // the earlier agent stopped (its inbox's close() flushes it)
+      const j2 = await openJournal(t.dir, log);
       assert.equal(j2.get('s', 'f1')?.size, 99);
       assert.equal(j2.get('s', 'f2')?.size, 2);
       assert.equal(j2.get('s', 'f3'), undefined);
@@ -100,6 +112,7 @@ describe('dedupe journal', () => {
       assert.equal(lines.length, 3);
       for (const l of lines) JSON.parse(l);
     } finally {
+      await flushJournals();
       await t.done();
     }
   });
@@ -108,16 +121,18 @@ describe('dedupe journal', () => {
     const t = await tmp();
     try {
       const log = memoryLogger();
-      const j = await Journal.open(t.dir, log, 10);
+      const j = await openJournal(t.dir, log, 10);
       for (let i = 0; i < 25; i++) await j.record(rec(i));
       assert.equal(j.size, 10);
       assert.ok((await fs.readFile(j.file, 'utf8')).trimEnd().split('\n').length <= 20);
-      const j2 = await Journal.open(t.dir, log, 5);
+      await flushJournals(); // the earlier agent stopped (its inbox's close() flushes it)
+      const j2 = await openJournal(t.dir, log, 5);
       assert.equal(j2.size, 5);
       assert.equal(j2.get('s', 'f24')?.size, 24);
       assert.equal(j2.get('s', 'f19'), undefined);
       assert.equal((await fs.readFile(j2.file, 'utf8')).trimEnd().split('\n').length, 5);
     } finally {
+      await flushJournals();
       await t.done();
     }
   });
@@ -126,24 +141,27 @@ describe('dedupe journal', () => {
     const t = await tmp();
     try {
       const log = memoryLogger();
-      const j = await Journal.open(t.dir, log);
+      const j = await openJournal(t.dir, log);
       await j.recordMany([rec(1, { pending: true, from: 'render' }), rec(2, { pending: true })]);
       await j.record(rec(3));
       assert.deepEqual(j.pending().map((r) => r.rel), ['f1', 'f2']);
       await j.markAnnounced(rec(1));
       assert.deepEqual(j.pending().map((r) => r.rel), ['f2']);
-      const j2 = await Journal.open(t.dir, log);
+      await flushJournals(); // the earlier agent stopped (its inbox's close() flushes it)
+      const j2 = await openJournal(t.dir, log);
       assert.deepEqual(j2.pending().map((r) => [r.rel, r.from]), [['f2', undefined]]);
       assert.equal(j2.get('s', 'f1')?.size, 1, 'the dedupe record stays');
       // The same file lands again before the first landing was announced: two pending landings.
       await j2.record(rec(2, { pending: true, at: 1000, size: 20 }));
       assert.deepEqual(j2.pending().map((r) => r.size), [2, 20]);
       await j2.markAnnounced(rec(2, { at: 1000 }));
-      const j3 = await Journal.open(t.dir, log);
+      await flushJournals();
+      const j3 = await openJournal(t.dir, log);
       assert.deepEqual(j3.pending().map((r) => r.size), [2], 'only the older landing is still pending');
       assert.equal(j3.get('s', 'f2')?.size, 20, 'the latest record still wins for dedupe');
       assert.ok(!log.records.some((r) => r.level === 'warn'), 'mark lines are read, not skipped as unreadable');
     } finally {
+      await flushJournals();
       await t.done();
     }
   });
@@ -152,12 +170,13 @@ describe('dedupe journal', () => {
     const t = await tmp();
     try {
       const log = memoryLogger();
-      const j = await Journal.open(t.dir, log);
+      const j = await openJournal(t.dir, log);
       await j.recordMany([rec(1, { pending: true }), rec(2, { pending: true })]);
       void j.markAnnounced(rec(1));
       const lines = readFileSync(j.file, 'utf8').trimEnd().split('\n');
       assert.deepEqual(JSON.parse(lines.at(-1)!), { announced: { source: 's', rel: 'f1', at: 1 } }, 'the mark is in the file before markAnnounced returned');
-      assert.deepEqual((await Journal.open(t.dir, log)).pending().map((r) => r.rel), ['f2']);
+      await flushJournals();
+      assert.deepEqual((await openJournal(t.dir, log)).pending().map((r) => r.rel), ['f2']);
       // A journal written by an agent that marked after the announcement (asynchronously): the same lines.
       const old = path.join(t.dir, 'old');
       await fs.mkdir(old);
@@ -170,11 +189,12 @@ describe('dedupe journal', () => {
           '',
         ].join('\n'),
       );
-      const jo = await Journal.open(old, log);
+      const jo = await openJournal(old, log);
       assert.deepEqual(jo.pending().map((r) => r.rel), ['b.mov']);
       assert.equal(jo.get('render', 'a.mov')?.size, 3);
       assert.ok(!log.records.some((r) => r.level === 'warn'), 'nothing skipped as unreadable');
     } finally {
+      await flushJournals();
       await t.done();
     }
   });
@@ -183,7 +203,7 @@ describe('dedupe journal', () => {
     const t = await tmp();
     try {
       const log = memoryLogger();
-      const j = await Journal.open(t.dir, log, 10);
+      const j = await openJournal(t.dir, log, 10);
       await j.record(rec(0, { pending: true }));
       await j.record(rec(0, { pending: true, at: 500, size: 5 }));
       // Enough records and marks to compact several times and evict f0's dedupe record.
@@ -193,7 +213,8 @@ describe('dedupe journal', () => {
       }
       await j.flush(); // a compaction a mark queued
       assert.ok((await fs.readFile(j.file, 'utf8')).trimEnd().split('\n').length <= 20, 'compacted while running');
-      const j2 = await Journal.open(t.dir, log, 10);
+      await flushJournals(); // the earlier agent stopped (its inbox's close() flushes it)
+      const j2 = await openJournal(t.dir, log, 10);
       assert.deepEqual(j2.pending().map((r) => `${r.rel}@${r.at}`), ['f0@0', 'f0@500', 'f7@7']);
       assert.equal(j2.get('s', 'f0'), undefined, 'evicted from dedupe, still pending');
       assert.equal(j2.size, 10);
@@ -201,6 +222,7 @@ describe('dedupe journal', () => {
       for (let i = 100; i < 130; i++) await j2.record(rec(i, { pending: true }));
       assert.equal(j2.pending().length, 10);
     } finally {
+      await flushJournals();
       await t.done();
     }
   });
