@@ -111,7 +111,7 @@ async function main(): Promise<number> {
     figures.churn = c;
     say(`churn: ${c.files} × 16 KiB, kill -9 of ${c.killed.length} receivers (${c.killed.join(', ')}) mid-stream, restarted: all delivered in ${(c.ms / 1000).toFixed(1)} s`);
     say(`  files: ${c.problems.length === 0 ? `every file once at every receiver, right bytes` : `PROBLEMS: ${c.problems.slice(0, 5).join('; ')}`}`);
-    say(`  events: hook runs not exactly once: ${c.hookNotOnce.length} (${c.recoveredHookRuns} runs flagged recovered: announced after the restart); OSC /tdxfer/received not exactly once: ${c.oscNotOnce.length}; announced twice: ${c.repeated.length}; never announced: ${c.unannounced.length}${c.hookNotOnce.length + c.oscNotOnce.length ? ` — ${[...c.hookNotOnce, ...c.oscNotOnce].slice(0, 6).join(', ')}` : ''}`);
+    say(`  events: hook runs not exactly once: ${c.hookNotOnce.length} (${c.recoveredHookRuns} runs flagged recovered: announced after the restart); OSC /tdxfer/received not exactly once: ${c.oscNotOnce.length}; announced twice: ${c.repeated.length}; never announced: ${c.unannounced.length}; cut short by the kill (README Guarantees): ${c.cut.length}${c.hookNotOnce.length + c.oscNotOnce.length ? ` — ${[...c.hookNotOnce, ...c.oscNotOnce].slice(0, 6).join(', ')}` : ''}`);
     if (c.problems.length) misses.push(`churn: ${c.problems.length} delivery problems`);
     if (c.hookNotOnce.length || c.oscNotOnce.length) misses.push(`churn: ${c.hookNotOnce.length} hook and ${c.oscNotOnce.length} OSC counts not exactly once`);
 

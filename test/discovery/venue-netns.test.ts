@@ -5,8 +5,10 @@
  * speed or memory: the agents reach a full mesh; each load is at every receiver once with
  * the right bytes; after kill -9 of a receiver mid-stream and its restart every file is
  * at every receiver once, and every landing was announced exactly once (one hook run and
- * one OSC message per file and receiver, no repeat after the restart, recovered or not).
- * Skipped when not root.
+ * one OSC message per file and receiver, no repeat after the restart, recovered or not),
+ * except the one the documented window allows (README Guarantees): a kill inside an
+ * announcement's synchronous step may lose its tail, for that one landing of the killed
+ * receiver (as faults/announce.test.ts checks it). Skipped when not root.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,6 +39,7 @@ test('a small venue (4 agents, discovery, fan-out to "*"): full mesh, every load
   }
 
   const c = await venue.churn(loads(0.2).churn, 300_000);
+  if (c.cut.length > 0) process.stdout.write(`# churn: cut short by the kill inside an announcement's step: ${c.cut.join(', ')}\n`);
   if (c.problems.length > 0 || c.unannounced.length > 0) {
     // What is missing where, and what the agents said last: the assertions below only name the kind.
     const detail = { unannounced: c.unannounced, repeated: c.repeated, hookNotOnce: c.hookNotOnce, oscNotOnce: c.oscNotOnce, recoveredHookRuns: c.recoveredHookRuns };
