@@ -3,7 +3,7 @@
  * Windows' transient locks, free space, and confinement checks on real paths.
  */
 import fs from 'node:fs/promises';
-import { realpath as jsRealpath } from 'node:fs';
+import { realpath as jsRealpath, write as fsWrite, writeSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
@@ -231,5 +231,34 @@ export function folderProblem(what: string, err: unknown, field: string): string
       return `The ${what} cannot be created: the disk is full${where}; free space or change ${field}`;
     default:
       return `The ${what} cannot be created or written${where}: ${(err as Error | null)?.message ?? String(err)}; check the path and its permissions or change ${field}`;
+  }
+}
+
+/**
+ * Writes `len` bytes of `buf` to `fd` at `position` (null: the file's current position, or its
+ * end for a file opened to append), continuing after a short write; `done` gets the error, or a
+ * "short write" error when a write wrote nothing.
+ */
+export function writeAll(fd: number, buf: Buffer, len: number, position: number | null, done: (err: Error | null) => void): void {
+  let written = 0;
+  const step = (): void => {
+    fsWrite(fd, buf, written, len - written, position === null ? null : position + written, (err, n) => {
+      if (err) return done(err);
+      written += n;
+      // Short writes are rare but legal: continue after what was written.
+      if (written < len && n > 0) step();
+      else done(written < len ? new Error(`short write: ${written} of ${len} bytes`) : null);
+    });
+  };
+  step();
+}
+
+/** writeAll, synchronously: throws the error. */
+export function writeAllSync(fd: number, buf: Buffer, len: number, position: number | null): void {
+  let written = 0;
+  while (written < len) {
+    const n = writeSync(fd, buf, written, len - written, position === null ? null : position + written);
+    if (n <= 0) throw new Error(`short write: ${written} of ${len} bytes`);
+    written += n;
   }
 }

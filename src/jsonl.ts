@@ -38,9 +38,9 @@
  *   descriptor (issue #12).
  */
 import fs from 'node:fs/promises';
-import { appendFileSync, closeSync, fdatasync, openSync, renameSync, write, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, fdatasync, openSync, renameSync } from 'node:fs';
 import path from 'node:path';
-import { errCode, fsyncDir, retryTransient, unlinkQuiet, writeTempSynced } from './fsutil.js';
+import { errCode, fsyncDir, retryTransient, unlinkQuiet, writeAll, writeAllSync, writeTempSynced } from './fsutil.js';
 
 export interface JsonlRead<T> {
   /** The accepted lines, in file order. */
@@ -208,7 +208,8 @@ export class JsonlWriter {
     else {
       const fd = this.#idleDescriptor();
       try {
-        writeAllSync(fd, text);
+        const buf = Buffer.from(text);
+        writeAllSync(fd, buf, buf.length, null);
       } catch (err) {
         // Not closed here: a queued write may be using it in the thread pool right now.
         if (this.#idleFd === fd) this.#idleFd = null;
@@ -272,7 +273,8 @@ export class JsonlWriter {
     }
     const fd = this.#idleDescriptor();
     try {
-      await writeAll(fd, text);
+      const buf = Buffer.from(text);
+      await new Promise<void>((resolve, reject) => writeAll(fd, buf, buf.length, null, (err) => (err ? reject(err) : resolve())));
       if (sync) await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
     } catch (err) {
       this.#closeIdle(); // the next append opens the file again, as it was opened per append before
@@ -358,21 +360,5 @@ function closeQuiet(fd: number): void {
     closeSync(fd);
   } catch {
     // already reported by the write that failed, if any
-  }
-}
-
-/** Writes all of `text` at the end of the file open for appending at `fd`. */
-function writeAllSync(fd: number, text: string): void {
-  const buf = Buffer.from(text);
-  let off = 0;
-  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-}
-
-/** writeAllSync through the thread pool. */
-async function writeAll(fd: number, text: string): Promise<void> {
-  const buf = Buffer.from(text);
-  let off = 0;
-  while (off < buf.length) {
-    off += await new Promise<number>((resolve, reject) => write(fd, buf, off, buf.length - off, null, (err, n) => (err ? reject(err) : resolve(n))));
   }
 }

@@ -27,7 +27,8 @@
  *   error once only, so it must not be dropped); drain() and settled() wait for it (the
  *   descriptor stays open under it). A file smaller than SYNC_EVERY_BYTES gets none.
  */
-import { fdatasync as fsFdatasync, write as fsWrite } from 'node:fs';
+import { fdatasync as fsFdatasync } from 'node:fs';
+import { writeAll } from '../fsutil.js';
 
 /** Size of each buffer, i.e. of most writes. */
 export const GATHER_BYTES = 1 << 20;
@@ -48,20 +49,6 @@ export const SYNC_EVERY_BYTES = 32 << 20;
 /** Free buffers kept between files (module-wide), so a stream of files does not allocate per file. */
 const SPARE_MAX = 6;
 const spare: Buffer[] = [];
-
-function writeAll(fd: number, buf: Buffer, len: number, position: number, done: (err: Error | null) => void): void {
-  let written = 0;
-  const step = (): void => {
-    fsWrite(fd, buf, written, len - written, position + written, (err, n) => {
-      if (err) return done(err);
-      written += n;
-      // Short writes are rare but legal: continue after what was written.
-      if (written < len && n > 0) step();
-      else done(written < len ? new Error(`short write: ${written} of ${len} bytes`) : null);
-    });
-  };
-  step();
-}
 
 /** What failed: a write, or a periodic datasync. */
 export type GatherFailure = 'writing' | 'syncing';
