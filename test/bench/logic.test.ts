@@ -1,12 +1,14 @@
 /**
  * The bench's own logic, pure (no speed is asserted anywhere): rsyncd.conf text, /proc stat
- * parsing, ratio and CPU arithmetic, link verdicts, CPU profile summaries.
+ * parsing, ratio and CPU arithmetic, link verdicts, CPU profile summaries, the small-files
+ * floor's frames.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseProcStat, parseWrappedStat, rsyncdConf } from './rsync.js';
 import { cpuBoundMBps, cpuPer, fmtCpu, fmtRatio, GIB, linkVerdicts, medianCpu, pairedRatio, ratio } from './figures.js';
 import { areaOf, summarise, type CpuProfile } from './cpuprofile.js';
+import { FrameParser, HEADER, frameFor, setDigest } from './small-floor.js';
 
 test('rsyncd.conf: module, path and files inside the folder; uid/gid only when given', () => {
   const text = rsyncdConf({ dir: '/tmp/b/rsyncd', module: 'bench', path: '/tmp/b/rsyncd/data' });
@@ -113,4 +115,44 @@ test('CPU profile summary: self time per function and area, idle left out, cut t
   assert.equal(areaOf('file:///x/node_modules/@scope/pkg/a.js', 'f'), 'npm @scope/pkg');
   assert.equal(areaOf('file:///x/dist/test/bench/run.js', 'f'), 'tdxfer test');
   assert.equal(areaOf('wasm://wasm/0011aa22', 'Hash_Update'), 'WebAssembly (e.g. hash-wasm)');
+});
+
+test('small-files floor: frames come back whole whatever the chunk boundaries; bad frames are refused', () => {
+  const files = [
+    { id: 0, name: 'f00000.bin', data: Buffer.from('a'.repeat(4096)) },
+    { id: 1, name: 'é.bin', data: Buffer.alloc(0) },
+    { id: 70_000, name: 'x', data: Buffer.from([1, 2, 3]) },
+  ];
+  const wire = Buffer.concat(
+    files.map((f, i) => {
+      const { buf, dataAt } = frameFor(f.id, f.name, f.data.length);
+      f.data.copy(buf, dataAt);
+      setDigest(buf, String(i).repeat(32));
+      assert.equal(buf.length, HEADER + Buffer.byteLength(f.name) + f.data.length);
+      return buf;
+    }),
+  );
+  for (const step of [1, 7, 26, 27, 1000, wire.length]) {
+    const parser = new FrameParser();
+    const got = [];
+    for (let at = 0; at < wire.length; at += step) got.push(...parser.push(wire.subarray(at, at + step)));
+    assert.deepEqual(
+      got.map((f) => [f.id, f.name, f.digest.toString('hex'), f.data.toString('hex')]),
+      files.map((f, i) => [f.id, f.name, String(i).repeat(32), f.data.toString('hex')]),
+      `chunks of ${step} bytes`,
+    );
+  }
+  // A header alone, or a frame short of its last byte, gives nothing yet.
+  assert.deepEqual(new FrameParser().push(wire.subarray(0, HEADER + 10 + 4095)), []);
+  assert.throws(() => setDigest(Buffer.alloc(HEADER), 'abcd'), /not a 128-bit digest/);
+  const named = (name: string) => {
+    const { buf } = frameFor(0, name, 0);
+    return () => new FrameParser().push(buf);
+  };
+  assert.throws(named('../x'), /bad name/);
+  assert.throws(named('..'), /bad name/);
+  assert.throws(named(''), /bad name/);
+  const huge = frameFor(0, 'x', 0).buf;
+  huge.writeUInt32BE(0xffffffff, 4);
+  assert.throws(() => new FrameParser().push(huge), /frame of 4294967295 bytes/);
 });

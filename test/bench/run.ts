@@ -3,7 +3,9 @@
  *
  *   (a) small files (run first, see main()): N × 4 KiB as one folder renamed into a running
  *       agent's outbox, TLS and plain, settle subtracted; alternating with rsync of the same
- *       set to the rsync daemon and with a `cp -r` baseline (the disk at that moment);
+ *       set to the rsync daemon, with the small-files Node floor (small-floor.ts: the same
+ *       per-file work in a minimal pair of processes, TLS and plain, context) and with a
+ *       `cp -r` baseline (the disk at that moment);
  *   (b) drop → visible latency of one small file, default settle window (1 s);
  *   (c) 1 GiB: the Node ceiling (socket → file copy, SHA-256 both sides, fsync), rsync to
  *       the daemon, `tdxfer send` to a running receiver, and two running agents (outbox →
@@ -35,6 +37,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ceilingRun } from './ceiling.js';
+import { smallFloor } from './small-floor.js';
 import { type PairOptions } from './agents.js';
 import { formatBacklog, runBacklog } from './backlog.js';
 import { fmtBytes, median, parseSize, table, writeRandomFile } from './util.js';
@@ -167,7 +170,7 @@ const mbps = (bytes: number, ms: number) => `${(bytes / 1e6 / (ms / 1000)).toFix
 const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 const mib = (b: number) => `${(b / 1024 / 1024).toFixed(0)} MB`;
 const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
-const cpuLine = (r: Run) => `CPU sender ${fmtCpu(r.sender)}, receiver ${fmtCpu(r.receiver)}`;
+const cpuLine = (r: Pick<Run, 'sender' | 'receiver'>) => `CPU sender ${fmtCpu(r.sender)}, receiver ${fmtCpu(r.receiver)}`;
 
 /** Runs the steps of one repetition, in reverse order on odd repetitions (taking turns). */
 async function alternate(rep: number, steps: Array<() => Promise<void>>): Promise<void> {
@@ -219,6 +222,13 @@ async function main(): Promise<void> {
             add(modeName(encrypt), run);
           });
         }
+        for (const encrypt of o.modes) {
+          steps.push(async () => {
+            const run = await smallFloor(base, set, o.files, { tls: encrypt }, `floor-${modeName(encrypt)}-${r}`);
+            log(`  small files, Node floor ${modeName(encrypt)} rep ${r + 1}: ${secs(run.ms)} (${(o.files / (run.ms / 1000)).toFixed(0)} files/s, ${run.batches} landing batches), ${cpuLine(run)}`);
+            add(`floor-${modeName(encrypt)}`, { ...run, window: [0, 0] });
+          });
+        }
         if (daemon) {
           const d = daemon;
           steps.push(async () => {
@@ -253,6 +263,14 @@ async function main(): Promise<void> {
           const r = ratio(rsM, m);
           verdicts.push(`${verdict(r >= t)}  rsync / tdxfer ≥ ${t}, ${o.files} small files, ${encrypt ? 'TLS' : 'plain'}: ${fmtRatio(r)} (median of per-rep ratios ${fmtRatio(pairedRatio(rs.map((x) => x.ms), runs.map((x) => x.ms)))})`);
         }
+      }
+      for (const encrypt of o.modes) {
+        // Context, not a target (test/bench/small-floor.ts): the same per-file work in a minimal pair.
+        const floor = series.get(`floor-${modeName(encrypt)}`) ?? [];
+        if (floor.length === 0) continue;
+        const fm = row(`Node floor: minimal pair, per-file read/hash/frame → write/fsync/rename/ack, archive after ack, ${encrypt ? 'TLS' : 'plain'}`, floor, false);
+        const runs = series.get(modeName(encrypt))!;
+        verdicts.push(`info  tdxfer small files (${encrypt ? 'TLS' : 'plain'}) / Node floor (floor time / tdxfer time): ${(fm / median(runs.map((x) => x.ms))).toFixed(2)} (median of per-rep ratios ${fmtRatio(pairedRatio(floor.map((x) => x.ms), runs.map((x) => x.ms)))})`);
       }
       out.push(`${o.files} files × ${fmtBytes(o.fileSize)} dropped at once, median of ${o.reps} (alternating); CPU s per 1,000 files = total (user+kernel)`);
       out.push(table(['how', 'time', 'rate', 'rsync/this', 'CPU sender', 'CPU receiver'], rows), '');
