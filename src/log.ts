@@ -47,15 +47,53 @@ function formatValue(v: unknown): string {
   return JSON.stringify(v) ?? String(v);
 }
 
-const consoleLine = winston.format.printf((info) => {
-  const { level, message, timestamp, component, ...rest } = info as Record<string, unknown>;
-  const extras = Object.entries(rest)
-    .filter(([k]) => typeof k === 'string' && !k.startsWith('Symbol('))
-    .map(([k, v]) => `${k}=${formatValue(v)}`)
-    .join(' ');
-  const comp = component ? ` [${String(component)}]` : '';
-  return `${String(timestamp)} ${String(level).toUpperCase().padEnd(5)}${comp} ${String(message)}${extras ? ' ' + extras : ''}`;
-});
+const pad2 = (n: number): string => (n < 10 ? `0${n}` : String(n));
+
+/**
+ * Local time as `YYYY-MM-DD HH:mm:ss.SSS`. The part up to the seconds is built once per second:
+ * an agent landing a thousand small files a second writes a line for each.
+ */
+export function makeClock(): (ms: number) => string {
+  let second = NaN;
+  let prefix = '';
+  return (ms) => {
+    const s = Math.floor(ms / 1000);
+    if (s !== second) {
+      const d = new Date(s * 1000);
+      prefix = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}.`;
+      second = s;
+    }
+    const milli = ms - s * 1000;
+    return prefix + (milli < 10 ? `00${milli}` : milli < 100 ? `0${milli}` : String(milli));
+  };
+}
+
+/** `<time> <LEVEL> [component] message key=value…`: every enumerable string key but level,
+ * message, timestamp and component, in order (symbols, winston's own, are not enumerated). */
+export function consoleText(info: Record<string, unknown>, time: string): string {
+  let extras = '';
+  for (const k of Object.keys(info)) {
+    if (k === 'level' || k === 'message' || k === 'timestamp' || k === 'component' || k.startsWith('Symbol(')) continue;
+    extras += ` ${k}=${formatValue(info[k])}`;
+  }
+  const comp = info['component'] ? ` [${String(info['component'])}]` : '';
+  return `${time} ${String(info['level']).toUpperCase().padEnd(5)}${comp} ${String(info['message'])}${extras}`;
+}
+
+const MESSAGE = Symbol.for('message');
+const LEVEL = Symbol.for('level');
+
+function consoleFormat(): winston.Logform.Format {
+  const clock = makeClock();
+  return winston.format((info) => {
+    (info as Record<symbol, unknown>)[MESSAGE] = consoleText(info as Record<string, unknown>, clock(Date.now()));
+    return info;
+  })();
+}
+
+/** The logger's own format: none. (winston's default, JSON, would stringify every record
+ * once more before each transport formats it its own way.) */
+const asIs = winston.format((info) => info)();
 
 /** A logger that owns its transports: `close()` flushes and closes them (a log file's handle
  * must be closed before its folder can be removed on Windows). Bounded: at most 5 s. */
@@ -68,11 +106,11 @@ export function createLogger(opts: LogOptions = {}): ClosableLogger {
     new winston.transports.Console({
       silent: opts.silent ?? false,
       stderrLevels: opts.stderr ? ['error', 'warn', 'info', 'debug'] : ['error'],
-      format: winston.format.combine(winston.format.timestamp({ format: 'YYYY-MM-DD HH:mm:ss.SSS' }), consoleLine),
+      format: consoleFormat(),
     }),
   ];
   if (opts.file) transports.push(rotatingFile(opts.file, opts.maxSizeBytes ?? 10 * 1024 * 1024, opts.maxFiles ?? 10));
-  const w = winston.createLogger({ level: opts.level ?? 'info', transports, exitOnError: false });
+  const w = winston.createLogger({ level: opts.level ?? 'info', format: asIs, transports, exitOnError: false });
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= new Promise<void>((resolve) => {
@@ -115,12 +153,26 @@ function rotatingFile(file: string, maxSizeBytes: number, maxFiles: number): win
   });
 }
 
+/**
+ * One record, as winston's `logger.info(msg, fields)` builds it (fields, then level and
+ * message; a `message` field is appended to the message), handed to `log(info)`: winston's
+ * quickest path, without its search for `%s` tokens. Levels the logger and its transports
+ * would all drop are dropped here, before the record is built and streamed.
+ */
+function record(w: winston.Logger, level: LogLevel, msg: string, fields: LogFields | undefined): void {
+  if (!w.isLevelEnabled(level)) return;
+  const info: Record<string | symbol, unknown> = { ...fields, level, message: msg };
+  if (fields?.['message']) info['message'] = `${msg} ${String(fields['message'])}`;
+  info[LEVEL] = level;
+  w.log(info as unknown as winston.LogEntry);
+}
+
 function wrap(w: winston.Logger): Logger {
   return {
-    debug: (msg, fields) => void w.debug(msg, fields ?? {}),
-    info: (msg, fields) => void w.info(msg, fields ?? {}),
-    warn: (msg, fields) => void w.warn(msg, fields ?? {}),
-    error: (msg, fields) => void w.error(msg, fields ?? {}),
+    debug: (msg, fields) => record(w, 'debug', msg, fields),
+    info: (msg, fields) => record(w, 'info', msg, fields),
+    warn: (msg, fields) => record(w, 'warn', msg, fields),
+    error: (msg, fields) => record(w, 'error', msg, fields),
     child: (fields) => wrap(w.child(fields)),
   };
 }

@@ -88,7 +88,6 @@ export class AfterBatcher {
     try {
       const r = await applyAfter(rec.file, this.deps.journal(), (this.outboxLog ??= log.child({ component: 'outbox' })), { batch, ...(this.deps.quick ? { quick: this.deps.quick() } : {}) });
       if (r.action === 'changed') log.info(`${rec.file.rel} changed after it was sent: the new version will be sent`);
-      else if (r.action === 'archived') log.debug(`archived ${rec.file.rel}`, { to: r.to });
       if (r.action === 'archived' || r.action === 'deleted') {
         moved = true;
         w.afterActionDone(rec.file.rel);
