@@ -51,7 +51,8 @@ function logInChild(level: string, file: string | null): Lines {
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
   const after = Date.now();
   assert.equal(r.status, 0, `child failed: ${r.stderr}`);
-  const lines = (s: string) => s.split('\n').filter((l) => l !== '');
+  // winston's console ends a line with os.EOL: CRLF on Windows.
+  const lines = (s: string) => s.split(/\r?\n/).filter((l) => l !== '');
   return { out: lines(r.stdout), err: lines(r.stderr), before, after };
 }
 
