@@ -44,6 +44,7 @@ function logInChild(level: string, file: string | null): Lines {
     log.info('sent a/b.bin to playback/renders', { bytes: 4096, peer: 'play back' });
     log.child({ component: 'outbox' }).warn('could not archive', { rel: 'a/b.bin', err: new Error('EPERM: locked') });
     log.info('joined', { message: 'tail' });
+    log.info('sent 50%off.png and frame%d.png', { size: 1 });
     log.error('disk full', { inbox: 'renders' });
     await log.close();
   `;
@@ -72,6 +73,8 @@ test('a real logger at level info: one line per record above the level, on stdou
     'INFO  sent a/b.bin to playback/renders bytes=4096 peer="play back"',
     'WARN  [outbox] could not archive rel=a/b.bin err="EPERM: locked"',
     'INFO  joined tail',
+    // winston takes a message with %o, %d, %s… for a format string and drops its fields unless they are handed over whole.
+    'INFO  sent 50%off.png and frame%d.png size=1',
   ]);
   assert.deepEqual(l.err.map(body), ['ERROR disk full inbox=renders']);
   for (const line of [...l.out, ...l.err]) timeOf(line, l);
@@ -82,7 +85,7 @@ test('a real logger at level debug with a file: debug lines too, and the file ge
   try {
     const l = logInChild('debug', path.join(dir, 'agent.jsonl'));
     assert.equal(l.out[0]!.replace(TIME, ''), 'DEBUG quiet detail n=1');
-    assert.equal(l.out.length, 4);
+    assert.equal(l.out.length, 5);
     const [name] = (await fs.readdir(dir)).filter((f) => f.endsWith('.jsonl'));
     const recs = (await fs.readFile(path.join(dir, name!), 'utf8')).split('\n').filter(Boolean).map((x) => JSON.parse(x) as Record<string, unknown>);
     assert.deepEqual(recs.map((r) => [r['level'], r['message']]), [
@@ -90,6 +93,7 @@ test('a real logger at level debug with a file: debug lines too, and the file ge
       ['info', 'sent a/b.bin to playback/renders'],
       ['warn', 'could not archive'],
       ['info', 'joined tail'],
+      ['info', 'sent 50%off.png and frame%d.png'],
       ['error', 'disk full'],
     ]);
     assert.equal(recs[1]!['bytes'], 4096);
