@@ -16,9 +16,8 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { cliPath, startPair, startReceiver, type PairOptions } from './agents.js';
-import { countFiles, pollUntil, procCpuSplitMs, sampleMemory, sleep } from './util.js';
+import { copyTree, countFiles, freshDir, pollUntil, procCpuSplitMs, sampleMemory, sleep } from './util.js';
 import { rsyncPush, runWithCpu, subCpu, type RsyncDaemon } from './rsync.js';
 import type { Cpu } from './figures.js';
 
@@ -66,13 +65,9 @@ async function senderDone(outbox: string, after: string | undefined, keepMs = 10
   await pollUntil(async () => (await left()) === 0, 60_000, `the outbox ${outbox} to be emptied by its after-action`, 20);
 }
 
-async function fresh(base: string, prefix: string): Promise<string> {
-  return fs.mkdtemp(path.join(base, prefix));
-}
-
 /** 1 file through two running agents: hard-link the master in, rename into the outbox, wait for the inbox. */
 export async function bigAgents(base: string, master: string, size: number, settleMs: number, pairOpts: PairOptions, label: string): Promise<Run> {
-  const root = await fresh(base, `${label}-`);
+  const root = await freshDir(base, `${label}-`);
   const pair = await startPair(root, pairOpts);
   try {
     // A hard link: the same (cached) bytes every run, as for the ceiling, no copy needed.
@@ -101,7 +96,7 @@ export async function bigAgents(base: string, master: string, size: number, sett
 
 /** `tdxfer send` of the master to a running receiving agent; the sender's CPU is the send process's. */
 export async function bigSend(base: string, master: string, size: number, pairOpts: PairOptions, label: string): Promise<Run> {
-  const root = await fresh(base, `${label}-`);
+  const root = await freshDir(base, `${label}-`);
   const recv = await startReceiver(root, pairOpts);
   const target = path.join(recv.inbox, 'take.mov');
   try {
@@ -140,12 +135,9 @@ export interface SmallRun extends Run {
 
 /** cp -r of the prepared set into a fresh folder (the baseline), then that copy dropped into a fresh pair's outbox. */
 export async function smallAgents(base: string, set: string, files: number, settleMs: number, pairOpts: PairOptions, label: string): Promise<SmallRun> {
-  const root = await fresh(base, `${label}-`);
+  const root = await freshDir(base, `${label}-`);
   const copy = path.join(root, 'batch');
-  const c0 = performance.now();
-  const cp = spawnSync('cp', ['-r', set, copy]);
-  const cpMs = performance.now() - c0;
-  if (cp.status !== 0) throw new Error(`bench: cp -r ${set} ${copy} failed: ${cp.stderr.toString()}`);
+  const cpMs = copyTree(set, copy);
   const pair = await startPair(root, pairOpts);
   try {
     const landed = path.join(pair.inbox, 'batch');
@@ -177,7 +169,7 @@ export async function smallRsync(bin: string, daemon: RsyncDaemon, set: string, 
  * of a pair with the default settle window and timed until it is in the inbox.
  */
 export async function latencyAgents(base: string, drops: number, size: number, pairOpts: PairOptions, label: string): Promise<number[]> {
-  const root = await fresh(base, `${label}-`);
+  const root = await freshDir(base, `${label}-`);
   const pair = await startPair(root, pairOpts);
   const out: number[] = [];
   try {
@@ -201,7 +193,7 @@ export async function latencyAgents(base: string, drops: number, size: number, p
 
 /** One small file pushed with rsync (context for the latency row: rsync has no watcher, this is its command time). */
 export async function latencyRsync(bin: string, daemon: RsyncDaemon, base: string, size: number, label: string): Promise<number> {
-  const dir = await fresh(base, `${label}-`);
+  const dir = await freshDir(base, `${label}-`);
   const file = path.join(dir, 'one.bin');
   await fs.writeFile(file, Buffer.alloc(size, 7));
   const r = await rsyncPush(bin, daemon, file, `${label}-${process.hrtime.bigint()}`);

@@ -40,7 +40,7 @@ import { ceilingRun } from './ceiling.js';
 import { smallFloor } from './small-floor.js';
 import { type PairOptions } from './agents.js';
 import { formatBacklog, runBacklog } from './backlog.js';
-import { fmtBytes, median, parseSize, table, writeRandomFile } from './util.js';
+import { copyTree, fmtBytes, freshDir, median, parseSize, table, writeRandomFile } from './util.js';
 import { ensureRsync, startRsyncDaemon, type RsyncDaemon } from './rsync.js';
 import { bigAgents, bigRsync, bigSend, latencyAgents, latencyRsync, smallAgents, smallRsync, type Run, type SmallRun } from './loads.js';
 import { cpuPer, fmtCpu, fmtRatio, GIB, linkVerdicts, medianCpu, pairedRatio, ratio, type Cpu } from './figures.js';
@@ -123,10 +123,6 @@ function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
-async function fresh(base: string, prefix: string): Promise<string> {
-  return fs.mkdtemp(path.join(base, prefix));
-}
-
 const modeName = (encrypt: boolean) => (encrypt ? 'tls' : 'plain');
 
 function pairOptions(o: Opts, encrypt: boolean, label: string, extra: Partial<PairOptions> = {}): PairOptions {
@@ -151,11 +147,8 @@ function pairOptions(o: Opts, encrypt: boolean, label: string, extra: Partial<Pa
 async function waitForFastDisk(base: string, set: string): Promise<void> {
   const until = performance.now() + 120_000;
   for (let i = 0; ; i++) {
-    const dir = await fresh(base, `probe-${i}-`);
-    const t0 = performance.now();
-    const cp = spawnSync('cp', ['-r', set, path.join(dir, 'copy')]);
-    const ms = performance.now() - t0;
-    if (cp.status !== 0) throw new Error(`bench: cp -r ${set} failed: ${cp.stderr.toString()}`);
+    const dir = await freshDir(base, `probe-${i}-`);
+    const ms = copyTree(set, path.join(dir, 'copy'));
     if (ms < 250) return;
     if (performance.now() > until) {
       log(`  the disk is still slow (cp -r of the set: ${secs(ms)}); measuring anyway, see the cp -r column`);
@@ -195,7 +188,7 @@ async function main(): Promise<void> {
         verdicts.push(`info  ${r.skip}`);
       } else {
         rsyncBin = r.bin;
-        daemon = await startRsyncDaemon(rsyncBin, await fresh(base, 'rsyncd-'));
+        daemon = await startRsyncDaemon(rsyncBin, await freshDir(base, 'rsyncd-'));
         const v = spawnSync(rsyncBin, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
         log(`rsync daemon (${v}) on 127.0.0.1:${daemon.port}, pid ${daemon.pid}: rsync -a --whole-file --fsync`);
       }
@@ -343,7 +336,7 @@ async function bigPart(o: Opts, base: string, daemon: RsyncDaemon | null, rsyncB
     const steps: Array<() => Promise<void>> = [];
     if (o.only.has('ceiling')) {
       steps.push(async () => {
-        const dir = await fresh(base, `ceiling-${r}-`);
+        const dir = await freshDir(base, `ceiling-${r}-`);
         const { ms } = await ceilingRun(master, path.join(dir, 'copy.bin'), 1 << 20);
         await fs.rm(dir, { recursive: true });
         log(`  ceiling, 1 MiB buffers, rep ${r + 1}: ${secs(ms)}`);
@@ -382,12 +375,12 @@ async function bigPart(o: Opts, base: string, daemon: RsyncDaemon | null, rsyncB
   if (o.only.has('ceiling')) {
     // For context only: Node's default stream buffers, and the same minimal copy inside
     // TLS-PSK (what encryption alone costs on this machine).
-    const dir = await fresh(base, 'ceiling-default-');
+    const dir = await freshDir(base, 'ceiling-default-');
     ceilDefault.push((await ceilingRun(master, path.join(dir, 'copy.bin'), 0)).ms);
     await fs.rm(dir, { recursive: true });
     log(`  ceiling, default buffers: ${secs(ceilDefault[0]!)}`);
     for (let r = 0; r < o.reps; r++) {
-      const tdir = await fresh(base, `ceiling-tls-${r}-`);
+      const tdir = await freshDir(base, `ceiling-tls-${r}-`);
       const t = await ceilingRun(master, path.join(tdir, 'copy.bin'), 1 << 20, { tls: true });
       await fs.rm(tdir, { recursive: true });
       log(`  ceiling inside TLS-PSK, rep ${r + 1}: ${secs(t.ms)}`);

@@ -27,12 +27,11 @@ import net from 'node:net';
 import tls from 'node:tls';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { pskClientOptions, pskServerOptions } from '../../src/transport/psk.js';
 import { Xxh3Simd, readyXxh3Simd } from '../../src/xxh3/xxh3.js';
 import type { Cpu } from './figures.js';
-import { spawnProc } from './util.js';
+import { copyTree, freshDir, spawnProc } from './util.js';
 
 /** tdxfer's default `transfer.window` (src/config/defaults.ts). */
 export const WINDOW = 32;
@@ -241,10 +240,9 @@ export async function smallFloorRun(dirs: { src: string; staging: string; dest: 
 
 /** One run on a fresh copy of `set` (cp -r, not timed) in fresh folders under `base`; nothing deleted. */
 export async function smallFloor(base: string, set: string, files: number, opts: { tls: boolean }, label: string): Promise<FloorRun> {
-  const root = fs.mkdtempSync(path.join(base, `${label}-`));
+  const root = await freshDir(base, `${label}-`);
   const dirs = { src: path.join(root, 'batch'), staging: path.join(root, 'staging'), dest: path.join(root, 'inbox'), archive: path.join(root, 'archive') };
-  const cp = spawnSync('cp', ['-r', set, dirs.src]);
-  if (cp.status !== 0) throw new Error(`bench: cp -r ${set} ${dirs.src} failed: ${cp.stderr.toString()}`);
+  copyTree(set, dirs.src);
   for (const d of [dirs.staging, dirs.dest, dirs.archive]) fs.mkdirSync(d);
   return smallFloorRun(dirs, files, opts);
 }

@@ -5,12 +5,26 @@
  */
 import fs from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A new empty folder under `base`, named `<prefix><random>`. */
+export function freshDir(base: string, prefix: string): Promise<string> {
+  return fs.mkdtemp(path.join(base, prefix));
+}
+
+/** `cp -r src dst` (dst must not exist); returns its milliseconds, the disk's baseline at that moment. */
+export function copyTree(src: string, dst: string): number {
+  const t0 = performance.now();
+  const cp = spawnSync('cp', ['-r', src, dst]);
+  const ms = performance.now() - t0;
+  if (cp.status !== 0) throw new Error(`bench: cp -r ${src} ${dst} failed: ${cp.stderr.toString()}`);
+  return ms;
 }
 
 export function median(xs: number[]): number {
