@@ -2,9 +2,9 @@
  * `npm run bench`: tdxfer against rsync and against the ceiling of this machine, on loopback.
  *
  *   (a) small files (run first, see main()): N × 4 KiB as one folder renamed into a running
- *       agent's outbox, TLS and plain, settle subtracted, twice per pair of agents: the first
- *       drop right after they started (V8 still compiling their code), the second with the
- *       agents running (the targets' row; loads.ts SmallRuns); alternating with rsync of the same
+ *       agent's outbox, TLS and plain, settle subtracted, three times per pair of agents: the
+ *       first drop right after they started (V8 still compiling their code) and the third, with
+ *       the agents running (the targets' row; loads.ts SmallRuns); alternating with rsync of the same
  *       set to the rsync daemon, with the small-files Node floor (small-floor.ts: the same
  *       per-file work in a minimal pair of processes, TLS and plain, context) and with a
  *       `cp -r` baseline (the disk at that moment);
@@ -255,7 +255,7 @@ async function main(): Promise<void> {
         // Context: the same agents' first drop, while V8 still compiles their code (SmallRuns).
         row(`tdxfer outbox → inbox, ${encrypt ? 'TLS' : 'plain'}, first drop after start`, series.get(`${modeName(encrypt)}-first`)!, false);
         const runs = series.get(modeName(encrypt))!;
-        const m = row(`tdxfer outbox → inbox, ${encrypt ? 'TLS' : 'plain'}, running agents (second drop; fsync per file, settle subtracted)`, runs, false);
+        const m = row(`tdxfer outbox → inbox, ${encrypt ? 'TLS' : 'plain'}, running agents (third drop; fsync per file, settle subtracted)`, runs, false);
         const fps = o.files / (m / 1000);
         if (encrypt) verdicts.push(`${verdict(fps >= TARGETS.filesPerSec)}  small files ≥ ${TARGETS.filesPerSec} files/s end to end (TLS): ${fps.toFixed(0)} files/s`);
         if (rs.length > 0) {
