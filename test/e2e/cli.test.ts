@@ -9,7 +9,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Agent } from '../../src/agent/agent.js';
 import { hashTree, runCli, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger } from '../helpers/agents.js';
-import { reservedPort } from '../helpers/ports.js';
+import { holdFixedPorts, reservedPort } from '../helpers/ports.js';
 import { EXIT_AFTER_KILL } from '../helpers/platform.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -26,7 +26,10 @@ async function root(): Promise<string> {
 
 test('zero config: `tdxfer run` creates its data folder, prints it, and a file dropped into the outbox arrives in the inbox over TCP', async () => {
   const dir = path.join(await root(), 'data');
-  // Built-in defaults listen on 7770 and serve status on 7771; this test owns them for its duration.
+  // Built-in defaults listen on 7770 and serve status on 7771: this case holds them (another
+  // suite on this machine, or the Windows lane, waits for them rather than failing to bind).
+  const release = await holdFixedPorts([7770, 7771]);
+  cleanup.push(async () => release());
   const s = spawnCli(['run'], { TDXFER_DATA_DIR: dir, TDXFER_CONFIG: '' });
   cleanup.push(() => s.stop());
   await s.waitFor(/Drop files into\s+(\S+)/);

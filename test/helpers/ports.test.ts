@@ -2,6 +2,8 @@
  * reservedPort (helpers/ports.ts): the ports the tests name before anything listens on
  * them. Outside the ephemeral range, bindable, locked across processes by a file holding
  * the PID, released at exit; a lock of a dead process is cleared, a live one's is kept.
+ * holdFixedPorts: fixed ports (the built-in defaults) waited for while another process
+ * holds their lock or listens on them.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +12,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { lockFile, lockPort, releasePort, reservedPort } from './ports.js';
+import { holdFixedPorts, lockFile, lockPort, releasePort, reservedPort } from './ports.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -56,4 +58,60 @@ test('a process that exits removes its locks', () => {
   const port = Number(r.stdout.trim());
   assert.ok(port >= 20000 && port < 32000, r.stdout);
   assert.equal(fs.existsSync(lockFile(port)), false, `the child's lock of ${port} is gone`);
+});
+
+/** Resolves once `fn` was called `n` times (counted by the returned tick). */
+function counter(n: number): { tick: () => void; reached: Promise<void> } {
+  let count = 0;
+  let done!: () => void;
+  const reached = new Promise<void>((r) => (done = r));
+  return { tick: () => void (++count >= n && done()), reached };
+}
+
+test("holdFixedPorts waits while another live process holds a port's lock, and takes it once that process is gone", async () => {
+  const port = await reservedPort();
+  releasePort(port);
+  const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+  fs.writeFileSync(lockFile(port), String(live.pid));
+  const waits = counter(3);
+  let killed = false;
+  const hold = holdFixedPorts([port], { host: '127.0.0.1', everyMs: 20, onWait: waits.tick }).then((release) => ({ release, afterKill: killed }));
+  await waits.reached;
+  killed = true;
+  live.kill('SIGKILL');
+  const { release, afterKill } = await hold;
+  assert.equal(afterKill, true, 'taken only after the holder was gone');
+  assert.equal(fs.readFileSync(lockFile(port), 'utf8'), String(process.pid));
+  release();
+  assert.equal(fs.existsSync(lockFile(port)), false);
+});
+
+test('holdFixedPorts waits while something listens on a port (no lock: another platform\'s test process), all ports or none', async () => {
+  const [a, b] = [await reservedPort(), await reservedPort()];
+  releasePort(a);
+  releasePort(b);
+  const srv = net.createServer();
+  await new Promise<void>((resolve, reject) => srv.once('error', reject).listen(b, '127.0.0.1', resolve));
+  const waits = counter(3);
+  let closed = false;
+  const hold = holdFixedPorts([a, b], { host: '127.0.0.1', everyMs: 20, onWait: waits.tick }).then((release) => ({ release, afterClose: closed }));
+  await waits.reached;
+  assert.equal(fs.existsSync(lockFile(a)), false, 'the free port is not kept locked while the other is busy');
+  await new Promise<void>((r) => srv.close(() => r()));
+  closed = true;
+  const { release, afterClose } = await hold;
+  assert.equal(afterClose, true);
+  for (const p of [a, b]) assert.equal(fs.readFileSync(lockFile(p), 'utf8'), String(process.pid));
+  release();
+  for (const p of [a, b]) assert.equal(fs.existsSync(lockFile(p)), false);
+});
+
+test('holdFixedPorts gives up after its deadline with the ports and the lock folder in the message', async () => {
+  const port = await reservedPort(); // held by this process: never free for the call below
+  await assert.rejects(holdFixedPorts([port], { host: '127.0.0.1', deadlineMs: 100, everyMs: 20 }), (err: Error) => {
+    assert.match(err.message, new RegExp(`ports ${port} stayed in use`));
+    assert.match(err.message, /tdxfer-test-ports/);
+    return true;
+  });
+  releasePort(port);
 });

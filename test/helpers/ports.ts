@@ -82,6 +82,14 @@ function binds(port: number, host: string): Promise<boolean> {
   });
 }
 
+function unlockAtExit(): void {
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const p of [...held]) unlock(p);
+  });
+}
+
 /**
  * A port outside the ephemeral range, free now and reserved for this process until it
  * exits (or `releasePort`). Only for a port that must be named before anything listens
@@ -89,12 +97,7 @@ function binds(port: number, host: string): Promise<boolean> {
  */
 export async function reservedPort(host = '127.0.0.1'): Promise<number> {
   fs.mkdirSync(LOCK_DIR, { recursive: true });
-  if (!exitHook) {
-    exitHook = true;
-    process.once('exit', () => {
-      for (const p of [...held]) unlock(p);
-    });
-  }
+  unlockAtExit();
   for (let i = 0; i < 500; i++) {
     const port = randomInt(LOW, HIGH);
     if (held.has(port) || !lockPort(port)) continue;
@@ -108,4 +111,42 @@ export async function reservedPort(host = '127.0.0.1'): Promise<number> {
 /** Gives a reserved port back before the process exits. */
 export function releasePort(port: number): void {
   if (held.has(port)) unlock(port);
+}
+
+/**
+ * Fixed ports a case must use as they are (the built-in defaults 7770 and 7771 of a
+ * zero-config `tdxfer run`), held for this process: waits until no other test process holds
+ * their locks and all of them bind, so that two suites on one machine (a loaded run beside
+ * CI, the Windows lane beside a Linux suite, which cannot see each other's locks but do see
+ * a bound port) take turns instead of one failing with EADDRINUSE. All or none: a port
+ * locked while another is busy is let go again before the next try. Polls every `everyMs`;
+ * after `deadlineMs` it throws, naming the ports and the lock folder. Returns the release
+ * (also done at exit). `onWait` is called before each wait (tests).
+ */
+export async function holdFixedPorts(
+  ports: readonly number[],
+  opts: { host?: string; deadlineMs?: number; everyMs?: number; onWait?: () => void } = {},
+): Promise<() => void> {
+  const { host = '0.0.0.0', deadlineMs = 180_000, everyMs = 200 } = opts;
+  fs.mkdirSync(LOCK_DIR, { recursive: true });
+  unlockAtExit();
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    const taken: number[] = [];
+    for (const p of ports) {
+      if (held.has(p) || !lockPort(p)) break;
+      held.add(p);
+      taken.push(p);
+    }
+    if (taken.length === ports.length) {
+      const free = await Promise.all(ports.map((p) => binds(p, host)));
+      if (free.every(Boolean)) return () => ports.forEach(releasePort);
+    }
+    taken.forEach(unlock);
+    if (Date.now() > until) {
+      throw new Error(`holdFixedPorts: ports ${ports.join(', ')} stayed in use for ${deadlineMs / 1000} s (another test process's lock in ${LOCK_DIR}, or a program listening on ${host}); this case needs exactly these ports`);
+    }
+    opts.onWait?.();
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }
