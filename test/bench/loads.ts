@@ -137,9 +137,9 @@ export interface SmallRun extends Run {
  * Drops into one pair: the first right after the agents started, then a second one
  * (not reported), then the measured one. A freshly started agent spends much of its first
  * thousands of files' CPU in V8 compiling its own code (optimising the hot functions on a
- * background thread; with --trace-opt about 160-230 functions per agent in the first 2,000
- * files, 45-60 more in the next 2,000): `running` measures the agent as it runs for weeks
- * on a show machine, after 4,000 files.
+ * background thread; with --trace-opt 158-232 functions per agent in the first 2,000 files,
+ * 44-70 more in the next 2,000, 25-30 in the 2,000 after): `running` measures the agent as
+ * it runs for weeks on a show machine, after 4,000 files.
  */
 export interface SmallRuns {
   first: SmallRun;
