@@ -128,7 +128,6 @@ export async function holdFixedPorts(
   opts: { host?: string; deadlineMs?: number; everyMs?: number; onWait?: () => void } = {},
 ): Promise<() => void> {
   const { host = '0.0.0.0', deadlineMs = 180_000, everyMs = 200 } = opts;
-  fs.mkdirSync(LOCK_DIR, { recursive: true });
   unlockAtExit();
   const until = Date.now() + deadlineMs;
   for (;;) {
