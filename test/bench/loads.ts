@@ -159,6 +159,11 @@ async function dropSmall(pair: Pair, root: string, name: string, set: string, fi
   const landed = path.join(pair.inbox, name);
   const pids = [pair.sender.pid, pair.receiver.pid];
   const [s0, r0] = await Promise.all(pids.map(cpuOf));
+  // With allocprof.ts loaded (TDXFER_ALLOCPROF), each drop's allocations in their own file.
+  const mark = (): void => {
+    if (process.env.TDXFER_ALLOCPROF) for (const pid of pids) process.kill(pid, 'SIGUSR2');
+  };
+  mark();
   const w0 = hrUs();
   const t0 = performance.now();
   await fs.rename(copy, path.join(pair.outbox, name));
@@ -167,6 +172,7 @@ async function dropSmall(pair: Pair, root: string, name: string, set: string, fi
   await senderDone(pair.outbox, after);
   const s1 = await cpuOf(pair.sender.pid);
   const w2 = hrUs();
+  mark();
   return { cpMs, ms: t1 - t0 - settleMs, sender: subCpu(s1, s0!), receiver: subCpu(r1, r0!), window: [w0, w2] };
 }
 
