@@ -135,8 +135,11 @@ export class WatchSupervisor {
             this.on.kick();
           } else this.on.unlinkDir(p);
         },
+        // Only chokidar reads a new folder before watching it (rescanLater); the native watch
+        // watches first, so re-reading would only find again what it reported (issue #12:
+        // two more listings and name checks of every file of a dropped folder).
         addDir: (p) => {
-          if (!scanning) this.rescanLater(fw, p);
+          if (!scanning && !native) this.rescanLater(fw, p);
         },
         error: (err) => this.onError(fw, err),
         missed: (dir, count) => {
