@@ -12,6 +12,28 @@ export async function tempDir(prefix = 'tdx-'): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
+/**
+ * Teardown in the reverse order of set-up: `t.after` hooks run in the order they were
+ * registered, so a temp folder registered first would be removed before the watcher or the
+ * open file inside it is closed (Windows: ENOTEMPTY, the folder's files still held). Returns
+ * `defer(fn)`; the deferred steps run last-first when `t` ends, each even if one before failed.
+ */
+export function teardownFor(t: { after: (fn: () => Promise<void>) => void }): (fn: () => unknown) => void {
+  const steps: Array<() => unknown> = [];
+  t.after(async () => {
+    let first: unknown = null;
+    for (const step of steps.splice(0).reverse()) {
+      try {
+        await step();
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    if (first !== null) throw first;
+  });
+  return (fn) => void steps.push(fn);
+}
+
 /** A fresh temp folder removed when test `t` ends. */
 export async function tempDirFor(t: { after: (fn: () => Promise<void>) => void }, prefix = 'tdx-'): Promise<string> {
   const dir = await tempDir(prefix);

@@ -17,24 +17,26 @@ import { OutboxWatcher, UV_FS_O_EXLOCK, type ReadyFile } from '../../src/outbox/
 import { renameRetrying, unlinkQuiet } from '../../src/fsutil.js';
 import { waitUntil } from '../helpers/agents.js';
 import { isWindows } from '../helpers/platform.js';
+import { teardownFor } from '../helpers/tmp.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 test('Windows: a file held open by its writer across several settle windows is not sent; it is sent once closed, in its final version', { skip: isWindows ? false : 'Windows-only: POSIX has no "open elsewhere" signal (settleMs decides there)' }, async (t) => {
+  const defer = teardownFor(t);
   const root = await mkdtemp(path.join(os.tmpdir(), 'tdxfer-winlock-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  defer(() => rm(root, { recursive: true, force: true, maxRetries: 5 }));
   const outbox: OutboxConfig = { path: root, to: [], include: [], exclude: [], after: 'archive', settleMs: 100 };
   const log = memoryLogger();
   const w = new OutboxWatcher(outbox, { log });
   const ready: ReadyFile[] = [];
   w.on('ready', (f) => ready.push(f));
-  t.after(() => w.stop());
+  defer(() => w.stop());
   await w.start();
 
   const abs = path.join(root, 'render.mov');
   const writer = await open(abs, 'w');
   let closed = false;
-  t.after(async () => {
+  defer(async () => {
     if (!closed) await writer.close();
   });
   await writer.write(Buffer.alloc(64 * 1024, 1));
@@ -58,22 +60,24 @@ test('Windows: a file held open by its writer across several settle windows is n
 });
 
 test('POSIX: a file kept open but unchanged for settleMs is sent (settling decides; documented in README "Outboxes")', { skip: isWindows ? 'POSIX behaviour; Windows is the case above' : false }, async (t) => {
+  const defer = teardownFor(t);
   const root = await mkdtemp(path.join(os.tmpdir(), 'tdxfer-winlock-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  defer(() => rm(root, { recursive: true, force: true, maxRetries: 5 }));
   const w = new OutboxWatcher({ path: root, to: [], include: [], exclude: [], after: 'archive', settleMs: 100 }, { log: memoryLogger() });
   const ready: ReadyFile[] = [];
   w.on('ready', (f) => ready.push(f));
-  t.after(() => w.stop());
+  defer(() => w.stop());
   await w.start();
   const writer = await open(path.join(root, 'render.mov'), 'w');
-  t.after(() => writer.close());
+  defer(() => writer.close());
   await writer.write(Buffer.alloc(1000, 1));
   await waitUntil(() => ready.some((r) => r.rel === 'render.mov'), 30_000, () => 'render.mov sent');
 });
 
 test('Windows: renames and removals of the agent\'s files wait out a transient exclusive handle (antivirus, indexer)', { skip: isWindows ? false : 'Windows-only: POSIX has no mandatory file locks' }, async (t) => {
+  const defer = teardownFor(t);
   const root = await mkdtemp(path.join(os.tmpdir(), 'tdxfer-winlock-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  defer(() => rm(root, { recursive: true, force: true, maxRetries: 5 }));
   const victim = path.join(root, 'partial.bin');
   const target = path.join(root, 'journal.jsonl');
   await writeFile(victim, 'staged');
