@@ -22,6 +22,7 @@ import type { SentJournal } from './journal.js';
 import type { ReadyFile } from './watcher.js';
 import { errCode, retryTransient } from '../fsutil.js';
 import { THREAD_POOL_FS, type QuickFs } from '../quickfs.js';
+import { below, resolvedFolder } from '../paths.js';
 
 export type AfterResult =
   | { action: 'archived'; to: string }
@@ -63,8 +64,16 @@ export async function finishAfterBatch(batch: AfterBatch, root: string): Promise
 
 /** Destination of `rel` in the archive folder of `outboxPath`. */
 export function archivePath(outboxPath: string, rel: string): string {
-  return path.join(path.resolve(outboxPath), ARCHIVE_DIR, ...rel.split('/'));
+  let dir = archiveFolders.get(outboxPath);
+  if (dir === undefined) {
+    dir = path.join(resolvedFolder(outboxPath), ARCHIVE_DIR);
+    if (path.isAbsolute(outboxPath) && archiveFolders.size < 256) archiveFolders.set(outboxPath, dir);
+  }
+  return below(dir, rel);
 }
+
+/** The archive folder of each (absolute) outbox path, made once. */
+const archiveFolders = new Map<string, string>();
 
 async function currentVersion(abs: string, quick: QuickFs = THREAD_POOL_FS): Promise<{ size: number; mtimeMs: number } | null> {
   try {
@@ -142,7 +151,7 @@ export async function removeEmptyParents(root: string, dir: string): Promise<voi
 export async function applyAfter(file: ReadyFile, journal: SentJournal, log: Logger, opts: AfterOptions = {}): Promise<AfterResult> {
   const delays = { tries: opts.tries ?? 8 };
   const { outbox, rel, abs } = file;
-  const root = path.resolve(outbox.path);
+  const root = resolvedFolder(outbox.path);
 
   if (outbox.after === 'keep') {
     await journal.record(outbox.path, rel, file.size, file.mtimeMs);

@@ -38,6 +38,7 @@ import { performance } from 'node:perf_hooks';
 import { forEachLimit } from '../concurrency.js';
 import type { FolderWatch, FolderWatchEvents, FolderWatchOptions } from './chokidar.js';
 import { startBackstop, type Backstop } from './backstop.js';
+import { childPath } from '../paths.js';
 import { diffNames, rescanDelay, sameFolder, type FolderId } from './watch-rules.js';
 
 /** Delay that gathers a burst of events into one batch of stats. */
@@ -94,7 +95,7 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
             f.selfEvent = true;
             queue(dir);
           }
-          queue(path.join(dir, n));
+          queue(childPath(dir, n));
           scheduleScan(dir, QUIET_MS);
         }
       });
@@ -205,7 +206,7 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
     for (const i of added) {
       const e = entries[i]!;
       const name = e.name;
-      const p = path.join(dir, name);
+      const p = childPath(dir, name);
       if (e.isDirectory()) {
         if (!opts.ignored(p)) subdirs.push(p);
         f.names.add(name);
@@ -222,7 +223,7 @@ export function watchNative(root: string, opts: FolderWatchOptions, on: FolderWa
 
   function gone(dir: string, f: Folder, name: string): void {
     f.names.delete(name);
-    const p = path.join(dir, name);
+    const p = childPath(dir, name);
     if (folders.has(p)) removeFolder(p);
     else on.unlink(p);
   }

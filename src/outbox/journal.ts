@@ -18,6 +18,7 @@ import path from 'node:path';
 import { TdxError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { JsonlWriter, readJsonl } from '../jsonl.js';
+import { resolvedFolder } from '../paths.js';
 
 /** While running, the file is compacted once it holds more than twice its entries' lines, and at least this many. */
 export const COMPACT_MIN_LINES = 1000;
@@ -119,19 +120,19 @@ export class SentJournal {
 
   /** True when this version of `rel` was fully sent (recorded with `record`). */
   has(outboxPath: string, rel: string, size: number, mtimeMs: number): boolean {
-    const e = this.entries.get(keyOf(path.resolve(outboxPath), rel));
+    const e = this.entries.get(keyOf(resolvedFolder(outboxPath), rel));
     return e !== undefined && e.sent && e.s === size && e.m === mtimeMs;
   }
 
   /** Destinations that confirmed this version of `rel` (empty for another version). */
   doneDestinations(outboxPath: string, rel: string, size: number, mtimeMs: number): Set<string> {
-    const e = this.entries.get(keyOf(path.resolve(outboxPath), rel));
+    const e = this.entries.get(keyOf(resolvedFolder(outboxPath), rel));
     return e !== undefined && e.s === size && e.m === mtimeMs ? new Set(e.dests) : new Set();
   }
 
   /** This version was sent to every destination. Durable when the promise resolves. */
   record(outboxPath: string, rel: string, size: number, mtimeMs: number, destinations?: string[]): Promise<void> {
-    const line: Line = { op: 'sent', o: path.resolve(outboxPath), r: rel, s: size, m: mtimeMs, at: Date.now() };
+    const line: Line = { op: 'sent', o: resolvedFolder(outboxPath), r: rel, s: size, m: mtimeMs, at: Date.now() };
     if (destinations && destinations.length > 0) line.d = [...destinations];
     this.apply(line);
     return this.append(line);
@@ -139,14 +140,14 @@ export class SentJournal {
 
   /** One destination confirmed this version. Durable when the promise resolves. */
   recordDestination(outboxPath: string, rel: string, size: number, mtimeMs: number, destination: string): Promise<void> {
-    const line: Line = { op: 'dest', o: path.resolve(outboxPath), r: rel, s: size, m: mtimeMs, d: destination, at: Date.now() };
+    const line: Line = { op: 'dest', o: resolvedFolder(outboxPath), r: rel, s: size, m: mtimeMs, d: destination, at: Date.now() };
     this.apply(line);
     return this.append(line);
   }
 
   /** Drops everything about `rel` (after archive/delete). No write when nothing is known about it. */
   forget(outboxPath: string, rel: string): Promise<void> {
-    const o = path.resolve(outboxPath);
+    const o = resolvedFolder(outboxPath);
     if (!this.entries.has(keyOf(o, rel))) return this.writer?.flush() ?? Promise.resolve();
     const line: Line = { op: 'forget', o, r: rel, at: Date.now() };
     this.apply(line);

@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { errCode as codeOf } from '../fsutil.js';
+import { below } from '../paths.js';
 
 /** Volumes where `A` and `a` are one name (NTFS, APFS by default): path prefixes need the careful check. */
 export const CASE_INSENSITIVE_FS = process.platform === 'win32' || process.platform === 'darwin';
@@ -45,8 +46,9 @@ export class OutboxPaths {
     return p.sep === '/' ? r : r.split(p.sep).join('/');
   }
 
+  /** The absolute path of `rel` (see below()). */
   absOf(rel: string): string {
-    return this.p.join(this.root, ...rel.split('/'));
+    return below(this.root, rel, this.p);
   }
 
   /** Whether `abs` is one of the ignored folders (the agent's staging/data) or below one. */
