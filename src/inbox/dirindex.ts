@@ -33,9 +33,9 @@
  */
 import type { Stats } from 'node:fs';
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { errCode } from '../fsutil.js';
 import { collisionKey } from '../names.js';
+import { childPath } from '../paths.js';
 
 /** The file-system calls the index makes (node:fs by default; tests wrap it to count). */
 export interface DirOps {
@@ -161,7 +161,7 @@ export class DirIndex<L extends NameSet> {
   async taken(dir: string, name: string): Promise<boolean> {
     const f = this.#folders.get(dir);
     if (!f || f.listing.variants(name, false).length > 0) return false;
-    if (!(await orNull(this.#ops.lstat(path.join(dir, name))))) return false;
+    if (!(await orNull(this.#ops.lstat(childPath(dir, name))))) return false;
     f.listing.add(name);
     return true;
   }
@@ -224,10 +224,10 @@ export class DirIndex<L extends NameSet> {
 
   async #check(dir: string, f: Folder<L>, name: string): Promise<void> {
     const known = f.listing.variants(name, false);
-    const exact = await orNull(this.#ops.lstat(path.join(dir, name)));
+    const exact = await orNull(this.#ops.lstat(childPath(dir, name)));
     const present: Stats[] = [];
     for (const v of known) {
-      const st = v === name ? exact : await orNull(this.#ops.lstat(path.join(dir, v)));
+      const st = v === name ? exact : await orNull(this.#ops.lstat(childPath(dir, v)));
       if (st) present.push(st);
       else f.listing.remove(v);
     }
@@ -235,7 +235,7 @@ export class DirIndex<L extends NameSet> {
     if (present.some((s) => sameFile(s, exact))) return; // a case-insensitive folder found a variant we know
     const swapped = swapCase(name);
     if (swapped !== name && collisionKey(swapped) === collisionKey(name)) {
-      const other = await orNull(this.#ops.lstat(path.join(dir, swapped)));
+      const other = await orNull(this.#ops.lstat(childPath(dir, swapped)));
       if (other && sameFile(other, exact)) {
         // Case-insensitive folder and a spelling we have never seen: list it again.
         const fresh = await this.#list(dir);

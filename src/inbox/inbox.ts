@@ -24,6 +24,7 @@ import { chooseStaging, FALLBACK_DIRNAME, Staging } from './staging.js';
 import { FreeSpace } from './space.js';
 import { WRITE_RESUME, digestOf, hashPrefix, openFresh, openNoFollow, type StagedHandle } from './staged-io.js';
 import { QuickFs } from '../quickfs.js';
+import { below } from '../paths.js';
 
 export { InboxError } from './errors.js';
 export type { InboxErrorCode } from './errors.js';
@@ -297,7 +298,7 @@ export class Inbox {
     if (size !== null && mtimeMs !== null) {
       const rec = this.#journal.get(source, rel);
       if (rec && rec.size === size && rec.mtimeMs === mtimeMs) {
-        const landedAbs = path.join(this.path, ...rec.landedRel.split('/'));
+        const landedAbs = below(this.path, rec.landedRel);
         const st = await fs.stat(landedAbs).catch(() => null);
         // The record is written just before the rename (see incoming.ts), so it only
         // counts once the file it names is there with the recorded bytes.
@@ -414,7 +415,7 @@ export class Inbox {
   async recoverAnnouncements(): Promise<RecoveredLanding[]> {
     const out: RecoveredLanding[] = [];
     for (const rec of this.#journal.pending()) {
-      const abs = path.join(this.path, ...rec.landedRel.split('/'));
+      const abs = below(this.path, rec.landedRel);
       const st = await fs.stat(abs).catch(() => null);
       const recorded = rec.xxh128 !== undefined ? { alg: 'xxh3-128' as const, digest: rec.xxh128 } : { alg: 'sha256' as const, digest: rec.sha256 };
       const landed = st?.isFile() === true && st.size === rec.size && recorded.digest !== undefined && (await digestOf(abs, recorded.alg)) === recorded.digest;

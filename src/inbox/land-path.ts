@@ -8,12 +8,12 @@
  * inside the inbox cannot make us write outside.
  */
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { InboxError } from './errors.js';
 import { errCode, isInside, realpathLong } from '../fsutil.js';
 import { DirIndex, nodeDirOps, type DirOps } from './dirindex.js';
 import { THREAD_POOL_FS, type QuickFs } from '../quickfs.js';
 import { Listing } from './land-plan.js';
+import { below, childPath } from '../paths.js';
 
 /** The inbox's name index: folders listed once, names checked on disk (see dirindex.ts). */
 export type LandIndex = DirIndex<Listing>;
@@ -128,7 +128,7 @@ export async function resolveParent(
     const listing = await req.index.lookup(dir, [part]);
     const match = listing.variants(part, names.length === 0)[0];
     const name = match ?? part;
-    const next = path.join(dir, name);
+    const next = childPath(dir, name);
     if (match === undefined) {
       if (!create) return null;
       try {
@@ -171,7 +171,7 @@ export async function findExisting(
   const hit = (await req.index.lookup(parent.real, [name])).variants(name, parent.names.length === 0)[0];
   if (hit === undefined) return null;
   const rel = [...parent.names, hit].join('/');
-  return { rel, abs: path.join(req.inboxPath, ...parent.names, hit) };
+  return { rel, abs: below(req.inboxPath, rel) };
 }
 
 /** The parent folders of a rel as resolveParent found (or made) them. */

@@ -33,6 +33,7 @@ import type { Journal, LandedRecord } from './journal.js';
 import { HeldTargets, heldTooLong } from './held.js';
 import { applyPlan, planLanding, type Listing, type LandPlan } from './land-plan.js';
 import { ConfinedFolder, newLandIndex, resolveParent, type LandIndex, type Parent } from './land-path.js';
+import { below, childPath } from '../paths.js';
 
 export { Listing, applyPlan, planLanding, type LandPlan } from './land-plan.js';
 export { ConfinedFolder, checkConfined, findExisting, newLandIndex, resolveParent, type LandIndex } from './land-path.js';
@@ -225,7 +226,7 @@ export class Lander {
           continue;
         }
         if (plan.kind === 'overwrite') {
-          const st = await fs.lstat(path.join(parent.real, plan.target));
+          const st = await fs.lstat(childPath(parent.real, plan.target));
           if (st.isDirectory()) {
             throw new InboxError(
               'BAD_NAME',
@@ -303,11 +304,10 @@ export class Lander {
         p.w.reject(failed.get(p));
         continue;
       }
-      const finalName = p.plan.name;
       p.w.resolve({
         status: 'landed',
         rel: p.rel,
-        abs: path.join(t.inboxPath, ...p.parent.names, finalName),
+        abs: below(t.inboxPath, p.rel),
         renamedFrom: p.rel === p.requested ? null : p.requested,
       });
     }
@@ -324,11 +324,11 @@ export class Lander {
     const dir = p.parent.real;
     const plan = p.plan;
     if (plan.kind === 'new') {
-      await renameWithRetry(p.w.item.from, path.join(dir, plan.name), log, this.#renameOpts);
+      await renameWithRetry(p.w.item.from, childPath(dir, plan.name), log, this.#renameOpts);
       return;
     }
     // overwrite: replace the existing entry atomically (the exact spelling if present).
-    const targetAbs = path.join(dir, plan.target);
+    const targetAbs = childPath(dir, plan.target);
     const since = this.held.list().find((h) => h.path === targetAbs)?.sinceMs;
     if (since !== undefined && heldTooLong(since, this.#now(), this.target.heldMaxSeconds ?? DEFAULT_HELD_MAX_SECONDS)) {
       await this.#landBeside(p, targetAbs, since);
@@ -342,11 +342,11 @@ export class Lander {
     if (this.held.release(targetAbs, this.#now())) log.info(`Inbox "${this.target.inboxName}": replaced ${targetAbs}, released by the program that held it`, { rel: p.rel });
     if (plan.target !== plan.name) {
       // Case-only rename: works on case-insensitive volumes too; the file keeps the new content throughout.
-      await renameWithRetry(targetAbs, path.join(dir, plan.name), log);
+      await renameWithRetry(targetAbs, childPath(dir, plan.name), log);
       log.info('replaced a file whose name differed only in case; it now has the incoming spelling', { replaced: plan.target, now: plan.name });
     }
     for (const other of plan.variants) {
-      const abs = path.join(dir, other);
+      const abs = childPath(dir, other);
       const st = await fs.lstat(abs).catch(() => null);
       if (st && !st.isDirectory()) {
         await retryTransient(() => fs.rm(abs, { force: true }));

@@ -14,6 +14,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { errCode, renameRetrying, unlinkQuiet } from '../fsutil.js';
+import { childPath } from '../paths.js';
 
 /** Name of the fallback staging folder inside the inbox (hidden on macOS/Linux; receivers must never land a file there). */
 export const FALLBACK_DIRNAME = '.tdxfer-staging';
@@ -95,11 +96,11 @@ export class Staging {
   }
 
   dataPath(id: string): string {
-    return path.join(this.dir, id + this.suffix);
+    return childPath(this.dir, id + this.suffix);
   }
 
   metaPath(id: string): string {
-    return path.join(this.dir, `${id}.json`);
+    return childPath(this.dir, `${id}.json`);
   }
 
   async readMeta(id: string): Promise<PartialMeta | null> {
