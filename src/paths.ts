@@ -3,7 +3,7 @@
  * normalise their whole input on every call and leave several strings behind each time.
  * Where the parts are known to be normal already (a resolved folder and plain names) the
  * same answer is one concatenation. Each function gives exactly path.join's or
- * path.resolve's answer; test/paths.test.ts compares them on POSIX and Windows paths.
+ * path.resolve's answer; test/core/paths.test.ts compares them on POSIX and Windows paths.
  */
 import path from 'node:path';
 

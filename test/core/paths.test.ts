@@ -2,7 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { below, childPath, isPlainRel, resolvedFolder } from '../src/paths.js';
+import { below, childPath, isPlainRel, resolvedFolder } from '../../src/paths.js';
 
 describe('below, childPath, isPlainRel: path.join without its copies (issue #12)', () => {
   const rels = ['a.png', 'shots/b.exr', 'x/y/z/f 1.tif', 'dots.../..x/.hidden', '..a', 'a..', '.', '..', 'a/./b', 'a/../b', '../up', 'a//b', '/abs', 'trail/', '', 'back\\slash', 'c:/d', 'ünï/cödé.png'];
