@@ -159,21 +159,29 @@ function rotatingFile(file: string, maxSizeBytes: number, maxFiles: number): win
  * quickest path, without its search for `%s` tokens. Levels the logger and its transports
  * would all drop are dropped here, before the record is built and streamed.
  */
-function record(w: winston.Logger, level: LogLevel, msg: string, fields: LogFields | undefined): void {
-  if (!w.isLevelEnabled(level)) return;
+function record(w: winston.Logger, enabled: Enabled, level: LogLevel, msg: string, fields: LogFields | undefined): void {
+  if (!(enabled[level] ??= w.isLevelEnabled(level))) return;
   const info: Record<string | symbol, unknown> = { ...fields, level, message: msg };
   if (fields?.['message']) info['message'] = `${msg} ${String(fields['message'])}`;
   info[LEVEL] = level;
   w.log(info as unknown as winston.LogEntry);
 }
 
-function wrap(w: winston.Logger): Logger {
+/**
+ * Whether each level is written, asked of winston once per logger: the agent never changes a
+ * level after start, and winston's isLevelEnabled, asked for every record, cost about a
+ * microsecond and a few closures per debug call dropped (issue #12: several per file).
+ */
+type Enabled = Partial<Record<LogLevel, boolean>>;
+
+function wrap(w: winston.Logger, enabled: Enabled = {}): Logger {
   return {
-    debug: (msg, fields) => record(w, 'debug', msg, fields),
-    info: (msg, fields) => record(w, 'info', msg, fields),
-    warn: (msg, fields) => record(w, 'warn', msg, fields),
-    error: (msg, fields) => record(w, 'error', msg, fields),
-    child: (fields) => wrap(w.child(fields)),
+    debug: (msg, fields) => record(w, enabled, 'debug', msg, fields),
+    info: (msg, fields) => record(w, enabled, 'info', msg, fields),
+    warn: (msg, fields) => record(w, enabled, 'warn', msg, fields),
+    error: (msg, fields) => record(w, enabled, 'error', msg, fields),
+    // A child has its parent's level and transports: the answers are shared.
+    child: (fields) => wrap(w.child(fields), enabled),
   };
 }
 
