@@ -4,9 +4,12 @@
  * prefix> in the environment, it samples every allocation (V8's sampling heap profiler,
  * one sample per TDXFER_ALLOCPROF_BYTES, default 4096), including objects the young and
  * old collections already freed, which `--heap-prof` leaves out. Each SIGUSR2 writes
- * `<prefix>.<pid>.<n>.heapprofile` with everything since the previous one, so a bench can
- * bracket one drop; the exit writes the rest. `node dist/test/bench/allocprof.js FILE...`
- * prints the top allocation sites of profiles. Not part of the agent.
+ * `<prefix>.<pid>.<n>.<label>.heapprofile` with everything since the previous one, so a bench
+ * can bracket one drop; the exit writes the rest (label `exit`). The label is the text of the
+ * file `<prefix>.label` at that moment (the bench's loads.ts writes the name of the drop that
+ * just ended, e.g. `batch` for the running agents' drop, or `before-<drop>`), else `mark`.
+ * `node dist/test/bench/allocprof.js FILE...` prints the top allocation sites of profiles
+ * (PER=2000 divides by the number of files). Not part of the agent.
  */
 import fs from 'node:fs';
 import inspector from 'node:inspector';
@@ -41,17 +44,24 @@ if (prefix && !isMain) {
   const start = (): void => {
     post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
   };
-  const write = (): void => {
+  const label = (): string => {
+    try {
+      return fs.readFileSync(`${prefix}.label`, 'utf8').trim().replace(/[^\w.-]/g, '_') || 'mark';
+    } catch {
+      return 'mark';
+    }
+  };
+  const write = (name: string): void => {
     const profile = post('HeapProfiler.getSamplingProfile');
     post('HeapProfiler.stopSampling');
-    fs.writeFileSync(`${prefix}.${process.pid}.${n++}.heapprofile`, JSON.stringify(profile));
+    fs.writeFileSync(`${prefix}.${process.pid}.${n++}.${name}.heapprofile`, JSON.stringify(profile));
   };
   start();
   process.on('SIGUSR2', () => {
-    write();
+    write(label());
     start();
   });
-  process.on('exit', write);
+  process.on('exit', () => write('exit'));
 }
 
 /** Bytes per allocation site (function, file:line), largest first. */

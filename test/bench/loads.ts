@@ -15,6 +15,7 @@
  * CPU time of each side, user and kernel, from /proc/<pid>/stat around the run.
  */
 import fs from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { cliPath, startPair, startReceiver, type PairOptions } from './agents.js';
 import { copyTree, countFiles, freshDir, pollUntil, procCpuSplitMs, sampleMemory, sleep } from './util.js';
@@ -159,11 +160,15 @@ async function dropSmall(pair: Pair, root: string, name: string, set: string, fi
   const landed = path.join(pair.inbox, name);
   const pids = [pair.sender.pid, pair.receiver.pid];
   const [s0, r0] = await Promise.all(pids.map(cpuOf));
-  // With allocprof.ts loaded (TDXFER_ALLOCPROF), each drop's allocations in their own file.
-  const mark = (): void => {
-    if (process.env.TDXFER_ALLOCPROF) for (const pid of pids) process.kill(pid, 'SIGUSR2');
+  // With allocprof.ts loaded (TDXFER_ALLOCPROF), each drop's allocations in their own file,
+  // named after the drop (the label file is read by the agents when signalled).
+  const prof = process.env.TDXFER_ALLOCPROF;
+  const mark = (label: string): void => {
+    if (!prof) return;
+    writeFileSync(`${prof}.label`, label);
+    for (const pid of pids) process.kill(pid, 'SIGUSR2');
   };
-  mark();
+  mark(`before-${name}`);
   const w0 = hrUs();
   const t0 = performance.now();
   await fs.rename(copy, path.join(pair.outbox, name));
@@ -172,7 +177,7 @@ async function dropSmall(pair: Pair, root: string, name: string, set: string, fi
   await senderDone(pair.outbox, after);
   const s1 = await cpuOf(pair.sender.pid);
   const w2 = hrUs();
-  mark();
+  mark(name);
   return { cpMs, ms: t1 - t0 - settleMs, sender: subCpu(s1, s0!), receiver: subCpu(r1, r0!), window: [w0, w2] };
 }
 
