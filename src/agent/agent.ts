@@ -144,7 +144,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
       log: this.log,
       ctx: { selfName: config.name, discovery: config.discovery.enabled },
       window: Math.max(1, opts.admitWindow ?? ADMIT_WINDOW),
-      peers: () => this.peers.table.list(),
+      peers: () => this.peers.table.snapshot(),
       journal: () => this.journal!,
       watchers: this.watchers,
       sources: this.sources,
@@ -155,7 +155,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentView {
     this.explicit = new ExplicitJobs({
       log: this.log,
       ctx: { selfName: config.name, discovery: config.discovery.enabled },
-      peers: () => this.peers.table.list(),
+      peers: () => this.peers.table.snapshot(),
       stopping: () => this.stopping,
       jobs: this.jobs,
       recent: this.recent,

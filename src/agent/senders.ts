@@ -48,7 +48,7 @@ export function newDestinationQueue(d: Destination, ctx: SenderContext): Destina
   const table = peers.table;
   return new DestinationQueue(d, {
     log: ctx.log.child({ component: 'sender' }),
-    resolvePeer: () => resolvePeer(d, table.list(), ctx.listen()),
+    resolvePeer: () => resolvePeer(d, table.snapshot(), ctx.listen()),
     connectBase: {
       key: cfg.security.key,
       encrypt: cfg.security.encrypt,

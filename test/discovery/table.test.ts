@@ -218,4 +218,40 @@ describe('PeerTable', () => {
     assert.equal(t.list()[2]?.state, 'up');
     assert.equal(t.announcement('a-agent (aaaaaa)')?.fingerprint, 'abcd');
   });
+
+  test('snapshot(): list()\'s answer, shared while nothing changed, rebuilt after every change (lastSeen and states too), frozen', () => {
+    const { t, c } = setup(10_000);
+    t.setSelf({ id: 'self12345678', name: 'control', port: 7000, inboxes: ['in'], version: '0.1.0' });
+    t.setStatic([{ name: 'archive', host: '10.0.0.9', port: 7000, protocol: 'tdxfer' }]);
+    t.announce(ann());
+    const a = t.snapshot();
+    assert.deepEqual(a, t.list());
+    assert.equal(t.snapshot(), a, 'the same array while nothing changed');
+    assert.ok(Object.isFrozen(a) && a.every((p) => Object.isFrozen(p) && Object.isFrozen(p.addresses) && Object.isFrozen(p.inboxes)));
+    assert.throws(() => {
+      (a[0] as { port: number }).port = 1;
+    }, TypeError);
+    assert.throws(() => (a[1]!.addresses as string[]).push('x'), TypeError);
+    assert.deepEqual(t.list(), a, 'the table is untouched by those attempts');
+    // Every change, even one without a change event (lastSeen), gives a new snapshot equal to list().
+    const steps: Array<[string, () => void]> = [
+      ['seen (lastSeen only)', () => (c.advance(1000), t.seen(ann().instance))],
+      ['markReachable (lastSeen)', () => (c.advance(1000), t.markReachable('archive'))],
+      ['markUnreachable', () => t.markUnreachable('archive', 'refused')],
+      ['learnInboxes', () => t.learnInboxes('archive', ['vault'])],
+      ['goodbye', () => t.goodbye(ann().instance)],
+      ['announce again', () => t.announce(ann({ addresses: ['10.0.0.3'] }))],
+      ['tick (gone after silence)', () => (c.advance(20_000), t.tick())],
+      ['setStatic', () => t.setStatic([])],
+      ['setSelf', () => t.setSelf({ id: 'self12345678', name: 'control', port: 7001, inboxes: ['in'], version: '0.1.0' })],
+    ];
+    let before = t.snapshot();
+    for (const [what, step] of steps) {
+      step();
+      const now = t.snapshot();
+      assert.notEqual(now, before, `${what}: a new snapshot`);
+      assert.deepEqual(now, t.list(), `${what}: equal to list()`);
+      before = now;
+    }
+  });
 });
