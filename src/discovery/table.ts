@@ -236,8 +236,8 @@ export class PeerTable extends EventEmitter<{ change: [PeerInfo] }> {
 
   /**
    * list(), frozen and shared until the table changes (issue #12): the outbox asks for the
-   * peers once per file to route it, and list() copies every peer each time (5 µs and about
-   * 15 KB per call with 50 peers). Read-only: the entries and their arrays are frozen.
+   * peers once per file to route it, and list() copies every peer each time (5.4 µs and 14 KiB
+   * of allocations per call with 51 peers). Read-only: the entries and their arrays are frozen.
    */
   snapshot(): readonly PeerInfo[] {
     if (this.snap?.version !== this.version) {
