@@ -8,7 +8,8 @@ describe('below, childPath, isPlainRel: path.join without its copies (issue #12)
   const rels = ['a.png', 'shots/b.exr', 'x/y/z/f 1.tif', 'dots.../..x/.hidden', '..a', 'a..', '.', '..', 'a/./b', 'a/../b', '../up', 'a//b', '/abs', 'trail/', '', 'back\\slash', 'c:/d', 'ünï/cödé.png'];
   for (const [name, p, roots] of [
     ['POSIX', path.posix, ['/srv/out', '/', '/srv/out/']],
-    ['Windows', path.win32, ['C:\\Show\\Out', 'C:\\', '\\\\server\\share\\out']],
+    // Long-path forms too: the inbox's real paths on Windows can carry the \\?\ prefix (fsutil realpathLong).
+    ['Windows', path.win32, ['C:\\Show\\Out', 'C:\\', '\\\\server\\share\\out', '\\\\?\\C:\\Show\\In', '\\\\?\\UNC\\srv\\share\\in']],
   ] as const) {
     test(`${name}: the same answer as path.join for every rel, plain or not`, () => {
       for (const root of roots) {
