@@ -64,16 +64,8 @@ export async function finishAfterBatch(batch: AfterBatch, root: string): Promise
 
 /** Destination of `rel` in the archive folder of `outboxPath`. */
 export function archivePath(outboxPath: string, rel: string): string {
-  let dir = archiveFolders.get(outboxPath);
-  if (dir === undefined) {
-    dir = path.join(resolvedFolder(outboxPath), ARCHIVE_DIR);
-    if (path.isAbsolute(outboxPath) && archiveFolders.size < 256) archiveFolders.set(outboxPath, dir);
-  }
-  return below(dir, rel);
+  return below(resolvedFolder(outboxPath), `${ARCHIVE_DIR}/${rel}`);
 }
-
-/** The archive folder of each (absolute) outbox path, made once. */
-const archiveFolders = new Map<string, string>();
 
 async function currentVersion(abs: string, quick: QuickFs = THREAD_POOL_FS): Promise<{ size: number; mtimeMs: number } | null> {
   try {

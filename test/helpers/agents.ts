@@ -12,11 +12,11 @@ import fs from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
-import type { ChildProcess, SpawnOptions } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { waitUntil, MIN_DEADLINE_MS } from './wait.js';
 import { deadline } from './platform.js';
-import { spawnChild } from './spawn.js';
+import { spawnChild, type SpawnFn } from './spawn.js';
 import { loadConfig } from '../../src/config/load.js';
 import { Agent } from '../../src/agent/agent.js';
 import { createLogger, memoryLogger, type Logger } from '../../src/log.js';
@@ -163,7 +163,7 @@ export interface Spawned {
 const STOP_DEADLINE_MS = MIN_DEADLINE_MS;
 
 /** Starts a process: child_process.spawn, or one inside a network namespace (helpers/netns.ts `(cmd, args, o) => netns.exec(i, cmd, args, o)`). */
-export type Launch = (cmd: string, args: string[], opts: SpawnOptions) => ChildProcess;
+export type Launch = SpawnFn;
 
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid: number; gid: number } | null = null, launch: Launch = spawnChild): Spawned {
   const { cmd, args: pre } = cliCommand();
