@@ -156,3 +156,43 @@ test('small-files floor: frames come back whole whatever the chunk boundaries; b
   huge.writeUInt32BE(0xffffffff, 4);
   assert.throws(() => new FrameParser().push(huge), /frame of 4294967295 bytes/);
 });
+
+test('TextCounter: counts a needle across any split of the text, without counting one twice', async () => {
+  const { TextCounter } = await import('./util.js');
+  const line = (i: number) => `2026-12-08 00:30:30.713 INFO  [receiver] received batch/f${String(i).padStart(5, '0')}.bin\n`;
+  const text = Array.from({ length: 50 }, (_, i) => line(i)).join('') + 'received other/x\n';
+  // Every chunk size, including one character at a time and the whole text at once.
+  for (const size of [1, 2, 3, 7, 16, 17, 64, 999, text.length]) {
+    const c = new TextCounter(' received batch/');
+    for (let i = 0; i < text.length; i += size) c.feed(text.slice(i, i + size));
+    assert.equal(c.count, 50, `chunks of ${size}`);
+  }
+  // Non-overlapping, left to right (as indexOf finds them), also across a split.
+  const aa = new TextCounter('aa');
+  aa.feed('a');
+  aa.feed('aa');
+  assert.equal(aa.count, 1, 'aaa holds one non-overlapping aa');
+  aa.feed('a');
+  assert.equal(aa.count, 2, 'aaaa holds two');
+  assert.throws(() => new TextCounter(''), /must not be empty/);
+});
+
+test('Proc.tally: resolves on the output event once the count is reached; rejects when the process exits first', async () => {
+  const { spawnProc } = await import('./util.js');
+  // A child that prints 30 lines in pieces (split inside the needle), then waits to be stopped.
+  const script = `const w=(s)=>process.stdout.write(s);let i=0;const t=setInterval(()=>{w('x rec');w('eived a/'+i+'\\n');if(++i===30){clearInterval(t);setInterval(()=>{},1000);}},2);`;
+  const p = spawnProc(process.execPath, ['-e', script]);
+  try {
+    const seen = p.tally('received a/');
+    const at = await seen.reached(30, 60_000);
+    assert.ok(at > 0);
+    assert.equal(seen.count, 30);
+    seen.close();
+  } finally {
+    await p.stop();
+  }
+  const q = spawnProc(process.execPath, ['-e', `process.stdout.write('received a/1\\n');`]);
+  const early = q.tally('received a/');
+  await assert.rejects(early.reached(5, 60_000), /the process exited .* \(1 seen\)|the process exited .* \(0 seen\)/);
+  await q.stop();
+});

@@ -214,7 +214,7 @@ async function main(): Promise<void> {
             const runs = await smallAgents(base, set, o.files, o.settleMs, pairOptions(o, encrypt, `small-${modeName(encrypt)}-${r}`), `small-${modeName(encrypt)}-${r}`);
             for (const [which, run] of [['first drop', runs.first], ['running', runs.running]] as const) {
               cps.push(run.cpMs);
-              log(`  small files, tdxfer ${modeName(encrypt)} ${which} rep ${r + 1}: ${secs(run.ms)} (${(o.files / (run.ms / 1000)).toFixed(0)} files/s; cp -r before: ${secs(run.cpMs)}), ${cpuLine(run)}`);
+              log(`  small files, tdxfer ${modeName(encrypt)} ${which} rep ${r + 1}: ${secs(run.ms)} (${(o.files / (run.ms / 1000)).toFixed(0)} files/s; cp -r before: ${secs(run.cpMs)}), ${cpuLine(run)}, bench itself ${(run.benchCpuMs / 1000).toFixed(2)} s`);
             }
             add(modeName(encrypt), runs.running);
             add(`${modeName(encrypt)}-first`, runs.first);

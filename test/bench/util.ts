@@ -89,12 +89,53 @@ export async function pollUntil(cond: () => boolean | Promise<boolean>, timeoutM
   }
 }
 
+/**
+ * PURE: counts the occurrences of `needle` in text that arrives in chunks, matches split
+ * between two chunks included (non-overlapping, left to right, as `indexOf` finds them).
+ */
+export class TextCounter {
+  count = 0;
+  #carry = '';
+
+  constructor(readonly needle: string) {
+    if (needle === '') throw new RangeError('TextCounter: the needle must not be empty');
+  }
+
+  /** Counts the matches `text` completes; returns the total so far. */
+  feed(text: string): number {
+    const s = this.#carry + text;
+    const n = this.needle.length;
+    let from = 0;
+    for (let i = s.indexOf(this.needle); i !== -1; i = s.indexOf(this.needle, from)) {
+      this.count++;
+      from = i + n;
+    }
+    // Only the tail that could begin a match ending in the next chunk, never a counted one.
+    this.#carry = s.slice(Math.max(from, s.length - (n - 1)));
+    return this.count;
+  }
+}
+
+/** Occurrences of a text in a process's standard output, counted as it arrives (Proc.tally). */
+export interface Tally {
+  readonly count: number;
+  /**
+   * Resolves with the time (performance.now) the count first reached `n`: on the output
+   * event itself, without polling. Rejects after `timeoutMs`, or when the process exits first.
+   */
+  reached: (n: number, timeoutMs: number) => Promise<number>;
+  /** Stop counting. */
+  close: () => void;
+}
+
 export interface Proc {
   child: ChildProcess;
   pid: number;
   output: () => string;
   /** Resolves once `re` matched the process output (stdout + stderr). */
   waitFor: (re: RegExp, timeoutMs?: number) => Promise<RegExpExecArray>;
+  /** Counts `needle` in what the process prints on stdout from now on. */
+  tally: (needle: string) => Tally;
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
@@ -105,12 +146,18 @@ export function spawnProc(cmd: string, args: string[], env: NodeJS.ProcessEnv = 
   const sink = logFile ? createWriteStream(logFile, { flags: 'a' }) : null;
   let out = '';
   // Keep only the tail: an agent logs a line per file.
-  const add = (d: Buffer) => {
+  const add = (d: Buffer): string => {
     sink?.write(d);
-    out += d.toString();
+    const text = d.toString();
+    out += text;
     if (out.length > 200_000) out = out.slice(-100_000);
+    return text;
   };
-  child.stdout!.on('data', add);
+  const tallies = new Set<(text: string) => void>();
+  child.stdout!.on('data', (d: Buffer) => {
+    const text = add(d);
+    for (const t of tallies) t(text);
+  });
   child.stderr!.on('data', add);
   const exited = new Promise<number | null>((resolve) =>
     child.once('close', (code) => {
@@ -127,6 +174,47 @@ export function spawnProc(cmd: string, args: string[], env: NodeJS.ProcessEnv = 
       await pollUntil(() => (m = re.exec(out)) !== null || child.exitCode !== null, timeoutMs, `${re} in the output of ${cmd} ${args.join(' ')}:\n${out.slice(-3000)}`, 10);
       if (!m) throw new Error(`bench: ${cmd} ${args.join(' ')} exited (code ${child.exitCode}) before printing ${re}:\n${out.slice(-3000)}`);
       return m;
+    },
+    tally: (needle) => {
+      const counter = new TextCounter(needle);
+      let waiter: { n: number; resolve: (t: number) => void } | null = null;
+      const onText = (text: string): void => {
+        if (counter.feed(text) >= (waiter?.n ?? Infinity)) waiter!.resolve(performance.now());
+      };
+      tallies.add(onText);
+      return {
+        get count() {
+          return counter.count;
+        },
+        reached: (n, timeoutMs) =>
+          counter.count >= n
+            ? Promise.resolve(performance.now())
+            : new Promise<number>((resolve, reject) => {
+                const fail = (why: string) => {
+                  settle();
+                  reject(new Error(`bench: ${why} while waiting for ${n} × ${JSON.stringify(needle)} in the output of ${cmd} ${args.join(' ')} (${counter.count} seen):\n${out.slice(-3000)}`));
+                };
+                const timer = setTimeout(() => fail(`timed out after ${timeoutMs} ms`), timeoutMs);
+                const onExit = () => fail(`the process exited (code ${child.exitCode})`);
+                const settle = () => {
+                  clearTimeout(timer);
+                  child.off('exit', onExit);
+                  waiter = null;
+                };
+                if (child.exitCode !== null || child.signalCode !== null) return onExit();
+                child.once('exit', onExit);
+                waiter = {
+                  n,
+                  resolve: (t) => {
+                    settle();
+                    resolve(t);
+                  },
+                };
+              }),
+        close: () => {
+          tallies.delete(onText);
+        },
+      };
     },
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
