@@ -8,9 +8,10 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Agent } from '../../src/agent/agent.js';
-import { hashTree, runCli, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger } from '../helpers/agents.js';
+import { cliCommand, hashTree, runCli, listFiles, spawnCli, startAgent, tempDir, waitUntil, writeAgentConfig, writeRandomFile, verboseLogger } from '../helpers/agents.js';
 import { holdFixedPorts, reservedPort } from '../helpers/ports.js';
 import { EXIT_AFTER_KILL } from '../helpers/platform.js';
+import { spawnChild } from '../helpers/spawn.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -73,6 +74,28 @@ test('`tdxfer send` sends files over one connection, waits for each confirmation
   const one = await runCli(['send', files[0]!, '--to', 'playback/renders', '--as', 'takes/take1.mov', '--config', aCfg]);
   assert.equal(one.code, 0, one.out);
   assert.ok((await listFiles(path.join(r, 'b', 'inbox'))).includes('takes/take1.mov'));
+});
+
+test('`tdxfer send` on a terminal draws its progress bar (loaded only then) and still confirms the file', { skip: process.platform === 'win32' ? 'a POSIX pseudo-terminal (python3 pty)' : false }, async () => {
+  const r = await root();
+  const bCfg = await writeAgentConfig({ name: 'playback', dir: path.join(r, 'b'), port: 0 });
+  const b: Agent = await startAgent(bCfg, verboseLogger());
+  cleanup.push(() => b.stop());
+  const aCfg = await writeAgentConfig({ name: 'render', dir: path.join(r, 'a'), port: 0, extra: { peers: [{ name: 'playback', host: '127.0.0.1', port: b.listenAddress.port }] } });
+  const f = path.join(r, 'src', 'clip.mov');
+  await writeRandomFile(f, 3_000_000);
+  // Real CPython's pty gives the command a terminal on stdout and stderr.
+  const { cmd, args } = cliCommand();
+  const py = 'import os, pty, sys; sys.exit(os.waitstatus_to_exitcode(pty.spawn(sys.argv[1:])))';
+  const child = spawnChild('python3', ['-c', py, cmd, ...args, 'send', f, '--to', 'playback/renders', '--config', aCfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  assert.equal(code, 0, out);
+  assert.match(out, /clip\.mov \|[█░]+\| 100% 3000000\/3000000 B/, `no finished progress bar in:\n${out}`);
+  assert.match(out, /1 of 1 file\(s\) confirmed/);
+  assert.deepEqual(await fs.readFile(path.join(r, 'b', 'inbox', 'clip.mov')), await fs.readFile(f));
 });
 
 test('`tdxfer send` exit codes: unknown peer and missing inbox are usage errors (2), an unreachable peer or refused file is a failure (1)', async () => {
