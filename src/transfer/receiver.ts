@@ -272,6 +272,13 @@ export class ReceiverSession {
     const admitted = await this.admit(f, f.resume);
     if (!admitted) return;
     const { file, inbox } = admitted;
+    if (this.channel.closed) {
+      // The connection closed while the inbox opened the file: onClose found no current
+      // file to abort, so it is aborted here (the staged bytes stay for a resume). Otherwise
+      // it would stay open and its name busy for that sender until the agent restarts.
+      void file.abort(true);
+      return;
+    }
     this.files.accepted(f.id, file.offset);
     const view = this.deps.incoming?.start({ inbox: inbox.name, file: file.rel, from: this.peer, via: 'tdxfer', bytesTotal: f.size, resumedFrom: file.offset });
     this.current = { id: f.id, file, inbox, expected: f.size, received: file.offset, startedAt: this.now(), ...(view ? { view } : {}) };

@@ -103,6 +103,43 @@ test('receiver: a streamed and an eager file land, each reported once, after the
   }
 });
 
+test('receiver: a connection lost while the inbox opens an offered file leaves nothing busy: the same file from the same sender is accepted again', async () => {
+  // The inbox's begin() holds the name ("already receiving") from its first step until the
+  // file is open. The connection closes in between, so the session has no current file to
+  // abort yet: the file it gets afterwards must be aborted too, or the name stays busy
+  // (BUSY to every later offer of it from that sender) until the agent restarts.
+  const realBegin = inbox.begin.bind(inbox);
+  let entered!: () => void;
+  const inBegin = new Promise<void>((r) => (entered = r));
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  let held = true;
+  inbox.begin = (req) => {
+    if (!held) return realBegin(req);
+    held = false;
+    const started = realBegin(req); // runs up to its first await: the name is taken now
+    entered();
+    return gate.then(() => started);
+  };
+  const raw = await RawClient.connect({ port });
+  await raw.handshake(KEY, { agentId: 'sender-1' });
+  raw.send({ type: 'offer', id: 1, inbox: 'renders', path: 'shot/take.mov', size: 3 * 1024 * 1024, mtimeMs: 1_700_000_000_000, resume: true });
+  await inBegin;
+  raw.destroy();
+  await waitUntil(() => log.records.some((r) => /connection from raw test client closed/.test(r.msg)), undefined, () => `the session saw the close: ${JSON.stringify(log.records.map((r) => r.msg))}`);
+  open();
+  // The same sender (agent id) offers the same file on a new connection, as after a restart.
+  const again = await RawClient.connect({ port });
+  try {
+    await again.handshake(KEY, { agentId: 'sender-1' });
+    const answer = await again.sendFile({ id: 1, inbox: 'renders', path: 'shot/take.mov', data: randomBytes(3 * 1024 * 1024), resume: true }, 60_000);
+    assert.equal(answer?.type, 'ack', JSON.stringify(answer));
+    assert.equal((await fs.promises.stat(path.join(tmp, 'inbox', 'shot', 'take.mov'))).size, 3 * 1024 * 1024);
+  } finally {
+    again.destroy();
+  }
+});
+
 test('receiver: a NACK for an unknown inbox, and the connection stays usable', async () => {
   const conn = await PeerConnection.open(openOptions());
   try {
