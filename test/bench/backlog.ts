@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { KEY, cliPath, listeningPort, writeConfig } from './agents.js';
+import { cpuPer, fmtCpu, fmtRatio, ratio, type Cpu } from './figures.js';
 import { fmtBytes, parseSize, pollUntil, procCpuSplitMs, sampleMemory, sleep, spawnProc, table, type Proc } from './util.js';
 
 export const BACKLOG_TARGETS = { filesPerSec: 1000, rssBytes: 150 * 1024 * 1024, rssBytesLarge: 250 * 1024 * 1024 };
@@ -59,9 +60,24 @@ export interface BacklogResult {
   cpu: { sender: { user: number; sys: number }; receiver: { user: number; sys: number } };
   /** CPU the bench itself used while waiting (it shares the cores with the agents), ms. */
   benchCpuMs: number;
+  /** The outbox's settle window: no file can be sent before it passed. */
+  settleMs: number;
+  /** TLS (the default) or plain. */
+  encrypt: boolean;
 }
 
-async function writeBacklog(outbox: string, n: number, size: number): Promise<void> {
+/** The agent's default settle window (config/defaults.ts), used when none is asked for. */
+export const AGENT_DEFAULT_SETTLE_MS = 1000;
+
+/** The backlog's run compared with rsync pushing the same files (a Run of loads.ts). */
+export interface RsyncBacklog {
+  ms: number;
+  sender: Cpu;
+  receiver: Cpu;
+}
+
+/** `n` files of `size` bytes named frame.NNNNNN.bin, each with its own first bytes (also rsync's side of the comparison). */
+export async function writeBacklog(outbox: string, n: number, size: number): Promise<void> {
   const data = randomBytes(size);
   let next = 0;
   const worker = async () => {
@@ -123,6 +139,7 @@ export async function runBacklog(opts: BacklogOptions): Promise<BacklogResult> {
   const n = opts.files;
   const size = opts.fileSize ?? 1024;
   const say = opts.progress ?? (() => undefined);
+  const settleMs = opts.settleMs ?? AGENT_DEFAULT_SETTLE_MS;
   const root = await fs.mkdtemp(path.join(opts.dir ?? os.tmpdir(), `tdxfer-backlog-${n}-`));
   const procs: Proc[] = [];
   try {
@@ -152,7 +169,7 @@ export async function runBacklog(opts: BacklogOptions): Promise<BacklogResult> {
       writeConfig(path.join(root, 'a'), {
         name: 'render',
         listen: { host: '127.0.0.1', port: 0 },
-        outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], ...(opts.settleMs !== undefined ? { settleMs: opts.settleMs } : {}) }],
+        outboxes: [{ path: 'outbox', to: [{ peer: 'playback', inbox: 'renders' }], settleMs }],
         peers: [{ name: 'playback', host: '127.0.0.1', port: pb }],
         ...common,
       });
@@ -180,6 +197,8 @@ export async function runBacklog(opts: BacklogOptions): Promise<BacklogResult> {
       ms,
       prepareMs,
       benchCpuMs: ((u) => (u.user + u.system) / 1000)(process.cpuUsage(bench0)),
+      settleMs,
+      encrypt: opts.encrypt ?? true,
       filesPerSec: n / (ms / 1000),
       rss: { sender: rs!, receiver: rr! },
       cpu: { sender: cs ?? { user: NaN, sys: NaN }, receiver: cr ?? { user: NaN, sys: NaN } },
@@ -199,18 +218,27 @@ export async function runBacklog(opts: BacklogOptions): Promise<BacklogResult> {
 const mb = (b: number) => `${(b / 1024 / 1024).toFixed(0)} MB`;
 const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
-/** The result as a table plus target verdicts (for `npm run bench` and the CLI). */
-export function formatBacklog(r: BacklogResult): string {
-  const per1k = (c: { user: number; sys: number }) => `${(((c.user + c.sys) / r.files) * 1000 / 1000).toFixed(2)} s (${((c.user / r.files) * 1000 / 1000).toFixed(2)} user)`;
+/** rsync time / tdxfer time for a backlog: tdxfer's from agent start, its settle window subtracted (as for a drop). */
+export function backlogRatio(r: Pick<BacklogResult, 'ms' | 'settleMs'>, rsync: Pick<RsyncBacklog, 'ms'>): number {
+  return ratio(rsync.ms, r.ms - r.settleMs);
+}
+
+/** The result as a table plus target verdicts (for `npm run bench` and the CLI); `rsync`: the same files pushed by rsync. */
+export function formatBacklog(r: BacklogResult, rsync?: RsyncBacklog): string {
+  const per1k = (c: Cpu) => fmtCpu(cpuPer(c, r.files, 1000));
   const rows = [
-    ['tdxfer, agent start → last file confirmed, TLS', s(r.ms), `${r.filesPerSec.toFixed(0)} files/s`, mb(r.rss.sender), mb(r.rss.receiver), per1k(r.cpu.sender), per1k(r.cpu.receiver)],
+    ...(rsync ? [['rsync -a --whole-file --fsync → daemon (command start → exit)', s(rsync.ms), `${(r.files / (rsync.ms / 1000)).toFixed(0)} files/s`, '', '', '1.00', per1k(rsync.sender), per1k(rsync.receiver)]] : []),
+    [
+      `tdxfer, agent start → last file confirmed, ${r.encrypt ? 'TLS' : 'plain'}`, s(r.ms), `${r.filesPerSec.toFixed(0)} files/s`, mb(r.rss.sender), mb(r.rss.receiver),
+      ...(rsync ? [`${fmtRatio(backlogRatio(r, rsync))} (settle ${s(r.settleMs)} subtracted)`] : []), per1k(r.cpu.sender), per1k(r.cpu.receiver),
+    ],
   ];
   const large = r.files > 20_000;
   const rssLimit = large ? BACKLOG_TARGETS.rssBytesLarge : BACKLOG_TARGETS.rssBytes;
   const rssOk = Math.max(r.rss.sender, r.rss.receiver) <= rssLimit;
   const lines = [
     `backlog of ${r.files} × ${fmtBytes(r.fileSize)} in the outbox at agent start (CPU per 1,000 files: user + kernel)`,
-    table(['how', 'time', 'rate', 'RSS send', 'RSS recv', 'CPU/1k send', 'CPU/1k recv'], rows),
+    table(['how', 'time', 'rate', 'RSS send', 'RSS recv', ...(rsync ? ['rsync/this'] : []), 'CPU/1k send', 'CPU/1k recv'], rows),
     `(the bench itself used ${s(r.benchCpuMs)} of CPU meanwhile)`,
     '',
     large
@@ -218,6 +246,11 @@ export function formatBacklog(r: BacklogResult): string {
       : `${r.filesPerSec >= BACKLOG_TARGETS.filesPerSec ? 'PASS' : 'MISS'}  backlog ${r.files} ≥ ${BACKLOG_TARGETS.filesPerSec} files/s from agent start: ${r.filesPerSec.toFixed(0)} files/s`,
     `${rssOk ? 'PASS' : 'MISS'}  backlog ${r.files} peak RSS ≤ ${mb(rssLimit)}: sender ${mb(r.rss.sender)}, receiver ${mb(r.rss.receiver)}`,
   ];
+  if (rsync) {
+    const target = r.encrypt ? 0.9 : 1.0;
+    const q = backlogRatio(r, rsync);
+    lines.push(`${q >= target ? 'PASS' : 'MISS'}  rsync / tdxfer ≥ ${target}, backlog ${r.files}, ${r.encrypt ? 'TLS' : 'plain'} (settle subtracted): ${fmtRatio(q)}`);
+  }
   return `${lines.join('\n')}\n`;
 }
 

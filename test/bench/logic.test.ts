@@ -196,3 +196,25 @@ test('Proc.tally: resolves on the output event once the count is reached; reject
   await assert.rejects(early.reached(5, 60_000), /the process exited .* \(1 seen\)|the process exited .* \(0 seen\)/);
   await q.stop();
 });
+
+test('backlog against rsync: tdxfer from agent start minus its settle window; the row, the ratio and the verdict', async () => {
+  const { AGENT_DEFAULT_SETTLE_MS, backlogRatio, formatBacklog } = await import('./backlog.js');
+  const { DEFAULTS } = await import('../../src/config/defaults.js');
+  assert.equal(AGENT_DEFAULT_SETTLE_MS, DEFAULTS.outbox.settleMs, 'the bench subtracts the settle window the agents really use');
+  // 20,000 files: rsync 10 s; tdxfer 12 s from start with a 1 s settle window → 10 / 11.
+  assert.equal(backlogRatio({ ms: 12_000, settleMs: 1000 }, { ms: 10_000 }), 10 / 11);
+  assert.ok(Number.isNaN(backlogRatio({ ms: 900, settleMs: 1000 }, { ms: 10_000 })), 'no ratio from a time shorter than the settle window');
+  const r = {
+    files: 20_000, fileSize: 1024, ms: 12_000, prepareMs: 1, filesPerSec: 20_000 / 12, benchCpuMs: 500, settleMs: 1000, encrypt: true,
+    rss: { sender: 100 * 1024 * 1024, receiver: 110 * 1024 * 1024 },
+    cpu: { sender: { user: 4000, sys: 2000 }, receiver: { user: 3000, sys: 5000 } },
+  };
+  const rsync = { ms: 10_000, sender: { user: 100, sys: 300 }, receiver: { user: 200, sys: 2800 } };
+  const text = formatBacklog(r, rsync);
+  assert.match(text, /rsync -a --whole-file --fsync → daemon \(command start → exit\) +10\.00 s +2000 files\/s +1\.00 +0\.02 \(0\.01\+0\.01\) +0\.15 \(0\.01\+0\.14\)$/m);
+  assert.match(text, /tdxfer, agent start → last file confirmed, TLS +12\.00 s +1667 files\/s +100 MB +110 MB +0\.91 \(settle 1\.00 s subtracted\) +0\.30 \(0\.20\+0\.10\) +0\.40 \(0\.15\+0\.25\)$/m);
+  assert.match(text, /^PASS {2}rsync \/ tdxfer ≥ 0\.9, backlog 20000, TLS \(settle subtracted\): 0\.91$/m);
+  assert.match(formatBacklog({ ...r, encrypt: false }, rsync), /^MISS {2}rsync \/ tdxfer ≥ 1, backlog 20000, plain \(settle subtracted\): 0\.91$/m);
+  // Without rsync (not installed, --rsync off): no rsync row, ratio or verdict.
+  assert.doesNotMatch(formatBacklog(r), /rsync/);
+});
