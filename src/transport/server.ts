@@ -101,7 +101,8 @@ export class TransportServer {
   private accept(sock: net.Socket): void {
     const addr = normalizeAddress(sock.remoteAddress ?? '?');
     sock.on('error', () => undefined); // errors are reported by the session that owns the socket
-    const victim = this.slots.open(sock, addr);
+    // A connection that has received bytes is in its handshake: silent ones make room first.
+    const victim = this.slots.open(sock, addr, (s) => s.bytesRead > 0);
     if (victim) {
       this.refusals.warn('unauthenticated connections', `closed an unauthenticated connection from ${normalizeAddress(victim.remoteAddress ?? '?')} to make room for one from ${addr}: ${this.slots.pendingCount} connections are in their handshake (a flood, or peers without the key?)`);
       victim.destroy();

@@ -4,9 +4,13 @@
  * Two budgets, so that nobody without the key can keep peers out:
  * - unauthenticated connections (TLS or tdxfer handshake not finished) have their own
  *   small budget, overall and per source address. When it is full, a new connection
- *   takes the place of a random one of them: a flood cannot keep all of them, and a real
- *   peer's handshake (milliseconds on a LAN) is very likely to finish; each stage still
- *   has `limits.handshakeTimeoutMs`.
+ *   takes the place of a random one of them, a silent one (nothing received yet) if there
+ *   is one: a flood cannot keep all of them, a flood of silent connections only displaces
+ *   itself, and a real peer's handshake, under way from its first bytes (its TLS
+ *   ClientHello or HELLO), keeps its place however fast the flood comes; each stage still
+ *   has `limits.handshakeTimeoutMs`. (Random among all of them only, the handshake had to
+ *   beat the flood's rate: under wine, at ~550 silent connections per second, a sender
+ *   stayed out for the whole 240 s of a test.)
  * - authenticated connections count against `limits.maxConnections` and
  *   `limits.maxConnectionsPerPeer`. When a new one is over a limit, the longest-idle
  *   connection that holds it (nothing but keepalives for MIN_IDLE_MS) is closed to make
@@ -43,19 +47,25 @@ export class SlotTable<K> {
     return this.authed.size;
   }
 
-  /** A new, unauthenticated connection: always taken; the one to close to make room, if any. */
-  open(key: K, addr: string): K | null {
+  /**
+   * A new, unauthenticated connection: always taken; the one to close to make room, if any.
+   * `heard(k)`: connection `k` has received something (its handshake is under way); the
+   * connection to close is a silent one whenever one is among those it may be.
+   */
+  open(key: K, addr: string, heard: (k: K) => boolean = () => false): K | null {
     let victim: K | null = null;
     const fromAddr = [...this.pending].filter(([, a]) => a === addr).map(([k]) => k);
-    if (fromAddr.length >= PENDING_MAX_PER_ADDRESS) victim = this.pick(fromAddr);
-    else if (this.pending.size >= PENDING_MAX) victim = this.pick([...this.pending.keys()]);
+    if (fromAddr.length >= PENDING_MAX_PER_ADDRESS) victim = this.pick(fromAddr, heard);
+    else if (this.pending.size >= PENDING_MAX) victim = this.pick([...this.pending.keys()], heard);
     if (victim !== null) this.pending.delete(victim);
     this.pending.set(key, addr);
     return victim;
   }
 
-  private pick(keys: K[]): K {
-    return keys[Math.min(keys.length - 1, Math.floor(this.random() * keys.length))]!;
+  private pick(keys: K[], heard: (k: K) => boolean): K {
+    const silent = keys.filter((k) => !heard(k));
+    const pool = silent.length > 0 ? silent : keys;
+    return pool[Math.min(pool.length - 1, Math.floor(this.random() * pool.length))]!;
   }
 
   /** The handshake succeeded: a slot among the authenticated, possibly by closing an idle one. */
