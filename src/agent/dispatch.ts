@@ -133,4 +133,9 @@ class QueuedJob implements Job {
   get controller(): AbortController {
     return (this.#controller ??= new AbortController());
   }
+
+  /** Cancelled, asked without making the controller (a job that is never cancelled never needs one on the v1 path). */
+  get cancelled(): boolean {
+    return this.#controller?.signal.aborted ?? false;
+  }
 }

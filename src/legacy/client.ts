@@ -127,6 +127,8 @@ export async function sendLegacyFile(opts: SendLegacyOptions): Promise<void> {
     };
     const onAbort = (): void => finish(new TdxError('ABORTED', `sending ${file} to ${where} was cancelled`));
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    // Cancelled while the source was stat'ed above: the event fired before anyone listened.
+    if (opts.signal?.aborted) onAbort();
 
     socket.setTimeout(timeoutMs, () => {
       timedOut = true;

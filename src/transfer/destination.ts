@@ -24,6 +24,17 @@ export interface Job {
   /** Wire path at the receiver ('/'-separated). */
   target: string;
   controller: AbortController;
+  /**
+   * True once `controller` was aborted, read without making it: a job may make its
+   * AbortController on first use (agent/dispatch.ts QueuedJob), and only a cancel or the
+   * legacy client needs one. Absent: `controller.signal.aborted` is asked.
+   */
+  readonly cancelled?: boolean;
+}
+
+/** Whether `job` was cancelled (see Job.cancelled). */
+function isCancelled(job: Job): boolean {
+  return job.cancelled ?? job.controller.signal.aborted;
 }
 
 export type JobOutcome = { kind: 'done'; result: SendResult } | { kind: 'failed'; error: TdxError } | { kind: 'superseded' } | { kind: 'cancelled' };
@@ -192,12 +203,12 @@ export class DestinationQueue {
     const link = await this.sender.open();
     if (this.sender.openProvesReachable) this.reachability(true, null);
     this.setState(job, 'sending');
-    return link.send({ abs: job.abs, size: job.size, mtimeMs: job.mtimeMs, target: job.target, signal: job.controller.signal }, onProgress);
+    return link.send({ abs: job.abs, size: job.size, mtimeMs: job.mtimeMs, target: job.target, abortSignal: () => job.controller.signal }, onProgress);
   }
 
   private async run(job: Job): Promise<JobOutcome> {
     for (;;) {
-      if (job.controller.signal.aborted || this.stopping) return { kind: 'cancelled' };
+      if (isCancelled(job) || this.stopping) return { kind: 'cancelled' };
       job.info.attempts++;
       try {
         const result = await this.attempt(job);
@@ -227,11 +238,11 @@ export class DestinationQueue {
           this.reachability(false, e.message);
         }
         else this.fileProblem(job, e);
-        if (job.controller.signal.aborted || this.stopping) return { kind: 'cancelled' };
+        if (isCancelled(job) || this.stopping) return { kind: 'cancelled' };
         this.setState(job, 'waiting', e.message);
         this.backoff.failed();
         await this.backoff.wait(job.controller.signal);
-        if (job.controller.signal.aborted || this.stopping) return { kind: 'cancelled' };
+        if (isCancelled(job) || this.stopping) return { kind: 'cancelled' };
         this.setState(job, 'queued');
       }
     }

@@ -20,7 +20,12 @@ export interface OutgoingFile {
   mtimeMs: number;
   /** Wire path at the receiver ('/'-separated), already made by `targetName()`. */
   target: string;
-  signal?: AbortSignal;
+  /**
+   * The job's cancel signal, made when asked: an AbortController costs ~1 KiB and several µs
+   * per file, and only the legacy client listens to it (a v1 transfer is cancelled by its
+   * destination queue).
+   */
+  abortSignal?: () => AbortSignal;
 }
 
 export interface FileSender {
@@ -159,7 +164,7 @@ export class LegacyFileSender implements FileSender {
     return {
       closed: false,
       send: async (file, onProgress) => {
-        await sendLegacyFile({ host, port: peer.port, file: file.abs, targetName: file.target, log, onProgress, ...(file.signal ? { signal: file.signal } : {}) });
+        await sendLegacyFile({ host, port: peer.port, file: file.abs, targetName: file.target, log, onProgress, ...(file.abortSignal ? { signal: file.abortSignal() } : {}) });
         return { status: 'stored', path: file.target, sha256: null, bytesSent: file.size, resumedFrom: 0 };
       },
     };

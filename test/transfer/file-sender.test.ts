@@ -148,3 +148,31 @@ test('legacy: a peer without an address rejects open(); a stopped listener rejec
   const f = await sourceFile(dir, 'z.tox', 100);
   await assert.rejects(link.send({ abs: f.abs, size: f.size, mtimeMs: f.mtimeMs, target: 'z.tox' }, () => undefined));
 });
+
+test('legacy: send() asks for the cancel signal and stops when it fires; v1 never asks for it', async () => {
+  const dir = await tempDir('tdx-fs-legacy-cancel-');
+  dirs.push(dir);
+  // A TOX receiver that takes the connection and never answers.
+  const net = await import('node:net');
+  const held: import('node:net').Socket[] = [];
+  const stall = net.createServer((s) => {
+    held.push(s);
+    s.on('error', () => undefined);
+    s.resume();
+  });
+  await new Promise<void>((r) => stall.listen(0, '127.0.0.1', r));
+  try {
+    const port = (stall.address() as import('node:net').AddressInfo).port;
+    const link = await fileSenderFor('legacy', deps(peerAt(port, 'legacy'), null)).open();
+    const f = await sourceFile(dir, 'take.mov', 64 * 1024);
+    const ac = new AbortController();
+    let asked = 0;
+    const sending = link.send({ abs: f.abs, size: f.size, mtimeMs: f.mtimeMs, target: 'take.mov', abortSignal: () => (asked++, ac.signal) }, () => undefined);
+    ac.abort(); // at once: while the client stats the source (before it listens to the signal), or later
+    await assert.rejects(sending, (e: unknown) => e instanceof TdxError && e.code === 'ABORTED');
+    assert.equal(asked, 1);
+  } finally {
+    for (const s of held) s.destroy();
+    await new Promise<void>((r) => stall.close(() => r()));
+  }
+});
