@@ -59,6 +59,8 @@ export interface QuickFsOptions {
   log?: Logger;
   /** Test seam: statfs type of a folder (null: unknown). */
   fsType?: (dir: string) => Promise<number | null>;
+  /** Test seam: the clock calls are timed with, ms (default performance.now). */
+  now?: () => number;
 }
 
 interface Root {
@@ -81,6 +83,7 @@ export class QuickFs {
   readonly #coolMs: number;
   readonly #log: Logger | undefined;
   readonly #fsType: (dir: string) => Promise<number | null>;
+  readonly #now: () => number;
   /** Calls made synchronously / through the thread pool (tests, the bench). */
   readonly counts = { sync: 0, async: 0, slow: 0 };
 
@@ -90,6 +93,7 @@ export class QuickFs {
     this.#coolMs = opts.coolMs ?? 30_000;
     this.#log = opts.log;
     this.#fsType = opts.fsType ?? statfsType;
+    this.#now = opts.now ?? (() => performance.now());
   }
 
   /**
@@ -119,7 +123,7 @@ export class QuickFs {
     for (const r of this.#roots) {
       // The root itself too: its lookup walks the same components as a path below it.
       if (abs.startsWith(r.dir) && (abs.length === r.dir.length || abs[r.dir.length] === path.sep)) {
-        return r.local && performance.now() >= r.asyncUntil ? r : null;
+        return r.local && this.#now() >= r.asyncUntil ? r : null;
       }
     }
     return null;
@@ -136,13 +140,13 @@ export class QuickFs {
       return slow();
     }
     this.counts.sync++;
-    const t0 = performance.now();
+    const t0 = this.#now();
     try {
       return Promise.resolve(quick());
     } catch (err) {
       return Promise.reject(err as Error);
     } finally {
-      const now = performance.now();
+      const now = this.#now();
       const ms = now - t0;
       root.recent = ((root.recent << 1) | (ms > this.#slowMs ? 1 : 0)) & 0xffff;
       if (ms > this.#slowMs && (ms >= this.#stallMs || bitCount(root.recent) >= SLOW_OF_16)) this.#slow(root, ms, now);

@@ -10,7 +10,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { QuickFs } from '../../src/quickfs.js';
 import { openFresh } from '../../src/inbox/staged-io.js';
-import { waitUntil } from '../helpers/wait.js';
 import { localQuickFs } from '../helpers/quickfs.js';
 
 const dirs: string[] = [];
@@ -22,14 +21,6 @@ async function tmp(): Promise<string> {
   const d = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), 'tdx-quickfs-')));
   dirs.push(d);
   return d;
-}
-
-/** Busy for `ms`: a call that takes that long on the main thread. */
-function busy(ms: number): void {
-  const end = performance.now() + ms;
-  while (performance.now() < end) {
-    /* spin */
-  }
 }
 
 test('below a local root: synchronous, same results and errors as fs.promises, rejected not thrown', async () => {
@@ -97,13 +88,18 @@ test('network volumes, roots marked never, unregistered paths and removed roots 
 test('a slow folder goes to the thread pool (a lone slow call does not), and comes back after the cool-down', async () => {
   const d = await tmp();
   const f = path.join(d, 'a');
-  const q = localQuickFs({ coolMs: 200 });
+  // The calls are timed on a clock the test moves: a call "takes" exactly what it says,
+  // whatever else runs on the machine (descheduling would make a 0 ms call look slow).
+  let clock = 0;
+  const q = localQuickFs({ coolMs: 200, now: () => clock });
   await q.addRoot(d);
   let viaPool = 0;
   const call = (ms: number) =>
     q.call(
       f,
-      () => busy(ms),
+      () => {
+        clock += ms;
+      },
       async () => {
         viaPool++;
       },
@@ -114,12 +110,14 @@ test('a slow folder goes to the thread pool (a lone slow call does not), and com
   // Every call a few ms: after 8 of them they go through the pool.
   for (let i = 0; i < 30 && viaPool === 0; i++) await call(3);
   assert.ok(viaPool > 0 && q.counts.sync <= 64 + 8, `switched after ${q.counts.sync - 64} slow calls`);
-  // After the cool-down the quick way is tried again.
+  // Through the pool for the cool-down (200 ms), then the quick way is tried again.
   const before = q.counts.sync;
-  await waitUntil(async () => {
-    await call(0);
-    return q.counts.sync > before;
-  });
+  clock += 199;
+  await call(0);
+  assert.equal(q.counts.sync, before, 'still cooling down');
+  clock += 1;
+  await call(0);
+  assert.equal(q.counts.sync, before + 1, 'quick again after the cool-down');
   // One call that stalls switches at once.
   const pool = viaPool;
   await call(120);

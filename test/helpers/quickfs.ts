@@ -5,7 +5,7 @@ import { QuickFs } from '../../src/quickfs.js';
 /** ext4's statfs type: the folders count as local whatever the test machine's temp folder is (tmpfs, overlay, ...). */
 export const LOCAL_FS_TYPE = 0xef53;
 
-export function localQuickFs(opts: { coolMs?: number } = {}): QuickFs {
+export function localQuickFs(opts: { coolMs?: number; now?: () => number } = {}): QuickFs {
   return new QuickFs({ fsType: async () => LOCAL_FS_TYPE, ...opts });
 }
 
