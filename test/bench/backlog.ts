@@ -23,7 +23,8 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { KEY, cliPath, listeningPort, writeConfig } from './agents.js';
 import { cpuPer, fmtCpu, fmtRatio, ratio, type Cpu } from './figures.js';
-import { fmtBytes, parseSize, pollUntil, procCpuSplitMs, sampleMemory, sleep, spawnProc, table, type Proc } from './util.js';
+import { cpuSinceMs, fmtBytes, infoLogged, parseSize, pollUntil, procCpuSplitMs, sampleMemory, sleep, spawnProc, table, type Proc } from './util.js';
+import type { Run } from './loads.js';
 
 export const BACKLOG_TARGETS = { filesPerSec: 1000, rssBytes: 150 * 1024 * 1024, rssBytesLarge: 250 * 1024 * 1024 };
 
@@ -69,12 +70,8 @@ export interface BacklogResult {
 /** The agent's default settle window (config/defaults.ts), used when none is asked for. */
 export const AGENT_DEFAULT_SETTLE_MS = 1000;
 
-/** The backlog's run compared with rsync pushing the same files (a Run of loads.ts). */
-export interface RsyncBacklog {
-  ms: number;
-  sender: Cpu;
-  receiver: Cpu;
-}
+/** rsync pushing the same files, to compare the backlog's run with. */
+export type RsyncBacklog = Pick<Run, 'ms' | 'sender' | 'receiver'>;
 
 /** `n` files of `size` bytes named frame.NNNNNN.bin, each with its own first bytes (also rsync's side of the comparison). */
 export async function writeBacklog(outbox: string, n: number, size: number): Promise<void> {
@@ -189,7 +186,7 @@ export async function runBacklog(opts: BacklogOptions): Promise<BacklogResult> {
     procs.push(sender);
     const mem = sampleMemory([sender.pid, receiver.pid], 100);
     const bench0 = process.cpuUsage();
-    const t1 = await backlogDone(sender, outbox, n, t0, say, !opts.logLevel || ['info', 'verbose', 'debug', 'silly'].includes(opts.logLevel));
+    const t1 = await backlogDone(sender, outbox, n, t0, say, infoLogged(opts.logLevel));
     const [cs, cr] = await Promise.all([procCpuSplitMs(sender.pid), procCpuSplitMs(receiver.pid)]);
     const [rs, rr] = await mem.stop();
     const landed = (await fs.readdir(inbox)).length;
@@ -200,7 +197,7 @@ export async function runBacklog(opts: BacklogOptions): Promise<BacklogResult> {
       fileSize: size,
       ms,
       prepareMs,
-      benchCpuMs: ((u) => (u.user + u.system) / 1000)(process.cpuUsage(bench0)),
+      benchCpuMs: cpuSinceMs(bench0),
       settleMs,
       encrypt: opts.encrypt ?? true,
       filesPerSec: n / (ms / 1000),

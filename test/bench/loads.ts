@@ -18,7 +18,7 @@ import fs from 'node:fs/promises';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { cliPath, startPair, startReceiver, type PairOptions } from './agents.js';
-import { copyTree, countFiles, freshDir, pollUntil, procCpuSplitMs, sampleMemory, sleep } from './util.js';
+import { copyTree, countFiles, cpuSinceMs, freshDir, infoLogged, pollUntil, procCpuSplitMs, sampleMemory, sleep } from './util.js';
 import { rsyncPush, runWithCpu, subCpu, type RsyncDaemon } from './rsync.js';
 import type { Cpu } from './figures.js';
 
@@ -151,12 +151,6 @@ export interface SmallRuns {
 
 type Pair = Awaited<ReturnType<typeof startPair>>;
 
-/** True when the agents log each landing (`received …`, level info): the bench's own `--log-level` may hide it. */
-export function landingsLogged(pairOpts: Pick<PairOptions, 'logs'>): boolean {
-  const level = pairOpts.logs?.level;
-  return level === undefined || ['info', 'verbose', 'debug', 'silly'].includes(level);
-}
-
 /**
  * cp -r of the prepared set into `root/name` (the baseline), then that copy renamed into
  * the pair's outbox, timed until every file is in the inbox (minus the settle window);
@@ -181,7 +175,7 @@ async function dropSmall(pair: Pair, root: string, name: string, set: string, fi
   // file is in the inbox and fsynced), then confirmed by listing the folder once. Listing
   // the 2,000 names every 10 ms instead cost the bench 0.15 s of CPU per drop, taken from
   // the two cores the agents share; rsync's runs have no such poller.
-  const received = landingsLogged(pairOpts) ? pair.receiver.tally(` received ${name}/`) : null;
+  const received = infoLogged(pairOpts.logs?.level) ? pair.receiver.tally(` received ${name}/`) : null;
   const bench0 = process.cpuUsage();
   const w0 = hrUs();
   const t0 = performance.now();
@@ -193,13 +187,13 @@ async function dropSmall(pair: Pair, root: string, name: string, set: string, fi
     received?.close();
   }
   if (Number.isNaN(t1) || (await countFiles(landed)) < files) t1 = await pollUntil(async () => (await countFiles(landed)) >= files, 300_000, `${files} files in ${landed}`, 10);
-  const bench = process.cpuUsage(bench0);
+  const benchCpuMs = cpuSinceMs(bench0);
   const r1 = await cpuOf(pair.receiver.pid);
   await senderDone(pair.outbox, pairOpts.after);
   const s1 = await cpuOf(pair.sender.pid);
   const w2 = hrUs();
   mark(name);
-  return { cpMs, benchCpuMs: (bench.user + bench.system) / 1000, ms: t1 - t0 - settleMs, sender: subCpu(s1, s0!), receiver: subCpu(r1, r0!), window: [w0, w2] };
+  return { cpMs, benchCpuMs, ms: t1 - t0 - settleMs, sender: subCpu(s1, s0!), receiver: subCpu(r1, r0!), window: [w0, w2] };
 }
 
 /** A fresh pair, and the set dropped into its outbox three times (SmallRuns). */

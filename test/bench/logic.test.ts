@@ -218,3 +218,9 @@ test('backlog against rsync: tdxfer from agent start minus its settle window; th
   // Without rsync (not installed, --rsync off): no rsync row, ratio or verdict.
   assert.doesNotMatch(formatBacklog(r), /rsync/);
 });
+
+test('infoLogged: the per-file lines the bench counts are written at info and below, not at warn or error', async () => {
+  const { infoLogged } = await import('./util.js');
+  for (const l of [undefined, '', 'info', 'verbose', 'debug', 'silly']) assert.equal(infoLogged(l), true, String(l));
+  for (const l of ['warn', 'error']) assert.equal(infoLogged(l), false, l);
+});

@@ -89,6 +89,17 @@ export async function pollUntil(cond: () => boolean | Promise<boolean>, timeoutM
   }
 }
 
+/** Whether an agent at log level `level` (unset: its default, info) writes its per-file info lines (`sent …`, `received …`). */
+export function infoLogged(level: string | undefined): boolean {
+  return level === undefined || level === '' || ['info', 'verbose', 'debug', 'silly'].includes(level);
+}
+
+/** CPU (user + system) this process used since `start` (a process.cpuUsage()), ms. */
+export function cpuSinceMs(start: NodeJS.CpuUsage): number {
+  const u = process.cpuUsage(start);
+  return (u.user + u.system) / 1000;
+}
+
 /**
  * PURE: counts the occurrences of `needle` in text that arrives in chunks, matches split
  * between two chunks included (non-overlapping, left to right, as `indexOf` finds them).
