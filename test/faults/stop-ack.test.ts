@@ -17,7 +17,9 @@ const cleanup: Cleanup = [];
 after(() => runCleanup(cleanup));
 
 const ROUNDS = 8;
-const SMALL = 400;
+/** Small files dropped before the first stop, and in each round (with the six clips at the start). */
+const FIRST = 100;
+const PER_ROUND = 50;
 
 function spawned(cfg: string): Spawned {
   const s = spawnCli(['run', '--config', cfg]);
@@ -39,24 +41,31 @@ function afterRenames(dir: string, skip: number): { landed: Promise<void>; close
 test(`SIGTERM to the receiver ${ROUNDS} times, mostly right after a rename: every file acknowledged once, none sent again after it landed`, async () => {
   const rnd = seededRandom('stop-ack');
   const p = await makePair(cleanup, { onCollision: 'rename', encrypt: false });
-  for (let i = 0; i < SMALL; i++) await writeRandomFile(path.join(p.src, 'frames', `f.${String(i).padStart(4, '0')}.png`), 1000 + rnd.int(0, 3000));
-  for (let i = 0; i < 6; i++) await writeRandomFile(path.join(p.src, 'frames', `clip.${i}.mov`), 2 * 1024 * 1024 + i);
-  const expected = await hashTree(p.src);
-  const frames = path.join(p.inbox, 'frames');
-  fs.mkdirSync(frames, { recursive: true });
+  // Batch 0 before the first stop, one more batch of PER_ROUND at the start of each round,
+  // into its own folder b<k>: a round's stop comes within 26 renames of its batch, so files
+  // are still arriving when it falls, however fast this machine moves them.
+  const batches: string[] = [];
+  for (let b = 0; b <= ROUNDS; b++) {
+    const dir = path.join(p.root, `batch${b}`);
+    for (let i = 0; i < (b === 0 ? FIRST : PER_ROUND); i++) await writeRandomFile(path.join(dir, `b${b}`, `f.${String(i).padStart(4, '0')}.png`), 1000 + rnd.int(0, 3000));
+    if (b === 0) for (let i = 0; i < 6; i++) await writeRandomFile(path.join(dir, 'b0', `clip.${i}.mov`), 2 * 1024 * 1024 + i);
+    fs.mkdirSync(path.join(p.inbox, `b${b}`), { recursive: true });
+    batches.push(dir);
+  }
+  const expected = new Map<string, string>();
+  for (const dir of batches) for (const [k, v] of await hashTree(dir)) expected.set(k, v);
 
   const outputs: string[] = [];
   let rx = spawned(p.bCfg);
   await p.receiverListening(await rx.transferPort());
   const tx = spawned(p.aCfg);
-  await dropIntoOutbox(p.src, p.outbox);
+  await dropIntoOutbox(batches[0]!, p.outbox);
 
   let stoppedMidStream = 0;
   for (let round = 0; round < ROUNDS; round++) {
-    const have = (await listFiles(p.inbox)).length;
-    if (have >= expected.size) break;
-    // Stop right after the n-th rename from now (most rounds), or at a random moment.
-    const watch = afterRenames(frames, rnd.int(0, 25));
+    // Stop right after the n-th rename of this round's batch (most rounds), or at a random moment.
+    const watch = afterRenames(path.join(p.inbox, `b${round + 1}`), rnd.int(0, 25));
+    await dropIntoOutbox(batches[round + 1]!, p.outbox);
     const rightAfterRename = round % 4 !== 3;
     if (rightAfterRename) await Promise.race([watch.landed, new Promise((r) => setTimeout(r, 30_000))]);
     else await new Promise((r) => setTimeout(r, rnd.int(0, 400)));
