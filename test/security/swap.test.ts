@@ -31,9 +31,12 @@ describe('inbox or staging swapped for a symlink while running', () => {
         await sender.stop();
         await fs.rm(dir, { recursive: true, force: true });
       });
-      // A first file lands normally: the receiver has opened its inbox and staging.
+      // A first file lands normally: the receiver has opened its inbox and staging. Waited for
+      // until the sender archived it (after the ACK): seeing it in the inbox is not enough, the
+      // landing still fsyncs the inbox folder after the rename, and a swap then fails that file.
       await fs.writeFile(p(dir, 'outbox', 'first.png'), 'first');
-      await waitUntil(async () => (await listFiles(p(receiver.dir, 'inbox'))).includes('first.png'), 60_000, () => sender.proc.output().slice(-2000));
+      await waitUntil(async () => (await listFiles(p(dir, 'outbox'))).includes('sent/first.png'), 60_000, () => sender.proc.output().slice(-2000));
+      assert.ok((await listFiles(p(receiver.dir, 'inbox'))).includes('first.png'));
 
       const folder = which === 'inbox' ? p(receiver.dir, 'inbox') : p(receiver.dir, '.inbox.tdxfer-staging');
       await fs.rename(folder, `${folder}.moved`);
